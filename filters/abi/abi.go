@@ -1,0 +1,210 @@
+// Package abi defines the constants and wire encodings of the proxy-wasm ABI v0.2.1
+// that both sides share: the guest binding in filters/proxywasm and the wazero host in
+// testenv. It has no ABI calls of its own and compiles for wasip1 and natively.
+//
+// Caveat: only the parts of the ABI that Envoy (proxy-wasm-cpp-host) implements are
+// listed; foreign functions and metadata callbacks are left out on purpose.
+//
+// Spec: https://github.com/proxy-wasm/spec/tree/main/abi-versions/v0.2.1
+package abi
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Status is the result code of every host call (WasmResult in proxy-wasm-cpp-host).
+type Status uint32
+
+const (
+	StatusOK                   Status = 0
+	StatusNotFound             Status = 1
+	StatusBadArgument          Status = 2
+	StatusSerializationFailure Status = 3
+	StatusParseFailure         Status = 4
+	StatusBadExpression        Status = 5
+	StatusInvalidMemoryAccess  Status = 6
+	StatusEmpty                Status = 7
+	StatusCasMismatch          Status = 8
+	StatusResultMismatch       Status = 9
+	StatusInternalFailure      Status = 10
+	StatusBrokenConnection     Status = 11
+	StatusUnimplemented        Status = 12
+)
+
+var statusNames = [...]string{
+	"ok", "not found", "bad argument", "serialization failure", "parse failure",
+	"bad expression", "invalid memory access", "empty", "cas mismatch",
+	"result mismatch", "internal failure", "broken connection", "unimplemented",
+}
+
+// Error makes a non-OK Status usable as an error, so callers can write
+// errors.Is(err, abi.StatusNotFound).
+func (s Status) Error() string { return "proxy-wasm: " + s.String() }
+
+func (s Status) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return fmt.Sprintf("status(%d)", uint32(s))
+}
+
+// Action is what a stream callback returns (FilterHeadersStatus / FilterDataStatus /
+// FilterTrailersStatus in Envoy, narrowed to the two values filters use).
+type Action uint32
+
+const (
+	ActionContinue Action = 0
+	// ActionPause stops iteration until the plugin calls proxy_continue_stream (or
+	// sends a local response). For bodies it means StopIterationAndBuffer.
+	ActionPause Action = 1
+)
+
+// MapType selects a header map in the header-map host calls.
+type MapType uint32
+
+const (
+	MapRequestHeaders       MapType = 0
+	MapRequestTrailers      MapType = 1
+	MapResponseHeaders      MapType = 2
+	MapResponseTrailers     MapType = 3
+	MapGrpcInitialMetadata  MapType = 4
+	MapGrpcTrailingMetadata MapType = 5
+	MapHttpCallHeaders      MapType = 6
+	MapHttpCallTrailers     MapType = 7
+)
+
+// BufferType selects a buffer in the buffer host calls.
+type BufferType uint32
+
+const (
+	BufferRequestBody     BufferType = 0
+	BufferResponseBody    BufferType = 1
+	BufferDownstreamData  BufferType = 2
+	BufferUpstreamData    BufferType = 3
+	BufferHttpCallBody    BufferType = 4
+	BufferGrpcReceive     BufferType = 5
+	BufferVMConfiguration BufferType = 6
+	BufferPluginConfig    BufferType = 7
+	BufferCallData        BufferType = 8
+)
+
+// StreamType selects the direction in proxy_continue_stream / proxy_close_stream.
+type StreamType uint32
+
+const (
+	StreamRequest    StreamType = 0
+	StreamResponse   StreamType = 1
+	StreamDownstream StreamType = 2
+	StreamUpstream   StreamType = 3
+)
+
+// MetricType is the kind passed to proxy_define_metric.
+type MetricType uint32
+
+const (
+	MetricCounter   MetricType = 0
+	MetricGauge     MetricType = 1
+	MetricHistogram MetricType = 2
+)
+
+// LogLevel is the level passed to proxy_log and returned by proxy_get_log_level.
+type LogLevel uint32
+
+const (
+	LogTrace    LogLevel = 0
+	LogDebug    LogLevel = 1
+	LogInfo     LogLevel = 2
+	LogWarn     LogLevel = 3
+	LogError    LogLevel = 4
+	LogCritical LogLevel = 5
+)
+
+var levelNames = [...]string{"trace", "debug", "info", "warn", "error", "critical"}
+
+func (l LogLevel) String() string {
+	if int(l) < len(levelNames) {
+		return levelNames[l]
+	}
+	return fmt.Sprintf("level(%d)", uint32(l))
+}
+
+// GrpcStatus codes used by local replies and gRPC callouts (google.rpc.Code).
+const (
+	GrpcOK               = 0
+	GrpcPermissionDenied = 7
+	GrpcUnavailable      = 14
+	GrpcUnauthenticated  = 16
+	// GrpcStatusNone, passed as grpc_status to proxy_send_local_response, means "not a
+	// gRPC reply": Envoy then derives nothing from it.
+	GrpcStatusNone = 0xFFFFFFFF
+)
+
+// ErrMalformedPairs is returned by DecodePairs for input that is not a valid encoding.
+var ErrMalformedPairs = errors.New("malformed header map encoding")
+
+// Pair is one header (or metadata) entry. Names are lowercase in Envoy's maps.
+type Pair struct {
+	Key, Value string
+}
+
+// EncodedPairsSize is the size of EncodePairs' output for pairs.
+func EncodedPairsSize(pairs []Pair) int {
+	n := 4
+	for _, p := range pairs {
+		n += 8 + len(p.Key) + 1 + len(p.Value) + 1
+	}
+	return n
+}
+
+// AppendPairs appends the proxy-wasm encoding of pairs to dst: a little-endian uint32
+// count, then a (key size, value size) uint32 pair per entry, then each key and value
+// followed by a NUL byte.
+func AppendPairs(dst []byte, pairs []Pair) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(pairs)))
+	for _, p := range pairs {
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(p.Key)))
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(p.Value)))
+	}
+	for _, p := range pairs {
+		dst = append(dst, p.Key...)
+		dst = append(dst, 0)
+		dst = append(dst, p.Value...)
+		dst = append(dst, 0)
+	}
+	return dst
+}
+
+// EncodePairs returns the proxy-wasm encoding of pairs (see AppendPairs).
+func EncodePairs(pairs []Pair) []byte {
+	return AppendPairs(make([]byte, 0, EncodedPairsSize(pairs)), pairs)
+}
+
+// DecodePairs parses the proxy-wasm encoding of a header map. An empty input decodes
+// to no pairs (hosts pass a zero-size map that way).
+func DecodePairs(b []byte) ([]Pair, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if len(b) < 4 {
+		return nil, ErrMalformedPairs
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if uint64(n)*8 > uint64(len(b)-4) {
+		return nil, ErrMalformedPairs
+	}
+	sizes := b[4 : 4+8*n]
+	data := b[4+8*n:]
+	pairs := make([]Pair, n)
+	for i := range pairs {
+		ks := uint64(binary.LittleEndian.Uint32(sizes[8*i:]))
+		vs := uint64(binary.LittleEndian.Uint32(sizes[8*i+4:]))
+		if ks+vs+2 > uint64(len(data)) || data[ks] != 0 || data[ks+vs+1] != 0 {
+			return nil, ErrMalformedPairs
+		}
+		pairs[i] = Pair{Key: string(data[:ks]), Value: string(data[ks+1 : ks+1+vs])}
+		data = data[ks+vs+2:]
+	}
+	return pairs, nil
+}

@@ -1,0 +1,597 @@
+//go:build !wasip1
+
+package main
+
+// These tests drive the compiled auth.wasm through testenv: the same decision table as
+// the native engine tests, then everything that needs the proxy around it — identity
+// headers, remote JWKS over real loopback HTTP, ext_authz, gRPC replies, several
+// workers, metrics and configuration errors.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/meshplug/meshplug/filters/auth/config"
+	"github.com/meshplug/meshplug/filters/auth/engine"
+	"github.com/meshplug/meshplug/filters/auth/engine/enginetest"
+	"github.com/meshplug/meshplug/filters/auth/jwt"
+	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
+	"github.com/meshplug/meshplug/testenv"
+)
+
+func authWasm(t testing.TB) []byte {
+	t.Helper()
+	wasm, err := testenv.BuildGuest(".")
+	if err != nil {
+		t.Fatalf("building auth.wasm: %v", err)
+	}
+	return wasm
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// start runs auth.wasm with cfg (a JSON-ready map or raw JSON bytes).
+func start(t testing.TB, opts testenv.Options, cfg any) *testenv.Host {
+	t.Helper()
+	raw, ok := cfg.([]byte)
+	if !ok {
+		raw = mustJSON(t, cfg)
+	}
+	h, err := testenv.New(context.Background(), opts, testenv.Plugin{Name: "auth", RootID: "auth", Wasm: authWasm(t), Config: raw})
+	if err != nil {
+		t.Fatalf("starting auth.wasm: %v", err)
+	}
+	t.Cleanup(func() { h.Close(context.Background()) })
+	return h
+}
+
+func do(t testing.TB, h *testenv.Host, req testenv.Request) *testenv.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := h.Do(ctx, req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.Path, err)
+	}
+	return resp
+}
+
+func headerPairs(m map[string]string) [][2]string {
+	var out [][2]string
+	for k, v := range m {
+		out = append(out, [2]string{k, v})
+	}
+	slices.SortFunc(out, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	return out
+}
+
+func metric(h *testenv.Host, name string) int64 {
+	v, _ := h.Metric(name)
+	return v
+}
+
+// waitFor polls cond (an asynchronous callout completing); it bounds the wait, it does
+// not assert on speed.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestDecisionTable replays the engine's decision table through auth.wasm: the same
+// rows the native engine tests check, now with real header maps, local replies and
+// identity headers on the upstream request.
+func TestDecisionTable(t *testing.T) {
+	cfg, err := config.Parse(mustJSON(t, enginetest.Config()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := start(t, testenv.Options{Clock: testenv.NewFakeClock(enginetest.Now)}, enginetest.Config())
+	ran := 0
+	for _, c := range enginetest.DecideCases() {
+		if c.Kind == engine.FetchJWKS || c.Kind == engine.CallExtAuthz {
+			continue // need a JWKS server / authz service: see their own tests
+		}
+		ran++
+		t.Run(c.Name, func(t *testing.T) {
+			// A client-supplied copy of every identity header must never survive.
+			hdrs := headerPairs(c.Headers)
+			for _, name := range cfg.IdentityHeaders {
+				hdrs = append(hdrs, [2]string{name, "spoofed"})
+			}
+			resp := do(t, h, testenv.Request{Method: c.Method, Path: c.Path, Headers: hdrs})
+			switch c.Kind {
+			case engine.Allow:
+				if resp.LocalReply || resp.Upstream == nil {
+					t.Fatalf("want allowed, got %d %s (%s)", resp.Status, resp.Body, resp.Details)
+				}
+				up := resp.Upstream
+				for _, name := range cfg.IdentityHeaders {
+					got, _ := up.Headers.Get(name)
+					want, set := c.Set[name]
+					if got == "spoofed" {
+						t.Errorf("client-supplied %s reached the upstream", name)
+					}
+					if c.Set != nil && set && got != want {
+						t.Errorf("%s = %q, want %q", name, got, want)
+					}
+					if c.Set != nil && !set && got != "" {
+						t.Errorf("%s = %q, want absent", name, got)
+					}
+				}
+				for _, name := range c.Remove {
+					if v, ok := up.Headers.Get(name); ok {
+						t.Errorf("credential header %s = %q reached the upstream", name, v)
+					}
+				}
+				if c.NewPath != "" && up.Path != c.NewPath {
+					t.Errorf("upstream path %q, want %q", up.Path, c.NewPath)
+				}
+			case engine.Deny:
+				if !resp.LocalReply || resp.Upstream != nil {
+					t.Fatalf("want denied, upstream reached: status %d", resp.Status)
+				}
+				if resp.Status != c.Status {
+					t.Errorf("status %d, want %d", resp.Status, c.Status)
+				}
+				if want := "meshplug_auth_" + string(c.Reason); resp.Details != want {
+					t.Errorf("details %q, want %q", resp.Details, want)
+				}
+				var body map[string]string
+				if err := json.Unmarshal(resp.Body, &body); err != nil || body["error_description"] != c.Reason.Description() {
+					t.Errorf("body %q", resp.Body)
+				}
+				www, _ := resp.Headers.Get("www-authenticate")
+				if c.WWWAuth == "-" && www != "" || c.WWWAuth != "-" && !strings.Contains(www, c.WWWAuth) {
+					t.Errorf("www-authenticate %q, want %q", www, c.WWWAuth)
+				}
+				if ct, _ := resp.Headers.Get("content-type"); ct != "application/json" {
+					t.Errorf("content-type %q", ct)
+				}
+			}
+		})
+	}
+	if ran < 40 {
+		t.Fatalf("only %d table rows ran", ran)
+	}
+	if metric(h, engine.MetricAllowed) == 0 || metric(h, engine.MetricDeniedPrefix+string(engine.ReasonExpired)) == 0 {
+		t.Errorf("allowed/denied metrics not counted: %v", h.Metrics())
+	}
+}
+
+func corpConfig(extra map[string]any) map[string]any {
+	m := map[string]any{
+		"providers": map[string]any{"corp": map[string]any{
+			"issuer": "https://idp", "audiences": []any{"api"}, "algorithms": []any{"RS256", "ES256", "EdDSA", "HS256"},
+			"local_jwks":       map[string]any{"inline_string": jwttest.JWKS(signers...)},
+			"claim_to_headers": []any{map[string]any{"claim": "sub", "header": "x-user-id"}},
+		}},
+		"rules": []any{
+			map[string]any{"match": map[string]any{"prefix": "/healthz"}, "public": true},
+			map[string]any{"match": map[string]any{"prefix": "/"}, "requires": []any{"corp"}},
+		},
+	}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+var (
+	rsSigner = enginetest.RS
+	esSigner = enginetest.ES
+	edSigner = jwttest.New(jwt.EdDSA, "ed1")
+	hsSigner = enginetest.HS
+	signers  = []*jwttest.Signer{rsSigner, esSigner, edSigner, hsSigner}
+)
+
+func corpToken(s *jwttest.Signer, sub string, now time.Time) string {
+	return s.Sign(map[string]any{"iss": "https://idp", "aud": "api", "sub": sub,
+		"iat": now.Unix() - 5, "exp": now.Unix() + 300})
+}
+
+func TestIdentityHeadersAndCache(t *testing.T) {
+	now := time.Now()
+	h := start(t, testenv.Options{}, corpConfig(nil))
+	spoof := [][2]string{{"x-user-id", "admin"}, {"x-consumer", "admin"}, {"x-auth-provider", "corp"}}
+
+	// Public route: spoofed identity removed, nothing set.
+	resp := do(t, h, testenv.Request{Path: "/healthz", Headers: spoof})
+	for _, n := range []string{"x-user-id", "x-consumer", "x-auth-provider"} {
+		if v, ok := resp.Upstream.Headers.Get(n); ok {
+			t.Errorf("public route: %s = %q reached the upstream", n, v)
+		}
+	}
+	// Denied: 401 with the RFC 6750 challenge.
+	resp = do(t, h, testenv.Request{Path: "/api", Headers: spoof})
+	if resp.Status != 401 || resp.Upstream != nil {
+		t.Fatalf("no credential: status %d", resp.Status)
+	}
+	if www, _ := resp.Headers.Get("www-authenticate"); www != `Bearer realm="meshplug"` {
+		t.Errorf("www-authenticate = %q", www)
+	}
+	// Allowed with every algorithm; identity from the token only.
+	for _, s := range signers {
+		tok := corpToken(s, "user-"+string(s.Alg.String()), now)
+		for i := 0; i < 3; i++ {
+			resp = do(t, h, testenv.Request{Path: "/api", Headers: append([][2]string{{"authorization", "Bearer " + tok}}, spoof...)})
+			if resp.Upstream == nil {
+				t.Fatalf("%v: denied %d %s", s.Alg, resp.Status, resp.Body)
+			}
+			if got := resp.Upstream.Headers.Values("x-user-id"); !slices.Equal(got, []string{"user-" + s.Alg.String()}) {
+				t.Errorf("%v: x-user-id = %v", s.Alg, got)
+			}
+			if v, _ := resp.Upstream.Headers.Get("x-consumer"); v != "user-"+s.Alg.String() {
+				t.Errorf("%v: x-consumer = %q", s.Alg, v)
+			}
+			if _, ok := resp.Upstream.Headers.Get("authorization"); ok {
+				t.Errorf("%v: the token was forwarded (forward: false)", s.Alg)
+			}
+		}
+	}
+	// One miss then two hits per token.
+	if hit, miss := metric(h, engine.MetricCacheHit), metric(h, engine.MetricCacheMiss); hit != 8 || miss != 4 {
+		t.Errorf("cache hits %d misses %d, want 8 and 4", hit, miss)
+	}
+}
+
+func TestCacheHonoursExpiry(t *testing.T) {
+	clock := testenv.NewFakeClock(enginetest.Now)
+	h := start(t, testenv.Options{Clock: clock}, corpConfig(nil))
+	tok := corpToken(rsSigner, "alice", enginetest.Now) // exp = now+300, skew 60
+	req := testenv.Request{Path: "/api", Headers: [][2]string{{"authorization", "Bearer " + tok}}}
+	if resp := do(t, h, req); resp.Upstream == nil {
+		t.Fatalf("fresh token denied: %s", resp.Body)
+	}
+	clock.Advance(359 * time.Second)
+	if resp := do(t, h, req); resp.Upstream == nil {
+		t.Fatalf("token within skew denied: %s", resp.Body)
+	}
+	clock.Advance(2 * time.Second)
+	resp := do(t, h, req)
+	if resp.Status != 401 || resp.Details != "meshplug_auth_expired" {
+		t.Fatalf("expired cached token: status %d details %q", resp.Status, resp.Details)
+	}
+}
+
+// jwksServer is a real loopback JWKS endpoint whose behaviour the test switches.
+type jwksServer struct {
+	*httptest.Server
+	mu      sync.Mutex
+	body    string
+	status  int
+	delay   time.Duration
+	fetches atomic.Int64
+}
+
+func newJWKSServer(t *testing.T, body string) *jwksServer {
+	j := &jwksServer{body: body, status: 200}
+	j.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		j.fetches.Add(1)
+		j.mu.Lock()
+		body, status, delay := j.body, j.status, j.delay
+		j.mu.Unlock()
+		if delay > 0 {
+			time.Sleep(delay)
+		}
+		if r.URL.Path != "/keys" || r.Method != "GET" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("content-type", "application/json")
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(j.Close)
+	return j
+}
+
+func (j *jwksServer) set(body string, status int, delay time.Duration) {
+	j.mu.Lock()
+	j.body, j.status, j.delay = body, status, delay
+	j.mu.Unlock()
+}
+
+func (j *jwksServer) addr() string { return strings.TrimPrefix(j.URL, "http://") }
+
+func remoteConfig(timeout string) map[string]any {
+	return map[string]any{
+		"providers": map[string]any{"idp": map[string]any{
+			"issuer": "https://idp", "algorithms": []any{"ES256"},
+			"remote_jwks": map[string]any{
+				"http_uri":       map[string]any{"uri": "http://idp.local/keys", "cluster": "idp", "timeout": timeout},
+				"cache_duration": "600s", "refresh_before": "60s", "min_refetch_interval": "30s",
+				"backoff": map[string]any{"base_interval": "1s", "max_interval": "8s"},
+			},
+		}},
+		"rules": []any{map[string]any{"match": map[string]any{"prefix": "/"}, "requires": []any{"idp"}}},
+	}
+}
+
+func idpToken(s *jwttest.Signer, now time.Time) string {
+	return s.Sign(map[string]any{"iss": "https://idp", "sub": "alice", "iat": now.Unix(), "exp": now.Unix() + 3600})
+}
+
+func TestRemoteJWKS(t *testing.T) {
+	key1 := jwttest.New(jwt.ES256, "k1")
+	key2 := jwttest.New(jwt.ES256, "k2")
+	srv := newJWKSServer(t, jwttest.JWKS(key1))
+	clock := testenv.NewFakeClock(enginetest.Now)
+	h := start(t, testenv.Options{Clock: clock, Workers: 2, Clusters: map[string]string{"idp": srv.addr()}}, remoteConfig("1s"))
+	now := enginetest.Now
+	req := func(tok string, worker int) *testenv.Response {
+		return do(t, h, testenv.Request{Worker: worker, Path: "/x", Headers: [][2]string{{"authorization", "Bearer " + tok}}})
+	}
+
+	// Every worker fetches at start; a request that arrives first waits for the fetch.
+	for w := 0; w < 2; w++ {
+		if resp := req(idpToken(key1, now), w); resp.Upstream == nil {
+			t.Fatalf("worker %d: first request denied: %d %s", w, resp.Status, resp.Details)
+		}
+	}
+	waitFor(t, "both workers' fetches", func() bool { return metric(h, engine.MetricJWKSFetchSuccess) == 2 })
+
+	// Rotation: an unknown kid refetches, at most once per min_refetch_interval.
+	srv.set(jwttest.JWKS(key1, key2), 200, 0)
+	resp := req(idpToken(key2, now), 0)
+	if resp.Status != 401 || resp.Details != "meshplug_auth_unknown_kid" {
+		t.Fatalf("new kid within min_refetch_interval: %d %s", resp.Status, resp.Details)
+	}
+	before := srv.fetches.Load()
+	clock.Advance(31 * time.Second)
+	if resp := req(idpToken(key2, now), 0); resp.Upstream == nil {
+		t.Fatalf("new kid after the refetch interval: %d %s", resp.Status, resp.Details)
+	}
+	if srv.fetches.Load() <= before {
+		t.Error("unknown kid did not refetch")
+	}
+
+	// Outage: after expiry the refresh fails, stale keys are kept, failures counted.
+	srv.set("", 500, 0)
+	failures := metric(h, engine.MetricJWKSFetchFailure)
+	clock.Advance(600 * time.Second)
+	waitFor(t, "a failed refresh", func() bool { return metric(h, engine.MetricJWKSFetchFailure) > failures })
+	if resp := req(idpToken(key1, now), 1); resp.Upstream == nil {
+		t.Fatalf("stale keys not kept during the outage: %d %s", resp.Status, resp.Details)
+	}
+
+	// Garbage: a 200 that is not a JWKS counts as a failure too, keys still kept.
+	srv.set("<html>oops</html>", 200, 0)
+	failures = metric(h, engine.MetricJWKSFetchFailure)
+	clock.Advance(10 * time.Second) // past the backoff
+	waitFor(t, "a garbage refresh", func() bool { return metric(h, engine.MetricJWKSFetchFailure) > failures })
+	if resp := req(idpToken(key1, now), 0); resp.Upstream == nil {
+		t.Fatalf("garbage JWKS dropped the keys: %d %s", resp.Status, resp.Details)
+	}
+
+	// Recovery.
+	srv.set(jwttest.JWKS(key2), 200, 0)
+	ok := metric(h, engine.MetricJWKSFetchSuccess)
+	clock.Advance(10 * time.Second)
+	waitFor(t, "a successful refresh", func() bool { return metric(h, engine.MetricJWKSFetchSuccess) >= ok+2 })
+	if resp := req(idpToken(key1, now), 0); resp.Status != 401 {
+		t.Errorf("key removed from the JWKS still verifies: %d", resp.Status)
+	}
+}
+
+func TestRemoteJWKSUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(*jwksServer)
+	}{
+		{"server error", func(s *jwksServer) { s.set("", 503, 0) }},
+		{"garbage", func(s *jwksServer) { s.set("not json", 200, 0) }},
+		{"slow", func(s *jwksServer) { s.set(jwttest.JWKS(enginetest.ES), 200, 2*time.Second) }},
+		{"no server", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := "127.0.0.1:1"
+			if tc.setup != nil {
+				srv := newJWKSServer(t, "")
+				tc.setup(srv)
+				addr = srv.addr()
+			} else {
+				l, _ := net.Listen("tcp", "127.0.0.1:0")
+				addr = l.Addr().String()
+				l.Close()
+			}
+			h := start(t, testenv.Options{Clusters: map[string]string{"idp": addr}}, remoteConfig("200ms"))
+			resp := do(t, h, testenv.Request{Path: "/x", Headers: [][2]string{{"authorization", "Bearer " + idpToken(enginetest.ES, time.Now())}}})
+			if resp.Status != 401 || resp.Details != "meshplug_auth_jwks_unavailable" {
+				t.Fatalf("status %d details %q body %s", resp.Status, resp.Details, resp.Body)
+			}
+			if metric(h, engine.MetricJWKSFetchFailure) == 0 {
+				t.Error("fetch failure not counted")
+			}
+		})
+	}
+}
+
+func TestExtAuthz(t *testing.T) {
+	var seen atomic.Value
+	authz := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.Method + " " + r.URL.RequestURI() + " auth=" + r.Header.Get("authorization") + " other=" + r.Header.Get("x-other"))
+		switch r.Header.Get("authorization") {
+		case "Bearer good":
+			w.Header().Set("x-ext-user", "alice")
+			w.Header().Set("x-not-allowed", "leak")
+			w.WriteHeader(200)
+		case "Bearer slow":
+			time.Sleep(time.Second)
+			w.WriteHeader(200)
+		case "Bearer broken":
+			w.WriteHeader(503)
+		default:
+			w.Header().Set("www-authenticate", `Bearer realm="ext"`)
+			w.WriteHeader(403)
+			io.WriteString(w, "go away")
+		}
+	}))
+	defer authz.Close()
+	cfg := func(failAllow bool) map[string]any {
+		return map[string]any{
+			"ext_authz": map[string]any{
+				"http_service":             map[string]any{"cluster": "authz", "path_prefix": "/check", "timeout": "200ms"},
+				"allowed_request_headers":  []any{"authorization"},
+				"allowed_upstream_headers": []any{"x-ext-user"},
+				"failure_mode_allow":       failAllow,
+				"status_on_error":          503,
+			},
+			"rules": []any{map[string]any{"match": map[string]any{"prefix": "/"}, "requires": []any{"ext_authz"}}},
+		}
+	}
+	clusters := map[string]string{"authz": strings.TrimPrefix(authz.URL, "http://")}
+	h := start(t, testenv.Options{Clusters: clusters}, cfg(false))
+	req := func(token string) *testenv.Response {
+		return do(t, h, testenv.Request{Method: "POST", Path: "/orders?id=7", Headers: [][2]string{
+			{"authorization", "Bearer " + token}, {"x-other", "secret"}, {"x-ext-user", "spoofed"}}})
+	}
+
+	resp := req("good")
+	if resp.Upstream == nil {
+		t.Fatalf("allowed by the service but denied: %d %s", resp.Status, resp.Body)
+	}
+	if got := resp.Upstream.Headers.Values("x-ext-user"); !slices.Equal(got, []string{"alice"}) {
+		t.Errorf("x-ext-user = %v, want [alice]", got)
+	}
+	if _, ok := resp.Upstream.Headers.Get("x-not-allowed"); ok {
+		t.Error("a header outside allowed_upstream_headers was copied")
+	}
+	if s, _ := seen.Load().(string); s != "POST /check/orders?id=7 auth=Bearer good other=" {
+		t.Errorf("check request = %q", s)
+	}
+
+	resp = req("bad")
+	if resp.Status != 403 || string(resp.Body) != "go away" || resp.Upstream != nil {
+		t.Errorf("denied by the service: %d %q", resp.Status, resp.Body)
+	}
+	if www, _ := resp.Headers.Get("www-authenticate"); www != `Bearer realm="ext"` {
+		t.Errorf("service's www-authenticate not passed on: %q", www)
+	}
+	for _, tok := range []string{"slow", "broken"} {
+		resp = req(tok)
+		if resp.Status != 503 || resp.Upstream != nil || resp.Details != "meshplug_auth_ext_authz_error" {
+			t.Errorf("%s service, fail closed: %d %q", tok, resp.Status, resp.Details)
+		}
+	}
+	// failure_mode_allow lets those through.
+	h = start(t, testenv.Options{Clusters: clusters}, cfg(true))
+	for _, tok := range []string{"slow", "broken"} {
+		resp = req(tok)
+		if resp.Upstream == nil {
+			t.Errorf("%s service with failure_mode_allow: %d", tok, resp.Status)
+		}
+	}
+}
+
+func TestGRPCReplies(t *testing.T) {
+	h := start(t, testenv.Options{}, corpConfig(nil))
+	resp := do(t, h, testenv.Request{Method: "POST", Path: "/pkg.Svc/Call", Headers: [][2]string{{"content-type", "application/grpc"}}})
+	if resp.GrpcStatus == nil || *resp.GrpcStatus != 16 {
+		t.Fatalf("grpc status %v, want 16 UNAUTHENTICATED", resp.GrpcStatus)
+	}
+	all := append(append(testenv.Headers{}, resp.Headers...), resp.Trailers...)
+	if v, _ := all.Get("grpc-status"); v != "16" {
+		t.Errorf("grpc-status = %q", v)
+	}
+	if v, _ := all.Get("grpc-message"); !strings.Contains(v, "credential required") {
+		t.Errorf("grpc-message = %q", v)
+	}
+	// 403 → 7 PERMISSION_DENIED.
+	h = start(t, testenv.Options{}, corpConfig(map[string]any{"rules": []any{
+		map[string]any{"match": map[string]any{"prefix": "/"}, "requires": []any{"corp"}, "allowed_consumers": []any{"ops"}}}}))
+	resp = do(t, h, testenv.Request{Method: "POST", Path: "/pkg.Svc/Call", Headers: [][2]string{
+		{"content-type", "application/grpc+proto"}, {"authorization", "Bearer " + corpToken(rsSigner, "alice", time.Now())}}})
+	if resp.GrpcStatus == nil || *resp.GrpcStatus != 7 {
+		t.Fatalf("grpc status %v, want 7 PERMISSION_DENIED", resp.GrpcStatus)
+	}
+	// With "grpc": false the filter passes no gRPC status; Envoy still answers a gRPC
+	// request trailers-only, deriving grpc-status from the HTTP status (401 → 16) and
+	// grpc-message from the body.
+	h = start(t, testenv.Options{}, corpConfig(map[string]any{"grpc": false}))
+	resp = do(t, h, testenv.Request{Method: "POST", Path: "/pkg.Svc/Call", Headers: [][2]string{{"content-type", "application/grpc"}}})
+	all = append(append(testenv.Headers{}, resp.Headers...), resp.Trailers...)
+	if v, _ := all.Get("grpc-status"); resp.GrpcStatus != nil || v != "16" {
+		t.Errorf("grpc disabled: passed status %v, grpc-status %q", resp.GrpcStatus, v)
+	}
+	if v, _ := all.Get("grpc-message"); !strings.Contains(v, "unauthorized") {
+		t.Errorf("grpc disabled: grpc-message %q, want the JSON body", v)
+	}
+}
+
+func TestBadConfigurationRefused(t *testing.T) {
+	for _, tc := range []struct{ cfg, want string }{
+		{`{`, "invalid JSON"},
+		{`{"rules":[]}`, "rules"},
+		{`{"providers":{"corp":{"algorithms":["none"],"local_jwks":{"inline_string":"{}"}}},"default_rule":{"requires":["corp"]}}`, "providers.corp.algorithms[0]"},
+		{`{"rules":[{"match":{"regex":"("},"public":true}]}`, "rules[0].match.regex"},
+		{`{"rules":[{"match":{"prefix":"/"},"requires":["nobody"]}]}`, "rules[0].requires[0]"},
+		{`{"rules":[{"match":{"prefix":"/"},"public":true}],"surprise":1}`, "surprise"},
+	} {
+		_, err := testenv.New(context.Background(), testenv.Options{}, testenv.Plugin{Name: "auth", Wasm: authWasm(t), Config: []byte(tc.cfg)})
+		if err == nil {
+			t.Errorf("config %s: accepted", tc.cfg)
+			continue
+		}
+		if !strings.Contains(err.Error(), "invalid configuration") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("config %s: error %q does not name %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+func TestSeveralWorkersConcurrently(t *testing.T) {
+	h := start(t, testenv.Options{Workers: 4}, corpConfig(nil))
+	now := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				sub := fmt.Sprintf("u%d-%d", g, i%5)
+				resp, err := h.Do(context.Background(), testenv.Request{Worker: -1, Path: "/api",
+					Headers: [][2]string{{"authorization", "Bearer " + corpToken(signers[i%4], sub, now)}}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if v, _ := resp.Upstream.Headers.Get("x-user-id"); resp.Upstream == nil || v != sub {
+					errs <- fmt.Errorf("request %d/%d: identity %q, want %q", g, i, v, sub)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := metric(h, engine.MetricAllowed); got != 400 {
+		t.Errorf("allowed = %d, want 400", got)
+	}
+}

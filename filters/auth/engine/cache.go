@@ -1,0 +1,151 @@
+package engine
+
+import (
+	"hash/maphash"
+	"time"
+
+	"github.com/meshplug/meshplug/filters/auth/config"
+)
+
+// Identity is an established caller identity. For JWTs it is computed once at
+// verification and shared by cache hits, so a hit allocates nothing.
+type Identity struct {
+	Method   string // provider name, "api_keys", "basic_auth", "ext_authz"
+	Consumer string // consumer name ("" if the consumer claim is absent or not a scalar)
+	Claims   map[string]any
+	// Headers are the identity headers to set (consumer, provider, claims, payload).
+	Headers []Header
+}
+
+// Header is one header name (lower-case) and value.
+type Header struct{ Name, Value string }
+
+type cacheEntry struct {
+	hash     uint64
+	token    string
+	provider int
+	gen      uint64
+	until    int64 // unix nanoseconds after which the entry is dead
+	id       *Identity
+	ref      bool
+	used     bool
+}
+
+// TokenCache is a bounded cache of verified tokens with CLOCK eviction.
+//
+// Keys are maphash(provider, token); entries store the full token, which is compared
+// on lookup, so a hash collision is a miss, never an acceptance. An entry lives until
+// the token's exp plus clock skew, at most the configured max TTL, and only while the
+// provider's key-set generation is unchanged. Get does no allocation, JSON or crypto.
+// Eviction inspects at most 16 slots.
+//
+// Caveat: not safe for concurrent use (a proxy-wasm VM is single-threaded).
+type TokenCache struct {
+	seed    maphash.Seed
+	index   map[uint64]int32
+	entries []cacheEntry
+	hand    int
+	maxTTL  time.Duration
+}
+
+// NewTokenCache returns a cache for cfg.MaxEntries tokens (nil if 0: disabled; all
+// methods accept a nil receiver).
+func NewTokenCache(cfg config.TokenCache) *TokenCache {
+	if cfg.MaxEntries <= 0 {
+		return nil
+	}
+	return &TokenCache{
+		seed:    maphash.MakeSeed(),
+		index:   make(map[uint64]int32, cfg.MaxEntries),
+		entries: make([]cacheEntry, 0, cfg.MaxEntries),
+		maxTTL:  cfg.MaxTTL,
+	}
+}
+
+func (c *TokenCache) key(provider int, token string) uint64 {
+	return maphash.String(c.seed, token) ^ uint64(provider+1)*0x9e3779b97f4a7c15
+}
+
+// Len is the number of entries.
+func (c *TokenCache) Len() int {
+	if c == nil {
+		return 0
+	}
+	return len(c.index)
+}
+
+// Get returns the identity of token if it was verified for provider under key-set
+// generation gen and is still valid at now.
+func (c *TokenCache) Get(provider int, token string, gen uint64, now time.Time) (*Identity, bool) {
+	if c == nil {
+		return nil, false
+	}
+	h := c.key(provider, token)
+	i, ok := c.index[h]
+	if !ok {
+		return nil, false
+	}
+	e := &c.entries[i]
+	if e.provider != provider || e.token != token || e.gen != gen {
+		return nil, false
+	}
+	if now.UnixNano() >= e.until {
+		c.remove(int(i))
+		return nil, false
+	}
+	e.ref = true
+	return e.id, true
+}
+
+// Put stores a verified token. until is when the token stops being acceptable (exp +
+// skew, or zero if it has no exp); the max TTL also applies.
+func (c *TokenCache) Put(provider int, token string, gen uint64, until, now time.Time, id *Identity) {
+	if c == nil {
+		return
+	}
+	limit := now.Add(c.maxTTL)
+	if until.IsZero() || until.After(limit) {
+		until = limit
+	}
+	if !until.After(now) {
+		return
+	}
+	h := c.key(provider, token)
+	e := cacheEntry{hash: h, token: token, provider: provider, gen: gen, until: until.UnixNano(), id: id, used: true}
+	if i, ok := c.index[h]; ok { // same token, or a colliding one: replace
+		c.entries[i] = e
+		return
+	}
+	if len(c.entries) < cap(c.entries) {
+		c.index[h] = int32(len(c.entries))
+		c.entries = append(c.entries, e)
+		return
+	}
+	slot := c.victim(now.UnixNano())
+	if old := &c.entries[slot]; old.used {
+		delete(c.index, old.hash)
+	}
+	c.entries[slot] = e
+	c.index[h] = int32(slot)
+}
+
+// victim picks a slot to reuse: an empty or dead one, else the first without its
+// reference bit (clearing bits on the way), else, after 16 probes, the current one.
+func (c *TokenCache) victim(now int64) int {
+	n := len(c.entries)
+	for probes := 0; ; probes++ {
+		i := c.hand
+		c.hand = (c.hand + 1) % n
+		e := &c.entries[i]
+		if !e.used || now >= e.until || !e.ref || probes >= 15 {
+			return i
+		}
+		e.ref = false
+	}
+}
+
+func (c *TokenCache) remove(i int) {
+	e := &c.entries[i]
+	delete(c.index, e.hash)
+	*e = cacheEntry{}
+}

@@ -1,0 +1,187 @@
+// Package enginetest holds the auth engine's test fixtures and decision table, shared by
+// the native engine tests and the tests that replay the same table through the compiled
+// auth.wasm (filters/auth), so both sides are checked against one source of truth.
+package enginetest
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshplug/meshplug/filters/auth/config"
+	"github.com/meshplug/meshplug/filters/auth/engine"
+	"github.com/meshplug/meshplug/filters/auth/jwt"
+	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
+)
+
+var (
+	RS     = jwttest.New(jwt.RS256, "rs1")
+	ES     = jwttest.New(jwt.ES256, "es1")
+	HS     = jwttest.NewHMAC(jwt.HS256, "h1", []byte("0123456789abcdef0123456789abcdef"))
+	Now    = time.Unix(1_700_000_000, 0)
+	NowS   = Now.Unix()
+	APIKey = "k-ci-bot-8d7f6e5a4b3c2d1e"
+)
+
+// Config is the engine test configuration (as JSON-ready maps).
+func Config() map[string]any {
+	return map[string]any{
+		"providers": map[string]any{
+			"corp": map[string]any{"issuer": "https://idp", "audiences": []any{"api"}, "algorithms": []any{"RS256"},
+				"local_jwks":             map[string]any{"inline_string": jwttest.JWKS(RS)},
+				"claim_to_headers":       []any{map[string]any{"claim": "sub", "header": "x-user-id"}, map[string]any{"claim": "groups", "header": "x-groups"}},
+				"forward_payload_header": "x-jwt-payload", "max_lifetime_seconds": 7200},
+			"hs": map[string]any{"issuer": "hs", "algorithms": []any{"HS256"}, "local_jwks": map[string]any{"inline_string": jwttest.JWKS(HS)},
+				"from_params": []any{"access_token"}, "from_cookies": []any{"jwt"}, "require_expiration": false, "forward": true},
+			"remote": map[string]any{"issuer": "https://remote", "algorithms": []any{"ES256"},
+				"from_headers": []any{map[string]any{"name": "x-remote-token"}},
+				"remote_jwks":  map[string]any{"http_uri": map[string]any{"uri": "https://remote/jwks", "cluster": "remote"}, "min_refetch_interval": "30s"}},
+		},
+		"api_keys":   map[string]any{"from_params": []any{"api_key"}, "from_headers": []any{"x-api-key"}, "keys": []any{map[string]any{"consumer": "ci-bot", "sha256": config.HashSecret("", APIKey)}}},
+		"basic_auth": map[string]any{"credentials": []any{map[string]any{"username": "alice", "password_sha256": config.HashSecret("s", "secret"), "salt": "s"}}},
+		"ext_authz": map[string]any{"http_service": map[string]any{"cluster": "authz", "path_prefix": "/check"},
+			"allowed_request_headers": []any{"authorization"}, "allowed_upstream_headers": []any{"x-ext-user"}},
+		"rules": []any{
+			map[string]any{"match": map[string]any{"prefix": "/healthz"}, "public": true},
+			map[string]any{"match": map[string]any{"path": "/admin", "methods": []any{"POST"}}, "requires": []any{"corp"}, "allowed_consumers": []any{"ops"}},
+			map[string]any{"match": map[string]any{"prefix": "/scoped"}, "requires": []any{"corp", "api_keys"}, "required_claims": map[string]any{"scope": "admin"}},
+			map[string]any{"match": map[string]any{"regex": "^/v[0-9]+/"}, "requires": []any{"corp", "api_keys"}, "allow_missing": true},
+			map[string]any{"match": map[string]any{"prefix": "/hs"}, "requires": []any{"hs"}},
+			map[string]any{"match": map[string]any{"prefix": "/basic"}, "requires": []any{"basic_auth"}},
+			map[string]any{"match": map[string]any{"prefix": "/remote"}, "requires": []any{"remote"}},
+			map[string]any{"match": map[string]any{"prefix": "/ext"}, "requires": []any{"ext_authz"}},
+			map[string]any{"match": map[string]any{"prefix": "/api"}, "requires": []any{"corp", "api_keys", "basic_auth"}},
+		},
+		"realm": "test",
+	}
+}
+
+// Claims returns default claims for the corp provider; kv pairs override (nil deletes).
+func Claims(kv ...any) map[string]any {
+	m := map[string]any{"iss": "https://idp", "aud": "api", "sub": "alice", "exp": NowS + 600, "iat": NowS - 10,
+		"groups": []any{"a", "b"}, "scope": "read admin"}
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] == nil {
+			delete(m, kv[i].(string))
+		} else {
+			m[kv[i].(string)] = kv[i+1]
+		}
+	}
+	return m
+}
+
+func Bearer(tok string) map[string]string { return map[string]string{"authorization": "Bearer " + tok} }
+
+func Basic(u, p string) map[string]string {
+	return map[string]string{"authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte(u+":"+p))}
+}
+
+// Case is one request through the engine. The table is shaped so the glue's tests can
+// replay it through auth.wasm (headers in, status/headers out).
+type Case struct {
+	Name       string
+	Method     string
+	Path       string
+	Headers    map[string]string
+	Kind       engine.Kind
+	Status     int
+	Reason     engine.Reason
+	WWWAuth    string            // substring of www-authenticate
+	Set        map[string]string // identity headers expected (others must be absent)
+	Remove     []string
+	NewPath    string
+	ExtraMatch func(t *testing.T, v engine.Verdict)
+}
+
+// DecideCases is the decision table: every rule kind, method and rejection reason.
+func DecideCases() []Case {
+	good := RS.Sign(Claims())
+	hsTok := HS.Sign(map[string]any{"iss": "hs", "sub": "bob"})
+	p := strings.Split(good, ".")
+	none := jwttest.B64([]byte(`{"alg":"none"}`)) + "." + p[1] + "."
+	hsConfused := jwttest.NewHMAC(jwt.HS256, "rs1", []byte(RS.JWK()["n"].(string))).Sign(Claims())
+	bearerCh := `Bearer realm="test"`
+	invalid := func(d string) string {
+		return `Bearer realm="test", error="invalid_token", error_description="` + d + `"`
+	}
+	cases := []Case{
+		{Name: "public", Path: "/healthz", Kind: engine.Allow, Set: map[string]string{}},
+		{Name: "public ignores bad token", Path: "/healthz", Headers: Bearer("garbage"), Kind: engine.Allow, Set: map[string]string{}},
+		{Name: "no rule", Path: "/nothing", Kind: engine.Deny, Status: 403, Reason: engine.ReasonNoMatchingRule, WWWAuth: "-"},
+		{Name: "method mismatch falls through", Method: "GET", Path: "/admin", Kind: engine.Deny, Status: 403, Reason: engine.ReasonNoMatchingRule, WWWAuth: "-"},
+		{Name: "missing", Path: "/hs", Kind: engine.Deny, Status: 401, Reason: engine.ReasonMissingCredential, WWWAuth: bearerCh},
+		{Name: "missing multi challenge", Path: "/api", Kind: engine.Deny, Status: 401, Reason: engine.ReasonMissingCredential, WWWAuth: `Bearer realm="test", Basic realm="test", charset="UTF-8", ApiKey realm="test"`},
+		{Name: "jwt ok", Path: "/v1/x", Headers: Bearer(good), Kind: engine.Allow, Set: WithPayload(JWTIdentity("alice"), good), Remove: []string{"authorization"}},
+		{Name: "bearer scheme case-insensitive", Path: "/v1/x", Headers: map[string]string{"authorization": "bearer " + good}, Kind: engine.Allow, Set: WithPayload(JWTIdentity("alice"), good), Remove: []string{"authorization"}},
+		{Name: "allow missing", Path: "/v1/x", Kind: engine.Allow, Set: map[string]string{}},
+		{Name: "allow missing but bad token", Path: "/v1/x", Headers: Bearer(good + "x"), Kind: engine.Deny, Status: 401, Reason: engine.ReasonMalformed, WWWAuth: invalid("malformed token")},
+		{Name: "empty bearer", Path: "/v1/x", Headers: Bearer(""), Kind: engine.Deny, Status: 401, Reason: engine.ReasonMalformed},
+		{Name: "alg none", Path: "/v1/x", Headers: Bearer(none), Kind: engine.Deny, Status: 401, Reason: engine.ReasonMalformed},
+		{Name: "alg none with sig", Path: "/v1/x", Headers: Bearer(none + "AAAA"), Kind: engine.Deny, Status: 401, Reason: engine.ReasonAlgNotAllowed, WWWAuth: invalid("signing algorithm not allowed")},
+		{Name: "hs/RS confusion", Path: "/v1/x", Headers: Bearer(hsConfused), Kind: engine.Deny, Status: 401, Reason: engine.ReasonAlgNotAllowed},
+		{Name: "ES256 not allowed for corp", Path: "/v1/x", Headers: Bearer(ES.Sign(Claims())), Kind: engine.Deny, Status: 401, Reason: engine.ReasonAlgNotAllowed},
+		{Name: "bad signature", Path: "/v1/x", Headers: Bearer(p[0] + "." + jwttest.B64([]byte(`{"iss":"https://idp","sub":"root"}`)) + "." + p[2]), Kind: engine.Deny, Status: 401, Reason: engine.ReasonBadSignature, WWWAuth: invalid("signature verification failed")},
+		{Name: "other RSA key", Path: "/v1/x", Headers: Bearer(jwttest.NewRSA(jwt.RS256, "rs1", 2048).Sign(Claims())), Kind: engine.Deny, Status: 401, Reason: engine.ReasonBadSignature},
+		{Name: "unknown kid local", Path: "/v1/x", Headers: Bearer(jwttest.NewRSA(jwt.RS256, "zz", 2048).Sign(Claims())), Kind: engine.Deny, Status: 401, Reason: engine.ReasonUnknownKid},
+		{Name: "expired", Path: "/v1/x", Headers: Bearer(RS.Sign(Claims("exp", NowS-61))), Kind: engine.Deny, Status: 401, Reason: engine.ReasonExpired, WWWAuth: invalid("token expired")},
+		{Name: "expired within skew ok", Path: "/v1/x", Headers: Bearer(RS.Sign(Claims("exp", NowS-59))), Kind: engine.Allow, Set: nil, ExtraMatch: Allowed},
+		{Name: "no exp", Path: "/v1/x", Headers: Bearer(RS.Sign(Claims("exp", nil))), Kind: engine.Deny, Status: 401, Reason: engine.ReasonExpired},
+		{Name: "nbf", Path: "/v1/x", Headers: Bearer(RS.Sign(Claims("nbf", NowS+61))), Kind: engine.Deny, Status: 401, Reason: engine.ReasonNotYetValid},
+		{Name: "iat future", Path: "/v1/x", Headers: Bearer(RS.Sign(Claims("iat", NowS+61))), Kind: engine.Deny, Status: 401, Reason: engine.ReasonIatInFuture},
+		{Name: "lifetime", Path: "/v1/x", Headers: Bearer(RS.Sign(Claims("iat", NowS-7000, "exp", NowS+201))), Kind: engine.Deny, Status: 401, Reason: engine.ReasonLifetimeTooLong},
+		{Name: "issuer", Path: "/v1/x", Headers: Bearer(RS.Sign(Claims("iss", "https://evil"))), Kind: engine.Deny, Status: 401, Reason: engine.ReasonBadIssuer},
+		{Name: "audience", Path: "/v1/x", Headers: Bearer(RS.Sign(Claims("aud", "web"))), Kind: engine.Deny, Status: 401, Reason: engine.ReasonBadAudience},
+		{Name: "too large", Path: "/v1/x", Headers: Bearer(RS.Sign(Claims("pad", strings.Repeat("x", 9000)))), Kind: engine.Deny, Status: 401, Reason: engine.ReasonTooLarge},
+		{Name: "consumer not allowed", Method: "POST", Path: "/admin", Headers: Bearer(good), Kind: engine.Deny, Status: 403, Reason: engine.ReasonConsumerNotAllowed, WWWAuth: "-"},
+		{Name: "consumer allowed", Method: "POST", Path: "/admin", Headers: Bearer(RS.Sign(Claims("sub", "ops"))), Kind: engine.Allow, ExtraMatch: Allowed},
+		{Name: "scope ok", Path: "/scoped", Headers: Bearer(good), Kind: engine.Allow, ExtraMatch: Allowed},
+		{Name: "scope missing", Path: "/scoped", Headers: Bearer(RS.Sign(Claims("scope", "read"))), Kind: engine.Deny, Status: 403, Reason: engine.ReasonInsufficientScope, WWWAuth: `error="insufficient_scope"`},
+		{Name: "api key has no claims", Path: "/scoped", Headers: map[string]string{"x-api-key": APIKey}, Kind: engine.Deny, Status: 403, Reason: engine.ReasonInsufficientScope},
+		{Name: "api key header", Path: "/v1/x", Headers: map[string]string{"x-api-key": APIKey}, Kind: engine.Allow, Set: map[string]string{"x-consumer": "ci-bot", "x-auth-provider": "api_keys"}, Remove: []string{"x-api-key"}},
+		{Name: "api key param", Path: "/v1/x?a=1&api_key=" + APIKey + "&b=2", Kind: engine.Allow, Set: map[string]string{"x-consumer": "ci-bot", "x-auth-provider": "api_keys"}, NewPath: "/v1/x?a=1&b=2"},
+		{Name: "api key wrong", Path: "/v1/x", Headers: map[string]string{"x-api-key": APIKey + "x"}, Kind: engine.Deny, Status: 401, Reason: engine.ReasonInvalidAPIKey, WWWAuth: `ApiKey realm="test"`},
+		{Name: "bad jwt but good api key", Path: "/v1/x", Headers: map[string]string{"authorization": "Bearer x.y.z", "x-api-key": APIKey}, Kind: engine.Allow, Set: map[string]string{"x-consumer": "ci-bot", "x-auth-provider": "api_keys"}, Remove: []string{"x-api-key"}},
+		{Name: "first failure reported", Path: "/v1/x", Headers: map[string]string{"authorization": "Bearer " + RS.Sign(Claims("exp", NowS-1000)), "x-api-key": "nope"}, Kind: engine.Deny, Status: 401, Reason: engine.ReasonExpired},
+		{Name: "HS param forward", Path: "/hs?access_token=" + hsTok, Kind: engine.Allow, Set: map[string]string{"x-consumer": "bob", "x-auth-provider": "hs"}},
+		{Name: "HS cookie", Path: "/hs", Headers: map[string]string{"cookie": "a=1; jwt=" + hsTok + "; b=2"}, Kind: engine.Allow, Set: map[string]string{"x-consumer": "bob", "x-auth-provider": "hs"}},
+		{Name: "HS issuer mismatch", Path: "/hs?access_token=" + RS.Sign(Claims()), Kind: engine.Deny, Status: 401, Reason: engine.ReasonAlgNotAllowed},
+		{Name: "basic ok", Path: "/basic", Headers: Basic("alice", "secret"), Kind: engine.Allow, Set: map[string]string{"x-consumer": "alice", "x-auth-provider": "basic_auth"}, Remove: []string{"authorization"}},
+		{Name: "basic wrong password", Path: "/basic", Headers: Basic("alice", "secreT"), Kind: engine.Deny, Status: 401, Reason: engine.ReasonInvalidBasicAuth, WWWAuth: `Basic realm="test", charset="UTF-8"`},
+		{Name: "basic unknown user", Path: "/basic", Headers: Basic("mallory", "secret"), Kind: engine.Deny, Status: 401, Reason: engine.ReasonInvalidBasicAuth},
+		{Name: "basic garbage", Path: "/basic", Headers: map[string]string{"authorization": "Basic !!!"}, Kind: engine.Deny, Status: 401, Reason: engine.ReasonInvalidBasicAuth},
+		{Name: "basic no colon", Path: "/basic", Headers: map[string]string{"authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("alice"))}, Kind: engine.Deny, Status: 401, Reason: engine.ReasonInvalidBasicAuth},
+		{Name: "bearer on basic route", Path: "/basic", Headers: Bearer(good), Kind: engine.Deny, Status: 401, Reason: engine.ReasonMissingCredential, WWWAuth: "Basic"},
+		{Name: "ext authz", Path: "/ext/a?b", Headers: map[string]string{"authorization": "x", "other": "y"}, Kind: engine.CallExtAuthz, ExtraMatch: func(t *testing.T, v engine.Verdict) {
+			hdr := map[string]string{}
+			for _, h := range v.ExtAuthz.Headers {
+				hdr[h.Name] = h.Value
+			}
+			if v.ExtAuthz.Cluster != "authz" || hdr[":path"] != "/check/ext/a?b" || hdr[":method"] != "GET" || hdr[":authority"] != "authz" || hdr["authorization"] != "x" || hdr["other"] != "" {
+				t.Fatalf("ext request %+v", v.ExtAuthz)
+			}
+		}},
+		{Name: "remote no keys: fetch", Path: "/remote", Headers: map[string]string{"x-remote-token": ES.Sign(map[string]any{"iss": "https://remote", "exp": NowS + 60})}, Kind: engine.FetchJWKS, ExtraMatch: func(t *testing.T, v engine.Verdict) {
+			if !v.StartFetch || v.Provider.Name != "remote" {
+				t.Fatalf("%+v", v)
+			}
+		}},
+		{Name: "remote wrong issuer: no fetch", Path: "/remote", Headers: map[string]string{"x-remote-token": ES.Sign(map[string]any{"iss": "x", "exp": NowS + 60})}, Kind: engine.Deny, Status: 401, Reason: engine.ReasonBadIssuer},
+	}
+	return cases
+}
+
+func Allowed(t *testing.T, v engine.Verdict) {
+	if v.Identity == nil || v.Identity.Method != "corp" {
+		t.Fatalf("identity %+v", v.Identity)
+	}
+}
+
+func JWTIdentity(sub string) map[string]string {
+	return map[string]string{"x-consumer": sub, "x-auth-provider": "corp", "x-user-id": sub, "x-groups": "a,b"}
+}
+
+func WithPayload(m map[string]string, tok string) map[string]string {
+	m["x-jwt-payload"] = strings.Split(tok, ".")[1]
+	return m
+}

@@ -1,0 +1,194 @@
+//go:build wasip1
+
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/meshplug/meshplug/filters/abi"
+	"github.com/meshplug/meshplug/filters/auth/config"
+	"github.com/meshplug/meshplug/filters/auth/engine"
+	pw "github.com/meshplug/meshplug/filters/proxywasm"
+)
+
+// Auth fails closed: a panic in a callback answers 500 instead of letting the request
+// through unauthenticated.
+func init() {
+	pw.SetVMContext(vm{})
+	pw.SetFailurePolicy(pw.FailClosed)
+}
+
+type vm struct{ pw.DefaultVMContext }
+
+func (vm) NewPluginContext(id uint32) pw.PluginContext { return &plugin{id: id} }
+
+// jwksTick is how often the plugin checks whether a remote JWKS is due for refresh
+// (or for a retry after backoff).
+const jwksTick = time.Second
+
+// plugin is one auth configuration in one worker VM.
+type plugin struct {
+	pw.DefaultPluginContext
+	id  uint32
+	cfg *config.Config
+	eng *engine.Engine
+	m   metrics
+
+	// waiting holds the streams parked until a provider's JWKS fetch completes, by
+	// provider index.
+	waiting map[int][]*stream
+	due     []*config.Provider
+}
+
+type metrics struct {
+	allowed, cacheHit, cacheMiss, fetchOK, fetchFail pw.Counter
+	denied                                           map[engine.Reason]pw.Counter
+}
+
+func (p *plugin) OnPluginStart(int) bool {
+	raw, err := pw.PluginConfiguration.Bytes()
+	if err != nil {
+		pw.LogCriticalf("auth: reading the plugin configuration: %v", err)
+		return false
+	}
+	cfg, err := config.Parse(raw)
+	if err != nil {
+		pw.LogCriticalf("auth: invalid configuration: %v", err)
+		return false
+	}
+	if err := p.m.define(); err != nil {
+		pw.LogCriticalf("auth: defining metrics: %v", err)
+		return false
+	}
+	p.cfg, p.eng, p.waiting = cfg, engine.New(cfg), map[int][]*stream{}
+	// Fetch remote key sets now rather than on the first request, and keep them fresh
+	// from the tick.
+	hasRemote := false
+	for _, pr := range cfg.ProviderList {
+		if pr.RemoteJWKS != nil {
+			hasRemote = true
+			p.fetchJWKS(pr)
+		}
+	}
+	if hasRemote {
+		if err := pw.SetTickPeriod(jwksTick); err != nil {
+			pw.LogCriticalf("auth: setting the tick period: %v", err)
+			return false
+		}
+	}
+	return true
+}
+
+func (m *metrics) define() (err error) {
+	def := func(name string) pw.Counter {
+		c, e := pw.DefineCounter(name)
+		if e != nil && err == nil {
+			err = fmt.Errorf("%s: %w", name, e)
+		}
+		return c
+	}
+	m.allowed = def(engine.MetricAllowed)
+	m.cacheHit = def(engine.MetricCacheHit)
+	m.cacheMiss = def(engine.MetricCacheMiss)
+	m.fetchOK = def(engine.MetricJWKSFetchSuccess)
+	m.fetchFail = def(engine.MetricJWKSFetchFailure)
+	m.denied = make(map[engine.Reason]pw.Counter, len(engine.AllReasons))
+	for _, r := range engine.AllReasons {
+		m.denied[r] = def(engine.MetricDeniedPrefix + string(r))
+	}
+	return err
+}
+
+// OnTick refreshes the key sets that are due (before expiry, or after backoff).
+func (p *plugin) OnTick() {
+	p.due = p.eng.Keys.DueRefreshes(p.cfg, pw.Now(), p.due[:0])
+	for _, pr := range p.due {
+		p.fetchJWKS(pr)
+	}
+}
+
+func (p *plugin) NewHttpContext(id uint32) pw.HttpContext { return &stream{p: p, id: id} }
+
+// fetchJWKS starts a fetch of pr's key set as the plugin's root context, so the fetch
+// completes even if the stream that needed it goes away.
+func (p *plugin) fetchJWKS(pr *config.Provider) {
+	r := pr.RemoteJWKS
+	p.eng.Keys.State(pr).OnFetchStart(pw.Now())
+	var dispatchErr error
+	err := pw.RunAs(p.id, func() {
+		_, dispatchErr = pw.DispatchHttpCall(r.Cluster, jwksRequest(r), nil, nil, r.Timeout,
+			func(numHeaders, bodySize, _ int) { p.onJWKS(pr, numHeaders, bodySize) })
+	})
+	if err == nil {
+		err = dispatchErr
+	}
+	if err != nil {
+		p.jwksFailed(pr, fmt.Errorf("dispatching to cluster %q: %w", r.Cluster, err))
+	}
+}
+
+func jwksRequest(r *config.RemoteJWKS) []abi.Pair {
+	return []abi.Pair{{Key: ":method", Value: "GET"}, {Key: ":path", Value: r.Path},
+		{Key: ":authority", Value: r.Authority}, {Key: "accept", Value: "application/json"}}
+}
+
+func (p *plugin) onJWKS(pr *config.Provider, numHeaders, bodySize int) {
+	if numHeaders == 0 {
+		p.jwksFailed(pr, fmt.Errorf("no response (connection failure or timeout)"))
+		return
+	}
+	status, _ := pw.HttpCallResponseHeaders.Get(":status")
+	if status != "200" {
+		p.jwksFailed(pr, fmt.Errorf("status %s", status))
+		return
+	}
+	body, err := pw.HttpCallResponseBody.Get(0, bodySize)
+	if err == nil {
+		err = p.eng.Keys.State(pr).OnFetchSuccess(body, pw.Now())
+	}
+	if err != nil {
+		p.jwksFailed(pr, fmt.Errorf("bad key set: %w", err))
+		return
+	}
+	p.m.fetchOK.Increment(1)
+	pw.LogDebugf("auth: provider %s: fetched %d bytes of JWKS", pr.Name, bodySize)
+	p.wake(pr)
+}
+
+func (p *plugin) jwksFailed(pr *config.Provider, err error) {
+	p.m.fetchFail.Increment(1)
+	st := p.eng.Keys.State(pr)
+	st.OnFetchFailure(pw.Now(), err)
+	pw.LogWarnf("auth: provider %s: JWKS fetch from %s failed: %v (stale keys kept: %v; next attempt at %s)",
+		pr.Name, pr.RemoteJWKS.URI, err, st.Keys() != nil, st.RetryAt().UTC().Format("15:04:05.000"))
+	p.wake(pr)
+}
+
+// wake decides again every stream parked on pr's key set.
+func (p *plugin) wake(pr *config.Provider) {
+	parked := p.waiting[pr.Index]
+	delete(p.waiting, pr.Index)
+	for _, s := range parked {
+		s.parked = false
+		if err := pw.RunAs(s.id, s.resume); err != nil {
+			pw.LogErrorf("auth: resuming stream %d: %v", s.id, err)
+		}
+	}
+}
+
+func (p *plugin) park(s *stream, pr *config.Provider) {
+	s.parked, s.parkedOn = true, pr.Index
+	p.waiting[pr.Index] = append(p.waiting[pr.Index], s)
+}
+
+func (p *plugin) unpark(s *stream) {
+	list := p.waiting[s.parkedOn]
+	for i, w := range list {
+		if w == s {
+			p.waiting[s.parkedOn] = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	s.parked = false
+}

@@ -1,0 +1,403 @@
+//go:build wasip1
+
+package proxywasm
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/meshplug/meshplug/filters/abi"
+)
+
+// currentContextID is the context the host is calling into right now.
+var currentContextID uint32
+
+// CurrentContextID returns the id of the context the current callback runs for.
+func CurrentContextID() uint32 { return currentContextID }
+
+func status(s uint32) error {
+	if s == 0 {
+		return nil
+	}
+	return abi.Status(s)
+}
+
+// ---- logging, time, timers ----
+
+// Log writes msg to the host's log at level. Envoy prefixes it with the plugin name.
+func Log(level abi.LogLevel, msg string) { proxy_log(uint32(level), msg) }
+
+func LogTrace(msg string)    { Log(abi.LogTrace, msg) }
+func LogDebug(msg string)    { Log(abi.LogDebug, msg) }
+func LogInfo(msg string)     { Log(abi.LogInfo, msg) }
+func LogWarn(msg string)     { Log(abi.LogWarn, msg) }
+func LogError(msg string)    { Log(abi.LogError, msg) }
+func LogCritical(msg string) { Log(abi.LogCritical, msg) }
+
+// Logf formats only when the host would keep the line (see LogLevel).
+func Logf(level abi.LogLevel, format string, args ...any) {
+	if l, err := LogLevel(); err == nil && level < l {
+		return
+	}
+	Log(level, fmt.Sprintf(format, args...))
+}
+
+func LogDebugf(format string, args ...any)    { Logf(abi.LogDebug, format, args...) }
+func LogInfof(format string, args ...any)     { Logf(abi.LogInfo, format, args...) }
+func LogWarnf(format string, args ...any)     { Logf(abi.LogWarn, format, args...) }
+func LogErrorf(format string, args ...any)    { Logf(abi.LogError, format, args...) }
+func LogCriticalf(format string, args ...any) { Logf(abi.LogCritical, format, args...) }
+
+// LogLevel returns the host's current log level for this plugin.
+func LogLevel() (abi.LogLevel, error) {
+	err := status(proxy_get_log_level(&retU32))
+	return abi.LogLevel(retU32), err
+}
+
+// Now returns the host's wall-clock time (the testenv host may run a fake clock).
+func Now() time.Time {
+	if proxy_get_current_time_nanoseconds(unsafe.Pointer(&retU64)) != 0 {
+		return time.Now()
+	}
+	return time.Unix(0, int64(retU64))
+}
+
+// SetTickPeriod makes the host call OnTick of the current plugin every d (rounded
+// down to milliseconds); 0 stops the ticks.
+func SetTickPeriod(d time.Duration) error {
+	return status(proxy_set_tick_period_milliseconds(uint32(d / time.Millisecond)))
+}
+
+// PluginDone tells the host that a plugin whose OnPluginDone returned false has
+// finished shutting down.
+func PluginDone() error { return status(proxy_done()) }
+
+// SetEffectiveContext makes later host calls act on context id (a stream, typically,
+// from a callout callback). The binding does this itself before callout callbacks.
+func SetEffectiveContext(id uint32) error { return status(proxy_set_effective_context(id)) }
+
+// ---- header maps ----
+
+// HeaderMap names one of the host's header maps. Names are lowercase in Envoy; the
+// pseudo-headers (:method, :path, :authority, :scheme, :status) are in the maps.
+type HeaderMap abi.MapType
+
+const (
+	RequestHeaders              = HeaderMap(abi.MapRequestHeaders)
+	RequestTrailers             = HeaderMap(abi.MapRequestTrailers)
+	ResponseHeaders             = HeaderMap(abi.MapResponseHeaders)
+	ResponseTrailers            = HeaderMap(abi.MapResponseTrailers)
+	GrpcReceiveInitialMetadata  = HeaderMap(abi.MapGrpcInitialMetadata)
+	GrpcReceiveTrailingMetadata = HeaderMap(abi.MapGrpcTrailingMetadata)
+	HttpCallResponseHeaders     = HeaderMap(abi.MapHttpCallHeaders)
+	HttpCallResponseTrailers    = HeaderMap(abi.MapHttpCallTrailers)
+)
+
+// Get returns the value of header name (all values joined by "," if repeated, as
+// Envoy does). A missing header is abi.StatusNotFound.
+func (m HeaderMap) Get(name string) (string, error) {
+	resetArena()
+	if s := proxy_get_header_map_value(uint32(m), name, &retData, &retSize); s != 0 {
+		return "", abi.Status(s)
+	}
+	return string(claimed()), nil
+}
+
+// GetAll returns every entry of the map, in order.
+func (m HeaderMap) GetAll() ([]abi.Pair, error) {
+	resetArena()
+	if s := proxy_get_header_map_pairs(uint32(m), &retData, &retSize); s != 0 {
+		return nil, abi.Status(s)
+	}
+	return abi.DecodePairs(claimed())
+}
+
+// SetAll replaces the whole map with pairs.
+func (m HeaderMap) SetAll(pairs []abi.Pair) error {
+	p, n := bytesPtr(abi.EncodePairs(pairs))
+	return status(proxy_set_header_map_pairs(uint32(m), p, n))
+}
+
+// Size returns the size in bytes of the map's encoding (proxy_get_header_map_size).
+func (m HeaderMap) Size() (int, error) {
+	err := status(proxy_get_header_map_size(uint32(m), &retU32))
+	return int(retU32), err
+}
+
+// Add appends a value for name, keeping existing ones.
+func (m HeaderMap) Add(name, value string) error {
+	return status(proxy_add_header_map_value(uint32(m), name, value))
+}
+
+// Replace sets name to value, replacing every existing value (adding it if absent).
+func (m HeaderMap) Replace(name, value string) error {
+	return status(proxy_replace_header_map_value(uint32(m), name, value))
+}
+
+// Remove deletes every value of name; removing a missing header is not an error.
+func (m HeaderMap) Remove(name string) error {
+	return status(proxy_remove_header_map_value(uint32(m), name))
+}
+
+// ---- buffers ----
+
+// Buffer names one of the host's byte buffers.
+type Buffer abi.BufferType
+
+const (
+	RequestBody          = Buffer(abi.BufferRequestBody)
+	ResponseBody         = Buffer(abi.BufferResponseBody)
+	HttpCallResponseBody = Buffer(abi.BufferHttpCallBody)
+	GrpcReceiveBuffer    = Buffer(abi.BufferGrpcReceive)
+	VMConfiguration      = Buffer(abi.BufferVMConfiguration)
+	PluginConfiguration  = Buffer(abi.BufferPluginConfig)
+)
+
+// Get returns up to length bytes from offset start. An empty buffer returns
+// (nil, nil) — Envoy reports it as NotFound or Empty depending on the buffer, which
+// this hides.
+func (b Buffer) Get(start, length int) ([]byte, error) {
+	if start < 0 || length < 0 {
+		return nil, abi.StatusBadArgument
+	}
+	resetArena()
+	s := proxy_get_buffer_bytes(uint32(b), uint32(start), uint32(length), &retData, &retSize)
+	switch abi.Status(s) {
+	case abi.StatusOK:
+		return append([]byte(nil), claimed()...), nil
+	case abi.StatusNotFound, abi.StatusEmpty:
+		return nil, nil
+	default:
+		return nil, abi.Status(s)
+	}
+}
+
+// Bytes returns the whole buffer.
+func (b Buffer) Bytes() ([]byte, error) {
+	n, _, err := b.Status()
+	if err != nil || n == 0 {
+		// Some buffers (configuration) may not report a status: read what there is.
+		return b.Get(0, 1<<30)
+	}
+	return b.Get(0, n)
+}
+
+// Status returns the buffer's length and flags.
+func (b Buffer) Status() (length int, flags uint32, err error) {
+	s := proxy_get_buffer_status(uint32(b), &retSize, &retU32)
+	if abi.Status(s) == abi.StatusNotFound || abi.Status(s) == abi.StatusEmpty {
+		return 0, 0, nil
+	}
+	return int(retSize), retU32, status(s)
+}
+
+// Set replaces length bytes at start with data (proxy_set_buffer_bytes). In Envoy,
+// start 0 with length 0 prepends, start ≥ size appends, and start 0 with length ≥
+// size replaces the whole buffer.
+func (b Buffer) Set(start, length int, data []byte) error {
+	p, n := bytesPtr(data)
+	return status(proxy_set_buffer_bytes(uint32(b), uint32(start), uint32(length), p, n))
+}
+
+// Replace replaces the whole buffer with data.
+func (b Buffer) Replace(data []byte) error {
+	n, _, err := b.Status()
+	if err != nil {
+		return err
+	}
+	return b.Set(0, max(n, 1<<30), data)
+}
+
+// Append adds data at the end of the buffer.
+func (b Buffer) Append(data []byte) error {
+	n, _, err := b.Status()
+	if err != nil {
+		return err
+	}
+	return b.Set(n, 0, data)
+}
+
+// ---- properties ----
+
+// GetProperty returns the value of the property at path, e.g. GetProperty("request",
+// "path"). Strings come raw, integers as 8 little-endian bytes, booleans as 1 byte.
+func GetProperty(path ...string) ([]byte, error) {
+	resetArena()
+	if s := proxy_get_property(strings.Join(path, "\x00"), &retData, &retSize); s != 0 {
+		return nil, abi.Status(s)
+	}
+	return append([]byte(nil), claimed()...), nil
+}
+
+// GetPropertyString returns a string property.
+func GetPropertyString(path ...string) (string, error) {
+	resetArena()
+	if s := proxy_get_property(strings.Join(path, "\x00"), &retData, &retSize); s != 0 {
+		return "", abi.Status(s)
+	}
+	return string(claimed()), nil
+}
+
+// SetProperty sets the property at path for the current stream.
+func SetProperty(path []string, value []byte) error {
+	p, n := bytesPtr(value)
+	return status(proxy_set_property(strings.Join(path, "\x00"), p, n))
+}
+
+// ---- streams and local responses ----
+
+// SendHttpResponse ends the current stream with a local reply: status, response code
+// details (e.g. "auth_denied"), headers and body. grpcStatus is abi.GrpcStatusNone for
+// a plain HTTP reply; otherwise Envoy answers a gRPC request with that grpc-status (and
+// the body as grpc-message). Return Pause from the callback after calling it.
+func SendHttpResponse(statusCode uint32, details string, headers []abi.Pair, body []byte, grpcStatus uint32) error {
+	if s, ok := streams.get(currentContextID); ok {
+		s.ended = true
+	}
+	var enc []byte
+	if len(headers) > 0 {
+		enc = abi.EncodePairs(headers)
+	} else {
+		enc = []byte{0, 0, 0, 0} // an encoded empty map; some hosts refuse size 0
+	}
+	bp, bn := bytesPtr(body)
+	hp, hn := bytesPtr(enc)
+	return status(proxy_send_local_response(statusCode, details, bp, bn, hp, hn, grpcStatus))
+}
+
+// ResumeHttpRequest continues a paused request (proxy_continue_stream).
+func ResumeHttpRequest() error { return status(proxy_continue_stream(uint32(abi.StreamRequest))) }
+
+// ResumeHttpResponse continues a paused response.
+func ResumeHttpResponse() error { return status(proxy_continue_stream(uint32(abi.StreamResponse))) }
+
+// ResetHttpStream resets the current stream (proxy_close_stream on the request side).
+func ResetHttpStream() error { return status(proxy_close_stream(uint32(abi.StreamRequest))) }
+
+// ---- shared data and queues ----
+
+// GetSharedData returns the value of key in the VM-id-wide shared data and its CAS
+// token. A missing key is abi.StatusNotFound.
+func GetSharedData(key string) (value []byte, cas uint32, err error) {
+	resetArena()
+	if s := proxy_get_shared_data(key, &retData, &retSize, &retCas); s != 0 {
+		return nil, 0, abi.Status(s)
+	}
+	return append([]byte(nil), claimed()...), retCas, nil
+}
+
+// SetSharedData stores value under key. cas 0 writes unconditionally; otherwise the
+// write happens only if the key's CAS token still equals cas, else
+// abi.StatusCasMismatch.
+func SetSharedData(key string, value []byte, cas uint32) error {
+	p, n := bytesPtr(value)
+	return status(proxy_set_shared_data(key, p, n, cas))
+}
+
+// RegisterSharedQueue registers (or finds) the queue name in this VM's vm_id and
+// makes this plugin receive OnQueueReady for it.
+func RegisterSharedQueue(name string) (uint32, error) {
+	err := status(proxy_register_shared_queue(name, &retU32))
+	return retU32, err
+}
+
+// ResolveSharedQueue finds a queue registered by a VM with vmID.
+func ResolveSharedQueue(vmID, name string) (uint32, error) {
+	err := status(proxy_resolve_shared_queue(vmID, name, &retU32))
+	return retU32, err
+}
+
+// EnqueueSharedQueue appends data to a queue.
+func EnqueueSharedQueue(id uint32, data []byte) error {
+	p, n := bytesPtr(data)
+	return status(proxy_enqueue_shared_queue(id, p, n))
+}
+
+// DequeueSharedQueue takes the oldest item; an empty queue is abi.StatusEmpty.
+func DequeueSharedQueue(id uint32) ([]byte, error) {
+	resetArena()
+	if s := proxy_dequeue_shared_queue(id, &retData, &retSize); s != 0 {
+		return nil, abi.Status(s)
+	}
+	return append([]byte(nil), claimed()...), nil
+}
+
+// ---- metrics ----
+
+// Counter, Gauge and Histogram are metrics defined in the host's stats store. Envoy
+// names them as given (in Istio, stats must match the proxy's stats inclusion list to
+// be exported).
+type (
+	Counter   uint32
+	Gauge     uint32
+	Histogram uint32
+)
+
+func defineMetric(t abi.MetricType, name string) (uint32, error) {
+	err := status(proxy_define_metric(uint32(t), name, &retU32))
+	return retU32, err
+}
+
+// DefineCounter defines (or finds) a counter.
+func DefineCounter(name string) (Counter, error) {
+	id, err := defineMetric(abi.MetricCounter, name)
+	return Counter(id), err
+}
+
+// DefineGauge defines (or finds) a gauge.
+func DefineGauge(name string) (Gauge, error) {
+	id, err := defineMetric(abi.MetricGauge, name)
+	return Gauge(id), err
+}
+
+// DefineHistogram defines (or finds) a histogram.
+func DefineHistogram(name string) (Histogram, error) {
+	id, err := defineMetric(abi.MetricHistogram, name)
+	return Histogram(id), err
+}
+
+func (c Counter) Increment(delta uint64) error {
+	return status(proxy_increment_metric(uint32(c), int64(delta)))
+}
+func (c Counter) Value() (uint64, error)  { return getMetric(uint32(c)) }
+func (g Gauge) Add(delta int64) error     { return status(proxy_increment_metric(uint32(g), delta)) }
+func (g Gauge) Set(v uint64) error        { return status(proxy_record_metric(uint32(g), v)) }
+func (g Gauge) Value() (uint64, error)    { return getMetric(uint32(g)) }
+func (h Histogram) Record(v uint64) error { return status(proxy_record_metric(uint32(h), v)) }
+
+func getMetric(id uint32) (uint64, error) {
+	err := status(proxy_get_metric(id, unsafe.Pointer(&retU64)))
+	return retU64, err
+}
+
+// GetStatus returns the status of the last gRPC callout event (proxy_get_status).
+func GetStatus() (code uint32, message string, err error) {
+	resetArena()
+	if s := proxy_get_status(&retU32, &retData, &retSize); s != 0 {
+		return 0, "", abi.Status(s)
+	}
+	return retU32, string(claimed()), nil
+}
+
+// RunAs runs f as context id: host calls inside f act on that context (through
+// proxy_set_effective_context), and callouts dispatched inside f belong to it, so their
+// callbacks run as id. The previous context is restored afterwards.
+//
+// Use it to resume a parked stream from a plugin-level callback, or to dispatch a
+// callout that must outlive the stream that triggered it (a stream's pending callouts
+// are dropped when the stream ends).
+func RunAs(id uint32, f func()) error {
+	prev := currentContextID
+	if err := SetEffectiveContext(id); err != nil {
+		return err
+	}
+	currentContextID = id
+	defer func() {
+		currentContextID = prev
+		SetEffectiveContext(prev)
+	}()
+	f()
+	return nil
+}

@@ -1,0 +1,93 @@
+package proxywasm
+
+import "github.com/meshplug/meshplug/filters/abi"
+
+// Action is what a stream callback returns: abi.ActionContinue or abi.ActionPause.
+type Action = abi.Action
+
+// The two stream actions, re-exported so filters need not import abi for them.
+const (
+	Continue = abi.ActionContinue
+	// Pause stops the filter chain for this direction until the filter resumes it
+	// (ResumeHttpRequest / ResumeHttpResponse) or sends a local response. On a body
+	// callback it buffers the body (StopIterationAndBuffer).
+	Pause = abi.ActionPause
+)
+
+// VMContext is the plugin author's entry point: one per Wasm VM. Register it from an
+// init function with SetVMContext (main never runs in a c-shared module).
+type VMContext interface {
+	// OnVMStart is called once per VM with the size of the VM configuration
+	// (read it with VMConfiguration.Bytes). Returning false fails the VM.
+	OnVMStart(vmConfigSize int) bool
+	// NewPluginContext creates the root context of one plugin configuration.
+	NewPluginContext(contextID uint32) PluginContext
+}
+
+// PluginContext is the root context of one plugin configuration in one VM.
+type PluginContext interface {
+	// OnPluginStart is called with the size of the plugin configuration (read it with
+	// PluginConfiguration.Bytes). Returning false rejects the configuration: Envoy
+	// then refuses the listener update.
+	OnPluginStart(pluginConfigSize int) bool
+	// OnPluginDone is called when the host wants to shut the plugin down. Returning
+	// false defers the shutdown until the plugin calls PluginDone.
+	OnPluginDone() bool
+	// OnTick is called every tick period set with SetTickPeriod.
+	OnTick()
+	// OnQueueReady is called when an item was enqueued on a queue this VM registered.
+	OnQueueReady(queueID uint32)
+	// NewHttpContext creates the context of one HTTP stream.
+	NewHttpContext(contextID uint32) HttpContext
+}
+
+// HttpContext is the context of one HTTP stream (request and response).
+type HttpContext interface {
+	OnHttpRequestHeaders(numHeaders int, endOfStream bool) Action
+	OnHttpRequestBody(bodySize int, endOfStream bool) Action
+	OnHttpRequestTrailers(numTrailers int) Action
+	OnHttpResponseHeaders(numHeaders int, endOfStream bool) Action
+	OnHttpResponseBody(bodySize int, endOfStream bool) Action
+	OnHttpResponseTrailers(numTrailers int) Action
+	// OnHttpStreamDone is called once when the stream ends (completed or reset),
+	// after which the context is deleted.
+	OnHttpStreamDone()
+}
+
+// DefaultVMContext starts and creates DefaultPluginContexts; embed it to override parts.
+type DefaultVMContext struct{}
+
+func (DefaultVMContext) OnVMStart(int) bool                    { return true }
+func (DefaultVMContext) NewPluginContext(uint32) PluginContext { return DefaultPluginContext{} }
+
+// DefaultPluginContext does nothing; embed it to override parts.
+type DefaultPluginContext struct{}
+
+func (DefaultPluginContext) OnPluginStart(int) bool            { return true }
+func (DefaultPluginContext) OnPluginDone() bool                { return true }
+func (DefaultPluginContext) OnTick()                           {}
+func (DefaultPluginContext) OnQueueReady(uint32)               {}
+func (DefaultPluginContext) NewHttpContext(uint32) HttpContext { return DefaultHttpContext{} }
+
+// DefaultHttpContext continues every callback; embed it to override parts.
+type DefaultHttpContext struct{}
+
+func (DefaultHttpContext) OnHttpRequestHeaders(int, bool) Action  { return Continue }
+func (DefaultHttpContext) OnHttpRequestBody(int, bool) Action     { return Continue }
+func (DefaultHttpContext) OnHttpRequestTrailers(int) Action       { return Continue }
+func (DefaultHttpContext) OnHttpResponseHeaders(int, bool) Action { return Continue }
+func (DefaultHttpContext) OnHttpResponseBody(int, bool) Action    { return Continue }
+func (DefaultHttpContext) OnHttpResponseTrailers(int) Action      { return Continue }
+func (DefaultHttpContext) OnHttpStreamDone()                      {}
+
+// FailurePolicy says what a stream gets when a callback of its filter panics.
+type FailurePolicy int
+
+const (
+	// FailOpen logs the panic and lets the stream continue, as if the filter were not
+	// there. The default, for filters whose absence is safe (rate limits, hints).
+	FailOpen FailurePolicy = iota
+	// FailClosed logs the panic and answers the request with a 500 local reply
+	// (grpc-status 13 for gRPC). For filters whose absence is unsafe (auth).
+	FailClosed
+)

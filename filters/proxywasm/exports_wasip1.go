@@ -1,0 +1,383 @@
+//go:build wasip1
+
+package proxywasm
+
+import (
+	"runtime/debug"
+
+	"github.com/meshplug/meshplug/filters/abi"
+)
+
+// The proxy_on_* exports: the host's calls into the guest. Each one records the
+// context it runs for, dispatches to the filter's context, and recovers panics.
+
+var (
+	vmContext     VMContext = DefaultVMContext{}
+	failurePolicy           = FailOpen
+
+	roots   table[*rootState]
+	streams table[*streamState]
+)
+
+type rootState struct {
+	ctx PluginContext
+}
+
+// freeStreams recycles streamStates: one allocation per stream is measurable in a Go
+// wasm guest.
+var freeStreams freeList
+
+type freeList struct{ free []*streamState }
+
+func (f *freeList) take() *streamState {
+	if n := len(f.free); n > 0 {
+		s := f.free[n-1]
+		f.free = f.free[:n-1]
+		return s
+	}
+	return new(streamState)
+}
+
+func (f *freeList) give(s *streamState) { f.free = append(f.free, s) }
+
+type streamState struct {
+	ctx    HttpContext
+	rootID uint32
+	// ended is set once a local reply was sent or the stream failed, so the panic
+	// path does not send a second reply.
+	ended bool
+}
+
+// SetVMContext registers the filter. Call it from an init function.
+func SetVMContext(ctx VMContext) { vmContext = ctx }
+
+// SetFailurePolicy sets what a stream gets when one of its callbacks panics. Call it
+// from an init function; the default is FailOpen.
+func SetFailurePolicy(p FailurePolicy) { failurePolicy = p }
+
+// recovered logs a recovered panic at critical level, with the callback's name and
+// the stack, and reports whether there was one.
+func recovered(where string, v any) {
+	LogCriticalf("panic in %s: %v\n%s", where, v, debug.Stack())
+}
+
+// failStream applies the failure policy to stream id after a panic and returns the
+// action for the interrupted callback.
+func failStream(id uint32) Action {
+	s, _ := streams.get(id)
+	if failurePolicy == FailOpen || s == nil {
+		return Continue
+	}
+	if !s.ended {
+		s.ended = true
+		if err := sendInternalError(); err != nil {
+			LogCriticalf("fail closed: sending the 500 reply failed: %v", err)
+		}
+	}
+	return Pause
+}
+
+func sendInternalError() error {
+	return SendHttpResponse(500, "meshplug_filter_panic",
+		[]abi.Pair{{Key: "content-type", Value: "application/json"}},
+		[]byte(`{"error":"internal","error_description":"filter failure"}`), 13)
+}
+
+//go:wasmexport proxy_abi_version_0_2_1
+func proxyABIVersion0_2_1() {}
+
+//go:wasmexport proxy_on_context_create
+func proxyOnContextCreate(contextID, parentID uint32) {
+	currentContextID = contextID
+	defer func() {
+		if v := recover(); v != nil {
+			recovered("proxy_on_context_create", v)
+		}
+	}()
+	if parentID == 0 {
+		roots.put(contextID, &rootState{ctx: vmContext.NewPluginContext(contextID)})
+		return
+	}
+	root, ok := roots.get(parentID)
+	if !ok {
+		LogCriticalf("proxy_on_context_create: unknown root context %d", parentID)
+		return
+	}
+	st := freeStreams.take()
+	*st = streamState{ctx: root.ctx.NewHttpContext(contextID), rootID: parentID}
+	streams.put(contextID, st)
+}
+
+//go:wasmexport proxy_on_vm_start
+func proxyOnVMStart(rootID, vmConfigSize uint32) (ok bool) {
+	currentContextID = rootID
+	defer func() {
+		if v := recover(); v != nil {
+			recovered("proxy_on_vm_start", v)
+			ok = false
+		}
+	}()
+	return vmContext.OnVMStart(int(vmConfigSize))
+}
+
+//go:wasmexport proxy_on_configure
+func proxyOnConfigure(rootID, pluginConfigSize uint32) (ok bool) {
+	currentContextID = rootID
+	defer func() {
+		if v := recover(); v != nil {
+			recovered("proxy_on_configure", v)
+			ok = false
+		}
+	}()
+	root, found := roots.get(rootID)
+	if !found {
+		LogCriticalf("proxy_on_configure: unknown root context %d", rootID)
+		return false
+	}
+	return root.ctx.OnPluginStart(int(pluginConfigSize))
+}
+
+//go:wasmexport proxy_on_tick
+func proxyOnTick(rootID uint32) {
+	currentContextID = rootID
+	defer func() {
+		if v := recover(); v != nil {
+			recovered("proxy_on_tick", v)
+		}
+	}()
+	if root, ok := roots.get(rootID); ok {
+		root.ctx.OnTick()
+	}
+}
+
+//go:wasmexport proxy_on_queue_ready
+func proxyOnQueueReady(rootID, queueID uint32) {
+	currentContextID = rootID
+	defer func() {
+		if v := recover(); v != nil {
+			recovered("proxy_on_queue_ready", v)
+		}
+	}()
+	if root, ok := roots.get(rootID); ok {
+		root.ctx.OnQueueReady(queueID)
+	}
+}
+
+// enterStream makes stream id the current context and returns its state (nil, with a
+// log line, for an unknown id).
+func enterStream(where string, id uint32) *streamState {
+	currentContextID = id
+	s, ok := streams.get(id)
+	if !ok {
+		LogCriticalf("%s: unknown stream context %d", where, id)
+		return nil
+	}
+	return s
+}
+
+// recoverStream is deferred by every stream callback: it turns a panic into a log line
+// and the failure policy's action. (recover only works called directly by the
+// deferred function, hence no wrapper; the callbacks avoid closures because every call
+// level costs in a Go wasm guest.)
+func recoverStream(where string, id uint32, action *uint32) {
+	if v := recover(); v != nil {
+		recovered(where, v)
+		*action = uint32(failStream(id))
+	}
+}
+
+//go:wasmexport proxy_on_request_headers
+func proxyOnRequestHeaders(id, numHeaders, endOfStream uint32) (action uint32) {
+	s := enterStream("proxy_on_request_headers", id)
+	if s == nil {
+		return 0
+	}
+	defer recoverStream("proxy_on_request_headers", id, &action)
+	return uint32(s.ctx.OnHttpRequestHeaders(int(numHeaders), endOfStream != 0))
+}
+
+//go:wasmexport proxy_on_request_body
+func proxyOnRequestBody(id, bodySize, endOfStream uint32) (action uint32) {
+	s := enterStream("proxy_on_request_body", id)
+	if s == nil {
+		return 0
+	}
+	defer recoverStream("proxy_on_request_body", id, &action)
+	return uint32(s.ctx.OnHttpRequestBody(int(bodySize), endOfStream != 0))
+}
+
+//go:wasmexport proxy_on_request_trailers
+func proxyOnRequestTrailers(id, numTrailers uint32) (action uint32) {
+	s := enterStream("proxy_on_request_trailers", id)
+	if s == nil {
+		return 0
+	}
+	defer recoverStream("proxy_on_request_trailers", id, &action)
+	return uint32(s.ctx.OnHttpRequestTrailers(int(numTrailers)))
+}
+
+//go:wasmexport proxy_on_response_headers
+func proxyOnResponseHeaders(id, numHeaders, endOfStream uint32) (action uint32) {
+	s := enterStream("proxy_on_response_headers", id)
+	if s == nil {
+		return 0
+	}
+	defer recoverStream("proxy_on_response_headers", id, &action)
+	return uint32(s.ctx.OnHttpResponseHeaders(int(numHeaders), endOfStream != 0))
+}
+
+//go:wasmexport proxy_on_response_body
+func proxyOnResponseBody(id, bodySize, endOfStream uint32) (action uint32) {
+	s := enterStream("proxy_on_response_body", id)
+	if s == nil {
+		return 0
+	}
+	defer recoverStream("proxy_on_response_body", id, &action)
+	return uint32(s.ctx.OnHttpResponseBody(int(bodySize), endOfStream != 0))
+}
+
+//go:wasmexport proxy_on_response_trailers
+func proxyOnResponseTrailers(id, numTrailers uint32) (action uint32) {
+	s := enterStream("proxy_on_response_trailers", id)
+	if s == nil {
+		return 0
+	}
+	defer recoverStream("proxy_on_response_trailers", id, &action)
+	return uint32(s.ctx.OnHttpResponseTrailers(int(numTrailers)))
+}
+
+// proxy_on_done: for a stream, OnHttpStreamDone; for a root, OnPluginDone.
+//
+//go:wasmexport proxy_on_done
+func proxyOnDone(id uint32) (done bool) {
+	currentContextID = id
+	defer func() {
+		if v := recover(); v != nil {
+			recovered("proxy_on_done", v)
+			done = true
+		}
+	}()
+	if s, ok := streams.get(id); ok {
+		s.ctx.OnHttpStreamDone()
+		return true
+	}
+	if r, ok := roots.get(id); ok {
+		return r.ctx.OnPluginDone()
+	}
+	return true
+}
+
+//go:wasmexport proxy_on_log
+func proxyOnLog(id uint32) {}
+
+//go:wasmexport proxy_on_delete
+func proxyOnDelete(id uint32) {
+	if s, ok := streams.get(id); ok {
+		streams.remove(id)
+		*s = streamState{}
+		freeStreams.give(s)
+	}
+	roots.remove(id)
+	dropCallouts(id)
+}
+
+//go:wasmexport proxy_on_http_call_response
+func proxyOnHttpCallResponse(_ /* context id: see callouts */, token, numHeaders, bodySize, numTrailers uint32) {
+	c, ok := httpCalls[token]
+	if !ok {
+		LogWarnf("proxy_on_http_call_response: unknown token %d", token)
+		return
+	}
+	delete(httpCalls, token)
+	enterCalloutContext("proxy_on_http_call_response", c.contextID, func() {
+		c.callback(int(numHeaders), int(bodySize), int(numTrailers))
+	})
+}
+
+//go:wasmexport proxy_on_grpc_receive_initial_metadata
+func proxyOnGrpcReceiveInitialMetadata(_, token, numHeaders uint32) {
+	if c, ok := grpcCalls[token]; ok && c.stream != nil {
+		enterCalloutContext("proxy_on_grpc_receive_initial_metadata", c.contextID, func() {
+			c.stream.OnInitialMetadata(int(numHeaders))
+		})
+	}
+}
+
+//go:wasmexport proxy_on_grpc_receive_trailing_metadata
+func proxyOnGrpcReceiveTrailingMetadata(_, token, numTrailers uint32) {
+	if c, ok := grpcCalls[token]; ok && c.stream != nil {
+		enterCalloutContext("proxy_on_grpc_receive_trailing_metadata", c.contextID, func() {
+			c.stream.OnTrailingMetadata(int(numTrailers))
+		})
+	}
+}
+
+//go:wasmexport proxy_on_grpc_receive
+func proxyOnGrpcReceive(_, token, size uint32) {
+	c, ok := grpcCalls[token]
+	if !ok {
+		LogWarnf("proxy_on_grpc_receive: unknown token %d", token)
+		return
+	}
+	if c.unary != nil {
+		// A unary call ends with its one message.
+		delete(grpcCalls, token)
+		enterCalloutContext("proxy_on_grpc_receive", c.contextID, func() {
+			msg, err := GrpcReceiveBuffer.Bytes()
+			if err != nil {
+				LogErrorf("gRPC call %d: reading the response: %v", token, err)
+			}
+			c.unary(0, "", msg)
+		})
+		return
+	}
+	enterCalloutContext("proxy_on_grpc_receive", c.contextID, func() {
+		c.stream.OnMessage(int(size))
+	})
+}
+
+//go:wasmexport proxy_on_grpc_close
+func proxyOnGrpcClose(_, token, status uint32) {
+	c, ok := grpcCalls[token]
+	if !ok {
+		return
+	}
+	delete(grpcCalls, token)
+	enterCalloutContext("proxy_on_grpc_close", c.contextID, func() {
+		msg := ""
+		if _, m, err := GetStatus(); err == nil {
+			msg = m
+		}
+		if c.unary != nil {
+			c.unary(status, msg, nil)
+		} else {
+			c.stream.OnClose(status, msg)
+		}
+	})
+}
+
+// enterCalloutContext runs a callout callback as the context that made the call: it
+// makes that context the effective one (so that ResumeHttpRequest, SendHttpResponse and
+// header calls act on its stream) and recovers panics, failing the stream by policy.
+func enterCalloutContext(where string, contextID uint32, f func()) {
+	currentContextID = contextID
+	if _, isStream := streams.get(contextID); isStream {
+		if err := SetEffectiveContext(contextID); err != nil {
+			LogErrorf("%s: setting the effective context %d: %v", where, contextID, err)
+		}
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			recovered(where, v)
+			if _, isStream := streams.get(contextID); isStream {
+				if failStream(contextID) == Pause {
+					return
+				}
+				if err := ResumeHttpRequest(); err != nil {
+					LogErrorf("%s: resuming after a panic: %v", where, err)
+				}
+			}
+		}
+	}()
+	f()
+}

@@ -1,0 +1,127 @@
+// Package benchmarks measures the host and the guest binding together: one request
+// lifecycle through a compiled guest, per host path and per worker count. Figures are
+// written up in docs/benchmarks.md; run them with `make bench`.
+package benchmarks
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+
+	"github.com/meshplug/meshplug/testenv"
+)
+
+// emptyUpstream answers every benchmark request without allocating.
+var emptyUpstream = &testenv.UpstreamResponse{Status: 200}
+
+// host starts a host with the benchmark guest in mode; mode "raw" is testenv's
+// hand-written guest without the binding (testenv/testdata/rawguest, its noop mode):
+// the floor of wazero plus the host, against which the binding's cost shows.
+func host(tb testing.TB, mode string, workers int) *testenv.Host {
+	tb.Helper()
+	pkg, config := "./guest", mode
+	if mode == "raw" {
+		pkg, config = "../testdata/rawguest", "noop"
+	}
+	wasm, err := testenv.BuildGuest(pkg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h, err := testenv.New(context.Background(),
+		testenv.Options{Workers: workers, Upstream: func(*testenv.UpstreamRequest) *testenv.UpstreamResponse { return emptyUpstream }},
+		testenv.Plugin{Name: "bench", VMID: "bench", Wasm: wasm, Config: []byte(config)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { h.Close(context.Background()) })
+	return h
+}
+
+var benchRequest = testenv.Request{Path: "/bench", Headers: [][2]string{{"x-a", "1"}, {"x-b", "2"}}}
+
+// TestBenchmarkGuest checks that each benchmark does what it says, so the figures mean
+// something.
+func TestBenchmarkGuest(t *testing.T) {
+	ctx := context.Background()
+	h := host(t, "headers", 1)
+	resp, err := h.Do(ctx, benchRequest)
+	if err != nil || resp.Upstream == nil {
+		t.Fatalf("headers mode: %v", err)
+	}
+	if v, _ := resp.Upstream.Headers.Get("x-seen"); v != "1" {
+		t.Errorf("headers mode did not add x-seen")
+	}
+	h = host(t, "cas", 2)
+	for i := 0; i < 10; i++ {
+		req := benchRequest
+		req.Worker = i % 2
+		if _, err := h.Do(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _, _ := h.SharedData("bench", "counter"); string(v) != "10" {
+		t.Errorf("cas counter = %q, want 10", v)
+	}
+	if _, err := testenv.New(ctx, testenv.Options{}, testenv.Plugin{Name: "bench", Wasm: mustGuest(t), Config: []byte("nope")}); err == nil {
+		t.Error("unknown mode must fail configure")
+	}
+}
+
+func mustGuest(tb testing.TB) []byte {
+	wasm, err := testenv.BuildGuest("./guest")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return wasm
+}
+
+// BenchmarkLifecycle is one request through one plugin: context create, request
+// headers, upstream, response headers, done, log, delete.
+func BenchmarkLifecycle(b *testing.B) {
+	for _, mode := range []string{"raw", "noop", "headers", "cas"} {
+		b.Run(mode, func(b *testing.B) {
+			h := host(b, mode, 1)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := h.Do(ctx, benchRequest); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkWorkers runs requests from parallel goroutines spread over N worker VMs.
+// With the cas mode every request contends on one shared-data key.
+func BenchmarkWorkers(b *testing.B) {
+	for _, mode := range []string{"noop", "cas"} {
+		for _, workers := range []int{1, 2, 4} {
+			b.Run(fmt.Sprintf("%s/workers=%d", mode, workers), func(b *testing.B) {
+				h := host(b, mode, workers)
+				ctx := context.Background()
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					req := benchRequest
+					req.Worker = -1
+					for pb.Next() {
+						if _, err := h.Do(ctx, req); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.StopTimer()
+				if mode == "cas" {
+					v, _, _ := h.SharedData("bench", "counter")
+					if n, _ := strconv.Atoi(string(v)); n < b.N {
+						b.Errorf("cas counter %d < %d requests: an update was lost", n, b.N)
+					}
+				}
+			})
+		}
+	}
+}

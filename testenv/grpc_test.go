@@ -1,0 +1,72 @@
+package testenv
+
+import (
+	"io"
+	"net"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+)
+
+func startGrpcEcho(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}), grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+		method, _ := grpc.MethodFromServerStream(ss)
+		md, _ := metadata.FromIncomingContext(ss.Context())
+		_ = ss.SendHeader(metadata.Pairs("x-initial", "i1"))
+		ss.SetTrailer(metadata.Pairs("x-trailer", "t1"))
+		for {
+			var b []byte
+			if err := ss.RecvMsg(&b); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			out := []byte("echo:" + string(b))
+			if method == "/test.Echo/Unary" && len(md.Get("x-md")) == 1 {
+				out = append(out, "+md"...)
+			}
+			if err := ss.SendMsg(&out); err != nil {
+				return err
+			}
+			if method == "/test.Echo/Unary" {
+				return nil
+			}
+		}
+	}))
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+	return l.Addr().String()
+}
+
+func TestGrpcCall(t *testing.T) {
+	addr := startGrpcEcho(t)
+	h := newHost(t, Options{Clusters: map[string]string{"grpcsvc": addr}}, raw(t, "a", "grpc"))
+	resp := do(t, h, Request{})
+	if got, _ := resp.Upstream.Headers.Get("x-grpc-log"); got != "msg:echo:hello+md" {
+		t.Fatalf("x-grpc-log = %q (%v)", got, resp.Upstream.Headers)
+	}
+}
+
+func TestGrpcStream(t *testing.T) {
+	addr := startGrpcEcho(t)
+	h := newHost(t, Options{Clusters: map[string]string{"grpcsvc": addr}}, raw(t, "a", "grpcstream"))
+	resp := do(t, h, Request{})
+	want := "initial:i1,msg:echo:a,msg:echo:b,trailing:t1,close:0:"
+	if got, _ := resp.Upstream.Headers.Get("x-grpc-log"); got != want {
+		t.Fatalf("x-grpc-log = %q, want %q", got, want)
+	}
+}
+
+func TestGrpcUnknownCluster(t *testing.T) {
+	h := newHost(t, Options{}, raw(t, "a", "grpc"))
+	resp := do(t, h, Request{})
+	if got, _ := resp.Upstream.Headers.Get("x-grpc-error"); got != "2" {
+		t.Fatalf("x-grpc-error = %q, want 2 (BadArgument)", got)
+	}
+}

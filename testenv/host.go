@@ -1,0 +1,265 @@
+// Package testenv is a proxy-wasm host on wazero that runs meshplug's compiled filters
+// the way Envoy (proxy-wasm-cpp-host + extensions/common/wasm/context.cc) runs them:
+// worker VMs per plugin, a filter chain with pause/continue, local replies, properties,
+// shared data and queues, metrics, ticks, HTTP and gRPC callouts. See README.md for what
+// differs from Envoy.
+//
+// Spec: https://github.com/proxy-wasm/spec/tree/main/abi-versions/v0.2.1
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/meshplug/meshplug/filters/abi"
+	"github.com/tetratelabs/wazero"
+)
+
+// Options configures a Host. The zero value is usable.
+type Options struct {
+	Workers      int               // worker VMs per plugin (Envoy worker threads); default 1
+	Clock        Clock             // nil = real time; *FakeClock = controllable
+	Clusters     map[string]string // cluster name -> "host:port"; HTTP callouts use HTTP/1.1, gRPC callouts h2c
+	Upstream     Upstream          // what the "router" sends requests to; default: 200, body "ok"
+	LogLevel     abi.LogLevel      // returned by proxy_get_log_level; logs below it are dropped; default LogInfo (the zero value is LogTrace, so set LogLevelTrace to get everything)
+	NodeMetadata map[string]string // exposed as property node.metadata.<KEY>
+	LogWriter    io.Writer         // optional: also write each kept log line here
+	// LogLevelTrace keeps trace and debug logs (LogLevel's zero value means "default").
+	LogLevelTrace bool
+}
+
+// Plugin is one proxy-wasm plugin of the filter chain.
+type Plugin struct {
+	Name     string // plugin_name property; default: the BuildGuest folder name, else "plugin<index>"
+	RootID   string // plugin_root_id
+	VMID     string // vm_id: plugins with the same VMID share shared data and queues
+	Wasm     []byte // the compiled module
+	Config   []byte // plugin configuration (BufferPluginConfig)
+	VMConfig []byte // vm configuration (BufferVMConfiguration)
+}
+
+// NodeID is the node.id property value.
+const NodeID = "testenv~127.0.0.1~node~cluster.local"
+
+// LogEntry is one log line kept by the host (proxy_log, or WASI stdout/stderr).
+type LogEntry struct {
+	Plugin  string
+	Worker  int
+	Level   abi.LogLevel
+	Message string
+}
+
+// Host runs a chain of plugins on Options.Workers workers. It is safe for concurrent use.
+type Host struct {
+	opts     Options
+	clock    Clock
+	logLevel abi.LogLevel
+	plugins  []Plugin
+	workers  []*worker
+	rr       atomic.Uint32
+	closed   atomic.Bool
+
+	logMu sync.Mutex
+	logs  []LogEntry
+
+	shared  sharedStore
+	queues  queueStore
+	metrics metricStore
+
+	calloutCtx    context.Context
+	cancelCallout context.CancelFunc
+	grpcMu        sync.Mutex
+	grpcConns     map[string]*grpcConn
+}
+
+// worker owns one VM per plugin; its VMs are used by one goroutine at a time.
+type worker struct {
+	id   int
+	h    *Host
+	mu   sync.Mutex
+	vms  []*vm
+	npen atomic.Int32
+	pmu  sync.Mutex
+	pend []func()
+	// resume lists paused streams that asked to continue; active lists streams in
+	// flight; free holds completed Do streams for reuse. All only touched under mu.
+	resume []*Stream
+	active []*Stream
+	free   []*Stream
+}
+
+// New compiles each plugin's module (once per process, with wazero's compilation cache
+// on disk), checks its imports, and starts opts.Workers VMs per plugin: _initialize,
+// proxy_on_context_create(root, 0), proxy_on_vm_start, proxy_on_configure. A false
+// return, a trap or a failed check is an error naming the plugin, the worker and the
+// phase, with the plugin's error and critical log lines.
+func New(ctx context.Context, opts Options, chain ...Plugin) (*Host, error) {
+	if opts.Workers <= 0 {
+		opts.Workers = 1
+	}
+	h := &Host{opts: opts, clock: opts.Clock, logLevel: opts.LogLevel}
+	if h.clock == nil {
+		h.clock = realClock{}
+	}
+	if h.logLevel == 0 && !opts.LogLevelTrace {
+		h.logLevel = abi.LogInfo
+	}
+	h.calloutCtx, h.cancelCallout = context.WithCancel(context.Background())
+	h.shared.init()
+	h.queues.init()
+	h.metrics.init()
+	h.plugins = make([]Plugin, len(chain))
+	mods := make([]wazero.CompiledModule, len(chain))
+	for i, p := range chain {
+		if p.Name == "" {
+			if n, ok := wasmName(p.Wasm); ok {
+				p.Name = n
+			} else {
+				p.Name = fmt.Sprintf("plugin%d", i)
+			}
+		}
+		h.plugins[i] = p
+		m, err := compile(ctx, p.Name, p.Wasm)
+		if err != nil {
+			return nil, err
+		}
+		mods[i] = m
+	}
+	for wi := 0; wi < opts.Workers; wi++ {
+		w := &worker{id: wi, h: h}
+		h.workers = append(h.workers, w)
+		for i := range chain {
+			v, err := newVM(ctx, h, w, i, mods[i])
+			if v != nil {
+				w.vms = append(w.vms, v)
+			}
+			if err != nil {
+				_ = h.Close(ctx)
+				return nil, err
+			}
+		}
+	}
+	return h, nil
+}
+
+// Close calls proxy_on_done and proxy_on_delete for each root context, stops ticks and
+// callouts, and closes the VMs. Streams still paused are abandoned.
+func (h *Host) Close(ctx context.Context) error {
+	if h.closed.Swap(true) {
+		return nil
+	}
+	h.cancelCallout()
+	var errs []error
+	for _, w := range h.workers {
+		w.mu.Lock()
+		for _, v := range w.vms {
+			v.stopTick()
+			if !v.failed {
+				v.cur = &v.root
+				v.call1(v.fns.onDone, uint64(v.rootID))
+				if !v.failed {
+					v.call1(v.fns.onDelete, uint64(v.rootID))
+				}
+			}
+			if err := v.mod.Close(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		w.mu.Unlock()
+	}
+	h.grpcMu.Lock()
+	for _, c := range h.grpcConns {
+		c.close()
+	}
+	h.grpcConns = nil
+	h.grpcMu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Workers returns the number of workers.
+func (h *Host) Workers() int { return len(h.workers) }
+
+// Logs returns a copy of all kept log lines, oldest first.
+func (h *Host) Logs() []LogEntry {
+	h.logMu.Lock()
+	defer h.logMu.Unlock()
+	return append([]LogEntry(nil), h.logs...)
+}
+
+func (h *Host) log(plugin string, worker int, level abi.LogLevel, msg string) {
+	if level < h.logLevel {
+		return
+	}
+	h.logMu.Lock()
+	h.logs = append(h.logs, LogEntry{Plugin: plugin, Worker: worker, Level: level, Message: msg})
+	if h.opts.LogWriter != nil {
+		fmt.Fprintf(h.opts.LogWriter, "[%s] %s[w%d]: %s\n", level, plugin, worker, msg)
+	}
+	h.logMu.Unlock()
+}
+
+// errorLogs returns the error and critical lines logged by plugin on worker.
+func (h *Host) errorLogs(plugin string, worker int) string {
+	h.logMu.Lock()
+	defer h.logMu.Unlock()
+	var b strings.Builder
+	for _, e := range h.logs {
+		if e.Plugin == plugin && e.Worker == worker && e.Level >= abi.LogError {
+			fmt.Fprintf(&b, "\n  [%s] %s", e.Level, e.Message)
+		}
+	}
+	return b.String()
+}
+
+// run takes the worker lock, runs f (if not nil), then runs posted tasks and resumes
+// streams until none are left.
+func (w *worker) run(f func()) {
+	w.mu.Lock()
+	if f != nil {
+		f()
+	}
+	w.drain()
+	w.mu.Unlock()
+}
+
+// post queues f to run under the worker lock, soon, on some goroutine.
+func (w *worker) post(f func()) {
+	w.pmu.Lock()
+	w.pend = append(w.pend, f)
+	w.npen.Add(1)
+	w.pmu.Unlock()
+	go w.run(nil)
+}
+
+func (w *worker) drain() {
+	for {
+		for len(w.resume) > 0 {
+			s := w.resume[0]
+			w.resume = w.resume[1:]
+			s.resumeNow()
+		}
+		if w.npen.Load() == 0 {
+			return
+		}
+		w.pmu.Lock()
+		fs := w.pend
+		w.pend = nil
+		w.npen.Store(0)
+		w.pmu.Unlock()
+		for _, f := range fs {
+			if !w.h.closed.Load() {
+				f()
+			}
+			for len(w.resume) > 0 {
+				s := w.resume[0]
+				w.resume = w.resume[1:]
+				s.resumeNow()
+			}
+		}
+	}
+}

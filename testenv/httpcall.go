@@ -1,0 +1,171 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meshplug/meshplug/filters/abi"
+)
+
+type httpResult struct {
+	headers  []abi.Pair
+	body     []byte
+	trailers []abi.Pair
+	failed   bool // reset after response headers: Envoy's onFailure(Reset)
+}
+
+var calloutClient = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}}
+
+// httpCall implements proxy_http_call. Like Envoy it needs a known cluster, a
+// non-negative timeout, and :method, :path and :authority among the headers
+// (BadArgument otherwise). The call belongs to the root context:
+// proxy_on_http_call_response(root, token, headers, body size, trailers) runs under the
+// worker lock when the real HTTP/1.1 exchange with Clusters[cluster] ends. As with
+// Envoy's async client, a timeout answers 504 "upstream request timeout" and a failed
+// connection 503 "upstream connect error or disconnect/reset before headers..."; a
+// reset after the response headers delivers (0, 0, 0) with proxy_get_status =
+// BrokenConnection "reset".
+//
+// Caveat: the timeout is real time, even with a FakeClock (the network is real);
+// request trailers are not sent (HTTP/1.1).
+func (v *vm) httpCall(st []uint64) abi.Status {
+	cluster, ok1 := v.readString(u32(st[0]), u32(st[1]))
+	hb, ok2 := v.read(u32(st[2]), u32(st[3]))
+	if !ok1 || !ok2 {
+		return abi.StatusInvalidMemoryAccess
+	}
+	hdrs, err := abi.DecodePairs(hb)
+	if err != nil {
+		return abi.StatusBadArgument
+	}
+	body, ok := v.read(u32(st[4]), u32(st[5]))
+	if !ok {
+		return abi.StatusInvalidMemoryAccess
+	}
+	body = append([]byte(nil), body...)
+	if _, ok := v.read(u32(st[6]), u32(st[7])); !ok {
+		return abi.StatusInvalidMemoryAccess
+	}
+	timeout := int32(u32(st[8]))
+	tokenPtr := u32(st[9])
+	addr, known := v.h.opts.Clusters[cluster]
+	if !known || timeout < 0 {
+		return abi.StatusBadArgument
+	}
+	var method, path, authority string
+	var regular []abi.Pair
+	for _, p := range hdrs {
+		switch k := lowerASCII(p.Key); k {
+		case ":method":
+			method = p.Value
+		case ":path":
+			path = p.Value
+		case ":authority", "host":
+			authority = p.Value
+		default:
+			if !strings.HasPrefix(k, ":") {
+				regular = append(regular, abi.Pair{Key: k, Value: p.Value})
+			}
+		}
+	}
+	if method == "" || path == "" || authority == "" {
+		return abi.StatusBadArgument
+	}
+	v.nextHTTP++
+	if v.nextHTTP == 0 {
+		v.nextHTTP++
+	}
+	token := v.nextHTTP
+	if !v.putU32(tokenPtr, token) {
+		return abi.StatusInvalidMemoryAccess
+	}
+	ctx, cancel := context.WithCancel(v.h.calloutCtx)
+	v.httpCalls[token] = cancel
+	go func() {
+		res := doHTTP(ctx, addr, method, path, authority, regular, body, time.Duration(timeout)*time.Millisecond)
+		cancel()
+		v.w.run(func() { v.deliverHTTP(token, res) })
+	}()
+	return abi.StatusOK
+}
+
+func localHTTP(code int, body string) *httpResult {
+	return &httpResult{
+		headers: []abi.Pair{{Key: ":status", Value: strconv.Itoa(code)}, {Key: "content-length", Value: strconv.Itoa(len(body))},
+			{Key: "content-type", Value: "text/plain"}},
+		body: []byte(body),
+	}
+}
+
+func doHTTP(ctx context.Context, addr, method, path, authority string, hdrs []abi.Pair, body []byte, timeout time.Duration) *httpResult {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		return localHTTP(503, "upstream connect error or disconnect/reset before headers. reset reason: "+err.Error())
+	}
+	req.Host = authority
+	for _, p := range hdrs {
+		req.Header.Add(p.Key, p.Value)
+	}
+	if len(body) == 0 {
+		req.Body = nil
+	}
+	resp, err := calloutClient.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return localHTTP(504, "upstream request timeout")
+		}
+		return localHTTP(503, "upstream connect error or disconnect/reset before headers. reset reason: connection failure")
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(resp.Body)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return localHTTP(504, "upstream request timeout")
+		}
+		return &httpResult{failed: true}
+	}
+	res := &httpResult{body: rb}
+	res.headers = append(res.headers, abi.Pair{Key: ":status", Value: strconv.Itoa(resp.StatusCode)})
+	for k, vs := range resp.Header {
+		for _, val := range vs {
+			res.headers = append(res.headers, abi.Pair{Key: strings.ToLower(k), Value: val})
+		}
+	}
+	for k, vs := range resp.Trailer {
+		for _, val := range vs {
+			res.trailers = append(res.trailers, abi.Pair{Key: strings.ToLower(k), Value: val})
+		}
+	}
+	return res
+}
+
+func (v *vm) deliverHTTP(token uint32, res *httpResult) {
+	if _, ok := v.httpCalls[token]; !ok {
+		return
+	}
+	delete(v.httpCalls, token)
+	v.onRoot(func() {
+		if res.failed {
+			v.status, v.statusMsg = uint32(abi.StatusBrokenConnection), "reset"
+			v.call5(v.fns.onHTTPCallResponse, uint64(v.rootID), uint64(token), 0, 0, 0)
+			v.statusMsg = ""
+			return
+		}
+		v.status, v.statusMsg = 0, ""
+		v.httpResp = res
+		v.call5(v.fns.onHTTPCallResponse, uint64(v.rootID), uint64(token),
+			uint64(len(res.headers)), uint64(len(res.body)), uint64(len(res.trailers)))
+		v.httpResp = nil
+	})
+}

@@ -1,0 +1,190 @@
+package testenv
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/meshplug/meshplug/filters/abi"
+)
+
+// Default addresses of the emulated connection.
+const (
+	DefaultSourceAddress      = "127.0.0.1:40000"
+	DefaultDestinationAddress = "127.0.0.1:10000"
+)
+
+var requestIDs atomic.Uint64
+
+// property serializes the property at path (segments joined by NUL) like Envoy's
+// Context::getProperty: strings raw, integers as 8-byte little-endian int64 (uint64 for
+// connection.id and connection_id), booleans as 1 byte, request.time as 8-byte
+// little-endian nanoseconds since the epoch. Unknown paths are NotFound.
+//
+// Supported: request.{path,url_path,host,scheme,method,headers.<name>,id,protocol,time,
+// useragent,referer,query}, response.{code,code_details,headers.<name>,trailers.<name>},
+// source.{address,port}, destination.{address,port}, connection.{id,mtls},
+// connection_id, plugin_name, plugin_root_id, plugin_vm_id, node.id,
+// node.metadata.<KEY>; Request.Properties by dotted path; and what proxy_set_property
+// stored on the stream (by the exact path given).
+//
+// Caveat: request.id is generated lazily when the request has no x-request-id header;
+// the host does not add that header to the request like Envoy's connection manager.
+func (v *vm) property(path []byte) ([]byte, abi.Status) {
+	s := v.cur.s
+	if s != nil {
+		if val, ok := s.props[string(path)]; ok {
+			return val, abi.StatusOK
+		}
+		if len(s.req.Properties) > 0 {
+			dotted := strings.ReplaceAll(string(path), "\x00", ".")
+			if val, ok := s.req.Properties[dotted]; ok {
+				return val, abi.StatusOK
+			}
+		}
+	}
+	top, rest, _ := bytes.Cut(path, []byte{0})
+	p := v.h.plugins[v.plugin]
+	out := v.scratch[:0]
+	str := func(x string) ([]byte, abi.Status) { v.scratch = append(out, x...); return v.scratch, abi.StatusOK }
+	i64v := func(x int64) ([]byte, abi.Status) {
+		v.scratch = binary.LittleEndian.AppendUint64(out, uint64(x))
+		return v.scratch, abi.StatusOK
+	}
+	switch string(top) {
+	case "plugin_name":
+		if len(rest) == 0 {
+			return str(p.Name)
+		}
+	case "plugin_root_id":
+		if len(rest) == 0 {
+			return str(p.RootID)
+		}
+	case "plugin_vm_id":
+		if len(rest) == 0 {
+			return str(p.VMID)
+		}
+	case "node":
+		field, sub, _ := bytes.Cut(rest, []byte{0})
+		switch string(field) {
+		case "id":
+			if len(sub) == 0 {
+				return str(NodeID)
+			}
+		case "metadata":
+			if val, ok := v.h.opts.NodeMetadata[string(sub)]; ok && len(sub) > 0 {
+				return str(val)
+			}
+		}
+	case "connection_id":
+		if s != nil && len(rest) == 0 {
+			return i64v(1)
+		}
+	}
+	if s == nil {
+		return nil, abi.StatusNotFound
+	}
+	field, sub, _ := bytes.Cut(rest, []byte{0})
+	switch string(top) {
+	case "request":
+		hdr := func(name string) ([]byte, abi.Status) {
+			for _, h := range s.reqHeaders {
+				if h.Key == name {
+					return str(h.Value)
+				}
+			}
+			return nil, abi.StatusNotFound
+		}
+		switch string(field) {
+		case "path":
+			return hdr(":path")
+		case "url_path", "query":
+			pth, _ := Headers(s.reqHeaders).Get(":path")
+			before, after, _ := strings.Cut(pth, "?")
+			if string(field) == "query" {
+				return str(after)
+			}
+			return str(before)
+		case "host":
+			return hdr(":authority")
+		case "scheme":
+			return hdr(":scheme")
+		case "method":
+			return hdr(":method")
+		case "protocol":
+			return str("HTTP/1.1")
+		case "useragent":
+			return hdr("user-agent")
+		case "referer":
+			return hdr("referer")
+		case "time":
+			return i64v(s.startTime().UnixNano())
+		case "id":
+			if val, ok := Headers(s.reqHeaders).Get("x-request-id"); ok {
+				return str(val)
+			}
+			if s.requestID == "" {
+				s.requestID = "testenv-" + strconv.FormatUint(requestIDs.Add(1), 10)
+			}
+			return str(s.requestID)
+		case "headers":
+			if len(sub) > 0 {
+				return hdr(string(v.lowerKey(sub)))
+			}
+		}
+	case "response":
+		if len(s.respHeaders) == 0 || s.stage < stRespHeaders {
+			return nil, abi.StatusNotFound
+		}
+		switch string(field) {
+		case "code":
+			code, _ := Headers(s.respHeaders).Get(":status")
+			n, _ := strconv.Atoi(code)
+			return i64v(int64(n))
+		case "code_details":
+			if s.local != nil && s.isLocal {
+				return str(s.local.details)
+			}
+			return str("via_upstream")
+		case "headers", "trailers":
+			m := s.respHeaders
+			if string(field) == "trailers" {
+				m = s.respTrailers
+			}
+			key := string(v.lowerKey(sub))
+			for _, h := range m {
+				if h.Key == key {
+					return str(h.Value)
+				}
+			}
+		}
+	case "source", "destination":
+		addr := or(s.req.SourceAddress, DefaultSourceAddress)
+		if string(top) == "destination" {
+			addr = DefaultDestinationAddress
+		}
+		switch string(field) {
+		case "address":
+			return str(addr)
+		case "port":
+			_, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, abi.StatusNotFound
+			}
+			n, _ := strconv.Atoi(port)
+			return i64v(int64(n))
+		}
+	case "connection":
+		switch string(field) {
+		case "id":
+			return i64v(1)
+		case "mtls":
+			v.scratch = append(out, 0)
+			return v.scratch, abi.StatusOK
+		}
+	}
+	return nil, abi.StatusNotFound
+}

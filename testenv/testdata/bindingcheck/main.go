@@ -1,0 +1,5 @@
+package main
+
+import _ "github.com/meshplug/meshplug/filters/proxywasm"
+
+func main() {}
