@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
 )
 
 // Status is the result code of every host call (WasmResult in proxy-wasm-cpp-host).
@@ -207,4 +208,75 @@ func DecodePairs(b []byte) ([]Pair, error) {
 		data = data[ks+vs+2:]
 	}
 	return pairs, nil
+}
+
+// PairsView reads a header map in its proxy-wasm encoding without decoding it: Get
+// scans the encoding and returns a string that aliases the view's bytes. It is how a
+// guest reads many headers with one host call and no allocation.
+//
+// Caveat: the strings returned alias the view's memory: they are valid only while
+// the bytes are not reused. Copy (strings.Clone) what must outlive them.
+type PairsView []byte
+
+// Get returns the value of the first entry named name.
+func (v PairsView) Get(name string) (string, bool) {
+	if len(v) < 4 {
+		return "", false
+	}
+	n := int(binary.LittleEndian.Uint32(v))
+	if n < 0 || 4+8*n > len(v) {
+		return "", false
+	}
+	off := 4 + 8*n
+	for i := 0; i < n; i++ {
+		ks := int(binary.LittleEndian.Uint32(v[4+8*i:]))
+		vs := int(binary.LittleEndian.Uint32(v[8+8*i:]))
+		if ks < 0 || vs < 0 || off+ks+vs+2 > len(v) {
+			return "", false
+		}
+		if ks == len(name) && string(v[off:off+ks]) == name {
+			return unsafeString(v[off+ks+1 : off+ks+1+vs]), true
+		}
+		off += ks + vs + 2
+	}
+	return "", false
+}
+
+// Count returns how many entries are named name.
+func (v PairsView) Count(name string) int {
+	count := 0
+	v.each(func(k, _ []byte) {
+		if string(k) == name {
+			count++
+		}
+	})
+	return count
+}
+
+// each calls f for every entry, stopping at the first malformed one.
+func (v PairsView) each(f func(k, val []byte)) {
+	if len(v) < 4 {
+		return
+	}
+	n := int(binary.LittleEndian.Uint32(v))
+	if n < 0 || 4+8*n > len(v) {
+		return
+	}
+	off := 4 + 8*n
+	for i := 0; i < n; i++ {
+		ks := int(binary.LittleEndian.Uint32(v[4+8*i:]))
+		vs := int(binary.LittleEndian.Uint32(v[8+8*i:]))
+		if ks < 0 || vs < 0 || off+ks+vs+2 > len(v) {
+			return
+		}
+		f(v[off:off+ks], v[off+ks+1:off+ks+1+vs])
+		off += ks + vs + 2
+	}
+}
+
+func unsafeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }

@@ -252,6 +252,13 @@ func TestIdentityHeadersAndCache(t *testing.T) {
 			}
 		}
 	}
+	// A repeated credential header is refused: an upstream reading the other value
+	// would get a credential nobody verified.
+	tok := corpToken(rsSigner, "alice", now)
+	resp = do(t, h, testenv.Request{Path: "/api", Headers: [][2]string{{"authorization", "Bearer " + tok}, {"authorization", "Bearer forged"}}})
+	if resp.Status != 401 || resp.Details != "meshplug_auth_malformed" || resp.Upstream != nil {
+		t.Errorf("repeated authorization: %d %q", resp.Status, resp.Details)
+	}
 	// One miss then two hits per token.
 	if hit, miss := metric(h, engine.MetricCacheHit), metric(h, engine.MetricCacheMiss); hit != 8 || miss != 4 {
 		t.Errorf("cache hits %d misses %d, want 8 and 4", hit, miss)

@@ -39,6 +39,8 @@ type plugin struct {
 	// provider index.
 	waiting map[int][]*stream
 	due     []*config.Provider
+	free    []*stream // finished streams, for reuse
+
 }
 
 type metrics struct {
@@ -108,7 +110,17 @@ func (p *plugin) OnTick() {
 	}
 }
 
-func (p *plugin) NewHttpContext(id uint32) pw.HttpContext { return &stream{p: p, id: id} }
+// NewHttpContext hands out a recycled stream when there is one.
+func (p *plugin) NewHttpContext(id uint32) pw.HttpContext {
+	var s *stream
+	if n := len(p.free); n > 0 {
+		s, p.free = p.free[n-1], p.free[:n-1]
+	} else {
+		s = newStream(p)
+	}
+	s.id = id
+	return s
+}
 
 // fetchJWKS starts a fetch of pr's key set as the plugin's root context, so the fetch
 // completes even if the stream that needed it goes away.

@@ -114,6 +114,17 @@ func (m HeaderMap) GetAll() ([]abi.Pair, error) {
 	return abi.DecodePairs(claimed())
 }
 
+// AppendAll appends the map's proxy-wasm encoding to dst and returns it as a view:
+// one host call, and no allocation once dst has grown to fit. Look headers up with
+// the view's Get; its strings alias dst, so they are valid until dst is reused.
+func (m HeaderMap) AppendAll(dst []byte) (abi.PairsView, error) {
+	resetArena()
+	if s := proxy_get_header_map_pairs(uint32(m), &retData, &retSize); s != 0 {
+		return nil, abi.Status(s)
+	}
+	return abi.PairsView(append(dst, claimed()...)), nil
+}
+
 // SetAll replaces the whole map with pairs.
 func (m HeaderMap) SetAll(pairs []abi.Pair) error {
 	p, n := bytesPtr(abi.EncodePairs(pairs))

@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"time"
+	"unsafe"
 
 	"github.com/meshplug/meshplug/filters/auth/config"
 )
@@ -33,7 +35,7 @@ type cacheEntry struct {
 
 // TokenCache is a bounded cache of verified tokens with CLOCK eviction.
 //
-// Keys are maphash(provider, token); entries store the full token, which is compared
+// Keys are a seeded hash of (provider, token); entries store the full token, which is compared
 // on lookup, so a hash collision is a miss, never an acceptance. An entry lives until
 // the token's exp plus clock skew, at most the configured max TTL, and only while the
 // provider's key-set generation is unchanged. Get does no allocation, JSON or crypto.
@@ -41,7 +43,7 @@ type cacheEntry struct {
 //
 // Caveat: not safe for concurrent use (a proxy-wasm VM is single-threaded).
 type TokenCache struct {
-	seed    maphash.Seed
+	seed    uint64
 	index   map[uint64]int32
 	entries []cacheEntry
 	hand    int
@@ -55,7 +57,7 @@ func NewTokenCache(cfg config.TokenCache) *TokenCache {
 		return nil
 	}
 	return &TokenCache{
-		seed:    maphash.MakeSeed(),
+		seed:    maphash.Comparable(maphash.MakeSeed(), 0), // a random 64-bit seed
 		index:   make(map[uint64]int32, cfg.MaxEntries),
 		entries: make([]cacheEntry, 0, cfg.MaxEntries),
 		maxTTL:  cfg.MaxTTL,
@@ -63,7 +65,50 @@ func NewTokenCache(cfg config.TokenCache) *TokenCache {
 }
 
 func (c *TokenCache) key(provider int, token string) uint64 {
-	return maphash.String(c.seed, token) ^ uint64(provider+1)*0x9e3779b97f4a7c15
+	return hashString(c.seed, token) ^ uint64(provider+1)*0x9e3779b97f4a7c15
+}
+
+// hashString is a seeded 64-bit hash that reads 8 bytes at a time. In a Go wasm guest,
+// hash/maphash and string comparison walk tokens a byte at a time (~2.5 ns/byte, 1.5
+// µs for a 600-byte JWT); this is several times faster. It is not collision-resistant
+// against an attacker who knows the seed, and need not be: a collision is a cache
+// miss (the full token is compared), never an acceptance.
+func hashString(seed uint64, s string) uint64 {
+	const m = 0x9e3779b97f4a7c15
+	h := seed ^ uint64(len(s))*m
+	b := unsafe.Slice(unsafe.StringData(s), len(s))
+	for len(b) >= 8 {
+		h = (h ^ binary.LittleEndian.Uint64(b)) * m
+		h ^= h >> 29
+		b = b[8:]
+	}
+	var tail uint64
+	for i, x := range b {
+		tail |= uint64(x) << (8 * i)
+	}
+	h = (h ^ tail) * m
+	return h ^ h>>32
+}
+
+// equalString compares two strings 8 bytes at a time (see hashString for why).
+func equalString(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	x := unsafe.Slice(unsafe.StringData(a), len(a))
+	y := unsafe.Slice(unsafe.StringData(b), len(b))
+	for len(x) >= 8 {
+		if binary.LittleEndian.Uint64(x) != binary.LittleEndian.Uint64(y) {
+			return false
+		}
+		x, y = x[8:], y[8:]
+	}
+	for i := range x {
+		if x[i] != y[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Len is the number of entries.
@@ -86,7 +131,7 @@ func (c *TokenCache) Get(provider int, token string, gen uint64, now time.Time) 
 		return nil, false
 	}
 	e := &c.entries[i]
-	if e.provider != provider || e.token != token || e.gen != gen {
+	if e.provider != provider || e.gen != gen || !equalString(e.token, token) {
 		return nil, false
 	}
 	if now.UnixNano() >= e.until {

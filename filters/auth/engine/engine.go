@@ -24,6 +24,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,7 +38,8 @@ type Request struct {
 	Path   string // :path including the query string
 	// Header returns the value of a request header (name lower-case). If a header
 	// occurs several times the glue passes the first value (Envoy joins cookie
-	// headers with "; ").
+	// headers with "; "). The strings may alias memory the glue reuses after Decide
+	// returns: the engine copies whatever it keeps.
 	Header func(name string) (string, bool)
 	Now    time.Time
 }
@@ -117,6 +119,7 @@ type Engine struct {
 	basicIDs     map[string]*Identity
 	removeHeader map[string][]string
 	dummyHash    [32]byte
+	credHeaders  []string
 }
 
 // New builds an Engine for cfg.
@@ -143,6 +146,10 @@ func New(cfg *config.Config) *Engine {
 			e.removeHeader[hs.Name] = []string{hs.Name}
 		}
 	}
+	for h := range e.removeHeader {
+		e.credHeaders = append(e.credHeaders, h)
+	}
+	slices.Sort(e.credHeaders)
 	// Pre-render every response a rule can produce.
 	rules := append([]*config.Rule{}, cfg.Rules...)
 	if cfg.DefaultRule != nil {
@@ -365,6 +372,9 @@ func (e *Engine) verifyJWT(p *config.Provider, raw string, now time.Time, cache 
 	if e.Cache != nil && cache == CacheNone {
 		cache = CacheMiss
 	}
+	// raw may alias the glue's header buffer (see Request.Header); the cache and the
+	// identity keep parts of it.
+	raw = strings.Clone(raw)
 	tok, err := jwt.Parse(raw, p.MaxTokenBytes)
 	if err != nil {
 		return nil, nil, Reason(jwt.ReasonOf(err)), err.Error(), cache
@@ -644,3 +654,8 @@ func removeCookie(header, name string) string {
 func (e *Engine) DenyVerdict(reason Reason) Verdict {
 	return e.deny(reason, 0, "decided by the glue")
 }
+
+// CredentialHeaders lists every header a credential can come from (sorted). The glue
+// refuses a request that repeats one of them: the filter reads the first value, and an
+// upstream that reads another could be handed a credential nobody verified.
+func (e *Engine) CredentialHeaders() []string { return e.credHeaders }

@@ -1,0 +1,81 @@
+package abi
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestPairsRoundTripAndView(t *testing.T) {
+	pairs := []Pair{{":method", "GET"}, {":path", "/a?b"}, {"x-dup", "1"}, {"x-dup", "2"}, {"empty", ""}, {"", "no name"}}
+	enc := EncodePairs(pairs)
+	if len(enc) != EncodedPairsSize(pairs) {
+		t.Fatalf("size %d, want %d", len(enc), EncodedPairsSize(pairs))
+	}
+	got, err := DecodePairs(enc)
+	if err != nil || len(got) != len(pairs) {
+		t.Fatalf("decode: %v %v", got, err)
+	}
+	for i := range pairs {
+		if got[i] != pairs[i] {
+			t.Errorf("pair %d = %v, want %v", i, got[i], pairs[i])
+		}
+	}
+	v := PairsView(enc)
+	for _, c := range []struct {
+		name, want string
+		ok         bool
+	}{{":path", "/a?b", true}, {"x-dup", "1", true}, {"empty", "", true}, {"", "no name", true}, {"missing", "", false}, {":metho", "", false}} {
+		if got, ok := v.Get(c.name); got != c.want || ok != c.ok {
+			t.Errorf("Get(%q) = %q %v, want %q %v", c.name, got, ok, c.want, c.ok)
+		}
+	}
+	if n := v.Count("x-dup"); n != 2 {
+		t.Errorf("Count(x-dup) = %d", n)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { v.Get("empty") }); allocs != 0 {
+		t.Errorf("Get allocates %v times", allocs)
+	}
+}
+
+func TestMalformedPairs(t *testing.T) {
+	good := EncodePairs([]Pair{{"a", "b"}, {"cc", "dd"}})
+	for i := 1; i < len(good); i++ {
+		if _, err := DecodePairs(good[:i]); !errors.Is(err, ErrMalformedPairs) {
+			t.Errorf("truncated at %d: err %v", i, err)
+		}
+		PairsView(good[:i]).Get("cc") // must not panic
+	}
+	bad := append([]byte(nil), good...)
+	bad[0] = 0xff // count far larger than the data
+	if _, err := DecodePairs(bad); err == nil {
+		t.Error("huge count accepted")
+	}
+	if _, ok := PairsView(bad).Get("a"); ok {
+		t.Error("view read a malformed map")
+	}
+	if p, err := DecodePairs(nil); err != nil || p != nil {
+		t.Errorf("empty input: %v %v", p, err)
+	}
+}
+
+func FuzzDecodePairs(f *testing.F) {
+	f.Add(EncodePairs([]Pair{{"a", "b"}}))
+	f.Add([]byte{1, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pairs, err := DecodePairs(b)
+		v := PairsView(b)
+		if err != nil {
+			return
+		}
+		for _, p := range pairs {
+			got, ok := v.Get(p.Key)
+			if !ok {
+				t.Fatalf("decoded key %q not found by the view", p.Key)
+			}
+			_ = got
+		}
+		if re := EncodePairs(pairs); len(b) > 0 && string(re) != string(b[:len(re)]) {
+			t.Fatalf("re-encoding differs")
+		}
+	})
+}

@@ -1,0 +1,131 @@
+//go:build !wasip1
+
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/meshplug/meshplug/filters/auth/config"
+	"github.com/meshplug/meshplug/filters/auth/engine"
+	"github.com/meshplug/meshplug/filters/auth/jwt"
+	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
+	"github.com/meshplug/meshplug/testenv"
+)
+
+// The auth benchmarks, reported in docs/benchmarks.md as ratios measured in one run:
+// auth.wasm per case against the no-op floor (the benchmark guest doing nothing, same
+// request, same host) and against native Go running the same engine on the same token.
+// Run: go test -run '^$' -bench . ./filters/auth/
+
+var benchUpstream = &testenv.UpstreamResponse{Status: 200}
+
+const benchAPIKey = "k-bench-0123456789abcdef"
+
+func benchConfig(cache bool) map[string]any {
+	cfg := corpConfig(map[string]any{
+		"api_keys": map[string]any{"keys": []any{map[string]any{"consumer": "ci", "sha256": config.HashSecret("", benchAPIKey)}}},
+		"rules": []any{
+			map[string]any{"match": map[string]any{"prefix": "/key"}, "requires": []any{"api_keys"}},
+			map[string]any{"match": map[string]any{"prefix": "/"}, "requires": []any{"corp"}},
+		},
+	})
+	if !cache {
+		cfg["token_cache"] = map[string]any{"max_entries": 0}
+	}
+	return cfg
+}
+
+type benchCase struct {
+	name  string
+	cache bool
+	req   testenv.Request
+}
+
+func benchCases(now time.Time) []benchCase {
+	bearer := func(s *jwttest.Signer) [][2]string {
+		return [][2]string{{"authorization", "Bearer " + corpToken(s, "alice", now)}, {"user-agent", "bench"}}
+	}
+	cs := []benchCase{{name: "cache-hit", cache: true, req: testenv.Request{Path: "/api", Headers: bearer(rsSigner)}}}
+	for _, s := range signers {
+		cs = append(cs, benchCase{name: "miss-" + s.Alg.String(), req: testenv.Request{Path: "/api", Headers: bearer(s)}})
+	}
+	cs = append(cs, benchCase{name: "api-key", cache: true, req: testenv.Request{Path: "/key", Headers: [][2]string{{"x-api-key", benchAPIKey}, {"user-agent", "bench"}}}})
+	return cs
+}
+
+func benchHost(b *testing.B, wasm []byte, cfg []byte) *testenv.Host {
+	h, err := testenv.New(context.Background(), testenv.Options{Upstream: func(*testenv.UpstreamRequest) *testenv.UpstreamResponse { return benchUpstream }},
+		testenv.Plugin{Name: "auth", Wasm: wasm, Config: cfg})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Close(context.Background()) })
+	return h
+}
+
+func runRequests(b *testing.B, h *testenv.Host, req testenv.Request, wantUpstream bool) {
+	ctx := context.Background()
+	resp, err := h.Do(ctx, req)
+	if err != nil || (resp.Upstream != nil) != wantUpstream {
+		b.Fatalf("warm-up request: %v (status %d)", err, resp.Status)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := h.Do(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWasm: one request lifecycle through auth.wasm per case, and the no-op floor.
+func BenchmarkWasm(b *testing.B) {
+	now := time.Now()
+	floor, err := testenv.BuildGuest("../../testenv/benchmarks/guest")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("noop-floor", func(b *testing.B) {
+		h := benchHost(b, floor, []byte("noop"))
+		runRequests(b, h, benchCases(now)[0].req, true)
+	})
+	wasm := authWasm(b)
+	for _, c := range benchCases(now) {
+		b.Run(c.name, func(b *testing.B) {
+			h := benchHost(b, wasm, mustJSON(b, benchConfig(c.cache)))
+			runRequests(b, h, c.req, true)
+		})
+	}
+}
+
+// BenchmarkNative: the same engine, configuration and tokens, compiled natively.
+func BenchmarkNative(b *testing.B) {
+	now := time.Now()
+	for _, c := range benchCases(now) {
+		b.Run(c.name, func(b *testing.B) {
+			cfg, err := config.Parse(mustJSON(b, benchConfig(c.cache)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			e := engine.New(cfg)
+			hdr := map[string]string{}
+			for _, kv := range c.req.Headers {
+				hdr[kv[0]] = kv[1]
+			}
+			req := &engine.Request{Method: "GET", Path: c.req.Path, Now: now,
+				Header: func(n string) (string, bool) { v, ok := hdr[n]; return v, ok }}
+			if v := e.Decide(req); v.Kind != engine.Allow {
+				b.Fatalf("native %s: %v %s", c.name, v.Kind, v.Detail)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				e.Decide(req)
+			}
+		})
+	}
+}
+
+var _ = jwt.RS256
