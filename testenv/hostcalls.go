@@ -52,43 +52,51 @@ func (v *vm) lowerKey(b []byte) []byte {
 	return v.lower
 }
 
-// headerMap resolves a map type for the effective context. Like Envoy, a stream's
-// request/response headers and trailers are only available to a plugin during its own
-// callback for them (and while it keeps the stream paused there); in proxy_on_log they
-// are readable but not writable. Callout maps are available during their callback.
+// headerMap resolves a map type for the effective context, like Envoy's
+// Context::getMap/getConstMap. A stream's request/response headers and trailers are
+// available to a plugin from the callback that receives them until it lets them go on:
+// returning Continue from that callback, or proxy_continue_stream (which, as in Envoy,
+// drops the plugin's request maps whichever direction it names). A plugin that stopped
+// its headers and then continued from its body or trailers callback keeps them (Envoy
+// never clears that pointer): changes made before they went on reach the next plugins,
+// later changes are lost. During proxy_on_log request headers, response headers and
+// response trailers are readable by every plugin; nothing is writable. Callout maps are
+// available during their callback.
 func (v *vm) headerMap(mt abi.MapType) (m *[]abi.Pair, mutable bool) {
 	ref := v.cur
 	s := ref.s
 	switch mt {
 	case abi.MapRequestHeaders:
 		if s != nil {
-			if s.stage == stReqHeaders && s.idx == ref.plugin {
-				return &s.reqHeaders, true
-			}
 			if s.stage == stLog {
 				return &s.reqHeaders, false
 			}
+			if ref.maps&mReqHeaders != 0 {
+				return &s.reqHeaders, true
+			}
 		}
 	case abi.MapRequestTrailers:
-		if s != nil && s.stage == stReqTrailers && s.idx == ref.plugin {
-			return &s.reqTrailers, true
+		if s != nil && ref.maps&mReqTrailers != 0 {
+			return &s.reqTrailers, s.stage != stLog
 		}
 	case abi.MapResponseHeaders:
 		if s != nil {
-			if s.stage == stRespHeaders && s.idx == ref.plugin {
+			if s.stage == stLog {
+				if len(s.respHeaders) > 0 {
+					return &s.respHeaders, false
+				}
+			} else if ref.maps&mRespHeaders != 0 {
 				return &s.respHeaders, true
-			}
-			if s.stage == stLog && len(s.respHeaders) > 0 {
-				return &s.respHeaders, false
 			}
 		}
 	case abi.MapResponseTrailers:
 		if s != nil {
-			if s.stage == stRespTrailers && s.idx == ref.plugin {
+			if s.stage == stLog {
+				if s.hasRespTrail {
+					return &s.respTrailers, false
+				}
+			} else if ref.maps&mRespTrailers != 0 {
 				return &s.respTrailers, true
-			}
-			if s.stage == stLog && s.hasRespTrail {
-				return &s.respTrailers, false
 			}
 		}
 	case abi.MapGrpcInitialMetadata:
@@ -558,8 +566,9 @@ func removeHeader(m *[]abi.Pair, k string) {
 
 var emptyBuf []byte
 
-// buffer resolves a buffer type for the effective context: the body being processed
-// (mutable, for the plugin whose body callback runs or paused), else an empty body;
+// buffer resolves a buffer type for the effective context: the body (mutable) from the
+// plugin's body callback until it lets the body go on (Continue, or for the request
+// proxy_continue_stream), else an empty body;
 // callout buffers during their callback; configurations (plugin configuration only
 // during proxy_on_configure, as in Envoy).
 func (v *vm) buffer(bt abi.BufferType) (b *[]byte, mutable, found bool) {
@@ -567,13 +576,13 @@ func (v *vm) buffer(bt abi.BufferType) (b *[]byte, mutable, found bool) {
 	s := ref.s
 	switch bt {
 	case abi.BufferRequestBody:
-		if s != nil && s.stage == stReqBody && s.idx == ref.plugin {
+		if s != nil && ref.maps&mReqBody != 0 {
 			return &s.reqBody, true, true
 		}
 		e := emptyBuf[:0:0]
 		return &e, false, true
 	case abi.BufferResponseBody:
-		if s != nil && s.stage == stRespBody && s.idx == ref.plugin {
+		if s != nil && ref.maps&mRespBody != 0 {
 			return &s.respBody, true, true
 		}
 		e := emptyBuf[:0:0]
@@ -620,9 +629,11 @@ func setBuffer(b *[]byte, start, length int, data []byte) abi.Status {
 	return abi.StatusOK
 }
 
-// continueStream implements proxy_continue_stream: it resumes the stream only if the
-// calling plugin is the one that paused it. Called inside that same callback, it cancels
-// the pause (Envoy would defer continueDecoding until the callback returns).
+// continueStream implements proxy_continue_stream: the calling plugin releases the
+// frames it holds in the named direction (Envoy's continueDecoding/continueEncoding),
+// once the current guest call returns. Called inside the callback that then returns
+// Pause, it cancels the pause. Like Envoy it also drops the plugin's request maps. A
+// plugin that holds nothing, or a direction that is not running, makes it a no-op.
 func (v *vm) continueStream(t abi.StreamType) abi.Status {
 	ref := v.cur
 	s := ref.s
@@ -635,19 +646,19 @@ func (v *vm) continueStream(t abi.StreamType) abi.Status {
 	default:
 		return abi.StatusBadArgument
 	}
-	if s == nil || s.idx != ref.plugin {
+	if s == nil {
 		return abi.StatusOK
 	}
-	inReq := s.stage <= stReqTrailers
-	inResp := s.stage >= stRespHeaders && s.stage <= stRespTrailers
-	if (t == abi.StreamRequest && !inReq) || (t == abi.StreamResponse && !inResp) {
+	ref.maps &^= mReq
+	if (t == abi.StreamRequest && s.stage != stReq) || (t == abi.StreamResponse && s.stage != stResp) {
 		return abi.StatusOK
 	}
-	if s.inCall {
+	if s.inCall && s.callee == ref.plugin {
 		s.continued = true
 		return abi.StatusOK
 	}
-	if s.paused {
+	if ref.sent < ref.got {
+		ref.want = true
 		s.requestResume()
 	}
 	return abi.StatusOK

@@ -136,7 +136,7 @@ func (v *vm) property(path []byte) ([]byte, abi.Status) {
 			}
 		}
 	case "response":
-		if len(s.respHeaders) == 0 || s.stage < stRespHeaders {
+		if len(s.respHeaders) == 0 || s.stage < stResp {
 			return nil, abi.StatusNotFound
 		}
 		switch string(field) {

@@ -83,16 +83,35 @@ func defaultUpstream(*UpstreamRequest) *UpstreamResponse { return defaultUpstrea
 
 type stage uint8
 
+// Stages of a stream. During stReq and stResp the frames of that direction (headers,
+// body, trailers) travel through the plugins as Envoy's filter manager moves them: each
+// frame goes as far as it can; a plugin that stops keeps the frames it got (later
+// frames are still delivered to it, but not past it) until it continues.
 const (
-	stReqHeaders stage = iota
-	stReqBody
-	stReqTrailers
+	stReq stage = iota
 	stUpstream
-	stRespHeaders
-	stRespBody
-	stRespTrailers
+	stResp
 	stLog
 	stDone
+)
+
+// Frame kinds.
+const (
+	fHeaders uint8 = iota
+	fBody
+	fTrailers
+)
+
+// Bits of ctxRef.maps: which stream maps and buffers a plugin's context may use, like
+// the request_headers_, request_body_buffer_, ... pointers of Envoy's wasm Context.
+const (
+	mReqHeaders uint8 = 1 << iota
+	mReqBody
+	mReqTrailers
+	mRespHeaders
+	mRespBody
+	mRespTrailers
+	mReq = mReqHeaders | mReqBody | mReqTrailers
 )
 
 type localReply struct {
@@ -119,9 +138,17 @@ type Stream struct {
 	ctxs []ctxRef
 
 	stage  stage
-	idx    int
-	paused bool
+	paused bool // waiting for a plugin to continue
 	inCall bool
+	callee int // plugin whose stream callback runs (when inCall)
+	// Frames of the current direction: nf of them, kinds in fk; pushed: all were handed
+	// to the first plugin; arrived: how many went past the last one; gen changes when
+	// the direction is abandoned (local reply, reset, trap).
+	fk      [3]uint8
+	nf      uint8
+	arrived uint8
+	pushed  bool
+	gen     uint32
 	// continued: proxy_continue_stream was called during the running callback.
 	continued    bool
 	resumeQueued bool
@@ -129,7 +156,7 @@ type Stream struct {
 	local        *localReply
 	localDone    bool
 	isLocal      bool
-	headersSent  bool
+	headersSent  bool // response headers went past the first plugin (to the client)
 	reset        bool
 	grpcReq      bool
 	inStart      bool
@@ -245,6 +272,7 @@ func (h *Host) start(s *Stream, req Request) (*Response, *Stream) {
 	} else {
 		s.ctxs = make([]ctxRef, n)
 	}
+	s.setFrames(stReq, s.hasReqBody, s.hasReqTrailer)
 	w.mu.Lock()
 	if _, fake := h.clock.(*FakeClock); fake {
 		s.start = h.clock.Now()
@@ -318,9 +346,7 @@ func (s *Stream) Reset() {
 		if s.stage >= stLog {
 			return
 		}
-		s.reset = true
-		s.paused = false
-		s.stage = stLog
+		s.doReset()
 		s.run()
 	})
 }
@@ -347,22 +373,71 @@ func (s *Stream) create(i int) bool {
 	return ok
 }
 
-// callback runs one stream callback of plugin i and reports whether iteration goes on
-// to the next plugin.
-func (s *Stream) callback(i int, f func(v *vm, id uint64) (uint64, bool)) bool {
+// setFrames starts a direction (stReq or stResp) with its frames: headers, then a body
+// and trailers if present.
+func (s *Stream) setFrames(st stage, body, trailers bool) {
+	s.stage = st
+	s.gen++
+	s.fk[0], s.nf = fHeaders, 1
+	if body {
+		s.fk[s.nf] = fBody
+		s.nf++
+	}
+	if trailers {
+		s.fk[s.nf] = fTrailers
+		s.nf++
+	}
+	s.arrived, s.pushed = 0, false
+	for i := range s.ctxs {
+		s.ctxs[i].got, s.ctxs[i].sent = 0, 0
+	}
+}
+
+// pos maps a position in the current direction to a plugin index: chain order for the
+// request, reverse order for the response (Envoy's encoder order).
+func (s *Stream) pos(p int) int {
+	if s.stage == stResp {
+		return len(s.ctxs) - 1 - p
+	}
+	return p
+}
+
+// callback delivers frame f of the current direction to plugin i and reports whether
+// the plugin let it go on (false: it stopped, or the stream was abandoned).
+func (s *Stream) callback(i int, f uint8) bool {
 	v := s.w.vms[i]
-	s.inCall, s.continued = true, false
-	v.cur = &s.ctxs[i]
-	act, ok := f(v, uint64(s.ctxs[i].id))
+	ref := &s.ctxs[i]
+	kind := s.fk[f]
+	bit := uint8(1) << kind
+	if s.stage == stResp {
+		bit <<= 3
+	}
+	ref.maps |= bit
+	s.inCall, s.continued, s.callee = true, false, i
+	v.cur = ref
+	id := uint64(ref.id)
+	var act uint64
+	var ok bool
+	eos := b2u(f == s.nf-1)
+	switch {
+	case s.stage == stReq && kind == fHeaders:
+		act, ok = v.call3(v.fns.onReqHeaders, id, uint64(len(s.reqHeaders)), eos)
+	case s.stage == stReq && kind == fBody:
+		act, ok = v.call3(v.fns.onReqBody, id, uint64(len(s.reqBody)), eos)
+	case s.stage == stReq:
+		act, ok = v.call2(v.fns.onReqTrailers, id, uint64(len(s.reqTrailers)))
+	case kind == fHeaders:
+		act, ok = v.call3(v.fns.onRespHeaders, id, uint64(len(s.respHeaders)), eos)
+	case kind == fBody:
+		act, ok = v.call3(v.fns.onRespBody, id, uint64(len(s.respBody)), eos)
+	default:
+		act, ok = v.call2(v.fns.onRespTrailers, id, uint64(len(s.respTrailers)))
+	}
 	s.inCall = false
 	if !ok {
 		s.trapped()
 		return false
 	}
-	return s.afterCall(act)
-}
-
-func (s *Stream) afterCall(act uint64) bool {
 	if s.pendingReset {
 		s.pendingReset = false
 		s.doReset()
@@ -373,153 +448,150 @@ func (s *Stream) afterCall(act uint64) bool {
 		return false
 	}
 	if abi.Action(act) == abi.ActionPause && !s.continued {
-		s.paused = true
 		return false
 	}
 	s.continued = false
+	ref.maps &^= bit
 	return true
 }
 
-func (s *Stream) trapped() {
-	s.reset = true
-	s.paused = false
-	s.stage = stLog
-}
+func (s *Stream) trapped() { s.doReset() }
 
 func (s *Stream) doReset() {
 	s.reset = true
 	s.paused = false
 	s.stage = stLog
+	s.gen++
 }
 
-// run advances the stream until it pauses or completes. Worker lock held.
+// run advances the stream until it waits for a plugin or completes. Worker lock held.
 func (s *Stream) run() {
-	n := len(s.ctxs)
-	vms := s.w.vms
-	for !s.paused {
+	s.paused = false
+	for {
 		switch s.stage {
-		case stReqHeaders:
-			if s.idx >= n {
-				s.idx = 0
-				switch {
-				case s.hasReqBody:
-					s.stage = stReqBody
-				case s.hasReqTrailer:
-					s.stage = stReqTrailers
-				default:
-					s.stage = stUpstream
+		case stReq, stResp:
+			if !s.pushed {
+				// The codec hands every frame to the first plugin at once (Envoy
+				// decodes headers, data and trailers as they arrive, whether or not a
+				// filter stopped).
+				s.pushed = true
+				g := s.gen
+				for f := uint8(0); f < s.nf && s.gen == g; f++ {
+					s.deliver(f, 0)
 				}
 				continue
 			}
-			i := s.idx
-			if vms[i].failed {
-				s.failedVM()
-				continue
-			}
-			if !s.create(i) {
-				s.trapped()
-				continue
-			}
-			eos := b2u(!s.hasReqBody && !s.hasReqTrailer)
-			nh := uint64(len(s.reqHeaders))
-			if s.callback(i, func(v *vm, id uint64) (uint64, bool) { return v.call3(v.fns.onReqHeaders, id, nh, eos) }) {
-				s.idx++
-			}
-		case stReqBody:
-			if s.idx >= n {
-				s.idx = 0
-				if s.hasReqTrailer {
-					s.stage = stReqTrailers
-				} else {
-					s.stage = stUpstream
-				}
-				continue
-			}
-			i := s.idx
-			eos := b2u(!s.hasReqTrailer)
-			size := uint64(len(s.reqBody))
-			if s.callback(i, func(v *vm, id uint64) (uint64, bool) { return v.call3(v.fns.onReqBody, id, size, eos) }) {
-				s.idx++
-			}
-		case stReqTrailers:
-			if s.idx >= n {
-				s.idx = 0
-				s.stage = stUpstream
-				continue
-			}
-			i := s.idx
-			nt := uint64(len(s.reqTrailers))
-			if s.callback(i, func(v *vm, id uint64) (uint64, bool) { return v.call2(v.fns.onReqTrailers, id, nt) }) {
-				s.idx++
-			}
+			s.paused = true
+			return
 		case stUpstream:
 			s.callUpstream()
-			s.stage = stRespHeaders
-			s.idx = n - 1
-		case stRespHeaders:
-			if s.idx < 0 {
-				s.headersSent = true
-				s.idx = n - 1
-				switch {
-				case s.hasRespBody:
-					s.stage = stRespBody
-				case s.hasRespTrail:
-					s.stage = stRespTrailers
-				default:
-					s.stage = stLog
-				}
-				continue
-			}
-			i := s.idx
-			if s.ctxs[i].id == 0 || vms[i].failed {
-				s.idx--
-				continue
-			}
-			eos := b2u(!s.hasRespBody && !s.hasRespTrail)
-			nh := uint64(len(s.respHeaders))
-			if s.callback(i, func(v *vm, id uint64) (uint64, bool) { return v.call3(v.fns.onRespHeaders, id, nh, eos) }) {
-				s.idx--
-			}
-		case stRespBody:
-			if s.idx < 0 {
-				s.idx = n - 1
-				if s.hasRespTrail {
-					s.stage = stRespTrailers
-				} else {
-					s.stage = stLog
-				}
-				continue
-			}
-			i := s.idx
-			if s.ctxs[i].id == 0 || vms[i].failed {
-				s.idx--
-				continue
-			}
-			eos := b2u(!s.hasRespTrail)
-			size := uint64(len(s.respBody))
-			if s.callback(i, func(v *vm, id uint64) (uint64, bool) { return v.call3(v.fns.onRespBody, id, size, eos) }) {
-				s.idx--
-			}
-		case stRespTrailers:
-			if s.idx < 0 {
-				s.stage = stLog
-				continue
-			}
-			i := s.idx
-			if s.ctxs[i].id == 0 || vms[i].failed {
-				s.idx--
-				continue
-			}
-			nt := uint64(len(s.respTrailers))
-			if s.callback(i, func(v *vm, id uint64) (uint64, bool) { return v.call2(v.fns.onRespTrailers, id, nt) }) {
-				s.idx--
-			}
+			s.setFrames(stResp, s.hasRespBody, s.hasRespTrail)
 		case stLog:
 			s.logAndDestroy()
 			s.stage = stDone
 		case stDone:
 			s.finish()
 			return
+		}
+	}
+}
+
+// deliver passes frame f of the current direction through the plugins from position p
+// on, like Envoy's filter manager: a plugin that stops keeps it (and later frames); a
+// plugin that held earlier frames and lets this one go releases them all, in order.
+func (s *Stream) deliver(f uint8, p int) {
+	g := s.gen
+	vms := s.w.vms
+	for n := len(s.ctxs); p < n; p++ {
+		i := s.pos(p)
+		ref := &s.ctxs[i]
+		switch {
+		case s.stage == stReq && s.fk[f] == fHeaders:
+			if vms[i].failed {
+				s.failedVM()
+				return
+			}
+			if !s.create(i) {
+				s.trapped()
+				return
+			}
+		case ref.id == 0 || vms[i].failed:
+			// Never reached (response after a local reply) or failed: pass through.
+			ref.got, ref.sent = f+1, f+1
+			continue
+		}
+		ref.got = f + 1
+		if !s.callback(i, f) || s.gen != g {
+			return
+		}
+		if held := ref.sent; held < f {
+			ref.sent = f + 1
+			for h := held; h <= f && s.gen == g; h++ {
+				s.deliver(h, p+1)
+			}
+			return
+		}
+		ref.sent = f + 1
+	}
+	s.arrive(f)
+}
+
+// release sends on the frames plugin position p holds (Envoy's commonContinue).
+func (s *Stream) release(p int) {
+	ref := &s.ctxs[s.pos(p)]
+	held, got := ref.sent, ref.got
+	ref.sent = got
+	g := s.gen
+	for f := held; f < got && s.gen == g; f++ {
+		s.deliver(f, p+1)
+	}
+}
+
+// arrive records frame f going past the last plugin: to the router (request) or to the
+// client (response), which see it as it is at that moment.
+func (s *Stream) arrive(f uint8) {
+	if s.stage == stReq {
+		up := &s.blk.up
+		switch s.fk[f] {
+		case fHeaders:
+			up.Headers = s.blk.uh[:0]
+			for _, p := range s.reqHeaders {
+				switch p.Key {
+				case ":method":
+					up.Method = p.Value
+				case ":path":
+					up.Path = p.Value
+				case ":authority":
+					up.Authority = p.Value
+				case ":scheme":
+					up.Scheme = p.Value
+				default:
+					up.Headers = append(up.Headers, p)
+				}
+			}
+		case fBody:
+			up.Body = s.reqBody
+		case fTrailers:
+			up.Trailers = append(Headers(nil), s.reqTrailers...)
+		}
+	} else {
+		r := &s.blk.resp
+		switch s.fk[f] {
+		case fHeaders:
+			r.Headers = append(Headers(s.blk.rh[:0]), s.respHeaders...)
+			s.headersSent = true
+		case fBody:
+			r.Body = s.respBody
+		case fTrailers:
+			r.Trailers = append(Headers(nil), s.respTrailers...)
+		}
+	}
+	s.arrived++
+	if s.arrived == s.nf {
+		if s.stage == stReq {
+			s.stage = stUpstream
+		} else {
+			s.stage = stLog
 		}
 	}
 }
@@ -583,27 +655,9 @@ func statusText(code int) string {
 	return strconv.Itoa(code)
 }
 
+// callUpstream calls the Upstream with the request as its frames reached the router.
 func (s *Stream) callUpstream() {
 	up := &s.blk.up
-	up.Headers = s.blk.uh[:0]
-	for _, p := range s.reqHeaders {
-		switch p.Key {
-		case ":method":
-			up.Method = p.Value
-		case ":path":
-			up.Path = p.Value
-		case ":authority":
-			up.Authority = p.Value
-		case ":scheme":
-			up.Scheme = p.Value
-		default:
-			up.Headers = append(up.Headers, p)
-		}
-	}
-	up.Body = s.reqBody
-	if s.hasReqTrailer {
-		up.Trailers = append(Headers(nil), s.reqTrailers...)
-	}
 	s.upstreamCalled = true
 	f := s.h.opts.Upstream
 	if f == nil {
@@ -659,9 +713,10 @@ func httpToGrpc(code int) uint32 {
 //     the reply goes through the response callbacks of every plugin whose context
 //     exists, in reverse chain order: the sender and the plugins before it (later
 //     plugins were never created);
-//   - during response headers (not yet sent downstream) the reply replaces the response
-//     directly, without further callbacks (Envoy's sendDirectLocalReply);
-//   - after response headers went downstream the stream is reset.
+//   - during the response path before the response headers went to the client, the
+//     reply replaces the response directly, without further callbacks (Envoy's
+//     sendDirectLocalReply);
+//   - after response headers went to the client the stream is reset.
 //
 // A non-empty body gets content-length and, if no content-type was given, text/plain.
 // For a gRPC request (content-type application/grpc*) the reply becomes trailers-only:
@@ -671,9 +726,8 @@ func (s *Stream) applyLocal() {
 	lr := s.local
 	s.localDone = true
 	s.paused = false
-	if s.stage > stRespHeaders || (s.stage == stRespHeaders && s.headersSent) {
-		s.reset = true
-		s.stage = stLog
+	if s.stage > stResp || (s.stage == stResp && s.headersSent) {
+		s.doReset()
 		return
 	}
 	s.isLocal = true
@@ -705,12 +759,12 @@ func (s *Stream) applyLocal() {
 	s.hasRespBody = len(s.respBody) > 0
 	s.respTrailers = s.respTrailers[:0]
 	s.hasRespTrail = false
-	if s.stage == stRespHeaders {
+	if s.stage == stResp {
 		s.stage = stLog
+		s.gen++
 		return
 	}
-	s.stage = stRespHeaders
-	s.idx = len(s.ctxs) - 1
+	s.setFrames(stResp, s.hasRespBody, false)
 }
 
 func grpcPercentEncode(m string) string {
@@ -729,11 +783,11 @@ func grpcPercentEncode(m string) string {
 func (s *Stream) finish() {
 	b := s.blk
 	r := &b.resp
-	r.Headers = append(Headers(b.rh[:0]), s.respHeaders...)
-	if len(s.respTrailers) > 0 {
-		r.Trailers = append(Headers(nil), s.respTrailers...)
+	if !s.headersSent {
+		// A direct local reply: never went through the plugins.
+		r.Headers = append(Headers(b.rh[:0]), s.respHeaders...)
+		r.Body = s.respBody
 	}
-	r.Body = s.respBody
 	if len(r.Headers) > 0 && r.Headers[0].Key == ":status" {
 		r.Status, _ = strconv.Atoi(r.Headers[0].Value)
 	} else if st, ok := r.Headers.Get(":status"); ok {
@@ -792,7 +846,7 @@ func (s *Stream) requestResume() {
 }
 
 // resumeNow continues a stream after proxy_continue_stream, a local reply or
-// proxy_close_stream from outside its own callback. Worker lock held.
+// proxy_close_stream from outside its own callback. Worker lock held, stream not running.
 func (s *Stream) resumeNow() {
 	s.resumeQueued = false
 	if s.stage >= stLog {
@@ -804,15 +858,22 @@ func (s *Stream) resumeNow() {
 		s.doReset()
 	case s.local != nil && !s.localDone:
 		s.applyLocal()
-	case s.paused:
-		s.paused = false
-		if s.stage <= stReqTrailers {
-			s.idx++
-		} else {
-			s.idx--
-		}
 	default:
-		return
+		resumed := false
+		g := s.gen
+		for p := 0; p < len(s.ctxs) && s.gen == g; p++ {
+			ref := &s.ctxs[s.pos(p)]
+			if ref.want {
+				ref.want = false
+				if ref.sent < ref.got {
+					resumed = true
+					s.release(p)
+				}
+			}
+		}
+		if !resumed {
+			return
+		}
 	}
 	s.run()
 }

@@ -19,6 +19,14 @@ type ctxRef struct {
 	id     uint32
 	plugin int
 	s      *Stream
+	// got and sent count the frames (headers, body, trailers) of the current direction
+	// this plugin received and passed on; sent < got means it holds frames (stopped).
+	got, sent uint8
+	// maps has a bit per stream map/buffer (mReqHeaders...) this context may use now,
+	// mirroring Envoy's per-filter request_headers_ etc. pointers.
+	maps uint8
+	// want: proxy_continue_stream asked to release held frames.
+	want bool
 }
 
 // vm is one instance of one plugin's module on one worker.

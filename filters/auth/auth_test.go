@@ -353,10 +353,13 @@ func TestRemoteJWKS(t *testing.T) {
 		return do(t, h, testenv.Request{Worker: worker, Path: "/x", Headers: [][2]string{{"authorization", "Bearer " + tok}}})
 	}
 
-	// Every worker fetches at start; a request that arrives first waits for the fetch.
+	// Every worker fetches at start; a request that arrives first waits for the fetch,
+	// body included.
 	for w := 0; w < 2; w++ {
-		if resp := req(idpToken(key1, now), w); resp.Upstream == nil {
-			t.Fatalf("worker %d: first request denied: %d %s", w, resp.Status, resp.Details)
+		resp := do(t, h, testenv.Request{Worker: w, Method: "POST", Path: "/x", Body: []byte("b"),
+			Headers: [][2]string{{"authorization", "Bearer " + idpToken(key1, now)}}})
+		if resp.Upstream == nil || string(resp.Upstream.Body) != "b" {
+			t.Fatalf("worker %d: first request: %d %s", w, resp.Status, resp.Details)
 		}
 	}
 	waitFor(t, "both workers' fetches", func() bool { return metric(h, engine.MetricJWKSFetchSuccess) == 2 })
@@ -489,6 +492,20 @@ func TestExtAuthz(t *testing.T) {
 	}
 	if s, _ := seen.Load().(string); s != "POST /check/orders?id=7 auth=Bearer good other=" {
 		t.Errorf("check request = %q", s)
+	}
+	// A request with a body and trailers waits for the decision as a whole: neither
+	// may carry the held headers upstream before the service has answered.
+	for _, tok := range []string{"bad", "slow"} {
+		r := do(t, h, testenv.Request{Method: "POST", Path: "/upload", Body: []byte("payload"),
+			Trailers: [][2]string{{"x-checksum", "1"}}, Headers: [][2]string{{"authorization", "Bearer " + tok}}})
+		if r.Upstream != nil || r.Status < 400 {
+			t.Errorf("%s: request with a body reached the upstream before the decision (status %d)", tok, r.Status)
+		}
+	}
+	r := do(t, h, testenv.Request{Method: "POST", Path: "/upload", Body: []byte("payload"),
+		Headers: [][2]string{{"authorization", "Bearer good"}}})
+	if r.Upstream == nil || string(r.Upstream.Body) != "payload" {
+		t.Errorf("allowed request with a body: upstream %v", r.Upstream)
 	}
 
 	resp = req("bad")

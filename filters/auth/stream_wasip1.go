@@ -20,7 +20,11 @@ type stream struct {
 
 	parked   bool // waiting for a JWKS fetch
 	parkedOn int  // provider index
-	req      engine.Request
+	// pending is set while the decision waits for a callout (JWKS, ext_authz): the
+	// body and trailers must then be held too, or Envoy would pass them — and with
+	// them the held headers — upstream before the decision.
+	pending bool
+	req     engine.Request
 	// headers is the request header map as it arrived, read with one host call into
 	// buf (reused across requests); req's strings alias it.
 	headers abi.PairsView
@@ -73,6 +77,22 @@ func (s *stream) readHeaders() bool {
 	return true
 }
 
+// OnHttpRequestBody holds the body while the decision is pending.
+func (s *stream) OnHttpRequestBody(int, bool) pw.Action {
+	if s.pending {
+		return pw.Pause
+	}
+	return pw.Continue
+}
+
+// OnHttpRequestTrailers holds the trailers while the decision is pending.
+func (s *stream) OnHttpRequestTrailers(int) pw.Action {
+	if s.pending {
+		return pw.Pause
+	}
+	return pw.Continue
+}
+
 // header is the engine's view of the request headers: the first value of name.
 func (s *stream) header(name string) (string, bool) { return s.headers.Get(name) }
 
@@ -82,7 +102,7 @@ func (s *stream) OnHttpStreamDone() {
 	if s.parked {
 		s.p.unpark(s)
 	}
-	s.headers, s.req.Method, s.req.Path = nil, "", ""
+	s.headers, s.req.Method, s.req.Path, s.pending = nil, "", "", false
 	s.p.free = append(s.p.free, s)
 }
 
@@ -111,6 +131,7 @@ func (s *stream) decide() pw.Action {
 			return s.decideAgainOnce()
 		}
 		s.p.park(s, v.Provider)
+		s.pending = true
 		return pw.Pause
 	case engine.CallExtAuthz:
 		return s.callExtAuthz(v.ExtAuthz)
@@ -142,6 +163,7 @@ func (s *stream) decideAgainOnce() pw.Action {
 // resume decides a parked stream again, as that stream (see plugin.wake). The header
 // snapshot is taken again: other streams may have run since.
 func (s *stream) resume() {
+	s.pending = false
 	if !s.readHeaders() {
 		return
 	}
@@ -184,7 +206,7 @@ func (s *stream) deny(v *engine.Verdict) {
 	}
 	body, grpc := []byte(r.Body), uint32(abi.GrpcStatusNone)
 	if s.p.cfg.GRPC {
-		if ct, _ := pw.RequestHeaders.Get("content-type"); engine.IsGRPC(ct) {
+		if ct, _ := s.headers.Get("content-type"); engine.IsGRPC(ct) {
 			body, grpc = []byte(r.GRPCMessage), uint32(r.GRPCStatus)
 		}
 	}
@@ -209,10 +231,12 @@ func (s *stream) callExtAuthz(x *engine.ExtAuthzRequest) pw.Action {
 		pw.LogWarnf("auth: ext_authz dispatch to cluster %q failed: %v", x.Cluster, err)
 		return s.finishExtAuthz(engine.ExtAuthzResponse{})
 	}
+	s.pending = true
 	return pw.Pause
 }
 
 func (s *stream) onExtAuthz(numHeaders, bodySize, _ int) {
+	s.pending = false
 	var resp engine.ExtAuthzResponse
 	if numHeaders > 0 {
 		pairs, _ := pw.HttpCallResponseHeaders.GetAll()

@@ -473,6 +473,18 @@ func onRequestBody(id, size, eos uint32) uint32 {
 		b := take()
 		setBuffer(0, 0, size, strings.ToUpper(b))
 	}
+	if modes["maps"] {
+		// Request headers are writable here only while this plugin holds them.
+		b := ""
+		if getBuffer(0, 0, size, &retPtr, &retSize) == 0 {
+			b = take()
+		}
+		st := replaceHeader(0, "x-in-body", pluginName()+":"+b)
+		logf(2, "body-replace "+strconv.Itoa(int(st)))
+	}
+	if modes["bodypause"] {
+		return 1
+	}
 	return 0
 }
 
@@ -489,6 +501,13 @@ func onResponseHeaders(id, n, eos uint32) uint32 {
 		logf(2, "response_headers "+strconv.Itoa(int(id))+" "+strconv.Itoa(int(n))+" "+strconv.Itoa(int(eos)))
 	}
 	addHeader(2, "x-resp-by", pluginName())
+	if modes["maps"] {
+		_, st := header(0, ":path")
+		addHeader(2, "x-reqmap", pluginName()+":"+strconv.Itoa(int(st)))
+	}
+	if modes["resphold"] {
+		return 1
+	}
 	if modes["deny-response"] {
 		sendLocal(502, "resp_denied", "bad upstream", "", 0xFFFFFFFF)
 	}
@@ -508,6 +527,10 @@ func onResponseBody(id, size, eos uint32) uint32 {
 	}
 	if modes["body"] {
 		setBuffer(1, 0, size, "replaced")
+	}
+	if modes["maps"] {
+		st := replaceHeader(2, "x-resp-in-body", pluginName())
+		logf(2, "resp-body-replace "+strconv.Itoa(int(st)))
 	}
 	return 0
 }
