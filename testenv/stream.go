@@ -691,23 +691,6 @@ func (s *Stream) failedVM() {
 	s.applyLocal()
 }
 
-// httpToGrpc maps an HTTP status to a gRPC code like Envoy's Grpc::Utility::httpToGrpcStatus.
-func httpToGrpc(code int) uint32 {
-	switch code {
-	case 400:
-		return 13
-	case 401:
-		return 16
-	case 403:
-		return 7
-	case 404:
-		return 12
-	case 429, 502, 503, 504:
-		return 14
-	}
-	return 2
-}
-
 // applyLocal turns a proxy_send_local_response into the response, Envoy style:
 //   - during the request path (also when paused there) the upstream is never called and
 //     the reply goes through the response callbacks of every plugin whose context
@@ -735,7 +718,7 @@ func (s *Stream) applyLocal() {
 	if s.grpcReq {
 		gs := lr.grpcStatus
 		if gs == abi.GrpcStatusNone || gs > 16 {
-			gs = httpToGrpc(lr.status)
+			gs = abi.GrpcStatusForHTTP(lr.status)
 		}
 		h = append(h, abi.Pair{Key: ":status", Value: "200"}, abi.Pair{Key: "content-type", Value: "application/grpc"},
 			abi.Pair{Key: "grpc-status", Value: strconv.Itoa(int(gs))})

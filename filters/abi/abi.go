@@ -142,6 +142,28 @@ const (
 	GrpcStatusNone = 0xFFFFFFFF
 )
 
+// GrpcStatusForHTTP maps an HTTP status to the gRPC status Envoy gives a gRPC client
+// that receives it (Grpc::Utility::httpToGrpcStatus): 400→13 INTERNAL,
+// 401→16 UNAUTHENTICATED, 403→7 PERMISSION_DENIED, 404→12 UNIMPLEMENTED,
+// 429/502/503/504→14 UNAVAILABLE, 200→0, anything else→2 UNKNOWN.
+func GrpcStatusForHTTP(status int) uint32 {
+	switch status {
+	case 200:
+		return GrpcOK
+	case 400:
+		return 13
+	case 401:
+		return GrpcUnauthenticated
+	case 403:
+		return GrpcPermissionDenied
+	case 404:
+		return 12
+	case 429, 502, 503, 504:
+		return GrpcUnavailable
+	}
+	return 2
+}
+
 // ErrMalformedPairs is returned by DecodePairs for input that is not a valid encoding.
 var ErrMalformedPairs = errors.New("malformed header map encoding")
 

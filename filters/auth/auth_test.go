@@ -55,23 +55,12 @@ func start(t testing.TB, opts testenv.Options, cfg any) *testenv.Host {
 	if !ok {
 		raw = mustJSON(t, cfg)
 	}
-	h, err := testenv.New(context.Background(), opts, testenv.Plugin{Name: "auth", RootID: "auth", Wasm: authWasm(t), Config: raw})
-	if err != nil {
-		t.Fatalf("starting auth.wasm: %v", err)
-	}
-	t.Cleanup(func() { h.Close(context.Background()) })
-	return h
+	return testenv.NewForTest(t, opts, testenv.Plugin{Name: "auth", RootID: "auth", Wasm: authWasm(t), Config: raw})
 }
 
 func do(t testing.TB, h *testenv.Host, req testenv.Request) *testenv.Response {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	resp, err := h.Do(ctx, req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", req.Method, req.Path, err)
-	}
-	return resp
+	return h.MustDo(t, req)
 }
 
 func headerPairs(m map[string]string) [][2]string {

@@ -56,13 +56,8 @@ func benchCases(now time.Time) []benchCase {
 }
 
 func benchHost(b *testing.B, wasm []byte, cfg []byte) *testenv.Host {
-	h, err := testenv.New(context.Background(), testenv.Options{Upstream: func(*testenv.UpstreamRequest) *testenv.UpstreamResponse { return benchUpstream }},
+	return testenv.NewForTest(b, testenv.Options{Upstream: func(*testenv.UpstreamRequest) *testenv.UpstreamResponse { return benchUpstream }},
 		testenv.Plugin{Name: "auth", Wasm: wasm, Config: cfg})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { h.Close(context.Background()) })
-	return h
 }
 
 func runRequests(b *testing.B, h *testenv.Host, req testenv.Request, wantUpstream bool) {

@@ -28,14 +28,9 @@ func host(tb testing.TB, mode string, workers int) *testenv.Host {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h, err := testenv.New(context.Background(),
+	return testenv.NewForTest(tb,
 		testenv.Options{Workers: workers, Upstream: func(*testenv.UpstreamRequest) *testenv.UpstreamResponse { return emptyUpstream }},
 		testenv.Plugin{Name: "bench", VMID: "bench", Wasm: wasm, Config: []byte(config)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { h.Close(context.Background()) })
-	return h
 }
 
 var benchRequest = testenv.Request{Path: "/bench", Headers: [][2]string{{"x-a", "1"}, {"x-b", "2"}}}

@@ -47,26 +47,15 @@ func start(t testing.TB, s setup) *testenv.Host {
 	if s.config == "" {
 		s.config = `{}`
 	}
-	h, err := testenv.New(context.Background(), s.opts, testenv.Plugin{
+	return testenv.NewForTest(t, s.opts, testenv.Plugin{
 		Name: "conformance", RootID: "conformance_root", VMID: s.vmID,
 		Wasm: guest(t), Config: []byte(s.config), VMConfig: []byte(s.vmConfig),
 	})
-	if err != nil {
-		t.Fatalf("starting the host: %v", err)
-	}
-	t.Cleanup(func() { h.Close(context.Background()) })
-	return h
 }
 
 func do(t testing.TB, h *testenv.Host, req testenv.Request) *testenv.Response {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	resp, err := h.Do(ctx, req)
-	if err != nil {
-		t.Fatalf("request %s %s: %v", req.Method, req.Path, err)
-	}
-	return resp
+	return h.MustDo(t, req)
 }
 
 // report sends an op request and decodes the guest's JSON report from its local reply.

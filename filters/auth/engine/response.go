@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/meshplug/meshplug/filters/abi"
 	"strconv"
 	"strings"
 
@@ -99,26 +100,9 @@ type Response struct {
 	GRPCMessage string
 }
 
-// GRPCStatus maps an HTTP status to a gRPC status code the way Envoy does
-// (Grpc::Utility::httpToGrpcStatus): 400→13, 401→16 UNAUTHENTICATED,
-// 403→7 PERMISSION_DENIED, 404→12, 429/502/503/504→14, others→2 UNKNOWN.
-func GRPCStatus(httpStatus int) int {
-	switch httpStatus {
-	case 400:
-		return 13
-	case 401:
-		return 16
-	case 403:
-		return 7
-	case 404:
-		return 12
-	case 429, 502, 503, 504:
-		return 14
-	case 200:
-		return 0
-	}
-	return 2
-}
+// GRPCStatus maps an HTTP status to a gRPC status code the way Envoy does (see
+// abi.GrpcStatusForHTTP).
+func GRPCStatus(httpStatus int) int { return int(abi.GrpcStatusForHTTP(httpStatus)) }
 
 // IsGRPC reports whether a content-type is gRPC (application/grpc, application/grpc+proto, ...).
 func IsGRPC(contentType string) bool {
