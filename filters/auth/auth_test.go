@@ -608,3 +608,81 @@ func TestSeveralWorkersConcurrently(t *testing.T) {
 		t.Errorf("allowed = %d, want 400", got)
 	}
 }
+
+// TestHandOffFields drives the identity hand-off and cache fields through auth.wasm:
+// renamed identity headers, forward, forward_payload_header, consumer_claim,
+// from_params / from_cookies with credential stripping, token_cache.max_ttl and a
+// cache of one entry.
+func TestHandOffFields(t *testing.T) {
+	clock := testenv.NewFakeClock(enginetest.Now)
+	now := enginetest.Now
+	cfg := corpConfig(map[string]any{
+		"identity":    map[string]any{"consumer_header": "x-caller", "provider_header": ""},
+		"token_cache": map[string]any{"max_entries": 1, "max_ttl": "30s"},
+		"realm":       "orders",
+	})
+	p := cfg["providers"].(map[string]any)["corp"].(map[string]any)
+	p["forward"] = true
+	p["forward_payload_header"] = "x-jwt"
+	p["consumer_claim"] = "email"
+	p["from_headers"] = []any{map[string]any{"name": "authorization", "value_prefix": "Bearer "}}
+	p["from_params"] = []any{"token"}
+	p["from_cookies"] = []any{"session"}
+	h := start(t, testenv.Options{Clock: clock}, cfg)
+	tok := rsSigner.Sign(map[string]any{"iss": "https://idp", "aud": "api", "sub": "u1", "email": "a@example.com",
+		"iat": now.Unix(), "exp": now.Unix() + 3600})
+
+	resp := do(t, h, testenv.Request{Path: "/api", Headers: [][2]string{{"authorization", "Bearer " + tok}, {"x-auth-provider", "kept"}}})
+	if resp.Upstream == nil {
+		t.Fatalf("denied: %d %s", resp.Status, resp.Details)
+	}
+	up := resp.Upstream.Headers
+	if v, _ := up.Get("x-caller"); v != "a@example.com" {
+		t.Errorf("x-caller (consumer_claim email) = %q", v)
+	}
+	if v, _ := up.Get("x-jwt"); v != strings.Split(tok, ".")[1] {
+		t.Errorf("x-jwt = %q, want the payload segment", v)
+	}
+	if v, _ := up.Get("authorization"); v != "Bearer "+tok {
+		t.Errorf("forward: true must keep the token, got %q", v)
+	}
+	if v, _ := up.Get("x-auth-provider"); v != "kept" {
+		t.Errorf("provider_header disabled: a client's x-auth-provider is not ours to strip, got %q", v)
+	}
+	if _, ok := up.Get("x-consumer"); ok {
+		t.Error("the default consumer header was written although renamed")
+	}
+
+	// Query parameter and cookie sources (forward: true keeps them).
+	resp = do(t, h, testenv.Request{Path: "/api?a=1&token=" + tok})
+	if resp.Upstream == nil || resp.Upstream.Path != "/api?a=1&token="+tok {
+		t.Errorf("from_params: %d, path %v", resp.Status, resp.Upstream)
+	}
+	resp = do(t, h, testenv.Request{Path: "/api", Headers: [][2]string{{"cookie", "a=1; session=" + tok}}})
+	if resp.Upstream == nil {
+		t.Errorf("from_cookies: %d %s", resp.Status, resp.Details)
+	}
+
+	// realm in the challenge.
+	resp = do(t, h, testenv.Request{Path: "/api"})
+	if www, _ := resp.Headers.Get("www-authenticate"); www != `Bearer realm="orders"` {
+		t.Errorf("www-authenticate = %q", www)
+	}
+
+	// max_ttl 30s: a hit within, a miss after; max_entries 1: a second token evicts.
+	hits, misses := metric(h, engine.MetricCacheHit), metric(h, engine.MetricCacheMiss)
+	req := testenv.Request{Path: "/api", Headers: [][2]string{{"authorization", "Bearer " + tok}}}
+	do(t, h, req)
+	clock.Advance(31 * time.Second)
+	do(t, h, req)
+	if dh, dm := metric(h, engine.MetricCacheHit)-hits, metric(h, engine.MetricCacheMiss)-misses; dh != 1 || dm != 1 {
+		t.Errorf("max_ttl: hits +%d misses +%d, want +1 +1", dh, dm)
+	}
+	other := corpToken(rsSigner, "u2", clock.Now())
+	do(t, h, testenv.Request{Path: "/api", Headers: [][2]string{{"authorization", "Bearer " + other}}})
+	misses = metric(h, engine.MetricCacheMiss)
+	do(t, h, req)
+	if metric(h, engine.MetricCacheMiss) != misses+1 {
+		t.Error("max_entries 1: the first token survived a second one")
+	}
+}
