@@ -242,58 +242,57 @@ type PairsView []byte
 
 // Get returns the value of the first entry named name.
 func (v PairsView) Get(name string) (string, bool) {
-	if len(v) < 4 {
-		return "", false
-	}
-	n := int(binary.LittleEndian.Uint32(v))
-	if n < 0 || 4+8*n > len(v) {
-		return "", false
-	}
-	off := 4 + 8*n
-	for i := 0; i < n; i++ {
-		ks := int(binary.LittleEndian.Uint32(v[4+8*i:]))
-		vs := int(binary.LittleEndian.Uint32(v[8+8*i:]))
-		if ks < 0 || vs < 0 || off+ks+vs+2 > len(v) {
-			return "", false
-		}
-		if ks == len(name) && string(v[off:off+ks]) == name {
-			return unsafeString(v[off+ks+1 : off+ks+1+vs]), true
-		}
-		off += ks + vs + 2
-	}
-	return "", false
+	value, _, found := v.scan(name, true)
+	return value, found
 }
 
 // Count returns how many entries are named name.
 func (v PairsView) Count(name string) int {
-	count := 0
-	v.each(func(k, _ []byte) {
-		if string(k) == name {
-			count++
-		}
-	})
-	return count
+	_, n, _ := v.scan(name, false)
+	return n
 }
 
-// each calls f for every entry, stopping at the first malformed one.
-func (v PairsView) each(f func(k, val []byte)) {
-	if len(v) < 4 {
-		return
+// scan walks the entries named name: the first one's value, and how many there are
+// (it stops at the first when first is set). A malformed encoding ends the walk.
+//
+// It reads the sizes with plain pointer loads and compares names only when their
+// lengths match: in a Go wasm guest, slicing and encoding/binary cost bounds checks
+// the backend does not remove, and this runs several times per request.
+func (v PairsView) scan(name string, first bool) (value string, count int, found bool) {
+	size := len(v)
+	if size < 4 {
+		return "", 0, false
 	}
-	n := int(binary.LittleEndian.Uint32(v))
-	if n < 0 || 4+8*n > len(v) {
-		return
+	base := unsafe.Pointer(unsafe.SliceData(v))
+	n := int(le32(base, 0))
+	if n < 0 || n > (size-4)/8 {
+		return "", 0, false
 	}
 	off := 4 + 8*n
 	for i := 0; i < n; i++ {
-		ks := int(binary.LittleEndian.Uint32(v[4+8*i:]))
-		vs := int(binary.LittleEndian.Uint32(v[8+8*i:]))
-		if ks < 0 || vs < 0 || off+ks+vs+2 > len(v) {
-			return
+		ks, vs := int(le32(base, 4+8*i)), int(le32(base, 8+8*i))
+		if ks < 0 || vs < 0 || ks+vs+2 > size-off {
+			return value, count, found
 		}
-		f(v[off:off+ks], v[off+ks+1:off+ks+1+vs])
+		if ks == len(name) && (ks == 0 || unsafe.String((*byte)(unsafe.Add(base, off)), ks) == name) {
+			if !found {
+				value, found = unsafeString(v[off+ks+1:off+ks+1+vs]), true
+			}
+			count++
+			if first {
+				return value, count, found
+			}
+		}
 		off += ks + vs + 2
 	}
+	return value, count, found
+}
+
+// le32 reads a little-endian uint32 at base+off (wasm and every host Go runs this
+// code on are little-endian; bounds are the caller's).
+func le32(base unsafe.Pointer, off int) uint32 {
+	b := (*[4]byte)(unsafe.Add(base, off))
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
 func unsafeString(b []byte) string {

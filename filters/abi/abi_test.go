@@ -67,12 +67,21 @@ func FuzzDecodePairs(f *testing.F) {
 		if err != nil {
 			return
 		}
+		counts := map[string]int{}
+		firsts := map[string]string{}
 		for _, p := range pairs {
-			got, ok := v.Get(p.Key)
-			if !ok {
-				t.Fatalf("decoded key %q not found by the view", p.Key)
+			if _, seen := firsts[p.Key]; !seen {
+				firsts[p.Key] = p.Value
 			}
-			_ = got
+			counts[p.Key]++
+		}
+		for k, want := range firsts {
+			if got, ok := v.Get(k); !ok || got != want {
+				t.Fatalf("view Get(%q) = %q %v, want %q", k, got, ok, want)
+			}
+			if got := v.Count(k); got != counts[k] {
+				t.Fatalf("view Count(%q) = %d, want %d", k, got, counts[k])
+			}
 		}
 		if re := EncodePairs(pairs); len(b) > 0 && string(re) != string(b[:len(re)]) {
 			t.Fatalf("re-encoding differs")

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/binary"
 	"hash/maphash"
 	"time"
 	"unsafe"
@@ -76,15 +75,16 @@ func (c *TokenCache) key(provider int, token string) uint64 {
 func hashString(seed uint64, s string) uint64 {
 	const m = 0x9e3779b97f4a7c15
 	h := seed ^ uint64(len(s))*m
-	b := unsafe.Slice(unsafe.StringData(s), len(s))
-	for len(b) >= 8 {
-		h = (h ^ binary.LittleEndian.Uint64(b)) * m
+	p, n, i := unsafe.Pointer(unsafe.StringData(s)), len(s), 0
+	// Plain pointer loads: slicing and encoding/binary cost bounds checks per word,
+	// which the Go wasm backend does not remove (3-5x slower here).
+	for ; i+8 <= n; i += 8 {
+		h = (h ^ *(*uint64)(unsafe.Add(p, i))) * m
 		h ^= h >> 29
-		b = b[8:]
 	}
 	var tail uint64
-	for i, x := range b {
-		tail |= uint64(x) << (8 * i)
+	for j := 0; i < n; i, j = i+1, j+8 {
+		tail |= uint64(*(*byte)(unsafe.Add(p, i))) << j
 	}
 	h = (h ^ tail) * m
 	return h ^ h>>32
@@ -95,16 +95,14 @@ func equalString(a, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}
-	x := unsafe.Slice(unsafe.StringData(a), len(a))
-	y := unsafe.Slice(unsafe.StringData(b), len(b))
-	for len(x) >= 8 {
-		if binary.LittleEndian.Uint64(x) != binary.LittleEndian.Uint64(y) {
+	p, q, n, i := unsafe.Pointer(unsafe.StringData(a)), unsafe.Pointer(unsafe.StringData(b)), len(a), 0
+	for ; i+8 <= n; i += 8 {
+		if *(*uint64)(unsafe.Add(p, i)) != *(*uint64)(unsafe.Add(q, i)) {
 			return false
 		}
-		x, y = x[8:], y[8:]
 	}
-	for i := range x {
-		if x[i] != y[i] {
+	for ; i < n; i++ {
+		if *(*byte)(unsafe.Add(p, i)) != *(*byte)(unsafe.Add(q, i)) {
 			return false
 		}
 	}
