@@ -20,9 +20,10 @@ $(BUILD)/%.wasm: FORCE
 
 FORCE:
 
-# test: static checks, then every test natively (tests build the .wasm modules they drive).
+# test: static checks, then every test natively with the race detector (the host runs
+# worker VMs concurrently; tests build the .wasm modules they drive).
 test: check
-	$(GO) test -count=1 ./...
+	$(GO) test -race -count=1 ./...
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./testenv/... ./filters/...
