@@ -587,3 +587,42 @@ func TestImportsAreChecked(t *testing.T) {
 		t.Fatalf("want an error naming path_open, got %v", err)
 	}
 }
+
+// TestChainOfPlugins runs two instances of the guest as a filter chain: request
+// callbacks in chain order, each seeing the previous one's changes; response callbacks
+// in reverse order; a local reply from the first stops the second's request path.
+func TestChainOfPlugins(t *testing.T) {
+	wasm := guest(t)
+	h := testenv.NewForTest(t, testenv.Options{},
+		testenv.Plugin{Name: "first", RootID: "first", VMID: "first", Wasm: wasm, Config: []byte(`{}`)},
+		testenv.Plugin{Name: "second", RootID: "second", VMID: "second", Wasm: wasm, Config: []byte(`{}`)})
+
+	resp := do(t, h, testenv.Request{Path: "/chain", Headers: [][2]string{{"x-op", "headers"}, {"x-one", "1"}, {"x-two", "2"}}})
+	if resp.Upstream == nil {
+		t.Fatalf("chain did not reach the upstream: %d", resp.Status)
+	}
+	if got := resp.Upstream.Headers.Values("x-added"); !slices.Equal(got, []string{"a1", "a2", "a1", "a2"}) {
+		t.Errorf("x-added = %v, want both plugins' values in chain order", got)
+	}
+	var second map[string]any
+	raw, _ := resp.Upstream.Headers.Get("x-report")
+	json.Unmarshal([]byte(raw), &second)
+	if second["get"] != "replaced" {
+		t.Errorf("second plugin read x-one = %v, want the first plugin's replacement", second["get"])
+	}
+	if got := resp.Headers.Values("x-response-seen"); len(got) != 2 {
+		t.Errorf("x-response-seen = %v, want one per plugin", got)
+	}
+	if v, _ := h.Metric("conformance.requests"); v != 2 {
+		t.Errorf("request headers callbacks = %d, want 2", v)
+	}
+
+	// A local reply from the first plugin: the second's request callbacks never run.
+	resp = do(t, h, testenv.Request{Path: "/chain", Headers: [][2]string{{"x-op", "local-reply"}}})
+	if resp.Status != 418 || resp.Upstream != nil {
+		t.Fatalf("local reply in a chain: %d", resp.Status)
+	}
+	if v, _ := h.Metric("conformance.requests"); v != 3 {
+		t.Errorf("request headers callbacks after the local reply = %d, want 3 (the second plugin skipped)", v)
+	}
+}
