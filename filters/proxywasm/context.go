@@ -54,6 +54,14 @@ type HttpContext interface {
 	OnHttpStreamDone()
 }
 
+// StreamLogger is an optional interface of an HttpContext: OnHttpStreamLog is called
+// from proxy_on_log, Envoy's access-log phase at the end of the stream, where the
+// request headers, response headers and trailers can still be read (read-only), e.g.
+// to record the response status. It runs before OnHttpStreamDone.
+type StreamLogger interface {
+	OnHttpStreamLog()
+}
+
 // DefaultVMContext starts and creates DefaultPluginContexts; embed it to override parts.
 type DefaultVMContext struct{}
 

@@ -268,7 +268,21 @@ func proxyOnDone(id uint32) (done bool) {
 }
 
 //go:wasmexport proxy_on_log
-func proxyOnLog(id uint32) {}
+func proxyOnLog(id uint32) {
+	currentContextID = id
+	s, ok := streams.get(id) // not a stream (a root context): nothing to log
+	if !ok {
+		return
+	}
+	if l, ok := s.ctx.(StreamLogger); ok {
+		defer func() {
+			if v := recover(); v != nil {
+				recovered("proxy_on_log", v)
+			}
+		}()
+		l.OnHttpStreamLog()
+	}
+}
 
 //go:wasmexport proxy_on_delete
 func proxyOnDelete(id uint32) {

@@ -626,3 +626,21 @@ func TestChainOfPlugins(t *testing.T) {
 		t.Errorf("request headers callbacks after the local reply = %d, want 3 (the second plugin skipped)", v)
 	}
 }
+
+// TestLogPhase checks proxy_on_log (the binding's StreamLogger): request and response
+// headers readable, not writable, before proxy_on_done.
+func TestLogPhase(t *testing.T) {
+	h := start(t, setup{})
+	resp := do(t, h, testenv.Request{Path: "/logged", Headers: [][2]string{{"x-op", "log-phase"}}})
+	if resp.Status != 200 {
+		t.Fatalf("status %d", resp.Status)
+	}
+	v, _, _ := h.SharedData("", "log_seen")
+	if string(v) != "/logged/ok 200/ok add:bad argument" {
+		t.Errorf("log phase saw %q", v)
+	}
+	done, _, _ := h.SharedData("", "done_ops")
+	if !strings.Contains(string(done), "log-phase;") {
+		t.Errorf("proxy_on_done not called after the log phase: %q", done)
+	}
+}

@@ -216,7 +216,7 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 		// Hold the headers until the body is seen, so the body callback may still
 		// change them (Envoy: StopIteration on headers, data keeps flowing to us).
 		return pw.Pause
-	case "trailers", "response":
+	case "trailers", "response", "log-phase":
 		return pw.Continue
 	case "buffers":
 		return s.opBuffers()
@@ -462,6 +462,17 @@ func (s *stream) OnHttpResponseBody(size int, end bool) pw.Action {
 	body, _ := pw.ResponseBody.Get(0, size)
 	pw.ResponseBody.Replace([]byte(strings.ToUpper(string(body))))
 	return pw.Continue
+}
+
+// OnHttpStreamLog records, for op "log-phase", what the access-log phase can read.
+func (s *stream) OnHttpStreamLog() {
+	if s.op != "log-phase" {
+		return
+	}
+	path, err1 := pw.RequestHeaders.Get(":path")
+	status, err2 := pw.ResponseHeaders.Get(":status")
+	add := pw.ResponseHeaders.Add("x-too-late", "1")
+	pw.SetSharedData("log_seen", []byte(path+"/"+st(err1)+" "+status+"/"+st(err2)+" add:"+st(add)), 0)
 }
 
 func (s *stream) OnHttpStreamDone() {
