@@ -263,3 +263,19 @@ func (w *worker) drain() {
 		}
 	}
 }
+
+// GuestMemory returns the size in bytes of the linear memory of plugin (its index in
+// the chain) on worker: what a memory soak watches. It is 0 for an unknown plugin or
+// worker.
+func (h *Host) GuestMemory(plugin, worker int) uint32 {
+	if worker < 0 || worker >= len(h.workers) {
+		return 0
+	}
+	w := h.workers[worker]
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if plugin < 0 || plugin >= len(w.vms) {
+		return 0
+	}
+	return w.vms[plugin].mem.Size()
+}
