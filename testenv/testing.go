@@ -34,3 +34,13 @@ func (h *Host) MustDo(t testing.TB, req Request) *Response {
 	}
 	return resp
 }
+
+// MustBuildGuest is BuildGuest for tests and benchmarks: a build error fails t.
+func MustBuildGuest(t testing.TB, pkgDir string) []byte {
+	t.Helper()
+	wasm, err := BuildGuest(pkgDir)
+	if err != nil {
+		t.Fatalf("building %s: %v", pkgDir, err)
+	}
+	return wasm
+}

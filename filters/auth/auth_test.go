@@ -32,11 +32,7 @@ import (
 
 func authWasm(t testing.TB) []byte {
 	t.Helper()
-	wasm, err := testenv.BuildGuest(".")
-	if err != nil {
-		t.Fatalf("building auth.wasm: %v", err)
-	}
-	return wasm
+	return testenv.MustBuildGuest(t, ".")
 }
 
 func mustJSON(t testing.TB, v any) []byte {

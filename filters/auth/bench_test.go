@@ -78,10 +78,7 @@ func runRequests(b *testing.B, h *testenv.Host, req testenv.Request, wantUpstrea
 // BenchmarkWasm: one request lifecycle through auth.wasm per case, and the no-op floor.
 func BenchmarkWasm(b *testing.B) {
 	now := time.Now()
-	floor, err := testenv.BuildGuest("../../testenv/benchmarks/guest")
-	if err != nil {
-		b.Fatal(err)
-	}
+	floor := testenv.MustBuildGuest(b, "../../testenv/benchmarks/guest")
 	b.Run("noop-floor", func(b *testing.B) {
 		h := benchHost(b, floor, []byte("noop"))
 		runRequests(b, h, benchCases(now)[0].req, true)

@@ -24,13 +24,9 @@ func host(tb testing.TB, mode string, workers int) *testenv.Host {
 	if mode == "raw" {
 		pkg, config = "../testdata/rawguest", "noop"
 	}
-	wasm, err := testenv.BuildGuest(pkg)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	return testenv.NewForTest(tb,
 		testenv.Options{Workers: workers, Upstream: func(*testenv.UpstreamRequest) *testenv.UpstreamResponse { return emptyUpstream }},
-		testenv.Plugin{Name: "bench", VMID: "bench", Wasm: wasm, Config: []byte(config)})
+		testenv.Plugin{Name: "bench", VMID: "bench", Wasm: testenv.MustBuildGuest(tb, pkg), Config: []byte(config)})
 }
 
 var benchRequest = testenv.Request{Path: "/bench", Headers: [][2]string{{"x-a", "1"}, {"x-b", "2"}}}
@@ -58,17 +54,9 @@ func TestBenchmarkGuest(t *testing.T) {
 	if v, _, _ := h.SharedData("bench", "counter"); string(v) != "10" {
 		t.Errorf("cas counter = %q, want 10", v)
 	}
-	if _, err := testenv.New(ctx, testenv.Options{}, testenv.Plugin{Name: "bench", Wasm: mustGuest(t), Config: []byte("nope")}); err == nil {
+	if _, err := testenv.New(ctx, testenv.Options{}, testenv.Plugin{Name: "bench", Wasm: testenv.MustBuildGuest(t, "./guest"), Config: []byte("nope")}); err == nil {
 		t.Error("unknown mode must fail configure")
 	}
-}
-
-func mustGuest(tb testing.TB) []byte {
-	wasm, err := testenv.BuildGuest("./guest")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return wasm
 }
 
 // BenchmarkLifecycle is one request through one plugin: context create, request

@@ -28,11 +28,7 @@ import (
 
 func guest(t testing.TB) []byte {
 	t.Helper()
-	wasm, err := testenv.BuildGuest("./guest")
-	if err != nil {
-		t.Fatalf("building the conformance guest: %v", err)
-	}
-	return wasm
+	return testenv.MustBuildGuest(t, "./guest")
 }
 
 type setup struct {
