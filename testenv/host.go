@@ -31,6 +31,11 @@ type Options struct {
 	LogWriter    io.Writer         // optional: also write each kept log line here
 	// LogLevelTrace keeps trace and debug logs (LogLevel's zero value means "default").
 	LogLevelTrace bool
+	// PollOneoffENOSYS makes WASI poll_oneoff fail with ENOSYS, as proxy-wasm-cpp-host
+	// did before its #533 (Envoy before PR #45756): official-Go guests then die at
+	// their first garbage collection. For compatibility tests; see
+	// docs/compatibility.md.
+	PollOneoffENOSYS bool
 }
 
 // Plugin is one proxy-wasm plugin of the filter chain.

@@ -124,13 +124,16 @@ func wasiFuncs() []hostFunc {
 		wasiFn("fd_close", 1, func(*vm, api.Module, []uint64) uint32 { return errnoBadf }),
 		{module: wasiModule, name: "fd_seek", params: []api.ValueType{i32, i64, i32, i32}, results: i32s(1),
 			fn: func(_ context.Context, _ api.Module, st []uint64) { st[0] = errnoBadf }},
+		// fd_fdstat_get answers like proxy-wasm-cpp-host: stdout and stderr only, file
+		// type and flags zero (in particular no FDFLAG_NONBLOCK, so Go's os does not
+		// register them with its poller), rights_base FD_WRITE.
 		wasiFn("fd_fdstat_get", 2, func(v *vm, _ api.Module, st []uint64) uint32 {
 			fd := u32(st[0])
-			if fd > 2 {
+			if fd != 1 && fd != 2 {
 				return errnoBadf
 			}
 			var stat [24]byte
-			stat[0] = 2 // character device
+			stat[8] = 64 // fs_rights_base: FD_WRITE
 			if !v.mem.Write(u32(st[1]), stat[:]) {
 				return errnoFault
 			}
@@ -151,6 +154,9 @@ func wasiFuncs() []hostFunc {
 // pollOneoff waits for the earliest clock subscription (real time) and reports every
 // subscription as ready; fd subscriptions complete at once.
 func pollOneoff(v *vm, _ api.Module, st []uint64) uint32 {
+	if v.h.opts.PollOneoffENOSYS {
+		return errnoNosys
+	}
 	in, out, n, neventsPtr := u32(st[0]), u32(st[1]), u32(st[2]), u32(st[3])
 	if n == 0 {
 		return errnoInval

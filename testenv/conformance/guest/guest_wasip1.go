@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,9 @@ import (
 )
 
 func init() { pw.SetVMContext(&vm{}) }
+
+// garbage keeps the "alloc" op's allocation from being optimised away.
+var garbage []byte
 
 // config is the plugin configuration of the conformance guest.
 type config struct {
@@ -204,6 +208,14 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 	case "effective-context":
 		s.report["unknown"] = st(pw.SetEffectiveContext(999999))
 		s.report["self"] = st(pw.SetEffectiveContext(s.id))
+		return s.reply()
+	case "alloc":
+		// 256 KiB of garbage: a GC cycle every few requests. The yield lets the
+		// runtime's background goroutines (sweeper, scavenger) run, as GC work under
+		// load does; the scavenger arms a timer, which turns on Go's poller.
+		garbage = make([]byte, 256<<10)
+		runtime.Gosched()
+		s.report["allocated"] = len(garbage)
 		return s.reply()
 	case "panic":
 		panic("request headers panicked on purpose")
