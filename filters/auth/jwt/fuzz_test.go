@@ -39,9 +39,10 @@ func fuzzSetup() {
 	})
 }
 
-// FuzzParse: Parse and Verify never panic; whatever verifies was signed by us (its
-// signing input is one of the seeds' — the fuzzer cannot forge a signature), and every
-// accepted segment is canonical base64url.
+// FuzzParse: Parse and Verify never panic; Parse agrees with the encoding/json-based
+// reference implementation (accept/reject, error, every decoded value); whatever
+// verifies was signed by us (its signing input is one of the seeds' — the fuzzer
+// cannot forge a signature), and every accepted segment is canonical base64url.
 func FuzzParse(f *testing.F) {
 	fuzzSetup()
 	for _, tok := range fuzzTokens {
@@ -49,7 +50,18 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
 	f.Add("a.b.c")
+	h := func(js string) string { return base64.RawURLEncoding.EncodeToString([]byte(js)) }
+	for _, c := range [][2]string{
+		{`{"alg":"HS256","kid":"k\u00e9\ud800"}`, `{"iss":"i","aud":["a","b"],"exp":1.5,"o":{"x":[1,{"y":null,"y":true}]}}`},
+		{`{"alg":"HS256","crit":["b64"]}`, `{"sub":"\ud83d\ude00\u0000","exp":1e400}`},
+		{`{"alg":"ES256"} `, "{\"scope\":\"a b\",\"\xff\":-0,\"n\":12345678901234567890}"},
+	} {
+		f.Add(h(c[0]) + "." + h(c[1]) + ".c2ln")
+	}
 	f.Fuzz(func(t *testing.T, s string) {
+		if d := jwt.DiffParse(s, 1<<16); d != "" {
+			t.Fatalf("Parse(%q) differs from the reference: %s", s, d)
+		}
 		tok, err := jwt.Parse(s, 1<<16)
 		if err != nil {
 			if _, ok := err.(*jwt.Error); !ok {
@@ -74,12 +86,16 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// FuzzParseJWKS: no panic; a parsed set has at least one key.
+// FuzzParseJWKS: no panic; a parsed set has at least one key; the JSON decoder agrees
+// with the encoding/json-based reference.
 func FuzzParseJWKS(f *testing.F) {
 	fuzzSetup()
 	f.Add([]byte(jwttest.JWKS(jwttest.New(jwt.RS256, "a"), jwttest.New(jwt.ES384, "b"), jwttest.New(jwt.EdDSA, ""), jwttest.New(jwt.HS256, "h"))))
 	f.Add([]byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if d := jwt.DiffDecodeObject(b); d != "" {
+			t.Fatalf("decodeObject(%q) differs from the reference: %s", b, d)
+		}
 		ks, err := jwt.ParseJWKS(b)
 		if err == nil && ks.Len() == 0 {
 			t.Fatal("empty key set accepted")

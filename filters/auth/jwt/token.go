@@ -1,10 +1,7 @@
 package jwt
 
 import (
-	"bytes"
-	"encoding/base64"
 	"encoding/json"
-	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -52,34 +49,33 @@ type Token struct {
 // SigningInput returns the bytes that were signed: header segment "." payload segment.
 func (t *Token) SigningInput() string { return t.signingInput }
 
-var b64 = base64.RawURLEncoding.Strict()
-
-// decodeSegment decodes unpadded, canonical base64url. The standard decoder skips CR
-// and LF and accepts '=' only in padded modes; here only the 64 alphabet characters
-// are accepted, and Strict rejects non-zero trailing bits, so one token has exactly
-// one encoding.
+// decodeSegment decodes unpadded, canonical base64url: only the 64 alphabet
+// characters are accepted (no '=', CR, LF or standard-alphabet characters), and
+// non-zero trailing bits are refused, so one token has exactly one encoding.
 func decodeSegment(s string) ([]byte, bool) {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return nil, false
-		}
-	}
-	if len(s)%4 == 1 {
+	n := b64Len(len(s))
+	if n < 0 {
 		return nil, false
 	}
-	b, err := b64.DecodeString(s)
-	if err != nil {
+	b := make([]byte, n)
+	if !b64Decode(b, s) {
 		return nil, false
 	}
 	return b, true
 }
+
+// parseStackBytes bounds the decoded header + payload that Parse decodes into a
+// stack buffer before copying them into one string; larger tokens use the heap.
+const parseStackBytes = 2048
 
 // Parse splits and decodes a compact JWS without verifying it. maxBytes caps the
 // token length (DefaultMaxTokenBytes if <= 0); longer tokens fail with ReasonTooLarge
 // before any decoding. Every structural problem fails with ReasonMalformed; an "alg"
 // that is "none" or unknown fails with ReasonAlgNotAllowed; a "crit" header fails
 // with ReasonMalformed since no extension is understood.
+//
+// The decoded header and payload share one string, and every string in Header and
+// Claims (including Claims.Raw) that needed no unescaping is a substring of it.
 func Parse(raw string, maxBytes int) (*Token, error) {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxTokenBytes
@@ -103,59 +99,124 @@ func Parse(raw string, maxBytes int) (*Token, error) {
 	if hSeg == "" || pSeg == "" || sSeg == "" {
 		return nil, errorf(ReasonMalformed, "empty segment")
 	}
-	hb, ok := decodeSegment(hSeg)
-	if !ok {
+	hn, pn := b64Len(len(hSeg)), b64Len(len(pSeg))
+	if hn < 0 {
 		return nil, errorf(ReasonMalformed, "header: invalid base64url")
 	}
-	pb, ok := decodeSegment(pSeg)
-	if !ok {
+	total := hn + max(pn, 0)
+	var stack [parseStackBytes]byte
+	var buf []byte
+	if total <= len(stack) {
+		buf = stack[:total]
+	} else {
+		buf = make([]byte, total)
+	}
+	if !b64Decode(buf[:hn], hSeg) {
+		return nil, errorf(ReasonMalformed, "header: invalid base64url")
+	}
+	if pn < 0 || !b64Decode(buf[hn:], pSeg) {
 		return nil, errorf(ReasonMalformed, "payload: invalid base64url")
 	}
 	sig, ok := decodeSegment(sSeg)
 	if !ok {
 		return nil, errorf(ReasonMalformed, "signature: invalid base64url")
 	}
+	js := string(buf)
 	t := &Token{Raw: raw, Signature: sig, PayloadSegment: pSeg, signingInput: raw[:j]}
-	if err := parseHeader(hb, &t.Header); err != nil {
+	if err := parseHeader(js[:hn], &t.Header); err != nil {
 		return nil, err
 	}
-	if err := parseClaims(pb, &t.Claims); err != nil {
+	if err := parseClaims(js[hn:], &t.Claims); err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
-func parseHeader(b []byte, h *Header) error {
-	m, err := decodeObject(b)
-	if err != nil {
-		return errorf(ReasonMalformed, "header: "+err.Error())
+// parseHeader decodes the JOSE header without building a map: only alg, kid, typ,
+// crit and enc matter; other members are checked for syntax and dropped.
+func parseHeader(s string, h *Header) error {
+	d := jsonDecoder{s: s}
+	if msg := d.begin(); msg != "" {
+		return errorf(ReasonMalformed, "header: "+msg)
 	}
-	algV, ok := m["alg"]
-	if !ok {
+	var (
+		keysBuf                    [8]string
+		keys                       = keysBuf[:0]
+		seen                       map[string]struct{} // replaces keys past headerLinearKeys
+		alg, kid, typ              string
+		hasAlg, hasKid, hasTyp     bool
+		algStr, kidStr, typStr     bool
+		hasCrit, hasEnc, isStr, ok bool
+		sv                         string
+		key                        string
+	)
+	for first := true; ; first = false {
+		var done bool
+		if key, done, ok = d.member(first); !ok {
+			return errorf(ReasonMalformed, "header: "+errInvalidJSON)
+		}
+		if done {
+			break
+		}
+		var dup bool
+		if keys, seen, dup = headerSeen(keys, seen, key); dup {
+			return errorf(ReasonMalformed, "header: duplicate member "+strconv.Quote(key))
+		}
+		if !d.colon() {
+			return errorf(ReasonMalformed, "header: "+errInvalidJSON)
+		}
+		if d.i < len(d.s) && d.s[d.i] == '"' {
+			sv, ok = d.str()
+			isStr = true
+		} else {
+			_, ok = d.value(1)
+			sv, isStr = "", false
+		}
+		if !ok {
+			return errorf(ReasonMalformed, "header: "+errInvalidJSON)
+		}
+		switch key {
+		case "alg":
+			alg, hasAlg, algStr = sv, true, isStr
+		case "kid":
+			kid, hasKid, kidStr = sv, true, isStr
+		case "typ":
+			typ, hasTyp, typStr = sv, true, isStr
+		case "crit":
+			hasCrit = true
+		case "enc":
+			hasEnc = true
+		}
+	}
+	if !d.end() {
+		return errorf(ReasonMalformed, "header: "+errTrailing)
+	}
+	if !hasAlg {
 		return errorf(ReasonMalformed, "header: alg: required")
 	}
-	alg, ok := algV.(string)
-	if !ok {
+	if !algStr {
 		return errorf(ReasonMalformed, "header: alg: must be a string")
 	}
 	h.AlgName = alg
 	h.Alg, _ = ParseAlg(alg)
-	if v, ok := m["kid"]; ok {
-		if h.Kid, ok = v.(string); !ok {
+	if hasKid {
+		if !kidStr {
 			return errorf(ReasonMalformed, "header: kid: must be a string")
 		}
+		h.Kid = kid
 	}
-	if v, ok := m["typ"]; ok {
-		if h.Typ, ok = v.(string); !ok {
+	if hasTyp {
+		if !typStr {
 			return errorf(ReasonMalformed, "header: typ: must be a string")
 		}
+		h.Typ = typ
 	}
-	if _, ok := m["crit"]; ok {
+	if hasCrit {
 		// RFC 7515 §4.1.11: a recipient that does not understand a listed extension
 		// must reject the JWS. We understand none (not even b64 of RFC 7797).
 		return errorf(ReasonMalformed, "header: crit: no critical extension is supported")
 	}
-	if _, ok := m["enc"]; ok {
+	if hasEnc {
 		return errorf(ReasonMalformed, "header: enc: JWE is not supported")
 	}
 	if h.Alg == AlgInvalid {
@@ -164,15 +225,59 @@ func parseHeader(b []byte, h *Header) error {
 	return nil
 }
 
-func parseClaims(b []byte, c *Claims) error {
-	m, err := decodeObject(b)
-	if err != nil {
-		return errorf(ReasonMalformed, "payload: "+err.Error())
+// headerLinearKeys is how many header member names are compared linearly before
+// duplicate detection switches to a map (headers normally have two or three).
+const headerLinearKeys = 16
+
+// headerSeen records key in keys (or, past headerLinearKeys names, in seen) and
+// reports whether it was already recorded.
+func headerSeen(keys []string, seen map[string]struct{}, key string) ([]string, map[string]struct{}, bool) {
+	if seen != nil {
+		if _, dup := seen[key]; dup {
+			return keys, seen, true
+		}
+		seen[key] = struct{}{}
+		return keys, seen, false
+	}
+	for _, k := range keys {
+		if k == key {
+			return keys, seen, true
+		}
+	}
+	keys = append(keys, key)
+	if len(keys) > headerLinearKeys {
+		seen = make(map[string]struct{}, 2*len(keys))
+		for _, k := range keys {
+			seen[k] = struct{}{}
+		}
+		keys = nil
+	}
+	return keys, seen, false
+}
+
+// The registered claims parseClaims types, as indexes into decodeMembers' reg.
+const (
+	regIss = iota
+	regSub
+	regJti
+	regAud
+	regExp
+	regNbf
+	regIat
+	regCount
+)
+
+func parseClaims(s string, c *Claims) error {
+	m := make(map[string]any, 8)
+	var reg [regCount]any
+	var has [regCount]bool
+	if msg := decodeMembers(s, m, &reg, &has); msg != "" {
+		return errorf(ReasonMalformed, "payload: "+msg)
 	}
 	c.Raw = m
-	str := func(name string, dst *string) error {
-		if v, ok := m[name]; ok {
-			s, ok := v.(string)
+	str := func(name string, r int, dst *string) error {
+		if has[r] {
+			s, ok := reg[r].(string)
 			if !ok {
 				return errorf(ReasonMalformed, "claim "+name+": must be a string")
 			}
@@ -180,17 +285,17 @@ func parseClaims(b []byte, c *Claims) error {
 		}
 		return nil
 	}
-	if err := str("iss", &c.Issuer); err != nil {
+	if err := str("iss", regIss, &c.Issuer); err != nil {
 		return err
 	}
-	if err := str("sub", &c.Subject); err != nil {
+	if err := str("sub", regSub, &c.Subject); err != nil {
 		return err
 	}
-	if err := str("jti", &c.ID); err != nil {
+	if err := str("jti", regJti, &c.ID); err != nil {
 		return err
 	}
-	if v, ok := m["aud"]; ok {
-		switch a := v.(type) {
+	if has[regAud] {
+		switch a := reg[regAud].(type) {
 		case string:
 			c.Audience = []string{a}
 		case []any:
@@ -206,12 +311,11 @@ func parseClaims(b []byte, c *Claims) error {
 			return errorf(ReasonMalformed, "claim aud: must be a string or an array of strings")
 		}
 	}
-	date := func(name string, dst *float64, has *bool) error {
-		v, ok := m[name]
-		if !ok {
+	date := func(name string, r int, dst *float64, hasDst *bool) error {
+		if !has[r] {
 			return nil
 		}
-		n, ok := v.(json.Number)
+		n, ok := reg[r].(json.Number)
 		if !ok {
 			return errorf(ReasonMalformed, "claim "+name+": must be a number")
 		}
@@ -219,16 +323,16 @@ func parseClaims(b []byte, c *Claims) error {
 		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
 			return errorf(ReasonMalformed, "claim "+name+": not a finite number")
 		}
-		*dst, *has = f, true
+		*dst, *hasDst = f, true
 		return nil
 	}
-	if err := date("exp", &c.Expiry, &c.HasExpiry); err != nil {
+	if err := date("exp", regExp, &c.Expiry, &c.HasExpiry); err != nil {
 		return err
 	}
-	if err := date("nbf", &c.NotBefore, &c.HasNotBefore); err != nil {
+	if err := date("nbf", regNbf, &c.NotBefore, &c.HasNotBefore); err != nil {
 		return err
 	}
-	return date("iat", &c.IssuedAt, &c.HasIssuedAt)
+	return date("iat", regIat, &c.IssuedAt, &c.HasIssuedAt)
 }
 
 type jsonError string
@@ -237,41 +341,68 @@ func (e jsonError) Error() string { return string(e) }
 
 // decodeObject decodes one JSON object, refusing duplicate top-level member names
 // (RFC 7515 §4 lets a parser reject them; accepting "last wins" lets two parsers
-// disagree about a token) and anything after the closing brace.
+// disagree about a token) and anything after the closing brace. Values are typed as
+// encoding/json with UseNumber would type them.
 func decodeObject(b []byte) (map[string]any, error) {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	tok, err := d.Token()
-	if err != nil {
-		return nil, jsonError("invalid JSON")
-	}
-	if delim, ok := tok.(json.Delim); !ok || delim != '{' {
-		return nil, jsonError("not a JSON object")
-	}
 	m := make(map[string]any, 8)
-	for d.More() {
-		tok, err := d.Token()
-		if err != nil {
-			return nil, jsonError("invalid JSON")
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, jsonError("invalid JSON")
-		}
-		if _, dup := m[key]; dup {
-			return nil, jsonError("duplicate member " + strconv.Quote(key))
-		}
-		var v any
-		if err := d.Decode(&v); err != nil {
-			return nil, jsonError("invalid JSON")
-		}
-		m[key] = v
-	}
-	if _, err := d.Token(); err != nil { // the closing '}'
-		return nil, jsonError("invalid JSON")
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return nil, jsonError("trailing data after JSON object")
+	if msg := decodeMembers(string(b), m, nil, nil); msg != "" {
+		return nil, jsonError(msg)
 	}
 	return m, nil
+}
+
+// decodeMembers decodes the JSON object s into m and returns "" or the error
+// message. If reg is not nil, the values of the registered claims are also stored
+// in reg (indexed by regIss...) with has set.
+func decodeMembers(s string, m map[string]any, reg *[regCount]any, has *[regCount]bool) string {
+	d := jsonDecoder{s: s}
+	if msg := d.begin(); msg != "" {
+		return msg
+	}
+	for first := true; ; first = false {
+		key, done, ok := d.member(first)
+		if !ok {
+			return errInvalidJSON
+		}
+		if done {
+			break
+		}
+		if _, dup := m[key]; dup {
+			return "duplicate member " + strconv.Quote(key)
+		}
+		if !d.colon() {
+			return errInvalidJSON
+		}
+		v, ok := d.value(1)
+		if !ok {
+			return errInvalidJSON
+		}
+		m[key] = v
+		if reg != nil {
+			r := -1
+			switch key {
+			case "iss":
+				r = regIss
+			case "sub":
+				r = regSub
+			case "jti":
+				r = regJti
+			case "aud":
+				r = regAud
+			case "exp":
+				r = regExp
+			case "nbf":
+				r = regNbf
+			case "iat":
+				r = regIat
+			}
+			if r >= 0 {
+				reg[r], has[r] = v, true
+			}
+		}
+	}
+	if !d.end() {
+		return errTrailing
+	}
+	return ""
 }
