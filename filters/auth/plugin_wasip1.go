@@ -40,7 +40,6 @@ type plugin struct {
 	waiting map[int][]*stream
 	due     []*config.Provider
 	free    []*stream // finished streams, for reuse
-
 }
 
 type metrics struct {
