@@ -11,7 +11,6 @@ import (
 	"io"
 	"math"
 	"strconv"
-	"strings"
 )
 
 var refB64 = base64.RawURLEncoding.Strict()
@@ -43,27 +42,9 @@ func refDecodeSegment(s string) ([]byte, bool) {
 // that is "none" or unknown fails with ReasonAlgNotAllowed; a "crit" header fails
 // with ReasonMalformed since no extension is understood.
 func refParse(raw string, maxBytes int) (*Token, error) {
-	if maxBytes <= 0 {
-		maxBytes = DefaultMaxTokenBytes
-	}
-	if len(raw) > maxBytes {
-		return nil, errorf(ReasonTooLarge, "token is "+strconv.Itoa(len(raw))+" bytes, limit "+strconv.Itoa(maxBytes))
-	}
-	i := strings.IndexByte(raw, '.')
-	if i < 0 {
-		return nil, errorf(ReasonMalformed, "not a compact JWS: no '.'")
-	}
-	j := strings.IndexByte(raw[i+1:], '.')
-	if j < 0 {
-		return nil, errorf(ReasonMalformed, "not a compact JWS: one '.'")
-	}
-	j += i + 1
-	if strings.IndexByte(raw[j+1:], '.') >= 0 {
-		return nil, errorf(ReasonMalformed, "not a compact JWS: more than three segments")
-	}
-	hSeg, pSeg, sSeg := raw[:i], raw[i+1:j], raw[j+1:]
-	if hSeg == "" || pSeg == "" || sSeg == "" {
-		return nil, errorf(ReasonMalformed, "empty segment")
+	hSeg, pSeg, sSeg, err := splitCompact(raw, maxBytes)
+	if err != nil {
+		return nil, err
 	}
 	hb, ok := refDecodeSegment(hSeg)
 	if !ok {
@@ -77,7 +58,7 @@ func refParse(raw string, maxBytes int) (*Token, error) {
 	if !ok {
 		return nil, errorf(ReasonMalformed, "signature: invalid base64url")
 	}
-	t := &Token{Raw: raw, Signature: sig, PayloadSegment: pSeg, signingInput: raw[:j]}
+	t := &Token{Raw: raw, Signature: sig, PayloadSegment: pSeg, signingInput: raw[:len(hSeg)+1+len(pSeg)]}
 	if err := refParseHeader(hb, &t.Header); err != nil {
 		return nil, err
 	}

@@ -77,27 +77,9 @@ const parseStackBytes = 2048
 // The decoded header and payload share one string, and every string in Header and
 // Claims (including Claims.Raw) that needed no unescaping is a substring of it.
 func Parse(raw string, maxBytes int) (*Token, error) {
-	if maxBytes <= 0 {
-		maxBytes = DefaultMaxTokenBytes
-	}
-	if len(raw) > maxBytes {
-		return nil, errorf(ReasonTooLarge, "token is "+strconv.Itoa(len(raw))+" bytes, limit "+strconv.Itoa(maxBytes))
-	}
-	i := strings.IndexByte(raw, '.')
-	if i < 0 {
-		return nil, errorf(ReasonMalformed, "not a compact JWS: no '.'")
-	}
-	j := strings.IndexByte(raw[i+1:], '.')
-	if j < 0 {
-		return nil, errorf(ReasonMalformed, "not a compact JWS: one '.'")
-	}
-	j += i + 1
-	if strings.IndexByte(raw[j+1:], '.') >= 0 {
-		return nil, errorf(ReasonMalformed, "not a compact JWS: more than three segments")
-	}
-	hSeg, pSeg, sSeg := raw[:i], raw[i+1:j], raw[j+1:]
-	if hSeg == "" || pSeg == "" || sSeg == "" {
-		return nil, errorf(ReasonMalformed, "empty segment")
+	hSeg, pSeg, sSeg, err := splitCompact(raw, maxBytes)
+	if err != nil {
+		return nil, err
 	}
 	hn, pn := b64Len(len(hSeg)), b64Len(len(pSeg))
 	if hn < 0 {
@@ -122,7 +104,7 @@ func Parse(raw string, maxBytes int) (*Token, error) {
 		return nil, errorf(ReasonMalformed, "signature: invalid base64url")
 	}
 	js := string(buf)
-	t := &Token{Raw: raw, Signature: sig, PayloadSegment: pSeg, signingInput: raw[:j]}
+	t := &Token{Raw: raw, Signature: sig, PayloadSegment: pSeg, signingInput: raw[:len(hSeg)+1+len(pSeg)]}
 	if err := parseHeader(js[:hn], &t.Header); err != nil {
 		return nil, err
 	}
@@ -405,4 +387,32 @@ func decodeMembers(s string, m map[string]any, reg *[regCount]any, has *[regCoun
 		return errTrailing
 	}
 	return ""
+}
+
+// splitCompact checks the size cap and splits a compact JWS into its three non-empty
+// segments.
+func splitCompact(raw string, maxBytes int) (header, payload, signature string, err error) {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxTokenBytes
+	}
+	if len(raw) > maxBytes {
+		return "", "", "", errorf(ReasonTooLarge, "token is "+strconv.Itoa(len(raw))+" bytes, limit "+strconv.Itoa(maxBytes))
+	}
+	i := strings.IndexByte(raw, '.')
+	if i < 0 {
+		return "", "", "", errorf(ReasonMalformed, "not a compact JWS: no '.'")
+	}
+	j := strings.IndexByte(raw[i+1:], '.')
+	if j < 0 {
+		return "", "", "", errorf(ReasonMalformed, "not a compact JWS: one '.'")
+	}
+	j += i + 1
+	if strings.IndexByte(raw[j+1:], '.') >= 0 {
+		return "", "", "", errorf(ReasonMalformed, "not a compact JWS: more than three segments")
+	}
+	header, payload, signature = raw[:i], raw[i+1:j], raw[j+1:]
+	if header == "" || payload == "" || signature == "" {
+		return "", "", "", errorf(ReasonMalformed, "empty segment")
+	}
+	return header, payload, signature, nil
 }
