@@ -258,6 +258,9 @@ func proxyOnDone(id uint32) (done bool) {
 		}
 	}()
 	if s, ok := streams.get(id); ok {
+		// A finished stream gets no more callout callbacks, even if the host deletes
+		// its context later: the filter may already have recycled its state.
+		dropCallouts(id)
 		s.ctx.OnHttpStreamDone()
 		return true
 	}
