@@ -133,21 +133,11 @@ func refParseClaims(b []byte, c *Claims) error {
 		return err
 	}
 	if v, ok := m["aud"]; ok {
-		switch a := v.(type) {
-		case string:
-			c.Audience = []string{a}
-		case []any:
-			c.Audience = make([]string, 0, len(a))
-			for _, e := range a {
-				s, ok := e.(string)
-				if !ok {
-					return errorf(ReasonMalformed, "claim aud: must be a string or an array of strings")
-				}
-				c.Audience = append(c.Audience, s)
-			}
-		default:
-			return errorf(ReasonMalformed, "claim aud: must be a string or an array of strings")
+		aud, err := audienceOf(v)
+		if err != nil {
+			return err
 		}
+		c.Audience = aud
 	}
 	date := func(name string, dst *float64, has *bool) error {
 		v, ok := m[name]

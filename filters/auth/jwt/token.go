@@ -277,21 +277,11 @@ func parseClaims(s string, c *Claims) error {
 		return err
 	}
 	if has[regAud] {
-		switch a := reg[regAud].(type) {
-		case string:
-			c.Audience = []string{a}
-		case []any:
-			c.Audience = make([]string, 0, len(a))
-			for _, e := range a {
-				s, ok := e.(string)
-				if !ok {
-					return errorf(ReasonMalformed, "claim aud: must be a string or an array of strings")
-				}
-				c.Audience = append(c.Audience, s)
-			}
-		default:
-			return errorf(ReasonMalformed, "claim aud: must be a string or an array of strings")
+		aud, err := audienceOf(reg[regAud])
+		if err != nil {
+			return err
 		}
+		c.Audience = aud
 	}
 	date := func(name string, r int, dst *float64, hasDst *bool) error {
 		if !has[r] {
@@ -415,4 +405,24 @@ func splitCompact(raw string, maxBytes int) (header, payload, signature string, 
 		return "", "", "", errorf(ReasonMalformed, "empty segment")
 	}
 	return header, payload, signature, nil
+}
+
+// audienceOf converts a decoded "aud" claim (RFC 7519 §4.1.3: a string or an array of
+// strings) to a list.
+func audienceOf(v any) ([]string, error) {
+	switch a := v.(type) {
+	case string:
+		return []string{a}, nil
+	case []any:
+		aud := make([]string, 0, len(a))
+		for _, e := range a {
+			s, ok := e.(string)
+			if !ok {
+				return nil, errorf(ReasonMalformed, "claim aud: must be a string or an array of strings")
+			}
+			aud = append(aud, s)
+		}
+		return aud, nil
+	}
+	return nil, errorf(ReasonMalformed, "claim aud: must be a string or an array of strings")
 }
