@@ -2,9 +2,8 @@
 // the way Envoy (proxy-wasm-cpp-host + extensions/common/wasm/context.cc) runs them:
 // worker VMs per plugin, a filter chain with pause/continue, local replies, properties,
 // shared data and queues, metrics, ticks, HTTP and gRPC callouts. See README.md for what
-// differs from Envoy.
-//
-// Spec: https://github.com/proxy-wasm/spec/tree/main/abi-versions/v0.2.1
+// differs from Envoy. The ABI it hosts is proxy-wasm v0.2.1
+// (https://github.com/proxy-wasm/spec/tree/main/abi-versions/v0.2.1).
 package testenv
 
 import (

@@ -37,8 +37,11 @@ type Response struct {
 // Headers is an ordered header list with lowercase names.
 type Headers []abi.Pair
 
-// Get returns the first value of name (case-insensitive).
-func (h Headers) Get(name string) (string, bool) {
+// Get returns the first value of name (case-insensitive) and whether name is present:
+// an absent header is ("", false), a header present with an empty value ("", true).
+// This is meshplug's one convention for an absent header, shared with the guest
+// binding's proxywasm.HeaderMap.Get and abi.PairsView.Get.
+func (h Headers) Get(name string) (value string, ok bool) {
 	for _, p := range h {
 		if strings.EqualFold(p.Key, name) {
 			return p.Value, true

@@ -99,3 +99,28 @@ const (
 	// (grpc-status 13 for gRPC). For filters whose absence is unsafe (auth).
 	FailClosed
 )
+
+var (
+	// vmContext is the filter SetVMContext registered; nil until then.
+	vmContext     VMContext
+	failurePolicy = FailOpen
+
+	streams table[*streamState]
+)
+
+type streamState struct {
+	ctx    HttpContext
+	rootID uint32
+	// ended is set once a local reply was sent or the stream failed, so the panic
+	// path does not send a second reply.
+	ended bool
+}
+
+// SetVMContext registers the filter. Call it from an init function: a c-shared module
+// never runs main. A module that registers none logs a critical line when the host
+// starts it and then does nothing.
+func SetVMContext(ctx VMContext) { vmContext = ctx }
+
+// SetFailurePolicy sets what a stream gets when one of its callbacks panics. Call it
+// from an init function; the default is FailOpen.
+func SetFailurePolicy(p FailurePolicy) { failurePolicy = p }

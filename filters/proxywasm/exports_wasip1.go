@@ -11,13 +11,7 @@ import (
 // The proxy_on_* exports: the host's calls into the guest. Each one records the
 // context it runs for, dispatches to the filter's context, and recovers panics.
 
-var (
-	vmContext     VMContext = DefaultVMContext{}
-	failurePolicy           = FailOpen
-
-	roots   table[*rootState]
-	streams table[*streamState]
-)
+var roots table[*rootState]
 
 type rootState struct {
 	ctx PluginContext
@@ -40,20 +34,33 @@ func (f *freeList) take() *streamState {
 
 func (f *freeList) give(s *streamState) { f.free = append(f.free, s) }
 
-type streamState struct {
-	ctx    HttpContext
-	rootID uint32
-	// ended is set once a local reply was sent or the stream failed, so the panic
-	// path does not send a second reply.
-	ended bool
+// dropCallouts forgets the pending callouts of a context that ended.
+func dropCallouts(contextID uint32) {
+	if len(httpCalls) == 0 && len(grpcCalls) == 0 {
+		return
+	}
+	for t, c := range httpCalls {
+		if c.contextID == contextID {
+			delete(httpCalls, t)
+		}
+	}
+	for t, c := range grpcCalls {
+		if c.contextID == contextID {
+			delete(grpcCalls, t)
+		}
+	}
 }
 
-// SetVMContext registers the filter. Call it from an init function.
-func SetVMContext(ctx VMContext) { vmContext = ctx }
-
-// SetFailurePolicy sets what a stream gets when one of its callbacks panics. Call it
-// from an init function; the default is FailOpen.
-func SetFailurePolicy(p FailurePolicy) { failurePolicy = p }
+// registeredVM returns the VMContext the filter registered. Without one it says so at
+// critical level (once per VM, when the host creates the first root context) and uses
+// DefaultVMContext: the module loads but passes everything through untouched.
+func registeredVM() VMContext {
+	if vmContext == nil {
+		LogCritical("proxywasm: no VMContext registered: call proxywasm.SetVMContext from an init function of the filter's main package (main never runs in a c-shared module); this module does nothing")
+		vmContext = DefaultVMContext{}
+	}
+	return vmContext
+}
 
 // recovered logs a recovered panic at critical level, with the callback's name and
 // the stack, and reports whether there was one.
@@ -83,9 +90,11 @@ func sendInternalError() error {
 		[]byte(`{"error":"internal","error_description":"filter failure"}`), 13)
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_abi_version_0_2_1
 func proxyABIVersion0_2_1() {}
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_context_create
 func proxyOnContextCreate(contextID, parentID uint32) {
 	currentContextID = contextID
@@ -95,7 +104,7 @@ func proxyOnContextCreate(contextID, parentID uint32) {
 		}
 	}()
 	if parentID == 0 {
-		roots.put(contextID, &rootState{ctx: vmContext.NewPluginContext(contextID)})
+		roots.put(contextID, &rootState{ctx: registeredVM().NewPluginContext(contextID)})
 		return
 	}
 	root, ok := roots.get(parentID)
@@ -108,6 +117,7 @@ func proxyOnContextCreate(contextID, parentID uint32) {
 	streams.put(contextID, st)
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_vm_start
 func proxyOnVMStart(rootID, vmConfigSize uint32) (ok bool) {
 	currentContextID = rootID
@@ -117,9 +127,10 @@ func proxyOnVMStart(rootID, vmConfigSize uint32) (ok bool) {
 			ok = false
 		}
 	}()
-	return vmContext.OnVMStart(int(vmConfigSize))
+	return registeredVM().OnVMStart(int(vmConfigSize))
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_configure
 func proxyOnConfigure(rootID, pluginConfigSize uint32) (ok bool) {
 	currentContextID = rootID
@@ -137,6 +148,7 @@ func proxyOnConfigure(rootID, pluginConfigSize uint32) (ok bool) {
 	return root.ctx.OnPluginStart(int(pluginConfigSize))
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_tick
 func proxyOnTick(rootID uint32) {
 	currentContextID = rootID
@@ -150,6 +162,7 @@ func proxyOnTick(rootID uint32) {
 	}
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_queue_ready
 func proxyOnQueueReady(rootID, queueID uint32) {
 	currentContextID = rootID
@@ -186,6 +199,7 @@ func recoverStream(where string, id uint32, action *uint32) {
 	}
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_request_headers
 func proxyOnRequestHeaders(id, numHeaders, endOfStream uint32) (action uint32) {
 	s := enterStream("proxy_on_request_headers", id)
@@ -196,6 +210,7 @@ func proxyOnRequestHeaders(id, numHeaders, endOfStream uint32) (action uint32) {
 	return uint32(s.ctx.OnHttpRequestHeaders(int(numHeaders), endOfStream != 0))
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_request_body
 func proxyOnRequestBody(id, bodySize, endOfStream uint32) (action uint32) {
 	s := enterStream("proxy_on_request_body", id)
@@ -206,6 +221,7 @@ func proxyOnRequestBody(id, bodySize, endOfStream uint32) (action uint32) {
 	return uint32(s.ctx.OnHttpRequestBody(int(bodySize), endOfStream != 0))
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_request_trailers
 func proxyOnRequestTrailers(id, numTrailers uint32) (action uint32) {
 	s := enterStream("proxy_on_request_trailers", id)
@@ -216,6 +232,7 @@ func proxyOnRequestTrailers(id, numTrailers uint32) (action uint32) {
 	return uint32(s.ctx.OnHttpRequestTrailers(int(numTrailers)))
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_response_headers
 func proxyOnResponseHeaders(id, numHeaders, endOfStream uint32) (action uint32) {
 	s := enterStream("proxy_on_response_headers", id)
@@ -226,6 +243,7 @@ func proxyOnResponseHeaders(id, numHeaders, endOfStream uint32) (action uint32) 
 	return uint32(s.ctx.OnHttpResponseHeaders(int(numHeaders), endOfStream != 0))
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_response_body
 func proxyOnResponseBody(id, bodySize, endOfStream uint32) (action uint32) {
 	s := enterStream("proxy_on_response_body", id)
@@ -236,6 +254,7 @@ func proxyOnResponseBody(id, bodySize, endOfStream uint32) (action uint32) {
 	return uint32(s.ctx.OnHttpResponseBody(int(bodySize), endOfStream != 0))
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_response_trailers
 func proxyOnResponseTrailers(id, numTrailers uint32) (action uint32) {
 	s := enterStream("proxy_on_response_trailers", id)
@@ -248,6 +267,7 @@ func proxyOnResponseTrailers(id, numTrailers uint32) (action uint32) {
 
 // proxy_on_done: for a stream, OnHttpStreamDone; for a root, OnPluginDone.
 //
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_done
 func proxyOnDone(id uint32) (done bool) {
 	currentContextID = id
@@ -270,6 +290,7 @@ func proxyOnDone(id uint32) (done bool) {
 	return true
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_log
 func proxyOnLog(id uint32) {
 	currentContextID = id
@@ -287,6 +308,7 @@ func proxyOnLog(id uint32) {
 	}
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_delete
 func proxyOnDelete(id uint32) {
 	if s, ok := streams.get(id); ok {
@@ -298,6 +320,7 @@ func proxyOnDelete(id uint32) {
 	dropCallouts(id)
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_http_call_response
 func proxyOnHttpCallResponse(_ /* context id: see callouts */, token, numHeaders, bodySize, numTrailers uint32) {
 	c, ok := httpCalls[token]
@@ -311,6 +334,7 @@ func proxyOnHttpCallResponse(_ /* context id: see callouts */, token, numHeaders
 	})
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_grpc_receive_initial_metadata
 func proxyOnGrpcReceiveInitialMetadata(_, token, numHeaders uint32) {
 	if c, ok := grpcCalls[token]; ok && c.stream != nil {
@@ -320,6 +344,7 @@ func proxyOnGrpcReceiveInitialMetadata(_, token, numHeaders uint32) {
 	}
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_grpc_receive_trailing_metadata
 func proxyOnGrpcReceiveTrailingMetadata(_, token, numTrailers uint32) {
 	if c, ok := grpcCalls[token]; ok && c.stream != nil {
@@ -329,6 +354,7 @@ func proxyOnGrpcReceiveTrailingMetadata(_, token, numTrailers uint32) {
 	}
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_grpc_receive
 func proxyOnGrpcReceive(_, token, size uint32) {
 	c, ok := grpcCalls[token]
@@ -353,6 +379,7 @@ func proxyOnGrpcReceive(_, token, size uint32) {
 	})
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_grpc_close
 func proxyOnGrpcClose(_, token, status uint32) {
 	c, ok := grpcCalls[token]

@@ -7,9 +7,8 @@ import "unsafe"
 // The proxy-wasm ABI v0.2.1 host functions, as proxy-wasm-cpp-host exports them to
 // Envoy's Wasm VMs. A string parameter is lowered by the Go toolchain to the
 // (pointer, size) pair the ABI expects; out-parameters are package-level slots (see
-// memory_wasip1.go) so that taking their address does not allocate.
-//
-// Spec: https://github.com/proxy-wasm/spec/tree/main/abi-versions/v0.2.1
+// memory_wasip1.go) so that taking their address does not allocate. hostcalls_other.go
+// has their native stand-ins.
 
 //go:wasmimport env proxy_log
 func proxy_log(level uint32, msg string) uint32

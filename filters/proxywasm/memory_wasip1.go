@@ -42,6 +42,7 @@ func resetArena() {
 	overflow = overflow[:0]
 }
 
+//lint:ignore U1000 called by the host through //go:wasmexport, not from Go
 //go:wasmexport proxy_on_memory_allocate
 func proxyOnMemoryAllocate(size uint32) unsafe.Pointer {
 	aligned := (size + 7) &^ 7

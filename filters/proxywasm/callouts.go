@@ -1,5 +1,3 @@
-//go:build wasip1
-
 package proxywasm
 
 import (
@@ -31,22 +29,6 @@ var (
 	grpcCalls = map[uint32]grpcCall{}
 )
 
-func dropCallouts(contextID uint32) {
-	if len(httpCalls) == 0 && len(grpcCalls) == 0 {
-		return
-	}
-	for t, c := range httpCalls {
-		if c.contextID == contextID {
-			delete(httpCalls, t)
-		}
-	}
-	for t, c := range grpcCalls {
-		if c.contextID == contextID {
-			delete(grpcCalls, t)
-		}
-	}
-}
-
 // DispatchHttpCall sends an HTTP request to cluster. headers must contain :method,
 // :path and :authority. callback runs when the response arrives (or the call failed:
 // then numHeaders is 0 and there is no ":status"); inside it, read the response with
@@ -63,7 +45,7 @@ func DispatchHttpCall(cluster string, headers []abi.Pair, body []byte, trailers 
 	}
 	tp, tn := bytesPtr(tenc)
 	if s := proxy_http_call(cluster, hp, hn, bp, bn, tp, tn, uint32(timeout/time.Millisecond), &retU32); s != 0 {
-		return 0, abi.Status(s)
+		return 0, statusErr(s)
 	}
 	httpCalls[retU32] = httpCall{contextID: currentContextID, callback: callback}
 	return retU32, nil
@@ -77,7 +59,7 @@ func DispatchGrpcCall(cluster, service, method string, metadata []abi.Pair, requ
 	mp, mn := bytesPtr(encodeOptional(metadata))
 	rp, rn := bytesPtr(request)
 	if s := proxy_grpc_call(cluster, service, method, mp, mn, rp, rn, uint32(timeout/time.Millisecond), &retU32); s != 0 {
-		return 0, abi.Status(s)
+		return 0, statusErr(s)
 	}
 	grpcCalls[retU32] = grpcCall{contextID: currentContextID, unary: callback}
 	return retU32, nil
@@ -100,7 +82,7 @@ type GrpcStream uint32
 func OpenGrpcStream(cluster, service, method string, metadata []abi.Pair, handler GrpcStreamHandler) (GrpcStream, error) {
 	mp, mn := bytesPtr(encodeOptional(metadata))
 	if s := proxy_grpc_stream(cluster, service, method, mp, mn, &retU32); s != 0 {
-		return 0, abi.Status(s)
+		return 0, statusErr(s)
 	}
 	grpcCalls[retU32] = grpcCall{contextID: currentContextID, stream: handler}
 	return GrpcStream(retU32), nil

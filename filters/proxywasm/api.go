@@ -1,8 +1,7 @@
-//go:build wasip1
-
 package proxywasm
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,15 +10,40 @@ import (
 	"github.com/meshplug/meshplug/filters/abi"
 )
 
+// ErrNotInHost is the error of every host call made outside a proxy-wasm host: in a
+// native build (go test, go vet, gopls) the API exists so that filter code compiles
+// and pure code can be tested without build tags, but only a GOOS=wasip1 module
+// loaded by Envoy or testenv can reach a host. Calls that cannot return an error (Log,
+// Now, HeaderMap.Get) panic with it instead.
+var ErrNotInHost = errors.New("proxywasm: only inside a proxy-wasm host (a GOOS=wasip1 module loaded by Envoy or testenv)")
+
+// Pair is one header (or gRPC metadata) entry, re-exported from abi so that filters
+// need not import abi to build headers.
+type Pair = abi.Pair
+
 // currentContextID is the context the host is calling into right now.
 var currentContextID uint32
 
-// CurrentContextID returns the id of the context the current callback runs for.
+// CurrentContextID returns the id of the context the current callback runs for (0
+// outside a callback).
 func CurrentContextID() uint32 { return currentContextID }
 
+// status turns a host call's status into an error: nil for OK, an abi.Status, or
+// ErrNotInHost in a native build (see statusErr).
 func status(s uint32) error {
 	if s == 0 {
 		return nil
+	}
+	return statusErr(s)
+}
+
+// statusNotInHost is what the native stand-ins of the host calls return (see
+// hostcalls_other.go); no proxy-wasm status has this value.
+const statusNotInHost = 0xFFFF_FF00
+
+func statusErr(s uint32) error {
+	if s == statusNotInHost {
+		return ErrNotInHost
 	}
 	return abi.Status(s)
 }
@@ -29,6 +53,7 @@ func status(s uint32) error {
 // Log writes msg to the host's log at level. Envoy prefixes it with the plugin name.
 func Log(level abi.LogLevel, msg string) { proxy_log(uint32(level), msg) }
 
+// LogTrace, LogDebug, LogInfo, LogWarn, LogError and LogCritical log msg at their level.
 func LogTrace(msg string)    { Log(abi.LogTrace, msg) }
 func LogDebug(msg string)    { Log(abi.LogDebug, msg) }
 func LogInfo(msg string)     { Log(abi.LogInfo, msg) }
@@ -44,6 +69,9 @@ func Logf(level abi.LogLevel, format string, args ...any) {
 	Log(level, fmt.Sprintf(format, args...))
 }
 
+// LogTracef, LogDebugf, LogInfof, LogWarnf, LogErrorf and LogCriticalf are Logf at
+// their level.
+func LogTracef(format string, args ...any)    { Logf(abi.LogTrace, format, args...) }
 func LogDebugf(format string, args ...any)    { Logf(abi.LogDebug, format, args...) }
 func LogInfof(format string, args ...any)     { Logf(abi.LogInfo, format, args...) }
 func LogWarnf(format string, args ...any)     { Logf(abi.LogWarn, format, args...) }
@@ -95,21 +123,32 @@ const (
 	HttpCallResponseTrailers    = HeaderMap(abi.MapHttpCallTrailers)
 )
 
-// Get returns the value of header name (all values joined by "," if repeated, as
-// Envoy does). A missing header is abi.StatusNotFound.
-func (m HeaderMap) Get(name string) (string, error) {
+// Get returns the value of header name and whether the host has it: ok is false when
+// the header is absent, or when the map does not exist in this callback (Envoy answers
+// NotFound or BadArgument; either way there is no such header here). This is
+// meshplug's one convention for an absent header: testenv.Headers.Get and
+// abi.PairsView.Get report it the same way. A header present with an empty value is
+// ("", true).
+//
+// Caveats: a repeated header gives its first value, as Envoy does
+// (Context::getHeaderMapValue); read every copy with GetAll or AppendAll. Outside a
+// proxy-wasm host Get panics with ErrNotInHost.
+func (m HeaderMap) Get(name string) (value string, ok bool) {
 	resetArena()
-	if s := proxy_get_header_map_value(uint32(m), name, &retData, &retSize); s != 0 {
-		return "", abi.Status(s)
+	switch s := proxy_get_header_map_value(uint32(m), name, &retData, &retSize); s {
+	case 0:
+		return string(claimed()), true
+	case statusNotInHost:
+		panic(fmt.Errorf("proxywasm: HeaderMap.Get(%q): %w", name, ErrNotInHost))
 	}
-	return string(claimed()), nil
+	return "", false
 }
 
 // GetAll returns every entry of the map, in order.
 func (m HeaderMap) GetAll() ([]abi.Pair, error) {
 	resetArena()
 	if s := proxy_get_header_map_pairs(uint32(m), &retData, &retSize); s != 0 {
-		return nil, abi.Status(s)
+		return nil, statusErr(s)
 	}
 	return abi.DecodePairs(claimed())
 }
@@ -120,7 +159,7 @@ func (m HeaderMap) GetAll() ([]abi.Pair, error) {
 func (m HeaderMap) AppendAll(dst []byte) (abi.PairsView, error) {
 	resetArena()
 	if s := proxy_get_header_map_pairs(uint32(m), &retData, &retSize); s != 0 {
-		return nil, abi.Status(s)
+		return nil, statusErr(s)
 	}
 	return abi.PairsView(append(dst, claimed()...)), nil
 }
@@ -181,7 +220,7 @@ func (b Buffer) Get(start, length int) ([]byte, error) {
 	case abi.StatusNotFound, abi.StatusEmpty:
 		return nil, nil
 	default:
-		return nil, abi.Status(s)
+		return nil, statusErr(s)
 	}
 }
 
@@ -237,7 +276,7 @@ func (b Buffer) Append(data []byte) error {
 func GetProperty(path ...string) ([]byte, error) {
 	resetArena()
 	if s := proxy_get_property(strings.Join(path, "\x00"), &retData, &retSize); s != 0 {
-		return nil, abi.Status(s)
+		return nil, statusErr(s)
 	}
 	return append([]byte(nil), claimed()...), nil
 }
@@ -246,7 +285,7 @@ func GetProperty(path ...string) ([]byte, error) {
 func GetPropertyString(path ...string) (string, error) {
 	resetArena()
 	if s := proxy_get_property(strings.Join(path, "\x00"), &retData, &retSize); s != 0 {
-		return "", abi.Status(s)
+		return "", statusErr(s)
 	}
 	return string(claimed()), nil
 }
@@ -263,7 +302,7 @@ func SetProperty(path []string, value []byte) error {
 // details (e.g. "auth_denied"), headers and body. grpcStatus is abi.GrpcStatusNone for
 // a plain HTTP reply; otherwise Envoy answers a gRPC request with that grpc-status (and
 // the body as grpc-message). Return Pause from the callback after calling it.
-func SendHttpResponse(statusCode uint32, details string, headers []abi.Pair, body []byte, grpcStatus uint32) error {
+func SendHttpResponse(statusCode uint32, details string, headers []Pair, body []byte, grpcStatus uint32) error {
 	if s, ok := streams.get(currentContextID); ok {
 		s.ended = true
 	}
@@ -276,6 +315,34 @@ func SendHttpResponse(statusCode uint32, details string, headers []abi.Pair, bod
 	bp, bn := bytesPtr(body)
 	hp, hn := bytesPtr(enc)
 	return status(proxy_send_local_response(statusCode, details, bp, bn, hp, hn, grpcStatus))
+}
+
+// SendLocalReply ends the current stream with a local reply of status, body and
+// headers (e.g. Pair{Key: "content-type", Value: "application/json"}): the common case
+// of SendHttpResponse, with response code details "meshplug_local_reply". It is
+// gRPC-aware: when the request is gRPC (content-type application/grpc...), Envoy
+// answers with a trailers-only response whose grpc-status is the gRPC status Envoy
+// maps status to (abi.GrpcStatusForHTTP) and whose grpc-message is body. Return Pause
+// from the callback after calling it.
+//
+// Caveat: it reads the request's content-type, so call it while the request headers
+// are readable (request callbacks and callout callbacks of a paused request); later,
+// use SendHttpResponse.
+func SendLocalReply(statusCode int, body string, headers ...Pair) error {
+	grpcStatus := uint32(abi.GrpcStatusNone)
+	resetArena() // the content-type, read without a copy (and without Get's panic natively)
+	if proxy_get_header_map_value(uint32(RequestHeaders), "content-type", &retData, &retSize) == 0 && isGRPC(string(claimed())) {
+		grpcStatus = abi.GrpcStatusForHTTP(statusCode)
+	}
+	return SendHttpResponse(uint32(statusCode), "meshplug_local_reply", headers, []byte(body), grpcStatus)
+}
+
+// isGRPC reports whether a content-type is gRPC's: application/grpc, optionally
+// followed by +proto, +json, ... or parameters.
+func isGRPC(contentType string) bool {
+	const g = "application/grpc"
+	return strings.HasPrefix(contentType, g) &&
+		(len(contentType) == len(g) || contentType[len(g)] == '+' || contentType[len(g)] == ';')
 }
 
 // ResumeHttpRequest continues a paused request (proxy_continue_stream).
@@ -294,7 +361,7 @@ func ResetHttpStream() error { return status(proxy_close_stream(uint32(abi.Strea
 func GetSharedData(key string) (value []byte, cas uint32, err error) {
 	resetArena()
 	if s := proxy_get_shared_data(key, &retData, &retSize, &retCas); s != 0 {
-		return nil, 0, abi.Status(s)
+		return nil, 0, statusErr(s)
 	}
 	return append([]byte(nil), claimed()...), retCas, nil
 }
@@ -330,7 +397,7 @@ func EnqueueSharedQueue(id uint32, data []byte) error {
 func DequeueSharedQueue(id uint32) ([]byte, error) {
 	resetArena()
 	if s := proxy_dequeue_shared_queue(id, &retData, &retSize); s != 0 {
-		return nil, abi.Status(s)
+		return nil, statusErr(s)
 	}
 	return append([]byte(nil), claimed()...), nil
 }
@@ -387,7 +454,7 @@ func getMetric(id uint32) (uint64, error) {
 func GetStatus() (code uint32, message string, err error) {
 	resetArena()
 	if s := proxy_get_status(&retU32, &retData, &retSize); s != 0 {
-		return 0, "", abi.Status(s)
+		return 0, "", statusErr(s)
 	}
 	return retU32, string(claimed()), nil
 }
