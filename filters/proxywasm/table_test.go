@@ -3,6 +3,9 @@ package proxywasm
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestTableMatchesMap drives the table and a map with the same random operations.
@@ -32,24 +35,20 @@ func TestTableMatchesMap(t *testing.T) {
 		default: // look up a live id and a dead one
 			if len(live) > 0 {
 				id := live[r.IntN(len(live))]
-				if v, ok := tb.get(id); !ok || v != ref[id] {
-					t.Fatalf("step %d: get(%d) = %d %v, want %d", step, id, v, ok, ref[id])
-				}
+				v, ok := tb.get(id)
+				require.True(t, ok, "step %d: get(%d) not found", step, id)
+				require.Equal(t, ref[id], v, "step %d: get(%d)", step, id)
 			}
-			if _, ok := tb.get(next + 7); ok {
-				t.Fatalf("step %d: found an id never stored", step)
-			}
+			_, ok := tb.get(next + 7)
+			require.False(t, ok, "step %d: found an id never stored", step)
 		}
-		if tb.len() != len(ref) {
-			t.Fatalf("step %d: len %d, want %d", step, tb.len(), len(ref))
-		}
+		require.Equal(t, len(ref), tb.len(), "step %d: len", step)
 	}
 	for id, want := range ref {
-		if v, ok := tb.get(id); !ok || v != want {
-			t.Fatalf("final get(%d) = %d %v, want %d", id, v, ok, want)
-		}
+		v, ok := tb.get(id)
+		assert.True(t, ok, "final get(%d)", id)
+		assert.Equal(t, want, v, "final get(%d)", id)
 	}
-	if _, ok := tb.get(0); ok {
-		t.Fatal("id 0 must never be found")
-	}
+	_, ok := tb.get(0)
+	assert.False(t, ok, "id 0 must never be found")
 }
