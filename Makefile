@@ -6,8 +6,14 @@ BUILD     ?= build
 FILTERS   := $(patsubst filters/%/main.go,%,$(wildcard filters/*/main.go))
 WASMS     := $(patsubst %,$(BUILD)/%.wasm,$(FILTERS))
 BENCHTIME ?= 1s
+# staticcheck 2026.2.2 (module v0.8.2) supports Go 1.26; `make tools` installs it.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/staticcheck)
+# Packages that also run as wasip1 guests: vetted and staticchecked for GOOS=wasip1 too
+# (//go:wasmexport functions carry per-line //lint:ignore U1000 directives).
+WASIP1_PKGS := ./filters/... ./examples/... ./testenv/conformance/guest ./testenv/benchmarks/guest
 
-.PHONY: all build test bench check lint fmt clean
+.PHONY: all build test bench check lint fmt clean tools staticcheck
 
 all: build
 
@@ -32,7 +38,16 @@ check lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	GOOS=wasip1 GOARCH=wasm $(GO) vet ./filters/...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet $(WASIP1_PKGS)
+	@$(MAKE) --no-print-directory staticcheck
+
+staticcheck:
+	@test -x "$(STATICCHECK)" || { echo "staticcheck is not installed: run make tools"; exit 1; }
+	$(STATICCHECK) ./...
+	GOOS=wasip1 GOARCH=wasm $(STATICCHECK) $(WASIP1_PKGS)
+
+tools:
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

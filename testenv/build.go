@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"unsafe"
 )
@@ -46,11 +45,16 @@ func BuildGuest(pkgDir string) ([]byte, error) {
 	return b.wasm, b.err
 }
 
+// goTool finds the go command: on PATH (go test puts its own GOROOT/bin first), else
+// in $GOROOT/bin.
 func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
+	if root := os.Getenv("GOROOT"); root != "" {
+		return filepath.Join(root, "bin", "go")
+	}
+	return "go"
 }
 
 func buildGuest(abs string) ([]byte, error) {

@@ -303,9 +303,7 @@ func SetProperty(path []string, value []byte) error {
 // a plain HTTP reply; otherwise Envoy answers a gRPC request with that grpc-status (and
 // the body as grpc-message). Return Pause from the callback after calling it.
 func SendHttpResponse(statusCode uint32, details string, headers []Pair, body []byte, grpcStatus uint32) error {
-	if s, ok := streams.get(currentContextID); ok {
-		s.ended = true
-	}
+	streamEnded(currentContextID)
 	var enc []byte
 	if len(headers) > 0 {
 		enc = abi.EncodePairs(headers)

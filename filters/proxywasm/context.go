@@ -100,21 +100,14 @@ const (
 	FailClosed
 )
 
+// The filter's registration. Natively nothing reads them (the exports that do are
+// wasip1-only), hence the U1000 ignores.
 var (
-	// vmContext is the filter SetVMContext registered; nil until then.
-	vmContext     VMContext
+	//lint:ignore U1000 read by the wasip1 exports
+	vmContext VMContext // nil until SetVMContext
+	//lint:ignore U1000 read by the wasip1 exports
 	failurePolicy = FailOpen
-
-	streams table[*streamState]
 )
-
-type streamState struct {
-	ctx    HttpContext
-	rootID uint32
-	// ended is set once a local reply was sent or the stream failed, so the panic
-	// path does not send a second reply.
-	ended bool
-}
 
 // SetVMContext registers the filter. Call it from an init function: a c-shared module
 // never runs main. A module that registers none logs a critical line when the host

@@ -11,10 +11,28 @@ import (
 // The proxy_on_* exports: the host's calls into the guest. Each one records the
 // context it runs for, dispatches to the filter's context, and recovers panics.
 
-var roots table[*rootState]
+var (
+	roots   table[*rootState]
+	streams table[*streamState]
+)
 
 type rootState struct {
 	ctx PluginContext
+}
+
+type streamState struct {
+	ctx    HttpContext
+	rootID uint32
+	// ended is set once a local reply was sent or the stream failed, so the panic
+	// path does not send a second reply.
+	ended bool
+}
+
+// streamEnded records that stream id got a local reply.
+func streamEnded(id uint32) {
+	if s, ok := streams.get(id); ok {
+		s.ended = true
+	}
 }
 
 // freeStreams recycles streamStates: one allocation per stream is measurable in a Go

@@ -67,13 +67,15 @@ func proxy_get_status(*uint32, *uint32, *uint32) uint32             { return sta
 func proxy_set_effective_context(uint32) uint32                     { return statusNotInHost }
 func proxy_done() uint32                                            { return statusNotInHost }
 
-// Native stand-ins for memory_wasip1.go: no host ever writes results here.
+// Native stand-ins for memory_wasip1.go and the stream state of exports_wasip1.go: no
+// host ever writes results here or runs a stream.
 
 var retData, retSize, retU32, retCas uint32
 var retU64 uint64
 
-func resetArena()     {}
-func claimed() []byte { return nil }
+func streamEnded(uint32) {}
+func resetArena()        {}
+func claimed() []byte    { return nil }
 
 func bytesPtr(b []byte) (unsafe.Pointer, uint32) {
 	return unsafe.Pointer(unsafe.SliceData(b)), uint32(len(b))

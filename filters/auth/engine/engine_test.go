@@ -18,7 +18,6 @@ import (
 var (
 	rs     = enginetest.RS
 	es     = enginetest.ES
-	hs     = enginetest.HS
 	now    = enginetest.Now
 	nowS   = enginetest.NowS
 	apiKey = enginetest.APIKey
@@ -30,12 +29,10 @@ type Case = enginetest.Case
 func testConfig() map[string]any               { return enginetest.Config() }
 func claims(kv ...any) map[string]any          { return enginetest.Claims(kv...) }
 func bearer(tok string) map[string]string      { return enginetest.Bearer(tok) }
-func basic(u, p string) map[string]string      { return enginetest.Basic(u, p) }
 func jwtIdentity(sub string) map[string]string { return enginetest.JWTIdentity(sub) }
 func withPayload(m map[string]string, tok string) map[string]string {
 	return enginetest.WithPayload(m, tok)
 }
-func allowed(t *testing.T, v engine.Verdict) { enginetest.Allowed(t, v) }
 
 func newEngine(t testing.TB, mod func(map[string]any)) *engine.Engine {
 	t.Helper()
