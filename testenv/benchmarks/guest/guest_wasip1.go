@@ -28,7 +28,17 @@ func (p *plugin) OnPluginStart(int) bool {
 	}
 	p.mode = string(b)
 	switch p.mode {
-	case "noop", "headers", "cas":
+	case "cas":
+		// Create the counter before any request: a write with CAS token 0 is
+		// unconditional, so two workers creating it on their first requests would lose
+		// an increment. Every worker VM starts before the first request.
+		if _, _, err := pw.GetSharedData("counter"); errors.Is(err, abi.StatusNotFound) {
+			if err := pw.SetSharedData("counter", []byte("0"), 0); err != nil {
+				return false
+			}
+		}
+		return true
+	case "noop", "headers":
 		return true
 	}
 	pw.LogCriticalf("benchmark guest: unknown mode %q (want noop, headers or cas)", p.mode)
