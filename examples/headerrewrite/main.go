@@ -6,15 +6,9 @@ import pw "github.com/meshplug/meshplug/filters/proxywasm"
 
 func main() {} // never runs: a c-shared module starts from init
 
-func init() { pw.SetVMContext(vm{}) }
-
-type vm struct{ pw.DefaultVMContext }
-
-func (vm) NewPluginContext(uint32) pw.PluginContext { return plugin{} }
-
-type plugin struct{ pw.DefaultPluginContext }
-
-func (plugin) NewHttpContext(uint32) pw.HttpContext { return stream{} }
+func init() {
+	pw.SetHttpContext(func(uint32) pw.HttpContext { return stream{} })
+}
 
 type stream struct{ pw.DefaultHttpContext }
 

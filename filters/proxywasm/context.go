@@ -114,6 +114,31 @@ var (
 // starts it and then does nothing.
 func SetVMContext(ctx VMContext) { vmContext = ctx }
 
+// SetHttpContext registers a filter that keeps no VM or plugin state: newStream
+// creates the context of each HTTP stream, under a DefaultVMContext and
+// DefaultPluginContext (the Rust SDK's proxy_wasm::set_http_context). Call it from an
+// init function, instead of SetVMContext; a filter with configuration, metrics or
+// ticks implements a PluginContext and uses SetVMContext.
+func SetHttpContext(newStream func(contextID uint32) HttpContext) {
+	SetVMContext(httpOnlyVM{newStream: newStream})
+}
+
+type httpOnlyVM struct {
+	DefaultVMContext
+	newStream func(uint32) HttpContext
+}
+
+func (v httpOnlyVM) NewPluginContext(uint32) PluginContext {
+	return httpOnlyPlugin{newStream: v.newStream}
+}
+
+type httpOnlyPlugin struct {
+	DefaultPluginContext
+	newStream func(uint32) HttpContext
+}
+
+func (p httpOnlyPlugin) NewHttpContext(id uint32) HttpContext { return p.newStream(id) }
+
 // SetFailurePolicy sets what a stream gets when one of its callbacks panics. Call it
 // from an init function; the default is FailOpen.
 func SetFailurePolicy(p FailurePolicy) { failurePolicy = p }
