@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -28,17 +29,41 @@ func TestGeneratedFilterPassesItsTests(t *testing.T) {
 	}
 	run := func(env []string, args ...string) {
 		t.Helper()
-		cmd := exec.Command("go", args...)
+		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), env...)
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, "go %v:\n%s", args, out)
 	}
+	// What make test asks of a filter: gofmt (Generate formats), vet and staticcheck
+	// natively and for wasip1, the .wasm build, and its tests (which build the .wasm).
 	wasip1 := []string{"GOOS=wasip1", "GOARCH=wasm"}
-	run(nil, "vet", "./...")
-	run(wasip1, "vet", "./...")
-	run(wasip1, "build", "-buildmode=c-shared", "-o", os.DevNull, ".")
-	run(nil, "test", "-count=1", "./...")
+	run(nil, "go", "vet", "./...")
+	run(wasip1, "go", "vet", "./...")
+	if sc := staticcheck(); sc != "" {
+		run(nil, sc, "./...")
+		run(wasip1, sc, "./...")
+	} else {
+		t.Log("staticcheck not installed (make tools): not run on the generated filter")
+	}
+	run(wasip1, "go", "build", "-buildmode=c-shared", "-o", os.DevNull, ".")
+	run(nil, "go", "test", "-count=1", "./...")
+}
+
+// staticcheck returns the path of the staticcheck command, "" if it is not installed.
+func staticcheck() string {
+	if p, err := exec.LookPath("staticcheck"); err == nil {
+		return p
+	}
+	out, err := exec.Command("go", "env", "GOPATH").Output()
+	if err != nil {
+		return ""
+	}
+	p := filepath.Join(strings.TrimSpace(string(out)), "bin", "staticcheck")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
 }
 
 func TestGenerateRefuses(t *testing.T) {
