@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -360,6 +361,29 @@ func TestLogs(t *testing.T) {
 		t.Errorf("levels kept at warn = %v", kept)
 	}
 	_ = stdout // stdout lines are logged at info, below warn here
+}
+
+// TestLogf checks the binding's formatted log functions: each logs at its own level,
+// and the host's level filters them.
+func TestLogf(t *testing.T) {
+	for _, tc := range []struct {
+		opts testenv.Options
+		want []string
+	}{
+		{testenv.Options{LogLevelTrace: true}, []string{"trace", "debug", "info", "warn", "error", "critical"}},
+		{testenv.Options{LogLevel: abi.LogWarn}, []string{"warn", "error", "critical"}},
+	} {
+		h := start(t, setup{opts: tc.opts})
+		report(t, h, "log")
+		var got []string
+		for _, l := range h.Logs() {
+			if level, ok := strings.CutPrefix(l.Message, "conformance logf at "); ok {
+				assert.Equal(t, l.Level.String(), level, "logged at its own level")
+				got = append(got, level)
+			}
+		}
+		assert.Equal(t, tc.want, got)
+	}
 }
 
 func TestStdoutBecomesLog(t *testing.T) {

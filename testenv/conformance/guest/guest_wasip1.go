@@ -405,6 +405,11 @@ func (s *stream) opLog() pw.Action {
 	for lvl := abi.LogTrace; lvl <= abi.LogCritical; lvl++ {
 		pw.Log(lvl, "conformance log at "+lvl.String())
 	}
+	// The formatted variants, one per level (they format only when the host keeps it).
+	for i, logf := range []func(string, ...any){pw.LogTracef, pw.LogDebugf, pw.LogInfof,
+		pw.LogWarnf, pw.LogErrorf, pw.LogCriticalf} {
+		logf("conformance logf at %s", abi.LogLevel(i))
+	}
 	fmt.Println("conformance stdout line") // WASI fd_write to stdout
 	return s.reply()
 }
