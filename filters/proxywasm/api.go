@@ -145,7 +145,7 @@ func (m HeaderMap) Get(name string) (value string, ok bool) {
 }
 
 // GetAll returns every entry of the map, in order.
-func (m HeaderMap) GetAll() ([]abi.Pair, error) {
+func (m HeaderMap) GetAll() ([]Pair, error) {
 	resetArena()
 	if s := proxy_get_header_map_pairs(uint32(m), &retData, &retSize); s != 0 {
 		return nil, statusErr(s)
@@ -165,7 +165,7 @@ func (m HeaderMap) AppendAll(dst []byte) (abi.PairsView, error) {
 }
 
 // SetAll replaces the whole map with pairs.
-func (m HeaderMap) SetAll(pairs []abi.Pair) error {
+func (m HeaderMap) SetAll(pairs []Pair) error {
 	p, n := bytesPtr(abi.EncodePairs(pairs))
 	return status(proxy_set_header_map_pairs(uint32(m), p, n))
 }

@@ -35,7 +35,7 @@ var (
 // HttpCallResponseHeaders, HttpCallResponseBody and HttpCallResponseTrailers. When
 // called from a stream, the callback runs as that stream (ResumeHttpRequest and
 // SendHttpResponse act on it).
-func DispatchHttpCall(cluster string, headers []abi.Pair, body []byte, trailers []abi.Pair,
+func DispatchHttpCall(cluster string, headers []Pair, body []byte, trailers []Pair,
 	timeout time.Duration, callback func(numHeaders, bodySize, numTrailers int)) (uint32, error) {
 	hp, hn := bytesPtr(abi.EncodePairs(headers))
 	bp, bn := bytesPtr(body)
@@ -54,7 +54,7 @@ func DispatchHttpCall(cluster string, headers []abi.Pair, body []byte, trailers 
 // DispatchGrpcCall makes a unary gRPC call of service/method on cluster with a
 // serialized request message. callback gets status 0 and the serialized response, or
 // a non-zero gRPC status and its message.
-func DispatchGrpcCall(cluster, service, method string, metadata []abi.Pair, request []byte,
+func DispatchGrpcCall(cluster, service, method string, metadata []Pair, request []byte,
 	timeout time.Duration, callback func(status uint32, message string, response []byte)) (uint32, error) {
 	mp, mn := bytesPtr(encodeOptional(metadata))
 	rp, rn := bytesPtr(request)
@@ -79,7 +79,7 @@ type GrpcStreamHandler interface {
 type GrpcStream uint32
 
 // OpenGrpcStream opens a gRPC stream of service/method on cluster.
-func OpenGrpcStream(cluster, service, method string, metadata []abi.Pair, handler GrpcStreamHandler) (GrpcStream, error) {
+func OpenGrpcStream(cluster, service, method string, metadata []Pair, handler GrpcStreamHandler) (GrpcStream, error) {
 	mp, mn := bytesPtr(encodeOptional(metadata))
 	if s := proxy_grpc_stream(cluster, service, method, mp, mn, &retU32); s != 0 {
 		return 0, statusErr(s)
@@ -110,7 +110,7 @@ func (s GrpcStream) Cancel() error {
 // CancelGrpcCall abandons a unary call: its callback will not run.
 func CancelGrpcCall(token uint32) error { return GrpcStream(token).Cancel() }
 
-func encodeOptional(pairs []abi.Pair) []byte {
+func encodeOptional(pairs []Pair) []byte {
 	if len(pairs) == 0 {
 		return nil
 	}

@@ -3,7 +3,8 @@
 // compiled by the official Go toolchain (GOOS=wasip1 GOARCH=wasm -buildmode=c-shared,
 // //go:wasmimport and //go:wasmexport).
 //
-// A filter registers a VMContext from an init function with SetVMContext; the host
+// A filter registers a VMContext from an init function with SetVMContext (or, without
+// VM or plugin state, a constructor of HTTP contexts with SetHttpContext); the host
 // then drives its plugin and HTTP contexts through the exported proxy_on_* callbacks,
 // and the filter calls back into the host through the functions of this package:
 // header maps (RequestHeaders, ResponseHeaders, ...), buffers (RequestBody,
