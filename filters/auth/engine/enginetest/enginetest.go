@@ -5,10 +5,12 @@ package enginetest
 
 import (
 	"encoding/base64"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshplug/meshplug/filters/abi"
 	"github.com/meshplug/meshplug/filters/auth/config"
 	"github.com/meshplug/meshplug/filters/auth/engine"
 	"github.com/meshplug/meshplug/filters/auth/jwt"
@@ -80,10 +82,12 @@ func Basic(u, p string) map[string]string {
 // Case is one request through the engine. The table is shaped so the glue's tests can
 // replay it through auth.wasm (headers in, status/headers out).
 type Case struct {
-	Name       string
-	Method     string
-	Path       string
-	Headers    map[string]string
+	Name    string
+	Method  string
+	Path    string
+	Headers map[string]string
+	// Lines are header lines sent after Headers, in order (repeated names allowed).
+	Lines      [][2]string
 	Kind       engine.Kind
 	Status     int
 	Reason     engine.Reason
@@ -169,6 +173,41 @@ func DecideCases() []Case {
 		{Name: "remote wrong issuer: no fetch", Path: "/remote", Headers: map[string]string{"x-remote-token": ES.Sign(map[string]any{"iss": "x", "exp": NowS + 60})}, Kind: engine.Deny, Status: 401, Reason: engine.ReasonBadIssuer},
 	}
 	return cases
+}
+
+// HeaderLines returns the request's header lines: Headers sorted by name, then Lines.
+func (c *Case) HeaderLines() [][2]string {
+	var out [][2]string
+	for k, v := range c.Headers {
+		out = append(out, [2]string{k, v})
+	}
+	slices.SortFunc(out, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	return append(out, c.Lines...)
+}
+
+// Request is the engine's view of c at now (method GET if unset).
+func (c *Case) Request(now time.Time) *engine.Request {
+	m := c.Method
+	if m == "" {
+		m = "GET"
+	}
+	return &engine.Request{Method: m, Path: c.Path, Now: now, Headers: Lines(c.HeaderLines())}
+}
+
+// Lines encodes header lines as the glue reads them.
+func Lines(lines [][2]string) abi.PairsView {
+	pairs := make([]abi.Pair, len(lines))
+	for i, l := range lines {
+		pairs[i] = abi.Pair{Key: l[0], Value: l[1]}
+	}
+	return abi.PairsView(abi.EncodePairs(pairs))
+}
+
+// Decide reads and decides req with a fresh Extracted.
+func Decide(e *engine.Engine, req *engine.Request) engine.Verdict {
+	var x engine.Extracted
+	e.Read(req, &x)
+	return e.Decide(&x)
 }
 
 func Allowed(t *testing.T, v engine.Verdict) {
