@@ -4,11 +4,14 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/meshplug/meshplug/filters/auth/config"
 	"github.com/meshplug/meshplug/filters/auth/engine"
+	"github.com/meshplug/meshplug/filters/auth/engine/enginetest"
 	"github.com/meshplug/meshplug/filters/auth/jwt"
 	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
 	"github.com/meshplug/meshplug/testenv"
@@ -40,6 +43,7 @@ func benchConfig(cache bool) map[string]any {
 type benchCase struct {
 	name  string
 	cache bool
+	deny  bool
 	req   testenv.Request
 }
 
@@ -52,6 +56,17 @@ func benchCases(now time.Time) []benchCase {
 		cs = append(cs, benchCase{name: "miss-" + s.Alg.String(), req: testenv.Request{Path: "/api", Headers: bearer(s)}})
 	}
 	cs = append(cs, benchCase{name: "api-key", cache: true, req: testenv.Request{Path: "/key", Headers: [][2]string{{"x-api-key", benchAPIKey}, {"user-agent", "bench"}}}})
+	// A browser-sized request: 100 header lines, the credential last.
+	many := [][2]string{}
+	for i := range 99 {
+		many = append(many, [2]string{fmt.Sprintf("x-header-%02d", i), "value"})
+	}
+	many = append(many, bearer(rsSigner)[0])
+	cs = append(cs, benchCase{name: "cache-hit-100-headers", cache: true, req: testenv.Request{Path: "/api", Headers: many}})
+	// The same forged RS256 token again and again (negative cache).
+	forged := corpToken(rsSigner, "alice", now)
+	forged = forged[:len(forged)-4] + "AAAA"
+	cs = append(cs, benchCase{name: "forged-RS256-repeated", deny: true, req: testenv.Request{Path: "/api", Headers: [][2]string{{"authorization", "Bearer " + forged}}}})
 	return cs
 }
 
@@ -87,8 +102,22 @@ func BenchmarkWasm(b *testing.B) {
 	for _, c := range benchCases(now) {
 		b.Run(c.name, func(b *testing.B) {
 			h := benchHost(b, wasm, mustJSON(b, benchConfig(c.cache)))
-			runRequests(b, h, c.req, true)
+			runRequests(b, h, c.req, !c.deny)
 		})
+	}
+	// Before/after in one run: MESHPLUG_AUTH_BASELINE_WASM names an auth.wasm built
+	// from another commit (see docs/benchmarks.md), run on the same cases.
+	if path := os.Getenv("MESHPLUG_AUTH_BASELINE_WASM"); path != "" {
+		old, err := os.ReadFile(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range benchCases(now) {
+			b.Run("baseline-"+c.name, func(b *testing.B) {
+				h := benchHost(b, old, mustJSON(b, benchConfig(c.cache)))
+				runRequests(b, h, c.req, !c.deny)
+			})
+		}
 	}
 }
 
@@ -102,19 +131,17 @@ func BenchmarkNative(b *testing.B) {
 				b.Fatal(err)
 			}
 			e := engine.New(cfg)
-			hdr := map[string]string{}
-			for _, kv := range c.req.Headers {
-				hdr[kv[0]] = kv[1]
-			}
-			req := &engine.Request{Method: "GET", Path: c.req.Path, Now: now,
-				Header: func(n string) (string, bool) { v, ok := hdr[n]; return v, ok }}
-			if v := e.Decide(req); v.Kind != engine.Allow {
+			req := &engine.Request{Method: "GET", Path: c.req.Path, Now: now, Headers: enginetest.Lines(c.req.Headers)}
+			var x engine.Extracted
+			e.Read(req, &x)
+			if v := e.Decide(&x); (v.Kind == engine.Allow) == c.deny {
 				b.Fatalf("native %s: %v %s", c.name, v.Kind, v.Detail)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				e.Decide(req)
+				e.Read(req, &x)
+				e.Decide(&x)
 			}
 		})
 	}
