@@ -467,9 +467,12 @@ func (e *Engine) jwtIdentity(p *config.Provider, tok *jwt.Token) *Identity {
 	return id
 }
 
-// claimHeaderValue renders a claim for a header: scalars as text, arrays of scalars
-// joined with ","; objects, empty values and values with control characters are
-// skipped (the header is then not set).
+// claimHeaderValue renders a claim for a header: scalars as text (numbers and bools
+// in JSON form), arrays of scalars joined with "," (no spaces). The encoding is
+// unambiguous for a reader that splits on "," (RFC 9110 §5.3 list syntax): an array
+// with an element that is empty, holds a ',' or a '"', or starts or ends with
+// whitespace is not written, nor are objects, empty values and values with control
+// characters (the header is then absent: the client's copy was stripped).
 func claimHeaderValue(claims map[string]any, name string) (string, bool) {
 	v, ok := jwt.LookupClaim(claims, name)
 	if !ok {
@@ -480,7 +483,7 @@ func claimHeaderValue(claims map[string]any, name string) (string, bool) {
 		parts := make([]string, 0, len(arr))
 		for _, x := range arr {
 			t, ok := jwt.ScalarString(x)
-			if !ok {
+			if !ok || t == "" || strings.ContainsAny(t, ",\"") || strings.Trim(t, " \t") != t {
 				return "", false
 			}
 			parts = append(parts, t)

@@ -36,7 +36,8 @@ import (
 //     them only for HTTP/2 and HTTP/3), crumbs separated by ';' with surrounding spaces
 //     and tabs dropped, a value's surrounding double quotes removed (RFC 6265). A crumb
 //     holding ',' that names a credential after a ',' is refused (RFC 2965 parsers split
-//     there). Names are compared like query names (PHP decodes cookie names too).
+//     there). Names are compared like query names, '+' as space included (PHP
+//     url-decodes cookie names).
 //   - header names compare case-insensitively with '_' read as '-': CGI-style gateways
 //     (WSGI, PHP-FPM, Rack) map both spellings to the same HTTP_X_API_KEY variable, and
 //     Envoy forwards names with underscores unless headers_with_underscores_action says
@@ -526,6 +527,10 @@ func (e *Engine) readQuery(x *Extracted, q int) {
 	}
 }
 
+// cookieSpace is trimmed around crumbs and names: every ASCII space any common cookie
+// parser trims (Go's textproto trims CR and LF too, Python's regexps \v and \f).
+const cookieSpace = " \t\r\n\v\f"
+
 // readCookies finds credential cookies in one Cookie line.
 func (e *Engine) readCookies(x *Extracted, line int32, s string) {
 	ex := e.ex
@@ -537,29 +542,29 @@ func (e *Engine) readCookies(x *Extracted, line int32, s string) {
 		} else {
 			end += start
 		}
-		crumb := strings.Trim(s[start:end], " \t")
+		crumb := strings.Trim(s[start:end], cookieSpace)
 		if crumb != "" {
 			rawName, rawValue, _ := strings.Cut(crumb, "=")
-			rawName = strings.TrimRight(rawName, " \t")
+			rawName = strings.TrimRight(rawName, cookieSpace)
 			if strings.IndexByte(crumb, ',') >= 0 {
 				for i, piece := range strings.Split(crumb, ",") {
-					if i == 0 {
-						continue
+					if i == 0 && strings.IndexByte(rawName, ',') < 0 {
+						continue // the crumb's own name, read below
 					}
-					n, _, _ := strings.Cut(strings.Trim(piece, " \t"), "=")
-					if l, _ := e.lookupName(x, n, ex.cookies, false); l >= 0 {
+					n, _, _ := strings.Cut(strings.Trim(piece, cookieSpace), "=")
+					if l, _ := e.lookupName(x, strings.TrimRight(n, cookieSpace), ex.cookies, true); l >= 0 {
 						x.count(l, ex.locs[l].name)
 						x.ambiguity("cookie " + ex.locs[l].name + " after ',' in a crumb")
 						x.found = append(x.found, found{loc: l, line: line, start: int32(start), end: int32(end)})
 					}
 				}
 			}
-			if l, suspicious := e.lookupName(x, rawName, ex.cookies, false); l >= 0 {
+			if l, suspicious := e.lookupName(x, rawName, ex.cookies, true); l >= 0 {
 				x.count(l, ex.locs[l].name)
 				if suspicious {
 					x.ambiguity("cookie " + ex.locs[l].name + " with an invalid or double escape in its name")
 				}
-				v := strings.Trim(rawValue, " \t")
+				v := strings.Trim(rawValue, cookieSpace)
 				if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 					v = v[1 : len(v)-1]
 				}
@@ -613,7 +618,7 @@ func (e *Engine) strip(v *Verdict, x *Extracted, rule *config.Rule) {
 				} else {
 					end += start
 				}
-				crumb := strings.Trim(line[start:end], " \t")
+				crumb := strings.Trim(line[start:end], cookieSpace)
 				if crumb != "" && !e.dropped(x, rule, srcCookie, int32(li), int32(start)) {
 					kept = append(kept, crumb)
 				}

@@ -32,7 +32,7 @@ func Config() map[string]any {
 		"providers": map[string]any{
 			"corp": map[string]any{"issuer": "https://idp", "audiences": []any{"api"}, "algorithms": []any{"RS256"},
 				"local_jwks":             map[string]any{"inline_string": jwttest.JWKS(RS)},
-				"claim_to_headers":       []any{map[string]any{"claim": "sub", "header": "x-user-id"}, map[string]any{"claim": "groups", "header": "x-groups"}},
+				"claim_to_headers":       []any{map[string]any{"claim": "sub", "header": "x-user-id"}, map[string]any{"claim": "groups", "header": "x-groups"}, map[string]any{"claim": "realm.roles", "header": "x-roles"}},
 				"forward_payload_header": "x-jwt-payload", "max_lifetime_seconds": 7200},
 			"hs": map[string]any{"issuer": "hs", "algorithms": []any{"HS256"}, "local_jwks": map[string]any{"inline_string": jwttest.JWKS(HS)},
 				"from_params": []any{"access_token"}, "from_cookies": []any{"jwt"}, "require_expiration": false, "forward": true},
@@ -242,6 +242,15 @@ func SmugglingCases() []Case {
 		{Name: "bearer with tab", Path: "/v1/x", Headers: map[string]string{"authorization": "Bearer\t" + forged}, Kind: engine.Deny, Status: 401, Reason: engine.ReasonMalformed},
 		{Name: "bearer upper case, two spaces", Path: "/v1/x", Headers: map[string]string{"authorization": "BEARER  " + forged}, Kind: engine.Deny, Status: 401, Reason: engine.ReasonMalformed},
 		{Name: "good bearer and good api key: both stripped", Path: "/v1/x?api_key=" + APIKey, Headers: Bearer(good), Kind: engine.Allow, Set: WithPayload(JWTIdentity("alice"), good), Remove: []string{"authorization"}, NewPath: "/v1/x"},
+		// Claims in headers: a literal "realm.roles" never stands in for the nested path,
+		// and arrays are written only when "," joins them unambiguously.
+		claimRow("literal dotted claim ignored", map[string]string{}, "realm.roles", []any{"admin"}),
+		claimRow("nested claim wins over literal", map[string]string{"x-roles": "a,b"}, "realm.roles", []any{"admin"}, "realm", map[string]any{"roles": []any{"a", "b"}}),
+		claimRow("array element with comma", map[string]string{"x-groups": ""}, "groups", []any{"a,b", "c"}),
+		claimRow("array element with space around", map[string]string{"x-groups": ""}, "groups", []any{"a", " b"}),
+		claimRow("array element with quote", map[string]string{"x-groups": ""}, "groups", []any{`a"`}),
+		claimRow("array element empty", map[string]string{"x-groups": ""}, "groups", []any{"a", ""}),
+		claimRow("array of numbers and bools", map[string]string{"x-groups": "1,true,b c"}, "groups", []any{1, true, "b c"}),
 		// HEAD is protected like GET; methods are case-sensitive.
 		{Name: "HEAD matches a GET rule", Method: "HEAD", Path: "/getonly", Kind: engine.Deny, Status: 401, Reason: engine.ReasonMissingCredential, WWWAuth: bearerCh},
 		{Name: "HEAD not matched by a strict rule", Method: "HEAD", Path: "/strict", Kind: engine.Deny, Status: 403, Reason: engine.ReasonNoMatchingRule, WWWAuth: "-"},
@@ -282,6 +291,21 @@ func Decide(e *engine.Engine, req *engine.Request) engine.Verdict {
 	var x engine.Extracted
 	e.Read(req, &x)
 	return e.Decide(&x)
+}
+
+// claimRow is an allowed JWT request whose claims are Claims(kv...): the identity
+// headers are JWTIdentity's with want applied ("" = absent).
+func claimRow(name string, want map[string]string, kv ...any) Case {
+	tok := RS.Sign(Claims(kv...))
+	set := WithPayload(JWTIdentity("alice"), tok)
+	for k, v := range want {
+		if v == "" {
+			delete(set, k)
+		} else {
+			set[k] = v
+		}
+	}
+	return Case{Name: name, Path: "/v1/x", Headers: Bearer(tok), Kind: engine.Allow, Set: set, Remove: []string{"authorization"}}
 }
 
 func Allowed(t *testing.T, v engine.Verdict) {
