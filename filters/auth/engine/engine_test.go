@@ -3,6 +3,7 @@ package engine_test
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"github.com/meshplug/meshplug/filters/auth/jwt"
 	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
 	"github.com/meshplug/meshplug/internal/race"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 var (
@@ -385,4 +388,24 @@ func TestHeaderInjectionInClaims(t *testing.T) {
 			t.Fatalf("unsafe claim written: %+v", h)
 		}
 	}
+}
+
+// TestNegativeCache: a flood of one forged token costs one signature check; another
+// forgery, or the same one under another provider, is checked on its own.
+func TestNegativeCache(t *testing.T) {
+	e := newEngine(t, nil)
+	good := rs.Sign(claims())
+	p := strings.Split(good, ".")
+	forged := p[0] + "." + jwttest.B64([]byte(`{"iss":"https://idp","aud":"api","sub":"root","exp":`+strconv.FormatInt(nowS+600, 10)+`}`)) + "." + p[2]
+	other := p[0] + "." + jwttest.B64([]byte(`{"iss":"https://idp","aud":"api","sub":"root2","exp":`+strconv.FormatInt(nowS+600, 10)+`}`)) + "." + p[2]
+	for i := range 5 {
+		v := decide(e, request(Case{Path: "/v1/x", Headers: bearer(forged)}))
+		require.Equal(t, engine.ReasonBadSignature, v.Reason, "attempt %d", i)
+	}
+	assert.Equal(t, uint64(1), e.SignatureFailures, "signature checks for one forged token")
+	v := decide(e, request(Case{Path: "/v1/x", Headers: bearer(other)}))
+	assert.Equal(t, engine.ReasonBadSignature, v.Reason)
+	assert.Equal(t, uint64(2), e.SignatureFailures, "a different forgery is checked")
+	v = decide(e, request(Case{Path: "/v1/x", Headers: bearer(good)}))
+	assert.Equal(t, engine.Allow, v.Kind, "the genuine token still verifies")
 }
