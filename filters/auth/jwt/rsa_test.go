@@ -40,7 +40,7 @@ func TestRSADifferential(t *testing.T) {
 			require.NoError(t, err)
 			sigs := map[string][]byte{"pkcs": pkcs, "pss": pss, "pss-longer-salt": pssAuto,
 				"zero": make([]byte, pre.size), "N": pub.N.FillBytes(make([]byte, pre.size)),
-				"N-1": new(big.Int).Sub(pub.N, big.NewInt(1)).FillBytes(make([]byte, pre.size)),
+				"N-1":   new(big.Int).Sub(pub.N, big.NewInt(1)).FillBytes(make([]byte, pre.size)),
 				"short": pkcs[1:], "long": append([]byte{0}, pkcs...), "one": big.NewInt(1).FillBytes(make([]byte, pre.size))}
 			for i := range 8 {
 				c := append([]byte(nil), pkcs...)
