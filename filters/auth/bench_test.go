@@ -99,20 +99,22 @@ func BenchmarkWasm(b *testing.B) {
 		runRequests(b, h, benchCases(now)[0].req, true)
 	})
 	wasm := authWasm(b)
+	// Before/after in one run: MESHPLUG_AUTH_BASELINE_WASM names an auth.wasm built
+	// from another commit (see docs/benchmarks.md); each case then runs on it right
+	// after the current one.
+	var old []byte
+	if path := os.Getenv("MESHPLUG_AUTH_BASELINE_WASM"); path != "" {
+		var err error
+		if old, err = os.ReadFile(path); err != nil {
+			b.Fatal(err)
+		}
+	}
 	for _, c := range benchCases(now) {
 		b.Run(c.name, func(b *testing.B) {
 			h := benchHost(b, wasm, mustJSON(b, benchConfig(c.cache)))
 			runRequests(b, h, c.req, !c.deny)
 		})
-	}
-	// Before/after in one run: MESHPLUG_AUTH_BASELINE_WASM names an auth.wasm built
-	// from another commit (see docs/benchmarks.md), run on the same cases.
-	if path := os.Getenv("MESHPLUG_AUTH_BASELINE_WASM"); path != "" {
-		old, err := os.ReadFile(path)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, c := range benchCases(now) {
+		if old != nil {
 			b.Run("baseline-"+c.name, func(b *testing.B) {
 				h := benchHost(b, old, mustJSON(b, benchConfig(c.cache)))
 				runRequests(b, h, c.req, !c.deny)
@@ -148,3 +150,67 @@ func BenchmarkNative(b *testing.B) {
 }
 
 var _ = jwt.RS256
+
+// BenchmarkBeforeAfter compares auth.wasm with a baseline auth.wasm built from another
+// commit (MESHPLUG_AUTH_BASELINE_WASM; skipped without it) request by request: each
+// iteration sends the case's request through the no-op floor, the current build and
+// the baseline, timing each, so that all three see the same machine load (shared
+// machines move a benchmark by ±30% between runs). Reported: ns per request of each
+// (floor-ns, new-ns, old-ns), each build's multiple of the floor, and new÷old.
+func BenchmarkBeforeAfter(b *testing.B) {
+	path := os.Getenv("MESHPLUG_AUTH_BASELINE_WASM")
+	if path == "" {
+		b.Skip("MESHPLUG_AUTH_BASELINE_WASM not set")
+	}
+	old, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	floorWasm := testenv.MustBuildGuest(b, "../../testenv/benchmarks/guest")
+	wasm := authWasm(b)
+	ctx := context.Background()
+	for _, c := range benchCases(now) {
+		b.Run(c.name, func(b *testing.B) {
+			cfg := mustJSON(b, benchConfig(c.cache))
+			floor, cur, base := benchHost(b, floorWasm, []byte("noop")), benchHost(b, wasm, cfg), benchHost(b, old, cfg)
+			for _, h := range []*testenv.Host{floor, cur, base} {
+				if _, err := h.Do(ctx, c.req); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var tf, tn, to time.Duration
+			timed := func(h *testenv.Host, acc *time.Duration) {
+				start := time.Now()
+				resp, err := h.Do(ctx, c.req)
+				*acc += time.Since(start)
+				if err != nil || h != floor && (resp.Upstream != nil) == c.deny {
+					b.Fatalf("unexpected outcome: %v (status %d)", err, resp.Status)
+				}
+			}
+			i := 0
+			for b.Loop() {
+				// Rotate the order so that none always runs first.
+				for j := range 3 {
+					switch (i + j) % 3 {
+					case 0:
+						timed(floor, &tf)
+					case 1:
+						timed(cur, &tn)
+					case 2:
+						timed(base, &to)
+					}
+				}
+				i++
+			}
+			n := float64(b.N)
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(float64(tf.Nanoseconds())/n, "floor-ns")
+			b.ReportMetric(float64(tn.Nanoseconds())/n, "new-ns")
+			b.ReportMetric(float64(to.Nanoseconds())/n, "old-ns")
+			b.ReportMetric(float64(tn)/float64(tf), "new×floor")
+			b.ReportMetric(float64(to)/float64(tf), "old×floor")
+			b.ReportMetric(float64(tn)/float64(to), "new÷old")
+		})
+	}
+}
