@@ -409,3 +409,21 @@ func TestNegativeCache(t *testing.T) {
 	v = decide(e, request(Case{Path: "/v1/x", Headers: bearer(good)}))
 	assert.Equal(t, engine.Allow, v.Kind, "the genuine token still verifies")
 }
+
+// TestExtAuthzCookieLines: a check request that carries cookies carries every Cookie
+// line, joined; a credential cookie on an ext_authz rule is refused.
+func TestExtAuthzCookieLines(t *testing.T) {
+	e := newEngine(t, func(m map[string]any) {
+		x := m["ext_authz"].(map[string]any)
+		x["allowed_request_headers"] = []any{"authorization", "cookie"}
+	})
+	v := decide(e, request(Case{Path: "/ext/a", Lines: [][2]string{{"cookie", "a=1"}, {"cookie", "b=2"}}}))
+	require.Equal(t, engine.CallExtAuthz, v.Kind, v.Detail)
+	got := map[string]string{}
+	for _, h := range v.ExtAuthz.Headers {
+		got[h.Name] = h.Value
+	}
+	assert.Equal(t, "a=1; b=2", got["cookie"])
+	v = decide(e, request(Case{Path: "/ext/a", Lines: [][2]string{{"cookie", "a=1"}, {"cookie", "jwt=x"}}}))
+	assert.Equal(t, engine.ReasonUnexpectedCredential, v.Reason)
+}
