@@ -221,8 +221,9 @@ func (e *Engine) deny(reason Reason, ch challenge, detail string) Verdict {
 // verified by a method that forwards it is stripped: the upstream only gets verified
 // credentials.
 //
-// Public rules read no credential: the client's credentials reach the upstream as
-// sent, unverified (identity headers are still stripped by the glue).
+// Public rules verify nothing: every credential the configuration knows about is
+// stripped (including forward: true ones, since none was verified), and nothing is
+// refused; identity headers are stripped by the glue as on every request.
 func (e *Engine) Decide(x *Extracted) (v Verdict) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -234,7 +235,17 @@ func (e *Engine) Decide(x *Extracted) (v Verdict) {
 		return e.deny(ReasonNoMatchingRule, 0, "no rule matches "+x.Method+" "+pathOnly(x.Path))
 	}
 	if rule.Public {
-		return Verdict{Kind: Allow}
+		// Nothing is verified, so nothing the configuration knows as a credential
+		// passes: the upstream of a public route never sees a credential auth did
+		// not check (use allow_missing to have an optional one verified instead).
+		v := Verdict{Kind: Allow}
+		if len(x.found) > 0 {
+			for i := range x.found {
+				x.found[i].by, x.found[i].id = -1, nil
+			}
+			e.strip(&v, x, rule)
+		}
+		return v
 	}
 	ch := challengeOf(rule)
 	switch {

@@ -113,7 +113,7 @@ func DecideCases() []Case {
 	}
 	cases := []Case{
 		{Name: "public", Path: "/healthz", Kind: engine.Allow, Set: map[string]string{}},
-		{Name: "public ignores bad token", Path: "/healthz", Headers: Bearer("garbage"), Kind: engine.Allow, Set: map[string]string{}},
+		{Name: "public ignores bad token, strips it", Path: "/healthz", Headers: Bearer("garbage"), Kind: engine.Allow, Set: map[string]string{}, Remove: []string{"authorization"}},
 		{Name: "no rule", Path: "/nothing", Kind: engine.Deny, Status: 403, Reason: engine.ReasonNoMatchingRule, WWWAuth: "-"},
 		{Name: "method mismatch falls through", Method: "GET", Path: "/admin", Kind: engine.Deny, Status: 403, Reason: engine.ReasonNoMatchingRule, WWWAuth: "-"},
 		{Name: "missing", Path: "/hs", Kind: engine.Deny, Status: 401, Reason: engine.ReasonMissingCredential, WWWAuth: bearerCh},
@@ -251,6 +251,10 @@ func SmugglingCases() []Case {
 		claimRow("array element with quote", map[string]string{"x-groups": ""}, "groups", []any{`a"`}),
 		claimRow("array element empty", map[string]string{"x-groups": ""}, "groups", []any{"a", ""}),
 		claimRow("array of numbers and bools", map[string]string{"x-groups": "1,true,b c"}, "groups", []any{1, true, "b c"}),
+		// Public routes verify nothing and pass no credential the configuration knows.
+		{Name: "public strips every credential", Path: "/healthz?x=1&api%5Fkey=forged&access_token=forged", Headers: map[string]string{"x-api-key": "forged"},
+			Lines: [][2]string{{"cookie", "a=1; jwt=forged"}, {"x_api_key", "forged"}, {"authorization", "Bearer forged"}, {"authorization", "Basic forged"}},
+			Kind: engine.Allow, Set: map[string]string{}, Remove: []string{"x-api-key", "x_api_key", "authorization"}, NewPath: "/healthz?x=1"},
 		// HEAD is protected like GET; methods are case-sensitive.
 		{Name: "HEAD matches a GET rule", Method: "HEAD", Path: "/getonly", Kind: engine.Deny, Status: 401, Reason: engine.ReasonMissingCredential, WWWAuth: bearerCh},
 		{Name: "HEAD not matched by a strict rule", Method: "HEAD", Path: "/strict", Kind: engine.Deny, Status: 403, Reason: engine.ReasonNoMatchingRule, WWWAuth: "-"},
