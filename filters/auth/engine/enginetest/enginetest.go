@@ -254,7 +254,7 @@ func SmugglingCases() []Case {
 		// Public routes verify nothing and pass no credential the configuration knows.
 		{Name: "public strips every credential", Path: "/healthz?x=1&api%5Fkey=forged&access_token=forged", Headers: map[string]string{"x-api-key": "forged"},
 			Lines: [][2]string{{"cookie", "a=1; jwt=forged"}, {"x_api_key", "forged"}, {"authorization", "Bearer forged"}, {"authorization", "Basic forged"}},
-			Kind: engine.Allow, Set: map[string]string{}, Remove: []string{"x-api-key", "x_api_key", "authorization"}, NewPath: "/healthz?x=1"},
+			Kind:  engine.Allow, Set: map[string]string{}, Remove: []string{"x-api-key", "x_api_key", "authorization"}, NewPath: "/healthz?x=1"},
 		// HEAD is protected like GET; methods are case-sensitive.
 		{Name: "HEAD matches a GET rule", Method: "HEAD", Path: "/getonly", Kind: engine.Deny, Status: 401, Reason: engine.ReasonMissingCredential, WWWAuth: bearerCh},
 		{Name: "HEAD not matched by a strict rule", Method: "HEAD", Path: "/strict", Kind: engine.Deny, Status: 403, Reason: engine.ReasonNoMatchingRule, WWWAuth: "-"},
