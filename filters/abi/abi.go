@@ -301,3 +301,41 @@ func unsafeString(b []byte) string {
 	}
 	return unsafe.String(&b[0], len(b))
 }
+
+// PairsCursor walks the entries of a PairsView in order, without allocating (a range
+// over an iterator function would allocate its closure when the function is not known
+// statically). The strings returned alias the view's bytes.
+type PairsCursor struct {
+	v         PairsView
+	i, n, off int
+}
+
+// Cursor returns a cursor at the first entry of v.
+func (v PairsView) Cursor() PairsCursor {
+	c := PairsCursor{v: v}
+	if size := len(v); size >= 4 {
+		n := int(le32(unsafe.Pointer(unsafe.SliceData(v)), 0))
+		if n >= 0 && n <= (size-4)/8 {
+			c.n, c.off = n, 4+8*n
+		}
+	}
+	return c
+}
+
+// Next returns the next entry; ok is false at the end (or at a malformed entry).
+func (c *PairsCursor) Next() (name, value string, ok bool) {
+	if c.i >= c.n {
+		return "", "", false
+	}
+	base := unsafe.Pointer(unsafe.SliceData(c.v))
+	ks, vs := int(le32(base, 4+8*c.i)), int(le32(base, 8+8*c.i))
+	if ks < 0 || vs < 0 || ks+vs+2 > len(c.v)-c.off {
+		c.i = c.n
+		return "", "", false
+	}
+	name = unsafeString(c.v[c.off : c.off+ks])
+	value = unsafeString(c.v[c.off+ks+1 : c.off+ks+1+vs])
+	c.i++
+	c.off += ks + vs + 2
+	return name, value, true
+}

@@ -90,3 +90,45 @@ func FuzzDecodePairs(f *testing.F) {
 		}
 	})
 }
+
+func TestPairsCursor(t *testing.T) {
+	pairs := []Pair{{":method", "GET"}, {"x-dup", "1"}, {"x-dup", "2"}, {"empty", ""}, {"", "no name"}}
+	enc := EncodePairs(pairs)
+	var got []Pair
+	for c := PairsView(enc).Cursor(); ; {
+		k, v, ok := c.Next()
+		if !ok {
+			break
+		}
+		got = append(got, Pair{k, v})
+	}
+	if len(got) != len(pairs) {
+		t.Fatalf("cursor read %v", got)
+	}
+	for i := range pairs {
+		if got[i] != pairs[i] {
+			t.Errorf("entry %d = %v, want %v", i, got[i], pairs[i])
+		}
+	}
+	for i := 0; i < len(enc); i++ { // truncated: stops early, never panics
+		n := 0
+		for c := PairsView(enc[:i]).Cursor(); ; n++ {
+			if _, _, ok := c.Next(); !ok {
+				break
+			}
+		}
+		if n >= len(pairs) {
+			t.Errorf("truncated at %d: read %d entries", i, n)
+		}
+	}
+	v := PairsView(enc)
+	if allocs := testing.AllocsPerRun(100, func() {
+		for c := v.Cursor(); ; {
+			if _, _, ok := c.Next(); !ok {
+				break
+			}
+		}
+	}); allocs != 0 && !race.Enabled {
+		t.Errorf("cursor allocates %v times", allocs)
+	}
+}

@@ -102,10 +102,12 @@ func TestDecisionTable(t *testing.T) {
 		}
 		ran++
 		t.Run(c.Name, func(t *testing.T) {
-			// A client-supplied copy of every identity header must never survive.
-			hdrs := headerPairs(c.Headers)
+			// A client-supplied copy of every identity header must never survive, in
+			// any spelling an upstream may read as the same name.
+			hdrs := c.HeaderLines()
 			for _, name := range cfg.IdentityHeaders {
-				hdrs = append(hdrs, [2]string{name, "spoofed"})
+				hdrs = append(hdrs, [2]string{name, "spoofed"}, [2]string{strings.ReplaceAll(name, "-", "_"), "spoofed"},
+					[2]string{strings.ToUpper(strings.ReplaceAll(name, "-", "_")), "spoofed"})
 			}
 			resp := do(t, h, testenv.Request{Method: c.Method, Path: c.Path, Headers: hdrs})
 			switch c.Kind {
@@ -131,6 +133,20 @@ func TestDecisionTable(t *testing.T) {
 					if v, ok := up.Headers.Get(name); ok {
 						t.Errorf("credential header %s = %q reached the upstream", name, v)
 					}
+				}
+				for _, kv := range up.Headers {
+					if kv.Value == "spoofed" {
+						t.Errorf("client-supplied %s reached the upstream", kv.Key)
+					}
+					if strings.Contains(kv.Value, "forged") {
+						t.Errorf("unverified credential %s: %s reached the upstream", kv.Key, kv.Value)
+					}
+				}
+				if strings.Contains(up.Path, "forged") {
+					t.Errorf("unverified credential reached the upstream in %s", up.Path)
+				}
+				if c.NewPath == "" && !strings.Contains(c.Path, "?") && up.Path != c.Path {
+					t.Errorf("upstream path %q, want %q", up.Path, c.Path)
 				}
 				if c.NewPath != "" && up.Path != c.NewPath {
 					t.Errorf("upstream path %q, want %q", up.Path, c.NewPath)
@@ -241,8 +257,11 @@ func TestIdentityHeadersAndCache(t *testing.T) {
 	// would get a credential nobody verified.
 	tok := corpToken(rsSigner, "alice", now)
 	resp = do(t, h, testenv.Request{Path: "/api", Headers: [][2]string{{"authorization", "Bearer " + tok}, {"authorization", "Bearer forged"}}})
-	if resp.Status != 401 || resp.Details != "meshplug_auth_malformed" || resp.Upstream != nil {
+	if resp.Status != 401 || resp.Details != "meshplug_auth_ambiguous_credential" || resp.Upstream != nil {
 		t.Errorf("repeated authorization: %d %q", resp.Status, resp.Details)
+	}
+	if www, _ := resp.Headers.Get("www-authenticate"); www != `Bearer realm="meshplug"` { // RFC 9110 §11.6.1
+		t.Errorf("repeated authorization: www-authenticate = %q", www)
 	}
 	// One miss then two hits per token.
 	if hit, miss := metric(h, engine.MetricCacheHit), metric(h, engine.MetricCacheMiss); hit != 8 || miss != 4 {
@@ -428,7 +447,8 @@ func TestRemoteJWKSUnavailable(t *testing.T) {
 func TestExtAuthz(t *testing.T) {
 	var seen atomic.Value
 	authz := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		seen.Store(r.Method + " " + r.URL.RequestURI() + " auth=" + r.Header.Get("authorization") + " other=" + r.Header.Get("x-other"))
+		seen.Store(r.Method + " " + r.URL.RequestURI() + " auth=" + r.Header.Get("authorization") + " other=" + r.Header.Get("x-other") +
+			" ext-user=" + r.Header.Get("x-ext-user") + r.Header.Get("x_ext_user"))
 		switch r.Header.Get("authorization") {
 		case "Bearer good":
 			w.Header().Set("x-ext-user", "alice")
@@ -450,7 +470,7 @@ func TestExtAuthz(t *testing.T) {
 		return map[string]any{
 			"ext_authz": map[string]any{
 				"http_service":             map[string]any{"cluster": "authz", "path_prefix": "/check", "timeout": "200ms"},
-				"allowed_request_headers":  []any{"authorization"},
+				"allowed_request_headers":  []any{"authorization", "x-ext-user"},
 				"allowed_upstream_headers": []any{"x-ext-user"},
 				"failure_mode_allow":       failAllow,
 				"status_on_error":          503,
@@ -462,7 +482,7 @@ func TestExtAuthz(t *testing.T) {
 	h := start(t, testenv.Options{Clusters: clusters}, cfg(false))
 	req := func(token string) *testenv.Response {
 		return do(t, h, testenv.Request{Method: "POST", Path: "/orders?id=7", Headers: [][2]string{
-			{"authorization", "Bearer " + token}, {"x-other", "secret"}, {"x-ext-user", "spoofed"}}})
+			{"authorization", "Bearer " + token}, {"x-other", "secret"}, {"x-ext-user", "spoofed"}, {"x_ext_user", "spoofed"}}})
 	}
 
 	resp := req("good")
@@ -475,8 +495,28 @@ func TestExtAuthz(t *testing.T) {
 	if _, ok := resp.Upstream.Headers.Get("x-not-allowed"); ok {
 		t.Error("a header outside allowed_upstream_headers was copied")
 	}
-	if s, _ := seen.Load().(string); s != "POST /check/orders?id=7 auth=Bearer good other=" {
+	// The check request is built after the identity headers were stripped: the
+	// service never sees a client's x-ext-user, in any spelling.
+	if s, _ := seen.Load().(string); s != "POST /check/orders?id=7 auth=Bearer good other= ext-user=" {
 		t.Errorf("check request = %q", s)
+	}
+	// A repeated header the service reads is refused before any check: the service
+	// would see one value, the upstream all of them.
+	seen.Store("")
+	for _, lines := range [][][2]string{
+		{{"authorization", "Bearer good"}, {"authorization", "Bearer forged"}},
+		{{"authorization", "Bearer good"}, {"Authorization", "Bearer forged"}},
+	} {
+		r := do(t, h, testenv.Request{Path: "/orders", Headers: lines})
+		if r.Upstream != nil || r.Status != 401 || r.Details != "meshplug_auth_ambiguous_credential" {
+			t.Errorf("repeated authorization: status %d %q", r.Status, r.Details)
+		}
+		if www, _ := r.Headers.Get("www-authenticate"); www == "" {
+			t.Error("401 without a challenge")
+		}
+	}
+	if s, _ := seen.Load().(string); s != "" {
+		t.Errorf("a refused request reached the service: %q", s)
 	}
 	// A request with a body and trailers waits for the decision as a whole: neither
 	// may carry the held headers upstream before the service has answered.

@@ -4,11 +4,14 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/meshplug/meshplug/filters/auth/config"
 	"github.com/meshplug/meshplug/filters/auth/engine"
+	"github.com/meshplug/meshplug/filters/auth/engine/enginetest"
 	"github.com/meshplug/meshplug/filters/auth/jwt"
 	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
 	"github.com/meshplug/meshplug/testenv"
@@ -40,6 +43,7 @@ func benchConfig(cache bool) map[string]any {
 type benchCase struct {
 	name  string
 	cache bool
+	deny  bool
 	req   testenv.Request
 }
 
@@ -52,6 +56,17 @@ func benchCases(now time.Time) []benchCase {
 		cs = append(cs, benchCase{name: "miss-" + s.Alg.String(), req: testenv.Request{Path: "/api", Headers: bearer(s)}})
 	}
 	cs = append(cs, benchCase{name: "api-key", cache: true, req: testenv.Request{Path: "/key", Headers: [][2]string{{"x-api-key", benchAPIKey}, {"user-agent", "bench"}}}})
+	// A browser-sized request: 100 header lines, the credential last.
+	many := [][2]string{}
+	for i := range 99 {
+		many = append(many, [2]string{fmt.Sprintf("x-header-%02d", i), "value"})
+	}
+	many = append(many, bearer(rsSigner)[0])
+	cs = append(cs, benchCase{name: "cache-hit-100-headers", cache: true, req: testenv.Request{Path: "/api", Headers: many}})
+	// The same forged RS256 token again and again (negative cache).
+	forged := corpToken(rsSigner, "alice", now)
+	forged = forged[:len(forged)-4] + "AAAA"
+	cs = append(cs, benchCase{name: "forged-RS256-repeated", deny: true, req: testenv.Request{Path: "/api", Headers: [][2]string{{"authorization", "Bearer " + forged}}}})
 	return cs
 }
 
@@ -84,11 +99,27 @@ func BenchmarkWasm(b *testing.B) {
 		runRequests(b, h, benchCases(now)[0].req, true)
 	})
 	wasm := authWasm(b)
+	// Before/after in one run: MESHPLUG_AUTH_BASELINE_WASM names an auth.wasm built
+	// from another commit (see docs/benchmarks.md); each case then runs on it right
+	// after the current one.
+	var old []byte
+	if path := os.Getenv("MESHPLUG_AUTH_BASELINE_WASM"); path != "" {
+		var err error
+		if old, err = os.ReadFile(path); err != nil {
+			b.Fatal(err)
+		}
+	}
 	for _, c := range benchCases(now) {
 		b.Run(c.name, func(b *testing.B) {
 			h := benchHost(b, wasm, mustJSON(b, benchConfig(c.cache)))
-			runRequests(b, h, c.req, true)
+			runRequests(b, h, c.req, !c.deny)
 		})
+		if old != nil {
+			b.Run("baseline-"+c.name, func(b *testing.B) {
+				h := benchHost(b, old, mustJSON(b, benchConfig(c.cache)))
+				runRequests(b, h, c.req, !c.deny)
+			})
+		}
 	}
 }
 
@@ -102,22 +133,84 @@ func BenchmarkNative(b *testing.B) {
 				b.Fatal(err)
 			}
 			e := engine.New(cfg)
-			hdr := map[string]string{}
-			for _, kv := range c.req.Headers {
-				hdr[kv[0]] = kv[1]
-			}
-			req := &engine.Request{Method: "GET", Path: c.req.Path, Now: now,
-				Header: func(n string) (string, bool) { v, ok := hdr[n]; return v, ok }}
-			if v := e.Decide(req); v.Kind != engine.Allow {
+			req := &engine.Request{Method: "GET", Path: c.req.Path, Now: now, Headers: enginetest.Lines(c.req.Headers)}
+			var x engine.Extracted
+			e.Read(req, &x)
+			if v := e.Decide(&x); (v.Kind == engine.Allow) == c.deny {
 				b.Fatalf("native %s: %v %s", c.name, v.Kind, v.Detail)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				e.Decide(req)
+				e.Read(req, &x)
+				e.Decide(&x)
 			}
 		})
 	}
 }
 
 var _ = jwt.RS256
+
+// BenchmarkBeforeAfter compares auth.wasm with a baseline auth.wasm built from another
+// commit (MESHPLUG_AUTH_BASELINE_WASM; skipped without it) request by request: each
+// iteration sends the case's request through the no-op floor, the current build and
+// the baseline, timing each, so that all three see the same machine load (shared
+// machines move a benchmark by ±30% between runs). Reported: ns per request of each
+// (floor-ns, new-ns, old-ns), each build's multiple of the floor, and new÷old.
+func BenchmarkBeforeAfter(b *testing.B) {
+	path := os.Getenv("MESHPLUG_AUTH_BASELINE_WASM")
+	if path == "" {
+		b.Skip("MESHPLUG_AUTH_BASELINE_WASM not set")
+	}
+	old, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	floorWasm := testenv.MustBuildGuest(b, "../../testenv/benchmarks/guest")
+	wasm := authWasm(b)
+	ctx := context.Background()
+	for _, c := range benchCases(now) {
+		b.Run(c.name, func(b *testing.B) {
+			cfg := mustJSON(b, benchConfig(c.cache))
+			floor, cur, base := benchHost(b, floorWasm, []byte("noop")), benchHost(b, wasm, cfg), benchHost(b, old, cfg)
+			for _, h := range []*testenv.Host{floor, cur, base} {
+				if _, err := h.Do(ctx, c.req); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var tf, tn, to time.Duration
+			timed := func(h *testenv.Host, acc *time.Duration) {
+				start := time.Now()
+				resp, err := h.Do(ctx, c.req)
+				*acc += time.Since(start)
+				if err != nil || h != floor && (resp.Upstream != nil) == c.deny {
+					b.Fatalf("unexpected outcome: %v (status %d)", err, resp.Status)
+				}
+			}
+			i := 0
+			for b.Loop() {
+				// Rotate the order so that none always runs first.
+				for j := range 3 {
+					switch (i + j) % 3 {
+					case 0:
+						timed(floor, &tf)
+					case 1:
+						timed(cur, &tn)
+					case 2:
+						timed(base, &to)
+					}
+				}
+				i++
+			}
+			n := float64(b.N)
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(float64(tf.Nanoseconds())/n, "floor-ns")
+			b.ReportMetric(float64(tn.Nanoseconds())/n, "new-ns")
+			b.ReportMetric(float64(to.Nanoseconds())/n, "old-ns")
+			b.ReportMetric(float64(tn)/float64(tf), "new×floor")
+			b.ReportMetric(float64(to)/float64(tf), "old×floor")
+			b.ReportMetric(float64(tn)/float64(to), "new÷old")
+		})
+	}
+}

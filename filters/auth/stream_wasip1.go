@@ -25,20 +25,17 @@ type stream struct {
 	// them the held headers — upstream before the decision.
 	pending bool
 	req     engine.Request
+	x       engine.Extracted // what the engine read from req (memory reused)
 	// headers is the request header map as it arrived, read with one host call into
-	// buf (reused across requests); req's strings alias it.
+	// buf (reused across requests); req's and x's strings alias it.
 	headers abi.PairsView
 	buf     []byte
 }
 
-func newStream(p *plugin) *stream {
-	s := &stream{p: p}
-	s.req.Header = s.header // bound once: a method value allocates
-	return s
-}
+func newStream(p *plugin) *stream { return &stream{p: p} }
 
-// OnHttpRequestHeaders removes every identity header a client may have sent (always,
-// whatever the outcome), then decides.
+// OnHttpRequestHeaders removes every identity header a client may have sent, in any
+// spelling (always, whatever the outcome), then decides.
 //
 // The headers are read with one host call and looked up locally: a host call that
 // returns data costs about a microsecond in a Go guest (the host re-enters the guest
@@ -47,23 +44,14 @@ func (s *stream) OnHttpRequestHeaders(int, bool) pw.Action {
 	if !s.readHeaders() {
 		return pw.Pause
 	}
-	for _, h := range s.p.cfg.IdentityHeaders {
-		if _, present := s.headers.Get(h); present {
-			pw.RequestHeaders.Remove(h)
-		}
-	}
-	for _, h := range s.p.eng.CredentialHeaders() {
-		if s.headers.Count(h) > 1 {
-			pw.LogDebugf("auth: %s %s: %s repeated", s.req.Method, s.req.Path, h)
-			s.denyReason(engine.ReasonMalformed)
-			return pw.Pause
-		}
+	for _, h := range s.x.IdentityHeaders() {
+		pw.RequestHeaders.Remove(h)
 	}
 	return s.decide()
 }
 
-// readHeaders snapshots the request headers and points req at them; on failure it
-// answers 500 (fail closed) and returns false.
+// readHeaders snapshots the request headers, points req at them and has the engine
+// read them into x; on failure it answers 500 (fail closed) and returns false.
 func (s *stream) readHeaders() bool {
 	view, err := pw.RequestHeaders.AppendAll(s.buf[:0])
 	if err != nil {
@@ -74,6 +62,8 @@ func (s *stream) readHeaders() bool {
 	s.headers, s.buf = view, view
 	s.req.Method, _ = view.Get(":method")
 	s.req.Path, _ = view.Get(":path")
+	s.req.Headers, s.req.Now = view, pw.Now()
+	s.p.eng.Read(&s.req, &s.x)
 	return true
 }
 
@@ -93,24 +83,20 @@ func (s *stream) OnHttpRequestTrailers(int) pw.Action {
 	return pw.Continue
 }
 
-// header is the engine's view of the request headers: the first value of name.
-func (s *stream) header(name string) (string, bool) { return s.headers.Get(name) }
-
 // OnHttpStreamDone recycles the stream: the host sends it nothing more (its pending
 // callouts are dropped with it).
 func (s *stream) OnHttpStreamDone() {
 	if s.parked {
 		s.p.unpark(s)
 	}
-	s.headers, s.req.Method, s.req.Path, s.pending = nil, "", "", false
+	s.headers, s.req.Headers, s.req.Method, s.req.Path, s.pending = nil, nil, "", "", false
 	s.p.free = append(s.p.free, s)
 }
 
 // decide runs the engine and acts on its verdict; it returns the action for the
 // request-headers callback.
 func (s *stream) decide() pw.Action {
-	s.req.Now = pw.Now()
-	v := s.p.eng.Decide(&s.req)
+	v := s.p.eng.Decide(&s.x)
 	switch v.Cache {
 	case engine.CacheHit:
 		s.p.m.cacheHit.Increment(1)
@@ -144,8 +130,8 @@ func (s *stream) decide() pw.Action {
 // decideAgainOnce decides after a fetch that ended without a callback; a second
 // FetchJWKS verdict is answered as keys unavailable rather than looping.
 func (s *stream) decideAgainOnce() pw.Action {
-	s.req.Now = pw.Now()
-	v := s.p.eng.Decide(&s.req)
+	s.x.Now = pw.Now()
+	v := s.p.eng.Decide(&s.x)
 	switch v.Kind {
 	case engine.Allow:
 		s.allow(&v)
@@ -216,7 +202,7 @@ func (s *stream) deny(v *engine.Verdict) {
 }
 
 func (s *stream) denyReason(r engine.Reason) {
-	v := s.p.eng.DenyVerdict(r)
+	v := s.p.eng.DenyVerdict(r, &s.x)
 	s.deny(&v)
 }
 

@@ -10,8 +10,6 @@
 //
 // Caveat: a Config is immutable after Parse and may be shared; the mutable state (JWKS
 // caches, token cache) lives in package engine.
-//
-// Spec: /tmp/spec/auth-core.md (filters/auth/config); issue 3.
 package config
 
 import (
@@ -224,6 +222,9 @@ type Match struct {
 	Regex   string
 	re      *regexp.Regexp
 	Methods map[string]bool // upper-case; empty = any method
+	// StrictMethods: HEAD matches only if listed. By default a rule listing GET also
+	// matches HEAD, which servers answer with GET's handler (RFC 9110 §9.3.2).
+	StrictMethods bool
 }
 
 // Identity names the headers that carry the established identity.
@@ -239,10 +240,13 @@ type TokenCache struct {
 }
 
 // Matches reports whether a request with this method and path (no query string)
-// matches. Prefix and Path compare bytes exactly (no normalization: enable Envoy's
-// normalize_path and merge_slashes); Regex is RE2 and unanchored (use ^ and $).
+// matches. Methods compare case-sensitively (RFC 9110 §9.1: "get" is not GET); HEAD
+// matches a rule that lists GET unless StrictMethods. Prefix and Path compare bytes
+// exactly (no normalization: enable Envoy's normalize_path and merge_slashes); Regex is
+// RE2 and unanchored (use ^ and $).
 func (m *Match) Matches(method, path string) bool {
-	if len(m.Methods) > 0 && !m.Methods[method] {
+	if len(m.Methods) > 0 && !m.Methods[method] &&
+		(method != "HEAD" || m.StrictMethods || !m.Methods["GET"]) {
 		return false
 	}
 	switch {

@@ -233,6 +233,7 @@ func TestErrors(t *testing.T) {
 		{"rule regex", set("rules/2/match/regex", "(["), "rules[2].match.regex: invalid regexp: "},
 		{"rule prefix slash", set("rules/0/match/prefix", "healthz"), "rules[0].match.prefix: must start with '/'"},
 		{"rule method", set("rules/1/match/methods", []any{"GE T"}), `rules[1].match.methods[0]: invalid method "GE T"`},
+		{"rule strict_methods type", set("rules/1/match/strict_methods", "yes"), "rules[1].match.strict_methods: must be true or false"},
 		{"rule unknown provider", set("rules/1/requires", []any{"corpp"}), `rules[1].requires[0]: unknown provider "corpp"`},
 		{"rule no requires", set("rules/1/requires", nil), `rules[1].requires: required unless "public": true`},
 		{"rule public requires", set("rules/0/requires", []any{"corp"}), "rules[0].requires: not allowed on a public rule"},

@@ -797,6 +797,9 @@ func parseMatch(o *obj, m *Match) error {
 			m.Methods[x] = true
 		}
 	}
+	if err := o.boolean("strict_methods", &m.StrictMethods); err != nil {
+		return err
+	}
 	return o.done()
 }
 

@@ -26,8 +26,7 @@ func benchEngine(b *testing.B, s *jwttest.Signer, entries int) (*engine.Engine, 
 		m["token_cache"] = map[string]any{"max_entries": entries}
 	})
 	tok := s.Sign(claims())
-	h := bearer(tok)
-	return e, &engine.Request{Method: "GET", Path: "/v1/x", Now: now, Header: func(n string) (string, bool) { v, ok := h[n]; return v, ok }}, tok
+	return e, request(Case{Path: "/v1/x", Headers: bearer(tok)}), tok
 }
 
 var benchSigners = []*jwttest.Signer{jwttest.New(jwt.RS256, "k"), jwttest.New(jwt.ES256, "k"), jwttest.New(jwt.EdDSA, "k"), jwttest.New(jwt.HS256, "k")}
@@ -35,12 +34,13 @@ var benchSigners = []*jwttest.Signer{jwttest.New(jwt.RS256, "k"), jwttest.New(jw
 // BenchmarkDecideCacheHit: a repeat caller.
 func BenchmarkDecideCacheHit(b *testing.B) {
 	e, req, _ := benchEngine(b, benchSigners[0], 4096)
-	if v := e.Decide(req); v.Kind != engine.Allow {
+	var x engine.Extracted
+	if v := decideInto(e, req, &x); v.Kind != engine.Allow {
 		b.Fatal(v.Reason)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if v := e.Decide(req); v.Cache != engine.CacheHit {
+		if v := decideInto(e, req, &x); v.Cache != engine.CacheHit {
 			b.Fatal("miss")
 		}
 	}
@@ -52,8 +52,9 @@ func BenchmarkDecideCacheMiss(b *testing.B) {
 		b.Run(s.Alg.String(), func(b *testing.B) {
 			e, req, _ := benchEngine(b, s, 0)
 			b.ReportAllocs()
+			var x engine.Extracted
 			for b.Loop() {
-				if v := e.Decide(req); v.Kind != engine.Allow {
+				if v := decideInto(e, req, &x); v.Kind != engine.Allow {
 					b.Fatal(v.Reason)
 				}
 			}
@@ -102,11 +103,11 @@ func BenchmarkNativeVerify(b *testing.B) {
 // BenchmarkDecideAPIKey: API key in a header.
 func BenchmarkDecideAPIKey(b *testing.B) {
 	e := newEngine(b, nil)
-	h := map[string]string{"x-api-key": apiKey}
-	req := &engine.Request{Method: "GET", Path: "/v1/x", Now: now, Header: func(n string) (string, bool) { v, ok := h[n]; return v, ok }}
+	req := request(Case{Path: "/v1/x", Headers: map[string]string{"x-api-key": apiKey}})
 	b.ReportAllocs()
+	var x engine.Extracted
 	for b.Loop() {
-		if v := e.Decide(req); v.Kind != engine.Allow {
+		if v := decideInto(e, req, &x); v.Kind != engine.Allow {
 			b.Fatal(v.Reason)
 		}
 	}
@@ -117,8 +118,9 @@ func BenchmarkDecidePublic(b *testing.B) {
 	e := newEngine(b, nil)
 	req := &engine.Request{Method: "GET", Path: "/healthz", Now: now}
 	b.ReportAllocs()
+	var x engine.Extracted
 	for b.Loop() {
-		e.Decide(req)
+		decideInto(e, req, &x)
 	}
 }
 

@@ -192,3 +192,53 @@ func (c *TokenCache) remove(i int) {
 	delete(c.index, e.hash)
 	*e = cacheEntry{}
 }
+
+// badSigEntries bounds the negative cache (per worker VM; 24 bytes an entry).
+const badSigEntries = 1024
+
+// badSigCache remembers tokens whose signature did not verify, so a flood of one forged
+// token costs one signature check per key-set generation, not one per request.
+//
+// It is direct-mapped (a new entry overwrites the slot's old one) and keyed by two
+// independently seeded 64-bit hashes of the whole token (signing input and signature)
+// plus the provider and its key-set generation: the token is not stored. A false
+// match would refuse a good token as bad_signature; it needs a 128-bit collision
+// under seeds the client does not know. A key-set change (rotation, refetch after an
+// unknown kid) invalidates every entry of that provider.
+//
+// Caveat: not safe for concurrent use (a proxy-wasm VM is single-threaded).
+type badSigCache struct {
+	seed1, seed2 uint64
+	slots        []badSig
+}
+
+type badSig struct {
+	h1, h2 uint64
+	gen    uint64 // key-set generation << 16 | provider+1 (0 = empty slot)
+}
+
+func newBadSigCache(n int) *badSigCache {
+	return &badSigCache{
+		seed1: maphash.Comparable(maphash.MakeSeed(), 0),
+		seed2: maphash.Comparable(maphash.MakeSeed(), 1),
+		slots: make([]badSig, n),
+	}
+}
+
+func (c *badSigCache) entry(provider int, token string, gen uint64) (slot *badSig, want badSig) {
+	h1, h2 := hashString(c.seed1, token), hashString(c.seed2, token)
+	want = badSig{h1: h1, h2: h2, gen: gen<<16 | uint64(provider+1)&0xffff}
+	return &c.slots[h1%uint64(len(c.slots))], want
+}
+
+// Has reports whether token failed signature verification for provider under gen.
+func (c *badSigCache) Has(provider int, token string, gen uint64) bool {
+	slot, want := c.entry(provider, token, gen)
+	return *slot == want
+}
+
+// Add records a token whose signature failed.
+func (c *badSigCache) Add(provider int, token string, gen uint64) {
+	slot, want := c.entry(provider, token, gen)
+	*slot = want
+}

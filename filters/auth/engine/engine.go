@@ -3,7 +3,8 @@
 // calls, no goroutines and never reads the clock (Request.Now), so it is tested
 // natively and the glue in filters/auth stays thin.
 //
-// Flow for the glue: remove cfg.IdentityHeaders from the request, build a Request, call
+// Flow for the glue: build a Request, call Engine.Read into the stream's Extracted,
+// remove Extracted.IdentityHeaders from the request (whatever happens next), call
 // Engine.Decide, and act on the Verdict:
 //   - Allow: set Verdict.SetHeaders and ExtraHeaders, remove RemoveHeaders, replace
 //     :path with NewPath if non-empty, continue.
@@ -15,41 +16,18 @@
 //
 // Fail closed: a request is allowed only on an explicit success path; a panic inside
 // Decide becomes Deny 500 internal_error.
-//
-// Spec: /tmp/spec/auth-core.md (filters/auth/engine); issue 3.
 package engine
 
 import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"net/url"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/meshplug/meshplug/filters/auth/config"
 	"github.com/meshplug/meshplug/filters/auth/jwt"
 )
-
-// Request is the engine's view of a request.
-type Request struct {
-	Method string
-	Path   string // :path including the query string
-	// Header returns the value of a request header (name lower-case). If a header
-	// occurs several times the glue passes the first value (Envoy joins cookie
-	// headers with "; "). The strings may alias memory the glue reuses after Decide
-	// returns: the engine copies whatever it keeps.
-	Header func(name string) (string, bool)
-	Now    time.Time
-}
-
-func (r *Request) header(name string) (string, bool) {
-	if r.Header == nil {
-		return "", false
-	}
-	return r.Header(name)
-}
 
 // Kind is what the glue must do with a Verdict.
 type Kind uint8
@@ -114,46 +92,44 @@ type Engine struct {
 	Keys  *KeyStore
 	Cache *TokenCache
 
-	responses    map[respKey]*Response
-	apiKeyIDs    map[string]*Identity
-	basicIDs     map[string]*Identity
-	removeHeader map[string][]string
-	dummyHash    [32]byte
-	credHeaders  []string
+	responses map[respKey]*Response
+	apiKeyIDs map[string]*Identity
+	basicIDs  map[string]*Identity
+	dummyHash [32]byte
+	ex        *extractor
+	allCh     challenge // every challenge the rules use (for 401s decided without a rule)
+	bad       *badSigCache
+
+	// SignatureFailures counts failed signature checks (for tests of the negative
+	// cache: a repeated forged token must not be checked again).
+	SignatureFailures uint64
 }
 
 // New builds an Engine for cfg.
 func New(cfg *config.Config) *Engine {
 	e := &Engine{Cfg: cfg, Keys: NewKeyStore(cfg), Cache: NewTokenCache(cfg.TokenCache),
 		responses: map[respKey]*Response{}, apiKeyIDs: map[string]*Identity{}, basicIDs: map[string]*Identity{},
-		removeHeader: map[string][]string{}}
+		ex: newExtractor(cfg), bad: newBadSigCache(badSigEntries)}
 	if a := cfg.APIKeys; a != nil {
 		for _, consumer := range a.ByHash {
 			e.apiKeyIDs[consumer] = e.simpleIdentity(config.NameAPIKeys, consumer)
-		}
-		for _, h := range a.FromHeaders {
-			e.removeHeader[h] = []string{h}
 		}
 	}
 	if b := cfg.BasicAuth; b != nil {
 		for u := range b.Credentials {
 			e.basicIDs[u] = e.simpleIdentity(config.NameBasicAuth, u)
 		}
-		e.removeHeader["authorization"] = []string{"authorization"}
 	}
-	for _, p := range cfg.ProviderList {
-		for _, hs := range p.FromHeaders {
-			e.removeHeader[hs.Name] = []string{hs.Name}
-		}
-	}
-	for h := range e.removeHeader {
-		e.credHeaders = append(e.credHeaders, h)
-	}
-	slices.Sort(e.credHeaders)
 	// Pre-render every response a rule can produce.
 	rules := append([]*config.Rule{}, cfg.Rules...)
 	if cfg.DefaultRule != nil {
 		rules = append(rules, cfg.DefaultRule)
+	}
+	for _, r := range rules {
+		e.allCh |= challengeOf(r)
+	}
+	if e.allCh == 0 {
+		e.allCh = chBearer
 	}
 	for _, r := range rules {
 		ch := challengeOf(r)
@@ -213,6 +189,9 @@ func (e *Engine) response(reason Reason, status int, ch challenge) *Response {
 	if status >= 500 {
 		ch = 0
 	}
+	if status == 401 && ch == 0 {
+		ch = e.allCh // RFC 9110 §11.6.1: a 401 carries at least one challenge
+	}
 	k := respKey{reason, status, ch}
 	if r, ok := e.responses[k]; ok {
 		return r
@@ -227,127 +206,171 @@ func (e *Engine) deny(reason Reason, ch challenge, detail string) Verdict {
 	return Verdict{Kind: Deny, Reason: reason, Response: e.response(reason, st, ch), Detail: detail}
 }
 
-// credential records where a credential was found, for stripping.
-type credential struct {
-	value  string
-	header string // header name, or
-	param  string // query parameter name, or
-	cookie string // cookie name
-}
-
-// Decide decides a request. It never panics (a panic becomes Deny 500).
-func (e *Engine) Decide(req *Request) (v Verdict) {
+// Decide decides a request read by Read. It never panics (a panic becomes Deny 500).
+//
+// On a rule that authenticates, every credential the configuration knows about that
+// the request carries must be verified by one of the rule's methods, or the request is
+// refused: a credential the rule's methods do not read (unexpected_credential), one
+// that fails (its reason), one given twice or whose reading depends on the upstream's
+// parser (ambiguous_credential). This is Envoy jwt_authn's rule (every token extracted
+// for a provider is verified and one failure fails the request: AuthenticatorImpl::
+// startVerify in source/extensions/filters/http/jwt_authn/authenticator.cc; "Multiple
+// JWTs can be verified for a request" in the JwtProvider proto), applied to every
+// method of an any-of rule. Then the first method in the rule's order whose identity
+// passes allowed_consumers and required_claims is the caller, and every credential not
+// verified by a method that forwards it is stripped: the upstream only gets verified
+// credentials.
+//
+// Public rules verify nothing: every credential the configuration knows about is
+// stripped (including forward: true ones, since none was verified), and nothing is
+// refused; identity headers are stripped by the glue as on every request.
+func (e *Engine) Decide(x *Extracted) (v Verdict) {
 	defer func() {
 		if p := recover(); p != nil {
 			v = e.deny(ReasonInternalError, 0, "panic in Decide")
 		}
 	}()
-	rule := e.Cfg.Match(req.Method, req.Path)
+	rule := e.Cfg.Match(x.Method, x.Path)
 	if rule == nil {
-		return e.deny(ReasonNoMatchingRule, 0, "no rule matches "+req.Method+" "+pathOnly(req.Path))
+		return e.deny(ReasonNoMatchingRule, 0, "no rule matches "+x.Method+" "+pathOnly(x.Path))
 	}
 	if rule.Public {
-		return Verdict{Kind: Allow}
+		// Nothing is verified, so nothing the configuration knows as a credential
+		// passes: the upstream of a public route never sees a credential auth did
+		// not check (use allow_missing to have an optional one verified instead).
+		v := Verdict{Kind: Allow}
+		if len(x.found) > 0 {
+			for i := range x.found {
+				x.found[i].by, x.found[i].id = -1, nil
+			}
+			e.strip(&v, x, rule)
+		}
+		return v
 	}
 	ch := challengeOf(rule)
-	var (
-		failReason   Reason
-		failDetail   string
-		forbidReason Reason
-		forbidDetail string
-		present      bool
-		cache        CacheUse
-	)
-	for _, m := range rule.Requires {
-		var id *Identity
-		var cred credential
-		var forward bool
-		switch m.Kind {
-		case config.MethodExtAuthz:
-			return Verdict{Kind: CallExtAuthz, ExtAuthz: e.extAuthzRequest(req)}
-		case config.MethodJWT:
-			p := m.Provider
-			var ok bool
-			if cred, ok = extractJWT(p, req); !ok {
+	switch {
+	case x.repeated != "":
+		return e.deny(ReasonAmbiguousCredential, ch, "credential "+x.repeated+" given more than once")
+	case x.ambiguous != "":
+		return e.deny(ReasonAmbiguousCredential, ch, x.ambiguous)
+	}
+	isExt := len(rule.Requires) == 1 && rule.Requires[0].Kind == config.MethodExtAuthz
+	if isExt && x.extRepeated != "" {
+		return e.deny(ReasonAmbiguousCredential, ch, "header "+x.extRepeated+" given more than once")
+	}
+	var cache CacheUse
+	for i := range x.found {
+		f := &x.found[i]
+		f.by, f.id = -1, nil
+		loc := &e.ex.locs[f.loc]
+		if isExt {
+			if loc.src != srcHeader || !e.extReads(loc.name) {
+				return e.deny(ReasonUnexpectedCredential, ch, "credential "+loc.name+" not read by ext_authz")
+			}
+			continue // the authorization service checks it
+		}
+		var failReason Reason
+		var failDetail string
+		for mi, m := range rule.Requires {
+			r := loc.readerFor(m)
+			if r == nil {
 				continue
 			}
-			present = true
-			forward = p.Forward
-			var fv *Verdict
-			var reason Reason
-			var detail string
-			id, fv, reason, detail, cache = e.verifyJWT(p, cred.value, req.Now, cache)
+			tok := f.value
+			if loc.src == srcHeader {
+				var ok bool
+				if tok, ok = r.token(f.value); !ok {
+					continue
+				}
+			}
+			id, fv, reason, detail := e.verify(m, tok, x.Now, &cache)
 			if fv != nil {
 				fv.Cache = cache
 				return *fv
 			}
-			if id == nil {
-				if failReason == "" {
-					failReason, failDetail = reason, m.Name+": "+detail
-				}
-				continue
+			if id != nil {
+				f.by, f.id = int32(mi), id
+				break
 			}
-		case config.MethodAPIKeys:
-			a := e.Cfg.APIKeys
-			var ok bool
-			if cred, ok = extractAPIKey(a, req); !ok {
-				continue
+			if failReason == "" {
+				failReason, failDetail = reason, m.Name+": "+detail
 			}
-			present = true
-			forward = a.Forward
-			h := sha256.Sum256([]byte(cred.value))
-			consumer, found := a.ByHash[h]
-			if !found {
-				if failReason == "" {
-					failReason, failDetail = ReasonInvalidAPIKey, "api_keys: no such key"
-				}
-				continue
-			}
-			id = e.apiKeyIDs[consumer]
-		case config.MethodBasicAuth:
-			b := e.Cfg.BasicAuth
-			auth, ok := req.header("authorization")
-			if !ok || !hasPrefixFold(auth, "basic ") {
-				continue
-			}
-			present = true
-			forward = b.Forward
-			cred = credential{header: "authorization"}
-			user, okCred := e.checkBasic(b, strings.TrimSpace(auth[6:]))
-			if !okCred {
-				if failReason == "" {
-					failReason, failDetail = ReasonInvalidBasicAuth, "basic_auth: bad credentials"
-				}
-				continue
-			}
-			id = e.basicIDs[user]
 		}
-		// Authenticated: check the rule's authorization conditions.
-		if reason, detail := checkRule(rule, id); reason != "" {
-			if forbidReason == "" {
-				forbidReason, forbidDetail = reason, detail
+		if f.id == nil {
+			out := e.deny(ReasonUnexpectedCredential, ch, "credential "+loc.name+" not read by this rule's methods")
+			if failReason != "" {
+				out = e.deny(failReason, ch, failDetail)
 			}
-			continue
+			out.Cache = cache
+			return out
 		}
-		v := Verdict{Kind: Allow, Identity: id, SetHeaders: id.Headers, Cache: cache}
-		if !forward {
-			e.strip(&v, req, cred)
-		}
-		return v
 	}
-	var out Verdict
-	switch {
-	case forbidReason != "":
-		out = e.deny(forbidReason, ch, forbidDetail)
-	case failReason != "":
-		out = e.deny(failReason, ch, failDetail)
-	case !present && rule.AllowMissing:
-		out = Verdict{Kind: Allow}
-	default:
-		out = e.deny(ReasonMissingCredential, ch, "no credential")
+	if isExt {
+		return Verdict{Kind: CallExtAuthz, ExtAuthz: e.extAuthzRequest(x)}
 	}
+	if len(x.found) == 0 {
+		if rule.AllowMissing {
+			return Verdict{Kind: Allow}
+		}
+		return e.deny(ReasonMissingCredential, ch, "no credential")
+	}
+	var forbidReason Reason
+	var forbidDetail string
+	for mi := range rule.Requires {
+		for i := range x.found {
+			f := &x.found[i]
+			if f.by != int32(mi) {
+				continue
+			}
+			if reason, detail := checkRule(rule, f.id); reason != "" {
+				if forbidReason == "" {
+					forbidReason, forbidDetail = reason, detail
+				}
+				continue
+			}
+			v := Verdict{Kind: Allow, Identity: f.id, SetHeaders: f.id.Headers, Cache: cache}
+			e.strip(&v, x, rule)
+			return v
+		}
+	}
+	out := e.deny(forbidReason, ch, forbidDetail)
 	out.Cache = cache
 	return out
+}
+
+// extReads reports whether ext_authz sends header name to the service.
+func (e *Engine) extReads(name string) bool {
+	for _, h := range e.Cfg.ExtAuthz.AllowedRequestHeaders {
+		if canonHeader(h) == name {
+			return true
+		}
+	}
+	return false
+}
+
+// verify checks one credential with one method: an identity, or a verdict to return
+// at once (JWKS needed), or a failure reason.
+func (e *Engine) verify(m config.Method, tok string, now time.Time, cache *CacheUse) (*Identity, *Verdict, Reason, string) {
+	switch m.Kind {
+	case config.MethodJWT:
+		id, fv, reason, detail, c := e.verifyJWT(m.Provider, tok, now, *cache)
+		*cache = c
+		return id, fv, reason, detail
+	case config.MethodAPIKeys:
+		// A map lookup by the key's SHA-256: the key itself is never compared, and
+		// the hash of a guess reveals nothing about the stored hashes.
+		h := sha256.Sum256([]byte(tok))
+		if consumer, ok := e.Cfg.APIKeys.ByHash[h]; ok {
+			return e.apiKeyIDs[consumer], nil, "", ""
+		}
+		return nil, nil, ReasonInvalidAPIKey, "no such key"
+	case config.MethodBasicAuth:
+		if user, ok := e.checkBasic(e.Cfg.BasicAuth, tok); ok {
+			return e.basicIDs[user], nil, "", ""
+		}
+		return nil, nil, ReasonInvalidBasicAuth, "bad credentials"
+	}
+	return nil, nil, ReasonInternalError, "unexpected method"
 }
 
 func checkRule(r *config.Rule, id *Identity) (Reason, string) {
@@ -372,7 +395,10 @@ func (e *Engine) verifyJWT(p *config.Provider, raw string, now time.Time, cache 
 	if e.Cache != nil && cache == CacheNone {
 		cache = CacheMiss
 	}
-	// raw may alias the glue's header buffer (see Request.Header); the cache and the
+	if e.bad.Has(p.Index, raw, gen) {
+		return nil, nil, ReasonBadSignature, "signature failed before (negative cache)", cache
+	}
+	// raw may alias the glue's header buffer (see Request.Headers); the cache and the
 	// identity keep parts of it.
 	raw = strings.Clone(raw)
 	tok, err := jwt.Parse(raw, p.MaxTokenBytes)
@@ -406,6 +432,10 @@ func (e *Engine) verifyJWT(p *config.Provider, raw string, now time.Time, cache 
 				return nil, &Verdict{Kind: FetchJWKS, Provider: p}, "", "", cache
 			}
 		}
+		if r == jwt.ReasonBadSignature {
+			e.bad.Add(p.Index, raw, gen)
+		}
+		e.SignatureFailures++
 		return nil, nil, Reason(r), err.Error(), cache
 	}
 	val := p.Validation
@@ -448,9 +478,12 @@ func (e *Engine) jwtIdentity(p *config.Provider, tok *jwt.Token) *Identity {
 	return id
 }
 
-// claimHeaderValue renders a claim for a header: scalars as text, arrays of scalars
-// joined with ","; objects, empty values and values with control characters are
-// skipped (the header is then not set).
+// claimHeaderValue renders a claim for a header: scalars as text (numbers and bools
+// in JSON form), arrays of scalars joined with "," (no spaces). The encoding is
+// unambiguous for a reader that splits on "," (RFC 9110 §5.3 list syntax): an array
+// with an element that is empty, holds a ',' or a '"', or starts or ends with
+// whitespace is not written, nor are objects, empty values and values with control
+// characters (the header is then absent: the client's copy was stripped).
 func claimHeaderValue(claims map[string]any, name string) (string, bool) {
 	v, ok := jwt.LookupClaim(claims, name)
 	if !ok {
@@ -461,7 +494,7 @@ func claimHeaderValue(claims map[string]any, name string) (string, bool) {
 		parts := make([]string, 0, len(arr))
 		for _, x := range arr {
 			t, ok := jwt.ScalarString(x)
-			if !ok {
+			if !ok || t == "" || strings.ContainsAny(t, ",\"") || strings.Trim(t, " \t") != t {
 				return "", false
 			}
 			parts = append(parts, t)
@@ -512,23 +545,6 @@ func (e *Engine) checkBasic(b *config.BasicAuth, enc string) (string, bool) {
 	return user, ok && cred != nil
 }
 
-// strip removes the credential from the upstream request.
-func (e *Engine) strip(v *Verdict, req *Request, c credential) {
-	switch {
-	case c.header != "":
-		v.RemoveHeaders = e.removeHeader[c.header]
-	case c.param != "":
-		v.NewPath = removeParam(req.Path, c.param)
-	case c.cookie != "":
-		raw, _ := req.header("cookie")
-		if rest := removeCookie(raw, c.cookie); rest == "" {
-			v.RemoveHeaders = []string{"cookie"}
-		} else {
-			v.ExtraHeaders = []Header{{"cookie", rest}}
-		}
-	}
-}
-
 func pathOnly(p string) string {
 	if i := strings.IndexByte(p, '?'); i >= 0 {
 		return p[:i]
@@ -540,122 +556,15 @@ func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
-func extractJWT(p *config.Provider, req *Request) (credential, bool) {
-	for _, hs := range p.FromHeaders {
-		v, ok := req.header(hs.Name)
-		if !ok || !hasPrefixFold(v, hs.ValuePrefix) {
-			continue
-		}
-		return credential{value: strings.Trim(v[len(hs.ValuePrefix):], " \t"), header: hs.Name}, true
-	}
-	for _, name := range p.FromParams {
-		if v, ok := queryParam(req.Path, name); ok {
-			return credential{value: v, param: name}, true
+// DenyVerdict is the Deny verdict for reason, for failures the glue detects itself
+// (keys still unavailable after a fetch ended without a callback). x, if not nil,
+// selects the rule whose challenges a 401 carries.
+func (e *Engine) DenyVerdict(reason Reason, x *Extracted) Verdict {
+	var ch challenge
+	if x != nil {
+		if r := e.Cfg.Match(x.Method, x.Path); r != nil {
+			ch = challengeOf(r)
 		}
 	}
-	if len(p.FromCookies) > 0 {
-		if ck, ok := req.header("cookie"); ok {
-			for _, name := range p.FromCookies {
-				if v, ok := cookieValue(ck, name); ok {
-					return credential{value: v, cookie: name}, true
-				}
-			}
-		}
-	}
-	return credential{}, false
+	return e.deny(reason, ch, "decided by the glue")
 }
-
-func extractAPIKey(a *config.APIKeys, req *Request) (credential, bool) {
-	for _, h := range a.FromHeaders {
-		if v, ok := req.header(h); ok {
-			return credential{value: v, header: h}, true
-		}
-	}
-	for _, name := range a.FromParams {
-		if v, ok := queryParam(req.Path, name); ok {
-			return credential{value: v, param: name}, true
-		}
-	}
-	return credential{}, false
-}
-
-// queryParam returns the first value of name in the query of path, URL-decoded.
-func queryParam(path, name string) (string, bool) {
-	i := strings.IndexByte(path, '?')
-	if i < 0 {
-		return "", false
-	}
-	q := path[i+1:]
-	for q != "" {
-		var kv string
-		kv, q, _ = strings.Cut(q, "&")
-		k, v, _ := strings.Cut(kv, "=")
-		if k != name {
-			continue
-		}
-		if strings.ContainsAny(v, "%+") {
-			u, err := url.QueryUnescape(v)
-			if err != nil {
-				return "", true // present but undecodable: an invalid credential
-			}
-			v = u
-		}
-		return v, true
-	}
-	return "", false
-}
-
-// removeParam drops every occurrence of name from the query of path.
-func removeParam(path, name string) string {
-	i := strings.IndexByte(path, '?')
-	if i < 0 {
-		return path
-	}
-	var b strings.Builder
-	b.WriteString(path[:i])
-	sep := byte('?')
-	for kv := range strings.SplitSeq(path[i+1:], "&") {
-		if k, _, _ := strings.Cut(kv, "="); k == name || kv == "" {
-			continue
-		}
-		b.WriteByte(sep)
-		b.WriteString(kv)
-		sep = '&'
-	}
-	return b.String()
-}
-
-// cookieValue finds a cookie in a Cookie header ("a=1; b=2").
-func cookieValue(header, name string) (string, bool) {
-	for part := range strings.SplitSeq(header, ";") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if ok && k == name {
-			return strings.Trim(v, `"`), true
-		}
-	}
-	return "", false
-}
-
-// removeCookie drops cookie name from a Cookie header.
-func removeCookie(header, name string) string {
-	var kept []string
-	for part := range strings.SplitSeq(header, ";") {
-		p := strings.TrimSpace(part)
-		if k, _, _ := strings.Cut(p, "="); k == name || p == "" {
-			continue
-		}
-		kept = append(kept, p)
-	}
-	return strings.Join(kept, "; ")
-}
-
-// DenyVerdict is the Deny verdict for reason with no challenge, for failures the glue
-// detects itself (keys still unavailable after a fetch ended without a callback).
-func (e *Engine) DenyVerdict(reason Reason) Verdict {
-	return e.deny(reason, 0, "decided by the glue")
-}
-
-// CredentialHeaders lists every header a credential can come from (sorted). The glue
-// refuses a request that repeats one of them: the filter reads the first value, and an
-// upstream that reads another could be handed a credential nobody verified.
-func (e *Engine) CredentialHeaders() []string { return e.credHeaders }

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"github.com/meshplug/meshplug/filters/auth/jwt"
 	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
 	"github.com/meshplug/meshplug/internal/race"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 var (
@@ -48,12 +51,14 @@ func newEngine(t testing.TB, mod func(map[string]any)) *engine.Engine {
 	return engine.New(cfg)
 }
 
-func request(c Case) *engine.Request {
-	m := c.Method
-	if m == "" {
-		m = "GET"
-	}
-	return &engine.Request{Method: m, Path: c.Path, Now: now, Header: func(n string) (string, bool) { v, ok := c.Headers[n]; return v, ok }}
+func request(c Case) *engine.Request { return c.Request(now) }
+
+func decide(e *engine.Engine, req *engine.Request) engine.Verdict { return enginetest.Decide(e, req) }
+
+// decideInto reads into x (reused, as the glue does) and decides.
+func decideInto(e *engine.Engine, req *engine.Request, x *engine.Extracted) engine.Verdict {
+	e.Read(req, x)
+	return e.Decide(x)
 }
 
 func check(t *testing.T, c Case, v engine.Verdict) {
@@ -112,7 +117,7 @@ func TestDecide(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.Name, func(t *testing.T) {
 			e := newEngine(t, nil)
-			check(t, c, e.Decide(request(c)))
+			check(t, c, decide(e, request(c)))
 		})
 	}
 }
@@ -121,28 +126,29 @@ func TestCache(t *testing.T) {
 	e := newEngine(t, nil)
 	tok := rs.Sign(claims())
 	c := Case{Path: "/v1/x", Headers: bearer(tok), Kind: engine.Allow, Set: withPayload(jwtIdentity("alice"), tok), Remove: []string{"authorization"}}
-	v1 := e.Decide(request(c))
+	v1 := decide(e, request(c))
 	check(t, c, v1)
 	if v1.Cache != engine.CacheMiss || e.Cache.Len() != 1 {
 		t.Fatalf("first: %v, len %d", v1.Cache, e.Cache.Len())
 	}
-	v2 := e.Decide(request(c))
+	v2 := decide(e, request(c))
 	check(t, c, v2)
 	if v2.Cache != engine.CacheHit || v2.Identity != v1.Identity {
 		t.Fatalf("second: %v", v2.Cache)
 	}
 	// Rule checks still apply on a hit.
-	check(t, Case{Method: "POST", Path: "/admin", Headers: bearer(tok), Kind: engine.Deny, Status: 403, Reason: engine.ReasonConsumerNotAllowed}, e.Decide(request(Case{Method: "POST", Path: "/admin", Headers: bearer(tok)})))
+	check(t, Case{Method: "POST", Path: "/admin", Headers: bearer(tok), Kind: engine.Deny, Status: 403, Reason: engine.ReasonConsumerNotAllowed}, decide(e, request(Case{Method: "POST", Path: "/admin", Headers: bearer(tok)})))
 	// Expiry honoured on a hit: exp+skew passes.
 	later := request(c)
 	later.Now = now.Add(661 * time.Second)
-	if v := e.Decide(later); v.Kind != engine.Deny || v.Reason != engine.ReasonExpired {
+	if v := decide(e, later); v.Kind != engine.Deny || v.Reason != engine.ReasonExpired {
 		t.Fatalf("expired cached token: %v %v", v.Kind, v.Reason)
 	}
 	// Zero allocations on a hit.
 	req := request(c)
-	e.Decide(req)
-	if a := testing.AllocsPerRun(100, func() { e.Decide(req) }); a != 0 && !race.Enabled {
+	var x engine.Extracted
+	decideInto(e, req, &x)
+	if a := testing.AllocsPerRun(100, func() { decideInto(e, req, &x) }); a != 0 && !race.Enabled {
 		t.Fatalf("cache hit allocates %v times", a)
 	}
 }
@@ -194,22 +200,22 @@ func TestRemoteJWKSFlow(t *testing.T) {
 	st := e.Keys.State(p)
 	tok := es.Sign(map[string]any{"iss": "https://remote", "exp": nowS + 3600, "sub": "r"})
 	req := request(Case{Path: "/remote", Headers: map[string]string{"x-remote-token": tok}})
-	v := e.Decide(req)
+	v := decide(e, req)
 	if v.Kind != engine.FetchJWKS || !v.StartFetch {
 		t.Fatalf("%+v", v)
 	}
 	st.OnFetchStart(now)
-	if v := e.Decide(req); v.Kind != engine.FetchJWKS || v.StartFetch {
+	if v := decide(e, req); v.Kind != engine.FetchJWKS || v.StartFetch {
 		t.Fatalf("in flight: %+v", v)
 	}
 	// Failure with no keys: deny jwks_unavailable during backoff.
 	st.OnFetchFailure(now, errors.New("503"))
-	if v := e.Decide(req); v.Kind != engine.Deny || v.Reason != engine.ReasonJWKSUnavailable || v.Response.Status != 401 {
+	if v := decide(e, req); v.Kind != engine.Deny || v.Reason != engine.ReasonJWKSUnavailable || v.Response.Status != 401 {
 		t.Fatalf("after failure: %v %v", v.Kind, v.Reason)
 	}
 	// After backoff: fetch again; a garbage body is a failure.
 	req.Now = now.Add(time.Second)
-	if v := e.Decide(req); v.Kind != engine.FetchJWKS || !v.StartFetch {
+	if v := decide(e, req); v.Kind != engine.FetchJWKS || !v.StartFetch {
 		t.Fatalf("after backoff: %+v", v)
 	}
 	st.OnFetchStart(req.Now)
@@ -224,17 +230,17 @@ func TestRemoteJWKSFlow(t *testing.T) {
 	if err := st.OnFetchSuccess([]byte(jwttest.JWKS(es)), req.Now); err != nil {
 		t.Fatal(err)
 	}
-	check(t, Case{Kind: engine.Allow, Set: map[string]string{"x-consumer": "r", "x-auth-provider": "remote"}, Remove: []string{"x-remote-token"}}, e.Decide(req))
+	check(t, Case{Kind: engine.Allow, Set: map[string]string{"x-consumer": "r", "x-auth-provider": "remote"}, Remove: []string{"x-remote-token"}}, decide(e, req))
 	// Rotation: a token with a new kid triggers a refetch (rate-limited).
 	es2 := jwttest.New(jwt.ES256, "es2")
 	tok2 := es2.Sign(map[string]any{"iss": "https://remote", "exp": nowS + 3600, "sub": "r2"})
 	req2 := request(Case{Path: "/remote", Headers: map[string]string{"x-remote-token": tok2}})
 	req2.Now = req.Now.Add(time.Second)
-	if v := e.Decide(req2); v.Kind != engine.Deny || v.Reason != engine.ReasonUnknownKid {
+	if v := decide(e, req2); v.Kind != engine.Deny || v.Reason != engine.ReasonUnknownKid {
 		t.Fatalf("unknown kid right after a fetch: %v %v", v.Kind, v.Reason)
 	}
 	req2.Now = req.Now.Add(30 * time.Second)
-	if v := e.Decide(req2); v.Kind != engine.FetchJWKS || !v.StartFetch {
+	if v := decide(e, req2); v.Kind != engine.FetchJWKS || !v.StartFetch {
 		t.Fatalf("unknown kid: %+v", v)
 	}
 	st.OnFetchStart(req2.Now)
@@ -245,11 +251,11 @@ func TestRemoteJWKSFlow(t *testing.T) {
 	if st.Generation() != gen {
 		t.Fatal("same body bumped the generation")
 	}
-	if v := e.Decide(req2); v.Kind != engine.Deny || v.Reason != engine.ReasonUnknownKid {
+	if v := decide(e, req2); v.Kind != engine.Deny || v.Reason != engine.ReasonUnknownKid {
 		t.Fatalf("rate limited unknown kid: %v %v", v.Kind, v.Reason)
 	}
 	req2.Now = req2.Now.Add(30 * time.Second)
-	if v := e.Decide(req2); v.Kind != engine.FetchJWKS {
+	if v := decide(e, req2); v.Kind != engine.FetchJWKS {
 		t.Fatalf("after min_refetch_interval: %+v", v)
 	}
 	st.OnFetchStart(req2.Now)
@@ -259,12 +265,12 @@ func TestRemoteJWKSFlow(t *testing.T) {
 	if st.Generation() == gen {
 		t.Fatal("new keys did not bump the generation")
 	}
-	if v := e.Decide(req2); v.Kind != engine.Allow {
+	if v := decide(e, req2); v.Kind != engine.Allow {
 		t.Fatalf("rotated: %v %v", v.Kind, v.Reason)
 	}
 	// The old key is gone: the cached old token is re-verified and now fails.
 	req.Now = req2.Now
-	if v := e.Decide(req); v.Kind != engine.FetchJWKS && v.Reason != engine.ReasonUnknownKid {
+	if v := decide(e, req); v.Kind != engine.FetchJWKS && v.Reason != engine.ReasonUnknownKid {
 		t.Fatalf("old key after rotation: %v %v", v.Kind, v.Reason)
 	}
 }
@@ -344,12 +350,12 @@ func TestExtAuthzDecide(t *testing.T) {
 
 func TestNoMatchDefaultRule(t *testing.T) {
 	e := newEngine(t, func(m map[string]any) { m["default_rule"] = map[string]any{"requires": []any{"api_keys"}} })
-	v := e.Decide(request(Case{Path: "/unmatched"}))
+	v := decide(e, request(Case{Path: "/unmatched"}))
 	if v.Kind != engine.Deny || v.Reason != engine.ReasonMissingCredential {
 		t.Fatalf("%v %v", v.Kind, v.Reason)
 	}
 	e = newEngine(t, func(m map[string]any) { m["default_rule"] = map[string]any{"public": true} })
-	if v := e.Decide(request(Case{Path: "/unmatched"})); v.Kind != engine.Allow {
+	if v := decide(e, request(Case{Path: "/unmatched"})); v.Kind != engine.Allow {
 		t.Fatalf("%v", v.Kind)
 	}
 }
@@ -370,7 +376,7 @@ func TestGRPC(t *testing.T) {
 func TestHeaderInjectionInClaims(t *testing.T) {
 	e := newEngine(t, nil)
 	tok := rs.Sign(claims("sub", "alice\r\nx-admin: 1", "groups", []any{"a", map[string]any{}}))
-	v := e.Decide(request(Case{Path: "/v1/x", Headers: bearer(tok)}))
+	v := decide(e, request(Case{Path: "/v1/x", Headers: bearer(tok)}))
 	if v.Kind != engine.Allow {
 		t.Fatal(v.Reason)
 	}
@@ -379,4 +385,42 @@ func TestHeaderInjectionInClaims(t *testing.T) {
 			t.Fatalf("unsafe claim written: %+v", h)
 		}
 	}
+}
+
+// TestNegativeCache: a flood of one forged token costs one signature check; another
+// forgery, or the same one under another provider, is checked on its own.
+func TestNegativeCache(t *testing.T) {
+	e := newEngine(t, nil)
+	good := rs.Sign(claims())
+	p := strings.Split(good, ".")
+	forged := p[0] + "." + jwttest.B64([]byte(`{"iss":"https://idp","aud":"api","sub":"root","exp":`+strconv.FormatInt(nowS+600, 10)+`}`)) + "." + p[2]
+	other := p[0] + "." + jwttest.B64([]byte(`{"iss":"https://idp","aud":"api","sub":"root2","exp":`+strconv.FormatInt(nowS+600, 10)+`}`)) + "." + p[2]
+	for i := range 5 {
+		v := decide(e, request(Case{Path: "/v1/x", Headers: bearer(forged)}))
+		require.Equal(t, engine.ReasonBadSignature, v.Reason, "attempt %d", i)
+	}
+	assert.Equal(t, uint64(1), e.SignatureFailures, "signature checks for one forged token")
+	v := decide(e, request(Case{Path: "/v1/x", Headers: bearer(other)}))
+	assert.Equal(t, engine.ReasonBadSignature, v.Reason)
+	assert.Equal(t, uint64(2), e.SignatureFailures, "a different forgery is checked")
+	v = decide(e, request(Case{Path: "/v1/x", Headers: bearer(good)}))
+	assert.Equal(t, engine.Allow, v.Kind, "the genuine token still verifies")
+}
+
+// TestExtAuthzCookieLines: a check request that carries cookies carries every Cookie
+// line, joined; a credential cookie on an ext_authz rule is refused.
+func TestExtAuthzCookieLines(t *testing.T) {
+	e := newEngine(t, func(m map[string]any) {
+		x := m["ext_authz"].(map[string]any)
+		x["allowed_request_headers"] = []any{"authorization", "cookie"}
+	})
+	v := decide(e, request(Case{Path: "/ext/a", Lines: [][2]string{{"cookie", "a=1"}, {"cookie", "b=2"}}}))
+	require.Equal(t, engine.CallExtAuthz, v.Kind, v.Detail)
+	got := map[string]string{}
+	for _, h := range v.ExtAuthz.Headers {
+		got[h.Name] = h.Value
+	}
+	assert.Equal(t, "a=1; b=2", got["cookie"])
+	v = decide(e, request(Case{Path: "/ext/a", Lines: [][2]string{{"cookie", "a=1"}, {"cookie", "jwt=x"}}}))
+	assert.Equal(t, engine.ReasonUnexpectedCredential, v.Reason)
 }

@@ -1,6 +1,9 @@
 package engine
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // ExtAuthzRequest is the HTTP check request the glue sends (Envoy ext_authz HTTP
 // service semantics): the original method, path_prefix + the original :path,
@@ -23,15 +26,17 @@ type ExtAuthzResponse struct {
 // MaxExtAuthzBody bounds the denial body copied to the client.
 const MaxExtAuthzBody = 4096
 
-func (e *Engine) extAuthzRequest(req *Request) *ExtAuthzRequest {
+// extAuthzRequest builds the check request from what Read found: identity headers are
+// never among the allowed request headers it copies (the client's copies are stripped
+// before the check, as they are before the upstream), and a repeated allowed header
+// was refused before (the service would see one value, the upstream all).
+func (e *Engine) extAuthzRequest(req *Extracted) *ExtAuthzRequest {
 	x := e.Cfg.ExtAuthz
-	hs := make([]Header, 0, 4+len(x.AllowedRequestHeaders))
+	hs := make([]Header, 0, 4+len(req.extVals))
 	hs = append(hs, Header{":method", req.Method}, Header{":path", x.PathPrefix + req.Path},
 		Header{":authority", x.Authority}, Header{"content-length", "0"})
-	for _, h := range x.AllowedRequestHeaders {
-		if v, ok := req.header(h); ok {
-			hs = append(hs, Header{h, v})
-		}
+	for _, h := range req.extVals {
+		hs = append(hs, Header{h.Name, strings.Clone(h.Value)})
 	}
 	return &ExtAuthzRequest{Cluster: x.Cluster, Timeout: x.Timeout, Headers: hs}
 }

@@ -38,6 +38,12 @@ const (
 	ReasonExtAuthzDenied     Reason = "ext_authz_denied"     // the service's own status
 	ReasonExtAuthzError      Reason = "ext_authz_error"      // status_on_error (or allowed with failure_mode_allow)
 	ReasonInternalError      Reason = "internal_error"       // 500: a bug; fail closed
+	// 401: a credential given twice (any spelling) or whose reading depends on the
+	// upstream's parser (see extract.go).
+	ReasonAmbiguousCredential Reason = "ambiguous_credential"
+	// 401: a credential the configuration knows, at a place the rule's methods do not
+	// read (it would reach the upstream unverified).
+	ReasonUnexpectedCredential Reason = "unexpected_credential"
 )
 
 // AllReasons lists every Reason, for defining metrics up front.
@@ -47,6 +53,7 @@ var AllReasons = []Reason{
 	ReasonBadAudience, ReasonMissingClaim, ReasonClaimMismatch, ReasonMissingCredential,
 	ReasonInvalidAPIKey, ReasonInvalidBasicAuth, ReasonJWKSUnavailable, ReasonConsumerNotAllowed,
 	ReasonInsufficientScope, ReasonNoMatchingRule, ReasonExtAuthzDenied, ReasonExtAuthzError, ReasonInternalError,
+	ReasonAmbiguousCredential, ReasonUnexpectedCredential,
 }
 
 // Metric names as passed to proxy_define_metric. Envoy stores wasm-defined metrics
@@ -73,7 +80,8 @@ var descriptions = map[Reason]string{
 	ReasonJWKSUnavailable: "signing keys unavailable", ReasonConsumerNotAllowed: "consumer not allowed",
 	ReasonInsufficientScope: "insufficient scope", ReasonNoMatchingRule: "access denied",
 	ReasonExtAuthzDenied: "denied by authorization service", ReasonExtAuthzError: "authorization service unavailable",
-	ReasonInternalError: "internal error",
+	ReasonInternalError: "internal error", ReasonAmbiguousCredential: "ambiguous credential",
+	ReasonUnexpectedCredential: "credential not accepted here",
 }
 
 // Description is the short, fixed, client-safe text for a reason.

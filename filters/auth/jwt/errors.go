@@ -10,8 +10,6 @@
 // Caveat: only the JWS compact serialization is supported (no JWE, no JSON
 // serialization, no unencoded payloads), and header parameters that point at keys
 // (jku, x5u, jwk, x5c) are ignored, never fetched or trusted.
-//
-// Spec: /tmp/spec/auth-core.md (filters/auth/jwt); issue 3.
 package jwt
 
 // Reason classifies why a token was rejected. The values are short, stable and usable

@@ -28,6 +28,7 @@ type Key struct {
 	Curve string  // "P-256", "P-384" or "Ed25519" for EC/OKP keys
 
 	rsa    *rsa.PublicKey
+	rsaPre *rsaKey // rsa with its modulus precomputed (nil: use crypto/rsa)
 	ec     *ecdsa.PublicKey
 	ed     ed25519.PublicKey
 	secret []byte
@@ -226,6 +227,7 @@ func parseJWK(path string, m map[string]any) (*Key, error) {
 			return nil, fmt.Errorf("%s.e: invalid RSA public exponent %d", path, e)
 		}
 		k.rsa = &rsa.PublicKey{N: n, E: e}
+		k.rsaPre = newRSAKey(k.rsa)
 	case KeyEC:
 		crv, _, err := str("crv")
 		if err != nil {

@@ -90,14 +90,19 @@ func intersects(a, b []string) bool {
 	return false
 }
 
-// LookupClaim finds a claim by name: first as a top-level member, then, if the name
-// contains '.', as a path into nested objects ("realm_access.roles").
+// LookupClaim finds a claim by name: a name without '.' is a top-level member; a name
+// with '.' is only ever a path into nested objects ("realm_access.roles" is the member
+// "roles" of the object "realm_access").
+//
+// Caveat: a member whose own name contains '.' (a namespaced claim such as
+// "https://example.com/roles") cannot be addressed, as in Envoy's jwt_authn. Reading
+// it as a fallback would let a token whose issuer copies user-chosen keys into it
+// (custom attributes) supply a literal "realm_access.roles" where the nested path is
+// absent.
 func LookupClaim(claims map[string]any, name string) (any, bool) {
-	if v, ok := claims[name]; ok {
-		return v, true
-	}
 	if !strings.Contains(name, ".") {
-		return nil, false
+		v, ok := claims[name]
+		return v, ok
 	}
 	var cur any = claims
 	for part := range strings.SplitSeq(name, ".") {

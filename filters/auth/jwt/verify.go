@@ -108,8 +108,14 @@ func verifySignature(k *Key, alg Alg, input string, sig []byte) bool {
 	digest := h.Sum(buf[:0])
 	switch alg {
 	case RS256, RS384, RS512:
+		if k.rsaPre != nil {
+			return k.rsaPre.verifyPKCS1v15(ch, digest, sig)
+		}
 		return rsa.VerifyPKCS1v15(k.rsa, ch, digest, sig) == nil
 	case PS256, PS384, PS512:
+		if k.rsaPre != nil {
+			return k.rsaPre.verifyPSS(ch.New, digest, sig)
+		}
 		return rsa.VerifyPSS(k.rsa, ch, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
 	case ES256, ES384:
 		// JWS ECDSA signatures are R || S, each the curve's byte size (RFC 7518 §3.4),

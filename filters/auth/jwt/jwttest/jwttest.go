@@ -2,8 +2,6 @@
 // filter (the native engine tests and the tests through the compiled auth.wasm share it).
 //
 // Caveat: it is for tests only; keys come from crypto/rand and are not persisted.
-//
-// Spec: /tmp/spec/auth-core.md (filters/auth/jwt).
 package jwttest
 
 import (
