@@ -155,8 +155,9 @@ type HeaderMatcherSpec struct {
 	SuffixMatch    *string         `json:"suffix_match,omitempty"`
 	ContainsMatch  *string         `json:"contains_match,omitempty"`
 	SafeRegexMatch *RegexMatchSpec `json:"safe_regex_match,omitempty"`
-	// InvertMatch inverts the result (a missing header then matches, except for
-	// present_match, as in Envoy).
+	// InvertMatch inverts the result for a header that is present. As in Envoy, a
+	// missing header never matches a value matcher, inverted or not (use
+	// present_match: false to target requests without the header).
 	InvertMatch bool `json:"invert_match,omitempty"`
 }
 
