@@ -12,13 +12,6 @@
 // Reference: README.md beside this file.
 package main
 
-import "time"
-
-// TickPeriod is how often a VM with delayed streams checks which are due: a delay
-// ends up to one period (plus the event loop's latency) after it is due, never
-// before. The tick runs only while the VM has delayed streams.
-const TickPeriod = 10 * time.Millisecond
-
 // Metric names (Envoy's fault filter stats under meshplug.fault.).
 const (
 	MetricDelaysInjected = "meshplug.fault.delays_injected"

@@ -35,8 +35,10 @@ type plugin struct {
 	queue   engine.DelayQueue
 	delayed map[uint32]*stream // queued streams by context id
 	due     []*engine.Delayed
-	tickOn  bool
-	free    []*stream
+	// period is the tick period in force (0: off); the next tick fires at nextTick.
+	period   time.Duration
+	nextTick time.Time
+	free     []*stream
 }
 
 type metrics struct {
@@ -136,17 +138,41 @@ func (p *plugin) NewHttpContext(id uint32) pw.HttpContext {
 	return s
 }
 
-// delay queues s until now+d and makes sure the tick runs.
+// delay queues s until now+d and arms the tick if s is now the earliest.
 func (p *plugin) delay(s *stream, d time.Duration) {
-	s.wait = engine.NewDelayed(s.id, pw.Now().Add(d))
+	now := pw.Now()
+	s.wait = engine.NewDelayed(s.id, now.Add(d))
 	p.queue.Push(s.wait)
 	p.delayed[s.id] = s
-	if !p.tickOn {
-		if err := pw.SetTickPeriod(TickPeriod); err != nil {
-			pw.LogErrorf("fault: setting the tick period: %v", err)
-		}
-		p.tickOn = true
+	if p.period == 0 || s.wait.Due.Before(p.nextTick) {
+		p.arm(now)
 	}
+}
+
+// arm sets the tick to fire when the earliest delayed stream is due, or stops it when
+// none is left. In Envoy (Wasm::setTimerPeriod in source/extensions/common/wasm/wasm.cc)
+// each proxy_set_tick_period_milliseconds call replaces the timer with one armed for
+// the new period from now, a period of 0 stops it, and Wasm::tickHandler re-arms the
+// timer with the period in force after every proxy_on_tick.
+func (p *plugin) arm(now time.Time) {
+	due, ok := p.queue.Next()
+	var period time.Duration
+	if ok {
+		period = engine.TickFor(due, now)
+	}
+	if period == p.period && (period == 0 || p.nextTick.Equal(now.Add(period))) {
+		return // armed as wanted (always so right after a tick with the same period)
+	}
+	// As the root context: Envoy keys the timer by the caller's root context id
+	// (Context::setTimerPeriod), and this may run inside a stream callback.
+	var err error
+	if rerr := pw.RunAs(p.id, func() { err = pw.SetTickPeriod(period) }); rerr != nil {
+		err = rerr
+	}
+	if err != nil {
+		pw.LogErrorf("fault: setting the tick period to %s: %v", period, err)
+	}
+	p.period, p.nextTick = period, now.Add(period)
 }
 
 // undelay takes s out of the queue (stream done during its delay).
@@ -156,11 +182,12 @@ func (p *plugin) undelay(s *stream) {
 	s.wait = nil
 }
 
-// OnTick resumes (or aborts) every delayed stream that is due, and stops the tick
-// when none is left. Proxy-wasm-cpp-host/Envoy re-arm the tick timer after each
-// proxy_on_tick with the current period (Wasm::tickHandler); a period of 0 stops it.
+// OnTick resumes (or aborts) every delayed stream that is due, then arms the tick for
+// the next one.
 func (p *plugin) OnTick() {
-	p.due = p.queue.PopDue(pw.Now(), p.due[:0])
+	now := pw.Now()
+	p.nextTick = now.Add(p.period) // the host re-arms the timer with the same period
+	p.due = p.queue.PopDue(now, p.due[:0])
 	for i, d := range p.due {
 		p.due[i] = nil
 		s := p.delayed[d.ID]
@@ -174,10 +201,5 @@ func (p *plugin) OnTick() {
 			s.release()
 		}
 	}
-	if p.queue.Len() == 0 && p.tickOn {
-		if err := pw.SetTickPeriod(0); err != nil {
-			pw.LogErrorf("fault: stopping the tick: %v", err)
-		}
-		p.tickOn = false
-	}
+	p.arm(now)
 }

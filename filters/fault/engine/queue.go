@@ -17,7 +17,7 @@ func (d *Delayed) Queued() bool { return d.index >= 0 }
 
 // DelayQueue is a VM's delayed streams ordered by due time (a binary min-heap): adding
 // and removing a stream cost O(log n), finding the due ones O(k log n) for k due.
-// The glue checks it on every tick while it is not empty.
+// The glue arms the plugin's tick for the earliest due time (see TickFor).
 type DelayQueue struct{ h delayHeap }
 
 // NewDelayed returns an entry for stream id due at due, not yet queued.
@@ -40,6 +40,14 @@ func (q *DelayQueue) PopDue(now time.Time, dst []*Delayed) []*Delayed {
 		dst = append(dst, heap.Pop(&q.h).(*Delayed))
 	}
 	return dst
+}
+
+// Next returns the earliest due time (ok false when the queue is empty).
+func (q *DelayQueue) Next() (due time.Time, ok bool) {
+	if len(q.h) == 0 {
+		return time.Time{}, false
+	}
+	return q.h[0].Due, true
 }
 
 // Len is the number of queued streams.
@@ -71,4 +79,15 @@ func (h *delayHeap) Pop() any {
 	d.index = -1
 	*h = old[:n-1]
 	return d
+}
+
+// TickFor is the tick period that makes the next tick fire at or just after due:
+// the time from now to due rounded up to whole milliseconds (the unit of
+// proxy_set_tick_period_milliseconds), at least 1 ms.
+func TickFor(due, now time.Time) time.Duration {
+	d := due.Sub(now)
+	if d <= time.Millisecond {
+		return time.Millisecond
+	}
+	return (d + time.Millisecond - 1).Truncate(time.Millisecond)
 }
