@@ -31,11 +31,18 @@ type stream struct {
 
 // OnHttpRequestHeaders decides; a delayed request is paused until the tick resumes
 // it, an aborted one answered at once.
+//
+// The random draws come first: when no rule could fault with them (a rule at 1% skips
+// 99% of requests), the request is not even read.
 func (s *stream) OnHttpRequestHeaders(int, bool) pw.Action {
+	draws := engine.NewDraws(s.p.rng)
+	if !engine.MayFault(s.p.cfg, draws) {
+		return pw.Continue
+	}
 	if !s.readHeaders() {
 		return pw.Continue // fail open
 	}
-	v := engine.Decide(s.p.cfg, s, s.p.rng, s)
+	v := engine.Decide(s.p.cfg, s, draws, s)
 	s.rule = v.Rule
 	switch {
 	case v.Delay > 0:
@@ -85,7 +92,7 @@ func (s *stream) afterDelay() {
 		pw.ResumeHttpRequest()
 		return
 	}
-	if rep := engine.AfterDelay(s.rule, s, s.p.rng); rep != nil {
+	if rep := engine.AfterDelay(s.rule, s, s.p.rng.Uint64N(config.Million)); rep != nil {
 		s.abort(rep)
 		return
 	}

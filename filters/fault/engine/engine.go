@@ -43,6 +43,37 @@ type Rand interface{ Uint64N(n uint64) uint64 }
 // NewRand returns the engine's random generator (PCG) for a seed.
 func NewRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
 
+// Draws are a request's two random draws, each uniform in [0, 1 000 000): one for the
+// delay, one for the abort. A percentage with denominator d (100, 10 000 or
+// 1 000 000, all dividing 1 000 000) passes when draw % d < numerator, which is
+// uniform in [0, d): the same distribution as Envoy's featureEnabled, which draws
+// once per fault type of the rule that matched.
+//
+// Drawing before matching lets the glue skip reading the request when no rule could
+// fault whatever it matches (MayFault): the common "1% of traffic" case then costs no
+// header read. The draws do not depend on the request, so the outcome has the same
+// distribution as Envoy's match-then-draw.
+type Draws struct{ Delay, Abort uint64 }
+
+// NewDraws draws a request's Draws.
+func NewDraws(rng Rand) Draws {
+	return Draws{Delay: rng.Uint64N(config.Million), Abort: rng.Uint64N(config.Million)}
+}
+
+// MayFault reports whether some rule's configured percentages pass with d (headers
+// can only lower a percentage). False: no fault whatever the request.
+func MayFault(c *config.Config, d Draws) bool {
+	for _, r := range c.Rules {
+		if r.Delay != nil && Enabled(r.Delay.Percentage, d.Delay) {
+			return true
+		}
+		if r.Abort != nil && Enabled(r.Abort.Percentage, d.Abort) {
+			return true
+		}
+	}
+	return false
+}
+
 // Slots is the proxy-wide active-fault counter (Envoy's active_faults gauge checked
 // against max_active_faults). TryAcquire is Envoy's tryIncActiveFaults for one stream:
 // once the stream holds a slot it returns true without counting again; otherwise it
@@ -127,16 +158,13 @@ func MatchHeader(m *config.HeaderMatcher, req Request) bool {
 	return match != m.Invert
 }
 
-// Enabled is Envoy's featureEnabled for a FractionalPercent: a uniform draw in
-// [0, denominator) below the numerator.
-func Enabled(p config.Percent, rng Rand) bool {
-	if p.Numerator == 0 {
+// Enabled is Envoy's featureEnabled for a FractionalPercent, given a draw uniform in
+// [0, 1 000 000): draw % denominator below the numerator.
+func Enabled(p config.Percent, draw uint64) bool {
+	if p.Denominator == 0 {
 		return false
 	}
-	if p.Numerator >= p.Denominator {
-		return true
-	}
-	return rng.Uint64N(uint64(p.Denominator)) < uint64(p.Numerator)
+	return draw%uint64(p.Denominator) < uint64(p.Numerator)
 }
 
 // headerPercent is Envoy's HeaderPercentageProvider: a valid numerator in the header
@@ -154,10 +182,10 @@ func headerPercent(p config.Percent, req Request, name string) config.Percent {
 // maxDelayMillis keeps header delays representable as a time.Duration.
 const maxDelayMillis = uint64(1<<63-1) / uint64(time.Millisecond)
 
-// DelayFor is Envoy's delayDuration: whether r delays req (percentage drawn once) and
-// for how long. A header-controlled delay comes from x-envoy-fault-delay-request in
+// DelayFor is Envoy's delayDuration: whether r delays req (with the draw) and for how
+// long. A header-controlled delay comes from x-envoy-fault-delay-request in
 // milliseconds (missing, invalid or 0: no delay), capped at the rule's max_delay.
-func DelayFor(r *config.Rule, req Request, rng Rand) (time.Duration, bool) {
+func DelayFor(r *config.Rule, req Request, draw uint64) (time.Duration, bool) {
 	d := r.Delay
 	if d == nil {
 		return 0, false
@@ -166,7 +194,7 @@ func DelayFor(r *config.Rule, req Request, rng Rand) (time.Duration, bool) {
 	if d.FromHeader {
 		pct = headerPercent(pct, req, config.HeaderDelayRequestPercentage)
 	}
-	if !Enabled(pct, rng) {
+	if !Enabled(pct, draw) {
 		return 0, false
 	}
 	if !d.FromHeader {
@@ -187,11 +215,11 @@ func DelayFor(r *config.Rule, req Request, rng Rand) (time.Duration, bool) {
 	return dur, true
 }
 
-// AbortFor is Envoy's abortStatus: whether r aborts req (percentage drawn once) and
-// with what reply. A header-controlled abort takes x-envoy-fault-abort-request (HTTP
+// AbortFor is Envoy's abortStatus: whether r aborts req (with the draw) and with what
+// reply. A header-controlled abort takes x-envoy-fault-abort-request (HTTP
 // status, 200–599) first, else x-envoy-fault-abort-grpc-request (gRPC status 0–16,
 // HTTP 200); neither valid: no abort.
-func AbortFor(r *config.Rule, req Request, rng Rand) (*Reply, bool) {
+func AbortFor(r *config.Rule, req Request, draw uint64) (*Reply, bool) {
 	a := r.Abort
 	if a == nil {
 		return nil, false
@@ -200,7 +228,7 @@ func AbortFor(r *config.Rule, req Request, rng Rand) (*Reply, bool) {
 	if a.FromHeader {
 		pct = headerPercent(pct, req, config.HeaderAbortRequestPercentage)
 	}
-	if !Enabled(pct, rng) {
+	if !Enabled(pct, draw) {
 		return nil, false
 	}
 	status, grpc := a.HTTPStatus, uint32(abi.GrpcStatusNone)
@@ -267,29 +295,29 @@ type Verdict struct {
 }
 
 // Decide is Envoy's FaultFilter::decodeHeaders for req: match a rule, then
-// maybeSetupDelay (delay drawn and a slot taken), else maybeDoAbort (abort drawn and a
-// slot taken). A fault whose slot is refused is skipped (an overflow).
-func Decide(c *config.Config, req Request, rng Rand, slots Slots) Verdict {
+// maybeSetupDelay (delay enabled and a slot taken), else maybeDoAbort (abort enabled
+// and a slot taken). A fault whose slot is refused is skipped (an overflow).
+func Decide(c *config.Config, req Request, d Draws, slots Slots) Verdict {
 	r := Match(c, req)
 	if r == nil {
 		return Verdict{}
 	}
 	v := Verdict{Rule: r}
-	if d, ok := DelayFor(r, req, rng); ok && slots.TryAcquire(r.MaxActive) {
-		v.Delay = d
+	if dur, ok := DelayFor(r, req, d.Delay); ok && slots.TryAcquire(r.MaxActive) {
+		v.Delay = dur
 		return v
 	}
-	if rep, ok := AbortFor(r, req, rng); ok && slots.TryAcquire(r.MaxActive) {
+	if rep, ok := AbortFor(r, req, d.Abort); ok && slots.TryAcquire(r.MaxActive) {
 		v.Abort = rep
 	}
 	return v
 }
 
-// AfterDelay is Envoy's postDelayInjection: a fresh abort draw once the delay has
-// elapsed. The stream already holds its slot. nil: continue the request (and release
-// the slot).
-func AfterDelay(r *config.Rule, req Request, rng Rand) *Reply {
-	rep, _ := AbortFor(r, req, rng)
+// AfterDelay is Envoy's postDelayInjection: the abort decided again, with a fresh
+// draw (uniform in [0, 1 000 000)), once the delay has elapsed. The stream already
+// holds its slot. nil: continue the request (and release the slot).
+func AfterDelay(r *config.Rule, req Request, draw uint64) *Reply {
+	rep, _ := AbortFor(r, req, draw)
 	return rep
 }
 

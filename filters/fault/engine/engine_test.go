@@ -141,7 +141,7 @@ func TestDecide(t *testing.T) {
 		{"header delay 0%", hdrs(":path", "/hdr", "x-envoy-fault-delay-request", "5000", "x-envoy-fault-delay-request-percentage", "0"), "hdr", 0, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v := engine.Decide(c, tc.r, rng, &slots{})
+			v := engine.Decide(c, tc.r, engine.NewDraws(rng), &slots{})
 			require.NotNil(t, v.Rule)
 			assert.Equal(t, tc.rule, v.Rule.Name)
 			if tc.delay >= 0 {
@@ -168,18 +168,18 @@ func TestDecideSlotsAndAfterDelay(t *testing.T) {
 	  "abort": {"http_status": 503, "percentage": {"numerator": 100}}}]}`)
 	rng := engine.NewRand(1)
 	first := &slots{}
-	v := engine.Decide(c, hdrs(), rng, first)
+	v := engine.Decide(c, hdrs(), engine.NewDraws(rng), first)
 	assert.Equal(t, time.Second, v.Delay)
 	assert.Nil(t, v.Abort)
 	assert.Equal(t, 1, first.active)
 
 	full := &slots{active: 1}
-	v = engine.Decide(c, hdrs(), rng, full)
+	v = engine.Decide(c, hdrs(), engine.NewDraws(rng), full)
 	assert.Zero(t, v.Delay)
 	assert.Nil(t, v.Abort)
 	assert.Equal(t, 2, full.overflow, "delay and abort each overflow")
 
-	rep := engine.AfterDelay(c.Rules[0], hdrs(), rng)
+	rep := engine.AfterDelay(c.Rules[0], hdrs(), rng.Uint64N(config.Million))
 	require.NotNil(t, rep)
 	assert.EqualValues(t, 503, rep.Status)
 }
@@ -197,7 +197,7 @@ func TestAbortReplies(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := mustParse(t, `{"faults": [{"abort": {`+tc.abort+`, "percentage": {"numerator": 100}}}]}`)
-			rep, ok := engine.AbortFor(c.Rules[0], tc.r, engine.NewRand(1))
+			rep, ok := engine.AbortFor(c.Rules[0], tc.r, 0)
 			require.True(t, ok)
 			assert.Equal(t, tc.body, string(rep.Body))
 			ct := ""
@@ -211,15 +211,15 @@ func TestAbortReplies(t *testing.T) {
 	}
 }
 
-// Enabled draws uniformly: over many draws the share is within 5 standard deviations
-// of the binomial mean.
+// Enabled over uniform draws in [0, 1e6): the share is within 5 standard deviations of
+// the binomial mean for every denominator.
 func TestEnabledIsBinomial(t *testing.T) {
 	const n = 200_000
 	rng := engine.NewRand(42)
 	for _, p := range []config.Percent{{Numerator: 1, Denominator: 100}, {Numerator: 50, Denominator: 100}, {Numerator: 99, Denominator: 100}, {Numerator: 1, Denominator: 10_000}, {Numerator: 7777, Denominator: 10_000}, {Numerator: 1, Denominator: 1_000_000}, {Numerator: 500_000, Denominator: 1_000_000}} {
 		k := 0
 		for range n {
-			if engine.Enabled(p, rng) {
+			if engine.Enabled(p, rng.Uint64N(config.Million)) {
 				k++
 			}
 		}
@@ -227,8 +227,8 @@ func TestEnabledIsBinomial(t *testing.T) {
 		sigma := math.Sqrt(n * pr * (1 - pr))
 		assert.InDelta(t, n*pr, float64(k), 5*sigma+1e-9, "%v: %d of %d", p, k, n)
 	}
-	assert.False(t, engine.Enabled(config.Percent{Numerator: 0, Denominator: 100}, rng))
-	assert.True(t, engine.Enabled(config.Percent{Numerator: 100, Denominator: 100}, rng))
+	assert.False(t, engine.Enabled(config.Percent{Numerator: 0, Denominator: 100}, 0))
+	assert.True(t, engine.Enabled(config.Percent{Numerator: 100, Denominator: 100}, 999_999))
 }
 
 func TestParseUint(t *testing.T) {
@@ -281,9 +281,9 @@ func FuzzHeaderControlled(f *testing.F) {
 		r := hdrs("x-envoy-fault-delay-request", delay, "x-envoy-fault-delay-request-percentage", delayPct,
 			"x-envoy-fault-abort-request", abort, "x-envoy-fault-abort-grpc-request", grpc,
 			"x-envoy-fault-abort-request-percentage", abortPct)
-		// A draw that always returns 39 (below 40, so the delay's percentage passes
-		// unless the header lowers it) shows the bound.
-		d, ok := engine.DelayFor(c.Rules[0], r, fixedDraw(39))
+		// A draw of 39 (below 40, so the delay's percentage passes unless the header
+		// lowers it) shows the bound.
+		d, ok := engine.DelayFor(c.Rules[0], r, 39)
 		if ok {
 			if d <= 0 || d > 10*time.Second {
 				t.Fatalf("delay %v outside (0, 10s]", d)
@@ -292,10 +292,10 @@ func FuzzHeaderControlled(f *testing.F) {
 				t.Fatalf("delay percentage header %q did not lower the percentage", delayPct)
 			}
 		}
-		if _, ok := engine.DelayFor(c.Rules[0], r, fixedDraw(40)); ok {
+		if _, ok := engine.DelayFor(c.Rules[0], r, 40); ok {
 			t.Fatal("a header raised the delay percentage above the configured 40")
 		}
-		rep, ok := engine.AbortFor(c.Rules[0], r, fixedDraw(0))
+		rep, ok := engine.AbortFor(c.Rules[0], r, 0)
 		if ok {
 			if rep.Status < 200 || rep.Status > 599 {
 				t.Fatalf("abort status %d", rep.Status)
@@ -304,12 +304,19 @@ func FuzzHeaderControlled(f *testing.F) {
 				t.Fatalf("grpc status %d", rep.GRPCStatus)
 			}
 		}
-		if _, ok := engine.AbortFor(c.Rules[0], r, fixedDraw(30)); ok {
+		if _, ok := engine.AbortFor(c.Rules[0], r, 30); ok {
 			t.Fatal("a header raised the abort percentage above the configured 30")
 		}
 	})
 }
 
-type fixedDraw uint64
-
-func (d fixedDraw) Uint64N(n uint64) uint64 { return uint64(d) % n }
+// MayFault is false only when no rule's configured percentages pass with the draws.
+func TestMayFault(t *testing.T) {
+	c := mustParse(t, `{"faults": [
+	  {"headers": [{"name": "a", "present_match": true}], "delay": {"fixed_delay": "1s", "percentage": {"numerator": 10}}},
+	  {"abort": {"http_status": 503, "percentage": {"numerator": 1, "denominator": "TEN_THOUSAND"}}}]}`)
+	assert.True(t, engine.MayFault(c, engine.Draws{Delay: 9, Abort: 5000}))
+	assert.True(t, engine.MayFault(c, engine.Draws{Delay: 50, Abort: 10_000}))
+	assert.False(t, engine.MayFault(c, engine.Draws{Delay: 10, Abort: 1}))
+	assert.False(t, engine.MayFault(c, engine.Draws{Delay: 999_999, Abort: 999_999}))
+}
