@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"strconv"
@@ -386,35 +387,48 @@ func TestResetDuringDelay(t *testing.T) {
 }
 
 // The request body and trailers are held during the delay: nothing reaches the
-// upstream before the delay ends, then all of it does.
+// upstream before the delay ends, then all of it does. In Envoy's default mode a Pause
+// from request headers is StopAllIterationAndWatermark (the host holds the body
+// without calling the filter); with allow_on_headers_stop_iteration it is
+// StopIteration and the body callbacks run, so the filter holds them itself (as
+// Envoy's fault filter does with StopIterationAndWatermark from decodeData).
 func TestBodyHeldDuringDelay(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		trailers [][2]string
-	}{{"body", nil}, {"body and trailers", [][2]string{{"x-t", "1"}}}} {
-		t.Run(tc.name, func(t *testing.T) {
-			clock := testenv.NewFakeClock(t0)
-			h := start(t, testenv.Options{Clock: clock}, `{"faults": [{
-			  "delay": {"fixed_delay": "250ms", "percentage": {"numerator": 100}}}]}`)
-			s := h.Start(testenv.Request{Method: "POST", Path: "/upload", Body: []byte("hello body"), Trailers: tc.trailers})
-			clock.Advance(240 * time.Millisecond)
-			require.False(t, s.Done(), "the request went on during the delay")
-			clock.Advance(10 * time.Millisecond)
-			resp := wait(t, s)
-			require.NotNil(t, resp.Upstream)
-			assert.Equal(t, "hello body", string(resp.Upstream.Body))
-			if tc.trailers != nil {
-				tv, _ := resp.Upstream.Trailers.Get("x-t")
-				assert.Equal(t, "1", tv)
-			}
-		})
+	for _, mode := range []bool{false, true} {
+		for _, tc := range []struct {
+			name     string
+			trailers [][2]string
+		}{{"body", nil}, {"body and trailers", [][2]string{{"x-t", "1"}}}} {
+			t.Run(fmt.Sprintf("%s/allow_on_headers_stop_iteration=%v", tc.name, mode), func(t *testing.T) {
+				clock := testenv.NewFakeClock(t0)
+				h := start(t, testenv.Options{Clock: clock, AllowOnHeadersStopIteration: mode}, `{"faults": [{
+				  "delay": {"fixed_delay": "250ms", "percentage": {"numerator": 100}}}]}`)
+				s := h.Start(testenv.Request{Method: "POST", Path: "/upload", Body: []byte("hello body"), Trailers: tc.trailers})
+				clock.Advance(240 * time.Millisecond)
+				require.False(t, s.Done(), "the request went on during the delay")
+				clock.Advance(10 * time.Millisecond)
+				resp := wait(t, s)
+				require.NotNil(t, resp.Upstream)
+				assert.Equal(t, "hello body", string(resp.Upstream.Body))
+				if tc.trailers != nil {
+					tv, _ := resp.Upstream.Trailers.Get("x-t")
+					assert.Equal(t, "1", tv)
+				}
+			})
+		}
 	}
 }
 
 // Targeting: headers (all must match, repeated values joined by ","), downstream
-// nodes, upstream cluster and route name; the first matching rule applies.
+// nodes, upstream cluster and route name (testenv's router stage sets xds.cluster_name
+// and xds.route_name from the route, as Envoy does before the filter chain runs); the
+// first matching rule applies.
 func TestTargeting(t *testing.T) {
-	h := start(t, testenv.Options{}, `{"faults": [
+	routes := []testenv.Route{
+		{Name: "r1", Cluster: "reviews", Match: testenv.RouteMatch{Prefix: "/reviews/v1"}},
+		{Name: "r2", Cluster: "reviews", Match: testenv.RouteMatch{Prefix: "/reviews"}},
+		{Name: "default", Cluster: "web", Match: testenv.RouteMatch{Prefix: "/"}},
+	}
+	h := start(t, testenv.Options{Routes: routes}, `{"faults": [
 	  {"name": "cluster", "upstream_cluster": "reviews", "route_name": "r1", "abort": {"http_status": 501, "percentage": {"numerator": 100}}},
 	  {"name": "node", "downstream_nodes": ["productpage"], "abort": {"http_status": 502, "percentage": {"numerator": 100}}},
 	  {"name": "joined", "headers": [{"name": "x-g", "exact_match": "a,b"}], "abort": {"http_status": 503, "percentage": {"numerator": 100}}},
@@ -423,16 +437,13 @@ func TestTargeting(t *testing.T) {
 	  {"name": "absent", "headers": [{"name": "x-canary", "present_match": false}, {"name": ":path", "prefix_match": "/absent"}],
 	   "abort": {"http_status": 505, "percentage": {"numerator": 100}}}
 	]}`)
-	props := func(cluster, route string) map[string][]byte {
-		return map[string][]byte{"xds.cluster_name": []byte(cluster), "xds.route_name": []byte(route)}
-	}
 	for _, tc := range []struct {
 		name string
 		req  testenv.Request
 		want int
 	}{
-		{"cluster and route", testenv.Request{Path: "/", Properties: props("reviews", "r1")}, 501},
-		{"cluster, other route", testenv.Request{Path: "/", Properties: props("reviews", "r2")}, 200},
+		{"cluster and route", testenv.Request{Path: "/reviews/v1/3"}, 501},
+		{"cluster, other route", testenv.Request{Path: "/reviews/3"}, 200},
 		{"node", testenv.Request{Path: "/", Headers: [][2]string{{"x-envoy-downstream-service-node", "productpage"}}}, 502},
 		{"other node", testenv.Request{Path: "/", Headers: [][2]string{{"x-envoy-downstream-service-node", "ratings"}}}, 200},
 		{"joined values", testenv.Request{Path: "/", Headers: [][2]string{{"x-g", "a"}, {"x-g", "b"}}}, 503},
