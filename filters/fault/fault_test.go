@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshplug/meshplug/filters/abi"
 	"github.com/meshplug/meshplug/filters/fault/engine"
 	"github.com/meshplug/meshplug/testenv"
 )
@@ -38,13 +39,22 @@ func metric(h *testenv.Host, name string) int64 {
 	return v
 }
 
-// counter returns the shared active-fault count.
+// counter returns the shared active-fault count: the sum of the leases' slots
+// ("v1 <vm>:<held>:<expires> ...").
 func counter(t testing.TB, h *testenv.Host) int {
 	t.Helper()
 	v, _, ok := h.SharedData("fault", CounterKeyPrefix+"fault")
 	require.True(t, ok, "shared counter missing")
-	n, err := strconv.Atoi(strings.Fields(string(v))[0])
-	require.NoError(t, err)
+	f := strings.Fields(string(v))
+	require.Equal(t, "v1", f[0], "counter %q", v)
+	n := 0
+	for _, l := range f[1:] {
+		parts := strings.Split(l, ":")
+		require.Len(t, parts, 3, "lease %q", l)
+		held, err := strconv.Atoi(parts[1])
+		require.NoError(t, err)
+		n += held
+	}
 	return n
 }
 
@@ -497,4 +507,36 @@ func TestReadmeExamples(t *testing.T) {
 		assert.NoError(t, err, "README example %d:\n%s", i, cfg)
 	}
 	assert.Contains(t, string(readme), bookinfo, "the README's bookinfo example is the one tested here")
+}
+
+// A VM that died holding slots leaks them only until its lease expires (60 s); a live
+// VM renews its lease from its tick while its streams are delayed.
+func TestMaxActiveFaultsLeases(t *testing.T) {
+	clock := testenv.NewFakeClock(t0)
+	h := start(t, testenv.Options{Clock: clock, Workers: 2}, `{"max_active_faults": 2, "faults": [{
+	  "delay": {"fixed_delay": "300s", "percentage": {"numerator": 100}}}]}`)
+	key := CounterKeyPrefix + "fault"
+	// A dead VM's lease holding one slot, expiring in 60 s.
+	dead := fmt.Sprintf("v1 dead:1:%d", t0.Add(60*time.Second).UnixMilli())
+	require.Equal(t, abi.StatusOK, h.SetSharedData("fault", key, []byte(dead), 0))
+
+	long := h.Start(testenv.Request{Path: "/", Worker: 0})
+	require.False(t, long.Done(), "one slot was free")
+	over := h.MustDo(t, testenv.Request{Path: "/", Worker: 1})
+	assert.NotNil(t, over.Upstream, "cap of 2 reached: not delayed")
+	assert.EqualValues(t, 1, metric(h, MetricFaultsOverflow))
+
+	// Past the dead lease's expiry, and past the live one's first 60 s: the live VM
+	// renewed its lease, the dead one is dropped.
+	clock.Advance(200 * time.Second)
+	require.False(t, long.Done())
+	s := h.Start(testenv.Request{Path: "/", Worker: 1})
+	assert.False(t, s.Done(), "the dead VM's slot came back")
+	assert.Equal(t, 2, counter(t, h))
+	over = h.MustDo(t, testenv.Request{Path: "/", Worker: 1})
+	assert.NotNil(t, over.Upstream, "the live VM's renewed lease still counts")
+	clock.Advance(400 * time.Second)
+	assert.True(t, long.Done())
+	assert.True(t, s.Done())
+	assert.Equal(t, 0, counter(t, h))
 }

@@ -38,7 +38,11 @@ type plugin struct {
 	// period is the tick period in force (0: off); the next tick fires at nextTick.
 	period   time.Duration
 	nextTick time.Time
-	free     []*stream
+	// held is the number of slots this VM's streams hold; renewed is when its lease
+	// in the shared counter was last extended.
+	held    int
+	renewed time.Time
+	free    []*stream
 }
 
 type metrics struct {
@@ -61,7 +65,7 @@ func (p *plugin) OnPluginStart(int) bool {
 		pw.LogCriticalf("fault: defining metrics: %v", err)
 		return false
 	}
-	seed, gen := cfg.Seed, uint64(0)
+	seed := cfg.Seed
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil { // WASI random_get
 		pw.LogCriticalf("fault: reading random bytes: %v", err)
@@ -70,7 +74,7 @@ func (p *plugin) OnPluginStart(int) bool {
 	if !cfg.HasSeed {
 		seed = binary.LittleEndian.Uint64(b[:8])
 	}
-	gen = binary.LittleEndian.Uint64(b[8:])
+	stamp := binary.LittleEndian.Uint64(b[8:]) | 1 // this VM's lease id, never 0
 	p.cfg, p.rng, p.delayed = cfg, engine.NewRand(seed), map[uint32]*stream{}
 	if cfg.Capped {
 		name, err := pw.GetPropertyString("plugin_name")
@@ -78,7 +82,7 @@ func (p *plugin) OnPluginStart(int) bool {
 			pw.LogCriticalf("fault: reading plugin_name: %v", err)
 			return false
 		}
-		p.counter = engine.Counter{Store: sharedStore{}, Key: CounterKeyPrefix + name, Gen: gen}
+		p.counter = engine.Counter{Store: sharedStore{}, Key: CounterKeyPrefix + name, VM: stamp, TTL: engine.DefaultLeaseTTL}
 		if err := p.counter.Init(); err != nil {
 			pw.LogCriticalf("fault: creating the shared counter %q: %v", p.counter.Key, err)
 			return false
@@ -159,6 +163,11 @@ func (p *plugin) arm(now time.Time) {
 	var period time.Duration
 	if ok {
 		period = engine.TickFor(due, now)
+		// Delayed streams hold their slots for long: tick often enough to renew the
+		// VM's lease in the shared counter.
+		if p.cfg.Capped && period > renewEvery {
+			period = renewEvery
+		}
 	}
 	if period == p.period && (period == 0 || p.nextTick.Equal(now.Add(period))) {
 		return // armed as wanted (always so right after a tick with the same period)
@@ -201,5 +210,15 @@ func (p *plugin) OnTick() {
 			s.release()
 		}
 	}
+	if p.cfg.Capped && p.held > 0 && now.Sub(p.renewed) >= renewEvery/2 {
+		if err := p.counter.Renew(now); err != nil {
+			pw.LogWarnf("fault: renewing the active-fault lease: %v", err)
+		}
+		p.renewed = now
+	}
 	p.arm(now)
 }
+
+// renewEvery is the longest time between two renewals of a VM's lease while its
+// streams are delayed (a third of its lifetime).
+const renewEvery = engine.DefaultLeaseTTL / 3

@@ -24,9 +24,8 @@ type stream struct {
 
 	rule *config.Rule
 	wait *engine.Delayed // non-nil while delayed
-	// holds: the stream counts as an active fault (gen: the counter generation).
+	// holds: the stream counts as an active fault.
 	holds bool
-	gen   uint64
 }
 
 // OnHttpRequestHeaders decides; a delayed request is paused until the tick resumes
@@ -127,7 +126,8 @@ func (s *stream) TryAcquire(max uint64) bool {
 		return true
 	}
 	if s.p.cfg.Capped {
-		gen, ok, err := s.p.counter.Acquire(max)
+		now := pw.Now()
+		ok, err := s.p.counter.Acquire(max, now)
 		if err != nil {
 			pw.LogWarnf("fault: active-fault counter: %v (fault skipped)", err)
 			return false
@@ -136,9 +136,10 @@ func (s *stream) TryAcquire(max uint64) bool {
 			s.p.m.overflow.Increment(1)
 			return false
 		}
-		s.gen = gen
+		s.p.renewed = now // Acquire extended the lease
 	}
 	s.holds = true
+	s.p.held++
 	s.p.m.active.Add(1)
 	return true
 }
@@ -149,9 +150,10 @@ func (s *stream) release() {
 		return
 	}
 	s.holds = false
+	s.p.held--
 	s.p.m.active.Add(-1)
 	if s.p.cfg.Capped {
-		if err := s.p.counter.Release(s.gen); err != nil {
+		if err := s.p.counter.Release(pw.Now()); err != nil {
 			pw.LogWarnf("fault: active-fault counter: %v (slot leaked)", err)
 		}
 	}

@@ -53,32 +53,71 @@ func (s *store) Set(key string, v []byte, cas uint32) (bool, error) {
 	return false, nil
 }
 
+var now0 = time.Unix(1_800_000_000, 0)
+
+func newCounter(st *store, vm uint64) *engine.Counter {
+	return &engine.Counter{Store: st, Key: "k", VM: vm, TTL: time.Minute}
+}
+
+func load(t *testing.T, st *store, at time.Time) uint64 {
+	t.Helper()
+	n, err := newCounter(st, 0).Load(at)
+	require.NoError(t, err)
+	return n
+}
+
 func TestCounterAcquireRelease(t *testing.T) {
 	st := newStore()
-	c := &engine.Counter{Store: st, Key: "k", Gen: 0xabc}
-	require.NoError(t, c.Init())
-	require.NoError(t, c.Init(), "Init is idempotent")
-	var gens []uint64
-	for range 3 {
-		g, ok, err := c.Acquire(3)
+	a, b := newCounter(st, 0xa), newCounter(st, 0xb)
+	require.NoError(t, a.Init())
+	require.NoError(t, b.Init(), "Init is idempotent")
+	for _, c := range []*engine.Counter{a, a, b} {
+		ok, err := c.Acquire(3, now0)
 		require.NoError(t, err)
 		require.True(t, ok)
-		gens = append(gens, g)
 	}
-	_, ok, err := c.Acquire(3)
+	ok, err := b.Acquire(3, now0)
 	require.NoError(t, err)
 	assert.False(t, ok, "cap reached")
-	n, g, ok, err := c.Load()
+	assert.EqualValues(t, 3, load(t, st, now0))
+	require.NoError(t, a.Release(now0))
+	require.NoError(t, a.Release(now0))
+	require.NoError(t, a.Release(now0), "an extra release never takes another VM's slot")
+	assert.EqualValues(t, 1, load(t, st, now0))
+	require.NoError(t, b.Release(now0))
+	assert.EqualValues(t, 0, load(t, st, now0))
+	v, _, _, _ := st.Get("k")
+	assert.Equal(t, "v1", string(v), "empty leases are removed")
+}
+
+// A dead VM's lease stops counting when it expires; a renewed lease keeps counting.
+func TestCounterLeases(t *testing.T) {
+	st := newStore()
+	dead, live, other := newCounter(st, 1), newCounter(st, 2), newCounter(st, 3)
+	for _, c := range []*engine.Counter{dead, live} {
+		ok, err := c.Acquire(2, now0)
+		require.NoError(t, err)
+		require.True(t, ok)
+	}
+	ok, _ := other.Acquire(2, now0.Add(59*time.Second))
+	assert.False(t, ok, "both leases still valid")
+	require.NoError(t, live.Renew(now0.Add(50*time.Second)))
+	at := now0.Add(61 * time.Second)
+	assert.EqualValues(t, 1, load(t, st, at), "the dead lease expired, the renewed one did not")
+	ok, err := other.Acquire(2, at)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	v, _, _, _ := st.Get("k")
+	assert.NotContains(t, string(v), " 1:", "the expired lease was dropped: %s", v)
+	// A VM's own expired lease still counts for itself (it is alive, it just missed
+	// a renewal), and its release works.
+	later := now0.Add(10 * time.Minute)
+	ok, err = live.Acquire(10, later)
 	require.NoError(t, err)
 	require.True(t, ok)
-	assert.EqualValues(t, 3, n)
-	assert.EqualValues(t, 0xabc, g)
-	for _, g := range gens {
-		require.NoError(t, c.Release(g))
-	}
-	require.NoError(t, c.Release(gens[0]), "an extra release never goes below 0")
-	n, _, _, _ = c.Load()
-	assert.EqualValues(t, 0, n)
+	require.NoError(t, live.Release(later))
+	require.NoError(t, live.Release(later))
+	assert.EqualValues(t, 0, load(t, st, later))
 }
 
 // Several VMs (goroutines here) take and give back slots concurrently: the cap is
@@ -90,13 +129,13 @@ func TestCounterExactUnderContention(t *testing.T) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i := range vms {
-		c := &engine.Counter{Store: st, Key: "k", Gen: uint64(i + 1)}
+		c := newCounter(st, uint64(i+1))
 		require.NoError(t, c.Init())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for range rounds {
-				g, ok, err := c.Acquire(capN)
+				ok, err := c.Acquire(capN, now0)
 				if err != nil || !ok {
 					continue
 				}
@@ -108,7 +147,7 @@ func TestCounterExactUnderContention(t *testing.T) {
 				mu.Lock()
 				inUse--
 				mu.Unlock()
-				if err := c.Release(g); err != nil {
+				if err := c.Release(now0); err != nil {
 					t.Error(err)
 				}
 			}
@@ -117,54 +156,46 @@ func TestCounterExactUnderContention(t *testing.T) {
 	wg.Wait()
 	assert.LessOrEqual(t, peak, capN)
 	assert.Greater(t, peak, 1, "no overlap: the test shows nothing")
-	n, _, _, _ := (&engine.Counter{Store: st, Key: "k"}).Load()
-	assert.EqualValues(t, 0, n)
+	assert.EqualValues(t, 0, load(t, st, now0))
 }
 
 // The creation race cpp-host allows: VM B finds the key absent, VM A creates it and
-// takes a slot, then B's blind create wipes it. A's later release (old generation)
-// must not decrement B's generation: the count may forget A's slot, but never goes
-// below the real number of active faults.
+// takes a slot, then B's blind create wipes A's lease. A's later release finds no
+// lease and takes nothing: the count may forget A's slot, but never goes below the
+// real number of active faults.
 func TestCounterCreationRaceNeverUndercounts(t *testing.T) {
 	st := newStore()
-	a := &engine.Counter{Store: st, Key: "k", Gen: 0xa}
-	b := &engine.Counter{Store: st, Key: "k", Gen: 0xb}
-	var ga uint64
+	a, b := newCounter(st, 0xa), newCounter(st, 0xb)
 	st.hook = func(op string) {
 		if op != "set" {
 			return
 		}
 		st.hook = nil // B is about to create the key blindly: let A go first
 		require.NoError(t, a.Init())
-		var ok bool
-		var err error
-		ga, ok, err = a.Acquire(10)
+		ok, err := a.Acquire(10, now0)
 		require.NoError(t, err)
 		require.True(t, ok)
 	}
 	require.NoError(t, b.Init()) // B saw the key absent, then wrote it
-	gb, ok, err := b.Acquire(10)
+	ok, err := b.Acquire(10, now0)
 	require.NoError(t, err)
 	require.True(t, ok)
-	n, g, _, _ := b.Load()
-	assert.EqualValues(t, 1, n, "A's slot was forgotten by B's create")
-	assert.EqualValues(t, 0xb, g)
-	require.NoError(t, a.Release(ga))
-	n, _, _, _ = b.Load()
-	assert.EqualValues(t, 1, n, "A's stale release must not take B's slot")
-	require.NoError(t, b.Release(gb))
-	n, _, _, _ = b.Load()
-	assert.EqualValues(t, 0, n)
+	assert.EqualValues(t, 1, load(t, st, now0), "A's slot was forgotten by B's create")
+	require.NoError(t, a.Release(now0))
+	assert.EqualValues(t, 1, load(t, st, now0), "A's release must not take B's slot")
+	require.NoError(t, b.Release(now0))
+	assert.EqualValues(t, 0, load(t, st, now0))
 }
 
-func TestCounterRecreatesAGarbledEntry(t *testing.T) {
+func TestCounterReplacesAGarbledEntry(t *testing.T) {
 	st := newStore()
 	_, _ = st.Set("k", []byte("garbage"), 0)
-	c := &engine.Counter{Store: st, Key: "k", Gen: 7}
-	g, ok, err := c.Acquire(1)
+	c := newCounter(st, 7)
+	require.NoError(t, c.Release(now0), "nothing to release in garbage")
+	ok, err := c.Acquire(1, now0)
 	require.NoError(t, err)
 	require.True(t, ok)
-	assert.EqualValues(t, 7, g)
+	assert.EqualValues(t, 1, load(t, st, now0))
 }
 
 func TestDelayQueue(t *testing.T) {
