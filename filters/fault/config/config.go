@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -124,10 +125,17 @@ const DefaultAbortBody = `{"error":"fault_filter_abort","message":"fault filter 
 func Parse(data []byte) (*Config, error) {
 	var s Spec
 	if err := configjson.Unmarshal(data, &s); err != nil {
+		var fe *configjson.FieldError
+		if errors.As(err, &fe) && fe.Msg == "unknown field" && strings.HasSuffix(fe.Path, ".response_rate_limit") {
+			return nil, configjson.Errorf(fe.Path, "%s", ErrResponseRateLimit)
+		}
 		return nil, err
 	}
 	return Compile(&s)
 }
+
+// ErrResponseRateLimit explains why Envoy's response_rate_limit is refused.
+const ErrResponseRateLimit = "not supported: proxy-wasm cannot release part of a held response body, so a bandwidth limit cannot be kept faithfully (see the fault README)"
 
 // Compile validates s and builds the runtime Config. Every problem is reported with
 // its field path.
@@ -135,8 +143,12 @@ func Compile(s *Spec) (*Config, error) {
 	var errs configjson.Errors
 	c := &Config{}
 	if s.RandomSeed != nil {
-		c.Seed, c.HasSeed = *s.RandomSeed, true
+		if *s.RandomSeed < 0 {
+			errs.Add("random_seed", "must be >= 0, got %d", *s.RandomSeed)
+		}
+		c.Seed, c.HasSeed = uint64(*s.RandomSeed), true
 	}
+	top := checkCap(s.MaxActiveFaults, "max_active_faults", &errs)
 	if len(s.Faults) == 0 {
 		errs.Add("faults", "at least one fault rule is required")
 	}
@@ -153,9 +165,6 @@ func Compile(s *Spec) (*Config, error) {
 		r := &Rule{Index: i, Name: f.Name, UpstreamCluster: f.UpstreamCluster, RouteName: f.RouteName, MaxActive: NoLimit}
 		if r.Name == "" {
 			r.Name = p
-		}
-		if f.ResponseRateLimit != nil {
-			errs.Add(configjson.Field(p, "response_rate_limit"), "not supported: proxy-wasm cannot release part of a held response body, so a bandwidth limit cannot be kept faithfully (see the fault README)")
 		}
 		if f.Delay == nil && f.Abort == nil {
 			errs.Add(p, "needs delay or abort (or both)")
@@ -182,11 +191,10 @@ func Compile(s *Spec) (*Config, error) {
 			}
 			addName(HeaderDownstreamNode)
 		}
-		switch {
-		case f.MaxActiveFaults != nil:
-			r.MaxActive = uint64(*f.MaxActiveFaults)
-		case s.MaxActiveFaults != nil:
-			r.MaxActive = uint64(*s.MaxActiveFaults)
+		if own := checkCap(f.MaxActiveFaults, configjson.Field(p, "max_active_faults"), &errs); own != NoLimit {
+			r.MaxActive = own
+		} else {
+			r.MaxActive = top
 		}
 		if r.MaxActive != NoLimit {
 			c.Capped = true
@@ -208,6 +216,19 @@ func Compile(s *Spec) (*Config, error) {
 	return c, nil
 }
 
+// checkCap validates an optional max_active_faults (0..2^32-1, like Envoy's
+// UInt32Value); NoLimit when absent.
+func checkCap(v *int64, path string, errs *configjson.Errors) uint64 {
+	if v == nil {
+		return NoLimit
+	}
+	if *v < 0 || *v > 1<<32-1 {
+		errs.Add(path, "must be 0–4294967295, got %d", *v)
+		return NoLimit
+	}
+	return uint64(*v)
+}
+
 func compilePercent(p *FractionalPercentSpec, path string, errs *configjson.Errors) Percent {
 	if p == nil {
 		errs.Add(path, `required (e.g. {"numerator": 100} for 100%%; Envoy reads an absent percentage as 0%%)`)
@@ -225,10 +246,11 @@ func compilePercent(p *FractionalPercentSpec, path string, errs *configjson.Erro
 		errs.Add(configjson.Field(path, "denominator"), "must be HUNDRED, TEN_THOUSAND or MILLION, got %q", p.Denominator)
 		return Percent{}
 	}
-	if p.Numerator > d {
-		errs.Add(configjson.Field(path, "numerator"), "must be <= the denominator %d, got %d", d, p.Numerator)
+	if p.Numerator < 0 || p.Numerator > int64(d) {
+		errs.Add(configjson.Field(path, "numerator"), "must be 0–%d (the denominator), got %d", d, p.Numerator)
+		return Percent{Denominator: d}
 	}
-	return Percent{Numerator: p.Numerator, Denominator: d}
+	return Percent{Numerator: uint32(p.Numerator), Denominator: d}
 }
 
 func compileDelay(d *DelaySpec, path string, errs *configjson.Errors) *Delay {
@@ -260,16 +282,18 @@ func compileAbort(a *AbortSpec, path string, errs *configjson.Errors) *Abort {
 	n := 0
 	if a.HTTPStatus != nil {
 		n++
-		out.HTTPStatus = *a.HTTPStatus
-		if out.HTTPStatus < 200 || out.HTTPStatus > 599 {
-			errs.Add(configjson.Field(path, "http_status"), "must be 200–599, got %d", out.HTTPStatus)
+		if v := *a.HTTPStatus; v < 200 || v > 599 {
+			errs.Add(configjson.Field(path, "http_status"), "must be 200–599, got %d", v)
+		} else {
+			out.HTTPStatus = uint32(v)
 		}
 	}
 	if a.GRPCStatus != nil {
 		n++
-		out.GRPCStatus = *a.GRPCStatus
-		if out.GRPCStatus > 16 {
-			errs.Add(configjson.Field(path, "grpc_status"), "must be a gRPC status code 0–16, got %d", out.GRPCStatus)
+		if v := *a.GRPCStatus; v < 0 || v > 16 {
+			errs.Add(configjson.Field(path, "grpc_status"), "must be a gRPC status code 0–16, got %d", v)
+		} else {
+			out.GRPCStatus = uint32(v)
 		}
 	}
 	if a.HeaderAbort != nil {

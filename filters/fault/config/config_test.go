@@ -70,7 +70,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"neither", `{"faults": [{"name": "a"}]}`, "faults[0]", "needs delay or abort"},
 		{"no percentage", `{"faults": [{"abort": {"http_status": 503}}]}`, "faults[0].abort.percentage", "required"},
 		{"bad denominator", `{"faults": [{"abort": {"http_status": 503, "percentage": {"numerator": 1, "denominator": "THOUSAND"}}}]}`, "faults[0].abort.percentage.denominator", "HUNDRED"},
-		{"numerator too big", `{"faults": [{"abort": {"http_status": 503, "percentage": {"numerator": 101}}}]}`, "faults[0].abort.percentage.numerator", "<= the denominator"},
+		{"numerator too big", `{"faults": [{"abort": {"http_status": 503, "percentage": {"numerator": 101}}}]}`, "faults[0].abort.percentage.numerator", "0–100 (the denominator)"},
 		{"status low", `{"faults": [{"abort": {"http_status": 199, ` + pct + `}}]}`, "faults[0].abort.http_status", "200–599"},
 		{"status high", `{"faults": [{"abort": {"http_status": 600, ` + pct + `}}]}`, "faults[0].abort.http_status", "200–599"},
 		{"grpc high", `{"faults": [{"abort": {"grpc_status": 17, ` + pct + `}}]}`, "faults[0].abort.grpc_status", "0–16"},
@@ -91,7 +91,12 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"reply header pseudo", `{"faults": [{"abort": {"http_status": 500, ` + pct + `, "response_headers": [{"name": ":status", "value": "1"}]}}]}`, "faults[0].abort.response_headers[0].name", "set by the filter"},
 		{"reply header CRLF", `{"faults": [{"abort": {"http_status": 500, ` + pct + `, "response_headers": [{"name": "x", "value": "a\r\nb: c"}]}}]}`, "faults[0].abort.response_headers[0].value", "CR, LF"},
 		{"max_delay zero", `{"faults": [{"delay": {"header_delay": {"max_delay": "0s"}, ` + pct + `}}]}`, "faults[0].delay.header_delay.max_delay", "at least 1ms"},
-		{"negative cap", `{"max_active_faults": -1, "faults": [{"abort": {"http_status": 500, ` + pct + `}}]}`, "max_active_faults", "expected an integer"},
+		{"negative cap", `{"max_active_faults": -1, "faults": [{"abort": {"http_status": 500, ` + pct + `}}]}`, "max_active_faults", "must be 0–4294967295"},
+		{"huge rule cap", `{"faults": [{"max_active_faults": 4294967296, "abort": {"http_status": 500, ` + pct + `}}]}`, "faults[0].max_active_faults", "must be 0–4294967295"},
+		{"negative numerator", `{"faults": [{"abort": {"http_status": 503, "percentage": {"numerator": -1}}}]}`, "faults[0].abort.percentage.numerator", "0–100"},
+		{"negative grpc", `{"faults": [{"abort": {"grpc_status": -1, ` + pct + `}}]}`, "faults[0].abort.grpc_status", "0–16"},
+		{"negative seed", `{"random_seed": -1, "faults": [{"abort": {"grpc_status": 1, ` + pct + `}}]}`, "random_seed", ">= 0"},
+		{"rate limit in a later rule", `{"faults": [{"abort": {"http_status": 500, ` + pct + `}}, {"response_rate_limit": {}}]}`, "faults[1].response_rate_limit", "not supported"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := config.Parse([]byte(tc.json))

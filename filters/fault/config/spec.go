@@ -23,6 +23,8 @@ import (
 )
 
 // Spec is the fault filter's plugin configuration.
+//
+// +kubebuilder:object:generate=true
 type Spec struct {
 	// Faults are the fault rules, tried in order: the first rule whose targets all
 	// match the request applies to it (one rule per request, like one Envoy fault
@@ -33,16 +35,21 @@ type Spec struct {
 	// MaxActiveFaults caps the number of requests that have a fault injected at the
 	// same time, across all worker VMs of the proxy, for rules that do not set their
 	// own max_active_faults. Absent: no cap.
-	MaxActiveFaults *uint32 `json:"max_active_faults,omitempty"`
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=4294967295
+	MaxActiveFaults *int64 `json:"max_active_faults,omitempty"`
 
 	// RandomSeed fixes the seed of the per-VM random generator that decides the
 	// percentages (every VM uses the same sequence). For tests only; absent: each VM
 	// seeds from the host's secure random source (WASI random_get).
-	RandomSeed *uint64 `json:"random_seed,omitempty"`
+	// +kubebuilder:validation:Minimum=0
+	RandomSeed *int64 `json:"random_seed,omitempty"`
 }
 
 // FaultSpec is one fault rule: Envoy's HTTPFault plus meshplug's name, route_name and
 // abort body/headers.
+//
+// +kubebuilder:object:generate=true
 type FaultSpec struct {
 	// Name identifies the rule in logs. Optional; default "faults[i]".
 	Name string `json:"name,omitempty"`
@@ -72,15 +79,18 @@ type FaultSpec struct {
 	// all worker VMs (compared with the plugin-wide count, like Envoy's per-route
 	// setting against the filter's active_faults gauge). Absent: the top-level
 	// max_active_faults.
-	MaxActiveFaults *uint32 `json:"max_active_faults,omitempty"`
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=4294967295
+	MaxActiveFaults *int64 `json:"max_active_faults,omitempty"`
 
-	// ResponseRateLimit is Envoy's response bandwidth limit. It is refused: see the
-	// README (proxy-wasm cannot release part of a held response body chunk, so the
-	// limit could not be kept faithfully).
-	ResponseRateLimit any `json:"response_rate_limit,omitempty"`
+	// Envoy's response_rate_limit is not a field: Parse refuses it with an
+	// explanation (proxy-wasm cannot release part of a held response body, so a
+	// bandwidth limit could not be kept faithfully; see the README).
 }
 
 // DelaySpec is Envoy's FaultDelay: exactly one of fixed_delay and header_delay.
+//
+// +kubebuilder:object:generate=true
 type DelaySpec struct {
 	// FixedDelay is the delay, e.g. "7s". Must be > 0; resolution is one
 	// millisecond (like Envoy) and the resume happens on the filter's tick (see
@@ -96,6 +106,8 @@ type DelaySpec struct {
 }
 
 // HeaderDelaySpec is Envoy's empty HeaderDelay message plus meshplug's cap.
+//
+// +kubebuilder:object:generate=true
 type HeaderDelaySpec struct {
 	// MaxDelay caps a header-controlled delay (a larger header value is lowered to
 	// it). meshplug extension; absent: no cap beyond Envoy's own stream timeouts.
@@ -104,20 +116,23 @@ type HeaderDelaySpec struct {
 
 // AbortSpec is Envoy's FaultAbort: exactly one of http_status, grpc_status and
 // header_abort.
+//
+// +kubebuilder:object:generate=true
 type AbortSpec struct {
 	// HTTPStatus is the status of the reply, 200–599. gRPC requests get a
 	// trailers-only reply whose grpc-status is mapped from it (as Envoy does).
 	// +kubebuilder:validation:Minimum=200
 	// +kubebuilder:validation:Maximum=599
-	HTTPStatus *uint32 `json:"http_status,omitempty"`
+	HTTPStatus *int64 `json:"http_status,omitempty"`
 	// GRPCStatus is the grpc-status of a trailers-only reply (HTTP 200).
+	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=16
-	GRPCStatus *uint32 `json:"grpc_status,omitempty"`
+	GRPCStatus *int64 `json:"grpc_status,omitempty"`
 	// HeaderAbort takes the status from x-envoy-fault-abort-request (HTTP, 200–599) or
 	// x-envoy-fault-abort-grpc-request (gRPC), and lets
 	// x-envoy-fault-abort-request-percentage lower the percentage. Requests without a
 	// valid header are not aborted.
-	HeaderAbort *struct{} `json:"header_abort,omitempty"`
+	HeaderAbort *HeaderAbortSpec `json:"header_abort,omitempty"`
 	// Percentage of matching requests aborted. Required (see delay.percentage).
 	Percentage *FractionalPercentSpec `json:"percentage"`
 
@@ -129,10 +144,19 @@ type AbortSpec struct {
 	ResponseHeaders []HeaderValueSpec `json:"response_headers,omitempty"`
 }
 
+// HeaderAbortSpec is Envoy's empty HeaderAbort message.
+//
+// +kubebuilder:object:generate=true
+type HeaderAbortSpec struct{}
+
 // FractionalPercentSpec is Envoy's type.v3.FractionalPercent: numerator/denominator.
+//
+// +kubebuilder:object:generate=true
 type FractionalPercentSpec struct {
 	// Numerator of the fraction; must not exceed the denominator.
-	Numerator uint32 `json:"numerator"`
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000000
+	Numerator int64 `json:"numerator"`
 	// Denominator: HUNDRED (default), TEN_THOUSAND or MILLION.
 	// +kubebuilder:validation:Enum=HUNDRED;TEN_THOUSAND;MILLION
 	Denominator string `json:"denominator,omitempty"`
@@ -141,6 +165,8 @@ type FractionalPercentSpec struct {
 // HeaderMatcherSpec is Envoy's config.route.v3.HeaderMatcher (the commonly used
 // subset): exactly one of string_match, present_match and the legacy
 // exact_match/prefix_match/suffix_match/contains_match/safe_regex_match.
+//
+// +kubebuilder:object:generate=true
 type HeaderMatcherSpec struct {
 	// Name of the header (case-insensitive; pseudo-headers such as :path allowed).
 	Name string `json:"name"`
@@ -163,6 +189,8 @@ type HeaderMatcherSpec struct {
 
 // StringMatcherSpec is Envoy's type.matcher.v3.StringMatcher: exactly one of exact,
 // prefix, suffix, contains and safe_regex.
+//
+// +kubebuilder:object:generate=true
 type StringMatcherSpec struct {
 	Exact     *string         `json:"exact,omitempty"`
 	Prefix    *string         `json:"prefix,omitempty"`
@@ -175,15 +203,25 @@ type StringMatcherSpec struct {
 
 // RegexMatchSpec is Envoy's type.matcher.v3.RegexMatcher: an RE2 regular expression
 // that must match the whole value.
+//
+// +kubebuilder:object:generate=true
 type RegexMatchSpec struct {
 	Regex string `json:"regex"`
 	// GoogleRE2 is accepted for compatibility and ignored (Envoy's deprecated field).
-	GoogleRE2 *struct {
-		MaxProgramSize *uint32 `json:"max_program_size,omitempty"`
-	} `json:"google_re2,omitempty"`
+	GoogleRE2 *GoogleRE2Spec `json:"google_re2,omitempty"`
+}
+
+// GoogleRE2Spec is Envoy's deprecated RegexMatcher.GoogleRE2, accepted and ignored.
+//
+// +kubebuilder:object:generate=true
+type GoogleRE2Spec struct {
+	// +kubebuilder:validation:Minimum=0
+	MaxProgramSize *int64 `json:"max_program_size,omitempty"`
 }
 
 // HeaderValueSpec is one header of a generated reply.
+//
+// +kubebuilder:object:generate=true
 type HeaderValueSpec struct {
 	Name  string `json:"name"`
 	Value string `json:"value"`
