@@ -540,3 +540,48 @@ func TestMaxActiveFaultsLeases(t *testing.T) {
 	assert.True(t, s.Done())
 	assert.Equal(t, 0, counter(t, h))
 }
+
+// FuzzWasmHeaderControlled sends arbitrary x-envoy-fault-* values through fault.wasm:
+// the VM never traps or logs an error, a reply is either the upstream's or a
+// deliberate abort (200–599, gRPC status 0–16), and a delay never exceeds max_delay.
+func FuzzWasmHeaderControlled(f *testing.F) {
+	f.Add("300", "100", "503", "", "100", false)
+	f.Add("99999999999999999999999", "-1", "600", "17", "4294967296", true)
+	f.Add(" +5 ", "", "", "14", "", true)
+	f.Add("\x00\xff", "1e9", "２００", "0x10", " ", false)
+	clock := testenv.NewFakeClock(t0)
+	h := start(f, testenv.Options{Clock: clock}, `{"max_active_faults": 100, "faults": [{
+	  "delay": {"header_delay": {"max_delay": "5s"}, "percentage": {"numerator": 100}},
+	  "abort": {"header_abort": {}, "percentage": {"numerator": 100}}}]}`)
+	f.Fuzz(func(t *testing.T, delay, delayPct, abort, grpc, abortPct string, isGRPC bool) {
+		hdrs := [][2]string{}
+		for _, kv := range [][2]string{{"x-envoy-fault-delay-request", delay}, {"x-envoy-fault-delay-request-percentage", delayPct},
+			{"x-envoy-fault-abort-request", abort}, {"x-envoy-fault-abort-grpc-request", grpc},
+			{"x-envoy-fault-abort-request-percentage", abortPct}} {
+			if kv[1] != "" && !strings.ContainsAny(kv[1], "\r\n\x00") {
+				hdrs = append(hdrs, kv)
+			}
+		}
+		if isGRPC {
+			hdrs = append(hdrs, [2]string{"content-type", "application/grpc"})
+		}
+		s := h.Start(testenv.Request{Method: "POST", Path: "/", Headers: hdrs})
+		clock.Advance(5 * time.Second)
+		require.True(t, s.Done(), "delayed beyond max_delay")
+		resp := wait(t, s)
+		require.False(t, resp.Reset, "stream reset (trap?)")
+		if resp.Upstream == nil {
+			require.True(t, resp.LocalReply)
+			assert.Equal(t, engine.Details, resp.Details)
+			assert.True(t, resp.Status >= 200 && resp.Status <= 599, "status %d", resp.Status)
+			if gs, ok := resp.Headers.Get("grpc-status"); ok {
+				n, err := strconv.Atoi(gs)
+				require.NoError(t, err)
+				assert.True(t, n >= 0 && n <= 16, "grpc-status %d", n)
+			}
+		}
+		for _, l := range h.Logs() {
+			require.Less(t, l.Level, abi.LogError, "logged: %s", l.Message)
+		}
+	})
+}
