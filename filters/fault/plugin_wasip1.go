@@ -172,13 +172,9 @@ func (p *plugin) arm(now time.Time) {
 	if period == p.period && (period == 0 || p.nextTick.Equal(now.Add(period))) {
 		return // armed as wanted (always so right after a tick with the same period)
 	}
-	// As the root context: Envoy keys the timer by the caller's root context id
-	// (Context::setTimerPeriod), and this may run inside a stream callback.
-	var err error
-	if rerr := pw.RunAs(p.id, func() { err = pw.SetTickPeriod(period) }); rerr != nil {
-		err = rerr
-	}
-	if err != nil {
+	// From a stream callback too: the host keys the timer by the caller's root
+	// context (proxy-wasm-cpp-host ContextBase::setTimerPeriod uses root_context()).
+	if err := pw.SetTickPeriod(period); err != nil {
 		pw.LogErrorf("fault: setting the tick period to %s: %v", period, err)
 	}
 	p.period, p.nextTick = period, now.Add(period)
