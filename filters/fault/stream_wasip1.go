@@ -86,6 +86,14 @@ func (s *stream) OnHttpRequestTrailers(int) pw.Action {
 // afterDelay runs as the stream (from the tick) once its delay is due: Envoy's
 // postDelayInjection, a fresh abort draw, else continue and give the slot back.
 func (s *stream) afterDelay() {
+	defer func() {
+		// Fail open: a bug here must not leave the request paused for ever.
+		if r := recover(); r != nil {
+			pw.LogCriticalf("fault: panic resuming stream %d: %v", s.id, r)
+			s.release()
+			pw.ResumeHttpRequest()
+		}
+	}()
 	if !s.readHeaders() {
 		s.release()
 		pw.ResumeHttpRequest()
