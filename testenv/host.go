@@ -21,15 +21,28 @@ import (
 
 // Options configures a Host. The zero value is usable.
 type Options struct {
-	Workers      int               // worker VMs per plugin (Envoy worker threads); default 1
-	Clock        Clock             // nil = real time; *FakeClock = controllable
-	Clusters     map[string]string // cluster name -> "host:port"; HTTP callouts use HTTP/1.1, gRPC callouts h2c
-	Upstream     Upstream          // what the "router" sends requests to; default: 200, body "ok"
+	Workers  int               // worker VMs per plugin (Envoy worker threads); default 1
+	Clock    Clock             // nil = real time; *FakeClock = controllable
+	Clusters map[string]string // cluster name -> "host:port"; HTTP callouts use HTTP/1.1, gRPC callouts h2c
+	Upstream Upstream          // what the router sends requests to (every cluster); default: 200, body "ok"
+	// Routes is the router stage's route table: the first matching route picks the
+	// cluster (Response.Cluster, UpstreamRequest.Cluster); no match is a 404 local
+	// reply like Envoy's router. nil: no router stage, every request goes to Upstream.
+	Routes       []Route
 	LogLevel     abi.LogLevel      // returned by proxy_get_log_level; logs below it are dropped; default LogInfo (the zero value is LogTrace, so set LogLevelTrace to get everything)
 	NodeMetadata map[string]string // exposed as property node.metadata.<KEY>
 	LogWriter    io.Writer         // optional: also write each kept log line here
 	// LogLevelTrace keeps trace and debug logs (LogLevel's zero value means "default").
 	LogLevelTrace bool
+	// AllowOnHeadersStopIteration is Envoy's `allow_on_headers_stop_iteration` of the
+	// wasm filter (default false). Off, a Pause from proxy_on_request_headers or
+	// proxy_on_response_headers is StopAllIterationAndWatermark, as
+	// proxy-wasm-cpp-host's ContextBase::convertVmCallResultToFilterHeadersStatus turns
+	// StopIteration into: body and trailers wait before the plugin, which is not
+	// called for them, until it continues (then they come to it first). On, a Pause is
+	// StopIteration: the plugin still gets its body and trailers callbacks, and a
+	// Continue from one of them sends the held headers on.
+	AllowOnHeadersStopIteration bool
 	// PollOneoffENOSYS makes WASI poll_oneoff fail with ENOSYS, as proxy-wasm-cpp-host
 	// did before its #533 (Envoy before PR #45756): official-Go guests then die at
 	// their first garbage collection. For compatibility tests; see
@@ -64,6 +77,7 @@ type Host struct {
 	clock    Clock
 	logLevel abi.LogLevel
 	plugins  []Plugin
+	routes   []compiledRoute // nil: no router stage
 	workers  []*worker
 	rr       atomic.Uint32
 	closed   atomic.Bool
@@ -112,6 +126,13 @@ func New(ctx context.Context, opts Options, chain ...Plugin) (*Host, error) {
 	}
 	if h.logLevel == 0 && !opts.LogLevelTrace {
 		h.logLevel = abi.LogInfo
+	}
+	if opts.Routes != nil {
+		routes, err := compileRoutes(opts.Routes)
+		if err != nil {
+			return nil, err
+		}
+		h.routes = routes
 	}
 	h.calloutCtx, h.cancelCallout = context.WithCancel(context.Background())
 	h.shared.init()

@@ -32,6 +32,9 @@ type Response struct {
 	GrpcStatus *uint32          // grpc_status passed to proxy_send_local_response; nil for none
 	Reset      bool             // stream was reset (proxy_close_stream, a trap, or Stream.Reset)
 	Upstream   *UpstreamRequest // what reached the upstream, nil if nothing did
+	// Route and Cluster are what the router stage chose (Options.Routes); "" without
+	// routes, or when no route matched (then a 404 local reply, details route_not_found).
+	Route, Cluster string
 }
 
 // Headers is an ordered header list with lowercase names.
@@ -67,6 +70,10 @@ type UpstreamRequest struct {
 	Headers                         Headers // regular headers (no pseudo-headers)
 	Body                            []byte
 	Trailers                        Headers
+	// Route and Cluster are the route and cluster the router stage chose
+	// (Options.Routes), so one Upstream func can serve several clusters; "" without
+	// routes.
+	Route, Cluster string
 }
 
 // Upstream answers requests that pass the whole chain (the router and the cluster).
@@ -171,6 +178,10 @@ type Stream struct {
 	respBody                  []byte
 	hasRespBody, hasRespTrail bool
 	upstreamCalled            bool
+
+	// routeOK: routeSel is the cached route (nil: none matched); see Stream.route.
+	routeOK  bool
+	routeSel *Route
 
 	props     map[string][]byte
 	requestID string
@@ -392,7 +403,7 @@ func (s *Stream) setFrames(st stage, body, trailers bool) {
 	}
 	s.arrived, s.pushed = 0, false
 	for i := range s.ctxs {
-		s.ctxs[i].got, s.ctxs[i].sent = 0, 0
+		s.ctxs[i].got, s.ctxs[i].sent, s.ctxs[i].stopAll = 0, 0, false
 	}
 }
 
@@ -451,6 +462,9 @@ func (s *Stream) callback(i int, f uint8) bool {
 		return false
 	}
 	if abi.Action(act) == abi.ActionPause && !s.continued {
+		if kind == fHeaders && !s.h.opts.AllowOnHeadersStopIteration {
+			ref.stopAll = true
+		}
 		return false
 	}
 	s.continued = false
@@ -524,6 +538,11 @@ func (s *Stream) deliver(f uint8, p int) {
 			continue
 		}
 		ref.got = f + 1
+		if ref.stopAll {
+			// Stopped all (paused headers): Envoy buffers the frame before the
+			// plugin without calling it.
+			return
+		}
 		if !s.callback(i, f) || s.gen != g {
 			return
 		}
@@ -540,8 +559,24 @@ func (s *Stream) deliver(f uint8, p int) {
 }
 
 // release sends on the frames plugin position p holds (Envoy's commonContinue).
+//
+// A plugin that stopped all (paused its headers) sends its headers on first, then gets
+// the body and trailers buffered meanwhile through its own callbacks, as
+// FilterManager's commonContinue does after StopAllIteration (iterate from the current
+// filter for the data and trailers).
 func (s *Stream) release(p int) {
 	ref := &s.ctxs[s.pos(p)]
+	if ref.stopAll {
+		ref.stopAll = false
+		got := ref.got
+		ref.sent = 1
+		g := s.gen
+		s.deliver(0, p+1)
+		for f := uint8(1); f < got && s.gen == g; f++ {
+			s.deliver(f, p)
+		}
+		return
+	}
 	held, got := ref.sent, ref.got
 	ref.sent = got
 	g := s.gen
@@ -571,6 +606,9 @@ func (s *Stream) arrive(f uint8) {
 				default:
 					up.Headers = append(up.Headers, p)
 				}
+			}
+			if !s.routeRequest() {
+				return
 			}
 		case fBody:
 			up.Body = s.reqBody

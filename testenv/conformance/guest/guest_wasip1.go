@@ -139,6 +139,11 @@ type stream struct {
 	report map[string]any
 
 	grpcStream pw.GrpcStream
+	// resumed: the http-call op's callout resumed the request; bodyCalls counts the
+	// request body callbacks seen until then (Envoy's StopAllIteration: none).
+	resumed   bool
+	bodyCalls int
+	cluster   string
 }
 
 // getHeader reads a header like pw.HeaderMap.Get but reports the host's exact status
@@ -242,10 +247,15 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 		// Hold the headers until the body is seen, so the body callback may still
 		// change them (Envoy: StopIteration on headers, data keeps flowing to us).
 		return pw.Pause
+	case "resp-call":
+		s.cluster, _ = pw.RequestHeaders.Get("x-cluster") // gone by the response
+		return pw.Continue
 	case "trailers", "response", "log-phase":
 		return pw.Continue
 	case "buffers":
 		return s.opBuffers()
+	case "route":
+		return s.opRoute()
 	}
 	s.report["error"] = "unknown op " + op
 	return s.reply()
@@ -299,6 +309,29 @@ func (s *stream) opHeaders() pw.Action {
 		}))
 	}
 	// Report through a header so the request can still reach the upstream.
+	b, _ := json.Marshal(r)
+	pw.RequestHeaders.Replace("x-report", string(b))
+	return pw.Continue
+}
+
+// opRoute reads the route the host resolved, edits the request headers as
+// x-route-set ("name=value", replaced) and x-route-del (a name, removed) ask, reads the
+// route again and reports both through the x-report request header; the request goes on.
+func (s *stream) opRoute() pw.Action {
+	r := s.report
+	v, err := pw.GetPropertyString("xds", "route_name")
+	r["route_before"], r["route_before_status"] = v, st(err)
+	if set, err := pw.RequestHeaders.Get("x-route-set"); err == nil {
+		k, val, _ := strings.Cut(set, "=")
+		r["set"] = st(pw.RequestHeaders.Replace(k, val))
+	}
+	if del, err := pw.RequestHeaders.Get("x-route-del"); err == nil {
+		r["del"] = st(pw.RequestHeaders.Remove(del))
+	}
+	v, err = pw.GetPropertyString("xds", "route_name")
+	r["route_after"], r["route_after_status"] = v, st(err)
+	v, err = pw.GetPropertyString("xds", "cluster_name")
+	r["cluster_after"], r["cluster_after_status"] = v, st(err)
 	b, _ := json.Marshal(r)
 	pw.RequestHeaders.Replace("x-report", string(b))
 	return pw.Continue
@@ -441,6 +474,11 @@ func (s *stream) opBuffers() pw.Action {
 }
 
 func (s *stream) OnHttpRequestBody(size int, end bool) pw.Action {
+	if s.op == "http-call" || s.op == "resp-call" {
+		s.bodyCalls++
+		pw.RequestBody.Append([]byte("|body-callback resumed=" + strconv.FormatBool(s.resumed)))
+		return pw.Continue
+	}
 	if s.op != "body" {
 		return pw.Continue
 	}
@@ -476,6 +514,9 @@ func (s *stream) OnHttpResponseHeaders(n int, end bool) pw.Action {
 	}
 	status, _ := getHeader(pw.ResponseHeaders, ":status")
 	pw.ResponseHeaders.Add("x-response-seen", s.op+"/"+status)
+	if s.op == "resp-call" {
+		return s.responseCall()
+	}
 	if s.op == "response" {
 		_, err := getHeader(pw.RequestHeaders, ":path")
 		pw.ResponseHeaders.Add("x-request-map-in-response", st(err))
@@ -483,7 +524,32 @@ func (s *stream) OnHttpResponseHeaders(n int, end bool) pw.Action {
 	return pw.Continue
 }
 
+// responseCall pauses the response headers on an HTTP callout to x-cluster and
+// resumes the response from its callback.
+func (s *stream) responseCall() pw.Action {
+	_, err := pw.DispatchHttpCall(s.cluster, []abi.Pair{{Key: ":method", Value: "GET"}, {Key: ":path", Value: "/"},
+		{Key: ":authority", Value: "backend"}}, nil, nil, 2*time.Second,
+		func(int, int, int) {
+			n, _, err := pw.ResponseBody.Status()
+			pw.ResponseHeaders.Replace("x-paused-body", strconv.Itoa(n)+"/"+st(err)+"/calls="+strconv.Itoa(s.bodyCalls))
+			s.resumed = true
+			if err := pw.ResumeHttpResponse(); err != nil {
+				pw.LogErrorf("resume: %v", err)
+			}
+		})
+	if err != nil {
+		pw.LogErrorf("dispatch: %v", err)
+		return pw.Continue
+	}
+	return pw.Pause
+}
+
 func (s *stream) OnHttpResponseBody(size int, end bool) pw.Action {
+	if s.op == "resp-call" {
+		s.bodyCalls++
+		pw.ResponseBody.Append([]byte("|body-callback resumed=" + strconv.FormatBool(s.resumed)))
+		return pw.Continue
+	}
 	if s.op != "response" {
 		return pw.Continue
 	}
@@ -542,6 +608,9 @@ func (s *stream) opHttpCall() pw.Action {
 			if resume == "1" {
 				pw.RequestHeaders.Replace("x-call-status", status)
 				pw.RequestHeaders.Replace("x-call-body", string(body))
+				n, _, err := pw.RequestBody.Status()
+				pw.RequestHeaders.Replace("x-paused-body", strconv.Itoa(n)+"/"+st(err)+"/calls="+strconv.Itoa(s.bodyCalls))
+				s.resumed = true
 				if err := pw.ResumeHttpRequest(); err != nil {
 					pw.LogErrorf("resume: %v", err)
 				}
