@@ -321,11 +321,11 @@ func (s *stream) opRoute() pw.Action {
 	r := s.report
 	v, err := pw.GetPropertyString("xds", "route_name")
 	r["route_before"], r["route_before_status"] = v, st(err)
-	if set, err := pw.RequestHeaders.Get("x-route-set"); err == nil {
+	if set, ok := pw.RequestHeaders.Get("x-route-set"); ok {
 		k, val, _ := strings.Cut(set, "=")
 		r["set"] = st(pw.RequestHeaders.Replace(k, val))
 	}
-	if del, err := pw.RequestHeaders.Get("x-route-del"); err == nil {
+	if del, ok := pw.RequestHeaders.Get("x-route-del"); ok {
 		r["del"] = st(pw.RequestHeaders.Remove(del))
 	}
 	v, err = pw.GetPropertyString("xds", "route_name")
