@@ -142,6 +142,13 @@ const (
 	GrpcStatusNone = 0xFFFFFFFF
 )
 
+// IsGRPCContentType reports whether a content-type is gRPC's (application/grpc,
+// application/grpc+proto, application/grpc;...), as Envoy's Grpc::Common::isGrpcRequestHeaders.
+func IsGRPCContentType(contentType string) bool {
+	return len(contentType) >= 16 && contentType[:16] == "application/grpc" &&
+		(len(contentType) == 16 || contentType[16] == '+' || contentType[16] == ';')
+}
+
 // GrpcStatusForHTTP maps an HTTP status to the gRPC status Envoy gives a gRPC client
 // that receives it (Grpc::Utility::httpToGrpcStatus): 400→13 INTERNAL,
 // 401→16 UNAUTHENTICATED, 403→7 PERMISSION_DENIED, 404→12 UNIMPLEMENTED,

@@ -104,3 +104,14 @@ func FuzzDecodePairs(f *testing.F) {
 		}
 	})
 }
+
+func TestIsGRPCContentType(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"application/grpc": true, "application/grpc+proto": true, "application/grpc;charset=utf-8": true,
+		"application/grpc-web": false, "application/grpcx": false, "application/json": false, "": false, "application/grp": false,
+	} {
+		if got := IsGRPCContentType(ct); got != want {
+			t.Errorf("IsGRPCContentType(%q) = %v", ct, got)
+		}
+	}
+}

@@ -101,6 +101,7 @@ type HeaderMatch struct {
 	Exact, Prefix string
 	Kind          HeaderMatchKind
 	Invert        bool
+	Slot          int // position of Name in Config.HeaderNames
 }
 
 // HeaderMatchKind says which comparison a HeaderMatch makes.
@@ -119,6 +120,9 @@ type Entry struct {
 	Source Source
 	Name   string // header (lower-case), cookie, or decoded query parameter name
 	Value  string // SourceValue's constant
+	// Slot is the position of Name in Config.HeaderNames, CookieNames or ParamNames
+	// (by Source), where the read step keeps the request's values.
+	Slot int
 }
 
 // Limit is a compiled token bucket. The engine keeps tokens scaled by Period (in
@@ -236,6 +240,22 @@ func Compile(s *Spec) (*Config, error) {
 		c.Rules = append(c.Rules, r)
 	}
 	c.HeaderNames, c.CookieNames, c.ParamNames = sorted(headers), sorted(cookies), sorted(params)
+	for _, r := range c.Rules {
+		for i := range r.Entries {
+			e := &r.Entries[i]
+			switch e.Source {
+			case SourceHeader:
+				e.Slot = sort.SearchStrings(c.HeaderNames, e.Name)
+			case SourceCookie:
+				e.Slot = sort.SearchStrings(c.CookieNames, e.Name)
+			case SourceQueryParam:
+				e.Slot = sort.SearchStrings(c.ParamNames, e.Name)
+			}
+		}
+		for i := range r.Match.Headers {
+			r.Match.Headers[i].Slot = sort.SearchStrings(c.HeaderNames, r.Match.Headers[i].Name)
+		}
+	}
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}

@@ -40,7 +40,8 @@ func TestParseExample(t *testing.T) {
 	r := c.Rules[0]
 	assert.Equal(t, []string{"GET", "POST"}, r.Match.Methods)
 	assert.Equal(t, "x-tier", r.Match.Headers[0].Name)
-	assert.Equal(t, config.Entry{Key: "consumer", Source: config.SourceHeader, Name: "x-consumer"}, r.Entries[0])
+	assert.Equal(t, config.Entry{Key: "consumer", Source: config.SourceHeader, Name: "x-consumer", Slot: 0}, r.Entries[0])
+	assert.Equal(t, 1, r.Match.Headers[0].Slot)
 	assert.Equal(t, config.Limit{Requests: 100, Burst: 150, Period: time.Minute, Unit: "minute", ID: "100/60000000000/150"}, r.Limit)
 	require.Len(t, r.Overrides, 2)
 	assert.Equal(t, []config.ValueMatch{{Entry: 0, Value: "gold-", Prefix: true}}, r.Overrides[0].Values)
