@@ -142,11 +142,12 @@ const (
 	GrpcStatusNone = 0xFFFFFFFF
 )
 
-// IsGRPCContentType reports whether a content-type is gRPC's (application/grpc,
-// application/grpc+proto, application/grpc;...), as Envoy's Grpc::Common::isGrpcRequestHeaders.
+// IsGRPCContentType reports whether a content-type is gRPC's as Envoy decides it
+// (Grpc::Common::hasGrpcContentType, which makes local replies trailers-only):
+// exactly application/grpc, or application/grpc+<subtype>. application/grpc-web is not.
 func IsGRPCContentType(contentType string) bool {
 	return len(contentType) >= 16 && contentType[:16] == "application/grpc" &&
-		(len(contentType) == 16 || contentType[16] == '+' || contentType[16] == ';')
+		(len(contentType) == 16 || contentType[16] == '+')
 }
 
 // GrpcStatusForHTTP maps an HTTP status to the gRPC status Envoy gives a gRPC client

@@ -107,7 +107,7 @@ func FuzzDecodePairs(f *testing.F) {
 
 func TestIsGRPCContentType(t *testing.T) {
 	for ct, want := range map[string]bool{
-		"application/grpc": true, "application/grpc+proto": true, "application/grpc;charset=utf-8": true,
+		"application/grpc": true, "application/grpc+proto": true, "application/grpc;charset=utf-8": false,
 		"application/grpc-web": false, "application/grpcx": false, "application/json": false, "": false, "application/grp": false,
 	} {
 		if got := IsGRPCContentType(ct); got != want {

@@ -68,26 +68,6 @@ func (n *native) do(r enginetest.Request, now int64) (status, grpc int, headers 
 	return 200, -1, headers
 }
 
-// Check compares a step's expectations with what a client got.
-func check(t *testing.T, i int, s enginetest.Step, status, grpc int, headers map[string]string) {
-	t.Helper()
-	msg := fmt.Sprintf("step %d (%+v)", i, s.Req)
-	if s.GRPCStatus != 0 {
-		assert.Equal(t, s.GRPCStatus, grpc, msg)
-	} else {
-		assert.Equal(t, s.Status, status, msg)
-		assert.Equal(t, -1, grpc, msg)
-	}
-	for k, want := range s.Headers {
-		got, ok := headers[k]
-		if want == "" {
-			assert.False(t, ok, "%s: header %s = %q, want none", msg, k, got)
-		} else {
-			assert.Equal(t, want, got, "%s: header %s", msg, k)
-		}
-	}
-}
-
 func TestDecisionTable(t *testing.T) {
 	for _, c := range enginetest.Cases {
 		t.Run(c.Name, func(t *testing.T) {
@@ -96,7 +76,7 @@ func TestDecisionTable(t *testing.T) {
 			for i, s := range c.Steps {
 				now += int64(s.Advance)
 				status, grpc, headers := n.do(s.Req, now)
-				check(t, i, s, status, grpc, headers)
+				enginetest.Check(t, i, s, status, grpc, headers)
 			}
 		})
 	}

@@ -4,7 +4,11 @@
 package enginetest
 
 import (
+	"fmt"
+	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
 )
 
 // Start is the fake clock's start in every case.
@@ -216,4 +220,25 @@ var Cases = []Case{
 			with(ok(get("/")), "ratelimit-limit", ""),
 			with(limited(get("/")), "ratelimit-limit", "", "retry-after", "60"),
 		}},
+}
+
+// Check compares step i's expectations with what a client got: status (200 when the
+// request reached the upstream), gRPC status (-1 for none) and response headers.
+func Check(t *testing.T, i int, s Step, status, grpc int, headers map[string]string) {
+	t.Helper()
+	msg := fmt.Sprintf("step %d (%+v)", i, s.Req)
+	if s.GRPCStatus != 0 {
+		assert.Equal(t, s.GRPCStatus, grpc, msg)
+	} else {
+		assert.Equal(t, s.Status, status, msg)
+		assert.Equal(t, -1, grpc, msg)
+	}
+	for k, want := range s.Headers {
+		got, ok := headers[k]
+		if want == "" {
+			assert.False(t, ok, "%s: header %s = %q, want none", msg, k, got)
+		} else {
+			assert.Equal(t, want, got, "%s: header %s", msg, k)
+		}
+	}
 }
