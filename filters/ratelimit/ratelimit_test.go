@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshplug/meshplug/filters/abi"
 	"github.com/meshplug/meshplug/filters/ratelimit/engine/enginetest"
 	"github.com/meshplug/meshplug/testenv"
 )
@@ -235,4 +236,50 @@ func TestLongKeysAreHashed(t *testing.T) {
 	assert.Equal(t, 200, h.MustDo(t, testenv.Request{Headers: [][2]string{{"x-user", long}}}).Status)
 	assert.Equal(t, 429, h.MustDo(t, testenv.Request{Headers: [][2]string{{"x-user", long}}}).Status)
 	assert.Equal(t, 200, h.MustDo(t, testenv.Request{Headers: [][2]string{{"x-user", long + "y"}}}).Status)
+}
+
+// TestReconfiguration: Envoy keeps shared data for the whole process, so a new
+// configuration (new VMs or a new plugin context) finds the buckets the old one left.
+// This test moves the old host's shared data into a host with the new configuration.
+// A rule whose name and limit are unchanged keeps its buckets; a changed limit, a
+// renamed rule or a changed max_keys starts afresh.
+func TestReconfiguration(t *testing.T) {
+	rules := func(userLimit, ipLimit int, maxKeys int) string {
+		return fmt.Sprintf(`{"max_keys":%d,"rules":[
+			{"name":"user","match":{"prefix":"/u"},"descriptors":[{"key":"u","header":"x-user"}],"limit":{"requests":%d,"unit":"minute"}},
+			{"name":"ip","match":{"prefix":"/i"},"descriptors":[{"key":"ip","client_address":true}],"limit":{"requests":%d,"unit":"minute"}}]}`, maxKeys, userLimit, ipLimit)
+	}
+	clock := testenv.NewFakeClock(enginetest.Start)
+	old := start(t, 1, clock, rules(2, 2, 64))
+	for i := 0; i < 2; i++ {
+		old.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}})
+		old.MustDo(t, testenv.Request{Path: "/i"})
+	}
+	require.Equal(t, 429, old.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}}).Status)
+	require.Equal(t, 429, old.MustDo(t, testenv.Request{Path: "/i"}).Status)
+	moveSharedData := func(to *testenv.Host, groups int) {
+		for g := 0; g < groups; g++ {
+			key := fmt.Sprintf("meshplug.ratelimit/ratelimit/%d/%d", groups, g)
+			if v, _, ok := old.SharedData("rl", key); ok {
+				require.Equal(t, abi.StatusOK, to.SetSharedData("rl", key, v, 0))
+			}
+		}
+	}
+
+	// Same user rule, ip limit raised: the user bucket is kept, the ip one is new.
+	h := start(t, 1, clock, rules(2, 3, 64))
+	moveSharedData(h, 16)
+	assert.Equal(t, 429, h.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}}).Status, "unchanged rule keeps its bucket")
+	assert.Equal(t, 200, h.MustDo(t, testenv.Request{Path: "/i"}).Status, "changed limit starts afresh")
+
+	// A renamed rule starts afresh.
+	h = start(t, 1, clock, strings.Replace(rules(2, 2, 64), `"name":"user"`, `"name":"per-user"`, 1))
+	moveSharedData(h, 16)
+	assert.Equal(t, 200, h.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}}).Status, "renamed rule starts afresh")
+	assert.Equal(t, 429, h.MustDo(t, testenv.Request{Path: "/i"}).Status, "the other rule is kept")
+
+	// A different max_keys is a different table: everything starts afresh.
+	h = start(t, 1, clock, rules(2, 2, 128))
+	moveSharedData(h, 16)
+	assert.Equal(t, 200, h.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}}).Status)
 }
