@@ -118,7 +118,7 @@ func TestMetrics(t *testing.T) {
 		h.MustDo(t, testenv.Request{Headers: [][2]string{{"x-user", fmt.Sprint("u", i)}}})
 	}
 	assert.Less(t, m("meshplug.ratelimit.keys_tracked"), int64(40+3))
-	assert.LessOrEqual(t, m("meshplug.ratelimit.keys_tracked"), int64(64))
+	assert.LessOrEqual(t, m("meshplug.ratelimit.keys_tracked"), int64(32*8))
 }
 
 func TestMaxKeysBoundsSharedData(t *testing.T) {
@@ -129,16 +129,16 @@ func TestMaxKeysBoundsSharedData(t *testing.T) {
 	}
 	tracked, _ := h.Metric("meshplug.ratelimit.keys_tracked")
 	evicted, _ := h.Metric("meshplug.ratelimit.keys_evicted")
-	assert.LessOrEqual(t, tracked, int64(64))
+	assert.LessOrEqual(t, tracked, int64(32*8), "32 groups of 8")
 	assert.Equal(t, int64(500), tracked+evicted)
 	groups := 0
-	for g := 0; g < 16; g++ {
-		if _, _, ok := h.SharedData("rl", fmt.Sprintf("meshplug.ratelimit/ratelimit/16/%d", g)); ok {
+	for g := 0; g < 32; g++ {
+		if _, _, ok := h.SharedData("rl", fmt.Sprintf("meshplug.ratelimit/ratelimit/32/%d", g)); ok {
 			groups++
 		}
 	}
-	assert.Equal(t, 16, groups)
-	_, _, ok := h.SharedData("rl", "meshplug.ratelimit/ratelimit/16/16")
+	assert.Equal(t, 32, groups)
+	_, _, ok := h.SharedData("rl", "meshplug.ratelimit/ratelimit/32/32")
 	assert.False(t, ok, "no entry beyond the table")
 }
 
@@ -268,18 +268,18 @@ func TestReconfiguration(t *testing.T) {
 
 	// Same user rule, ip limit raised: the user bucket is kept, the ip one is new.
 	h := start(t, 1, clock, rules(2, 3, 64))
-	moveSharedData(h, 16)
+	moveSharedData(h, 32)
 	assert.Equal(t, 429, h.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}}).Status, "unchanged rule keeps its bucket")
 	assert.Equal(t, 200, h.MustDo(t, testenv.Request{Path: "/i"}).Status, "changed limit starts afresh")
 
 	// A renamed rule starts afresh.
 	h = start(t, 1, clock, strings.Replace(rules(2, 2, 64), `"name":"user"`, `"name":"per-user"`, 1))
-	moveSharedData(h, 16)
+	moveSharedData(h, 32)
 	assert.Equal(t, 200, h.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}}).Status, "renamed rule starts afresh")
 	assert.Equal(t, 429, h.MustDo(t, testenv.Request{Path: "/i"}).Status, "the other rule is kept")
 
 	// A different max_keys is a different table: everything starts afresh.
 	h = start(t, 1, clock, rules(2, 2, 128))
-	moveSharedData(h, 16)
+	moveSharedData(h, 32)
 	assert.Equal(t, 200, h.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}}).Status)
 }

@@ -7,7 +7,7 @@
 // request costs Period), so refill is exact for every rate, with no rounding drift.
 //
 // Buckets live in a fixed table of slot groups: bucket key → FNV-1a → one of Groups
-// shared-data entries, each holding up to config.GroupWays buckets. An update is one
+// shared-data entries, each holding up to config.GroupWays (8) buckets. An update is one
 // compare-and-swap of the whole group (get → decide → set with the cas the get
 // returned, retried on CasMismatch), so placing, refilling, taking from, expiring and
 // evicting buckets of a group are atomic. Memory is bounded by the table: shared data

@@ -174,23 +174,28 @@ func TestTableExpiryAndEviction(t *testing.T) {
 		require.NoError(t, err)
 		return r
 	}
-	// Four keys fill the group; k0 is the emptiest.
+	// GroupWays keys fill the group; k0 is the emptiest, k1..k7 took one token each,
+	// k2 first... then the others took a second one.
 	for i := 0; i < 5; i++ {
 		take("k0", t0)
 	}
-	for _, k := range []string{"k1", "k2", "k3"} {
-		assert.Equal(t, 1, take(k, t0).Added)
+	for i := 1; i < config.GroupWays; i++ {
+		assert.Equal(t, 1, take(fmt.Sprint("k", i), t0).Added)
 	}
-	take("k1", t0)
-	// A fifth key evicts the bucket closest to full (k2: one token taken, first).
-	r := take("k4", t0)
+	for i := 1; i < config.GroupWays; i++ {
+		if i != 2 {
+			take(fmt.Sprint("k", i), t0)
+		}
+	}
+	// A new key evicts the bucket closest to full (k2: one token taken).
+	r := take("new", t0)
 	assert.Equal(t, bucket.Result{Outcome: r.Outcome, Added: 1, Removed: 1, Evicted: 1}, r)
 	assert.Equal(t, int64(4), take("k0", t0).Remaining, "k0 kept its bucket")
 	assert.Equal(t, int64(9), take("k2", t0).Remaining, "k2 starts afresh")
 	// After everyone is full again, the next write drops the idle buckets.
 	r = take("k9", t0+int64(time.Minute))
 	assert.Equal(t, 1, r.Added)
-	assert.Equal(t, 4, r.Removed)
+	assert.Equal(t, config.GroupWays, r.Removed)
 	assert.Equal(t, 0, r.Evicted)
 	assert.Equal(t, 2, s.Len(), "meta + one group: memory is bounded by the table")
 }

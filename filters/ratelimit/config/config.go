@@ -18,8 +18,11 @@ const (
 	DefaultDomain  = "meshplug"
 	DefaultMaxKeys = 65536
 	DefaultStatus  = 429
-	// GroupWays is how many buckets share one shared-data entry (a slot group).
-	GroupWays = 4
+	// GroupWays is how many buckets one shared-data entry (a slot group) holds.
+	GroupWays = 8
+	// KeysPerGroup sizes the table: MaxKeys/KeysPerGroup groups, so that MaxKeys
+	// active keys fill a quarter of the slots and groups rarely overflow.
+	KeysPerGroup = 2
 	// MaxRequests bounds Limit.Requests and Limit.Burst.
 	MaxRequests = 1_000_000_000
 )
@@ -63,7 +66,7 @@ type Config struct {
 	HeadersOnAllowed  bool
 	XFFNumTrustedHops int
 	MaxKeys           int
-	// Groups is the number of shared-data entries buckets live in: MaxKeys/GroupWays.
+	// Groups is the number of shared-data entries buckets live in: MaxKeys/KeysPerGroup.
 	Groups int
 	Shadow bool
 	Status int
@@ -197,7 +200,7 @@ func Compile(s *Spec) (*Config, error) {
 	} else if c.MaxKeys < 64 || c.MaxKeys > 4194304 {
 		errs.Add("max_keys", "must be 64..4194304, got %d", c.MaxKeys)
 	}
-	c.Groups = (c.MaxKeys + GroupWays - 1) / GroupWays
+	c.Groups = (c.MaxKeys + KeysPerGroup - 1) / KeysPerGroup
 	if c.Status == 0 {
 		c.Status = DefaultStatus
 	} else if c.Status < 400 || c.Status > 599 {

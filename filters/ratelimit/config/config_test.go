@@ -33,7 +33,7 @@ func TestParseExample(t *testing.T) {
 	assert.True(t, c.HeadersOnAllowed)
 	assert.Equal(t, 1, c.XFFNumTrustedHops)
 	assert.Equal(t, 1000, c.MaxKeys)
-	assert.Equal(t, 250, c.Groups)
+	assert.Equal(t, 500, c.Groups)
 	assert.Equal(t, 429, c.Status)
 	assert.True(t, c.GRPC)
 	require.Len(t, c.Rules, 2)

@@ -52,10 +52,12 @@ type Spec struct {
 	// +kubebuilder:validation:Maximum=16
 	XFFNumTrustedHops int `json:"xff_num_trusted_hops,omitempty"`
 
-	// MaxKeys bounds the buckets kept in the proxy's shared data across all rules.
-	// Idle buckets (full again) are dropped when their slot is next written; when more
-	// than MaxKeys buckets are active at once, the fullest bucket in the new key's slot
-	// is forgotten. Default 65536; 64..4194304.
+	// MaxKeys sizes the bucket table kept in the proxy's shared data (all rules
+	// together): max_keys/2 shared-data entries of up to 8 buckets each. Idle buckets
+	// (full again) are dropped when their entry is next written; a new key whose entry
+	// holds 8 active buckets evicts the one closest to full. With max_keys active keys
+	// about 8 entries of 32768 overflow (default size); with half as many, almost none.
+	// Default 65536; 64..4194304.
 	// +kubebuilder:validation:Minimum=64
 	// +kubebuilder:validation:Maximum=4194304
 	MaxKeys int `json:"max_keys,omitempty"`
