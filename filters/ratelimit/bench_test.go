@@ -50,8 +50,9 @@ func benchHost(b *testing.B, workers int, wasm, cfg []byte) *testenv.Host {
 		testenv.Plugin{Name: "ratelimit", VMID: "rl", Wasm: wasm, Config: cfg})
 }
 
-// run sends the requests round-robin over the keys from parallel goroutines (requests
-// are spread over the host's workers); every request must get want.
+// run sends the requests round-robin over the keys: from one goroutine with one
+// worker, else from parallel goroutines spread over the host's workers. Every request
+// must get want.
 func run(b *testing.B, h *testenv.Host, want int) {
 	ctx := context.Background()
 	for i := range benchRequests { // warm every key (and, for the limited path, empty its bucket)
@@ -65,6 +66,17 @@ func run(b *testing.B, h *testenv.Host, want int) {
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
+	if h.Workers() == 1 {
+		i := 0
+		for b.Loop() {
+			resp, err := h.Do(ctx, benchRequests[i%benchKeys])
+			if err != nil || resp.Status != want {
+				b.Fatalf("status %d, want %d (%v)", resp.Status, want, err)
+			}
+			i++
+		}
+		return
+	}
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := int(next.Add(1)) % benchKeys

@@ -51,7 +51,9 @@ type metrics struct {
 // sharedData is bucket.Store on the proxy's shared data.
 type sharedData struct{}
 
-func (sharedData) Get(key string) ([]byte, uint32, error) { return pw.GetSharedData(key) }
+func (sharedData) Get(dst []byte, key string) ([]byte, uint32, error) {
+	return pw.AppendSharedData(dst, key)
+}
 func (sharedData) Set(key string, v []byte, cas uint32) error {
 	return pw.SetSharedData(key, v, cas)
 }

@@ -113,11 +113,11 @@ func TestTableUnconditionalCreateWouldLoseUpdates(t *testing.T) {
 	// The same interleaving with the naive create (cas 0, or any cas on an absent key)
 	// loses B's token: this is what the table avoids.
 	s := &buckettest.Store{}
-	_, _, err := s.Get("g")
+	_, _, err := s.Get(nil, "g")
 	require.Error(t, err)
 	require.NoError(t, s.Set("g", []byte("B took a token"), 0))
 	require.NoError(t, s.Set("g", []byte("A took a token"), 0))
-	v, _, _ := s.Get("g")
+	v, _, _ := s.Get(nil, "g")
 	assert.Equal(t, "A took a token", string(v))
 }
 
@@ -207,12 +207,12 @@ func TestTableLimitedPathDoesNotWrite(t *testing.T) {
 	_, err := tb.Take([]byte("k"), l, t0)
 	require.NoError(t, err)
 	g, _ := tb.Group([]byte("k"))
-	_, cas, _ := s.Get(g)
+	_, cas, _ := s.Get(nil, g)
 	r, err := tb.Take([]byte("k"), l, t0)
 	require.NoError(t, err)
 	assert.False(t, r.Allowed)
 	assert.Equal(t, time.Second, r.RetryAfter)
-	_, cas2, _ := s.Get(g)
+	_, cas2, _ := s.Get(nil, g)
 	assert.Equal(t, cas, cas2)
 }
 
@@ -226,7 +226,7 @@ func TestTableLongAndCorrupt(t *testing.T) {
 	assert.Equal(t, int64(1), r.Remaining)
 	g, stored := tb.Group(long)
 	assert.Len(t, stored, 33)
-	v, _, _ := s.Get(g)
+	v, _, _ := s.Get(nil, g)
 	assert.Less(t, len(v), 100)
 	r, _ = tb.Take(long, l, t0)
 	assert.Equal(t, int64(0), r.Remaining)

@@ -13,12 +13,12 @@ import (
 )
 
 // Store is proxy-wasm shared data as the guest sees it (proxy_get_shared_data and
-// proxy_set_shared_data of the plugin's vm_id). Get of an absent key returns an error
-// that errors.Is abi.StatusNotFound; Set returns one that errors.Is
-// abi.StatusCasMismatch when cas is non-zero and differs from the entry's. key is only
-// valid during the call.
+// proxy_set_shared_data of the plugin's vm_id). Get appends key's value to dst; for an
+// absent key it returns an error that errors.Is abi.StatusNotFound. Set returns one
+// that errors.Is abi.StatusCasMismatch when cas is non-zero and differs from the
+// entry's. key is only valid during the call.
 type Store interface {
-	Get(key string) (value []byte, cas uint32, err error)
+	Get(dst []byte, key string) (value []byte, cas uint32, err error)
 	Set(key string, value []byte, cas uint32) error
 }
 
@@ -43,7 +43,8 @@ type Table struct {
 	gkey  []byte
 	key   []byte
 	ents  []entry
-	value []byte
+	read  []byte // the group as read
+	value []byte // the group to write
 }
 
 type entry struct {
@@ -78,7 +79,7 @@ func (t *Table) Init(info []byte) error {
 	if err := t.store.Set(k, info, 0); err != nil {
 		return fmt.Errorf("writing %s: %w", k, err)
 	}
-	_, cas, err := t.store.Get(k)
+	_, cas, err := t.store.Get(nil, k)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", k, err)
 	}
@@ -115,7 +116,8 @@ func (t *Table) Take(key []byte, l *config.Limit, now int64) (Result, error) {
 	}
 	gk, key := t.Group(key)
 	for attempt := 0; attempt < MaxAttempts; attempt++ {
-		val, cas, err := t.store.Get(gk)
+		val, cas, err := t.store.Get(t.read[:0], gk)
+		t.read = val
 		create := false
 		switch {
 		case errors.Is(err, abi.StatusNotFound):

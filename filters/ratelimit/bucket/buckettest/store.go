@@ -27,21 +27,21 @@ type entry struct {
 	cas   uint32
 }
 
-// Get returns a copy of key's value and its cas.
-func (s *Store) Get(key string) ([]byte, uint32, error) {
+// Get appends key's value to dst and returns it with the entry's cas.
+func (s *Store) Get(dst []byte, key string) ([]byte, uint32, error) {
 	s.mu.Lock()
 	e, ok := s.m[key]
-	var v []byte
+	v := dst
 	var c uint32
 	if ok {
-		v, c = append([]byte(nil), e.value...), e.cas
+		v, c = append(dst, e.value...), e.cas
 	}
 	s.mu.Unlock()
 	if s.AfterGet != nil {
 		s.AfterGet(key)
 	}
 	if !ok {
-		return nil, 0, abi.StatusNotFound
+		return dst, 0, abi.StatusNotFound
 	}
 	return v, c, nil
 }
