@@ -3,6 +3,8 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/meshplug/meshplug/filters/abi"
+	"github.com/meshplug/meshplug/filters/ratelimit/config"
 	"github.com/meshplug/meshplug/filters/ratelimit/engine/enginetest"
 	"github.com/meshplug/meshplug/testenv"
 )
@@ -282,4 +285,63 @@ func TestReconfiguration(t *testing.T) {
 	h = start(t, 1, clock, rules(2, 2, 128))
 	moveSharedData(h, 32)
 	assert.Equal(t, 200, h.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}}).Status)
+}
+
+// readmeExamples returns the JSON blocks of README.md marked `<!-- example: NAME -->`.
+func readmeExamples(t *testing.T) map[string]string {
+	t.Helper()
+	raw, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	re := regexp.MustCompile("(?s)<!-- example: ([a-z-]+) -->\n```json\n(.*?)```")
+	out := map[string]string{}
+	for _, m := range re.FindAllStringSubmatch(string(raw), -1) {
+		out[m[1]] = m[2]
+	}
+	require.Len(t, out, 4, "README examples")
+	return out
+}
+
+// TestReadmeExamples: every ratelimit configuration in the README starts
+// ratelimit.wasm.
+func TestReadmeExamples(t *testing.T) {
+	for name, cfg := range readmeExamples(t) {
+		if name == "auth" {
+			continue
+		}
+		_, err := config.Parse([]byte(cfg))
+		assert.NoError(t, err, name)
+	}
+}
+
+// TestReadmeChainAfterAuth runs the README's auth and ratelimit examples as a chain.
+func TestReadmeChainAfterAuth(t *testing.T) {
+	ex := readmeExamples(t)
+	h := testenv.NewForTest(t, testenv.Options{Workers: 2, Clock: testenv.NewFakeClock(enginetest.Start)},
+		testenv.Plugin{Name: "auth", VMID: "auth", Wasm: testenv.MustBuildGuest(t, "../auth"), Config: []byte(ex["auth"])},
+		testenv.Plugin{Name: "ratelimit", VMID: "rl", Wasm: rlWasm(t), Config: []byte(ex["ratelimit-after-auth"])})
+	const zeta, acme = "zeta-key-0123456789abcdef", "acme-key-0123456789abcdef"
+	call := func(key string, extra ...[2]string) *testenv.Response {
+		return h.MustDo(t, testenv.Request{Path: "/api/orders", Headers: append([][2]string{{"x-api-key", key}}, extra...), Worker: -1})
+	}
+	for i := 0; i < 2; i++ {
+		resp := call(zeta)
+		require.Equal(t, 200, resp.Status)
+		consumer, _ := resp.Upstream.Headers.Get("x-consumer")
+		assert.Equal(t, "zeta", consumer)
+	}
+	// A zeta caller claiming to be gold-acme is still zeta: auth replaced the header.
+	resp := call(zeta, [2]string{"x-consumer", "gold-acme"})
+	assert.Equal(t, 429, resp.Status)
+	ra, _ := resp.Headers.Get("retry-after")
+	assert.Equal(t, "30", ra)
+	for i := 0; i < 20; i++ {
+		resp := call(acme)
+		require.Equal(t, 200, resp.Status, "gold-acme request %d", i)
+		limit, _ := resp.Headers.Get("ratelimit-limit")
+		assert.Equal(t, "20, 20;w=60", limit)
+	}
+	assert.Equal(t, 429, call(acme).Status)
+	// No key: auth answers 401 before ratelimit; public paths pass both.
+	assert.Equal(t, 401, h.MustDo(t, testenv.Request{Path: "/api/orders"}).Status)
+	assert.Equal(t, 200, h.MustDo(t, testenv.Request{Path: "/healthz"}).Status)
 }
