@@ -311,7 +311,10 @@ func AppendSharedData(dst []byte, key string) (value []byte, cas uint32, err err
 
 // SetSharedData stores value under key. cas 0 writes unconditionally; otherwise the
 // write happens only if the key's CAS token still equals cas, else
-// abi.StatusCasMismatch.
+// abi.StatusCasMismatch. Caveat: a key that does not exist is created whatever cas
+// says (proxy-wasm-cpp-host SharedData::set), so two VMs that both read "not found"
+// and write both succeed; create with a non-zero cas that no live entry holds (e.g.
+// the cas of another key) to make the second creation fail instead.
 func SetSharedData(key string, value []byte, cas uint32) error {
 	p, n := bytesPtr(value)
 	return status(proxy_set_shared_data(key, p, n, cas))
