@@ -44,6 +44,15 @@ type Options struct {
 	// StopIteration: the plugin still gets its body and trailers callbacks, and a
 	// Continue from one of them sends the held headers on.
 	AllowOnHeadersStopIteration bool
+	// RequestChunkSize and ResponseChunkSize cut request bodies and upstream response
+	// bodies into chunks of that many bytes, each its own body callback (as Envoy
+	// calls decodeData/encodeData per frame or socket read; the sizes depend on the
+	// peer, so there is no Envoy default). 0: the whole body in one chunk.
+	RequestChunkSize, ResponseChunkSize int
+	// BufferLimitBytes is Envoy's per_connection_buffer_limit_bytes as the buffer limit
+	// of a stream: a body a plugin buffers (Pause from a body callback) beyond it is
+	// answered 413 (request) or 500 (response). 0: Envoy's default, 1 MiB; < 0: none.
+	BufferLimitBytes int
 	// PollOneoffENOSYS makes WASI poll_oneoff fail with ENOSYS, as proxy-wasm-cpp-host
 	// did before its #533 (Envoy before PR #45756): official-Go guests then die at
 	// their first garbage collection. For compatibility tests; see
@@ -60,6 +69,9 @@ type Plugin struct {
 	Config   []byte // plugin configuration (BufferPluginConfig)
 	VMConfig []byte // vm configuration (BufferVMConfiguration)
 }
+
+// DefaultBufferLimitBytes is Envoy's default per_connection_buffer_limit_bytes (1 MiB).
+const DefaultBufferLimitBytes = 1 << 20
 
 // NodeID is the node.id property value.
 const NodeID = "testenv~127.0.0.1~node~cluster.local"

@@ -590,14 +590,18 @@ func (v *vm) buffer(bt abi.BufferType) (b *[]byte, mutable, found bool) {
 	s := ref.s
 	switch bt {
 	case abi.BufferRequestBody:
-		if s != nil && ref.maps&mReqBody != 0 {
-			return &s.reqBody, true, true
+		if s != nil && ref.maps&mReqBody != 0 && s.stage == stReq {
+			if b := s.bodyBuffer(ref); b != nil {
+				return b, true, true
+			}
 		}
 		e := emptyBuf[:0:0]
 		return &e, false, true
 	case abi.BufferResponseBody:
-		if s != nil && ref.maps&mRespBody != 0 {
-			return &s.respBody, true, true
+		if s != nil && ref.maps&mRespBody != 0 && s.stage == stResp {
+			if b := s.bodyBuffer(ref); b != nil {
+				return b, true, true
+			}
 		}
 		e := emptyBuf[:0:0]
 		return &e, false, true

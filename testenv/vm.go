@@ -21,7 +21,7 @@ type ctxRef struct {
 	s      *Stream
 	// got and sent count the frames (headers, body, trailers) of the current direction
 	// this plugin received and passed on; sent < got means it holds frames (stopped).
-	got, sent uint8
+	got, sent int
 	// maps has a bit per stream map/buffer (mReqHeaders...) this context may use now,
 	// mirroring Envoy's per-filter request_headers_ etc. pointers.
 	maps uint8

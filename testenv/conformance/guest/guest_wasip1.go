@@ -144,6 +144,7 @@ type stream struct {
 	resumed   bool
 	bodyCalls int
 	cluster   string
+	bodySizes []string // body sizes seen by the body op's callbacks
 }
 
 // st records the status of a host call as its name ("ok", "not found", ...).
@@ -463,9 +464,11 @@ func (s *stream) OnHttpRequestBody(size int, end bool) pw.Action {
 	if s.op != "body" {
 		return pw.Continue
 	}
+	s.bodySizes = append(s.bodySizes, strconv.Itoa(size))
 	if !end {
 		return pw.Pause // buffer until the whole body is there
 	}
+	pw.RequestHeaders.Replace("x-body-calls", strings.Join(s.bodySizes, ","))
 	body, err := pw.RequestBody.Get(0, size)
 	if err != nil {
 		pw.LogErrorf("body: %v", err)
