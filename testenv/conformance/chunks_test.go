@@ -77,7 +77,9 @@ func TestBufferLimit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.AllowOnHeadersStopIteration = true
-			tc.opts.Upstream = func(*testenv.UpstreamRequest) *testenv.UpstreamResponse { return &testenv.UpstreamResponse{Status: 200} }
+			tc.opts.Upstream = func(*testenv.UpstreamRequest) *testenv.UpstreamResponse {
+				return &testenv.UpstreamResponse{Status: 200}
+			}
 			h := start(t, setup{opts: tc.opts})
 			resp := do(t, h, testenv.Request{Method: "POST", Path: "/b", Body: tc.body, Headers: [][2]string{{"x-op", "body"}}})
 			assert.Equal(t, tc.status, resp.Status)
