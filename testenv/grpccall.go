@@ -207,6 +207,7 @@ func (v *vm) grpcCallStart(st []uint64) abi.Status {
 		return abi.StatusInternalFailure
 	}
 	token := v.nextGrpcToken(false)
+	rid := v.cur.root
 	if !v.putU32(u32(st[11]), token) {
 		return abi.StatusInvalidMemoryAccess
 	}
@@ -228,15 +229,15 @@ func (v *vm) grpcCallStart(st []uint64) abi.Status {
 				return
 			}
 			delete(v.grpcCalls, token)
-			v.onRoot(func() {
+			v.onRoot(rid, func() {
 				if err == nil {
 					v.grpcRecv, v.grpcInRecv = resp, true
-					v.call3(v.fns.onGrpcReceive, uint64(v.rootID), uint64(token), uint64(len(resp)))
+					v.call3(v.fns.onGrpcReceive, uint64(v.cur.id), uint64(token), uint64(len(resp)))
 					v.grpcRecv, v.grpcInRecv = nil, false
 					return
 				}
 				v.status, v.statusMsg = code, msg
-				v.call3(v.fns.onGrpcClose, uint64(v.rootID), uint64(token), uint64(code))
+				v.call3(v.fns.onGrpcClose, uint64(v.cur.id), uint64(token), uint64(code))
 				v.statusMsg = ""
 			})
 		})
@@ -256,6 +257,7 @@ func (v *vm) grpcStreamStart(st []uint64) abi.Status {
 		return abi.StatusInternalFailure
 	}
 	token := v.nextGrpcToken(true)
+	rid := v.cur.root
 	if !v.putU32(u32(st[8]), token) {
 		return abi.StatusInvalidMemoryAccess
 	}
@@ -267,7 +269,7 @@ func (v *vm) grpcStreamStart(st []uint64) abi.Status {
 			if v.grpcCalls[token] != call {
 				return
 			}
-			v.onRoot(f)
+			v.onRoot(rid, f)
 		})
 	}
 	go func() {
@@ -283,7 +285,7 @@ func (v *vm) grpcStreamStart(st []uint64) abi.Status {
 			pairs := mdPairs(hdr)
 			deliver(func() {
 				v.grpcInit = pairs
-				v.call3(v.fns.onGrpcInitialMetadata, uint64(v.rootID), uint64(token), uint64(len(pairs)))
+				v.call3(v.fns.onGrpcInitialMetadata, uint64(v.cur.id), uint64(token), uint64(len(pairs)))
 				v.grpcInit = nil
 			})
 		}
@@ -298,7 +300,7 @@ func (v *vm) grpcStreamStart(st []uint64) abi.Status {
 				if tr := mdPairs(cs.Trailer()); true {
 					deliver(func() {
 						v.grpcTrail = tr
-						v.call3(v.fns.onGrpcTrailingMeta, uint64(v.rootID), uint64(token), uint64(len(tr)))
+						v.call3(v.fns.onGrpcTrailingMeta, uint64(v.cur.id), uint64(token), uint64(len(tr)))
 						v.grpcTrail = nil
 					})
 				}
@@ -307,7 +309,7 @@ func (v *vm) grpcStreamStart(st []uint64) abi.Status {
 			}
 			deliver(func() {
 				v.grpcRecv, v.grpcInRecv = msg, true
-				v.call3(v.fns.onGrpcReceive, uint64(v.rootID), uint64(token), uint64(len(msg)))
+				v.call3(v.fns.onGrpcReceive, uint64(v.cur.id), uint64(token), uint64(len(msg)))
 				v.grpcRecv, v.grpcInRecv = nil, false
 			})
 		}
@@ -318,7 +320,7 @@ func (v *vm) grpcStreamStart(st []uint64) abi.Status {
 func (v *vm) grpcStreamClosed(token uint32, call *grpcCall, code uint32, msg string, deliver func(func())) {
 	deliver(func() {
 		v.status, v.statusMsg = code, msg
-		v.call3(v.fns.onGrpcClose, uint64(v.rootID), uint64(token), uint64(code))
+		v.call3(v.fns.onGrpcClose, uint64(v.cur.id), uint64(token), uint64(code))
 		v.statusMsg = ""
 		call.remoteClosed = true
 		if call.localClosed && v.grpcCalls[token] == call {

@@ -196,6 +196,9 @@ func (h *Host) Close(ctx context.Context) error {
 	for _, w := range h.workers {
 		w.mu.Lock()
 		for _, v := range w.vms {
+			for len(v.draining) > 0 {
+				v.deleteRoot(v.draining[0].ref.id)
+			}
 			v.stopTick()
 			if !v.failed {
 				v.cur = &v.root
@@ -204,6 +207,13 @@ func (h *Host) Close(ctx context.Context) error {
 					v.call1(v.fns.onDelete, uint64(v.rootID))
 				}
 			}
+		}
+		closed := map[*inst]bool{}
+		for _, v := range w.vms {
+			if closed[v.inst] {
+				continue
+			}
+			closed[v.inst] = true
 			if err := v.mod.Close(ctx); err != nil {
 				errs = append(errs, err)
 			}
@@ -216,6 +226,33 @@ func (h *Host) Close(ctx context.Context) error {
 	}
 	h.grpcConns = nil
 	h.grpcMu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Reconfigure delivers a new plugin configuration to plugin (its index in the chain) on
+// every worker the way an xDS update of the filter's configuration does in Envoy: the
+// plugin's VM stays (same VM key), a new root context is created in it
+// (proxy_on_context_create, proxy_on_vm_start, proxy_on_configure with the new
+// configuration; cpp-host's WasmBase::start for the new plugin key); new streams use
+// it; streams in flight finish on the old root context, which then gets proxy_on_done
+// and proxy_on_delete (cpp-host's startShutdown when the old plugin handle goes away).
+// A configuration the plugin refuses is an error and leaves the old one in place (Envoy
+// rejects the update).
+func (h *Host) Reconfigure(ctx context.Context, plugin int, config []byte) error {
+	if plugin < 0 || plugin >= len(h.plugins) {
+		return fmt.Errorf("testenv: Reconfigure: no plugin %d", plugin)
+	}
+	var errs []error
+	for _, w := range h.workers {
+		w.run(func() {
+			if err := w.vms[plugin].reconfigure(config); err != nil {
+				errs = append(errs, err)
+			}
+		})
+	}
+	if len(errs) == 0 {
+		h.plugins[plugin].Config = config
+	}
 	return errors.Join(errs...)
 }
 

@@ -10,9 +10,13 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
+// vmOf returns the plugin whose context is current in the calling VM.
 func vmOf(ctx context.Context) *vm {
-	v, _ := ctx.Value(vmKey{}).(*vm)
-	return v
+	in, _ := ctx.Value(vmKey{}).(*inst)
+	if in == nil {
+		return nil
+	}
+	return in.vms[in.cur.plugin]
 }
 
 // guard turns a host call body into a GoModuleFunc that never panics: a bug becomes
@@ -173,10 +177,6 @@ func envFuncs() []hostFunc {
 		}),
 		envFn("proxy_set_effective_context", 1, func(v *vm, st []uint64) abi.Status {
 			id := u32(st[0])
-			if id == v.rootID {
-				v.cur = &v.root
-				return abi.StatusOK
-			}
 			if ref := v.streamCtx(id); ref != nil {
 				v.cur = ref
 				return abi.StatusOK
@@ -620,7 +620,7 @@ func (v *vm) buffer(bt abi.BufferType) (b *[]byte, mutable, found bool) {
 		return &c, false, true
 	case abi.BufferPluginConfig:
 		if v.configuring {
-			c := v.h.plugins[v.plugin].Config
+			c := v.config
 			return &c, false, true
 		}
 	}

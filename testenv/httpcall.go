@@ -87,10 +87,11 @@ func (v *vm) httpCall(st []uint64) abi.Status {
 	}
 	ctx, cancel := context.WithCancel(v.h.calloutCtx)
 	v.httpCalls[token] = cancel
+	rid := v.cur.root // cpp-host's http_call dispatches from the caller's root context
 	go func() {
 		res := doHTTP(ctx, addr, method, path, authority, regular, body, time.Duration(timeout)*time.Millisecond)
 		cancel()
-		v.w.run(func() { v.deliverHTTP(token, res) })
+		v.w.run(func() { v.deliverHTTP(rid, token, res) })
 	}()
 	return abi.StatusOK
 }
@@ -150,21 +151,21 @@ func doHTTP(ctx context.Context, addr, method, path, authority string, hdrs []ab
 	return res
 }
 
-func (v *vm) deliverHTTP(token uint32, res *httpResult) {
+func (v *vm) deliverHTTP(rid, token uint32, res *httpResult) {
 	if _, ok := v.httpCalls[token]; !ok {
 		return
 	}
 	delete(v.httpCalls, token)
-	v.onRoot(func() {
+	v.onRoot(rid, func() {
 		if res.failed {
 			v.status, v.statusMsg = uint32(abi.StatusBrokenConnection), "reset"
-			v.call5(v.fns.onHTTPCallResponse, uint64(v.rootID), uint64(token), 0, 0, 0)
+			v.call5(v.fns.onHTTPCallResponse, uint64(v.cur.id), uint64(token), 0, 0, 0)
 			v.statusMsg = ""
 			return
 		}
 		v.status, v.statusMsg = 0, ""
 		v.httpResp = res
-		v.call5(v.fns.onHTTPCallResponse, uint64(v.rootID), uint64(token),
+		v.call5(v.fns.onHTTPCallResponse, uint64(v.cur.id), uint64(token),
 			uint64(len(res.headers)), uint64(len(res.body)), uint64(len(res.trailers)))
 		v.httpResp = nil
 	})

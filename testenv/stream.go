@@ -439,7 +439,8 @@ func (s *Stream) create(i int) bool {
 	}
 	v := s.w.vms[i]
 	v.nextID++
-	*ref = ctxRef{id: v.nextID, plugin: i, s: s}
+	*ref = ctxRef{id: v.nextID, plugin: i, s: s, root: v.rootID}
+	v.streams++
 	v.cur = &v.root
 	_, ok := v.call2(v.fns.onContextCreate, uint64(ref.id), uint64(v.rootID))
 	return ok
@@ -773,6 +774,7 @@ func (s *Stream) logAndDestroy() {
 			v.call1(v.fns.onDelete, uint64(ref.id))
 		}
 		v.cur = &v.root
+		v.streamDone(ref.root)
 	}
 }
 

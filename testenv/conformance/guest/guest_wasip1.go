@@ -21,6 +21,10 @@ func init() { pw.SetVMContext(&vm{}) }
 // garbage keeps the "alloc" op's allocation from being optimised away.
 var garbage []byte
 
+// vmStarts and pluginsCreated count OnVMStart and NewPluginContext calls in this VM:
+// plugins that share a VM (same vm_id and module) see each other's.
+var vmStarts, pluginsCreated int
+
 // config is the plugin configuration of the conformance guest.
 type config struct {
 	TickMillis       uint32 `json:"tick_ms"`
@@ -36,6 +40,7 @@ type vm struct {
 }
 
 func (v *vm) OnVMStart(size int) bool {
+	vmStarts++
 	b, err := pw.VMConfiguration.Bytes()
 	if err != nil {
 		pw.LogCriticalf("reading vm configuration: %v", err)
@@ -45,7 +50,17 @@ func (v *vm) OnVMStart(size int) bool {
 	return true
 }
 
-func (v *vm) NewPluginContext(id uint32) pw.PluginContext { return &plugin{vm: v, id: id} }
+func (v *vm) NewPluginContext(id uint32) pw.PluginContext {
+	pluginsCreated++
+	return &plugin{vm: v, id: id}
+}
+
+// OnPluginDone records the configuration of each plugin (root context) shut down.
+func (p *plugin) OnPluginDone() bool {
+	old, _, _ := pw.GetSharedData("plugins_done")
+	pw.SetSharedData("plugins_done", append(old, []byte(p.rawCfg+";")...), 0)
+	return true
+}
 
 type plugin struct {
 	pw.DefaultPluginContext
@@ -202,6 +217,8 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 		s.report["vm_config"] = s.plugin.vm.vmConfig
 		s.report["root_id"] = s.plugin.id
 		s.report["context_id"] = s.id
+		s.report["vm_starts"] = vmStarts
+		s.report["plugins"] = pluginsCreated
 		return s.reply()
 	case "local-reply":
 		return s.opLocalReply()
