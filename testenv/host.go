@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/meshplug/meshplug/filters/abi"
 	"github.com/tetratelabs/wazero"
@@ -60,6 +61,32 @@ type Options struct {
 	PollOneoffENOSYS bool
 }
 
+// FailurePolicy is what happens to requests when a plugin's VM fails at runtime (a
+// trap, a panic that escaped, proc_exit), Envoy's PluginConfig.failure_policy (Istio's
+// WasmPlugin failStrategy: FAIL_CLOSE, FAIL_OPEN, FAIL_RELOAD).
+type FailurePolicy uint8
+
+const (
+	// FailClosed (Envoy's default, also for FAIL_UNSPECIFIED): the stream whose
+	// callback failed and every later stream get a 503 local reply with an empty body
+	// and details wasm_fail_stream (Envoy's Context::failStream; grpc-status 14 for
+	// gRPC requests). Streams already past their response headers are reset.
+	FailClosed FailurePolicy = iota
+	// FailOpen: the failed callback counts as Continue, and later streams skip the
+	// plugin (cpp-host's CHECK_FAIL_HTTP with fail_open; PluginConfig::createContext
+	// adds no filter).
+	FailOpen
+	// FailReload: like FailClosed for the failing stream; a later stream first reloads
+	// the VM (a new instance: _initialize, root contexts, configure) once the reload
+	// backoff since the last load elapsed (Plugin.ReloadBackoff), as
+	// PluginConfig::maybeReloadHandleIfNeeded does; before that, or if the reload
+	// fails, it gets the FailClosed 503.
+	FailReload
+)
+
+// DefaultReloadBackoff is Envoy's default reload_config.backoff.base_interval (1 s).
+const DefaultReloadBackoff = time.Second
+
 // Plugin is one proxy-wasm plugin of the filter chain.
 type Plugin struct {
 	Name     string // plugin_name property; default: the BuildGuest folder name, else "plugin<index>"
@@ -68,6 +95,14 @@ type Plugin struct {
 	Wasm     []byte // the compiled module
 	Config   []byte // plugin configuration (BufferPluginConfig)
 	VMConfig []byte // vm configuration (BufferVMConfiguration)
+	// FailurePolicy: what a runtime failure of the VM does (default FailClosed, as
+	// Envoy).
+	FailurePolicy FailurePolicy
+	// ReloadBackoff is the least time between two loads of a failed VM with
+	// FailReload; 0 = Envoy's default, 1 s. Envoy adds a random jitter of up to half of
+	// it (JitteredLowerBoundBackOffStrategy); testenv waits exactly this long so tests
+	// with a FakeClock are deterministic.
+	ReloadBackoff time.Duration
 }
 
 // DefaultBufferLimitBytes is Envoy's default per_connection_buffer_limit_bytes (1 MiB).
@@ -90,6 +125,7 @@ type Host struct {
 	clock    Clock
 	logLevel abi.LogLevel
 	plugins  []Plugin
+	mods     []wazero.CompiledModule
 	routes   []compiledRoute // nil: no router stage
 	workers  []*worker
 	rr       atomic.Uint32
@@ -168,11 +204,14 @@ func New(ctx context.Context, opts Options, chain ...Plugin) (*Host, error) {
 		}
 		mods[i] = m
 	}
+	h.mods = mods
 	for wi := 0; wi < opts.Workers; wi++ {
 		w := &worker{id: wi, h: h}
 		h.workers = append(h.workers, w)
 		for i := range chain {
+			w.mu.Lock()
 			v, err := newVM(ctx, h, w, i, mods[i])
+			w.mu.Unlock()
 			if v != nil {
 				w.vms = append(w.vms, v)
 			}

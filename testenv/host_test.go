@@ -197,8 +197,8 @@ func TestConfigureFailure(t *testing.T) {
 func TestTrapFailsVM(t *testing.T) {
 	h := newHost(t, Options{}, raw(t, "a", "trap"))
 	resp := do(t, h, Request{})
-	if !resp.Reset || resp.Upstream != nil {
-		t.Fatalf("want reset, got %+v", resp)
+	if resp.Reset || resp.Status != 503 || resp.Details != "wasm_fail_stream" || len(resp.Body) != 0 || resp.Upstream != nil {
+		t.Fatalf("want Envoy's failStream 503, got %+v", resp)
 	}
 	resp = do(t, h, Request{})
 	if resp.Status != 503 || !resp.LocalReply || resp.Details != "wasm_fail_stream" {

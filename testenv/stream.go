@@ -439,7 +439,7 @@ func (s *Stream) create(i int) bool {
 	}
 	v := s.w.vms[i]
 	v.nextID++
-	*ref = ctxRef{id: v.nextID, plugin: i, s: s, root: v.rootID}
+	*ref = ctxRef{id: v.nextID, plugin: i, s: s, root: v.rootID, in: v.inst}
 	v.streams++
 	v.cur = &v.root
 	_, ok := v.call2(v.fns.onContextCreate, uint64(ref.id), uint64(v.rootID))
@@ -529,7 +529,13 @@ func (s *Stream) callback(i int, f int) bool {
 	}
 	s.inCall = false
 	if !ok {
-		s.trapped()
+		if s.h.plugins[i].FailurePolicy == FailOpen {
+			// cpp-host's CHECK_FAIL_HTTP after the call: fail open is Continue.
+			s.continued = false
+			ref.maps &^= bit
+			return true
+		}
+		s.failStream()
 		return false
 	}
 	if s.pendingReset {
@@ -551,8 +557,6 @@ func (s *Stream) callback(i int, f int) bool {
 	ref.maps &^= bit
 	return true
 }
-
-func (s *Stream) trapped() { s.doReset() }
 
 func (s *Stream) doReset() {
 	s.reset = true
@@ -604,18 +608,39 @@ func (s *Stream) deliver(f int, p int) {
 		ref := &s.ctxs[i]
 		switch {
 		case s.stage == stReq && s.fr[f].kind == fHeaders:
-			if vms[i].failed {
-				s.failedVM()
+			// Envoy's PluginConfig::createContext for a failed VM: reload it
+			// (FailReload, after the backoff), skip the plugin (FailOpen) or add a
+			// context that fails the stream (FailClosed).
+			if vms[i].failed && !(s.h.plugins[i].FailurePolicy == FailReload && s.w.reload(i)) {
+				if s.h.plugins[i].FailurePolicy == FailOpen {
+					ref.got, ref.sent = f+1, f+1
+					continue
+				}
+				s.failStream()
 				return
 			}
 			if !s.create(i) {
-				s.trapped()
+				if s.h.plugins[i].FailurePolicy == FailOpen {
+					ref.got, ref.sent = f+1, f+1
+					continue
+				}
+				s.failStream()
 				return
 			}
-		case ref.id == 0 || vms[i].failed:
-			// Never reached (response after a local reply) or failed: pass through.
+		case ref.id == 0:
+			// Never reached (response after a local reply): pass through.
 			ref.got, ref.sent = f+1, f+1
 			continue
+		case vms[i].failed || ref.in != vms[i].inst:
+			// The plugin's VM failed during the stream: fail open passes; fail
+			// closed fails the stream (cpp-host's CHECK_FAIL_HTTP before the call),
+			// except for the local reply already going out.
+			if s.h.plugins[i].FailurePolicy == FailOpen || (s.stage == stResp && s.isLocal) {
+				ref.got, ref.sent = f+1, f+1
+				continue
+			}
+			s.failStream()
+			return
 		}
 		ref.got = f + 1
 		if ref.stopAll {
@@ -750,7 +775,7 @@ func (s *Stream) logAndDestroy() {
 	vms := s.w.vms
 	for i := range s.ctxs {
 		v := vms[i]
-		if v.failed {
+		if v.failed || (s.ctxs[i].in != nil && s.ctxs[i].in != v.inst) {
 			continue
 		}
 		if !s.create(i) {
@@ -762,7 +787,7 @@ func (s *Stream) logAndDestroy() {
 	for i := range s.ctxs {
 		v := vms[i]
 		ref := &s.ctxs[i]
-		if ref.id == 0 {
+		if ref.id == 0 || ref.in != v.inst {
 			continue
 		}
 		if !v.failed {
@@ -831,10 +856,18 @@ func (s *Stream) callUpstream() {
 	s.hasRespTrail = len(r.Trailers) > 0
 }
 
-// failedVM answers with the 503 local reply Envoy sends when a plugin's VM has failed
-// and the plugin is not fail-open.
-func (s *Stream) failedVM() {
-	s.local = &localReply{status: 503, details: "wasm_fail_stream", body: []byte("wasm vm failed"), grpcStatus: abi.GrpcUnavailable}
+// failStream answers with the local reply Envoy's Context::failStream sends when a
+// plugin's VM failed and the plugin is not fail-open: 503, empty body, details
+// wasm_fail_stream, grpc-status 14 (UNAVAILABLE) for gRPC requests; once per stream
+// (a failure while a local reply goes out, or after the response headers went to the
+// client, resets the stream).
+func (s *Stream) failStream() {
+	if s.isLocal && s.stage == stResp {
+		s.doReset()
+		return
+	}
+	s.local = &localReply{status: 503, details: "wasm_fail_stream", grpcStatus: abi.GrpcUnavailable}
+	s.localDone = false
 	s.applyLocal()
 }
 

@@ -30,6 +30,8 @@ type ctxRef struct {
 	want bool
 	// root: the id of the root context this context belongs to (its own for a root).
 	root uint32
+	// in: the VM the stream context was created in (a reloaded plugin has a new one).
+	in *inst
 	// stopAll: the plugin paused its headers and, as Envoy does by default, that
 	// became StopAllIterationAndWatermark: later frames of the direction are held
 	// before this plugin without calling it until it continues (see Stream.callback).
@@ -103,6 +105,51 @@ type vm struct {
 	configuring bool // plugin configuration readable (during proxy_on_configure)
 
 	tickCancel func()
+	loaded     time.Time // when the VM was last (re)loaded, for FailReload's backoff
+}
+
+// reload replaces the failed VM of plugin idx on worker w (and of the plugins sharing
+// it) with a new instance, as Envoy's FAIL_RELOAD does through
+// getOrCreateThreadLocalPlugin, if Plugin.ReloadBackoff elapsed since the last load;
+// the load time is updated either way. It reports whether plugin idx has a live VM.
+// Worker lock held.
+func (w *worker) reload(idx int) bool {
+	h := w.h
+	old := w.vms[idx]
+	backoff := h.plugins[idx].ReloadBackoff
+	if backoff <= 0 {
+		backoff = DefaultReloadBackoff
+	}
+	now := h.clock.Now()
+	if now.Sub(old.loaded) < backoff {
+		return false
+	}
+	for j, o := range old.inst.vms {
+		if o == nil {
+			continue
+		}
+		o.stopTick()
+		for _, d := range o.draining {
+			if d.tickCancel != nil {
+				d.tickCancel()
+			}
+		}
+		nv, err := newVM(h.calloutCtx, h, w, j, h.mods[j])
+		if err != nil {
+			h.log(o.name, w.id, abi.LogCritical, "reloading the failed VM: "+err.Error())
+			if nv == nil {
+				o.loaded = now
+				continue
+			}
+		}
+		if err != nil {
+			nv.failed = true
+		}
+		nv.loaded = now
+		w.vms[j] = nv
+	}
+	_ = old.mod.Close(context.Background())
+	return !w.vms[idx].failed
 }
 
 // reconfigure starts a new root context with config (see Host.Reconfigure). Worker
@@ -203,14 +250,9 @@ func newVM(ctx context.Context, h *Host, w *worker, idx int, cm wazero.CompiledM
 		return fmt.Errorf("plugin %q worker %d: %s: %v%s", p.Name, w.id, phase, err, h.errorLogs(p.Name, w.id))
 	}
 	for _, o := range w.vms {
-		if o.key == key {
-			v := &vm{inst: o.inst, plugin: idx, name: p.Name, vmID: p.VMID, config: p.Config}
+		if o != nil && o.key == key && !o.failed {
+			v := &vm{inst: o.inst, plugin: idx, name: p.Name, vmID: p.VMID, config: p.Config, loaded: h.clock.Now()}
 			v.inst.vms[idx] = v
-			if v.failed {
-				return v, fail("proxy_on_context_create", errVMFailed)
-			}
-			w.mu.Lock()
-			defer w.mu.Unlock()
 			return v, v.startRoot(fail)
 		}
 	}
@@ -220,7 +262,7 @@ func newVM(ctx context.Context, h *Host, w *worker, idx int, cm wazero.CompiledM
 	}
 	in := &inst{h: h, w: w, key: key, vms: make([]*vm, len(h.plugins)),
 		httpCalls: map[uint32]context.CancelFunc{}, grpcCalls: map[uint32]*grpcCall{}, metricIDs: map[uint32]*stat{}}
-	v := &vm{inst: in, plugin: idx, name: p.Name, vmID: p.VMID, config: p.Config}
+	v := &vm{inst: in, plugin: idx, name: p.Name, vmID: p.VMID, config: p.Config, loaded: h.clock.Now()}
 	in.vms[idx] = v
 	v.ctx = context.WithValue(context.Background(), vmKey{}, in)
 	mod, err := r.InstantiateModule(v.ctx, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
@@ -257,8 +299,6 @@ func newVM(ctx context.Context, h *Host, w *worker, idx int, cm wazero.CompiledM
 		v.mallocName = "malloc"
 	}
 
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	v.root = ctxRef{plugin: idx}
 	v.cur = &v.root
 	if init := f("_initialize"); init != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -242,6 +243,10 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 		return s.reply()
 	case "panic":
 		panic("request headers panicked on purpose")
+	case "exit":
+		// A VM failure the binding cannot recover: proc_exit (as a Go fatal error
+		// ends), which the host sees as a runtime failure of the VM.
+		os.Exit(3)
 	case "panic-response":
 		return pw.Continue
 	case "reset":
