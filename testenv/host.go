@@ -32,10 +32,13 @@ type Options struct {
 	// reply like Envoy's router. nil: no router stage, every request goes to Upstream.
 	Routes       []Route
 	LogLevel     abi.LogLevel      // returned by proxy_get_log_level; logs below it are dropped; default LogInfo (the zero value is LogTrace, so set LogLevelTrace to get everything)
-	NodeMetadata map[string]string // exposed as property node.metadata.<KEY>
+	NodeMetadata map[string]string // exposed as property xds.node.metadata.<KEY>
 	LogWriter    io.Writer         // optional: also write each kept log line here
 	// LogLevelTrace keeps trace and debug logs (LogLevel's zero value means "default").
 	LogLevelTrace bool
+	// UpstreamAddress is the upstream.address property once the router sent the request
+	// (default DefaultUpstreamAddress).
+	UpstreamAddress string
 	// AllowOnHeadersStopIteration is Envoy's `allow_on_headers_stop_iteration` of the
 	// wasm filter (default false). Off, a Pause from proxy_on_request_headers or
 	// proxy_on_response_headers is StopAllIterationAndWatermark, as
@@ -108,7 +111,7 @@ type Plugin struct {
 // DefaultBufferLimitBytes is Envoy's default per_connection_buffer_limit_bytes (1 MiB).
 const DefaultBufferLimitBytes = 1 << 20
 
-// NodeID is the node.id property value.
+// NodeID is the xds.node.id property value.
 const NodeID = "testenv~127.0.0.1~node~cluster.local"
 
 // LogEntry is one log line kept by the host (proxy_log, or WASI stdout/stderr).

@@ -248,13 +248,16 @@ func TestLocalReply(t *testing.T) {
 
 func TestProperties(t *testing.T) {
 	h := start(t, setup{vmID: "vm-props", opts: testenv.Options{NodeMetadata: map[string]string{"REGION": "eu-west-1"}}})
-	r := report(t, h, "properties", [2]string{"x-one", "uno"}, [2]string{"user-agent", "conformance/1"})
+	r := report(t, h, "properties", [2]string{"x-one", "uno"}, [2]string{"user-agent", "conformance/1"},
+		[2]string{"x-multi", "a"}, [2]string{"x-multi", "b"})
 	expect(t, r, map[string]any{
 		"request.path": "/op/properties", "request.url_path": "/op/properties", "request.method": "GET",
 		"request.host": "example.com", "request.scheme": "http", "request.headers.x-one": "uno",
 		"request.useragent": "conformance/1",
 		"plugin_name":       "conformance", "plugin_root_id": "conformance_root", "plugin_vm_id": "vm-props",
-		"node.metadata.REGION": "eu-west-1", "source.address": "127.0.0.1:40000", "source.port": "40000",
+		"xds.node.metadata.REGION": "eu-west-1", "xds.node.id": testenv.NodeID, "node.id#status": "not found",
+		"request.headers.x-multi": "a,b", "upstream.address#status": "not found",
+		"source.address": "127.0.0.1:40000", "source.port": "40000",
 		"no.such.property#status": "not found",
 		"set":                     "ok", "get_after_set": "stored", "get_after_set#status": "ok",
 	})

@@ -352,7 +352,8 @@ func (s *stream) opProperties() pw.Action {
 		"request.path", "request.url_path", "request.host", "request.scheme", "request.method",
 		"request.id", "request.protocol", "request.useragent", "request.headers.x-one",
 		"source.address", "destination.address", "plugin_name", "plugin_root_id", "plugin_vm_id",
-		"node.id", "node.metadata.REGION", "connection.requested_server_name", "no.such.property",
+		"node.id", "xds.node.id", "xds.node.metadata.REGION", "request.headers.x-multi",
+		"connection.requested_server_name", "no.such.property", "upstream.address",
 	} {
 		v, err := pw.GetPropertyString(strings.Split(path, ".")...)
 		r[path] = v
@@ -526,6 +527,15 @@ func (s *stream) OnHttpResponseHeaders(n int, end bool) pw.Action {
 	if s.op == "response" {
 		_, err := pw.RequestHeaders.Get(":path")
 		pw.ResponseHeaders.Add("x-request-map-in-response", st(err))
+		// Properties read from the request header map are gone with it (findValue).
+		_, err = pw.GetPropertyString("request", "path")
+		pw.ResponseHeaders.Add("x-request-path-prop", st(err))
+		_, err = pw.GetPropertyString("request", "time")
+		pw.ResponseHeaders.Add("x-request-time-prop", st(err))
+		v, err := pw.GetPropertyString("upstream", "address")
+		pw.ResponseHeaders.Add("x-upstream-address-prop", v+"/"+st(err))
+		v, err = pw.GetPropertyString("response", "headers", "x-up")
+		pw.ResponseHeaders.Add("x-response-header-prop", v+"/"+st(err))
 	}
 	return pw.Continue
 }

@@ -305,7 +305,7 @@ func onRequestHeaders(id, n, eos uint32) uint32 {
 	}
 	if modes["props"] {
 		for _, p := range [][]string{{"request", "path"}, {"request", "url_path"}, {"request", "method"}, {"request", "headers", "user-agent"},
-			{"plugin_name"}, {"plugin_root_id"}, {"plugin_vm_id"}, {"source", "address"}, {"node", "id"}, {"node", "metadata", "REGION"},
+			{"plugin_name"}, {"plugin_root_id"}, {"plugin_vm_id"}, {"source", "address"}, {"node", "id"}, {"xds", "node", "id"}, {"xds", "node", "metadata", "REGION"},
 			{"connection", "mtls"}, {"custom", "thing"}} {
 			v, st := prop(p...)
 			if st != 0 {
