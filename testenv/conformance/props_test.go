@@ -28,3 +28,19 @@ func TestPropertiesFollowTheMaps(t *testing.T) {
 		assert.Equal(t, want, v, k)
 	}
 }
+
+// TestHeaderMapShape: proxy_add_header_map_value on an inline header (user-agent) joins
+// the values with "," like HeaderMapImpl::insertByKey; on another header it adds an
+// entry; proxy_replace_header_map_value moves the header to the end (setCopy).
+func TestHeaderMapShape(t *testing.T) {
+	h := start(t, setup{})
+	resp := do(t, h, testenv.Request{Path: "/s", Headers: [][2]string{{"x-first", "1"}, {"x-op", "header-shape"},
+		{"user-agent", "ua"}, {"x-plain", "1"}}})
+	up := resp.Upstream
+	if assert.NotNil(t, up) {
+		assert.Equal(t, []string{"ua,added"}, up.Headers.Values("user-agent"))
+		assert.Equal(t, []string{"1", "2"}, up.Headers.Values("x-plain"))
+		assert.Equal(t, "x-first", up.Headers[len(up.Headers)-1].Key)
+		assert.Equal(t, "moved", up.Headers[len(up.Headers)-1].Value)
+	}
+}

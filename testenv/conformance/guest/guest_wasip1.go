@@ -265,6 +265,13 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 		return s.opBuffers()
 	case "route":
 		return s.opRoute()
+	case "header-shape":
+		// Envoy's header map: add on an inline header coalesces, on another header
+		// adds an entry; replace moves the header to the end.
+		pw.RequestHeaders.Add("user-agent", "added")
+		pw.RequestHeaders.Add("x-plain", "2")
+		pw.RequestHeaders.Replace("x-first", "moved")
+		return pw.Continue
 	}
 	s.report["error"] = "unknown op " + op
 	return s.reply()
