@@ -79,10 +79,30 @@ type grpcOut struct {
 // cluster name from Options.Clusters (what newer Envoy accepts when the bytes are not a
 // GrpcService proto), or a serialized envoy.config.core.v3.GrpcService whose
 // envoy_grpc.cluster_name is in Options.Clusters or whose google_grpc.target_uri is
-// dialled directly. Unknown clusters are BadArgument.
+// dialled directly (see the body for the statuses of unknown clusters).
 func (v *vm) grpcTarget(service []byte) (string, abi.Status) {
 	if addr, ok := v.h.opts.Clusters[string(service)]; ok {
 		return addr, abi.StatusOK
+	}
+	// Envoy's Context::grpcCall: bytes that do not parse as a GrpcService are a
+	// cluster name, ParseFailure when no such cluster exists; a parsed GrpcService is
+	// used with skip_cluster_check, so an unknown envoy_grpc cluster fails the
+	// request at once (the async client's "Cluster not available") and the call
+	// returns InternalFailure.
+	valid := func(b []byte) bool {
+		for len(b) > 0 {
+			num, typ, n := protowire.ConsumeTag(b)
+			if n < 0 {
+				return false
+			}
+			b = b[n:]
+			m := protowire.ConsumeFieldValue(num, typ, b)
+			if m < 0 {
+				return false
+			}
+			b = b[m:]
+		}
+		return true
 	}
 	field := func(b []byte, want protowire.Number) ([]byte, bool) {
 		var found []byte
@@ -105,20 +125,23 @@ func (v *vm) grpcTarget(service []byte) (string, abi.Status) {
 		}
 		return found, ok
 	}
+	if len(service) == 0 || !valid(service) {
+		return "", abi.StatusParseFailure
+	}
 	if eg, ok := field(service, 1); ok {
 		if name, ok := field(eg, 1); ok {
 			if addr, ok := v.h.opts.Clusters[string(name)]; ok {
 				return addr, abi.StatusOK
 			}
 		}
-		return "", abi.StatusBadArgument
+		return "", abi.StatusInternalFailure
 	}
 	if gg, ok := field(service, 2); ok {
 		if uri, ok := field(gg, 1); ok && len(uri) > 0 {
 			return string(uri), abi.StatusOK
 		}
 	}
-	return "", abi.StatusBadArgument
+	return "", abi.StatusInternalFailure
 }
 
 func pairsMD(pairs []abi.Pair) metadata.MD {

@@ -20,7 +20,10 @@ type httpResult struct {
 	failed   bool // reset after response headers: Envoy's onFailure(Reset)
 }
 
-var calloutClient = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}}
+// calloutClient makes HTTP callouts. Like Envoy's async client it does not follow
+// redirects: a 3xx goes back to the guest.
+var calloutClient = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // httpCall implements proxy_http_call. Like Envoy it needs a known cluster, a
 // non-negative timeout, and :method, :path and :authority among the headers
@@ -66,7 +69,7 @@ func (v *vm) httpCall(st []uint64) abi.Status {
 			method = p.Value
 		case ":path":
 			path = p.Value
-		case ":authority", "host":
+		case ":authority": // Envoy checks Host(), the :authority header; "host" is a plain header
 			authority = p.Value
 		default:
 			if !strings.HasPrefix(k, ":") {
