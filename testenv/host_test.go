@@ -390,3 +390,18 @@ func TestSharedDataFromGuest(t *testing.T) {
 		t.Fatalf("hits = %q cas %d ok %v", v, cas, ok)
 	}
 }
+
+// TestWASIResults: a module importing the WASI functions cpp-host exports beyond the Go
+// runtime's (fd_read, fd_seek) loads, and each answers with cpp-host's errno: fd_read
+// ENOSYS, fd_seek and fd_close 0, clocks 0 and 1 ok and the CPU-time clocks ENOTSUP,
+// random_get EINVAL above 64 KiB, poll_oneoff 0 at once with no events (a 1 s clock
+// subscription does not sleep: the test would still pass if it did, but the event
+// count must be 0).
+func TestWASIResults(t *testing.T) {
+	h := newHost(t, Options{}, raw(t, "a", "wasi"))
+	resp := do(t, h, Request{})
+	got, _ := resp.Upstream.Headers.Get("x-wasi")
+	if want := "52,0,0,0,0,58,58,28,0,0,0"; got != want {
+		t.Errorf("WASI errnos = %s, want %s", got, want)
+	}
+}
