@@ -405,3 +405,14 @@ func TestWASIResults(t *testing.T) {
 		t.Errorf("WASI errnos = %s, want %s", got, want)
 	}
 }
+
+// TestMallocFirst: a module exporting both malloc and proxy_on_memory_allocate gets its
+// host allocations through malloc, as cpp-host's WasmBase::getFunctions looks it up
+// first.
+func TestMallocFirst(t *testing.T) {
+	h := newHost(t, Options{}, raw(t, "a", "malloc"))
+	resp := do(t, h, Request{})
+	if got, _ := resp.Upstream.Headers.Get("x-malloc-calls"); got != "1" {
+		t.Errorf("allocations through malloc = %q, want 1", got)
+	}
+}

@@ -252,9 +252,14 @@ func envFuncs() []hostFunc {
 				hdrs[i].Key = lowerASCII(hdrs[i].Key)
 			}
 			s := v.cur.s
-			if s == nil || s.local != nil || s.stage >= stLog {
+			if s == nil || (s.local != nil && !s.localDone) || s.stage >= stLog {
 				// Root context: Envoy has no stream to answer (no-op). A second
-				// reply for the same stream is ignored.
+				// reply in the same callback: Envoy runs both deferred
+				// sendLocalReply calls; the second finds the first one's complete
+				// response and changes nothing, so it is ignored here. A reply while
+				// an earlier local reply is still going through the response
+				// callbacks replaces it directly, or resets the stream once its
+				// headers reached the client (FilterManager::sendLocalReply).
 				return abi.StatusOK
 			}
 			s.local = &localReply{status: int(u32(st[0])), details: d, body: body, headers: hdrs, grpcStatus: u32(st[7])}
@@ -514,6 +519,10 @@ func envFuncs() []hostFunc {
 			if !ok1 || !ok2 {
 				return abi.StatusInvalidMemoryAccess
 			}
+			if vmID == "" {
+				// cpp-host's resolve_shared_queue: an empty vm_id means the caller's.
+				vmID = v.vmID
+			}
 			token, found := v.h.queues.resolve(vmID, name)
 			if !found {
 				return abi.StatusNotFound
@@ -676,16 +685,17 @@ func (v *vm) buffer(bt abi.BufferType) (b *[]byte, mutable, found bool) {
 	return nil, false, false
 }
 
-// setBuffer applies Envoy's Buffer::copyFrom rules: start 0 with length 0 prepends,
-// start 0 with length >= size replaces everything, start >= size appends, anything
-// else (a splice in the middle) is BadArgument.
+// setBuffer applies Envoy's Buffer::copyFrom rules: start 0 drains length bytes (at
+// most all) and prepends data, so (0, 0) prepends, (0, n < size) replaces the first n
+// bytes and (0, >= size) replaces everything; start >= size appends; anything else (a
+// splice in the middle) is BadArgument.
 func setBuffer(b *[]byte, start, length int, data []byte) abi.Status {
 	size := len(*b)
 	switch {
-	case start == 0 && length == 0:
-		nb := make([]byte, 0, len(data)+size)
-		*b = append(append(nb, data...), *b...)
-	case start == 0 && length >= size:
+	case start == 0 && length < size:
+		nb := make([]byte, 0, len(data)+size-length)
+		*b = append(append(nb, data...), (*b)[length:]...)
+	case start == 0:
 		*b = append([]byte(nil), data...)
 	case start >= size && start != 0:
 		nb := make([]byte, 0, len(data)+size)

@@ -294,9 +294,10 @@ func newVM(ctx context.Context, h *Host, w *worker, idx int, cm wazero.CompiledM
 	v.fns.onGrpcReceive = f("proxy_on_grpc_receive")
 	v.fns.onGrpcTrailingMeta = f("proxy_on_grpc_receive_trailing_metadata")
 	v.fns.onGrpcClose = f("proxy_on_grpc_close")
-	v.mallocName = "proxy_on_memory_allocate"
+	// cpp-host's WasmBase::getFunctions: malloc first, then proxy_on_memory_allocate.
+	v.mallocName = "malloc"
 	if f(v.mallocName) == nil {
-		v.mallocName = "malloc"
+		v.mallocName = "proxy_on_memory_allocate"
 	}
 
 	v.root = ctxRef{plugin: idx}

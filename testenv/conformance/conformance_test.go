@@ -328,6 +328,11 @@ func TestSharedQueues(t *testing.T) {
 	if r["resolve"] != "not found" {
 		t.Errorf("resolve from another vm_id = %v", r["resolve"])
 	}
+	// An empty vm_id is the caller's (cpp-host's resolve_shared_queue).
+	r = report(t, h, "queue", [2]string{"x-queue", "jobs"}, [2]string{"x-vm-id", ""}, [2]string{"x-item", "c"})
+	if r["resolve"] != "ok" {
+		t.Errorf("resolve with an empty vm_id = %v", r["resolve"])
+	}
 }
 
 func TestMetrics(t *testing.T) {

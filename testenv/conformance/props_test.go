@@ -44,3 +44,13 @@ func TestHeaderMapShape(t *testing.T) {
 		assert.Equal(t, "moved", up.Headers[len(up.Headers)-1].Value)
 	}
 }
+
+// TestSetBufferBytes: proxy_set_buffer_bytes follows Envoy's Buffer::copyFrom: (0, n)
+// replaces the first n bytes, a start inside the buffer is BadArgument.
+func TestSetBufferBytes(t *testing.T) {
+	h := start(t, setup{opts: testenv.Options{Upstream: func(*testenv.UpstreamRequest) *testenv.UpstreamResponse {
+		return &testenv.UpstreamResponse{Status: 200, Body: []byte("xyz-tail")}
+	}}})
+	resp := do(t, h, testenv.Request{Path: "/b", Headers: [][2]string{{"x-op", "body-set"}}})
+	assert.Equal(t, "AB-tail|middle:bad argument", string(resp.Body))
+}

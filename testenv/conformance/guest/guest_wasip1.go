@@ -259,7 +259,7 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 	case "resp-call":
 		s.cluster, _ = pw.RequestHeaders.Get("x-cluster") // gone by the response
 		return pw.Continue
-	case "trailers", "response", "log-phase":
+	case "trailers", "response", "log-phase", "body-set":
 		return pw.Continue
 	case "buffers":
 		return s.opBuffers()
@@ -571,6 +571,13 @@ func (s *stream) OnHttpResponseBody(size int, end bool) pw.Action {
 	if s.op == "resp-call" {
 		s.bodyCalls++
 		pw.ResponseBody.Append([]byte("|body-callback resumed=" + strconv.FormatBool(s.resumed)))
+		return pw.Continue
+	}
+	if s.op == "body-set" {
+		// Envoy's copyFrom: start 0 drains length bytes, then prepends.
+		pw.ResponseBody.Set(0, 3, []byte("AB"))
+		err := pw.ResponseBody.Set(2, 1, []byte("middle"))
+		pw.ResponseBody.Append([]byte("|middle:" + st(err)))
 		return pw.Continue
 	}
 	if s.op != "response" {

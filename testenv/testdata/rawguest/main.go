@@ -208,6 +208,16 @@ func guard(name string) {
 //go:wasmexport proxy_abi_version_0_2_1
 func abiVersion() {}
 
+// mallocCalls counts host allocations through the malloc export, which a host must
+// prefer to proxy_on_memory_allocate (cpp-host's WasmBase::getFunctions).
+var mallocCalls int
+
+//go:wasmexport malloc
+func malloc(size uint32) uint32 {
+	mallocCalls++
+	return onAlloc(size)
+}
+
 //go:wasmexport proxy_on_memory_allocate
 func onAlloc(size uint32) uint32 {
 	if size <= 1024 {
@@ -343,6 +353,11 @@ func onRequestHeaders(id, n, eos uint32) uint32 {
 		removeHeader(0, "x-remove")
 		_, st = header(0, "missing")
 		addHeader(0, "x-missing-status", strconv.Itoa(int(st)))
+	}
+	if modes["malloc"] {
+		before := mallocCalls
+		header(0, ":path") // the host copies the value out through an allocation
+		addHeader(0, "x-malloc-calls", strconv.Itoa(mallocCalls-before))
 	}
 	if modes["wasi"] {
 		addHeader(0, "x-wasi", wasiResults())
