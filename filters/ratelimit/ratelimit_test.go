@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/meshplug/meshplug/filters/abi"
 	"github.com/meshplug/meshplug/filters/ratelimit/config"
 	"github.com/meshplug/meshplug/filters/ratelimit/engine/enginetest"
 	"github.com/meshplug/meshplug/testenv"
@@ -146,7 +145,8 @@ func TestMaxKeysBoundsSharedData(t *testing.T) {
 }
 
 // TestTwoPluginsNeverShareBuckets: two ratelimit plugins with the same rule in one
-// chain and one vm_id keep separate buckets (keys are namespaced by plugin name).
+// chain and one vm_id (so one shared VM per worker, with a root context each, and one
+// shared-data namespace) keep separate buckets: keys are namespaced by plugin name.
 func TestTwoPluginsNeverShareBuckets(t *testing.T) {
 	cfg := []byte(`{"rules":[{"name":"r","descriptors":[{"key":"k","value":"all"}],"limit":{"requests":2,"unit":"minute"}}]}`)
 	h := testenv.NewForTest(t, testenv.Options{Clock: testenv.NewFakeClock(enginetest.Start)},
@@ -245,50 +245,53 @@ func TestLongKeysAreHashed(t *testing.T) {
 	assert.Equal(t, 200, h.MustDo(t, testenv.Request{Headers: [][2]string{{"x-user", long + "y"}}}).Status)
 }
 
-// TestReconfiguration: Envoy keeps shared data for the whole process, so a new
-// configuration (new VMs or a new plugin context) finds the buckets the old one left.
-// This test moves the old host's shared data into a host with the new configuration.
-// A rule whose name and limit are unchanged keeps its buckets; a changed limit, a
-// renamed rule or a changed max_keys starts afresh.
+// TestReconfiguration: a new configuration (testenv's Host.Reconfigure: a new root
+// context in the live VMs, as an xDS update in Envoy) finds the buckets the old one
+// left in shared data, which lives as long as the proxy. A rule whose name and limit
+// are unchanged keeps its buckets; a changed limit, a renamed rule or another max_keys
+// starts afresh. A configuration the plugin refuses leaves the old one running.
 func TestReconfiguration(t *testing.T) {
-	rules := func(userLimit, ipLimit int, maxKeys int) string {
-		return fmt.Sprintf(`{"max_keys":%d,"rules":[
-			{"name":"user","match":{"prefix":"/u"},"descriptors":[{"key":"u","header":"x-user"}],"limit":{"requests":%d,"unit":"minute"}},
-			{"name":"ip","match":{"prefix":"/i"},"descriptors":[{"key":"ip","client_address":true}],"limit":{"requests":%d,"unit":"minute"}}]}`, maxKeys, userLimit, ipLimit)
+	rules := func(userName string, userLimit, ipLimit, maxKeys int) []byte {
+		return []byte(fmt.Sprintf(`{"max_keys":%d,"rules":[
+			{"name":%q,"match":{"prefix":"/u"},"descriptors":[{"key":"u","header":"x-user"}],"limit":{"requests":%d,"unit":"minute"}},
+			{"name":"ip","match":{"prefix":"/i"},"descriptors":[{"key":"ip","client_address":true}],"limit":{"requests":%d,"unit":"minute"}}]}`, maxKeys, userName, userLimit, ipLimit))
 	}
-	clock := testenv.NewFakeClock(enginetest.Start)
-	old := start(t, 1, clock, rules(2, 2, 64))
-	for i := 0; i < 2; i++ {
-		old.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}})
-		old.MustDo(t, testenv.Request{Path: "/i"})
+	h := start(t, 2, testenv.NewFakeClock(enginetest.Start), string(rules("user", 2, 2, 64)))
+	ctx := context.Background()
+	user := func() int {
+		return h.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}, Worker: -1}).Status
 	}
-	require.Equal(t, 429, old.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}}).Status)
-	require.Equal(t, 429, old.MustDo(t, testenv.Request{Path: "/i"}).Status)
-	moveSharedData := func(to *testenv.Host, groups int) {
-		for g := 0; g < groups; g++ {
-			key := fmt.Sprintf("meshplug.ratelimit/ratelimit/%d/%d", groups, g)
-			if v, _, ok := old.SharedData("rl", key); ok {
-				require.Equal(t, abi.StatusOK, to.SetSharedData("rl", key, v, 0))
+	ip := func() int { return h.MustDo(t, testenv.Request{Path: "/i", Worker: -1}).Status }
+	exhaust := func() {
+		t.Helper()
+		for _, take := range []func() int{user, ip} {
+			n := 0
+			for take() == 200 {
+				n++
+				require.Less(t, n, 10, "the limit is 2 or 3")
 			}
 		}
 	}
+	exhaust()
 
-	// Same user rule, ip limit raised: the user bucket is kept, the ip one is new.
-	h := start(t, 1, clock, rules(2, 3, 64))
-	moveSharedData(h, 32)
-	assert.Equal(t, 429, h.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}}).Status, "unchanged rule keeps its bucket")
-	assert.Equal(t, 200, h.MustDo(t, testenv.Request{Path: "/i"}).Status, "changed limit starts afresh")
+	require.NoError(t, h.Reconfigure(ctx, 0, rules("user", 2, 3, 64)))
+	assert.Equal(t, 429, user(), "unchanged rule keeps its bucket")
+	assert.Equal(t, 200, ip(), "changed limit starts afresh")
+	exhaust()
 
-	// A renamed rule starts afresh.
-	h = start(t, 1, clock, strings.Replace(rules(2, 2, 64), `"name":"user"`, `"name":"per-user"`, 1))
-	moveSharedData(h, 32)
-	assert.Equal(t, 200, h.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}}).Status, "renamed rule starts afresh")
-	assert.Equal(t, 429, h.MustDo(t, testenv.Request{Path: "/i"}).Status, "the other rule is kept")
+	require.NoError(t, h.Reconfigure(ctx, 0, rules("per-user", 2, 3, 64)))
+	assert.Equal(t, 200, user(), "renamed rule starts afresh")
+	assert.Equal(t, 429, ip(), "the other rule keeps its bucket")
+	exhaust()
 
-	// A different max_keys is a different table: everything starts afresh.
-	h = start(t, 1, clock, rules(2, 2, 128))
-	moveSharedData(h, 32)
-	assert.Equal(t, 200, h.MustDo(t, testenv.Request{Path: "/u", Headers: [][2]string{{"x-user", "a"}}}).Status)
+	err := h.Reconfigure(ctx, 0, []byte(`{"rules":[{"name":"x"}]}`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "rules[0].descriptors: at least one descriptor entry is required")
+	assert.Equal(t, 429, user(), "a refused configuration leaves the old one running")
+
+	require.NoError(t, h.Reconfigure(ctx, 0, rules("per-user", 2, 3, 128)))
+	assert.Equal(t, 200, user(), "another max_keys is another table")
+	assert.Equal(t, 200, ip())
 }
 
 // readmeExamples returns the JSON blocks of README.md marked `<!-- example: NAME -->`.
