@@ -231,7 +231,7 @@ func TestTableLongAndCorrupt(t *testing.T) {
 	r, _ = tb.Take(long, l, t0)
 	assert.Equal(t, int64(0), r.Remaining)
 	// A group value that is not ours decodes as empty and is replaced.
-	require.NoError(t, s.Set(g, []byte{0xb1, 9, 1}, 0))
+	require.NoError(t, s.Set(g, []byte{0xb1, 2, 1}, 0))
 	r, err = tb.Take(long, l, t0)
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), r.Remaining)

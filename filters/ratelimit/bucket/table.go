@@ -213,13 +213,16 @@ func appendEntry(dst, key []byte, st State, fullAt int64) []byte {
 }
 
 // decode appends the entries of a group value to dst. A value that is not a valid
-// group (absent, foreign, truncated) decodes as an empty group, which the next write
-// replaces.
+// group (absent, foreign, truncated, more than GroupWays entries) decodes as an empty
+// group, which the next write replaces.
 func decode(dst []entry, v []byte) []entry {
 	if len(v) < 2 || v[0] != groupMagic {
 		return dst
 	}
 	n, v := int(v[1]), v[2:]
+	if n > config.GroupWays {
+		return dst
+	}
 	start := len(dst)
 	for i := 0; i < n; i++ {
 		if len(v) < 2 {
