@@ -231,10 +231,12 @@ func TestTableLongAndCorrupt(t *testing.T) {
 	r, _ = tb.Take(long, l, t0)
 	assert.Equal(t, int64(0), r.Remaining)
 	// A group value that is not ours decodes as empty and is replaced.
-	require.NoError(t, s.Set(g, []byte{0xb1, 2, 1}, 0))
-	r, err = tb.Take(long, l, t0)
-	require.NoError(t, err)
-	assert.Equal(t, int64(1), r.Remaining)
+	for _, bad := range [][]byte{{0xb1, 2, 1}, append([]byte{0xb1, 9}, v[2:]...), {0x00}} {
+		require.NoError(t, s.Set(g, bad, 0))
+		r, err = tb.Take(long, l, t0)
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), r.Remaining, "%x", bad)
+	}
 }
 
 func TestTableBeforeInit(t *testing.T) {
