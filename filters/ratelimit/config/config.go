@@ -138,6 +138,9 @@ type Limit struct {
 	Unit     string // "second", "minute", "hour", "day", or "" for a Per period
 	// ID names the limit inside bucket keys: a changed limit starts fresh buckets.
 	ID string
+	// Header is the RateLimit-Limit value: "100, 100;w=60" (the quota policy only
+	// when Period is whole seconds), "3" otherwise.
+	Header string
 }
 
 // Override is a compiled override.
@@ -522,6 +525,10 @@ func compileLimit(errs *configjson.Errors, p string, s *LimitSpec) (Limit, bool)
 		return l, false
 	}
 	l.ID = strconv.FormatInt(l.Requests, 10) + "/" + strconv.FormatInt(int64(l.Period), 10) + "/" + strconv.FormatInt(l.Burst, 10)
+	l.Header = strconv.FormatInt(l.Requests, 10)
+	if l.Period%time.Second == 0 {
+		l.Header += ", " + l.Header + ";w=" + strconv.FormatInt(int64(l.Period/time.Second), 10)
+	}
 	return l, true
 }
 

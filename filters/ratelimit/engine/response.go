@@ -78,13 +78,8 @@ func AppendHeaders(dst []abi.Pair, cfg *config.Config, v *Verdict) []abi.Pair {
 	default:
 		limit, remaining, reset = "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"
 	}
-	l := v.Report
-	lv := strconv.FormatInt(l.Requests, 10)
-	if l.Period%time.Second == 0 {
-		lv += ", " + lv + ";w=" + strconv.FormatInt(int64(l.Period/time.Second), 10)
-	}
 	return append(dst,
-		abi.Pair{Key: limit, Value: lv},
+		abi.Pair{Key: limit, Value: v.Report.Header},
 		abi.Pair{Key: remaining, Value: strconv.FormatInt(v.Outcome.Remaining, 10)},
 		abi.Pair{Key: reset, Value: strconv.FormatInt(ceilSeconds(v.Outcome.Reset), 10)})
 }
