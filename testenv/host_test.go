@@ -197,8 +197,8 @@ func TestConfigureFailure(t *testing.T) {
 func TestTrapFailsVM(t *testing.T) {
 	h := newHost(t, Options{}, raw(t, "a", "trap"))
 	resp := do(t, h, Request{})
-	if !resp.Reset || resp.Upstream != nil {
-		t.Fatalf("want reset, got %+v", resp)
+	if resp.Reset || resp.Status != 503 || resp.Details != "wasm_fail_stream" || len(resp.Body) != 0 || resp.Upstream != nil {
+		t.Fatalf("want Envoy's failStream 503, got %+v", resp)
 	}
 	resp = do(t, h, Request{})
 	if resp.Status != 503 || !resp.LocalReply || resp.Details != "wasm_fail_stream" {
@@ -223,7 +223,7 @@ func TestProperties(t *testing.T) {
 		"x-prop-request.path": "/a/b?q=1", "x-prop-request.url_path": "/a/b", "x-prop-request.method": "GET",
 		"x-prop-request.headers.user-agent": "ua/1", "x-prop-plugin_name": "a", "x-prop-plugin_root_id": "root-a",
 		"x-prop-plugin_vm_id": "vm-a", "x-prop-source.address": "10.0.0.1:1234", "x-prop-source.port": "1234",
-		"x-prop-node.id": NodeID, "x-prop-node.metadata.REGION": "eu", "x-prop-connection.mtls": "\x00",
+		"x-prop-node.id": "status:1", "x-prop-xds.node.id": NodeID, "x-prop-xds.node.metadata.REGION": "eu", "x-prop-connection.mtls": "\x00",
 		"x-prop-custom.thing": "yes", "x-prop-my.prop": "set-value",
 	}
 	for k, v := range want {
@@ -388,5 +388,31 @@ func TestSharedDataFromGuest(t *testing.T) {
 	v, cas, ok := h.SharedData("vm-a", "hits")
 	if !ok || string(v) != "4" || cas == 0 {
 		t.Fatalf("hits = %q cas %d ok %v", v, cas, ok)
+	}
+}
+
+// TestWASIResults: a module importing the WASI functions cpp-host exports beyond the Go
+// runtime's (fd_read, fd_seek) loads, and each answers with cpp-host's errno: fd_read
+// ENOSYS, fd_seek and fd_close 0, clocks 0 and 1 ok and the CPU-time clocks ENOTSUP,
+// random_get EINVAL above 64 KiB, poll_oneoff 0 at once with no events (a 1 s clock
+// subscription does not sleep: the test would still pass if it did, but the event
+// count must be 0).
+func TestWASIResults(t *testing.T) {
+	h := newHost(t, Options{}, raw(t, "a", "wasi"))
+	resp := do(t, h, Request{})
+	got, _ := resp.Upstream.Headers.Get("x-wasi")
+	if want := "52,0,0,0,0,58,58,28,0,0,0"; got != want {
+		t.Errorf("WASI errnos = %s, want %s", got, want)
+	}
+}
+
+// TestMallocFirst: a module exporting both malloc and proxy_on_memory_allocate gets its
+// host allocations through malloc, as cpp-host's WasmBase::getFunctions looks it up
+// first.
+func TestMallocFirst(t *testing.T) {
+	h := newHost(t, Options{}, raw(t, "a", "malloc"))
+	resp := do(t, h, Request{})
+	if got, _ := resp.Upstream.Headers.Get("x-malloc-calls"); got != "1" {
+		t.Errorf("allocations through malloc = %q, want 1", got)
 	}
 }

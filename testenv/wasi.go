@@ -19,7 +19,12 @@ const (
 	errnoFault   = 21
 	errnoInval   = 28
 	errnoNosys   = 52
+	errnoNotsup  = 58
 )
+
+// randomGetMax is proxy-wasm-cpp-host's PROXY_WASM_HOST_WASI_RANDOM_GET_MAX_SIZE_BYTES
+// (include/proxy-wasm/limits.h): a larger random_get is EINVAL.
+const randomGetMax = 64 << 10
 
 var monoStart = time.Now()
 
@@ -48,9 +53,14 @@ func zeroSizes(v *vm, _ api.Module, st []uint64) uint32 {
 	return errnoSuccess
 }
 
-// wasiFuncs is the WASI subset proxy-wasm-cpp-host implements, with its behaviour:
-// no arguments, environment or preopened directories; stdout and stderr become log
-// lines (info and error); only stdio exists as file descriptors.
+// wasiFuncs is the WASI subset proxy-wasm-cpp-host implements (src/exports.cc,
+// wasi_unstable_*), with its results: no arguments, environment or preopened
+// directories; stdout and stderr become log lines (info and error); fd_fdstat_get
+// knows stdout and stderr only; fd_read is ENOSYS; fd_seek and fd_close succeed without
+// doing anything (cpp-host logs them through Context::error, a trace line in Envoy);
+// clock_time_get knows the realtime and monotonic clocks (ENOTSUP for the CPU-time
+// ones); random_get refuses more than 64 KiB (EINVAL); poll_oneoff returns at once
+// with no events (see pollOneoff).
 func wasiFuncs() []hostFunc {
 	return []hostFunc{
 		wasiFn("args_sizes_get", 2, zeroSizes),
@@ -68,10 +78,10 @@ func wasiFuncs() []hostFunc {
 				switch u32(st[0]) {
 				case 0: // realtime
 					t = v.h.clock.Now().UnixNano()
-				case 1, 2, 3: // monotonic, process and thread CPU time
+				case 1: // monotonic
 					t = int64(time.Since(monoStart)) + 1
-				default:
-					st[0] = errnoInval
+				default: // process and thread CPU time are not supported
+					st[0] = errnoNotsup
 					return
 				}
 				if !v.putU64(u32(st[2]), uint64(t)) {
@@ -81,6 +91,9 @@ func wasiFuncs() []hostFunc {
 				st[0] = errnoSuccess
 			}},
 		wasiFn("random_get", 2, func(v *vm, _ api.Module, st []uint64) uint32 {
+			if u32(st[1]) > randomGetMax {
+				return errnoInval
+			}
 			buf, ok := v.read(u32(st[0]), u32(st[1]))
 			if !ok {
 				return errnoFault
@@ -120,10 +133,18 @@ func wasiFuncs() []hostFunc {
 			}
 			return errnoSuccess
 		}),
-		wasiFn("fd_read", 4, func(*vm, api.Module, []uint64) uint32 { return errnoBadf }),
-		wasiFn("fd_close", 1, func(*vm, api.Module, []uint64) uint32 { return errnoBadf }),
+		wasiFn("fd_read", 4, func(*vm, api.Module, []uint64) uint32 { return errnoNosys }),
+		wasiFn("fd_close", 1, func(v *vm, _ api.Module, _ []uint64) uint32 {
+			v.logf(abi.LogTrace, "wasi_unstable fd_close")
+			return errnoSuccess
+		}),
 		{module: wasiModule, name: "fd_seek", params: []api.ValueType{i32, i64, i32, i32}, results: i32s(1),
-			fn: func(_ context.Context, _ api.Module, st []uint64) { st[0] = errnoBadf }},
+			fn: func(ctx context.Context, _ api.Module, st []uint64) {
+				if v := vmOf(ctx); v != nil {
+					v.logf(abi.LogTrace, "wasi_unstable fd_seek")
+				}
+				st[0] = errnoSuccess
+			}},
 		// fd_fdstat_get answers like proxy-wasm-cpp-host: stdout and stderr only, file
 		// type and flags zero (in particular no FDFLAG_NONBLOCK, so Go's os does not
 		// register them with its poller), rights_base FD_WRITE.
@@ -151,53 +172,15 @@ func wasiFuncs() []hostFunc {
 	}
 }
 
-// pollOneoff waits for the earliest clock subscription (real time) and reports every
-// subscription as ready; fd subscriptions complete at once.
+// pollOneoff answers like proxy-wasm-cpp-host after its #533: success at once, no
+// events (nevents 0), whatever the subscriptions; the Go runtime's usleep and netpoll
+// accept that. Options.PollOneoffENOSYS answers ENOSYS instead, like cpp-host before
+// #533.
 func pollOneoff(v *vm, _ api.Module, st []uint64) uint32 {
 	if v.h.opts.PollOneoffENOSYS {
 		return errnoNosys
 	}
-	in, out, n, neventsPtr := u32(st[0]), u32(st[1]), u32(st[2]), u32(st[3])
-	if n == 0 {
-		return errnoInval
-	}
-	subs, ok := v.read(in, 48*n)
-	if !ok {
-		return errnoFault
-	}
-	subs = append([]byte(nil), subs...)
-	var wait time.Duration = -1
-	for i := uint32(0); i < n; i++ {
-		sub := subs[48*i:]
-		if sub[8] == 0 { // clock
-			timeout := binary.LittleEndian.Uint64(sub[24:])
-			flags := binary.LittleEndian.Uint16(sub[40:])
-			d := time.Duration(timeout)
-			if flags&1 != 0 { // absolute
-				d = time.Duration(int64(timeout) - (int64(time.Since(monoStart)) + 1))
-			}
-			if d < 0 {
-				d = 0
-			}
-			if wait < 0 || d < wait {
-				wait = d
-			}
-		}
-	}
-	if wait > 0 {
-		time.Sleep(wait)
-	}
-	var ev [32]byte
-	for i := uint32(0); i < n; i++ {
-		sub := subs[48*i:]
-		clear(ev[:])
-		copy(ev[:8], sub[:8])
-		ev[10] = sub[8]
-		if !v.mem.Write(out+32*i, ev[:]) {
-			return errnoFault
-		}
-	}
-	if !v.putU32(neventsPtr, n) {
+	if !v.putU32(u32(st[3]), 0) {
 		return errnoFault
 	}
 	return errnoSuccess

@@ -364,9 +364,22 @@ func GetSharedData(key string) (value []byte, cas uint32, err error) {
 	return append([]byte(nil), claimed()...), retCas, nil
 }
 
+// AppendSharedData is GetSharedData appending the value to dst: no allocation once
+// dst has room (the value aliases dst's array). On error it returns dst unchanged.
+func AppendSharedData(dst []byte, key string) (value []byte, cas uint32, err error) {
+	resetArena()
+	if s := proxy_get_shared_data(key, &retData, &retSize, &retCas); s != 0 {
+		return dst, 0, abi.Status(s)
+	}
+	return append(dst, claimed()...), retCas, nil
+}
+
 // SetSharedData stores value under key. cas 0 writes unconditionally; otherwise the
 // write happens only if the key's CAS token still equals cas, else
-// abi.StatusCasMismatch.
+// abi.StatusCasMismatch. Caveat: a key that does not exist is created whatever cas
+// says (proxy-wasm-cpp-host SharedData::set), so two VMs that both read "not found"
+// and write both succeed; create with a non-zero cas that no live entry holds (e.g.
+// the cas of another key) to make the second creation fail instead.
 func SetSharedData(key string, value []byte, cas uint32) error {
 	p, n := bytesPtr(value)
 	return status(proxy_set_shared_data(key, p, n, cas))

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -20,6 +21,10 @@ func init() { pw.SetVMContext(&vm{}) }
 
 // garbage keeps the "alloc" op's allocation from being optimised away.
 var garbage []byte
+
+// vmStarts and pluginsCreated count OnVMStart and NewPluginContext calls in this VM:
+// plugins that share a VM (same vm_id and module) see each other's.
+var vmStarts, pluginsCreated int
 
 // config is the plugin configuration of the conformance guest.
 type config struct {
@@ -36,6 +41,7 @@ type vm struct {
 }
 
 func (v *vm) OnVMStart(size int) bool {
+	vmStarts++
 	b, err := pw.VMConfiguration.Bytes()
 	if err != nil {
 		pw.LogCriticalf("reading vm configuration: %v", err)
@@ -45,7 +51,17 @@ func (v *vm) OnVMStart(size int) bool {
 	return true
 }
 
-func (v *vm) NewPluginContext(id uint32) pw.PluginContext { return &plugin{vm: v, id: id} }
+func (v *vm) NewPluginContext(id uint32) pw.PluginContext {
+	pluginsCreated++
+	return &plugin{vm: v, id: id}
+}
+
+// OnPluginDone records the configuration of each plugin (root context) shut down.
+func (p *plugin) OnPluginDone() bool {
+	old, _, _ := pw.GetSharedData("plugins_done")
+	pw.SetSharedData("plugins_done", append(old, []byte(p.rawCfg+";")...), 0)
+	return true
+}
 
 type plugin struct {
 	pw.DefaultPluginContext
@@ -144,6 +160,7 @@ type stream struct {
 	resumed   bool
 	bodyCalls int
 	cluster   string
+	bodySizes []string // body sizes seen by the body op's callbacks
 }
 
 // getHeader reads a header like pw.HeaderMap.Get but reports the host's exact status
@@ -215,6 +232,8 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 		s.report["vm_config"] = s.plugin.vm.vmConfig
 		s.report["root_id"] = s.plugin.id
 		s.report["context_id"] = s.id
+		s.report["vm_starts"] = vmStarts
+		s.report["plugins"] = pluginsCreated
 		return s.reply()
 	case "local-reply":
 		return s.opLocalReply()
@@ -238,6 +257,10 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 		return s.reply()
 	case "panic":
 		panic("request headers panicked on purpose")
+	case "exit":
+		// A VM failure the binding cannot recover: proc_exit (as a Go fatal error
+		// ends), which the host sees as a runtime failure of the VM.
+		os.Exit(3)
 	case "panic-response":
 		return pw.Continue
 	case "reset":
@@ -250,12 +273,19 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 	case "resp-call":
 		s.cluster, _ = pw.RequestHeaders.Get("x-cluster") // gone by the response
 		return pw.Continue
-	case "trailers", "response", "log-phase":
+	case "trailers", "response", "log-phase", "body-set":
 		return pw.Continue
 	case "buffers":
 		return s.opBuffers()
 	case "route":
 		return s.opRoute()
+	case "header-shape":
+		// Envoy's header map: add on an inline header coalesces, on another header
+		// adds an entry; replace moves the header to the end.
+		pw.RequestHeaders.Add("user-agent", "added")
+		pw.RequestHeaders.Add("x-plain", "2")
+		pw.RequestHeaders.Replace("x-first", "moved")
+		return pw.Continue
 	}
 	s.report["error"] = "unknown op " + op
 	return s.reply()
@@ -343,7 +373,8 @@ func (s *stream) opProperties() pw.Action {
 		"request.path", "request.url_path", "request.host", "request.scheme", "request.method",
 		"request.id", "request.protocol", "request.useragent", "request.headers.x-one",
 		"source.address", "destination.address", "plugin_name", "plugin_root_id", "plugin_vm_id",
-		"node.id", "node.metadata.REGION", "connection.requested_server_name", "no.such.property",
+		"node.id", "xds.node.id", "xds.node.metadata.REGION", "request.headers.x-multi",
+		"connection.requested_server_name", "no.such.property", "upstream.address",
 	} {
 		v, err := pw.GetPropertyString(strings.Split(path, ".")...)
 		r[path] = v
@@ -380,6 +411,11 @@ func (s *stream) opSharedData() pw.Action {
 	r["set_stale_cas"] = st(pw.SetSharedData(key, []byte("v3"), cas1))
 	v, _, _ = pw.GetSharedData(key)
 	r["after_stale"] = string(v)
+	buf := append(make([]byte, 0, 16), "pre:"...)
+	v, cas3, err := pw.AppendSharedData(buf, key)
+	r["append"], r["append_status"], r["append_cas_same"] = string(v), st(err), cas3 == cas2
+	v, _, err = pw.AppendSharedData(buf, key+".missing")
+	r["append_missing"], r["append_missing_status"] = string(v), st(err)
 	r["set_empty"] = st(pw.SetSharedData(key+".empty", nil, 0))
 	v, _, err = pw.GetSharedData(key + ".empty")
 	r["get_empty"], r["get_empty_status"] = string(v), st(err)
@@ -482,9 +518,11 @@ func (s *stream) OnHttpRequestBody(size int, end bool) pw.Action {
 	if s.op != "body" {
 		return pw.Continue
 	}
+	s.bodySizes = append(s.bodySizes, strconv.Itoa(size))
 	if !end {
 		return pw.Pause // buffer until the whole body is there
 	}
+	pw.RequestHeaders.Replace("x-body-calls", strings.Join(s.bodySizes, ","))
 	body, err := pw.RequestBody.Get(0, size)
 	if err != nil {
 		pw.LogErrorf("body: %v", err)
@@ -520,6 +558,15 @@ func (s *stream) OnHttpResponseHeaders(n int, end bool) pw.Action {
 	if s.op == "response" {
 		_, err := getHeader(pw.RequestHeaders, ":path")
 		pw.ResponseHeaders.Add("x-request-map-in-response", st(err))
+		// Properties read from the request header map are gone with it (findValue).
+		_, err = pw.GetPropertyString("request", "path")
+		pw.ResponseHeaders.Add("x-request-path-prop", st(err))
+		_, err = pw.GetPropertyString("request", "time")
+		pw.ResponseHeaders.Add("x-request-time-prop", st(err))
+		v, err := pw.GetPropertyString("upstream", "address")
+		pw.ResponseHeaders.Add("x-upstream-address-prop", v+"/"+st(err))
+		v, err = pw.GetPropertyString("response", "headers", "x-up")
+		pw.ResponseHeaders.Add("x-response-header-prop", v+"/"+st(err))
 	}
 	return pw.Continue
 }
@@ -548,6 +595,13 @@ func (s *stream) OnHttpResponseBody(size int, end bool) pw.Action {
 	if s.op == "resp-call" {
 		s.bodyCalls++
 		pw.ResponseBody.Append([]byte("|body-callback resumed=" + strconv.FormatBool(s.resumed)))
+		return pw.Continue
+	}
+	if s.op == "body-set" {
+		// Envoy's copyFrom: start 0 drains length bytes, then prepends.
+		pw.ResponseBody.Set(0, 3, []byte("AB"))
+		err := pw.ResponseBody.Set(2, 1, []byte("middle"))
+		pw.ResponseBody.Append([]byte("|middle:" + st(err)))
 		return pw.Continue
 	}
 	if s.op != "response" {

@@ -15,6 +15,47 @@ func main() {}
 //go:wasmimport env proxy_log
 func proxyLog(level uint32, msg string) uint32
 
+// WASI functions proxy-wasm-cpp-host exports that the Go runtime does not import.
+
+//go:wasmimport wasi_snapshot_preview1 fd_read
+func wasiFdRead(fd uint32, iovs uint32, iovsLen uint32, nread *uint32) uint32
+
+//go:wasmimport wasi_snapshot_preview1 fd_seek
+func wasiFdSeek(fd uint32, offset int64, whence uint32, newOffset *uint64) uint32
+
+//go:wasmimport wasi_snapshot_preview1 fd_close
+func wasiFdClose(fd uint32) uint32
+
+//go:wasmimport wasi_snapshot_preview1 clock_time_get
+func wasiClock(id uint32, precision uint64, t *uint64) uint32
+
+//go:wasmimport wasi_snapshot_preview1 random_get
+func wasiRandom(buf *byte, n uint32) uint32
+
+//go:wasmimport wasi_snapshot_preview1 poll_oneoff
+func wasiPoll(in *byte, out *byte, n uint32, nevents *uint32) uint32
+
+// wasiResults calls them and reports their errno values.
+func wasiResults() string {
+	var n uint32
+	var off, t uint64
+	big := make([]byte, 64<<10+1)
+	var sub [48]byte
+	sub[8] = 0                                   // clock subscription
+	binary.LittleEndian.PutUint64(sub[24:], 1e9) // 1 s relative timeout
+	var ev [32]byte
+	nevents := uint32(99)
+	r := []uint32{wasiFdRead(0, 0, 0, &n), wasiFdSeek(1, 0, 0, &off), wasiFdClose(1),
+		wasiClock(0, 0, &t), wasiClock(1, 0, &t), wasiClock(2, 0, &t), wasiClock(3, 0, &t),
+		wasiRandom(&big[0], uint32(len(big))), wasiRandom(&big[0], uint32(len(big)-1)),
+		wasiPoll(&sub[0], &ev[0], 1, &nevents), nevents}
+	var parts []string
+	for _, x := range r {
+		parts = append(parts, strconv.Itoa(int(x)))
+	}
+	return strings.Join(parts, ",")
+}
+
 //go:wasmimport env proxy_log
 func proxyLogRaw(level uint32, ptr uint32, size uint32) uint32
 
@@ -167,6 +208,16 @@ func guard(name string) {
 //go:wasmexport proxy_abi_version_0_2_1
 func abiVersion() {}
 
+// mallocCalls counts host allocations through the malloc export, which a host must
+// prefer to proxy_on_memory_allocate (cpp-host's WasmBase::getFunctions).
+var mallocCalls int
+
+//go:wasmexport malloc
+func malloc(size uint32) uint32 {
+	mallocCalls++
+	return onAlloc(size)
+}
+
 //go:wasmexport proxy_on_memory_allocate
 func onAlloc(size uint32) uint32 {
 	if size <= 1024 {
@@ -303,9 +354,17 @@ func onRequestHeaders(id, n, eos uint32) uint32 {
 		_, st = header(0, "missing")
 		addHeader(0, "x-missing-status", strconv.Itoa(int(st)))
 	}
+	if modes["malloc"] {
+		before := mallocCalls
+		header(0, ":path") // the host copies the value out through an allocation
+		addHeader(0, "x-malloc-calls", strconv.Itoa(mallocCalls-before))
+	}
+	if modes["wasi"] {
+		addHeader(0, "x-wasi", wasiResults())
+	}
 	if modes["props"] {
 		for _, p := range [][]string{{"request", "path"}, {"request", "url_path"}, {"request", "method"}, {"request", "headers", "user-agent"},
-			{"plugin_name"}, {"plugin_root_id"}, {"plugin_vm_id"}, {"source", "address"}, {"node", "id"}, {"node", "metadata", "REGION"},
+			{"plugin_name"}, {"plugin_root_id"}, {"plugin_vm_id"}, {"source", "address"}, {"node", "id"}, {"xds", "node", "id"}, {"xds", "node", "metadata", "REGION"},
 			{"connection", "mtls"}, {"custom", "thing"}} {
 			v, st := prop(p...)
 			if st != 0 {
