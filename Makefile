@@ -7,7 +7,7 @@ FILTERS   := $(patsubst filters/%/main.go,%,$(wildcard filters/*/main.go))
 WASMS     := $(patsubst %,$(BUILD)/%.wasm,$(FILTERS))
 BENCHTIME ?= 1s
 
-.PHONY: all build test bench check lint fmt clean
+.PHONY: all build test bench check lint fmt clean generate
 
 all: build
 
@@ -39,3 +39,11 @@ fmt:
 
 clean:
 	rm -rf $(BUILD)
+
+# generate: deepcopy functions and the TrafficPolicy CRD from the API types
+# (api/v1alpha1 and the filters' config.Spec types). api/v1alpha1's tests fail when
+# deploy/crds/ is stale.
+CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.21.0
+generate:
+	$(CONTROLLER_GEN) object paths=./api/... paths=./filters/auth/config/...
+	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./api/... output:crd:artifacts:config=deploy/crds

@@ -15,6 +15,8 @@ import (
 // whose empty value means something other than the default (`identity.consumer_header:
 // ""` disables the header, `ext_authz.allowed_client_headers: []` copies none) are
 // pointers or keep the distinction between nil and empty.
+//
+// +kubebuilder:object:generate=true
 type Spec struct {
 	// Providers are the JWT issuers, by name. Names match `[A-Za-z0-9_.-]+`; `api_keys`,
 	// `basic_auth` and `ext_authz` are reserved for the built-in methods.
@@ -56,6 +58,9 @@ type Spec struct {
 }
 
 // ProviderSpec is one JWT issuer.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.local_jwks) != has(self.remote_jwks)",message="exactly one of local_jwks and remote_jwks is required"
+// +kubebuilder:object:generate=true
 type ProviderSpec struct {
 	// Issuer, if set, must equal the token's `iss`. It also lets the filter skip a
 	// provider cheaply: a token of another issuer never triggers this provider's JWKS
@@ -105,6 +110,9 @@ type ProviderSpec struct {
 	// array of strings; `[]` only requires presence). Fails with 401
 	// `missing_claim`/`claim_mismatch`.
 	// +optional
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
 	RequiredClaims map[string]ClaimValues `json:"required_claims,omitzero"`
 	// LocalJWKS is an inline key set. Exactly one of `local_jwks` and `remote_jwks` is
 	// required.
@@ -131,6 +139,8 @@ type ProviderSpec struct {
 }
 
 // HeaderSourceSpec is a header a JWT is read from.
+//
+// +kubebuilder:object:generate=true
 type HeaderSourceSpec struct {
 	// Name is the header name (case-insensitive).
 	Name string `json:"name"`
@@ -143,6 +153,8 @@ type HeaderSourceSpec struct {
 // ClaimToHeaderSpec copies a claim of a verified token into a request header. Scalars
 // are written as text, arrays of scalars joined with `,`; objects, empty values and
 // values with control characters are not written.
+//
+// +kubebuilder:object:generate=true
 type ClaimToHeaderSpec struct {
 	// Claim is a top-level claim name or a dotted path (`realm_access.roles`).
 	Claim string `json:"claim"`
@@ -151,9 +163,10 @@ type ClaimToHeaderSpec struct {
 }
 
 // ClaimValues is the value(s) a claim must hold: a JSON string or an array of strings.
+// In the CRD schema it is left open (a structural schema cannot say "string or array");
+// Compile checks it.
 //
-// +kubebuilder:validation:Schemaless
-// +kubebuilder:pruning:PreserveUnknownFields
+// +kubebuilder:object:generate=true
 type ClaimValues []string
 
 // UnmarshalJSON accepts a string or an array of strings.
@@ -208,12 +221,16 @@ func kindOf(b []byte) string {
 }
 
 // LocalJWKSSpec is a key set given inline.
+//
+// +kubebuilder:object:generate=true
 type LocalJWKSSpec struct {
 	// InlineString is a JWKS document (RFC 7517), parsed at configure time.
 	InlineString string `json:"inline_string"`
 }
 
 // RemoteJWKSSpec says where and how often a provider's key set is fetched.
+//
+// +kubebuilder:object:generate=true
 type RemoteJWKSSpec struct {
 	// HTTPURI is the JWKS location and the Envoy cluster that reaches it.
 	HTTPURI *HTTPURISpec `json:"http_uri"`
@@ -235,6 +252,8 @@ type RemoteJWKSSpec struct {
 }
 
 // HTTPURISpec is an HTTP callout target.
+//
+// +kubebuilder:object:generate=true
 type HTTPURISpec struct {
 	// URI is an absolute http(s) URL without user info or fragment; its host is sent as
 	// `:authority`, its path and query as `:path`.
@@ -249,6 +268,8 @@ type HTTPURISpec struct {
 }
 
 // BackoffSpec is an exponential backoff.
+//
+// +kubebuilder:object:generate=true
 type BackoffSpec struct {
 	// BaseInterval is the first wait after a failed fetch (1ms..1h); it doubles per
 	// consecutive failure. Default "1s".
@@ -261,6 +282,8 @@ type BackoffSpec struct {
 
 // APIKeysSpec configures API-key authentication. Keys are stored as SHA-256 only and
 // compared in constant time.
+//
+// +kubebuilder:object:generate=true
 type APIKeysSpec struct {
 	// FromHeaders are headers holding the key (whole value). Default, when no source is
 	// given: `["x-api-key"]`.
@@ -278,6 +301,8 @@ type APIKeysSpec struct {
 }
 
 // APIKeySpec is one accepted API key.
+//
+// +kubebuilder:object:generate=true
 type APIKeySpec struct {
 	// Consumer is the consumer name the key authenticates.
 	// +kubebuilder:validation:MinLength=1
@@ -288,6 +313,8 @@ type APIKeySpec struct {
 }
 
 // BasicAuthSpec configures HTTP Basic authentication.
+//
+// +kubebuilder:object:generate=true
 type BasicAuthSpec struct {
 	// Forward keeps the `authorization` header on the upstream request.
 	// +optional
@@ -298,6 +325,8 @@ type BasicAuthSpec struct {
 }
 
 // BasicCredentialSpec is one user.
+//
+// +kubebuilder:object:generate=true
 type BasicCredentialSpec struct {
 	// Username: printable ASCII without `:`.
 	// +kubebuilder:validation:MinLength=1
@@ -311,6 +340,8 @@ type BasicCredentialSpec struct {
 }
 
 // ExtAuthzSpec configures the external authorization callout.
+//
+// +kubebuilder:object:generate=true
 type ExtAuthzSpec struct {
 	// HTTPService is the authorization service.
 	HTTPService *HTTPServiceSpec `json:"http_service"`
@@ -340,6 +371,8 @@ type ExtAuthzSpec struct {
 }
 
 // HTTPServiceSpec is the external authorization service.
+//
+// +kubebuilder:object:generate=true
 type HTTPServiceSpec struct {
 	// Cluster is the Envoy cluster of the authorization service.
 	// +kubebuilder:validation:MinLength=1
@@ -356,6 +389,8 @@ type HTTPServiceSpec struct {
 }
 
 // RuleSpec says how the requests that match it are authenticated.
+//
+// +kubebuilder:object:generate=true
 type RuleSpec struct {
 	// Match selects requests (required, except on `default_rule` where it is refused).
 	// +optional
@@ -380,12 +415,18 @@ type RuleSpec struct {
 	// RequiredClaims must hold for the authenticated JWT, otherwise 403
 	// `insufficient_scope`. Non-JWT identities have no claims and fail it.
 	// +optional
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
 	RequiredClaims map[string]ClaimValues `json:"required_claims,omitzero"`
 }
 
 // MatchSpec selects requests by the request `:path` without its query string. Exactly
 // one of prefix, path and regex is required. No normalization is done here: enable
 // Envoy's `normalize_path` and `merge_slashes`.
+//
+// +kubebuilder:validation:XValidation:rule="[has(self.prefix), has(self.path), has(self.regex)].filter(x, x).size() == 1",message="exactly one of prefix, path and regex is required"
+// +kubebuilder:object:generate=true
 type MatchSpec struct {
 	// Prefix the path starts with (bytes compared); starts with `/`.
 	// +optional
@@ -402,6 +443,8 @@ type MatchSpec struct {
 }
 
 // IdentitySpec names the headers that receive the established identity.
+//
+// +kubebuilder:object:generate=true
 type IdentitySpec struct {
 	// ConsumerHeader receives the consumer name (JWT `consumer_claim`, API-key
 	// consumer, basic-auth user). Default "x-consumer"; "" disables it.
@@ -414,6 +457,8 @@ type IdentitySpec struct {
 }
 
 // TokenCacheSpec sizes the verified-token cache.
+//
+// +kubebuilder:object:generate=true
 type TokenCacheSpec struct {
 	// MaxEntries is the cache size per worker VM, 0..1048576; 0 disables the cache.
 	// Default 4096.

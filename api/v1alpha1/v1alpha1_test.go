@@ -1,0 +1,160 @@
+package v1alpha1_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshplug/meshplug/api/v1alpha1"
+	"github.com/meshplug/meshplug/internal/crdschema"
+)
+
+const (
+	crdFile     = "../../deploy/crds/meshplug.io_trafficpolicies.yaml"
+	exampleFile = "../../deploy/examples/trafficpolicy.yaml"
+)
+
+// TestCRDIsUpToDate regenerates the CRD and the deepcopy functions with the
+// controller-gen of the Makefile into a temporary directory and compares them with the
+// committed files: run `make generate` when it fails.
+func TestCRDIsUpToDate(t *testing.T) {
+	mk, err := os.ReadFile("../../Makefile")
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^CONTROLLER_GEN \?= \$\(GO\) run (\S+)$`).FindSubmatch(mk)
+	require.NotNil(t, m, "Makefile has no CONTROLLER_GEN line")
+	tmp := t.TempDir()
+	run := func(args ...string) {
+		cmd := exec.Command("go", append([]string{"run", string(m[1])}, args...)...)
+		cmd.Dir = "../.."
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "controller-gen %v: %s", args, out)
+	}
+	run("crd:crdVersions=v1", "paths=./api/...", "output:crd:artifacts:config="+tmp)
+	want, err := os.ReadFile(filepath.Join(tmp, filepath.Base(crdFile)))
+	require.NoError(t, err)
+	got, err := os.ReadFile(crdFile)
+	require.NoError(t, err)
+	assert.Equal(t, string(want), string(got), "deploy/crds is stale: run make generate")
+
+	for _, pkg := range []string{"api/v1alpha1", "filters/auth/config"} {
+		dir := filepath.Join(tmp, filepath.Base(pkg))
+		run("object", "paths=./"+pkg, "output:object:dir="+dir)
+		want, err := os.ReadFile(filepath.Join(dir, "zz_generated.deepcopy.go"))
+		require.NoError(t, err)
+		got, err := os.ReadFile(filepath.Join("../..", pkg, "zz_generated.deepcopy.go"))
+		require.NoError(t, err)
+		assert.Equal(t, string(want), string(got), "%s/zz_generated.deepcopy.go is stale: run make generate", pkg)
+	}
+}
+
+func crds(t *testing.T) *crdschema.Set {
+	t.Helper()
+	s, err := crdschema.Load(crdFile)
+	require.NoError(t, err)
+	require.True(t, s.Has("meshplug.io/v1alpha1", "TrafficPolicy"))
+	return s
+}
+
+func TestExamplesAreValid(t *testing.T) {
+	set := crds(t)
+	b, err := os.ReadFile(exampleFile)
+	require.NoError(t, err)
+	docs := crdschema.SplitYAML(b)
+	require.Len(t, docs, 2)
+	for _, doc := range docs {
+		p, err := v1alpha1.Decode(doc)
+		require.NoError(t, err)
+		assert.NoError(t, p.Validate(), p.String())
+		assert.NoError(t, set.ValidateYAML(doc), p.String())
+	}
+}
+
+const base = `apiVersion: meshplug.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: p, namespace: ns}
+spec:
+  selector: {matchLabels: {app: a}}
+  auth:
+    providers:
+      corp:
+        algorithms: [RS256]
+        remote_jwks: {http_uri: {uri: "https://idp/jwks", cluster: idp}}
+    rules:
+    - match: {prefix: /}
+      requires: [corp]
+`
+
+// TestBrokenPolicies: what the CRD's schema and CEL rules catch in the API server,
+// Decode+Validate catch too, with the field path; the filter's own checks (references
+// between fields, regexps) only Validate can make.
+func TestBrokenPolicies(t *testing.T) {
+	set := crds(t)
+	cases := []struct {
+		name, old, new string
+		validate, crd  string // substrings of the errors; "" = none expected
+	}{
+		{"valid", "", "", "", ""},
+		{"both selector and targetRefs", "  selector: {matchLabels: {app: a}}\n", "  selector: {matchLabels: {app: a}}\n  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: g}]\n",
+			"spec: exactly one of selector and targetRefs", "exactly one of selector and targetRefs"},
+		{"neither", "  selector: {matchLabels: {app: a}}\n", "", "spec: exactly one of selector and targetRefs", "exactly one of selector and targetRefs"},
+		{"targetRef kind", "  selector: {matchLabels: {app: a}}\n", "  targetRefs: [{group: '', kind: Gateway, name: g}]\n",
+			"spec.targetRefs[0]: targetRefs may name a Gateway", "targetRefs may name a Gateway"},
+		{"no section", "  auth:\n", "  authx:\n", "spec.authx: unknown field", "unknown field"},
+		{"unknown field in section", "requires: [corp]", "requires: [corp]\n      requirez: [corp]", "spec.auth.rules[0].requirez: unknown field", `spec.auth.rules[0].requirez: Invalid value: null: unknown field`},
+		{"wrong type", "algorithms: [RS256]", "algorithms: RS256", "spec.auth.providers.corp.algorithms: expected an array, got a string", "spec.auth.providers.corp.algorithms: Invalid value: \"string\""},
+		{"missing cluster", "cluster: idp", "timeout: 1s", "spec.auth.providers.corp.remote_jwks.http_uri.cluster: required", "spec.auth.providers.corp.remote_jwks.http_uri.cluster: Required value"},
+		{"bad duration", "cluster: idp", "cluster: idp, timeout: 1 second", "spec.auth.providers.corp.remote_jwks.http_uri.timeout: invalid duration", "spec.auth.providers.corp.remote_jwks.http_uri.timeout: Invalid value"},
+		{"both jwks", "        remote_jwks:", "        local_jwks: {inline_string: x}\n        remote_jwks:", "spec.auth.providers.corp.remote_jwks: only one of", "exactly one of local_jwks and remote_jwks"},
+		{"two matchers", "{prefix: /}", "{prefix: /, path: /a}", "spec.auth.rules[0].match: exactly one of prefix, path and regex", "exactly one of prefix, path and regex"},
+		{"bad regexp", "{prefix: /}", "{regex: '(['}", "spec.auth.rules[0].match.regex: invalid regexp", ""},
+		{"unknown provider", "requires: [corp]", "requires: [corpp]", `spec.auth.rules[0].requires[0]: unknown provider "corpp"`, ""},
+		{"duplicate key", "  selector: {matchLabels: {app: a}}\n", "  selector: {matchLabels: {app: a}}\n  selector: {matchLabels: {app: b}}\n", "invalid YAML", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			doc := strings.Replace(base, c.old, c.new, 1)
+			require.True(t, c.old == "" || doc != base, "mutation did not apply")
+			p, err := v1alpha1.Decode([]byte(doc))
+			if err == nil {
+				err = p.Validate()
+			}
+			if c.validate == "" {
+				assert.NoError(t, err)
+			} else if assert.Error(t, err) {
+				assert.Contains(t, err.Error(), c.validate)
+			}
+			if c.name == "duplicate key" {
+				return // sigs.k8s.io/yaml's non-strict decoding (the API server's) keeps the last one
+			}
+			err = set.ValidateYAML([]byte(doc))
+			if c.crd == "" {
+				assert.NoError(t, err)
+			} else if assert.Error(t, err) {
+				assert.Contains(t, err.Error(), c.crd)
+			}
+		})
+	}
+}
+
+// TestSectionsMatchSpec: every pointer field of TrafficPolicySpec after the selection
+// fields is a section in Sections, in order.
+func TestSectionsMatchSpec(t *testing.T) {
+	var fields []string
+	for _, s := range v1alpha1.Sections {
+		fields = append(fields, s.Field)
+		assert.NotEmpty(t, s.Filter)
+		assert.Contains(t, []string{v1alpha1.PhaseAuthn, v1alpha1.PhaseAuthz, v1alpha1.PhaseStats, v1alpha1.PhaseUnspecified}, s.Phase)
+	}
+	assert.Equal(t, []string{"auth"}, fields)
+	p, err := v1alpha1.Decode([]byte(base))
+	require.NoError(t, err)
+	assert.Same(t, p.Spec.Auth, v1alpha1.Sections[0].Spec(&p.Spec))
+	p.Spec.Auth = nil
+	assert.Nil(t, v1alpha1.Sections[0].Spec(&p.Spec))
+}
