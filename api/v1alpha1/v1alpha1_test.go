@@ -40,7 +40,7 @@ func TestCRDIsUpToDate(t *testing.T) {
 	require.NoError(t, err)
 	got, err := os.ReadFile(crdFile)
 	require.NoError(t, err)
-	assert.Equal(t, string(want), string(got), "deploy/crds is stale: run make generate")
+	sameFile(t, want, got, "deploy/crds is stale: run make generate")
 
 	for _, pkg := range []string{"api/v1alpha1", "filters/auth/config"} {
 		dir := filepath.Join(tmp, filepath.Base(pkg))
@@ -49,7 +49,26 @@ func TestCRDIsUpToDate(t *testing.T) {
 		require.NoError(t, err)
 		got, err := os.ReadFile(filepath.Join("../..", pkg, "zz_generated.deepcopy.go"))
 		require.NoError(t, err)
-		assert.Equal(t, string(want), string(got), "%s/zz_generated.deepcopy.go is stale: run make generate", pkg)
+		sameFile(t, want, got, pkg+"/zz_generated.deepcopy.go is stale: run make generate")
+	}
+}
+
+// sameFile reports the first line where got differs from want.
+func sameFile(t *testing.T, want, got []byte, msg string) {
+	t.Helper()
+	w, g := strings.Split(string(want), "\n"), strings.Split(string(got), "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl || i >= len(w) || i >= len(g) {
+			t.Errorf("%s: line %d: generated %q, committed %q", msg, i+1, wl, gl)
+			return
+		}
 	}
 }
 
