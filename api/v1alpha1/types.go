@@ -80,7 +80,7 @@ type WorkloadSelector struct {
 // PolicyTargetReference names a Gateway API Gateway or a Service in the policy's
 // namespace (Gateway API's LocalPolicyTargetReference).
 //
-// +kubebuilder:validation:XValidation:rule="(self.group == 'gateway.networking.k8s.io' && self.kind == 'Gateway') || (self.group == ” && self.kind == 'Service')",message="targetRefs may name a Gateway (group gateway.networking.k8s.io) or a Service (group \"\")"
+// +kubebuilder:validation:XValidation:rule="(self.group == 'gateway.networking.k8s.io' && self.kind == 'Gateway') || (size(self.group) == 0 && self.kind == 'Service')",message="targetRefs may name a Gateway (group gateway.networking.k8s.io) or a Service (group \"\")"
 type PolicyTargetReference struct {
 	// Group is the API group of the target: "gateway.networking.k8s.io" or "" (core).
 	// +kubebuilder:validation:MaxLength=253
