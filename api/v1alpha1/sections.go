@@ -1,7 +1,10 @@
 package v1alpha1
 
 import (
+	"sort"
+
 	authconfig "github.com/meshplug/meshplug/filters/auth/config"
+	"github.com/meshplug/meshplug/filters/configjson"
 )
 
 // Istio WasmPlugin phases (extensions.istio.io/v1alpha1 PluginPhase): where in the
@@ -34,9 +37,22 @@ type Section struct {
 	// loaded, or the VM fails: false (fail closed) for auth, true for the others.
 	FailOpen bool
 
-	spec    func(*TrafficPolicySpec) any
-	compile func(any) error
-	parse   func([]byte) error
+	spec     func(*TrafficPolicySpec) any
+	compile  func(any) error
+	parse    func([]byte) error
+	callouts func(any) []Callout
+}
+
+// Callout is an Envoy cluster a filter sends HTTP or gRPC callouts to (a JWKS endpoint,
+// an authorization service, a rate limit service). URL, when the configuration has
+// one, tells where the cluster points; the envoy.yaml renderer builds the cluster from
+// it.
+type Callout struct {
+	Cluster string
+	URL     string
+	// Path is the field path of the cluster name in the section
+	// (`providers.corp.remote_jwks.http_uri.cluster`), for error messages.
+	Path string
 }
 
 // Spec returns the section's wire Spec in p (a pointer to the filter's config.Spec),
@@ -51,10 +67,20 @@ func (s Section) Compile(spec any) error { return s.compile(spec) }
 // own Parse, as the filter does when Envoy configures it.
 func (s Section) Parse(data []byte) error { return s.parse(data) }
 
+// Callouts lists the clusters spec (as returned by Spec) sends callouts to.
+func (s Section) Callouts(spec any) []Callout {
+	if s.callouts == nil {
+		return nil
+	}
+	return s.callouts(spec)
+}
+
 func section[S, C any](field, filter, phase string, priority int32, failOpen bool,
-	get func(*TrafficPolicySpec) *S, compile func(*S) (C, error), parse func([]byte) (C, error)) Section {
+	get func(*TrafficPolicySpec) *S, compile func(*S) (C, error), parse func([]byte) (C, error),
+	callouts func(*S) []Callout) Section {
 	return Section{
-		Field: field, Filter: filter, Phase: phase, Priority: priority, FailOpen: failOpen,
+		callouts: func(v any) []Callout { return callouts(v.(*S)) },
+		Field:    field, Filter: filter, Phase: phase, Priority: priority, FailOpen: failOpen,
 		spec: func(p *TrafficPolicySpec) any {
 			if v := get(p); v != nil {
 				return v
@@ -70,5 +96,25 @@ func section[S, C any](field, filter, phase string, priority int32, failOpen boo
 // fault: see docs/architecture.md).
 var Sections = []Section{
 	section("auth", "auth", PhaseAuthn, 1000, false,
-		func(p *TrafficPolicySpec) *authconfig.Spec { return p.Auth }, authconfig.Compile, authconfig.Parse),
+		func(p *TrafficPolicySpec) *authconfig.Spec { return p.Auth }, authconfig.Compile, authconfig.Parse, authCallouts),
+}
+
+// authCallouts: each remote JWKS endpoint and the authorization service.
+func authCallouts(s *authconfig.Spec) []Callout {
+	var out []Callout
+	names := make([]string, 0, len(s.Providers))
+	for n := range s.Providers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if r := s.Providers[n].RemoteJWKS; r != nil && r.HTTPURI != nil {
+			out = append(out, Callout{Cluster: r.HTTPURI.Cluster, URL: r.HTTPURI.URI,
+				Path: configjson.Field(configjson.Key("providers", n), "remote_jwks.http_uri.cluster")})
+		}
+	}
+	if e := s.ExtAuthz; e != nil && e.HTTPService != nil {
+		out = append(out, Callout{Cluster: e.HTTPService.Cluster, Path: "ext_authz.http_service.cluster"})
+	}
+	return out
 }
