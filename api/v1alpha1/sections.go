@@ -47,6 +47,8 @@ type Section struct {
 // an authorization service, a rate limit service). URL, when the configuration has
 // one, tells where the cluster points; the envoy.yaml renderer builds the cluster from
 // it.
+//
+// +kubebuilder:object:generate=false
 type Callout struct {
 	Cluster string
 	URL     string

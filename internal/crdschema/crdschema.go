@@ -12,7 +12,6 @@
 package crdschema
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,6 +29,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshplug/meshplug/internal/yamldoc"
 )
 
 // Set holds the schemas of several CRDs by group, version and kind.
@@ -62,31 +63,13 @@ func Load(files ...string) (*Set, error) {
 	return s, nil
 }
 
-// SplitYAML splits a multi-document YAML stream at `---` lines, dropping empty
-// documents.
+// SplitYAML returns the documents of a multi-document YAML stream.
 func SplitYAML(b []byte) [][]byte {
 	var out [][]byte
-	for _, d := range bytes.Split(append([]byte("\n"), b...), []byte("\n---")) {
-		// a separator line may carry a comment or trailing spaces: drop the rest of it
-		if i := bytes.IndexByte(d, '\n'); i >= 0 && len(bytes.TrimSpace(d[:i])) > 0 && bytes.HasPrefix(bytes.TrimSpace(d[:i]), []byte("#")) {
-			d = d[i:]
-		}
-		if len(bytes.TrimSpace(stripComments(d))) > 0 {
-			out = append(out, d)
-		}
+	for _, d := range yamldoc.Split(b) {
+		out = append(out, d.Data)
 	}
 	return out
-}
-
-func stripComments(d []byte) []byte {
-	var b bytes.Buffer
-	for _, l := range bytes.Split(d, []byte("\n")) {
-		if t := bytes.TrimSpace(l); len(t) > 0 && t[0] != '#' {
-			b.Write(l)
-			b.WriteByte('\n')
-		}
-	}
-	return b.Bytes()
 }
 
 func (s *Set) add(doc []byte) error {
