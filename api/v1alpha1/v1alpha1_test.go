@@ -1,6 +1,7 @@
 package v1alpha1_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -176,4 +177,43 @@ func TestSectionsMatchSpec(t *testing.T) {
 	assert.Same(t, p.Spec.Auth, v1alpha1.Sections[0].Spec(&p.Spec))
 	p.Spec.Auth = nil
 	assert.Nil(t, v1alpha1.Sections[0].Spec(&p.Spec))
+}
+
+// TestPolicyDocExample: the example in docs/policy.md is the first policy of the
+// example file, which the tests above and envoyfilters' tests validate and render.
+func TestPolicyDocExample(t *testing.T) {
+	md, err := os.ReadFile("../../docs/policy.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(md), "```yaml\n")
+	require.True(t, ok, "docs/policy.md has no yaml block")
+	block, _, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+	b, err := os.ReadFile(exampleFile)
+	require.NoError(t, err)
+	first := string(crdschema.SplitYAML(b)[0])
+	for strings.HasPrefix(first, "#") {
+		_, first, _ = strings.Cut(first, "\n")
+	}
+	assert.Equal(t, first, block)
+}
+
+// TestPolicyDocSectionTable: docs/policy.md's table of sections is v1alpha1.Sections.
+func TestPolicyDocSectionTable(t *testing.T) {
+	md, err := os.ReadFile("../../docs/policy.md")
+	require.NoError(t, err)
+	var rows []string
+	for _, l := range strings.Split(string(md), "\n") {
+		if strings.HasPrefix(l, "| `") && strings.Contains(l, ".wasm` |") {
+			rows = append(rows, l)
+		}
+	}
+	var want []string
+	for _, s := range v1alpha1.Sections {
+		fail := "FAIL_CLOSE"
+		if s.FailOpen {
+			fail = "FAIL_OPEN"
+		}
+		want = append(want, fmt.Sprintf("| `%s` | `%s.wasm` | `%s` | %d | `%s` |", s.Field, s.Filter, s.Phase, s.Priority, fail))
+	}
+	assert.Equal(t, want, rows)
 }
