@@ -29,9 +29,9 @@ const WasmTypeURL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.W
 // downloads it and hands Envoy a local file, as for WasmPlugins), and an HTTP_FILTER
 // inserted before the router that takes its configuration from that extension config
 // over ECDS. The EnvoyFilters' priorities follow the chain order, so the filters end up
-// as auth, ratelimit, routehint, fault, router. The patch context is SIDECAR_INBOUND for
-// a selector and GATEWAY for Gateway targetRefs; Service targetRefs (waypoints) are
-// refused: render WasmPlugins for them.
+// as auth, ratelimit, routehint, fault, router. The patch context is GATEWAY for Gateway
+// targetRefs and, for a selector, SIDECAR_INBOUND or SIDECAR_OUTBOUND by the section's
+// Mode; Service targetRefs (waypoints) are refused: render WasmPlugins for them.
 //
 // Reference: https://istio.io/latest/docs/reference/config/networking/envoy-filter/
 func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilter, error) {
@@ -39,18 +39,25 @@ func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilt
 	if err != nil {
 		return nil, err
 	}
-	ctx := networkingapi.EnvoyFilter_SIDECAR_INBOUND
+	gateway := false
 	for _, r := range p.Spec.TargetRefs {
 		if r.Kind != "Gateway" {
 			return nil, fmt.Errorf("%s: spec.targetRefs: the EnvoyFilter rendering supports selectors and Gateways, not %s targets (render WasmPlugins with --format istio)", p, r.Kind)
 		}
-		ctx = networkingapi.EnvoyFilter_GATEWAY
+		gateway = true
 	}
 	var out []*networking.EnvoyFilter
 	for i, s := range secs {
 		m, err := o.module(s.sec)
 		if err != nil {
 			return nil, err
+		}
+		ctx := networkingapi.EnvoyFilter_SIDECAR_INBOUND
+		switch {
+		case gateway:
+			ctx = networkingapi.EnvoyFilter_GATEWAY
+		case s.sec.Mode == v1alpha1.ModeClient:
+			ctx = networkingapi.EnvoyFilter_SIDECAR_OUTBOUND
 		}
 		u, err := url.Parse(m.URL)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -70,14 +71,20 @@ func golden(t *testing.T, name string, got []byte) {
 // istio.io/api module this repository requires.
 func istioCRDs(t *testing.T) *crdschema.Set {
 	t.Helper()
-	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "istio.io/api").Output()
-	require.NoError(t, err)
-	set, err := crdschema.Load(filepath.Join(strings.TrimSpace(string(dir)), "kubernetes", "customresourcedefinitions.gen.yaml"))
+	set, err := loadIstioCRDs()
 	require.NoError(t, err)
 	require.True(t, set.Has("extensions.istio.io/v1alpha1", "WasmPlugin"))
 	require.True(t, set.Has("networking.istio.io/v1alpha3", "EnvoyFilter"))
 	return set
 }
+
+var loadIstioCRDs = sync.OnceValues(func() (*crdschema.Set, error) {
+	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "istio.io/api").Output()
+	if err != nil {
+		return nil, err
+	}
+	return crdschema.Load(filepath.Join(strings.TrimSpace(string(dir)), "kubernetes", "customresourcedefinitions.gen.yaml"))
+})
 
 // sectionByFilter finds the section of a rendered object by its filter label.
 func sectionByFilter(t *testing.T, filter string) v1alpha1.Section {
@@ -113,6 +120,7 @@ func TestWasmPlugins(t *testing.T) {
 						PluginConfig json.RawMessage `json:"pluginConfig"`
 						FailStrategy string          `json:"failStrategy"`
 						Phase        string
+						Match        []map[string]any
 					}
 				}
 				require.NoError(t, yaml.Unmarshal(doc, &w))
@@ -124,6 +132,11 @@ func TestWasmPlugins(t *testing.T) {
 				require.NoError(t, err)
 				assert.JSONEq(t, string(want), string(w.Spec.PluginConfig))
 				assert.Equal(t, sec.Phase, w.Spec.Phase)
+				if p.Spec.Selector != nil {
+					assert.Equal(t, []map[string]any{{"mode": sec.Mode}}, w.Spec.Match)
+				} else {
+					assert.Empty(t, w.Spec.Match)
+				}
 				assert.Equal(t, map[bool]string{false: "FAIL_CLOSE", true: "FAIL_OPEN"}[sec.FailOpen], w.Spec.FailStrategy)
 			}
 		})

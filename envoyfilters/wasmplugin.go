@@ -18,8 +18,9 @@ import (
 // of p, named `<policy>-<filter>` in p's namespace: the module's url and sha256, the
 // section as pluginConfig, the section's phase, priority and failStrategy (FAIL_CLOSE
 // for auth, FAIL_OPEN for the others), and p's selector or targetRefs. With a selector
-// (sidecars) the plugins apply to inbound traffic only (match mode SERVER), so a
-// workload's own outbound calls are not authenticated against its policy.
+// (sidecars) each plugin sees the traffic of its section's Mode only: inbound (SERVER)
+// for auth, so a workload's own outbound calls are not authenticated against its
+// policy.
 //
 // Reference: https://istio.io/latest/docs/reference/config/proxy_extensions/wasm-plugin/
 func WasmPlugins(p *v1alpha1.TrafficPolicy, o Options) ([]*extensions.WasmPlugin, error) {
@@ -66,7 +67,7 @@ func WasmPlugins(p *v1alpha1.TrafficPolicy, o Options) ([]*extensions.WasmPlugin
 		}
 		if sel := p.Spec.Selector; sel != nil {
 			w.Spec.Selector = &typeapi.WorkloadSelector{MatchLabels: sel.MatchLabels}
-			w.Spec.Match = []*extensionsapi.WasmPlugin_TrafficSelector{{Mode: typeapi.WorkloadMode_SERVER}}
+			w.Spec.Match = []*extensionsapi.WasmPlugin_TrafficSelector{{Mode: typeapi.WorkloadMode(typeapi.WorkloadMode_value[s.sec.Mode])}}
 		}
 		for _, r := range p.Spec.TargetRefs {
 			w.Spec.TargetRefs = append(w.Spec.TargetRefs, &typeapi.PolicyTargetReference{Group: r.Group, Kind: r.Kind, Name: r.Name})

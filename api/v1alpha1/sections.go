@@ -18,6 +18,12 @@ const (
 	PhaseUnspecified = "UNSPECIFIED_PHASE"
 )
 
+// Traffic directions of Section.Mode (Istio's WorkloadMode names).
+const (
+	ModeServer = "SERVER"
+	ModeClient = "CLIENT"
+)
+
 // Section is one filter section of a TrafficPolicy: which field of the spec holds it,
 // which module runs it, where it sits in the filter chain, how it fails, and the
 // filter's own validation. The renderers, the controller and `meshplug validate`
@@ -33,6 +39,12 @@ type Section struct {
 	// the EnvoyFilter and envoy.yaml renderings use the order of Sections.
 	Phase    string
 	Priority int32
+	// Mode is the traffic a section's filter sees on the sidecars a selector picks
+	// (Istio's WorkloadMode): "SERVER" (inbound: the selected workloads' callers are
+	// checked, as auth and rate limits need) or "CLIENT" (outbound: the selected
+	// workloads' own calls, where routes are picked, as routing hints need). On
+	// gateways and waypoints (targetRefs) every request is seen.
+	Mode string
 	// FailOpen is the default failure behaviour when the module cannot be fetched or
 	// loaded, or the VM fails: false (fail closed) for auth, true for the others.
 	FailOpen bool
@@ -77,12 +89,12 @@ func (s Section) Callouts(spec any) []Callout {
 	return s.callouts(spec)
 }
 
-func section[S, C any](field, filter, phase string, priority int32, failOpen bool,
+func section[S, C any](field, filter, phase string, priority int32, mode string, failOpen bool,
 	get func(*TrafficPolicySpec) *S, compile func(*S) (C, error), parse func([]byte) (C, error),
 	callouts func(*S) []Callout) Section {
 	return Section{
+		Field: field, Filter: filter, Phase: phase, Priority: priority, Mode: mode, FailOpen: failOpen,
 		callouts: func(v any) []Callout { return callouts(v.(*S)) },
-		Field:    field, Filter: filter, Phase: phase, Priority: priority, FailOpen: failOpen,
 		spec: func(p *TrafficPolicySpec) any {
 			if v := get(p); v != nil {
 				return v
@@ -97,7 +109,7 @@ func section[S, C any](field, filter, phase string, priority int32, failOpen boo
 // Sections are the filter sections in request order (auth, ratelimit, routehint,
 // fault: see docs/architecture.md).
 var Sections = []Section{
-	section("auth", "auth", PhaseAuthn, 1000, false,
+	section("auth", "auth", PhaseAuthn, 1000, ModeServer, false,
 		func(p *TrafficPolicySpec) *authconfig.Spec { return p.Auth }, authconfig.Compile, authconfig.Parse, authCallouts),
 }
 

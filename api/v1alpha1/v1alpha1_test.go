@@ -170,6 +170,7 @@ func TestSectionsMatchSpec(t *testing.T) {
 		fields = append(fields, s.Field)
 		assert.NotEmpty(t, s.Filter)
 		assert.Contains(t, []string{v1alpha1.PhaseAuthn, v1alpha1.PhaseAuthz, v1alpha1.PhaseStats, v1alpha1.PhaseUnspecified}, s.Phase)
+		assert.Contains(t, []string{v1alpha1.ModeServer, v1alpha1.ModeClient}, s.Mode)
 	}
 	assert.Equal(t, []string{"auth"}, fields)
 	p, err := v1alpha1.Decode([]byte(base))
@@ -213,7 +214,7 @@ func TestPolicyDocSectionTable(t *testing.T) {
 		if s.FailOpen {
 			fail = "FAIL_OPEN"
 		}
-		want = append(want, fmt.Sprintf("| `%s` | `%s.wasm` | `%s` | %d | `%s` |", s.Field, s.Filter, s.Phase, s.Priority, fail))
+		want = append(want, fmt.Sprintf("| `%s` | `%s.wasm` | `%s` | %d | `%s` | `%s` |", s.Field, s.Filter, s.Phase, s.Priority, s.Mode, fail))
 	}
 	assert.Equal(t, want, rows)
 }
