@@ -254,7 +254,7 @@ func (h *Host) start(s *Stream, req Request) (*Response, *Stream) {
 	for _, kv := range req.Headers {
 		k := lowerASCII(kv[0])
 		s.reqHeaders = append(s.reqHeaders, abi.Pair{Key: k, Value: kv[1]})
-		if k == "content-type" && strings.HasPrefix(kv[1], "application/grpc") {
+		if k == "content-type" && abi.IsGRPCContentType(kv[1]) { // not application/grpc-web
 			s.grpcReq = true
 		}
 	}

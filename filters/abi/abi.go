@@ -142,6 +142,14 @@ const (
 	GrpcStatusNone = 0xFFFFFFFF
 )
 
+// IsGRPCContentType reports whether a content-type is gRPC's as Envoy decides it
+// (Grpc::Common::hasGrpcContentType, which makes local replies trailers-only):
+// exactly application/grpc, or application/grpc+<subtype>. application/grpc-web is not.
+func IsGRPCContentType(contentType string) bool {
+	return len(contentType) >= 16 && contentType[:16] == "application/grpc" &&
+		(len(contentType) == 16 || contentType[16] == '+')
+}
+
 // GrpcStatusForHTTP maps an HTTP status to the gRPC status Envoy gives a gRPC client
 // that receives it (Grpc::Utility::httpToGrpcStatus): 400→13 INTERNAL,
 // 401→16 UNAUTHENTICATED, 403→7 PERMISSION_DENIED, 404→12 UNIMPLEMENTED,
@@ -250,6 +258,33 @@ func (v PairsView) Get(name string) (string, bool) {
 func (v PairsView) Count(name string) int {
 	_, n, _ := v.scan(name, false)
 	return n
+}
+
+// AppendValues appends the value of every entry named name, in order, to dst and
+// returns it: how a guest sees all copies of a repeated header without allocating
+// once dst has room. The strings alias the view like Get's.
+func (v PairsView) AppendValues(dst []string, name string) []string {
+	size := len(v)
+	if size < 4 {
+		return dst
+	}
+	base := unsafe.Pointer(unsafe.SliceData(v))
+	n := int(le32(base, 0))
+	if n < 0 || n > (size-4)/8 {
+		return dst
+	}
+	off := 4 + 8*n
+	for i := 0; i < n; i++ {
+		ks, vs := int(le32(base, 4+8*i)), int(le32(base, 8+8*i))
+		if ks < 0 || vs < 0 || ks+vs+2 > size-off {
+			return dst
+		}
+		if ks == len(name) && (ks == 0 || unsafe.String((*byte)(unsafe.Add(base, off)), ks) == name) {
+			dst = append(dst, unsafeString(v[off+ks+1:off+ks+1+vs]))
+		}
+		off += ks + vs + 2
+	}
+	return dst
 }
 
 // scan walks the entries named name: the first one's value, and how many there are

@@ -34,6 +34,16 @@ func TestPairsRoundTripAndView(t *testing.T) {
 	if n := v.Count("x-dup"); n != 2 {
 		t.Errorf("Count(x-dup) = %d", n)
 	}
+	if all := v.AppendValues(nil, "x-dup"); len(all) != 2 || all[0] != "1" || all[1] != "2" {
+		t.Errorf("AppendValues(x-dup) = %q", all)
+	}
+	if all := v.AppendValues([]string{"keep"}, "missing"); len(all) != 1 {
+		t.Errorf("AppendValues(missing) = %q", all)
+	}
+	buf := make([]string, 0, 4)
+	if allocs := testing.AllocsPerRun(100, func() { buf = v.AppendValues(buf[:0], "x-dup") }); allocs != 0 && !race.Enabled {
+		t.Errorf("AppendValues allocates %v times", allocs)
+	}
 	if allocs := testing.AllocsPerRun(100, func() { v.Get("empty") }); allocs != 0 && !race.Enabled {
 		t.Errorf("Get allocates %v times", allocs)
 	}
@@ -46,6 +56,7 @@ func TestMalformedPairs(t *testing.T) {
 			t.Errorf("truncated at %d: err %v", i, err)
 		}
 		PairsView(good[:i]).Get("cc") // must not panic
+		PairsView(good[:i]).AppendValues(nil, "cc")
 	}
 	bad := append([]byte(nil), good...)
 	bad[0] = 0xff // count far larger than the data
@@ -84,9 +95,23 @@ func FuzzDecodePairs(f *testing.F) {
 			if got := v.Count(k); got != counts[k] {
 				t.Fatalf("view Count(%q) = %d, want %d", k, got, counts[k])
 			}
+			if all := v.AppendValues(nil, k); len(all) != counts[k] || all[0] != want {
+				t.Fatalf("view AppendValues(%q) = %q", k, all)
+			}
 		}
 		if re := EncodePairs(pairs); len(b) > 0 && string(re) != string(b[:len(re)]) {
 			t.Fatalf("re-encoding differs")
 		}
 	})
+}
+
+func TestIsGRPCContentType(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"application/grpc": true, "application/grpc+proto": true, "application/grpc;charset=utf-8": false,
+		"application/grpc-web": false, "application/grpcx": false, "application/json": false, "": false, "application/grp": false,
+	} {
+		if got := IsGRPCContentType(ct); got != want {
+			t.Errorf("IsGRPCContentType(%q) = %v", ct, got)
+		}
+	}
 }

@@ -299,6 +299,16 @@ func GetSharedData(key string) (value []byte, cas uint32, err error) {
 	return append([]byte(nil), claimed()...), retCas, nil
 }
 
+// AppendSharedData is GetSharedData appending the value to dst: no allocation once
+// dst has room (the value aliases dst's array). On error it returns dst unchanged.
+func AppendSharedData(dst []byte, key string) (value []byte, cas uint32, err error) {
+	resetArena()
+	if s := proxy_get_shared_data(key, &retData, &retSize, &retCas); s != 0 {
+		return dst, 0, abi.Status(s)
+	}
+	return append(dst, claimed()...), retCas, nil
+}
+
 // SetSharedData stores value under key. cas 0 writes unconditionally; otherwise the
 // write happens only if the key's CAS token still equals cas, else
 // abi.StatusCasMismatch.

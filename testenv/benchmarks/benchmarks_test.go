@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/meshplug/meshplug/testenv"
@@ -53,6 +54,31 @@ func TestBenchmarkGuest(t *testing.T) {
 	}
 	if v, _, _ := h.SharedData("bench", "counter"); string(v) != "10" {
 		t.Errorf("cas counter = %q, want 10", v)
+	}
+	// Fresh counters created by several worker VMs at once: no increment may be lost
+	// (a create with cas 0 would lose one whenever two VMs create the same key).
+	h = host(t, "cas", 4)
+	const rounds, perRound = 50, 32
+	var wg sync.WaitGroup
+	for r := 0; r < rounds; r++ {
+		for g := 0; g < perRound; g++ {
+			wg.Add(1)
+			go func(r, g int) {
+				defer wg.Done()
+				req := benchRequest
+				req.Headers = append([][2]string{{"x-key", fmt.Sprint("fresh-", r)}, {"x-widen-race", "1"}}, req.Headers...)
+				req.Worker = g % 4
+				if _, err := h.Do(ctx, req); err != nil {
+					t.Error(err)
+				}
+			}(r, g)
+		}
+	}
+	wg.Wait()
+	for r := 0; r < rounds; r++ {
+		if v, _, _ := h.SharedData("bench", fmt.Sprint("fresh-", r)); string(v) != strconv.Itoa(perRound) {
+			t.Errorf("counter fresh-%d = %q, want %d: an increment was lost", r, v, perRound)
+		}
 	}
 	if _, err := testenv.New(ctx, testenv.Options{}, testenv.Plugin{Name: "bench", Wasm: testenv.MustBuildGuest(t, "./guest"), Config: []byte("nope")}); err == nil {
 		t.Error("unknown mode must fail configure")

@@ -272,6 +272,7 @@ func TestSharedDataCAS(t *testing.T) {
 		"get_missing": "not found", "set_unconditional": "ok", "get1": "v1", "get1_status": "ok",
 		"cas1_nonzero": true, "set_with_cas": "ok", "get2": "v2", "cas_changed": true,
 		"set_stale_cas": "cas mismatch", "after_stale": "v2", "set_empty": "ok", "get_empty_status": "ok",
+		"append": "pre:v2", "append_status": "ok", "append_cas_same": true, "append_missing": "pre:", "append_missing_status": "not found",
 	})
 	// Visible to the test and to the other worker's VM, in the same vm_id only.
 	if v, _, ok := h.SharedData("vm-shared", "k1"); !ok || string(v) != "v2" {

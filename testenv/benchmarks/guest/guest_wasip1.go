@@ -28,8 +28,10 @@ func (p *plugin) OnPluginStart(int) bool {
 	}
 	p.mode = string(b)
 	switch p.mode {
-	case "noop", "headers", "cas":
+	case "noop", "headers":
 		return true
+	case "cas":
+		return initCas()
 	}
 	pw.LogCriticalf("benchmark guest: unknown mode %q (want noop, headers or cas)", p.mode)
 	return false
@@ -68,14 +70,52 @@ func (headers) OnHttpRequestHeaders(int, bool) pw.Action {
 
 type cas struct{ pw.DefaultHttpContext }
 
+// foreignCas is the cas of another entry (casMeta): a create with it cannot overwrite
+// an entry that exists. In Envoy (proxy-wasm-cpp-host SharedData::set) a set on an
+// absent key ignores cas, so two VMs that both read "not found" and create with cas 0
+// would both succeed and one increment would be lost; with a non-zero cas, the second
+// create finds the entry and fails with CasMismatch, and its loop reads again.
+var foreignCas uint32
+
+const casMeta = "counter-meta"
+
+func initCas() bool {
+	if err := pw.SetSharedData(casMeta, []byte("cas"), 0); err != nil {
+		pw.LogCriticalf("benchmark guest: writing %s: %v", casMeta, err)
+		return false
+	}
+	_, c, err := pw.GetSharedData(casMeta)
+	if err != nil || c == 0 {
+		pw.LogCriticalf("benchmark guest: reading %s: cas %d, %v", casMeta, c, err)
+		return false
+	}
+	foreignCas = c
+	return true
+}
+
+// OnHttpRequestHeaders increments the counter named by the x-key header (default
+// "counter").
 func (cas) OnHttpRequestHeaders(int, bool) pw.Action {
+	key, err := pw.RequestHeaders.Get("x-key")
+	if err != nil || key == "" {
+		key = "counter"
+	}
 	for {
-		v, c, err := pw.GetSharedData("counter")
-		if err != nil && !errors.Is(err, abi.StatusNotFound) {
+		v, c, err := pw.GetSharedData(key)
+		if errors.Is(err, abi.StatusNotFound) {
+			if w, _ := pw.RequestHeaders.Get("x-widen-race"); w != "" {
+				// Tests only: dawdle before creating, so that other VMs read "not
+				// found" too and the creation race really happens.
+				for i := 0; i < 300; i++ {
+					pw.GetSharedData(casMeta)
+				}
+			}
+			c = foreignCas
+		} else if err != nil {
 			return pw.Continue
 		}
 		n, _ := strconv.Atoi(string(v))
-		err = pw.SetSharedData("counter", strconv.AppendInt(v[:0], int64(n+1), 10), c)
+		err = pw.SetSharedData(key, strconv.AppendInt(v[:0], int64(n+1), 10), c)
 		if !errors.Is(err, abi.StatusCasMismatch) {
 			return pw.Continue
 		}

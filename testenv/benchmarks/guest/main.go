@@ -4,7 +4,8 @@
 //
 //	"noop"    — every callback continues (the floor a filter cannot go under)
 //	"headers" — reads 3 request headers and adds 1
-//	"cas"     — increments a shared-data counter with a CAS loop
+//	"cas"     — increments a shared-data counter (named by the x-key request header,
+//	            default "counter") with a CAS loop that also creates it race-free
 package main
 
 // main never runs: a c-shared wasip1 module starts from _initialize.

@@ -333,6 +333,11 @@ func (s *stream) opSharedData() pw.Action {
 	r["set_stale_cas"] = st(pw.SetSharedData(key, []byte("v3"), cas1))
 	v, _, _ = pw.GetSharedData(key)
 	r["after_stale"] = string(v)
+	buf := append(make([]byte, 0, 16), "pre:"...)
+	v, cas3, err := pw.AppendSharedData(buf, key)
+	r["append"], r["append_status"], r["append_cas_same"] = string(v), st(err), cas3 == cas2
+	v, _, err = pw.AppendSharedData(buf, key+".missing")
+	r["append_missing"], r["append_missing_status"] = string(v), st(err)
 	r["set_empty"] = st(pw.SetSharedData(key+".empty", nil, 0))
 	v, _, err = pw.GetSharedData(key + ".empty")
 	r["get_empty"], r["get_empty_status"] = string(v), st(err)

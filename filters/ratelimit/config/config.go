@@ -1,0 +1,540 @@
+package config
+
+import (
+	"math"
+	"math/bits"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meshplug/meshplug/filters/configjson"
+)
+
+// Defaults applied by Compile.
+const (
+	DefaultDomain  = "meshplug"
+	DefaultMaxKeys = 65536
+	DefaultStatus  = 429
+	// GroupWays is how many buckets one shared-data entry (a slot group) holds.
+	GroupWays = 8
+	// KeysPerGroup sizes the table: MaxKeys/KeysPerGroup groups, so that MaxKeys
+	// active keys fill a quarter of the slots and groups rarely overflow.
+	KeysPerGroup = 2
+	// MaxRequests bounds Limit.Requests and Limit.Burst.
+	MaxRequests = 1_000_000_000
+)
+
+// HeaderStyle selects the rate limit response headers.
+type HeaderStyle uint8
+
+const (
+	HeadersRateLimit  HeaderStyle = iota // RateLimit-Limit/-Remaining/-Reset
+	HeadersXRateLimit                    // X-RateLimit-Limit/-Remaining/-Reset
+	HeadersNone
+)
+
+// MissingKey is what a rule does with a request whose descriptor value is absent.
+type MissingKey uint8
+
+const (
+	MissingAllow MissingKey = iota
+	MissingAnonymous
+	MissingDeny
+)
+
+// Source is where a descriptor entry's value comes from.
+type Source uint8
+
+const (
+	SourceHeader Source = iota
+	SourceCookie
+	SourceQueryParam
+	SourceClientAddress
+	SourcePath
+	SourceMethod
+	SourceValue
+)
+
+// Config is the compiled configuration; immutable after Compile.
+type Config struct {
+	Domain            string
+	Rules             []*Rule
+	Headers           HeaderStyle
+	HeadersOnAllowed  bool
+	XFFNumTrustedHops int
+	MaxKeys           int
+	// Groups is the number of shared-data entries buckets live in: MaxKeys/KeysPerGroup.
+	Groups int
+	Shadow bool
+	Status int
+	GRPC   bool
+	// Headers, cookies and query parameters any rule reads (lower-case header names;
+	// decoded parameter names), and whether a rule needs the client address.
+	HeaderNames, CookieNames, ParamNames []string
+	NeedsClientAddress                   bool
+}
+
+// Rule is a compiled rule.
+type Rule struct {
+	Index       int
+	Name        string
+	Match       Match
+	Entries     []Entry
+	Limit       Limit
+	Overrides   []Override
+	MissingKey  MissingKey
+	Shadow      bool // the rule's or the whole config's shadow flag
+	HasClientIP bool // an entry is SourceClientAddress
+}
+
+// Match is a compiled match; zero value matches everything.
+type Match struct {
+	Prefix, Path string
+	Regex        *regexp.Regexp
+	Methods      []string // upper-case; nil = any
+	Headers      []HeaderMatch
+}
+
+// HeaderMatch is a compiled header condition.
+type HeaderMatch struct {
+	Name          string // lower-case
+	Exact, Prefix string
+	Kind          HeaderMatchKind
+	Invert        bool
+	Slot          int // position of Name in Config.HeaderNames
+}
+
+// HeaderMatchKind says which comparison a HeaderMatch makes.
+type HeaderMatchKind uint8
+
+const (
+	HeaderExact HeaderMatchKind = iota
+	HeaderPrefix
+	HeaderPresent
+	HeaderAbsent
+)
+
+// Entry is a compiled descriptor entry.
+type Entry struct {
+	Key    string
+	Source Source
+	Name   string // header (lower-case), cookie, or decoded query parameter name
+	Value  string // SourceValue's constant
+	// Slot is the position of Name in Config.HeaderNames, CookieNames or ParamNames
+	// (by Source), where the read step keeps the request's values.
+	Slot int
+}
+
+// Limit is a compiled token bucket. The engine keeps tokens scaled by Period (in
+// nanoseconds): capacity Burst×Period, refill Requests per nanosecond, cost Period per
+// request, so that refill is exact integer arithmetic for every rate.
+type Limit struct {
+	Requests int64
+	Burst    int64
+	Period   time.Duration
+	Unit     string // "second", "minute", "hour", "day", or "" for a Per period
+	// ID names the limit inside bucket keys: a changed limit starts fresh buckets.
+	ID string
+}
+
+// Override is a compiled override.
+type Override struct {
+	Values    []ValueMatch
+	Limit     *Limit // nil when Unlimited
+	Unlimited bool
+}
+
+// ValueMatch compares the value of the rule's entry Entry.
+type ValueMatch struct {
+	Entry  int
+	Value  string
+	Prefix bool // Value is a prefix
+}
+
+// Parse decodes data strictly and compiles it. Errors are *configjson.FieldError or a
+// configjson.ListError.
+func Parse(data []byte) (*Config, error) {
+	var s Spec
+	if err := configjson.Unmarshal(data, &s); err != nil {
+		return nil, err
+	}
+	return Compile(&s)
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	keyRE    = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	tokenRE  = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$") // RFC 9110 token
+	unitDurs = map[string]time.Duration{"second": time.Second, "minute": time.Minute, "hour": time.Hour, "day": 24 * time.Hour}
+)
+
+// Compile validates s and builds the runtime Config. All problems are reported at
+// once, each with its field path.
+func Compile(s *Spec) (*Config, error) {
+	var errs configjson.Errors
+	c := &Config{Domain: s.Domain, HeadersOnAllowed: s.HeadersOnAllowed, XFFNumTrustedHops: s.XFFNumTrustedHops,
+		MaxKeys: s.MaxKeys, Shadow: s.Shadow, Status: s.Status, GRPC: true}
+	if c.Domain == "" {
+		c.Domain = DefaultDomain
+	} else if !keyRE.MatchString(c.Domain) {
+		errs.Add("domain", "must match [A-Za-z0-9_.-]+, got %q", c.Domain)
+	}
+	switch s.Headers {
+	case "", "ratelimit":
+		c.Headers = HeadersRateLimit
+	case "x-ratelimit":
+		c.Headers = HeadersXRateLimit
+	case "none":
+		c.Headers = HeadersNone
+	default:
+		errs.Add("headers", "must be \"ratelimit\", \"x-ratelimit\" or \"none\", got %q", s.Headers)
+	}
+	if c.XFFNumTrustedHops < 0 || c.XFFNumTrustedHops > 16 {
+		errs.Add("xff_num_trusted_hops", "must be 0..16, got %d", c.XFFNumTrustedHops)
+	}
+	if c.MaxKeys == 0 {
+		c.MaxKeys = DefaultMaxKeys
+	} else if c.MaxKeys < 64 || c.MaxKeys > 4194304 {
+		errs.Add("max_keys", "must be 64..4194304, got %d", c.MaxKeys)
+	}
+	c.Groups = (c.MaxKeys + KeysPerGroup - 1) / KeysPerGroup
+	if c.Status == 0 {
+		c.Status = DefaultStatus
+	} else if c.Status < 400 || c.Status > 599 {
+		errs.Add("status", "must be 400..599, got %d", c.Status)
+	}
+	if s.GRPC != nil {
+		c.GRPC = *s.GRPC
+	}
+	if len(s.Rules) == 0 {
+		errs.Add("rules", "at least one rule is required")
+	}
+	names := map[string]int{}
+	headers, cookies, params := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for i := range s.Rules {
+		p := configjson.Index("rules", i)
+		r := compileRule(&errs, p, &s.Rules[i], i)
+		if r == nil {
+			continue
+		}
+		if j, dup := names[r.Name]; dup {
+			errs.Add(configjson.Field(p, "name"), "duplicate rule name %q (also rules[%d])", r.Name, j)
+		}
+		names[r.Name] = i
+		r.Shadow = r.Shadow || c.Shadow
+		for _, e := range r.Entries {
+			switch e.Source {
+			case SourceHeader:
+				headers[e.Name] = true
+			case SourceCookie:
+				cookies[e.Name] = true
+			case SourceQueryParam:
+				params[e.Name] = true
+			case SourceClientAddress:
+				c.NeedsClientAddress = true
+			}
+		}
+		for _, h := range r.Match.Headers {
+			headers[h.Name] = true
+		}
+		c.Rules = append(c.Rules, r)
+	}
+	c.HeaderNames, c.CookieNames, c.ParamNames = sorted(headers), sorted(cookies), sorted(params)
+	for _, r := range c.Rules {
+		for i := range r.Entries {
+			e := &r.Entries[i]
+			switch e.Source {
+			case SourceHeader:
+				e.Slot = sort.SearchStrings(c.HeaderNames, e.Name)
+			case SourceCookie:
+				e.Slot = sort.SearchStrings(c.CookieNames, e.Name)
+			case SourceQueryParam:
+				e.Slot = sort.SearchStrings(c.ParamNames, e.Name)
+			}
+		}
+		for i := range r.Match.Headers {
+			r.Match.Headers[i].Slot = sort.SearchStrings(c.HeaderNames, r.Match.Headers[i].Name)
+		}
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func sorted(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func compileRule(errs *configjson.Errors, p string, s *RuleSpec, i int) *Rule {
+	n := errs.Len()
+	r := &Rule{Index: i, Name: s.Name, Shadow: s.Shadow}
+	if s.Name == "" {
+		errs.Add(configjson.Field(p, "name"), "required")
+	} else if !nameRE.MatchString(s.Name) {
+		errs.Add(configjson.Field(p, "name"), "must match [A-Za-z0-9_-]+, got %q", s.Name)
+	}
+	if s.Match != nil {
+		r.Match = compileMatch(errs, configjson.Field(p, "match"), s.Match)
+	}
+	if len(s.Descriptors) == 0 {
+		errs.Add(configjson.Field(p, "descriptors"), "at least one descriptor entry is required")
+	}
+	keys := map[string]int{}
+	for j := range s.Descriptors {
+		dp := configjson.Index(configjson.Field(p, "descriptors"), j)
+		e, ok := compileEntry(errs, dp, &s.Descriptors[j])
+		if !ok {
+			continue
+		}
+		if _, dup := keys[e.Key]; dup {
+			errs.Add(configjson.Field(dp, "key"), "duplicate descriptor key %q", e.Key)
+		}
+		keys[e.Key] = len(r.Entries)
+		if e.Source == SourceClientAddress {
+			r.HasClientIP = true
+		}
+		r.Entries = append(r.Entries, e)
+	}
+	if l, ok := compileLimit(errs, configjson.Field(p, "limit"), &s.Limit); ok {
+		r.Limit = l
+	}
+	for j := range s.Overrides {
+		op := configjson.Index(configjson.Field(p, "overrides"), j)
+		o := &s.Overrides[j]
+		var co Override
+		if len(o.Values) == 0 {
+			errs.Add(configjson.Field(op, "values"), "at least one value is required")
+		}
+		vkeys := make([]string, 0, len(o.Values))
+		for k := range o.Values {
+			vkeys = append(vkeys, k)
+		}
+		sort.Strings(vkeys)
+		for _, k := range vkeys {
+			v := o.Values[k]
+			idx, ok := keys[k]
+			if !ok {
+				errs.Add(configjson.Key(configjson.Field(op, "values"), k), "the rule has no descriptor entry with this key")
+				continue
+			}
+			vm := ValueMatch{Entry: idx, Value: v}
+			if strings.HasSuffix(v, "*") {
+				vm.Value, vm.Prefix = v[:len(v)-1], true
+			}
+			co.Values = append(co.Values, vm)
+		}
+		switch {
+		case o.Unlimited && o.Limit != nil:
+			errs.Add(op, "limit and unlimited are exclusive")
+		case o.Unlimited:
+			co.Unlimited = true
+		case o.Limit != nil:
+			if l, ok := compileLimit(errs, configjson.Field(op, "limit"), o.Limit); ok {
+				co.Limit = &l
+			}
+		default:
+			errs.Add(op, "one of limit and unlimited is required")
+		}
+		r.Overrides = append(r.Overrides, co)
+	}
+	switch s.MissingKey {
+	case "", "allow":
+		r.MissingKey = MissingAllow
+	case "anonymous":
+		r.MissingKey = MissingAnonymous
+	case "deny":
+		r.MissingKey = MissingDeny
+	default:
+		errs.Add(configjson.Field(p, "missing_key"), "must be \"allow\", \"anonymous\" or \"deny\", got %q", s.MissingKey)
+	}
+	if errs.Len() > n {
+		return nil
+	}
+	return r
+}
+
+func compileMatch(errs *configjson.Errors, p string, s *MatchSpec) Match {
+	var m Match
+	set := 0
+	if s.Prefix != "" {
+		set++
+		m.Prefix = s.Prefix
+		if s.Prefix[0] != '/' {
+			errs.Add(configjson.Field(p, "prefix"), "must start with '/'")
+		}
+	}
+	if s.Path != "" {
+		set++
+		m.Path = s.Path
+		if s.Path[0] != '/' {
+			errs.Add(configjson.Field(p, "path"), "must start with '/'")
+		}
+	}
+	if s.Regex != "" {
+		set++
+		re, err := regexp.Compile(s.Regex)
+		if err != nil {
+			errs.Add(configjson.Field(p, "regex"), "invalid regexp: %v", err)
+		}
+		m.Regex = re
+	}
+	if set > 1 {
+		errs.Add(p, "at most one of prefix, path and regex")
+	}
+	for i, meth := range s.Methods {
+		if !tokenRE.MatchString(meth) {
+			errs.Add(configjson.Index(configjson.Field(p, "methods"), i), "not a method token: %q", meth)
+			continue
+		}
+		m.Methods = append(m.Methods, strings.ToUpper(meth))
+	}
+	for i := range s.Headers {
+		hp := configjson.Index(configjson.Field(p, "headers"), i)
+		h := &s.Headers[i]
+		hm := HeaderMatch{Name: strings.ToLower(h.Name), Exact: h.Exact, Prefix: h.Prefix, Invert: h.Invert}
+		if !tokenRE.MatchString(h.Name) {
+			errs.Add(configjson.Field(hp, "name"), "not a header name: %q", h.Name)
+		}
+		kinds := 0
+		if h.Exact != "" {
+			kinds++
+			hm.Kind = HeaderExact
+		}
+		if h.Prefix != "" {
+			kinds++
+			hm.Kind = HeaderPrefix
+		}
+		if h.Present != nil {
+			kinds++
+			hm.Kind = HeaderAbsent
+			if *h.Present {
+				hm.Kind = HeaderPresent
+			}
+		}
+		if kinds != 1 {
+			errs.Add(hp, "exactly one of exact, prefix and present is required")
+		}
+		m.Headers = append(m.Headers, hm)
+	}
+	return m
+}
+
+func compileEntry(errs *configjson.Errors, p string, s *DescriptorSpec) (Entry, bool) {
+	n := errs.Len()
+	e := Entry{Key: s.Key}
+	if s.Key == "" {
+		errs.Add(configjson.Field(p, "key"), "required")
+	} else if !keyRE.MatchString(s.Key) {
+		errs.Add(configjson.Field(p, "key"), "must match [A-Za-z0-9_.-]+, got %q", s.Key)
+	}
+	sources := 0
+	if s.Header != "" {
+		sources++
+		e.Source, e.Name = SourceHeader, strings.ToLower(s.Header)
+		if !tokenRE.MatchString(s.Header) || strings.HasPrefix(s.Header, ":") {
+			errs.Add(configjson.Field(p, "header"), "not a header name: %q (use path or method for pseudo-headers)", s.Header)
+		} else if e.Name == "cookie" {
+			errs.Add(configjson.Field(p, "header"), "use cookie to key on a cookie")
+		}
+	}
+	if s.Cookie != "" {
+		sources++
+		e.Source, e.Name = SourceCookie, s.Cookie
+		if !tokenRE.MatchString(s.Cookie) {
+			errs.Add(configjson.Field(p, "cookie"), "not a cookie name: %q", s.Cookie)
+		}
+	}
+	if s.QueryParam != "" {
+		sources++
+		e.Source = SourceQueryParam
+		// Names are matched decoded, as upstream parsers decode them; the configured
+		// name is taken literally (a '%' in it is not decoded).
+		e.Name = s.QueryParam
+		if strings.ContainsAny(s.QueryParam, "&=#") {
+			errs.Add(configjson.Field(p, "query_param"), "must not contain '&', '=' or '#'")
+		}
+	}
+	if s.ClientAddress {
+		sources++
+		e.Source = SourceClientAddress
+	}
+	if s.Path {
+		sources++
+		e.Source = SourcePath
+	}
+	if s.Method {
+		sources++
+		e.Source = SourceMethod
+	}
+	if s.Value != "" {
+		sources++
+		e.Source, e.Value = SourceValue, s.Value
+	}
+	if sources != 1 {
+		errs.Add(p, "exactly one of header, cookie, query_param, client_address, path, method and value is required")
+	}
+	return e, errs.Len() == n
+}
+
+func compileLimit(errs *configjson.Errors, p string, s *LimitSpec) (Limit, bool) {
+	n := errs.Len()
+	l := Limit{Requests: s.Requests, Burst: s.Burst, Unit: s.Unit}
+	if s.Requests < 1 || s.Requests > MaxRequests {
+		errs.Add(configjson.Field(p, "requests"), "must be 1..%d, got %d", MaxRequests, s.Requests)
+	}
+	switch {
+	case s.Unit != "" && s.Per != 0:
+		errs.Add(p, "unit and per are exclusive")
+	case s.Unit != "":
+		d, ok := unitDurs[s.Unit]
+		if !ok {
+			errs.Add(configjson.Field(p, "unit"), "must be second, minute, hour or day, got %q", s.Unit)
+		}
+		l.Period = d
+	case s.Per != 0:
+		l.Period = s.Per.D()
+		if l.Period < time.Millisecond || l.Period > 24*time.Hour {
+			errs.Add(configjson.Field(p, "per"), "must be 1ms..24h, got %s", l.Period)
+		}
+	default:
+		errs.Add(p, "one of unit and per is required")
+	}
+	if l.Burst == 0 {
+		l.Burst = l.Requests
+	} else if l.Burst < 1 || l.Burst > MaxRequests {
+		errs.Add(configjson.Field(p, "burst"), "must be 1..%d, got %d", MaxRequests, l.Burst)
+	}
+	if errs.Len() > n {
+		return l, false
+	}
+	// Capacity is Burst×Period scaled tokens; keep it (plus one refill step) in int63.
+	if hi, lo := bits.Mul64(uint64(l.Burst), uint64(l.Period)); hi != 0 || lo > math.MaxInt64/2 {
+		errs.Add(configjson.Field(p, "burst"), "burst × period is too large (%d × %s)", l.Burst, l.Period)
+		return l, false
+	}
+	l.ID = strconv.FormatInt(l.Requests, 10) + "/" + strconv.FormatInt(int64(l.Period), 10) + "/" + strconv.FormatInt(l.Burst, 10)
+	return l, true
+}
+
+// DecodeQueryName decodes a query parameter name or value as upstream parsers do:
+// percent-escapes decoded, '+' as space; an invalid escape leaves the text as is (ok
+// false).
+func DecodeQueryName(s string) (string, bool) {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s, true
+	}
+	d, err := url.QueryUnescape(s)
+	if err != nil {
+		return s, false
+	}
+	return d, true
+}

@@ -1,0 +1,187 @@
+// Package config holds the ratelimit filter's configuration: the wire types (Spec and
+// the structs under it, decoded strictly from the plugin's JSON by configjson), their
+// validation, and the compiled runtime form (Config) that the engine runs.
+//
+// The model is Envoy's rate limit descriptors: a rule builds one descriptor, a list of
+// entries (key, value) whose values come from the request, and limits the requests of
+// each distinct descriptor. The same descriptors can later be sent to Envoy's rate
+// limit service (envoy.extensions.common.ratelimit.v3.RateLimitDescriptor, served by
+// envoyproxy/ratelimit with a `domain` and `descriptors` config).
+//
+// The package has no ABI calls and compiles natively and for wasip1: the controller
+// validates policies with it. The field reference is in ../README.md.
+//
+// See https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/common/ratelimit/v3/ratelimit.proto
+// and https://github.com/envoyproxy/ratelimit#configuration.
+package config
+
+import "github.com/meshplug/meshplug/filters/configjson"
+
+// Spec is the ratelimit filter's configuration as written (Envoy/Istio pluginConfig).
+type Spec struct {
+	// Domain is the rate limit domain of this configuration's descriptors, as
+	// envoyproxy/ratelimit names a set of limits; it is sent with the descriptors in the
+	// global mode. Default "meshplug".
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.-]+$`
+	Domain string `json:"domain,omitempty"`
+
+	// Rules are evaluated in order; every rule that matches the request is applied
+	// (like Envoy's rate limit actions: each produces a descriptor), and the request is
+	// limited if any applied rule's bucket is empty. At least one.
+	// +kubebuilder:validation:MinItems=1
+	Rules []RuleSpec `json:"rules"`
+
+	// Headers selects the rate limit headers sent to the client: "ratelimit"
+	// (RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset; the names of the IETF
+	// draft-ietf-httpapi-ratelimit-headers-03 that Envoy's local_ratelimit writes with
+	// enable_x_ratelimit_headers: DRAFT_VERSION_03), "x-ratelimit" (X-RateLimit-Limit,
+	// X-RateLimit-Remaining, X-RateLimit-Reset) or "none". Default "ratelimit".
+	// Retry-After is always sent on a 429.
+	// +kubebuilder:validation:Enum=ratelimit;x-ratelimit;none
+	Headers string `json:"headers,omitempty"`
+
+	// HeadersOnAllowed also adds the rate limit headers to responses of allowed
+	// requests. Default false.
+	HeadersOnAllowed bool `json:"headers_on_allowed,omitempty"`
+
+	// XFFNumTrustedHops is the number of trusted proxies in front of this one, as
+	// Envoy's xff_num_trusted_hops: a client_address descriptor takes the address that
+	// many entries from the right of X-Forwarded-For. 0 (default) uses the connection's
+	// address (source.address) and ignores X-Forwarded-For. 0..16.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=16
+	XFFNumTrustedHops int `json:"xff_num_trusted_hops,omitempty"`
+
+	// MaxKeys sizes the bucket table kept in the proxy's shared data (all rules
+	// together): max_keys/2 shared-data entries of up to 8 buckets each. Idle buckets
+	// (full again) are dropped when their entry is next written; a new key whose entry
+	// holds 8 active buckets evicts the one closest to full. With max_keys active keys
+	// about 8 entries of 32768 overflow (default size); with half as many, almost none.
+	// Default 65536; 64..4194304.
+	// +kubebuilder:validation:Minimum=64
+	// +kubebuilder:validation:Maximum=4194304
+	MaxKeys int `json:"max_keys,omitempty"`
+
+	// Shadow counts and logs what would be limited but never rejects (all rules).
+	Shadow bool `json:"shadow,omitempty"`
+
+	// Status is the HTTP status of a limited request. Default 429; 400..599.
+	// +kubebuilder:validation:Minimum=400
+	// +kubebuilder:validation:Maximum=599
+	Status int `json:"status,omitempty"`
+
+	// GRPC answers gRPC requests (content-type application/grpc*) with grpc-status 8
+	// (RESOURCE_EXHAUSTED). Default true.
+	GRPC *bool `json:"grpc,omitempty"`
+}
+
+// RuleSpec limits the requests it matches, per distinct descriptor.
+type RuleSpec struct {
+	// Name identifies the rule in metrics and logs (meshplug.ratelimit.<name>.*) and in
+	// the bucket keys: renaming a rule starts its buckets afresh. Required, unique,
+	// [A-Za-z0-9_-]+.
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]+$`
+	Name string `json:"name"`
+
+	// Match selects the requests the rule applies to; absent = every request.
+	Match *MatchSpec `json:"match,omitempty"`
+
+	// Descriptors are the entries of the rule's descriptor, in order; their values,
+	// taken from the request, together form the bucket key. At least one.
+	// +kubebuilder:validation:MinItems=1
+	Descriptors []DescriptorSpec `json:"descriptors"`
+
+	// Limit is the rule's default limit for each key.
+	Limit LimitSpec `json:"limit"`
+
+	// Overrides give chosen keys another limit; the first override whose values all
+	// match wins.
+	Overrides []OverrideSpec `json:"overrides,omitempty"`
+
+	// MissingKey is what happens when a descriptor's value is absent from the request
+	// (no such header, cookie or parameter; unusable client address): "allow" (default,
+	// as Envoy skips a descriptor whose header is absent), "anonymous" (all such
+	// requests share one bucket) or "deny" (answer as limited).
+	// +kubebuilder:validation:Enum=allow;anonymous;deny
+	MissingKey string `json:"missing_key,omitempty"`
+
+	// Shadow counts and logs what this rule would limit but never rejects.
+	Shadow bool `json:"shadow,omitempty"`
+}
+
+// MatchSpec selects requests. All given conditions must hold.
+type MatchSpec struct {
+	// Prefix, Path and Regex compare :path without the query string; at most one.
+	// Regex is RE2, unanchored.
+	Prefix string `json:"prefix,omitempty"`
+	Path   string `json:"path,omitempty"`
+	Regex  string `json:"regex,omitempty"`
+	// Methods are request methods (upper-cased); any if empty.
+	Methods []string `json:"methods,omitempty"`
+	// Headers must all match.
+	Headers []HeaderMatchSpec `json:"headers,omitempty"`
+}
+
+// HeaderMatchSpec is a condition on a request header. A repeated header is matched as its
+// copies joined by "," (RFC 9110 field-line combination). Exactly one of Exact, Prefix,
+// Present.
+type HeaderMatchSpec struct {
+	Name    string `json:"name"`
+	Exact   string `json:"exact,omitempty"`
+	Prefix  string `json:"prefix,omitempty"`
+	Present *bool  `json:"present,omitempty"`
+	// Invert negates the condition.
+	Invert bool `json:"invert,omitempty"`
+}
+
+// DescriptorSpec is one entry of a rule's descriptor: a key and where its value comes
+// from. Exactly one source.
+type DescriptorSpec struct {
+	// Key is the entry's descriptor key (e.g. "consumer"), [A-Za-z0-9_.-]+, unique in
+	// the rule.
+	Key string `json:"key"`
+	// Header: the value of this request header (all copies joined by ","). Only safe
+	// to key on if a filter before this one removes client copies (auth's identity
+	// headers) or the header comes from a trusted proxy.
+	Header string `json:"header,omitempty"`
+	// Cookie: the value of this cookie (the first occurrence over all Cookie lines).
+	Cookie string `json:"cookie,omitempty"`
+	// QueryParam: the value of this query parameter (first occurrence; name and value
+	// percent-decoded, '+' as space).
+	QueryParam string `json:"query_param,omitempty"`
+	// ClientAddress: the client's IP address (see xff_num_trusted_hops).
+	ClientAddress bool `json:"client_address,omitempty"`
+	// Path: :path without the query string.
+	Path bool `json:"path,omitempty"`
+	// Method: the request method.
+	Method bool `json:"method,omitempty"`
+	// Value: a constant (Envoy's generic_key): one bucket for all matching requests.
+	Value string `json:"value,omitempty"`
+}
+
+// LimitSpec is a token bucket: Requests tokens are added every Unit (or Per), continuously,
+// up to Burst; each request takes one. Exactly one of Unit and Per.
+type LimitSpec struct {
+	// Requests per unit. 1..1000000000.
+	// +kubebuilder:validation:Minimum=1
+	Requests int64 `json:"requests"`
+	// Unit is "second", "minute", "hour" or "day" (envoyproxy/ratelimit's units).
+	// +kubebuilder:validation:Enum=second;minute;hour;day
+	Unit string `json:"unit,omitempty"`
+	// Per is any refill period instead of Unit, 1ms..24h ("1.5s").
+	Per configjson.Duration `json:"per,omitempty"`
+	// Burst is the bucket size. Default Requests.
+	// +kubebuilder:validation:Minimum=1
+	Burst int64 `json:"burst,omitempty"`
+}
+
+// OverrideSpec gives the keys whose descriptor values match another limit.
+type OverrideSpec struct {
+	// Values maps descriptor keys of the rule to a value: exact, "prefix*" (a trailing
+	// '*' matches any rest), or "*" (any value, present). At least one.
+	Values map[string]string `json:"values"`
+	// Limit replaces the rule's limit for these keys. Exactly one of Limit, Unlimited.
+	Limit *LimitSpec `json:"limit,omitempty"`
+	// Unlimited exempts these keys.
+	Unlimited bool `json:"unlimited,omitempty"`
+}

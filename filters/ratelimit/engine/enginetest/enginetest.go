@@ -1,0 +1,244 @@
+// Package enginetest is the ratelimit filter's decision table, replayed by the native
+// engine tests (engine_test.go) and through the compiled ratelimit.wasm in testenv
+// (filters/ratelimit), so that both are checked against one source of truth.
+package enginetest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// Start is the fake clock's start in every case.
+var Start = time.Unix(1_700_000_000, 0)
+
+// DefaultSource is the connection address of a request without Source (testenv's
+// default source.address).
+const DefaultSource = "127.0.0.1:40000"
+
+// Request is one request of a step.
+type Request struct {
+	Method  string // default GET
+	Path    string // default /
+	Headers [][2]string
+	Source  string // source.address; default DefaultSource
+}
+
+// Step advances the clock, sends a request and states what the client must get.
+type Step struct {
+	Advance time.Duration
+	Req     Request
+	// Status is the HTTP status (200: the request reached the upstream). For gRPC
+	// rejections, GRPCStatus instead.
+	Status     int
+	GRPCStatus int
+	// Headers must be on the response with these values ("" = must be absent).
+	Headers map[string]string
+}
+
+// Case is a configuration and the steps run against it, in order, on fresh buckets.
+type Case struct {
+	Name   string
+	Config string
+	Steps  []Step
+}
+
+func get(path string, h ...string) Request {
+	r := Request{Path: path}
+	for i := 0; i+1 < len(h); i += 2 {
+		r.Headers = append(r.Headers, [2]string{h[i], h[i+1]})
+	}
+	return r
+}
+
+func from(src string, r Request) Request { r.Source = src; return r }
+
+func ok(r Request) Step                  { return Step{Req: r, Status: 200} }
+func limited(r Request) Step             { return Step{Req: r, Status: 429} }
+func after(d time.Duration, s Step) Step { s.Advance = d; return s }
+func with(s Step, kv ...string) Step {
+	s.Headers = map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		s.Headers[kv[i]] = kv[i+1]
+	}
+	return s
+}
+
+const rule3ps = `{"rules":[{"name":"r","descriptors":[{"key":"user","header":"x-user"}],"limit":{"requests":3,"unit":"second"}}]}`
+
+// Cases is the decision table.
+var Cases = []Case{
+	{Name: "burst, headers and exact refill", Config: `{"rules":[{"name":"r","descriptors":[{"key":"user","header":"x-user"}],"limit":{"requests":3,"unit":"second"},"missing_key":"deny"}],"headers_on_allowed":true}`,
+		Steps: []Step{
+			with(ok(get("/", "x-user", "a")), "ratelimit-limit", "3, 3;w=1", "ratelimit-remaining", "2", "ratelimit-reset", "1", "retry-after", ""),
+			with(ok(get("/", "x-user", "a")), "ratelimit-remaining", "1"),
+			with(ok(get("/", "x-user", "a")), "ratelimit-remaining", "0"),
+			with(limited(get("/", "x-user", "a")), "retry-after", "1", "ratelimit-remaining", "0", "ratelimit-reset", "1", "content-type", "application/json"),
+			// One token every 333,333,333.3 ns: not yet at +333,333,333 ns, at +1 ns more.
+			after(333333333, limited(get("/", "x-user", "a"))),
+			after(1, with(ok(get("/", "x-user", "a")), "ratelimit-remaining", "0")),
+			// Other keys have their own buckets.
+			ok(get("/", "x-user", "b")),
+			// A full second refills the burst, not more.
+			after(10*time.Second, ok(get("/", "x-user", "a"))), ok(get("/", "x-user", "a")), ok(get("/", "x-user", "a")), limited(get("/", "x-user", "a")),
+		}},
+	{Name: "token bucket with burst", Config: `{"rules":[{"name":"r","descriptors":[{"key":"k","value":"all"}],"limit":{"requests":2,"per":"1.5s","burst":5}}],"headers":"x-ratelimit"}`,
+		Steps: []Step{
+			ok(get("/")), ok(get("/")), ok(get("/")), ok(get("/")), ok(get("/")),
+			with(limited(get("/")), "retry-after", "1", "x-ratelimit-limit", "2", "x-ratelimit-remaining", "0", "x-ratelimit-reset", "4", "ratelimit-limit", ""),
+			after(750*time.Millisecond, ok(get("/"))), limited(get("/")),
+			after(1500*time.Millisecond, ok(get("/"))), ok(get("/")), limited(get("/")),
+		}},
+	{Name: "repeated header copies are one joined key", Config: `{"rules":[{"name":"r","descriptors":[{"key":"user","header":"x-user"}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			ok(get("/", "x-user", "a")), limited(get("/", "x-user", "a")),
+			ok(get("/", "x-user", "a", "x-user", "b")), limited(get("/", "x-user", "a,b")),
+			ok(get("/", "x-user", "b", "x-user", "a")),
+		}},
+	{Name: "cookie over every Cookie line", Config: `{"rules":[{"name":"r","descriptors":[{"key":"s","cookie":"session"}],"limit":{"requests":1,"unit":"minute"},"missing_key":"deny"}]}`,
+		Steps: []Step{
+			ok(get("/", "cookie", "theme=dark", "cookie", "a=1; session=u1")),
+			limited(get("/", "cookie", "session=u1; theme=light")),
+			limited(get("/", "cookie", `session="u1"`)),
+			// The first occurrence counts.
+			limited(get("/", "cookie", "session=u1", "cookie", "session=u2")),
+			ok(get("/", "cookie", "session=u2; session=u1")),
+			with(limited(get("/", "cookie", "sessionx=u3; xsession=u3")), "retry-after", ""),
+			limited(get("/", "cookie", "session=")),
+		}},
+	{Name: "query parameter decoded", Config: `{"rules":[{"name":"r","descriptors":[{"key":"u","query_param":"user id"}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			ok(get("/x?user+id=bob")),
+			limited(get("/x?a=1&user%20id=bob")),
+			limited(get("/y?%75ser%20id=b%6Fb#frag")),
+			ok(get("/x?user%20id=bob2&user+id=bob")),
+			ok(get("/x?userid=bob")), ok(get("/x?userid=bob")), // no such parameter: allowed (default missing_key)
+		}},
+	{Name: "client address from the connection", Config: `{"rules":[{"name":"ip","descriptors":[{"key":"remote_address","client_address":true}],"limit":{"requests":1,"unit":"hour"},"missing_key":"deny"}]}`,
+		Steps: []Step{
+			ok(from("10.0.0.1:1000", get("/"))),
+			limited(from("10.0.0.1:2000", get("/"))),
+			// X-Forwarded-For is ignored without trusted hops: no spoofing.
+			limited(from("10.0.0.1:2000", get("/", "x-forwarded-for", "1.2.3.4"))),
+			ok(from("[2001:db8::1]:443", get("/"))),
+			limited(from("[2001:0db8:0:0::1]:80", get("/"))),
+			ok(from("10.0.0.2:1", get("/"))),
+			limited(from("[::ffff:10.0.0.2]:1", get("/"))),
+		}},
+	{Name: "X-Forwarded-For with one trusted hop", Config: `{"xff_num_trusted_hops":1,"rules":[{"name":"ip","descriptors":[{"key":"remote_address","client_address":true}],"limit":{"requests":1,"unit":"hour"},"missing_key":"deny"}]}`,
+		Steps: []Step{
+			ok(from("10.0.0.9:1", get("/", "x-forwarded-for", "203.0.113.7"))),
+			// Spoofed entries on the left do not change the key: the trusted proxy
+			// appended the last one.
+			limited(from("10.0.0.9:1", get("/", "x-forwarded-for", "1.1.1.1, 203.0.113.7"))),
+			limited(from("10.0.0.8:1", get("/", "x-forwarded-for", "9.9.9.9,2.2.2.2", "x-forwarded-for", "203.0.113.7"))),
+			ok(from("10.0.0.9:1", get("/", "x-forwarded-for", "203.0.113.7, 198.51.100.1"))),
+			// No XFF: the connection's address (Envoy's fallback).
+			ok(from("10.0.0.9:1", get("/"))),
+			limited(from("10.0.0.9:2", get("/"))),
+			// A malformed trusted entry is a missing key, not a bucket.
+			with(limited(from("10.0.0.7:1", get("/", "x-forwarded-for", "1.2.3.4, not-an-ip"))), "retry-after", ""),
+			limited(from("10.0.0.7:1", get("/", "x-forwarded-for", "1.2.3.4, 5.6.7.8:80"))),
+		}},
+	{Name: "X-Forwarded-For with two trusted hops", Config: `{"xff_num_trusted_hops":2,"rules":[{"name":"ip","descriptors":[{"key":"remote_address","client_address":true}],"limit":{"requests":1,"unit":"hour"}}]}`,
+		Steps: []Step{
+			ok(from("10.0.0.9:1", get("/", "x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.1.1.1"))),
+			limited(from("10.0.0.9:1", get("/", "x-forwarded-for", "7.7.7.7,203.0.113.7,10.1.1.2"))),
+			// Too few entries: the connection's address.
+			ok(from("10.0.0.9:1", get("/", "x-forwarded-for", "203.0.113.7"))),
+			limited(from("10.0.0.9:5", get("/", "x-forwarded-for", "203.0.113.8"))),
+		}},
+	{Name: "path and method composed", Config: `{"rules":[{"name":"r","descriptors":[{"key":"path","path":true},{"key":"method","method":true}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			ok(get("/a?x=1")), limited(get("/a?x=2")), ok(get("/b")),
+			ok(Request{Method: "POST", Path: "/a"}), limited(Request{Method: "POST", Path: "/a"}),
+		}},
+	{Name: "missing key: anonymous bucket", Config: `{"rules":[{"name":"r","descriptors":[{"key":"user","header":"x-user"}],"limit":{"requests":2,"unit":"minute"},"missing_key":"anonymous"}]}`,
+		Steps: []Step{
+			ok(get("/")), ok(get("/", "x-user", "")), limited(get("/")),
+			ok(get("/", "x-user", "a")),
+		}},
+	{Name: "missing key: deny", Config: `{"rules":[{"name":"r","descriptors":[{"key":"user","header":"x-user"}],"limit":{"requests":2,"unit":"minute"},"missing_key":"deny"}]}`,
+		Steps: []Step{
+			with(limited(get("/")), "retry-after", "", "ratelimit-limit", ""),
+			ok(get("/", "x-user", "a")),
+		}},
+	{Name: "missing key: allow", Config: rule3ps,
+		Steps: []Step{ok(get("/")), ok(get("/")), ok(get("/")), ok(get("/")), ok(get("/"))}},
+	{Name: "overrides", Config: `{"rules":[{"name":"r","descriptors":[{"key":"consumer","header":"x-consumer"},{"key":"m","method":true}],
+		"limit":{"requests":1,"unit":"minute"},
+		"overrides":[{"values":{"consumer":"gold-*"},"limit":{"requests":3,"unit":"minute"}},{"values":{"consumer":"ops","m":"GET"},"unlimited":true}]}],"headers_on_allowed":true}`,
+		Steps: []Step{
+			ok(get("/", "x-consumer", "bronze")), limited(get("/", "x-consumer", "bronze")),
+			with(ok(get("/", "x-consumer", "gold-1")), "ratelimit-limit", "3, 3;w=60"), ok(get("/", "x-consumer", "gold-1")), ok(get("/", "x-consumer", "gold-1")), limited(get("/", "x-consumer", "gold-1")),
+			ok(get("/", "x-consumer", "gold-2")),
+			with(ok(get("/", "x-consumer", "ops")), "ratelimit-limit", ""), ok(get("/", "x-consumer", "ops")), ok(get("/", "x-consumer", "ops")),
+			ok(Request{Method: "POST", Headers: [][2]string{{"x-consumer", "ops"}}}), limited(Request{Method: "POST", Headers: [][2]string{{"x-consumer", "ops"}}}),
+			// "gold-" prefix is case-sensitive.
+			ok(get("/", "x-consumer", "Gold-1")), limited(get("/", "x-consumer", "Gold-1")),
+		}},
+	{Name: "match conditions", Config: `{"rules":[{"name":"r","match":{"prefix":"/api","methods":["POST"],"headers":[{"name":"x-tier","exact":"free"},{"name":"x-internal","present":true,"invert":true}]},
+		"descriptors":[{"key":"k","value":"free-posts"}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			ok(Request{Method: "POST", Path: "/api/x", Headers: [][2]string{{"x-tier", "free"}}}),
+			limited(Request{Method: "POST", Path: "/api/y", Headers: [][2]string{{"x-tier", "free"}}}),
+			ok(Request{Method: "GET", Path: "/api/y", Headers: [][2]string{{"x-tier", "free"}}}),
+			ok(Request{Method: "POST", Path: "/other", Headers: [][2]string{{"x-tier", "free"}}}),
+			ok(Request{Method: "POST", Path: "/api/y", Headers: [][2]string{{"x-tier", "paid"}}}),
+			ok(Request{Method: "POST", Path: "/api/y", Headers: [][2]string{{"x-tier", "free"}, {"x-internal", "1"}}}),
+		}},
+	{Name: "shadow", Config: `{"rules":[{"name":"r","descriptors":[{"key":"k","value":"all"}],"limit":{"requests":1,"unit":"minute"},"shadow":true}],"headers_on_allowed":true}`,
+		Steps: []Step{
+			with(ok(get("/")), "ratelimit-remaining", "0"),
+			with(ok(get("/")), "retry-after", ""), ok(get("/")),
+		}},
+	{Name: "grpc", Config: `{"rules":[{"name":"r","descriptors":[{"key":"k","value":"all"}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			ok(get("/pkg.Svc/M", "content-type", "application/grpc")),
+			{Req: get("/pkg.Svc/M", "content-type", "application/grpc"), GRPCStatus: 8, Headers: map[string]string{"retry-after": "60"}},
+			limited(get("/pkg.Svc/M", "content-type", "application/grpc-web")),
+		}},
+	{Name: "grpc disabled, custom status", Config: `{"grpc":false,"status":503,"rules":[{"name":"r","descriptors":[{"key":"k","value":"all"}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			ok(get("/")), {Req: get("/"), Status: 503},
+		}},
+	{Name: "several rules: the tightest is reported", Config: `{"headers_on_allowed":true,"rules":[
+		{"name":"global","descriptors":[{"key":"k","value":"all"}],"limit":{"requests":100,"unit":"minute"}},
+		{"name":"user","descriptors":[{"key":"u","header":"x-user"}],"limit":{"requests":2,"unit":"minute"}}]}`,
+		Steps: []Step{
+			with(ok(get("/", "x-user", "a")), "ratelimit-limit", "2, 2;w=60", "ratelimit-remaining", "1"),
+			with(ok(get("/")), "ratelimit-limit", "100, 100;w=60", "ratelimit-remaining", "98"),
+			ok(get("/", "x-user", "a")),
+			with(limited(get("/", "x-user", "a")), "ratelimit-limit", "2, 2;w=60", "retry-after", "30"),
+			// The global bucket paid for the rejected request too (Envoy's descriptors do the same).
+			with(ok(get("/")), "ratelimit-remaining", "95"),
+		}},
+	{Name: "headers off", Config: `{"headers":"none","headers_on_allowed":true,"rules":[{"name":"r","descriptors":[{"key":"k","value":"all"}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			with(ok(get("/")), "ratelimit-limit", ""),
+			with(limited(get("/")), "ratelimit-limit", "", "retry-after", "60"),
+		}},
+}
+
+// Check compares step i's expectations with what a client got: status (200 when the
+// request reached the upstream), gRPC status (-1 for none) and response headers.
+func Check(t *testing.T, i int, s Step, status, grpc int, headers map[string]string) {
+	t.Helper()
+	msg := fmt.Sprintf("step %d (%+v)", i, s.Req)
+	if s.GRPCStatus != 0 {
+		assert.Equal(t, s.GRPCStatus, grpc, msg)
+	} else {
+		assert.Equal(t, s.Status, status, msg)
+		assert.Equal(t, -1, grpc, msg)
+	}
+	for k, want := range s.Headers {
+		got, ok := headers[k]
+		if want == "" {
+			assert.False(t, ok, "%s: header %s = %q, want none", msg, k, got)
+		} else {
+			assert.Equal(t, want, got, "%s: header %s", msg, k)
+		}
+	}
+}

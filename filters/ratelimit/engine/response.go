@@ -1,0 +1,94 @@
+package engine
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/meshplug/meshplug/filters/abi"
+	"github.com/meshplug/meshplug/filters/ratelimit/config"
+)
+
+// Response is a rejection: status, headers, and either the JSON body (HTTP) or the
+// grpc-status and grpc-message (gRPC requests when the config enables it).
+type Response struct {
+	Status      int
+	Headers     []abi.Pair
+	Body        []byte
+	GRPCStatus  uint32 // abi.GrpcStatusNone for an HTTP reply
+	GRPCMessage string
+	Details     string // Envoy response code details
+}
+
+// Bodies of rejections. Fixed strings: nothing from the request is echoed.
+var (
+	bodyLimited    = []byte(`{"error":"rate_limited","message":"too many requests"}`)
+	bodyMissingKey = []byte(`{"error":"rate_limited","message":"request has no rate limit key"}`)
+)
+
+// GRPCResourceExhausted is grpc-status 8, what a rejected gRPC request gets (Envoy's
+// ratelimit filter sends it with rate_limited_as_resource_exhausted; its default
+// mapping of 429 would be 14 UNAVAILABLE, which clients retry at once).
+const GRPCResourceExhausted = 8
+
+// Reject builds the reply for a limited verdict. headers is reused.
+func Reject(cfg *config.Config, r *Request, v *Verdict, headers []abi.Pair) Response {
+	resp := Response{Status: cfg.Status, GRPCStatus: abi.GrpcStatusNone, Details: "meshplug_ratelimit_limited",
+		Body: bodyLimited, GRPCMessage: "too many requests"}
+	if v.Report == nil {
+		resp.Body, resp.GRPCMessage, resp.Details = bodyMissingKey, "request has no rate limit key", "meshplug_ratelimit_missing_key"
+	}
+	headers = AppendHeaders(headers[:0], cfg, v)
+	if cfg.GRPC && r.GRPC {
+		resp.GRPCStatus, resp.Body = GRPCResourceExhausted, []byte(resp.GRPCMessage)
+	} else {
+		headers = append(headers, abi.Pair{Key: "content-type", Value: "application/json"})
+	}
+	resp.Headers = headers
+	return resp
+}
+
+// AppendHeaders appends the rate limit headers of v to dst: Retry-After when v is
+// limited by a bucket, and, unless cfg.Headers is HeadersNone, the limit, remaining
+// and reset of v.Report:
+//
+//	RateLimit-Limit: 100, 100;w=60      (requests per window, then the quota policy;
+//	                                     w only when the period is whole seconds)
+//	RateLimit-Remaining: 41             (requests the bucket allows now)
+//	RateLimit-Reset: 35                 (seconds until the bucket is full again)
+//
+// with the names of draft-ietf-httpapi-ratelimit-headers-03, or X-RateLimit-* (the
+// names Envoy's ratelimit and local_ratelimit filters write with
+// enable_x_ratelimit_headers: DRAFT_VERSION_03). Seconds are rounded up.
+//
+// See https://datatracker.ietf.org/doc/html/draft-ietf-httpapi-ratelimit-headers-03
+// and Envoy's source/extensions/filters/http/common/ratelimit_headers.h.
+func AppendHeaders(dst []abi.Pair, cfg *config.Config, v *Verdict) []abi.Pair {
+	if v.Report == nil {
+		return dst
+	}
+	if v.Limited {
+		dst = append(dst, abi.Pair{Key: "retry-after", Value: strconv.FormatInt(max(ceilSeconds(v.Outcome.RetryAfter), 1), 10)})
+	}
+	var limit, remaining, reset string
+	switch cfg.Headers {
+	case config.HeadersNone:
+		return dst
+	case config.HeadersXRateLimit:
+		limit, remaining, reset = "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"
+	default:
+		limit, remaining, reset = "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"
+	}
+	l := v.Report
+	lv := strconv.FormatInt(l.Requests, 10)
+	if l.Period%time.Second == 0 {
+		lv += ", " + lv + ";w=" + strconv.FormatInt(int64(l.Period/time.Second), 10)
+	}
+	return append(dst,
+		abi.Pair{Key: limit, Value: lv},
+		abi.Pair{Key: remaining, Value: strconv.FormatInt(v.Outcome.Remaining, 10)},
+		abi.Pair{Key: reset, Value: strconv.FormatInt(ceilSeconds(v.Outcome.Reset), 10)})
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
