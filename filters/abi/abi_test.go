@@ -31,6 +31,18 @@ func TestPairsRoundTripAndView(t *testing.T) {
 			t.Errorf("Get(%q) = %q %v, want %q %v", c.name, got, ok, c.want, c.ok)
 		}
 	}
+	var all []Pair
+	for k, val := range v.All() {
+		all = append(all, Pair{k, val})
+	}
+	if len(all) != len(pairs) {
+		t.Fatalf("All yielded %v, want %v", all, pairs)
+	}
+	for i := range pairs {
+		if all[i] != pairs[i] {
+			t.Errorf("All pair %d = %v, want %v", i, all[i], pairs[i])
+		}
+	}
 	if n := v.Count("x-dup"); n != 2 {
 		t.Errorf("Count(x-dup) = %d", n)
 	}
@@ -66,8 +78,18 @@ func FuzzDecodePairs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pairs, err := DecodePairs(b)
 		v := PairsView(b)
+		i := 0
+		for k, val := range v.All() { // must not panic on any input
+			if err == nil && (i >= len(pairs) || pairs[i] != (Pair{k, val})) {
+				t.Fatalf("All entry %d = %q: %q, want %v", i, k, val, pairs)
+			}
+			i++
+		}
 		if err != nil {
 			return
+		}
+		if i != len(pairs) {
+			t.Fatalf("All yielded %d entries, want %d", i, len(pairs))
 		}
 		counts := map[string]int{}
 		firsts := map[string]string{}
