@@ -32,8 +32,17 @@ func Compile(s *Spec) (*Config, error) {
 }
 
 type compiler struct {
-	cfg  *Config
-	errs configjson.Errors
+	cfg   *Config
+	errs  configjson.Errors
+	names map[string]bool // hint header names as configured (lower case)
+}
+
+func (c *compiler) hint(lname string) {
+	if c.names == nil {
+		c.names = map[string]bool{}
+	}
+	c.names[lname] = true
+	c.cfg.Hints[normalize(lname)] = struct{}{}
 }
 
 func (c *compiler) compile(s *Spec) {
@@ -84,7 +93,7 @@ func (c *compiler) compile(s *Spec) {
 				continue
 			}
 			t.Headers = append(t.Headers, Header{Name: lname, Value: value})
-			cfg.Hints[normalize(lname)] = struct{}{}
+			c.hint(lname)
 		}
 		sort.Slice(t.Headers, func(a, b int) bool { return t.Headers[a].Name < t.Headers[b].Name })
 		cfg.Targets = append(cfg.Targets, t)
@@ -92,7 +101,7 @@ func (c *compiler) compile(s *Spec) {
 	}
 	for i, h := range s.StripHeaders {
 		if lname, ok := c.hintHeaderName(configjson.Index("strip_headers", i), h); ok {
-			cfg.Hints[normalize(lname)] = struct{}{}
+			c.hint(lname)
 		}
 	}
 	for i, h := range s.TrustedHeaders {
@@ -104,6 +113,12 @@ func (c *compiler) compile(s *Spec) {
 		}
 		cfg.Trusted[lname] = struct{}{}
 	}
+	for name := range c.names {
+		if _, trusted := cfg.Trusted[name]; !trusted {
+			cfg.HintNames = append(cfg.HintNames, name)
+		}
+	}
+	sort.Strings(cfg.HintNames)
 	if s.EchoHeader != "" {
 		cfg.EchoHeader = strings.ToLower(s.EchoHeader)
 		if !validHeaderName(cfg.EchoHeader) || cfg.EchoHeader[0] == ':' {

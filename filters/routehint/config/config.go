@@ -43,6 +43,10 @@ type Config struct {
 	// removed unless its exact name is in Trusted: so the underscore spellings
 	// (x_route_hint), which some upstream frameworks fold into the same name, go too.
 	Hints map[string]struct{}
+	// HintNames are the hint headers' exact lower-case names as configured, minus the
+	// trusted ones, sorted: what the glue removes blindly when it cannot read the
+	// request headers (so that a failure never lets a client's hint through).
+	HintNames []string
 	// Trusted are the exact (lower-case) names of hint headers kept as received.
 	Trusted  map[string]struct{}
 	Override *Override

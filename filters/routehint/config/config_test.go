@@ -42,6 +42,7 @@ func TestParseGood(t *testing.T) {
 	assert.Empty(t, cfg.Targets[2].Headers)
 	assert.Equal(t, map[string]struct{}{"x-route-hint": {}, "x-version": {}, "x-old-hint": {}}, cfg.Hints)
 	assert.Equal(t, map[string]struct{}{"x-version": {}}, cfg.Trusted)
+	assert.Equal(t, []string{"x-old-hint", "x-route-hint"}, cfg.HintNames)
 	assert.Equal(t, "x-route-target", cfg.EchoHeader)
 	assert.True(t, cfg.NeedCookies)
 	assert.True(t, cfg.NeedQuery)

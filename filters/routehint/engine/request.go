@@ -1,0 +1,203 @@
+// Package engine is the routehint filter's request reading and decision logic, pure Go
+// with no ABI calls: Request.Read is the one place that looks at the request (every
+// header copy, every Cookie line, the decoded query) and says which headers must go
+// before the request goes upstream; Engine.Decide picks targets from what Read
+// extracted. The wasip1 glue in the parent package only moves bytes between the host
+// and these two steps.
+package engine
+
+import (
+	"net/url"
+	"strings"
+
+	"github.com/meshplug/meshplug/filters/abi"
+	"github.com/meshplug/meshplug/filters/routehint/config"
+)
+
+// Request is what the rules see of a request. Its slices are reused from one Read to
+// the next; the strings alias the header view passed to Read (and the decoded query
+// values, which Read allocates only when a name or value is percent-encoded).
+type Request struct {
+	Method string
+	Path   string // :path without the query string (and without a fragment)
+	// Headers is every regular header entry in order, repeated names once per copy,
+	// minus the hint headers removed as spoofed. Pseudo-headers are left out (path and
+	// method have their own inputs).
+	Headers []abi.Pair
+	// Cookies is every cookie of every Cookie header, in order (read only when the
+	// config uses cookies).
+	Cookies []abi.Pair
+	// Query is every query parameter, names and values percent-decoded ('+' as space)
+	// like Go's net/url.ParseQuery; a parameter that does not decode is dropped, as
+	// ParseQuery drops it (read only when the config uses the query).
+	Query []abi.Pair
+	// ClientAddress is the downstream address without its port (set by the glue when
+	// the config hashes it).
+	ClientAddress string
+
+	// Strip lists the exact names of the request headers to remove before the request
+	// goes upstream: client-sent hint headers (and their underscore spellings) and the
+	// override header.
+	Strip []string
+	// Spoofed reports that at least one client-sent hint header is in Strip.
+	Spoofed bool
+}
+
+// Read fills r from the request headers (the proxy-wasm encoding of the whole map,
+// as proxy_get_header_map_pairs returns it), reusing r's slices.
+//
+// Every header whose name, lower-cased and with '_' read as '-', is a hint header
+// (config.Config.Hints) is put in Strip and hidden from the rules, unless its exact
+// name is trusted. So x_route_hint goes too: Envoy forwards underscore names by default
+// (headers_with_underscores_action ALLOW), and CGI-style upstreams fold them into the
+// same variable as x-route-hint.
+func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
+	r.Method, r.Path, r.ClientAddress, r.Spoofed = "", "", "", false
+	r.Headers, r.Cookies, r.Query, r.Strip = r.Headers[:0], r.Cookies[:0], r.Query[:0], r.Strip[:0]
+	rawPath := ""
+	for k, v := range headers.All() {
+		if len(k) > 0 && k[0] == ':' {
+			switch k {
+			case ":method":
+				r.Method = v
+			case ":path":
+				rawPath = v
+			}
+			continue
+		}
+		if hasUpperOrUnderscore(k) || (len(cfg.Hints) > 0 && isHint(cfg, k)) {
+			name := config.Normalize(k)
+			if _, hint := cfg.Hints[name]; hint {
+				if _, trusted := cfg.Trusted[k]; !trusted {
+					r.strip(k)
+					r.Spoofed = true
+					continue
+				}
+			}
+			k = lowerName(k)
+		}
+		r.Headers = append(r.Headers, abi.Pair{Key: k, Value: v})
+		if cfg.NeedCookies && k == "cookie" {
+			r.Cookies = appendCookies(r.Cookies, v)
+		}
+	}
+	if ov := cfg.Override; ov != nil && ov.Header != "" {
+		for _, h := range r.Headers {
+			if h.Key == ov.Header {
+				r.strip(ov.Header)
+				break
+			}
+		}
+	}
+	path, query, _ := strings.Cut(rawPath, "?")
+	if i := strings.IndexByte(query, '#'); i >= 0 {
+		query = query[:i]
+	} else if i := strings.IndexByte(path, '#'); i >= 0 {
+		path = path[:i]
+	}
+	r.Path = path
+	if cfg.NeedQuery {
+		r.Query = appendQuery(r.Query, query)
+	}
+}
+
+func isHint(cfg *config.Config, k string) bool {
+	_, ok := cfg.Hints[k]
+	return ok
+}
+
+func (r *Request) strip(name string) {
+	for _, s := range r.Strip {
+		if s == name {
+			return
+		}
+	}
+	r.Strip = append(r.Strip, name)
+}
+
+// SetClientAddress sets ClientAddress from Envoy's source.address property
+// ("10.1.2.3:4567", "[2001:db8::1]:4567"), dropping the port.
+func (r *Request) SetClientAddress(addr string) {
+	switch {
+	case strings.HasPrefix(addr, "["):
+		if i := strings.IndexByte(addr, ']'); i > 0 {
+			addr = addr[1:i]
+		}
+	case strings.Count(addr, ":") == 1:
+		addr = addr[:strings.IndexByte(addr, ':')]
+	}
+	r.ClientAddress = addr
+}
+
+func hasUpperOrUnderscore(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '_' || 'A' <= c && c <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// lowerName lower-cases a header name (Envoy's maps are lower-case already; this only
+// matters for hosts that are not).
+func lowerName(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+// appendCookies parses one Cookie header ("a=1; b=2") the way Envoy's
+// Http::Utility::parseCookies does: pairs split on ';', surrounding spaces trimmed, a
+// pair without '=' skipped, a value wrapped in double quotes unwrapped.
+func appendCookies(dst []abi.Pair, header string) []abi.Pair {
+	for header != "" {
+		var part string
+		part, header, _ = strings.Cut(header, ";")
+		part = strings.TrimSpace(part)
+		k, v, ok := strings.Cut(part, "=")
+		if !ok || k == "" {
+			continue
+		}
+		k = strings.TrimSpace(k)
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		dst = append(dst, abi.Pair{Key: k, Value: v})
+	}
+	return dst
+}
+
+// appendQuery parses a query string the way Go's url.ParseQuery does ('&'-separated;
+// a ';' makes the pair invalid; names and values unescaped with '+' as space; invalid
+// pairs dropped).
+func appendQuery(dst []abi.Pair, query string) []abi.Pair {
+	for query != "" {
+		var kv string
+		kv, query, _ = strings.Cut(query, "&")
+		if kv == "" || strings.IndexByte(kv, ';') >= 0 {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		var ok bool
+		if k, ok = unescape(k); !ok {
+			continue
+		}
+		if v, ok = unescape(v); !ok {
+			continue
+		}
+		dst = append(dst, abi.Pair{Key: k, Value: v})
+	}
+	return dst
+}
+
+func unescape(s string) (string, bool) {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s, true
+	}
+	u, err := url.QueryUnescape(s)
+	return u, err == nil
+}
