@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	pw "github.com/meshplug/meshplug/filters/proxywasm"
 	"github.com/meshplug/meshplug/filters/routehint/config"
 	"github.com/meshplug/meshplug/filters/routehint/engine"
-	pw "github.com/meshplug/meshplug/filters/proxywasm"
 )
 
 // routehint fails open (the binding's default): a panic in a callback lets the request

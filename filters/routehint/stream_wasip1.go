@@ -3,8 +3,8 @@
 package main
 
 import (
-	"github.com/meshplug/meshplug/filters/routehint/engine"
 	pw "github.com/meshplug/meshplug/filters/proxywasm"
+	"github.com/meshplug/meshplug/filters/routehint/engine"
 )
 
 // stream is one HTTP request going through routehint. Streams are recycled by their
