@@ -119,6 +119,10 @@ func (c *compiler) compile(s *Spec) {
 		}
 	}
 	sort.Strings(cfg.HintNames)
+	for name := range cfg.Hints {
+		cfg.HintList = append(cfg.HintList, name)
+	}
+	sort.Strings(cfg.HintList)
 	if s.EchoHeader != "" {
 		cfg.EchoHeader = strings.ToLower(s.EchoHeader)
 		if !validHeaderName(cfg.EchoHeader) || cfg.EchoHeader[0] == ':' {
@@ -175,7 +179,6 @@ func (c *compiler) override(o *OverrideSpec) {
 			c.errs.Add("override.cookie", "invalid cookie name %q", o.Cookie)
 		}
 		ov.Cookie = o.Cookie
-		cfg.NeedCookies = true
 	}
 	if len(o.Allowed) == 0 {
 		c.errs.Add("override.allowed", "at least one target is required")
@@ -280,10 +283,8 @@ func (c *compiler) condition(path string, s *ConditionSpec) Condition {
 		cond.From = FromHeader
 	case "cookie":
 		cond.From = FromCookie
-		c.cfg.NeedCookies = true
 	case "query":
 		cond.From = FromQuery
-		c.cfg.NeedQuery = true
 	case "path":
 		cond.From = FromPath
 	case "method":
@@ -427,7 +428,6 @@ func (c *compiler) split(path string, s *SplitSpec, rule string) *Split {
 		if k.Cookie != "" {
 			set++
 			sp.Key, sp.KeyName = FromCookie, k.Cookie
-			c.cfg.NeedCookies = true
 			if !validCookieName(k.Cookie) {
 				c.errs.Add(configjson.Field(kp, "cookie"), "invalid cookie name %q", k.Cookie)
 			}
@@ -435,7 +435,6 @@ func (c *compiler) split(path string, s *SplitSpec, rule string) *Split {
 		if k.Query != "" {
 			set++
 			sp.Key, sp.KeyName = FromQuery, k.Query
-			c.cfg.NeedQuery = true
 		}
 		if k.ClientAddress {
 			set++

@@ -43,6 +43,9 @@ type Config struct {
 	// removed unless its exact name is in Trusted: so the underscore spellings
 	// (x_route_hint), which some upstream frameworks fold into the same name, go too.
 	Hints map[string]struct{}
+	// HintList is Hints as a sorted slice: a request's headers are compared with it
+	// (a short scan is cheaper than hashing in a wasm guest).
+	HintList []string
 	// HintNames are the hint headers' exact lower-case names as configured, minus the
 	// trusted ones, sorted: what the glue removes blindly when it cannot read the
 	// request headers (so that a failure never lets a client's hint through).
@@ -52,9 +55,9 @@ type Config struct {
 	Override *Override
 	// EchoHeader is the response header echoing the chosen targets ("" = none).
 	EchoHeader string
-	// NeedCookies, NeedQuery and NeedClientAddress say which inputs some condition,
-	// key or override reads, so the glue parses only those.
-	NeedCookies, NeedQuery, NeedClientAddress bool
+	// NeedClientAddress says that a split hashes the client address, so the glue
+	// reads the source.address property only then.
+	NeedClientAddress bool
 }
 
 // Header is a request header a target sets.

@@ -44,8 +44,6 @@ func TestParseGood(t *testing.T) {
 	assert.Equal(t, map[string]struct{}{"x-version": {}}, cfg.Trusted)
 	assert.Equal(t, []string{"x-old-hint", "x-route-hint"}, cfg.HintNames)
 	assert.Equal(t, "x-route-target", cfg.EchoHeader)
-	assert.True(t, cfg.NeedCookies)
-	assert.True(t, cfg.NeedQuery)
 	assert.False(t, cfg.NeedClientAddress)
 
 	r0 := cfg.Rules[0]

@@ -168,9 +168,9 @@ func (r *Request) key(sp *config.Split) (string, bool) {
 	case config.FromHeader:
 		return one(r.Headers, sp.KeyName)
 	case config.FromCookie:
-		return one(r.Cookies, sp.KeyName)
+		return one(r.Cookies(), sp.KeyName)
 	case config.FromQuery:
-		return one(r.Query, sp.KeyName)
+		return one(r.Query(), sp.KeyName)
 	case config.FromClientAddress:
 		return r.ClientAddress, r.ClientAddress != ""
 	}
@@ -198,7 +198,7 @@ func overrideValue(ov *config.Override, r *Request) (string, bool) {
 		}
 	}
 	if ov.Cookie != "" {
-		if v, n := same(r.Cookies, ov.Cookie); n > 0 {
+		if v, n := same(r.Cookies(), ov.Cookie); n > 0 {
 			return v, true
 		}
 	}

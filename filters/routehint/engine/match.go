@@ -46,9 +46,9 @@ func (r *Request) Holds(c *config.Condition) bool {
 	case config.FromHeader:
 		return holdsPairs(c, r.Headers)
 	case config.FromCookie:
-		return holdsPairs(c, r.Cookies)
+		return holdsPairs(c, r.Cookies())
 	case config.FromQuery:
-		return holdsPairs(c, r.Query)
+		return holdsPairs(c, r.Query())
 	}
 	return false
 }

@@ -24,13 +24,11 @@ type Request struct {
 	// minus the hint headers removed as spoofed. Pseudo-headers are left out (path and
 	// method have their own inputs).
 	Headers []abi.Pair
-	// Cookies is every cookie of every Cookie header, in order (read only when the
-	// config uses cookies).
-	Cookies []abi.Pair
-	// Query is every query parameter, names and values percent-decoded ('+' as space)
-	// like Go's net/url.ParseQuery; a parameter that does not decode is dropped, as
-	// ParseQuery drops it (read only when the config uses the query).
-	Query []abi.Pair
+	// cookies and query are parsed on first use (see Cookies and Query): a request
+	// decided before any rule looks at them does not pay for them.
+	cookies, query         []abi.Pair
+	cookiesRead, queryRead bool
+	rawQuery               string
 	// ClientAddress is the downstream address without its port (set by the glue when
 	// the config hashes it).
 	ClientAddress string
@@ -53,7 +51,8 @@ type Request struct {
 // same variable as x-route-hint.
 func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 	r.Method, r.Path, r.ClientAddress, r.Spoofed = "", "", "", false
-	r.Headers, r.Cookies, r.Query, r.Strip = r.Headers[:0], r.Cookies[:0], r.Query[:0], r.Strip[:0]
+	r.Headers, r.cookies, r.query, r.Strip = r.Headers[:0], r.cookies[:0], r.query[:0], r.Strip[:0]
+	r.cookiesRead, r.queryRead = false, false
 	rawPath := ""
 	for k, v := range headers.All() {
 		if len(k) > 0 && k[0] == ':' {
@@ -65,21 +64,15 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 			}
 			continue
 		}
-		if hasUpperOrUnderscore(k) || (len(cfg.Hints) > 0 && isHint(cfg, k)) {
-			name := config.Normalize(k)
-			if _, hint := cfg.Hints[name]; hint {
-				if _, trusted := cfg.Trusted[k]; !trusted {
-					r.strip(k)
-					r.Spoofed = true
-					continue
-				}
+		if isHint(cfg, k) {
+			if _, trusted := cfg.Trusted[k]; !trusted {
+				r.strip(k)
+				r.Spoofed = true
+				continue
 			}
-			k = lowerName(k)
 		}
+		k = lowerName(k)
 		r.Headers = append(r.Headers, abi.Pair{Key: k, Value: v})
-		if cfg.NeedCookies && k == "cookie" {
-			r.Cookies = appendCookies(r.Cookies, v)
-		}
 	}
 	if ov := cfg.Override; ov != nil && ov.Header != "" {
 		for _, h := range r.Headers {
@@ -95,15 +88,58 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 	} else if i := strings.IndexByte(path, '#'); i >= 0 {
 		path = path[:i]
 	}
-	r.Path = path
-	if cfg.NeedQuery {
-		r.Query = appendQuery(r.Query, query)
-	}
+	r.Path, r.rawQuery = path, query
 }
 
+// Cookies returns every cookie of every Cookie header, in order, parsed on first use.
+func (r *Request) Cookies() []abi.Pair {
+	if !r.cookiesRead {
+		r.cookiesRead = true
+		for _, h := range r.Headers {
+			if h.Key == "cookie" {
+				r.cookies = appendCookies(r.cookies, h.Value)
+			}
+		}
+	}
+	return r.cookies
+}
+
+// Query returns every query parameter, names and values percent-decoded ('+' as
+// space) like Go's net/url.ParseQuery, parsed on first use; a parameter that does not
+// decode is dropped, as ParseQuery drops it.
+func (r *Request) Query() []abi.Pair {
+	if !r.queryRead {
+		r.queryRead = true
+		r.query = appendQuery(r.query, r.rawQuery)
+	}
+	return r.query
+}
+
+// isHint reports whether header name k, normalized (config.Normalize), is a hint.
 func isHint(cfg *config.Config, k string) bool {
-	_, ok := cfg.Hints[k]
-	return ok
+	for _, h := range cfg.HintList {
+		if len(h) == len(k) && sameNormalized(k, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameNormalized reports whether config.Normalize(k) == norm, without allocating.
+func sameNormalized(k, norm string) bool {
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c == '_':
+			c = '-'
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if c != norm[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *Request) strip(name string) {
@@ -127,15 +163,6 @@ func (r *Request) SetClientAddress(addr string) {
 		addr = addr[:strings.IndexByte(addr, ':')]
 	}
 	r.ClientAddress = addr
-}
-
-func hasUpperOrUnderscore(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == '_' || 'A' <= c && c <= 'Z' {
-			return true
-		}
-	}
-	return false
 }
 
 // lowerName lower-cases a header name (Envoy's maps are lower-case already; this only
