@@ -31,17 +31,18 @@ func TestPairsRoundTripAndView(t *testing.T) {
 			t.Errorf("Get(%q) = %q %v, want %q %v", c.name, got, ok, c.want, c.ok)
 		}
 	}
-	var all []Pair
-	for k, val := range v.All() {
-		all = append(all, Pair{k, val})
-	}
+	all := v.AppendTo(nil)
 	if len(all) != len(pairs) {
-		t.Fatalf("All yielded %v, want %v", all, pairs)
+		t.Fatalf("AppendTo gave %v, want %v", all, pairs)
 	}
 	for i := range pairs {
 		if all[i] != pairs[i] {
-			t.Errorf("All pair %d = %v, want %v", i, all[i], pairs[i])
+			t.Errorf("AppendTo pair %d = %v, want %v", i, all[i], pairs[i])
 		}
+	}
+	buf := make([]Pair, 0, len(pairs))
+	if allocs := testing.AllocsPerRun(100, func() { buf = v.AppendTo(buf[:0]) }); allocs != 0 && !race.Enabled {
+		t.Errorf("AppendTo into a large enough slice allocates %v times", allocs)
 	}
 	if n := v.Count("x-dup"); n != 2 {
 		t.Errorf("Count(x-dup) = %d", n)
@@ -78,18 +79,17 @@ func FuzzDecodePairs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pairs, err := DecodePairs(b)
 		v := PairsView(b)
-		i := 0
-		for k, val := range v.All() { // must not panic on any input
-			if err == nil && (i >= len(pairs) || pairs[i] != (Pair{k, val})) {
-				t.Fatalf("All entry %d = %q: %q, want %v", i, k, val, pairs)
-			}
-			i++
-		}
+		all := v.AppendTo(nil) // must not panic on any input
 		if err != nil {
 			return
 		}
-		if i != len(pairs) {
-			t.Fatalf("All yielded %d entries, want %d", i, len(pairs))
+		if len(all) != len(pairs) {
+			t.Fatalf("AppendTo gave %d entries, want %d", len(all), len(pairs))
+		}
+		for i := range pairs {
+			if all[i] != pairs[i] {
+				t.Fatalf("AppendTo entry %d = %v, want %v", i, all[i], pairs[i])
+			}
 		}
 		counts := map[string]int{}
 		firsts := map[string]string{}

@@ -312,3 +312,43 @@ func TestDecideDoesNotAllocate(t *testing.T) {
 	require.Equal(t, "r2", v.Applied[0].Rule.Name)
 	assert.Zero(t, testing.AllocsPerRun(100, run))
 }
+
+// BenchmarkReadDecide: reading a browser-like request and deciding it, per rule count
+// (the same configurations as the filter's BenchmarkWasm). Run natively, and compiled
+// for wasip1 to see the engine's own cost inside a Go wasm guest (docs/benchmarks.md).
+func BenchmarkReadDecide(b *testing.B) {
+	in := view(":method", "GET", ":path", "/api/reviews/42?v=7&page=2", "x-consumer", "alice", "x-group", "staff",
+		"cookie", "session=abc123; tier=gold", "user-agent", "bench/1.0", "accept", "application/json", "x-route-hint", "canary")
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			var rules []string
+			for i := 0; i < n-1; i++ {
+				var cond string
+				switch i % 4 {
+				case 0:
+					cond = fmt.Sprintf(`{"from": "header", "name": "x-group", "op": "equal", "value": "group-%d"}`, i)
+				case 1:
+					cond = fmt.Sprintf(`{"from": "cookie", "name": "tier", "op": "in", "values": ["t%d", "platinum"]}`, i)
+				case 2:
+					cond = fmt.Sprintf(`{"from": "query", "name": "v", "op": "regex", "value": "v%d(\\.[0-9]+)?"}`, i)
+				default:
+					cond = fmt.Sprintf(`{"from": "path", "op": "prefix", "value": "/svc-%d/"}`, i)
+				}
+				rules = append(rules, fmt.Sprintf(`{"name": "r%d", "match": {"all": [%s]}, "target": "stable"}`, i, cond))
+			}
+			rules = append(rules, `{"name": "rollout", "split": {"key": {"header": "x-consumer"}, "salt": "bench", "weights": [{"target": "canary", "weight": 10}, {"target": "stable", "weight": 90}]}}`)
+			cfg := parse(b, `{"targets": [{"name": "canary", "headers": {"x-route-hint": "canary", "x-version": "v2"}}, {"name": "stable", "headers": {"x-route-hint": "stable"}}], "rules": [`+strings.Join(rules, ",")+`]}`)
+			e := engine.New(cfg, func() uint64 { return 0 })
+			var r engine.Request
+			var v engine.Verdict
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Read(cfg, in)
+				e.Decide(&r, &v)
+			}
+			if v.Applied[0].Rule.Name != "rollout" {
+				b.Fatal(v.Applied[0].Rule.Name)
+			}
+		})
+	}
+}

@@ -51,10 +51,13 @@ type Request struct {
 // same variable as x-route-hint.
 func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 	r.Method, r.Path, r.ClientAddress, r.Spoofed = "", "", "", false
-	r.Headers, r.cookies, r.query, r.Strip = r.Headers[:0], r.cookies[:0], r.query[:0], r.Strip[:0]
+	r.cookies, r.query, r.Strip = r.cookies[:0], r.query[:0], r.Strip[:0]
 	r.cookiesRead, r.queryRead = false, false
 	rawPath := ""
-	for k, v := range headers.All() {
+	// Every entry, then filtered in place: what is kept moves to the front.
+	all, kept := headers.AppendTo(r.Headers[:0]), 0
+	for i := range all {
+		k, v := all[i].Key, all[i].Value
 		if len(k) > 0 && k[0] == ':' {
 			switch k {
 			case ":method":
@@ -71,9 +74,10 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 				continue
 			}
 		}
-		k = lowerName(k)
-		r.Headers = append(r.Headers, abi.Pair{Key: k, Value: v})
+		all[kept] = abi.Pair{Key: lowerName(k), Value: v}
+		kept++
 	}
+	r.Headers = all[:kept]
 	if ov := cfg.Override; ov != nil && ov.Header != "" {
 		for _, h := range r.Headers {
 			if h.Key == ov.Header {
