@@ -22,10 +22,14 @@ import (
 
 // Options configures a Host. The zero value is usable.
 type Options struct {
-	Workers      int               // worker VMs per plugin (Envoy worker threads); default 1
-	Clock        Clock             // nil = real time; *FakeClock = controllable
-	Clusters     map[string]string // cluster name -> "host:port"; HTTP callouts use HTTP/1.1, gRPC callouts h2c
-	Upstream     Upstream          // what the "router" sends requests to; default: 200, body "ok"
+	Workers  int               // worker VMs per plugin (Envoy worker threads); default 1
+	Clock    Clock             // nil = real time; *FakeClock = controllable
+	Clusters map[string]string // cluster name -> "host:port"; HTTP callouts use HTTP/1.1, gRPC callouts h2c
+	Upstream Upstream          // what the router sends requests to (every cluster); default: 200, body "ok"
+	// Routes is the router stage's route table: the first matching route picks the
+	// cluster (Response.Cluster, UpstreamRequest.Cluster); no match is a 404 local
+	// reply like Envoy's router. nil: no router stage, every request goes to Upstream.
+	Routes       []Route
 	LogLevel     abi.LogLevel      // returned by proxy_get_log_level; logs below it are dropped; default LogInfo (the zero value is LogTrace, so set LogLevelTrace to get everything)
 	NodeMetadata map[string]string // exposed as property node.metadata.<KEY>
 	LogWriter    io.Writer         // optional: also write each kept log line here
@@ -65,6 +69,7 @@ type Host struct {
 	clock    Clock
 	logLevel abi.LogLevel
 	plugins  []Plugin
+	routes   []compiledRoute // nil: no router stage
 	workers  []*worker
 	rr       atomic.Uint32
 	closed   atomic.Bool
@@ -113,6 +118,13 @@ func New(ctx context.Context, opts Options, chain ...Plugin) (*Host, error) {
 	}
 	if h.logLevel == 0 && !opts.LogLevelTrace {
 		h.logLevel = abi.LogInfo
+	}
+	if opts.Routes != nil {
+		routes, err := compileRoutes(opts.Routes)
+		if err != nil {
+			return nil, err
+		}
+		h.routes = routes
 	}
 	h.calloutCtx, h.cancelCallout = context.WithCancel(context.Background())
 	h.shared.init()

@@ -119,6 +119,16 @@ func (v *vm) headerMap(mt abi.MapType) (m *[]abi.Pair, mutable bool) {
 	return nil, false
 }
 
+// edited is called after a header map was changed: an edit of the request headers
+// clears the stream's route cache, as Envoy's Context::addHeaderMapValue,
+// replaceHeaderMapValue, removeHeaderMapValue and setHeaderMapPairs do
+// (clearRouteCache on WasmHeaderMapType::RequestHeaders).
+func (v *vm) edited(m *[]abi.Pair) {
+	if s := v.cur.s; s != nil && m == &s.reqHeaders {
+		s.clearRouteCache()
+	}
+}
+
 func (v *vm) inLogPhase() bool { return v.cur.s != nil && v.cur.s.stage == stLog }
 
 // readKV reads a lowercased key and a value from guest memory into one allocation.
@@ -280,6 +290,7 @@ func envFuncs() []hostFunc {
 				return abi.StatusInvalidMemoryAccess
 			}
 			*m = append(*m, abi.Pair{Key: k, Value: val})
+			v.edited(m)
 			return abi.StatusOK
 		}),
 		envFn("proxy_replace_header_map_value", 5, func(v *vm, st []uint64) abi.Status {
@@ -292,6 +303,7 @@ func envFuncs() []hostFunc {
 				return abi.StatusInvalidMemoryAccess
 			}
 			replaceHeader(m, k, val)
+			v.edited(m)
 			return abi.StatusOK
 		}),
 		envFn("proxy_remove_header_map_value", 3, func(v *vm, st []uint64) abi.Status {
@@ -304,6 +316,7 @@ func envFuncs() []hostFunc {
 				return abi.StatusInvalidMemoryAccess
 			}
 			removeHeader(m, string(v.lowerKey(k)))
+			v.edited(m)
 			return abi.StatusOK
 		}),
 		envFn("proxy_get_header_map_pairs", 3, func(v *vm, st []uint64) abi.Status {
@@ -331,6 +344,7 @@ func envFuncs() []hostFunc {
 			for _, p := range pairs {
 				*m = append(*m, abi.Pair{Key: lowerASCII(p.Key), Value: p.Value})
 			}
+			v.edited(m)
 			return abi.StatusOK
 		}),
 		envFn("proxy_get_header_map_size", 2, func(v *vm, st []uint64) abi.Status {

@@ -89,6 +89,24 @@ func (v *vm) property(path []byte) ([]byte, abi.Status) {
 	}
 	field, sub, _ := bytes.Cut(rest, []byte{0})
 	switch string(top) {
+	case "xds":
+		// xds.route_name / xds.cluster_name: the route the router stage resolves for
+		// the request headers as they are now (Envoy reads the stream's cached route;
+		// see Stream.route). NotFound without routes or when no route matches.
+		if s.h.routes == nil || len(sub) > 0 {
+			break
+		}
+		switch string(field) {
+		case "route_name", "cluster_name":
+			r := s.route()
+			if r == nil {
+				return nil, abi.StatusNotFound
+			}
+			if string(field) == "route_name" {
+				return str(r.Name)
+			}
+			return str(r.Cluster)
+		}
 	case "request":
 		hdr := func(name string) ([]byte, abi.Status) {
 			for _, h := range s.reqHeaders {

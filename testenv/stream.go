@@ -32,6 +32,9 @@ type Response struct {
 	GrpcStatus *uint32          // grpc_status passed to proxy_send_local_response; nil for none
 	Reset      bool             // stream was reset (proxy_close_stream, a trap, or Stream.Reset)
 	Upstream   *UpstreamRequest // what reached the upstream, nil if nothing did
+	// Route and Cluster are what the router stage chose (Options.Routes); "" without
+	// routes, or when no route matched (then a 404 local reply, details route_not_found).
+	Route, Cluster string
 }
 
 // Headers is an ordered header list with lowercase names.
@@ -64,6 +67,10 @@ type UpstreamRequest struct {
 	Headers                         Headers // regular headers (no pseudo-headers)
 	Body                            []byte
 	Trailers                        Headers
+	// Route and Cluster are the route and cluster the router stage chose
+	// (Options.Routes), so one Upstream func can serve several clusters; "" without
+	// routes.
+	Route, Cluster string
 }
 
 // Upstream answers requests that pass the whole chain (the router and the cluster).
@@ -168,6 +175,10 @@ type Stream struct {
 	respBody                  []byte
 	hasRespBody, hasRespTrail bool
 	upstreamCalled            bool
+
+	// routeOK: routeSel is the cached route (nil: none matched); see Stream.route.
+	routeOK  bool
+	routeSel *Route
 
 	props     map[string][]byte
 	requestID string
@@ -568,6 +579,9 @@ func (s *Stream) arrive(f uint8) {
 				default:
 					up.Headers = append(up.Headers, p)
 				}
+			}
+			if !s.routeRequest() {
+				return
 			}
 		case fBody:
 			up.Body = s.reqBody

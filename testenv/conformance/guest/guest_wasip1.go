@@ -232,6 +232,8 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 		return pw.Continue
 	case "buffers":
 		return s.opBuffers()
+	case "route":
+		return s.opRoute()
 	}
 	s.report["error"] = "unknown op " + op
 	return s.reply()
@@ -285,6 +287,29 @@ func (s *stream) opHeaders() pw.Action {
 		}))
 	}
 	// Report through a header so the request can still reach the upstream.
+	b, _ := json.Marshal(r)
+	pw.RequestHeaders.Replace("x-report", string(b))
+	return pw.Continue
+}
+
+// opRoute reads the route the host resolved, edits the request headers as
+// x-route-set ("name=value", replaced) and x-route-del (a name, removed) ask, reads the
+// route again and reports both through the x-report request header; the request goes on.
+func (s *stream) opRoute() pw.Action {
+	r := s.report
+	v, err := pw.GetPropertyString("xds", "route_name")
+	r["route_before"], r["route_before_status"] = v, st(err)
+	if set, err := pw.RequestHeaders.Get("x-route-set"); err == nil {
+		k, val, _ := strings.Cut(set, "=")
+		r["set"] = st(pw.RequestHeaders.Replace(k, val))
+	}
+	if del, err := pw.RequestHeaders.Get("x-route-del"); err == nil {
+		r["del"] = st(pw.RequestHeaders.Remove(del))
+	}
+	v, err = pw.GetPropertyString("xds", "route_name")
+	r["route_after"], r["route_after_status"] = v, st(err)
+	v, err = pw.GetPropertyString("xds", "cluster_name")
+	r["cluster_after"], r["cluster_after_status"] = v, st(err)
 	b, _ := json.Marshal(r)
 	pw.RequestHeaders.Replace("x-report", string(b))
 	return pw.Continue
