@@ -35,6 +35,15 @@ type Options struct {
 	LogWriter    io.Writer         // optional: also write each kept log line here
 	// LogLevelTrace keeps trace and debug logs (LogLevel's zero value means "default").
 	LogLevelTrace bool
+	// AllowOnHeadersStopIteration is Envoy's `allow_on_headers_stop_iteration` of the
+	// wasm filter (default false). Off, a Pause from proxy_on_request_headers or
+	// proxy_on_response_headers is StopAllIterationAndWatermark, as
+	// proxy-wasm-cpp-host's ContextBase::convertVmCallResultToFilterHeadersStatus turns
+	// StopIteration into: body and trailers wait before the plugin, which is not
+	// called for them, until it continues (then they come to it first). On, a Pause is
+	// StopIteration: the plugin still gets its body and trailers callbacks, and a
+	// Continue from one of them sends the held headers on.
+	AllowOnHeadersStopIteration bool
 	// PollOneoffENOSYS makes WASI poll_oneoff fail with ENOSYS, as proxy-wasm-cpp-host
 	// did before its #533 (Envoy before PR #45756): official-Go guests then die at
 	// their first garbage collection. For compatibility tests; see

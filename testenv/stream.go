@@ -400,7 +400,7 @@ func (s *Stream) setFrames(st stage, body, trailers bool) {
 	}
 	s.arrived, s.pushed = 0, false
 	for i := range s.ctxs {
-		s.ctxs[i].got, s.ctxs[i].sent = 0, 0
+		s.ctxs[i].got, s.ctxs[i].sent, s.ctxs[i].stopAll = 0, 0, false
 	}
 }
 
@@ -459,6 +459,9 @@ func (s *Stream) callback(i int, f uint8) bool {
 		return false
 	}
 	if abi.Action(act) == abi.ActionPause && !s.continued {
+		if kind == fHeaders && !s.h.opts.AllowOnHeadersStopIteration {
+			ref.stopAll = true
+		}
 		return false
 	}
 	s.continued = false
@@ -532,6 +535,11 @@ func (s *Stream) deliver(f uint8, p int) {
 			continue
 		}
 		ref.got = f + 1
+		if ref.stopAll {
+			// Stopped all (paused headers): Envoy buffers the frame before the
+			// plugin without calling it.
+			return
+		}
 		if !s.callback(i, f) || s.gen != g {
 			return
 		}
@@ -548,8 +556,24 @@ func (s *Stream) deliver(f uint8, p int) {
 }
 
 // release sends on the frames plugin position p holds (Envoy's commonContinue).
+//
+// A plugin that stopped all (paused its headers) sends its headers on first, then gets
+// the body and trailers buffered meanwhile through its own callbacks, as
+// FilterManager's commonContinue does after StopAllIteration (iterate from the current
+// filter for the data and trailers).
 func (s *Stream) release(p int) {
 	ref := &s.ctxs[s.pos(p)]
+	if ref.stopAll {
+		ref.stopAll = false
+		got := ref.got
+		ref.sent = 1
+		g := s.gen
+		s.deliver(0, p+1)
+		for f := uint8(1); f < got && s.gen == g; f++ {
+			s.deliver(f, p)
+		}
+		return
+	}
 	held, got := ref.sent, ref.got
 	ref.sent = got
 	g := s.gen

@@ -27,6 +27,10 @@ type ctxRef struct {
 	maps uint8
 	// want: proxy_continue_stream asked to release held frames.
 	want bool
+	// stopAll: the plugin paused its headers and, as Envoy does by default, that
+	// became StopAllIterationAndWatermark: later frames of the direction are held
+	// before this plugin without calling it until it continues (see Stream.callback).
+	stopAll bool
 }
 
 // vm is one instance of one plugin's module on one worker.

@@ -139,6 +139,11 @@ type stream struct {
 	report map[string]any
 
 	grpcStream pw.GrpcStream
+	// resumed: the http-call op's callout resumed the request; bodyCalls counts the
+	// request body callbacks seen until then (Envoy's StopAllIteration: none).
+	resumed   bool
+	bodyCalls int
+	cluster   string
 }
 
 // st records the status of a host call as its name ("ok", "not found", ...).
@@ -228,6 +233,9 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 		// Hold the headers until the body is seen, so the body callback may still
 		// change them (Envoy: StopIteration on headers, data keeps flowing to us).
 		return pw.Pause
+	case "resp-call":
+		s.cluster, _ = pw.RequestHeaders.Get("x-cluster") // gone by the response
+		return pw.Continue
 	case "trailers", "response", "log-phase":
 		return pw.Continue
 	case "buffers":
@@ -452,6 +460,11 @@ func (s *stream) opBuffers() pw.Action {
 }
 
 func (s *stream) OnHttpRequestBody(size int, end bool) pw.Action {
+	if s.op == "http-call" || s.op == "resp-call" {
+		s.bodyCalls++
+		pw.RequestBody.Append([]byte("|body-callback resumed=" + strconv.FormatBool(s.resumed)))
+		return pw.Continue
+	}
 	if s.op != "body" {
 		return pw.Continue
 	}
@@ -487,6 +500,9 @@ func (s *stream) OnHttpResponseHeaders(n int, end bool) pw.Action {
 	}
 	status, _ := pw.ResponseHeaders.Get(":status")
 	pw.ResponseHeaders.Add("x-response-seen", s.op+"/"+status)
+	if s.op == "resp-call" {
+		return s.responseCall()
+	}
 	if s.op == "response" {
 		_, err := pw.RequestHeaders.Get(":path")
 		pw.ResponseHeaders.Add("x-request-map-in-response", st(err))
@@ -494,7 +510,32 @@ func (s *stream) OnHttpResponseHeaders(n int, end bool) pw.Action {
 	return pw.Continue
 }
 
+// responseCall pauses the response headers on an HTTP callout to x-cluster and
+// resumes the response from its callback.
+func (s *stream) responseCall() pw.Action {
+	_, err := pw.DispatchHttpCall(s.cluster, []abi.Pair{{Key: ":method", Value: "GET"}, {Key: ":path", Value: "/"},
+		{Key: ":authority", Value: "backend"}}, nil, nil, 2*time.Second,
+		func(int, int, int) {
+			n, _, err := pw.ResponseBody.Status()
+			pw.ResponseHeaders.Replace("x-paused-body", strconv.Itoa(n)+"/"+st(err)+"/calls="+strconv.Itoa(s.bodyCalls))
+			s.resumed = true
+			if err := pw.ResumeHttpResponse(); err != nil {
+				pw.LogErrorf("resume: %v", err)
+			}
+		})
+	if err != nil {
+		pw.LogErrorf("dispatch: %v", err)
+		return pw.Continue
+	}
+	return pw.Pause
+}
+
 func (s *stream) OnHttpResponseBody(size int, end bool) pw.Action {
+	if s.op == "resp-call" {
+		s.bodyCalls++
+		pw.ResponseBody.Append([]byte("|body-callback resumed=" + strconv.FormatBool(s.resumed)))
+		return pw.Continue
+	}
 	if s.op != "response" {
 		return pw.Continue
 	}
@@ -553,6 +594,9 @@ func (s *stream) opHttpCall() pw.Action {
 			if resume == "1" {
 				pw.RequestHeaders.Replace("x-call-status", status)
 				pw.RequestHeaders.Replace("x-call-body", string(body))
+				n, _, err := pw.RequestBody.Status()
+				pw.RequestHeaders.Replace("x-paused-body", strconv.Itoa(n)+"/"+st(err)+"/calls="+strconv.Itoa(s.bodyCalls))
+				s.resumed = true
 				if err := pw.ResumeHttpRequest(); err != nil {
 					pw.LogErrorf("resume: %v", err)
 				}

@@ -489,7 +489,12 @@ func onRequestBody(id, size, eos uint32) uint32 {
 }
 
 //go:wasmexport proxy_on_request_trailers
-func onRequestTrailers(id, n uint32) uint32 { return 0 }
+func onRequestTrailers(id, n uint32) uint32 {
+	if lifecycle {
+		logf(2, "request_trailers "+strconv.Itoa(int(id))+" "+strconv.Itoa(int(n)))
+	}
+	return 0
+}
 
 //go:wasmexport proxy_on_response_headers
 func onResponseHeaders(id, n, eos uint32) uint32 {
