@@ -45,5 +45,5 @@ clean:
 # deploy/crds/ is stale.
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.21.0
 generate:
-	$(CONTROLLER_GEN) object paths=./api/... paths=./filters/auth/config/...
+	$(CONTROLLER_GEN) object paths=./api/... $(patsubst %,paths=./%,$(wildcard filters/*/config))
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./api/... output:crd:artifacts:config=deploy/crds

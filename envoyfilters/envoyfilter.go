@@ -47,7 +47,7 @@ func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilt
 		gateway = true
 	}
 	var out []*networking.EnvoyFilter
-	for i, s := range secs {
+	for _, s := range secs {
 		m, err := o.module(s.sec)
 		if err != nil {
 			return nil, err
@@ -105,7 +105,7 @@ func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilt
 			ObjectMeta: meta,
 		}
 		e.Spec = networkingapi.EnvoyFilter{
-			Priority: int32(i),
+			Priority: int32(s.index),
 			ConfigPatches: []*networkingapi.EnvoyFilter_EnvoyConfigObjectPatch{
 				{
 					ApplyTo: networkingapi.EnvoyFilter_EXTENSION_CONFIG,

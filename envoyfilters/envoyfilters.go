@@ -69,9 +69,10 @@ func (o Options) module(sec v1alpha1.Section) (Module, error) {
 
 // present are the sections p has, in chain order, with their specs.
 type present struct {
-	sec  v1alpha1.Section
-	spec any
-	json []byte // the section's Spec as JSON: the filter's configuration
+	sec   v1alpha1.Section
+	index int // in v1alpha1.Sections
+	spec  any
+	json  []byte // the section's Spec as JSON: the filter's configuration
 }
 
 func sections(p *v1alpha1.TrafficPolicy) ([]present, error) {
@@ -79,7 +80,7 @@ func sections(p *v1alpha1.TrafficPolicy) ([]present, error) {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	var out []present
-	for _, sec := range v1alpha1.Sections {
+	for i, sec := range v1alpha1.Sections {
 		spec := sec.Spec(&p.Spec)
 		if spec == nil {
 			continue
@@ -88,7 +89,7 @@ func sections(p *v1alpha1.TrafficPolicy) ([]present, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: spec.%s: %w", p, sec.Field, err)
 		}
-		out = append(out, present{sec: sec, spec: spec, json: b})
+		out = append(out, present{sec: sec, index: i, spec: spec, json: b})
 	}
 	return out, nil
 }
@@ -107,8 +108,8 @@ func objectMeta(p *v1alpha1.TrafficPolicy, sec v1alpha1.Section) metav1.ObjectMe
 
 // MarshalYAML writes objects as a multi-document YAML stream, each document led by
 // `---`. Kubernetes objects lose the fields a client never sets
-// (metadata.creationTimestamp, an empty status); a WasmPlugin's failStrategy is always
-// written.
+// (metadata.creationTimestamp, an empty status); a WasmPlugin's failStrategy and phase
+// are always written.
 func MarshalYAML(objs ...any) ([]byte, error) {
 	var b strings.Builder
 	for _, o := range objs {
@@ -126,10 +127,15 @@ func MarshalYAML(objs ...any) ([]byte, error) {
 		if st, ok := m["status"].(map[string]any); ok && len(st) == 0 {
 			delete(m, "status")
 		}
-		// Istio's JSON leaves out enum zero values; FAIL_CLOSE is one, and a reader
-		// should see that a plugin fails closed.
-		if spec, ok := m["spec"].(map[string]any); ok && m["kind"] == "WasmPlugin" && spec["failStrategy"] == nil {
-			spec["failStrategy"] = "FAIL_CLOSE"
+		// Istio's JSON leaves out enum zero values; FAIL_CLOSE and UNSPECIFIED_PHASE are
+		// such values, and a reader should see how a plugin fails and where it runs.
+		if spec, ok := m["spec"].(map[string]any); ok && m["kind"] == "WasmPlugin" {
+			if spec["failStrategy"] == nil {
+				spec["failStrategy"] = "FAIL_CLOSE"
+			}
+			if spec["phase"] == nil {
+				spec["phase"] = "UNSPECIFIED_PHASE"
+			}
 		}
 		y, err := yaml.Marshal(m)
 		if err != nil {

@@ -37,7 +37,10 @@ func digest(s string) string {
 
 // options are the rendering inputs of the golden files.
 var options = envoyfilters.Options{Modules: map[string]envoyfilters.Module{
-	"auth": {URL: "oci://ghcr.io/meshplug/auth:v0.1.0", SHA256: digest("auth.wasm")},
+	"auth":      {URL: "oci://ghcr.io/meshplug/auth:v0.1.0", SHA256: digest("auth.wasm")},
+	"ratelimit": {URL: "oci://ghcr.io/meshplug/ratelimit:v0.1.0", SHA256: digest("ratelimit.wasm")},
+	"routehint": {URL: "oci://ghcr.io/meshplug/routehint:v0.1.0", SHA256: digest("routehint.wasm")},
+	"fault":     {URL: "oci://ghcr.io/meshplug/fault:v0.1.0", SHA256: digest("fault.wasm")},
 }}
 
 func examples(t *testing.T) []*v1alpha1.TrafficPolicy {
@@ -50,7 +53,7 @@ func examples(t *testing.T) []*v1alpha1.TrafficPolicy {
 		require.NoError(t, err)
 		out = append(out, p)
 	}
-	require.Len(t, out, 2)
+	require.Len(t, out, 3)
 	return out
 }
 
@@ -86,6 +89,27 @@ var loadIstioCRDs = sync.OnceValues(func() (*crdschema.Set, error) {
 	return crdschema.Load(filepath.Join(strings.TrimSpace(string(dir)), "kubernetes", "customresourcedefinitions.gen.yaml"))
 })
 
+func sectionCount(p *v1alpha1.TrafficPolicy) int {
+	n := 0
+	for _, s := range v1alpha1.Sections {
+		if s.Spec(&p.Spec) != nil {
+			n++
+		}
+	}
+	return n
+}
+
+func byName(t *testing.T, name string) *v1alpha1.TrafficPolicy {
+	t.Helper()
+	for _, p := range examples(t) {
+		if p.Name == name {
+			return p
+		}
+	}
+	t.Fatalf("no example policy %q", name)
+	return nil
+}
+
 // sectionByFilter finds the section of a rendered object by its filter label.
 func sectionByFilter(t *testing.T, filter string) v1alpha1.Section {
 	for _, s := range v1alpha1.Sections {
@@ -103,7 +127,7 @@ func TestWasmPlugins(t *testing.T) {
 		t.Run(p.Name, func(t *testing.T) {
 			objs, err := envoyfilters.WasmPlugins(p, options)
 			require.NoError(t, err)
-			require.Len(t, objs, 1)
+			require.Len(t, objs, sectionCount(p))
 			var all []any
 			for _, o := range objs {
 				all = append(all, o)
@@ -243,6 +267,37 @@ func TestEnvoyBootstrap(t *testing.T) {
 	}
 }
 
+// TestRoutes: the VirtualService and DestinationRule that the routeHints section
+// feeds, validated against Istio's schemas; every target's headers are matched.
+func TestRoutes(t *testing.T) {
+	set := istioCRDs(t)
+	p := byName(t, "orders-canary")
+	dr, vs, err := envoyfilters.Routes(p, envoyfilters.RouteOptions{Host: "orders.shop.svc.cluster.local"})
+	require.NoError(t, err)
+	out, err := envoyfilters.MarshalYAML(dr, vs)
+	require.NoError(t, err)
+	golden(t, p.Name+".routes.yaml", out)
+	for _, doc := range crdschema.SplitYAML(out) {
+		require.NoError(t, set.ValidateYAML(doc), "Istio's schema:\n%s", doc)
+	}
+	require.Len(t, vs.Spec.Http, 2)
+	for _, tg := range p.Spec.RouteHints.Targets {
+		if len(tg.Headers) == 0 {
+			assert.Equal(t, tg.Name, vs.Spec.Http[1].Route[0].Destination.Subset, "default route")
+			continue
+		}
+		assert.Equal(t, tg.Name, vs.Spec.Http[0].Route[0].Destination.Subset)
+		for h, v := range tg.Headers {
+			assert.Equal(t, v, vs.Spec.Http[0].Match[0].Headers[h].GetExact())
+		}
+	}
+
+	_, _, err = envoyfilters.Routes(byName(t, "orders"), envoyfilters.RouteOptions{Host: "x"})
+	assert.ErrorContains(t, err, "has no routeHints section")
+	_, _, err = envoyfilters.Routes(p, envoyfilters.RouteOptions{})
+	assert.ErrorContains(t, err, "the destination host is required")
+}
+
 // TestValidatorsRefuse: the validators the tests above rely on can fail.
 func TestValidatorsRefuse(t *testing.T) {
 	set := istioCRDs(t)
@@ -284,7 +339,7 @@ func TestValidatorsRefuse(t *testing.T) {
 }
 
 func TestRenderErrors(t *testing.T) {
-	orders, gw := examples(t)[0], examples(t)[1]
+	orders, gw := byName(t, "orders"), byName(t, "public-gateway")
 	_, err := envoyfilters.WasmPlugins(orders, envoyfilters.Options{})
 	assert.ErrorContains(t, err, `no module given for filter "auth"`)
 	_, err = envoyfilters.WasmPlugins(orders, envoyfilters.Options{Modules: map[string]envoyfilters.Module{"auth": {URL: "oci://x/auth", SHA256: "abc"}}})

@@ -5,6 +5,9 @@ import (
 
 	authconfig "github.com/meshplug/meshplug/filters/auth/config"
 	"github.com/meshplug/meshplug/filters/configjson"
+	faultconfig "github.com/meshplug/meshplug/filters/fault/config"
+	ratelimitconfig "github.com/meshplug/meshplug/filters/ratelimit/config"
+	routehintconfig "github.com/meshplug/meshplug/filters/routehint/config"
 )
 
 // Istio WasmPlugin phases (extensions.istio.io/v1alpha1 PluginPhase): where in the
@@ -111,7 +114,15 @@ func section[S, C any](field, filter, phase string, priority int32, mode string,
 var Sections = []Section{
 	section("auth", "auth", PhaseAuthn, 1000, ModeServer, false,
 		func(p *TrafficPolicySpec) *authconfig.Spec { return p.Auth }, authconfig.Compile, authconfig.Parse, authCallouts),
+	section("rateLimit", "ratelimit", PhaseAuthz, 1000, ModeServer, true,
+		func(p *TrafficPolicySpec) *ratelimitconfig.Spec { return p.RateLimit }, ratelimitconfig.Compile, ratelimitconfig.Parse, noCallouts),
+	section("routeHints", "routehint", PhaseUnspecified, 20, ModeClient, true,
+		func(p *TrafficPolicySpec) *routehintconfig.Spec { return p.RouteHints }, routehintconfig.Compile, routehintconfig.Parse, noCallouts),
+	section("faults", "fault", PhaseUnspecified, 10, ModeServer, true,
+		func(p *TrafficPolicySpec) *faultconfig.Spec { return p.Faults }, faultconfig.Compile, faultconfig.Parse, noCallouts),
 }
+
+func noCallouts[S any](*S) []Callout { return nil }
 
 // authCallouts: each remote JWKS endpoint and the authorization service.
 func authCallouts(s *authconfig.Spec) []Callout {

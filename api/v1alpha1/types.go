@@ -6,6 +6,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	authconfig "github.com/meshplug/meshplug/filters/auth/config"
+	faultconfig "github.com/meshplug/meshplug/filters/fault/config"
+	ratelimitconfig "github.com/meshplug/meshplug/filters/ratelimit/config"
+	routehintconfig "github.com/meshplug/meshplug/filters/routehint/config"
 )
 
 // Group, Version and Kind of the policy.
@@ -48,7 +51,7 @@ type TrafficPolicy struct {
 // Exactly one of selector and targetRefs is required, and at least one section.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.selector) != has(self.targetRefs)",message="exactly one of selector and targetRefs is required"
-// +kubebuilder:validation:XValidation:rule="has(self.auth)",message="at least one section (auth) is required"
+// +kubebuilder:validation:XValidation:rule="has(self.auth) || has(self.rateLimit) || has(self.routeHints) || has(self.faults)",message="at least one section (auth, rateLimit, routeHints, faults) is required"
 type TrafficPolicySpec struct {
 	// Selector picks the workloads (pods) of the policy's namespace by their labels, as
 	// Istio's WorkloadSelector does. In the root namespace (istio-system) it applies to
@@ -67,6 +70,20 @@ type TrafficPolicySpec struct {
 	// authorization, identity headers); see filters/auth/README.md for the reference.
 	// +optional
 	Auth *authconfig.Spec `json:"auth,omitempty"`
+	// RateLimit configures the ratelimit filter (per-key token buckets); see
+	// filters/ratelimit/README.md for the reference.
+	// +optional
+	RateLimit *ratelimitconfig.Spec `json:"rateLimit,omitempty"`
+	// RouteHints configures the routehint filter (hint headers that VirtualService
+	// routes match); see filters/routehint/README.md for the reference. With a
+	// selector it runs on the selected workloads' outbound calls, where routes are
+	// picked.
+	// +optional
+	RouteHints *routehintconfig.Spec `json:"routeHints,omitempty"`
+	// Faults configures the fault filter (delays and aborts); see
+	// filters/fault/README.md for the reference.
+	// +optional
+	Faults *faultconfig.Spec `json:"faults,omitempty"`
 }
 
 // WorkloadSelector selects workloads by labels.

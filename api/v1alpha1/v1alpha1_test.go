@@ -43,7 +43,13 @@ func TestCRDIsUpToDate(t *testing.T) {
 	require.NoError(t, err)
 	sameFile(t, want, got, "deploy/crds is stale: run make generate")
 
-	for _, pkg := range []string{"api/v1alpha1", "filters/auth/config"} {
+	configs, err := filepath.Glob("../../filters/*/config/zz_generated.deepcopy.go")
+	require.NoError(t, err)
+	pkgs := []string{"api/v1alpha1"}
+	for _, c := range configs {
+		pkgs = append(pkgs, strings.TrimPrefix(filepath.Dir(c), "../../"))
+	}
+	for _, pkg := range pkgs {
 		dir := filepath.Join(tmp, filepath.Base(pkg))
 		run("object", "paths=./"+pkg, "output:object:dir="+dir)
 		want, err := os.ReadFile(filepath.Join(dir, "zz_generated.deepcopy.go"))
@@ -86,7 +92,7 @@ func TestExamplesAreValid(t *testing.T) {
 	b, err := os.ReadFile(exampleFile)
 	require.NoError(t, err)
 	docs := crdschema.SplitYAML(b)
-	require.Len(t, docs, 2)
+	require.Len(t, docs, 3)
 	for _, doc := range docs {
 		p, err := v1alpha1.Decode(doc)
 		require.NoError(t, err)
@@ -172,7 +178,7 @@ func TestSectionsMatchSpec(t *testing.T) {
 		assert.Contains(t, []string{v1alpha1.PhaseAuthn, v1alpha1.PhaseAuthz, v1alpha1.PhaseStats, v1alpha1.PhaseUnspecified}, s.Phase)
 		assert.Contains(t, []string{v1alpha1.ModeServer, v1alpha1.ModeClient}, s.Mode)
 	}
-	assert.Equal(t, []string{"auth"}, fields)
+	assert.Equal(t, []string{"auth", "rateLimit", "routeHints", "faults"}, fields)
 	p, err := v1alpha1.Decode([]byte(base))
 	require.NoError(t, err)
 	assert.Same(t, p.Spec.Auth, v1alpha1.Sections[0].Spec(&p.Spec))

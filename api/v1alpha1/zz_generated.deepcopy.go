@@ -6,6 +6,9 @@ package v1alpha1
 
 import (
 	"github.com/meshplug/meshplug/filters/auth/config"
+	faultconfig "github.com/meshplug/meshplug/filters/fault/config"
+	ratelimitconfig "github.com/meshplug/meshplug/filters/ratelimit/config"
+	routehintconfig "github.com/meshplug/meshplug/filters/routehint/config"
 	"k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -100,6 +103,21 @@ func (in *TrafficPolicySpec) DeepCopyInto(out *TrafficPolicySpec) {
 	if in.Auth != nil {
 		in, out := &in.Auth, &out.Auth
 		*out = new(config.Spec)
+		(*in).DeepCopyInto(*out)
+	}
+	if in.RateLimit != nil {
+		in, out := &in.RateLimit, &out.RateLimit
+		*out = new(ratelimitconfig.Spec)
+		(*in).DeepCopyInto(*out)
+	}
+	if in.RouteHints != nil {
+		in, out := &in.RouteHints, &out.RouteHints
+		*out = new(routehintconfig.Spec)
+		(*in).DeepCopyInto(*out)
+	}
+	if in.Faults != nil {
+		in, out := &in.Faults, &out.Faults
+		*out = new(faultconfig.Spec)
 		(*in).DeepCopyInto(*out)
 	}
 }

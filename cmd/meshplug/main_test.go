@@ -36,7 +36,7 @@ func golden(t *testing.T, names ...string) string {
 func TestValidateExample(t *testing.T) {
 	code, out, errs := runCLI(t, "", "validate", example)
 	assert.Equal(t, 0, code, errs)
-	assert.Equal(t, "2 policies valid\n", out)
+	assert.Equal(t, "3 policies valid\n", out)
 }
 
 func TestValidateBrokenPolicies(t *testing.T) {
@@ -96,23 +96,29 @@ spec:
 // against Istio's and Envoy's schemas there), computing the modules' sha256 itself.
 func TestRender(t *testing.T) {
 	wasm := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(wasm, "auth.wasm"), []byte("auth.wasm"), 0o644))
+	for _, f := range []string{"auth", "ratelimit", "routehint", "fault"} {
+		require.NoError(t, os.WriteFile(filepath.Join(wasm, f+".wasm"), []byte(f+".wasm"), 0o644))
+	}
 	mod := []string{"--wasm-dir", wasm, "--module-url", "oci://ghcr.io/meshplug/{filter}:v0.1.0"}
 
 	code, out, errs := runCLI(t, "", append([]string{"render", example}, mod...)...)
 	require.Equal(t, 0, code, errs)
-	assert.Equal(t, golden(t, "orders.wasmplugin.yaml", "public-gateway.wasmplugin.yaml"), out)
+	assert.Equal(t, golden(t, "orders.wasmplugin.yaml", "orders-canary.wasmplugin.yaml", "public-gateway.wasmplugin.yaml"), out)
 
 	code, out, errs = runCLI(t, "", append([]string{"render", "--format", "envoyfilter", example}, mod...)...)
 	require.Equal(t, 0, code, errs)
-	assert.Equal(t, golden(t, "orders.envoyfilter.yaml", "public-gateway.envoyfilter.yaml"), out)
+	assert.Equal(t, golden(t, "orders.envoyfilter.yaml", "orders-canary.envoyfilter.yaml", "public-gateway.envoyfilter.yaml"), out)
 
 	b, err := os.ReadFile(example)
 	require.NoError(t, err)
 	docs := yamldoc.Split(b)
-	code, out, errs = runCLI(t, string(docs[1].Data), "render", "--format", "envoy", "-")
+	code, out, errs = runCLI(t, string(docs[2].Data), "render", "--format", "envoy", "-")
 	require.Equal(t, 0, code, errs)
 	assert.Equal(t, golden(t, "public-gateway.envoy.yaml"), out)
+
+	code, out, errs = runCLI(t, "", "render", "--format", "routes", "--host", "orders.shop.svc.cluster.local", example)
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, golden(t, "orders-canary.routes.yaml"), out)
 }
 
 func TestRenderUsageErrors(t *testing.T) {
@@ -120,10 +126,11 @@ func TestRenderUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		"format":         {[]string{"render", "--format", "helm", "--module-url", "x", example}, `--format must be istio, envoyfilter or envoy, got "helm"`},
+		"format":         {[]string{"render", "--format", "helm", "--module-url", "x", example}, `--format must be istio, envoyfilter, envoy or routes, got "helm"`},
+		"routes no host": {[]string{"render", "--format", "routes", example}, "the destination host is required"},
 		"no module url":  {[]string{"render", example}, "--module-url is required"},
 		"no wasm":        {[]string{"render", "--module-url", "https://m/", "--wasm-dir", "/nonexistent", example}, "module of section auth"},
-		"envoy two docs": {[]string{"render", "--format", "envoy", example}, "--format envoy renders one policy, got 2 documents"},
+		"envoy 3 docs":   {[]string{"render", "--format", "envoy", example}, "--format envoy renders one policy, got 3 documents"},
 		"no file":        {[]string{"validate", "/nonexistent.yaml"}, "no such file"},
 		"no args":        {[]string{"validate"}, "requires at least 1 arg"},
 	} {

@@ -20,6 +20,8 @@ type renderFlags struct {
 	format, moduleURL, wasmDir, pullPolicy   string
 	moduleDir, listen, upstream, adminListen string
 	clusters                                 map[string]string
+	host, subsetLabel                        string
+	gateways                                 []string
 }
 
 func newRenderCmd() *cobra.Command {
@@ -32,6 +34,8 @@ func newRenderCmd() *cobra.Command {
   --format istio        one WasmPlugin per policy section
   --format envoyfilter  one EnvoyFilter per policy section (ECDS, remote module)
   --format envoy        a complete envoy.yaml for plain Envoy (exactly one policy)
+  --format routes       a DestinationRule and a VirtualService routing on the
+                        routeHints section's headers to --host's subsets
 
 Istio formats take each module's URL from --module-url ({filter} is replaced by the
 filter's name) and its sha256 from <--wasm-dir>/<filter>.wasm.`,
@@ -53,7 +57,7 @@ filter's name) and its sha256 from <--wasm-dir>/<filter>.wasm.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.format, "format", "istio", "output: istio (WasmPlugin), envoyfilter (EnvoyFilter) or envoy (envoy.yaml)")
+	fl.StringVar(&f.format, "format", "istio", "output: istio (WasmPlugin), envoyfilter (EnvoyFilter), envoy (envoy.yaml) or routes (VirtualService, DestinationRule)")
 	fl.StringVar(&f.moduleURL, "module-url", "", "where proxies fetch the modules, e.g. oci://ghcr.io/org/{filter}:v1 or https://host/wasm/{filter}.wasm (istio, envoyfilter)")
 	fl.StringVar(&f.wasmDir, "wasm-dir", "build", "directory holding <filter>.wasm, whose sha256 is rendered (istio, envoyfilter)")
 	fl.StringVar(&f.pullPolicy, "image-pull-policy", "IfNotPresent", "WasmPlugin imagePullPolicy: IfNotPresent or Always (istio)")
@@ -61,6 +65,9 @@ filter's name) and its sha256 from <--wasm-dir>/<filter>.wasm.`,
 	fl.StringVar(&f.listen, "listen", "0.0.0.0:10000", "listener address (envoy)")
 	fl.StringVar(&f.upstream, "upstream", "127.0.0.1:8080", "host:port requests are routed to (envoy)")
 	fl.StringVar(&f.adminListen, "admin", "127.0.0.1:9901", "admin interface address (envoy)")
+	fl.StringVar(&f.host, "host", "", "destination service whose subsets the route hints select, e.g. reviews.default.svc.cluster.local (routes)")
+	fl.StringVar(&f.subsetLabel, "subset-label", "version", "pod label that tells the subsets apart (routes)")
+	fl.StringArrayVar(&f.gateways, "gateway", nil, "VirtualService gateway, e.g. istio-system/public (routes; repeatable)")
 	fl.StringToStringVar(&f.clusters, "cluster", nil, "address of a callout cluster named without a URL: NAME=HOST:PORT or NAME=https://HOST:PORT (envoy; repeatable)")
 	return cmd
 }
@@ -79,9 +86,25 @@ func render(docs []policyDoc, f renderFlags) ([]byte, error) {
 			return nil, fmt.Errorf("%s: %w", docs[0].where(), err)
 		}
 		return envoyfilters.MarshalEnvoyYAML(bs)
+	case "routes":
+		var objs []any
+		for _, d := range docs {
+			if d.policy.Spec.RouteHints == nil {
+				continue
+			}
+			dr, vs, err := envoyfilters.Routes(d.policy, envoyfilters.RouteOptions{Host: f.host, Gateways: f.gateways, SubsetLabel: f.subsetLabel})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", d.where(), err)
+			}
+			objs = append(objs, dr, vs)
+		}
+		if len(objs) == 0 {
+			return nil, fmt.Errorf("--format routes: no policy has a routeHints section")
+		}
+		return envoyfilters.MarshalYAML(objs...)
 	case "istio", "envoyfilter":
 	default:
-		return nil, fmt.Errorf("--format must be istio, envoyfilter or envoy, got %q", f.format)
+		return nil, fmt.Errorf("--format must be istio, envoyfilter, envoy or routes, got %q", f.format)
 	}
 	opts, err := modules(docs, f)
 	if err != nil {

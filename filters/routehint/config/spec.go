@@ -16,6 +16,8 @@ package config
 // request or by a sticky weighted split; an optional override lets testers force a
 // target. Every hint header a client sends is removed before the rules run, unless it is
 // declared trusted.
+//
+// +kubebuilder:object:generate=true
 type Spec struct {
 	// Mode says which matching rules act: "first" (default) — only the first rule, in
 	// order, whose match holds; "all" — every matching rule in order, a hint header set
@@ -65,6 +67,8 @@ type Spec struct {
 }
 
 // TargetSpec is a named set of hint headers.
+//
+// +kubebuilder:object:generate=true
 type TargetSpec struct {
 	// Name of the target: a DNS label (lower-case letters, digits and '-', at most 63
 	// characters), like the DestinationRule subset it usually stands for.
@@ -82,6 +86,8 @@ type TargetSpec struct {
 }
 
 // RuleSpec assigns a target to the requests it matches.
+//
+// +kubebuilder:object:generate=true
 type RuleSpec struct {
 	// Name of the rule, unique, in metrics and logs: a DNS label like target names.
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
@@ -108,6 +114,8 @@ type RuleSpec struct {
 // and, when Any is not empty, every condition of at least one of its groups holds.
 // (A AND B) AND ((C AND D) OR E) is {"all": [A, B], "any": [{"all": [C, D]}, {"all": [E]}]}.
 // Negated operators (not_equal, not_in, not_exists) cover NOT on single conditions.
+//
+// +kubebuilder:object:generate=true
 type MatchSpec struct {
 	// All are conditions that must all hold (AND).
 	// +optional
@@ -120,6 +128,8 @@ type MatchSpec struct {
 }
 
 // GroupSpec is a list of conditions that must all hold.
+//
+// +kubebuilder:object:generate=true
 type GroupSpec struct {
 	// All are the group's conditions (AND).
 	// +kubebuilder:validation:MinItems=1
@@ -135,6 +145,8 @@ type GroupSpec struct {
 // them; not_equal and not_in hold when no copy is equal / in the list (also when the
 // input is absent); exists holds when there is at least one copy, not_exists when
 // there is none.
+//
+// +kubebuilder:object:generate=true
 type ConditionSpec struct {
 	// From is the input: "header" (a request header, including the identity headers the
 	// auth filter writes after removing client copies), "cookie" (a cookie of any
@@ -178,6 +190,8 @@ type ConditionSpec struct {
 // restart, until the weights or the salt change; raising one target's weight at the
 // expense of the target listed right after it (the two-target canary: [canary, stable])
 // moves keys only from that next target to it, never back.
+//
+// +kubebuilder:object:generate=true
 type SplitSpec struct {
 	// Key is where the sticky key is read. Absent: each request is assigned at random.
 	// +optional
@@ -210,6 +224,8 @@ type SplitSpec struct {
 // A key read from the request must occur once: a request that repeats it (two copies of
 // the header, the cookie or the parameter) is treated as having no key, so that it
 // cannot pick between two buckets.
+//
+// +kubebuilder:object:generate=true
 type KeySpec struct {
 	// Header is a request header (lower-cased when compiled), typically an identity
 	// header the auth filter writes (x-consumer) or a user id set by an earlier hop.
@@ -229,6 +245,8 @@ type KeySpec struct {
 }
 
 // WeightSpec is one target of a split.
+//
+// +kubebuilder:object:generate=true
 type WeightSpec struct {
 	// Target is the name of a target.
 	Target string `json:"target"`
@@ -240,6 +258,8 @@ type WeightSpec struct {
 // OverrideSpec lets a request force a target, for testers. The value must be the name
 // of one of the Allowed targets; any other value (or several differing copies) is
 // ignored and counted, and the rules decide as usual.
+//
+// +kubebuilder:object:generate=true
 type OverrideSpec struct {
 	// Header carrying the target name (lower-cased when compiled). It is always
 	// removed from the request before it goes upstream. At least one of header and
