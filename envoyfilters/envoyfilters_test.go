@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	networkingapi "istio.io/api/networking/v1alpha3"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshplug/meshplug/api/v1alpha1"
@@ -271,30 +272,45 @@ func TestEnvoyBootstrap(t *testing.T) {
 // feeds, validated against Istio's schemas; every target's headers are matched.
 func TestRoutes(t *testing.T) {
 	set := istioCRDs(t)
-	p := byName(t, "orders-canary")
-	dr, vs, err := envoyfilters.Routes(p, envoyfilters.RouteOptions{Host: "orders.shop.svc.cluster.local"})
-	require.NoError(t, err)
-	out, err := envoyfilters.MarshalYAML(dr, vs)
-	require.NoError(t, err)
-	golden(t, p.Name+".routes.yaml", out)
-	for _, doc := range crdschema.SplitYAML(out) {
-		require.NoError(t, set.ValidateYAML(doc), "Istio's schema:\n%s", doc)
-	}
-	require.Len(t, vs.Spec.Http, 2)
-	for _, tg := range p.Spec.RouteHints.Targets {
-		if len(tg.Headers) == 0 {
-			assert.Equal(t, tg.Name, vs.Spec.Http[1].Route[0].Destination.Subset, "default route")
+	n := 0
+	for _, p := range examples(t) {
+		if p.Spec.RouteHints == nil {
 			continue
 		}
-		assert.Equal(t, tg.Name, vs.Spec.Http[0].Route[0].Destination.Subset)
-		for h, v := range tg.Headers {
-			assert.Equal(t, v, vs.Spec.Http[0].Match[0].Headers[h].GetExact())
-		}
+		n++
+		t.Run(p.Name, func(t *testing.T) {
+			dr, vs, err := envoyfilters.Routes(p, envoyfilters.RouteOptions{Host: "orders.shop.svc.cluster.local"})
+			require.NoError(t, err)
+			out, err := envoyfilters.MarshalYAML(dr, vs)
+			require.NoError(t, err)
+			golden(t, p.Name+".routes.yaml", out)
+			for _, doc := range crdschema.SplitYAML(out) {
+				require.NoError(t, set.ValidateYAML(doc), "Istio's schema:\n%s", doc)
+			}
+			routes := map[string]*networkingapi.HTTPRoute{}
+			for _, r := range vs.Spec.Http {
+				routes[r.Name] = r
+			}
+			require.Len(t, routes, len(vs.Spec.Http))
+			assert.Equal(t, "default", vs.Spec.Http[len(vs.Spec.Http)-1].Name, "the default route comes last")
+			for _, tg := range p.Spec.RouteHints.Targets {
+				if len(tg.Headers) == 0 {
+					continue
+				}
+				r := routes[tg.Name]
+				require.NotNil(t, r, tg.Name)
+				assert.Equal(t, tg.Name, r.Route[0].Destination.Subset)
+				for h, v := range tg.Headers {
+					assert.Equal(t, v, r.Match[0].Headers[h].GetExact())
+				}
+			}
+		})
 	}
+	require.Equal(t, 2, n)
 
-	_, _, err = envoyfilters.Routes(byName(t, "orders"), envoyfilters.RouteOptions{Host: "x"})
+	_, _, err := envoyfilters.Routes(byName(t, "orders"), envoyfilters.RouteOptions{Host: "x"})
 	assert.ErrorContains(t, err, "has no routeHints section")
-	_, _, err = envoyfilters.Routes(p, envoyfilters.RouteOptions{})
+	_, _, err = envoyfilters.Routes(byName(t, "orders-canary"), envoyfilters.RouteOptions{})
 	assert.ErrorContains(t, err, "the destination host is required")
 }
 

@@ -118,7 +118,7 @@ func TestRender(t *testing.T) {
 
 	code, out, errs = runCLI(t, "", "render", "--format", "routes", "--host", "orders.shop.svc.cluster.local", example)
 	require.Equal(t, 0, code, errs)
-	assert.Equal(t, golden(t, "orders-canary.routes.yaml"), out)
+	assert.Equal(t, golden(t, "orders-canary.routes.yaml", "public-gateway.routes.yaml"), out)
 }
 
 func TestRenderUsageErrors(t *testing.T) {
