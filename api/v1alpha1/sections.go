@@ -13,7 +13,10 @@ import (
 // Istio WasmPlugin phases (extensions.istio.io/v1alpha1 PluginPhase): where in the
 // proxy's HTTP filter chain a plugin is inserted. Within a phase, a higher priority
 // runs first. Chain order: AUTHN plugins, Istio authn, AUTHZ plugins, Istio RBAC,
-// STATS plugins, Istio stats, UNSPECIFIED_PHASE plugins, router.
+// STATS plugins, Istio stats, then UNSPECIFIED_PHASE plugins where the control plane
+// puts them (in practice at the end, before the router).
+//
+// Reference: https://istio.io/latest/docs/reference/config/proxy_extensions/wasm-plugin/#PluginPhase
 const (
 	PhaseAuthn       = "AUTHN"
 	PhaseAuthz       = "AUTHZ"
@@ -30,7 +33,8 @@ const (
 // Section is one filter section of a TrafficPolicy: which field of the spec holds it,
 // which module runs it, where it sits in the filter chain, how it fails, and the
 // filter's own validation. The renderers, the controller and `meshplug validate`
-// iterate Sections, so adding a filter is a spec field and one entry here.
+// iterate Sections, so adding a filter is a spec field, one entry here and its name in
+// the spec's "at least one section" CEL rule (types.go); `make generate` does the rest.
 //
 // +kubebuilder:object:generate=false
 type Section struct {
