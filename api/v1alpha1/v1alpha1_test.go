@@ -141,6 +141,7 @@ func TestBrokenPolicies(t *testing.T) {
 		{"two matchers", "{prefix: /}", "{prefix: /, path: /a}", "spec.auth.rules[0].match: exactly one of prefix, path and regex", "exactly one of prefix, path and regex"},
 		{"bad regexp", "{prefix: /}", "{regex: '(['}", "spec.auth.rules[0].match.regex: invalid regexp", ""},
 		{"unknown provider", "requires: [corp]", "requires: [corpp]", `spec.auth.rules[0].requires[0]: unknown provider "corpp"`, ""},
+		{"bad name", "metadata: {name: p,", "metadata: {name: P_1,", "metadata.name: must be a DNS subdomain", ""},
 		{"duplicate key", "  selector: {matchLabels: {app: a}}\n", "  selector: {matchLabels: {app: a}}\n  selector: {matchLabels: {app: b}}\n", "invalid YAML", ""},
 	}
 	for _, c := range cases {

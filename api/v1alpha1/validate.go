@@ -2,6 +2,9 @@ package v1alpha1
 
 import (
 	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"sigs.k8s.io/yaml"
 
@@ -39,6 +42,9 @@ func (p *TrafficPolicy) Validate() error {
 	}
 	if p.Name == "" {
 		errs.Add("metadata.name", "required")
+	} else if msgs := validation.IsDNS1123Subdomain(p.Name + longestSuffix()); len(msgs) > 0 {
+		// The rendered objects are named <name>-<filter>.
+		errs.Add("metadata.name", "must be a DNS subdomain short enough for the rendered <name>-<filter> objects: %s", strings.Join(msgs, "; "))
 	}
 	s := &p.Spec
 	switch {
@@ -75,6 +81,17 @@ func (p *TrafficPolicy) Validate() error {
 		errs.Add("spec", "at least one section is required (%s)", sectionNames())
 	}
 	return errs.Err()
+}
+
+// longestSuffix is the longest "-<filter>" the renderers append to a policy's name.
+func longestSuffix() string {
+	out := "-routes"
+	for _, s := range Sections {
+		if len(s.Filter)+1 > len(out) {
+			out = "-" + s.Filter
+		}
+	}
+	return out
 }
 
 func sectionNames() string {
