@@ -13,7 +13,7 @@ STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/s
 # (//go:wasmexport functions carry per-line //lint:ignore U1000 directives).
 WASIP1_PKGS := ./filters/... ./examples/... ./testenv/conformance/guest ./testenv/benchmarks/guest
 
-.PHONY: all build test bench check lint fmt clean tools staticcheck
+.PHONY: all build test bench check lint fmt clean tools staticcheck generate
 
 all: build
 
@@ -54,3 +54,11 @@ fmt:
 
 clean:
 	rm -rf $(BUILD)
+
+# generate: deepcopy functions and the TrafficPolicy CRD from the API types
+# (api/v1alpha1 and the filters' config.Spec types). api/v1alpha1's tests fail when
+# deploy/crds/ is stale.
+CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.21.0
+generate:
+	$(CONTROLLER_GEN) object paths=./api/... $(patsubst %,paths=./%,$(wildcard filters/*/config))
+	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./api/... output:crd:artifacts:config=deploy/crds

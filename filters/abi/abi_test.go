@@ -31,6 +31,19 @@ func TestPairsRoundTripAndView(t *testing.T) {
 			t.Errorf("Get(%q) = %q %v, want %q %v", c.name, got, ok, c.want, c.ok)
 		}
 	}
+	all := v.AppendTo(nil)
+	if len(all) != len(pairs) {
+		t.Fatalf("AppendTo gave %v, want %v", all, pairs)
+	}
+	for i := range pairs {
+		if all[i] != pairs[i] {
+			t.Errorf("AppendTo pair %d = %v, want %v", i, all[i], pairs[i])
+		}
+	}
+	buf := make([]Pair, 0, len(pairs))
+	if allocs := testing.AllocsPerRun(100, func() { buf = v.AppendTo(buf[:0]) }); allocs != 0 && !race.Enabled {
+		t.Errorf("AppendTo into a large enough slice allocates %v times", allocs)
+	}
 	if n := v.Count("x-dup"); n != 2 {
 		t.Errorf("Count(x-dup) = %d", n)
 	}
@@ -40,8 +53,8 @@ func TestPairsRoundTripAndView(t *testing.T) {
 	if all := v.AppendValues([]string{"keep"}, "missing"); len(all) != 1 {
 		t.Errorf("AppendValues(missing) = %q", all)
 	}
-	buf := make([]string, 0, 4)
-	if allocs := testing.AllocsPerRun(100, func() { buf = v.AppendValues(buf[:0], "x-dup") }); allocs != 0 && !race.Enabled {
+	vbuf := make([]string, 0, 4)
+	if allocs := testing.AllocsPerRun(100, func() { vbuf = v.AppendValues(vbuf[:0], "x-dup") }); allocs != 0 && !race.Enabled {
 		t.Errorf("AppendValues allocates %v times", allocs)
 	}
 	if allocs := testing.AllocsPerRun(100, func() { v.Get("empty") }); allocs != 0 && !race.Enabled {
@@ -77,8 +90,17 @@ func FuzzDecodePairs(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pairs, err := DecodePairs(b)
 		v := PairsView(b)
+		all := v.AppendTo(nil) // must not panic on any input
 		if err != nil {
 			return
+		}
+		if len(all) != len(pairs) {
+			t.Fatalf("AppendTo gave %d entries, want %d", len(all), len(pairs))
+		}
+		for i := range pairs {
+			if all[i] != pairs[i] {
+				t.Fatalf("AppendTo entry %d = %v, want %v", i, all[i], pairs[i])
+			}
 		}
 		counts := map[string]int{}
 		firsts := map[string]string{}

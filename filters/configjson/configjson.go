@@ -189,7 +189,7 @@ func translate(err error, root reflect.Type) error {
 		case se.Err != nil && se.GoType != nil && se.JSONKind != 0:
 			var fe *FieldError
 			if errors.As(se.Err, &fe) { // from a wire type's own UnmarshalJSON
-				return &FieldError{Path: path, Msg: fe.Msg}
+				return below(path, fe)
 			}
 			if strings.Contains(se.Err.Error(), "out of range") {
 				return Errorf(path, "%s is out of range for %s", se.JSONValue, goTypeName(se.GoType))
@@ -198,7 +198,7 @@ func translate(err error, root reflect.Type) error {
 		case se.Err != nil:
 			var fe *FieldError
 			if errors.As(se.Err, &fe) {
-				return &FieldError{Path: path, Msg: fe.Msg}
+				return below(path, fe)
 			}
 			return Errorf(path, "%v", se.Err)
 		case se.GoType != nil:
@@ -215,6 +215,14 @@ func translate(err error, root reflect.Type) error {
 		return Errorf(path, "invalid JSON at byte %d: %v", sy.ByteOffset, sy.Err)
 	}
 	return Errorf("", "invalid JSON: %v", err)
+}
+
+// below is fe, returned by a wire type's own UnmarshalJSON with a path relative to the
+// value it decodes (e.g. "[1]" for the second element), placed at path.
+func below(path string, fe *FieldError) *FieldError {
+	var e Errors
+	e.AddErr(path, fe)
+	return e.list[0]
 }
 
 // pointerPath turns a JSON pointer ("/rules/2/limit") into a field path

@@ -120,3 +120,33 @@ func TestErrorsCollects(t *testing.T) {
 	require.True(t, errors.As(errs.Err(), &one))
 	assert.Equal(t, "rules[0].limit", one.Path)
 }
+
+// evens is a wire type with its own UnmarshalJSON that reports a path relative to
+// itself, as a one-or-many type does for a bad element.
+type evens []int
+
+func (e *evens) UnmarshalJSON(b []byte) error {
+	var v []int
+	if err := configjson.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	for i, n := range v {
+		if n%2 != 0 {
+			return configjson.Errorf(configjson.Index("", i), "must be even, got %d", n)
+		}
+	}
+	*e = v
+	return nil
+}
+
+func TestUnmarshalKeepsTheRelativePathOfAWireTypesError(t *testing.T) {
+	var d struct {
+		Groups map[string]evens `json:"groups"`
+	}
+	err := configjson.Unmarshal([]byte(`{"groups":{"a":[2,4],"b":[2,3]}}`), &d)
+	require.Error(t, err)
+	var fe *configjson.FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "groups.b[1]", fe.Path)
+	assert.Equal(t, "groups.b[1]: must be even, got 3", err.Error())
+}

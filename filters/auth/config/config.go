@@ -1,15 +1,18 @@
-// Package config parses and validates the auth filter's JSON configuration into typed,
-// precomputed structures (maps, regexps, decoded hashes, parsed inline JWKS, lower-case
-// header names, the set of identity headers to strip).
+// Package config holds the auth filter's configuration: the wire types (Spec and the
+// types it is made of: JSON field names, doc comments that are the field reference,
+// kubebuilder validation markers for the policy CRD's schema), and their compilation
+// into typed, precomputed runtime structures (maps, regexps, decoded hashes, parsed
+// inline JWKS, lower-case header names, the set of identity headers to strip).
 //
-// Parsing is strict: unknown fields, duplicate fields, wrong types and out-of-range
-// values are errors, each naming its field path
-// (`providers.corp.remote_jwks.http_uri.cluster: required`). The package has no ABI
-// calls and compiles natively and for wasip1, so the controller validates policies with
-// the very code the filter runs. The field reference is in ../README.md.
+// Parse = configjson.Unmarshal (strict: unknown fields, duplicate fields, wrong types
+// are errors) + Compile (ranges, references between fields, defaults). Every error is a
+// *FieldError naming its field path (`providers.corp.remote_jwks.http_uri.cluster:
+// required`). The package has no ABI calls and compiles natively and for wasip1, so the
+// controller and the CLI validate policies with the very code the filter runs. The
+// README's configuration tables are checked against the wire types by a test.
 //
-// Caveat: a Config is immutable after Parse and may be shared; the mutable state (JWKS
-// caches, token cache) lives in package engine.
+// Caveat: a Config is immutable after Compile and may be shared; the mutable state
+// (JWKS caches, token cache) lives in package engine.
 package config
 
 import (

@@ -18,6 +18,8 @@ package config
 import "github.com/meshplug/meshplug/filters/configjson"
 
 // Spec is the ratelimit filter's configuration as written (Envoy/Istio pluginConfig).
+//
+// +kubebuilder:object:generate=true
 type Spec struct {
 	// Domain is the rate limit domain of this configuration's descriptors, as
 	// envoyproxy/ratelimit names a set of limits; it is sent with the descriptors in the
@@ -76,6 +78,8 @@ type Spec struct {
 }
 
 // RuleSpec limits the requests it matches, per distinct descriptor.
+//
+// +kubebuilder:object:generate=true
 type RuleSpec struct {
 	// Name identifies the rule in metrics and logs (meshplug.ratelimit.<name>.*) and in
 	// the bucket keys: renaming a rule starts its buckets afresh. Required, unique,
@@ -110,6 +114,8 @@ type RuleSpec struct {
 }
 
 // MatchSpec selects requests. All given conditions must hold.
+//
+// +kubebuilder:object:generate=true
 type MatchSpec struct {
 	// Prefix, Path and Regex compare :path without the query string; at most one.
 	// Regex is RE2, unanchored.
@@ -125,6 +131,8 @@ type MatchSpec struct {
 // HeaderMatchSpec is a condition on a request header. A repeated header is matched as its
 // copies joined by "," (RFC 9110 field-line combination). Exactly one of Exact, Prefix,
 // Present.
+//
+// +kubebuilder:object:generate=true
 type HeaderMatchSpec struct {
 	Name    string `json:"name"`
 	Exact   string `json:"exact,omitempty"`
@@ -136,6 +144,8 @@ type HeaderMatchSpec struct {
 
 // DescriptorSpec is one entry of a rule's descriptor: a key and where its value comes
 // from. Exactly one source.
+//
+// +kubebuilder:object:generate=true
 type DescriptorSpec struct {
 	// Key is the entry's descriptor key (e.g. "consumer"), [A-Za-z0-9_.-]+, unique in
 	// the rule.
@@ -161,6 +171,8 @@ type DescriptorSpec struct {
 
 // LimitSpec is a token bucket: Requests tokens are added every Unit (or Per), continuously,
 // up to Burst; each request takes one. Exactly one of Unit and Per.
+//
+// +kubebuilder:object:generate=true
 type LimitSpec struct {
 	// Requests per unit. 1..1000000000.
 	// +kubebuilder:validation:Minimum=1
@@ -176,6 +188,8 @@ type LimitSpec struct {
 }
 
 // OverrideSpec gives the keys whose descriptor values match another limit.
+//
+// +kubebuilder:object:generate=true
 type OverrideSpec struct {
 	// Values maps descriptor keys of the rule to a value: exact, "prefix*" (a trailing
 	// '*' matches any rest), or "*" (any value, present). At least one.

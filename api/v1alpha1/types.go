@@ -1,0 +1,134 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	authconfig "github.com/meshplug/meshplug/filters/auth/config"
+	faultconfig "github.com/meshplug/meshplug/filters/fault/config"
+	ratelimitconfig "github.com/meshplug/meshplug/filters/ratelimit/config"
+	routehintconfig "github.com/meshplug/meshplug/filters/routehint/config"
+)
+
+// Group, Version and Kind of the policy.
+const (
+	Group   = "meshplug.io"
+	Version = "v1alpha1"
+	Kind    = "TrafficPolicy"
+)
+
+// GroupVersion is meshplug.io/v1alpha1.
+var GroupVersion = schema.GroupVersion{Group: Group, Version: Version}
+
+// AddToScheme registers TrafficPolicy and TrafficPolicyList with a scheme.
+func AddToScheme(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion, &TrafficPolicy{}, &TrafficPolicyList{})
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}
+
+// TrafficPolicy runs meshplug's filters on the workloads it selects: each section
+// present (auth, ...) becomes one Wasm filter, rendered as an Istio WasmPlugin (or an
+// EnvoyFilter, or a plain envoy.yaml) with the section as the filter's configuration.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Namespaced,shortName=mptp,categories=meshplug
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type TrafficPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the desired behaviour.
+	Spec TrafficPolicySpec `json:"spec"`
+	// Status is set by the controller.
+	// +optional
+	Status TrafficPolicyStatus `json:"status,omitempty"`
+}
+
+// TrafficPolicySpec selects workloads and configures the filters that run on them.
+// Exactly one of selector and targetRefs is required, and at least one section.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.selector) != has(self.targetRefs)",message="exactly one of selector and targetRefs is required"
+// +kubebuilder:validation:XValidation:rule="has(self.auth) || has(self.rateLimit) || has(self.routeHints) || has(self.faults)",message="at least one section (auth, rateLimit, routeHints, faults) is required"
+type TrafficPolicySpec struct {
+	// Selector picks the workloads (pods) of the policy's namespace by their labels, as
+	// Istio's WorkloadSelector does. In the root namespace (istio-system) it applies to
+	// every namespace.
+	// +optional
+	Selector *WorkloadSelector `json:"selector,omitempty"`
+	// TargetRefs picks Gateway API Gateways or Services of the policy's namespace
+	// (Istio's targetRefs): the filters run on the gateway's proxies, or on the
+	// waypoint of the service.
+	// +optional
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	TargetRefs []PolicyTargetReference `json:"targetRefs,omitempty"`
+	// Auth configures the auth filter (JWT, API keys, basic auth, external
+	// authorization, identity headers); see filters/auth/README.md for the reference.
+	// +optional
+	Auth *authconfig.Spec `json:"auth,omitempty"`
+	// RateLimit configures the ratelimit filter (per-key token buckets); see
+	// filters/ratelimit/README.md for the reference.
+	// +optional
+	RateLimit *ratelimitconfig.Spec `json:"rateLimit,omitempty"`
+	// RouteHints configures the routehint filter (hint headers that VirtualService
+	// routes match); see filters/routehint/README.md for the reference. With a
+	// selector it runs on the selected workloads' outbound calls, where routes are
+	// picked.
+	// +optional
+	RouteHints *routehintconfig.Spec `json:"routeHints,omitempty"`
+	// Faults configures the fault filter (delays and aborts); see
+	// filters/fault/README.md for the reference.
+	// +optional
+	Faults *faultconfig.Spec `json:"faults,omitempty"`
+}
+
+// WorkloadSelector selects workloads by labels.
+type WorkloadSelector struct {
+	// MatchLabels are the labels a workload must all have.
+	// +kubebuilder:validation:MinProperties=1
+	// +kubebuilder:validation:MaxProperties=256
+	MatchLabels map[string]string `json:"matchLabels"`
+}
+
+// PolicyTargetReference names a Gateway API Gateway or a Service in the policy's
+// namespace (Gateway API's LocalPolicyTargetReference).
+//
+// +kubebuilder:validation:XValidation:rule="(self.group == 'gateway.networking.k8s.io' && self.kind == 'Gateway') || (size(self.group) == 0 && self.kind == 'Service')",message="targetRefs may name a Gateway (group gateway.networking.k8s.io) or a Service (group \"\")"
+type PolicyTargetReference struct {
+	// Group is the API group of the target: "gateway.networking.k8s.io" or "" (core).
+	// +kubebuilder:validation:MaxLength=253
+	Group string `json:"group"`
+	// Kind is the kind of the target: Gateway or Service.
+	// +kubebuilder:validation:Enum=Gateway;Service
+	Kind string `json:"kind"`
+	// Name is the target's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// TrafficPolicyStatus is the controller's report.
+type TrafficPolicyStatus struct {
+	// Conditions: Accepted (the policy validated and rendered) and Programmed (the
+	// rendered objects were applied).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// ObservedGeneration is the generation the conditions describe.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// TrafficPolicyList is a list of TrafficPolicy.
+//
+// +kubebuilder:object:root=true
+type TrafficPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []TrafficPolicy `json:"items"`
+}

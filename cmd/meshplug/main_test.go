@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshplug/meshplug/internal/yamldoc"
+)
+
+const example = "../../deploy/examples/trafficpolicy.yaml"
+
+func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func golden(t *testing.T, names ...string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, n := range names {
+		g, err := os.ReadFile(filepath.Join("../../envoyfilters/testdata", n))
+		require.NoError(t, err)
+		b.Write(g)
+	}
+	return b.String()
+}
+
+func TestValidateExample(t *testing.T) {
+	code, out, errs := runCLI(t, "", "validate", example)
+	assert.Equal(t, 0, code, errs)
+	assert.Equal(t, "3 policies valid\n", out)
+}
+
+func TestValidateBrokenPolicies(t *testing.T) {
+	broken := `apiVersion: meshplug.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: a, namespace: ns}
+spec:
+  selector: {matchLabels: {app: a}}
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: g}]
+  auth:
+    rules:
+    - match: {regex: "(["}
+      requires: [corp]
+---
+apiVersion: meshplug.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: b}
+spec:
+  selector: {matchLabels: {app: a}}
+  auth:
+    rulez: []
+---
+apiVersion: meshplug.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: c}
+spec:
+  selector: {matchLabels: {app: a}}
+  auth:
+    providers:
+      corp: {algorithms: [RS256], remote_jwks: {http_uri: {uri: "https://idp/jwks"}}}
+    default_rule: {requires: [corp]}
+`
+	dir := t.TempDir()
+	file := filepath.Join(dir, "broken.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(broken), 0o644))
+	code, out, errs := runCLI(t, "", "validate", example, file)
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out)
+	assert.Equal(t, file+`:1: document 1 (TrafficPolicy ns/a): spec: exactly one of selector and targetRefs is required
+`+file+`:1: document 1 (TrafficPolicy ns/a): spec.auth.rules[0].match.regex: invalid regexp: error parsing regexp: missing closing ]: `+"`[`"+`
+`+file+`:12: document 2: spec.auth.rulez: unknown field
+`+file+`:20: document 3 (TrafficPolicy c): spec.auth.providers.corp.remote_jwks.http_uri.cluster: required
+`, errs)
+
+	// render refuses the same documents with the same messages.
+	code, out, errs2 := runCLI(t, "", "render", "--format", "envoy", file)
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out)
+	assert.Equal(t, errs, errs2)
+
+	code, _, errs = runCLI(t, broken[:strings.Index(broken, "---")], "validate", "-")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "-:1: document 1 (TrafficPolicy ns/a): spec: exactly one of")
+}
+
+// TestRender: the CLI writes what envoyfilters renders (the golden files, validated
+// against Istio's and Envoy's schemas there), computing the modules' sha256 itself.
+func TestRender(t *testing.T) {
+	wasm := t.TempDir()
+	for _, f := range []string{"auth", "ratelimit", "routehint", "fault"} {
+		require.NoError(t, os.WriteFile(filepath.Join(wasm, f+".wasm"), []byte(f+".wasm"), 0o644))
+	}
+	mod := []string{"--wasm-dir", wasm, "--module-url", "oci://ghcr.io/meshplug/{filter}:v0.1.0"}
+
+	code, out, errs := runCLI(t, "", append([]string{"render", example}, mod...)...)
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, golden(t, "orders.wasmplugin.yaml", "orders-canary.wasmplugin.yaml", "public-gateway.wasmplugin.yaml"), out)
+
+	code, out, errs = runCLI(t, "", append([]string{"render", "--format", "envoyfilter", example}, mod...)...)
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, golden(t, "orders.envoyfilter.yaml", "orders-canary.envoyfilter.yaml", "public-gateway.envoyfilter.yaml"), out)
+
+	b, err := os.ReadFile(example)
+	require.NoError(t, err)
+	docs := yamldoc.Split(b)
+	code, out, errs = runCLI(t, string(docs[2].Data), "render", "--format", "envoy", "-")
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, golden(t, "public-gateway.envoy.yaml"), out)
+
+	code, out, errs = runCLI(t, "", "render", "--format", "routes", "--host", "orders.shop.svc.cluster.local", example)
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, golden(t, "orders-canary.routes.yaml", "public-gateway.routes.yaml"), out)
+}
+
+func TestRenderUsageErrors(t *testing.T) {
+	for name, c := range map[string]struct {
+		args []string
+		want string
+	}{
+		"format":         {[]string{"render", "--format", "helm", "--module-url", "x", example}, `--format must be istio, envoyfilter, envoy or routes, got "helm"`},
+		"routes no host": {[]string{"render", "--format", "routes", example}, "the destination host is required"},
+		"no module url":  {[]string{"render", example}, "--module-url is required"},
+		"no wasm":        {[]string{"render", "--module-url", "https://m/", "--wasm-dir", "/nonexistent", example}, "module of section auth"},
+		"envoy 3 docs":   {[]string{"render", "--format", "envoy", example}, "--format envoy renders one policy, got 3 documents"},
+		"no file":        {[]string{"validate", "/nonexistent.yaml"}, "no such file"},
+		"no args":        {[]string{"validate"}, "requires at least 1 arg"},
+	} {
+		code, out, errs := runCLI(t, "", c.args...)
+		assert.Equal(t, 1, code, name)
+		assert.Empty(t, out, name)
+		assert.Contains(t, errs, c.want, name)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCLI(t, "", "version")
+	assert.Equal(t, 0, code)
+	assert.True(t, strings.HasPrefix(out, "meshplug "), out)
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshplug/meshplug/api/v1alpha1"
+	"github.com/meshplug/meshplug/envoyfilters"
+)
+
+func init() { addCommand(newRenderCmd) }
+
+type renderFlags struct {
+	format, moduleURL, wasmDir, pullPolicy   string
+	moduleDir, listen, upstream, adminListen string
+	clusters                                 map[string]string
+	host, subsetLabel                        string
+	gateways                                 []string
+}
+
+func newRenderCmd() *cobra.Command {
+	var f renderFlags
+	cmd := &cobra.Command{
+		Use:   "render FILE...",
+		Short: "Render TrafficPolicy files to Istio or Envoy configuration on standard output",
+		Long: `render validates the policies (as validate does) and writes what runs them:
+
+  --format istio        one WasmPlugin per policy section
+  --format envoyfilter  one EnvoyFilter per policy section (ECDS, remote module)
+  --format envoy        a complete envoy.yaml for plain Envoy (exactly one policy)
+  --format routes       a DestinationRule and a VirtualService routing on the
+                        routeHints section's headers to --host's subsets
+
+Istio formats take each module's URL from --module-url ({filter} is replaced by the
+filter's name) and its sha256 from <--wasm-dir>/<filter>.wasm.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			docs, err := readPolicies(args, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			if err := report(cmd.ErrOrStderr(), docs); err != nil {
+				return err
+			}
+			out, err := render(docs, f)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.format, "format", "istio", "output: istio (WasmPlugin), envoyfilter (EnvoyFilter), envoy (envoy.yaml) or routes (VirtualService, DestinationRule)")
+	fl.StringVar(&f.moduleURL, "module-url", "", "where proxies fetch the modules, e.g. oci://ghcr.io/org/{filter}:v1 or https://host/wasm/{filter}.wasm (istio, envoyfilter)")
+	fl.StringVar(&f.wasmDir, "wasm-dir", "build", "directory holding <filter>.wasm, whose sha256 is rendered (istio, envoyfilter)")
+	fl.StringVar(&f.pullPolicy, "image-pull-policy", "IfNotPresent", "WasmPlugin imagePullPolicy: IfNotPresent or Always (istio)")
+	fl.StringVar(&f.moduleDir, "module-dir", "/etc/envoy/wasm", "directory of <filter>.wasm where Envoy runs (envoy)")
+	fl.StringVar(&f.listen, "listen", "0.0.0.0:10000", "listener address (envoy)")
+	fl.StringVar(&f.upstream, "upstream", "127.0.0.1:8080", "host:port requests are routed to (envoy)")
+	fl.StringVar(&f.adminListen, "admin", "127.0.0.1:9901", "admin interface address (envoy)")
+	fl.StringVar(&f.host, "host", "", "destination service whose subsets the route hints select, e.g. reviews.default.svc.cluster.local (routes)")
+	fl.StringVar(&f.subsetLabel, "subset-label", "version", "pod label that tells the subsets apart (routes)")
+	fl.StringArrayVar(&f.gateways, "gateway", nil, "VirtualService gateway, e.g. istio-system/public (routes; repeatable)")
+	fl.StringToStringVar(&f.clusters, "cluster", nil, "address of a callout cluster named without a URL: NAME=HOST:PORT or NAME=https://HOST:PORT (envoy; repeatable)")
+	return cmd
+}
+
+func render(docs []policyDoc, f renderFlags) ([]byte, error) {
+	switch f.format {
+	case "envoy":
+		if len(docs) != 1 {
+			return nil, fmt.Errorf("--format envoy renders one policy, got %d documents", len(docs))
+		}
+		bs, err := envoyfilters.EnvoyBootstrap(docs[0].policy, envoyfilters.EnvoyOptions{
+			ModuleDir: f.moduleDir, ListenAddress: f.listen, Upstream: f.upstream,
+			AdminAddress: f.adminListen, Clusters: f.clusters,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", docs[0].where(), err)
+		}
+		return envoyfilters.MarshalEnvoyYAML(bs)
+	case "routes":
+		var objs []any
+		for _, d := range docs {
+			if d.policy.Spec.RouteHints == nil {
+				continue
+			}
+			dr, vs, err := envoyfilters.Routes(d.policy, envoyfilters.RouteOptions{Host: f.host, Gateways: f.gateways, SubsetLabel: f.subsetLabel})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", d.where(), err)
+			}
+			objs = append(objs, dr, vs)
+		}
+		if len(objs) == 0 {
+			return nil, fmt.Errorf("--format routes: no policy has a routeHints section")
+		}
+		return envoyfilters.MarshalYAML(objs...)
+	case "istio", "envoyfilter":
+	default:
+		return nil, fmt.Errorf("--format must be istio, envoyfilter, envoy or routes, got %q", f.format)
+	}
+	opts, err := modules(docs, f)
+	if err != nil {
+		return nil, err
+	}
+	var objs []any
+	for _, d := range docs {
+		if f.format == "istio" {
+			ws, err := envoyfilters.WasmPlugins(d.policy, opts)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", d.where(), err)
+			}
+			for _, w := range ws {
+				objs = append(objs, w)
+			}
+			continue
+		}
+		es, err := envoyfilters.EnvoyFilters(d.policy, opts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.where(), err)
+		}
+		for _, e := range es {
+			objs = append(objs, e)
+		}
+	}
+	return envoyfilters.MarshalYAML(objs...)
+}
+
+// modules reads the sha256 of each module the policies use.
+func modules(docs []policyDoc, f renderFlags) (envoyfilters.Options, error) {
+	opts := envoyfilters.Options{Modules: map[string]envoyfilters.Module{}, ImagePullPolicy: f.pullPolicy}
+	if f.moduleURL == "" {
+		return opts, fmt.Errorf("--module-url is required for --format %s", f.format)
+	}
+	for _, d := range docs {
+		for _, sec := range v1alpha1.Sections {
+			if _, done := opts.Modules[sec.Filter]; done || sec.Spec(&d.policy.Spec) == nil {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(f.wasmDir, sec.Filter+".wasm"))
+			if err != nil {
+				return opts, fmt.Errorf("module of section %s: %w (build it with make build, or point --wasm-dir at it)", sec.Field, err)
+			}
+			sum := sha256.Sum256(b)
+			u := f.moduleURL
+			if !strings.Contains(u, "{filter}") {
+				u = strings.TrimSuffix(u, "/") + "/{filter}.wasm"
+			}
+			opts.Modules[sec.Filter] = envoyfilters.Module{URL: strings.ReplaceAll(u, "{filter}", sec.Filter), SHA256: hex.EncodeToString(sum[:])}
+		}
+	}
+	return opts, nil
+}

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func init() { addCommand(newValidateCmd) }
+
+func newValidateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE...",
+		Short: "Check TrafficPolicy files as the API server and the filters would",
+		Long: `validate decodes every document of the files strictly (unknown and duplicate
+fields are errors) and checks it as the CRD's schema does and as each filter's own
+configuration parser does. Each problem is printed with its file, line, document and
+field path; the exit status is 1 if there is any. "-" reads standard input.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			docs, err := readPolicies(args, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			if err := report(cmd.ErrOrStderr(), docs); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d policies valid\n", len(docs))
+			return nil
+		},
+	}
+}

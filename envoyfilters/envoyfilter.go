@@ -1,0 +1,150 @@
+package envoyfilters
+
+import (
+	"fmt"
+	"net/url"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	networkingapi "istio.io/api/networking/v1alpha3"
+	typeapi "istio.io/api/type/v1beta1"
+	networking "istio.io/client-go/pkg/apis/networking/v1alpha3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshplug/meshplug/api/v1alpha1"
+)
+
+// WasmTypeURL is the type of the Wasm HTTP filter's configuration.
+const WasmTypeURL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+
+// EnvoyFilters renders one Istio EnvoyFilter (networking.istio.io/v1alpha3) per section
+// of p, for meshes where WasmPlugin does not fit (older control planes, proxies that
+// must see the exact Envoy configuration). Each has two patches: an EXTENSION_CONFIG
+// holding the Wasm filter with its module as remote code (url and sha256; Istio's agent
+// downloads it and hands Envoy a local file, as for WasmPlugins), and an HTTP_FILTER
+// inserted before the router that takes its configuration from that extension config
+// over ECDS. The EnvoyFilters' priorities follow the chain order, so the filters end up
+// as auth, ratelimit, routehint, fault, router. The patch context is GATEWAY for Gateway
+// targetRefs and, for a selector, SIDECAR_INBOUND or SIDECAR_OUTBOUND by the section's
+// Mode; Service targetRefs (waypoints) are refused: render WasmPlugins for them.
+//
+// Reference: https://istio.io/latest/docs/reference/config/networking/envoy-filter/
+func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilter, error) {
+	secs, err := sections(p)
+	if err != nil {
+		return nil, err
+	}
+	gateway := false
+	for _, r := range p.Spec.TargetRefs {
+		if r.Kind != "Gateway" {
+			return nil, fmt.Errorf("%s: spec.targetRefs: the EnvoyFilter rendering supports selectors and Gateways, not %s targets (render WasmPlugins with --format istio)", p, r.Kind)
+		}
+		gateway = true
+	}
+	var out []*networking.EnvoyFilter
+	for _, s := range secs {
+		m, err := o.module(s.sec)
+		if err != nil {
+			return nil, err
+		}
+		ctx := networkingapi.EnvoyFilter_SIDECAR_INBOUND
+		switch {
+		case gateway:
+			ctx = networkingapi.EnvoyFilter_GATEWAY
+		case s.sec.Mode == v1alpha1.ModeClient:
+			ctx = networkingapi.EnvoyFilter_SIDECAR_OUTBOUND
+		}
+		u, err := url.Parse(m.URL)
+		if err != nil {
+			return nil, fmt.Errorf("module %q: %w", s.sec.Filter, err)
+		}
+		host, port := hostPort(u)
+		wasm, err := wasmFilter(s, &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Remote{Remote: &corev3.RemoteDataSource{
+			HttpUri: &corev3.HttpUri{
+				Uri:              m.URL,
+				HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: istioCluster(host, port)},
+				Timeout:          durationpb.New(30e9),
+			},
+			Sha256: m.SHA256,
+		}}})
+		if err != nil {
+			return nil, err
+		}
+		typed, err := anypb.New(wasm)
+		if err != nil {
+			return nil, err
+		}
+		// The extension config's name is unique per policy on a proxy, as Istio names a
+		// WasmPlugin's filter "<namespace>.<name>".
+		meta := objectMeta(p, s.sec)
+		name := meta.Namespace + "." + meta.Name
+		ext, err := toStruct(&corev3.TypedExtensionConfig{Name: name, TypedConfig: typed})
+		if err != nil {
+			return nil, err
+		}
+		filter, err := toStruct(&hcmv3.HttpFilter{
+			Name: name,
+			ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
+				ConfigSource: &corev3.ConfigSource{
+					ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+					ResourceApiVersion:    corev3.ApiVersion_V3,
+				},
+				TypeUrls: []string{WasmTypeURL},
+			}},
+		})
+		if err != nil {
+			return nil, err
+		}
+		e := &networking.EnvoyFilter{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "networking.istio.io/v1alpha3", Kind: "EnvoyFilter"},
+			ObjectMeta: meta,
+		}
+		e.Spec = networkingapi.EnvoyFilter{
+			Priority: int32(s.index),
+			ConfigPatches: []*networkingapi.EnvoyFilter_EnvoyConfigObjectPatch{
+				{
+					ApplyTo: networkingapi.EnvoyFilter_EXTENSION_CONFIG,
+					Patch:   &networkingapi.EnvoyFilter_Patch{Operation: networkingapi.EnvoyFilter_Patch_ADD, Value: ext},
+				},
+				{
+					ApplyTo: networkingapi.EnvoyFilter_HTTP_FILTER,
+					Match: &networkingapi.EnvoyFilter_EnvoyConfigObjectMatch{
+						Context: ctx,
+						ObjectTypes: &networkingapi.EnvoyFilter_EnvoyConfigObjectMatch_Listener{Listener: &networkingapi.EnvoyFilter_ListenerMatch{
+							FilterChain: &networkingapi.EnvoyFilter_ListenerMatch_FilterChainMatch{
+								Filter: &networkingapi.EnvoyFilter_ListenerMatch_FilterMatch{
+									Name:      "envoy.filters.network.http_connection_manager",
+									SubFilter: &networkingapi.EnvoyFilter_ListenerMatch_SubFilterMatch{Name: "envoy.filters.http.router"},
+								},
+							},
+						}},
+					},
+					Patch: &networkingapi.EnvoyFilter_Patch{Operation: networkingapi.EnvoyFilter_Patch_INSERT_BEFORE, Value: filter},
+				},
+			},
+		}
+		if sel := p.Spec.Selector; sel != nil {
+			e.Spec.WorkloadSelector = &networkingapi.WorkloadSelector{Labels: sel.MatchLabels}
+		}
+		for _, r := range p.Spec.TargetRefs {
+			e.Spec.TargetRefs = append(e.Spec.TargetRefs, &typeapi.PolicyTargetReference{Group: r.Group, Kind: r.Kind, Name: r.Name})
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// toStruct is m in protobuf JSON as a Struct, the form EnvoyFilter patches take.
+func toStruct(m proto.Message) (*structpb.Struct, error) {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	s := &structpb.Struct{}
+	return s, protojson.Unmarshal(b, s)
+}

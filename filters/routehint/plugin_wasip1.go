@@ -1,0 +1,88 @@
+//go:build wasip1
+
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	pw "github.com/meshplug/meshplug/filters/proxywasm"
+	"github.com/meshplug/meshplug/filters/routehint/config"
+	"github.com/meshplug/meshplug/filters/routehint/engine"
+)
+
+// routehint fails open (the binding's default): a panic in a callback lets the request
+// through untagged, and the VirtualService's default route serves it. The client's hint
+// headers are removed before anything else runs, so a failure never forwards them.
+func init() { pw.SetVMContext(vm{}) }
+
+type vm struct{ pw.DefaultVMContext }
+
+func (vm) NewPluginContext(uint32) pw.PluginContext { return &plugin{} }
+
+// plugin is one routehint configuration in one worker VM.
+type plugin struct {
+	pw.DefaultPluginContext
+	cfg  *config.Config
+	eng  *engine.Engine
+	m    metrics
+	free []*stream // finished streams, for reuse
+}
+
+type metrics struct {
+	rule, target                                     []pw.Counter // by rule index, by target index
+	noMatch, ovAccepted, ovRejected, spoofed, keyMis pw.Counter
+}
+
+func (p *plugin) OnPluginStart(int) bool {
+	raw, err := pw.PluginConfiguration.Bytes()
+	if err != nil {
+		pw.LogCriticalf("routehint: reading the plugin configuration: %v", err)
+		return false
+	}
+	cfg, err := config.Parse(raw)
+	if err != nil {
+		pw.LogCriticalf("routehint: invalid configuration: %v", err)
+		return false
+	}
+	if err := p.m.define(cfg); err != nil {
+		pw.LogCriticalf("routehint: defining metrics: %v", err)
+		return false
+	}
+	p.cfg, p.eng = cfg, engine.New(cfg, rand.Uint64)
+	return true
+}
+
+func (m *metrics) define(cfg *config.Config) (err error) {
+	def := func(name string) pw.Counter {
+		c, e := pw.DefineCounter(name)
+		if e != nil && err == nil {
+			err = fmt.Errorf("%s: %w", name, e)
+		}
+		return c
+	}
+	m.rule = make([]pw.Counter, len(cfg.Rules))
+	for i, r := range cfg.Rules {
+		m.rule[i] = def(engine.MetricRulePrefix + r.Name + engine.MetricRuleMatched)
+	}
+	m.target = make([]pw.Counter, len(cfg.Targets))
+	for i, t := range cfg.Targets {
+		m.target[i] = def(engine.MetricTargetPrefix + t.Name + engine.MetricTargetChosen)
+	}
+	m.noMatch = def(engine.MetricNoMatch)
+	m.ovAccepted = def(engine.MetricOverrideAccepted)
+	m.ovRejected = def(engine.MetricOverrideRejected)
+	m.spoofed = def(engine.MetricSpoofedRemoved)
+	m.keyMis = def(engine.MetricKeyMissing)
+	return err
+}
+
+// NewHttpContext hands out a recycled stream when there is one.
+func (p *plugin) NewHttpContext(uint32) pw.HttpContext {
+	if n := len(p.free); n > 0 {
+		s := p.free[n-1]
+		p.free = p.free[:n-1]
+		return s
+	}
+	return &stream{p: p}
+}
