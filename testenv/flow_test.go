@@ -20,13 +20,14 @@ func callbackOrder(h *Host, prefix string) []string {
 	return out
 }
 
-// A plugin that stops its request headers still gets the body (Envoy's decodeData on a
+// With AllowOnHeadersStopIteration (Envoy's allow_on_headers_stop_iteration: true), a
+// plugin that stops its request headers still gets the body (Envoy's decodeData on a
 // filter whose decodeHeaders returned StopIteration), may change the held headers from
 // there, and releases headers and body to the next plugin by continuing the body. Only
 // the holder keeps access to the request headers later (Envoy clears a filter's
 // request_headers_ when it continues them).
 func TestHeadersHeldBodyDelivered(t *testing.T) {
-	h := newHost(t, Options{}, raw(t, "a", "pause maps lifecycle"), raw(t, "b", "maps lifecycle"))
+	h := newHost(t, Options{AllowOnHeadersStopIteration: true}, raw(t, "a", "pause maps lifecycle"), raw(t, "b", "maps lifecycle"))
 	resp := do(t, h, Request{Method: "POST", Body: []byte("abc")})
 	if resp.Upstream == nil {
 		t.Fatalf("request did not reach upstream: %+v", resp)
@@ -57,10 +58,10 @@ func TestHeadersHeldBodyDelivered(t *testing.T) {
 	}
 }
 
-// The response direction works the same way: held response headers are still writable
+// With AllowOnHeadersStopIteration the response direction works the same way: held response headers are still writable
 // from the response body callback and reach the client with the body.
 func TestResponseHeadersHeldUntilBody(t *testing.T) {
-	h := newHost(t, Options{Upstream: func(*UpstreamRequest) *UpstreamResponse {
+	h := newHost(t, Options{AllowOnHeadersStopIteration: true, Upstream: func(*UpstreamRequest) *UpstreamResponse {
 		return &UpstreamResponse{Status: 200, Body: []byte("payload")}
 	}}, raw(t, "a", "maps resphold lifecycle"), raw(t, "b", "lifecycle"))
 	resp := do(t, h, Request{})
@@ -95,11 +96,12 @@ func blockingCallout(t *testing.T) (addr string, release func()) {
 	return strings.TrimPrefix(srv.URL, "http://"), release
 }
 
-// Headers paused for a callout plus a body paused (StopIterationAndBuffer): the stream
-// waits until proxy_continue_stream, then headers and body go on together.
+// With AllowOnHeadersStopIteration, headers paused for a callout plus a body paused
+// (StopIterationAndBuffer): the stream waits until proxy_continue_stream, then headers
+// and body go on together.
 func TestBodyPauseWaitsForContinue(t *testing.T) {
 	addr, release := blockingCallout(t)
-	h := newHost(t, Options{Clusters: map[string]string{"svc": addr}}, raw(t, "a", "callout bodypause lifecycle"))
+	h := newHost(t, Options{AllowOnHeadersStopIteration: true, Clusters: map[string]string{"svc": addr}}, raw(t, "a", "callout bodypause lifecycle"))
 	s := h.Start(Request{Method: "POST", Body: []byte("payload")})
 	if s.Done() {
 		t.Fatal("stream done before the callout answered")
@@ -120,11 +122,11 @@ func TestBodyPauseWaitsForContinue(t *testing.T) {
 	}
 }
 
-// Envoy's well-known trap: Continue from the body callback resumes a request whose
-// headers were paused for a callout, without waiting for the callout.
+// The trap of allow_on_headers_stop_iteration: Continue from the body callback resumes
+// a request whose headers were paused for a callout, without waiting for the callout.
 func TestBodyContinueResumesPausedHeaders(t *testing.T) {
 	addr, release := blockingCallout(t)
-	h := newHost(t, Options{Clusters: map[string]string{"svc": addr}}, raw(t, "a", "callout"))
+	h := newHost(t, Options{AllowOnHeadersStopIteration: true, Clusters: map[string]string{"svc": addr}}, raw(t, "a", "callout"))
 	resp := do(t, h, Request{Method: "POST", Body: []byte("payload")})
 	release()
 	if resp.Upstream == nil || string(resp.Upstream.Body) != "payload" {
@@ -132,5 +134,36 @@ func TestBodyContinueResumesPausedHeaders(t *testing.T) {
 	}
 	if _, ok := resp.Upstream.Headers.Get("x-callout-status"); ok {
 		t.Error("request waited for the callout although the body callback continued")
+	}
+}
+
+// Envoy's default (allow_on_headers_stop_iteration off): a Pause from the request
+// headers is StopAllIterationAndWatermark, so the plugin gets no body callback while
+// its callout is pending; after proxy_continue_stream the headers go on, then the
+// buffered body comes to the plugin and on.
+func TestHeadersPauseStopsAll(t *testing.T) {
+	addr, release := blockingCallout(t)
+	h := newHost(t, Options{Clusters: map[string]string{"svc": addr}}, raw(t, "a", "callout lifecycle"), raw(t, "b", "lifecycle"))
+	s := h.Start(Request{Method: "POST", Body: []byte("payload"), Trailers: [][2]string{{"x-t", "1"}}})
+	if s.Done() {
+		t.Fatal("stream done before the callout answered")
+	}
+	if got := callbackOrder(h, "request_"); !slices.Equal(got, []string{"a request_headers"}) {
+		t.Errorf("callbacks while paused %q: the body must wait before the plugin", got)
+	}
+	release()
+	resp, err := s.Wait(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Upstream == nil || string(resp.Upstream.Body) != "payload" {
+		t.Fatalf("upstream %+v", resp.Upstream)
+	}
+	if got, _ := resp.Upstream.Headers.Get("x-callout-status"); got != "200" {
+		t.Errorf("x-callout-status = %q: the request must wait for the callout", got)
+	}
+	want := []string{"a request_headers", "b request_headers", "a request_body", "b request_body", "a request_trailers", "b request_trailers"}
+	if got := callbackOrder(h, "request_"); !slices.Equal(got, want) {
+		t.Errorf("request callbacks %q, want %q", got, want)
 	}
 }

@@ -66,7 +66,8 @@ func TestGrpcStream(t *testing.T) {
 func TestGrpcUnknownCluster(t *testing.T) {
 	h := newHost(t, Options{}, raw(t, "a", "grpc"))
 	resp := do(t, h, Request{})
-	if got, _ := resp.Upstream.Headers.Get("x-grpc-error"); got != "2" {
-		t.Fatalf("x-grpc-error = %q, want 2 (BadArgument)", got)
+	// Envoy's Context::grpcCall: a cluster name it does not know is ParseFailure.
+	if got, _ := resp.Upstream.Headers.Get("x-grpc-error"); got != "4" {
+		t.Fatalf("x-grpc-error = %q, want 4 (ParseFailure)", got)
 	}
 }

@@ -79,10 +79,30 @@ type grpcOut struct {
 // cluster name from Options.Clusters (what newer Envoy accepts when the bytes are not a
 // GrpcService proto), or a serialized envoy.config.core.v3.GrpcService whose
 // envoy_grpc.cluster_name is in Options.Clusters or whose google_grpc.target_uri is
-// dialled directly. Unknown clusters are BadArgument.
+// dialled directly (see the body for the statuses of unknown clusters).
 func (v *vm) grpcTarget(service []byte) (string, abi.Status) {
 	if addr, ok := v.h.opts.Clusters[string(service)]; ok {
 		return addr, abi.StatusOK
+	}
+	// Envoy's Context::grpcCall: bytes that do not parse as a GrpcService are a
+	// cluster name, ParseFailure when no such cluster exists; a parsed GrpcService is
+	// used with skip_cluster_check, so an unknown envoy_grpc cluster fails the
+	// request at once (the async client's "Cluster not available") and the call
+	// returns InternalFailure.
+	valid := func(b []byte) bool {
+		for len(b) > 0 {
+			num, typ, n := protowire.ConsumeTag(b)
+			if n < 0 {
+				return false
+			}
+			b = b[n:]
+			m := protowire.ConsumeFieldValue(num, typ, b)
+			if m < 0 {
+				return false
+			}
+			b = b[m:]
+		}
+		return true
 	}
 	field := func(b []byte, want protowire.Number) ([]byte, bool) {
 		var found []byte
@@ -105,20 +125,23 @@ func (v *vm) grpcTarget(service []byte) (string, abi.Status) {
 		}
 		return found, ok
 	}
+	if len(service) == 0 || !valid(service) {
+		return "", abi.StatusParseFailure
+	}
 	if eg, ok := field(service, 1); ok {
 		if name, ok := field(eg, 1); ok {
 			if addr, ok := v.h.opts.Clusters[string(name)]; ok {
 				return addr, abi.StatusOK
 			}
 		}
-		return "", abi.StatusBadArgument
+		return "", abi.StatusInternalFailure
 	}
 	if gg, ok := field(service, 2); ok {
 		if uri, ok := field(gg, 1); ok && len(uri) > 0 {
 			return string(uri), abi.StatusOK
 		}
 	}
-	return "", abi.StatusBadArgument
+	return "", abi.StatusInternalFailure
 }
 
 func pairsMD(pairs []abi.Pair) metadata.MD {
@@ -207,6 +230,7 @@ func (v *vm) grpcCallStart(st []uint64) abi.Status {
 		return abi.StatusInternalFailure
 	}
 	token := v.nextGrpcToken(false)
+	rid := v.cur.root
 	if !v.putU32(u32(st[11]), token) {
 		return abi.StatusInvalidMemoryAccess
 	}
@@ -228,15 +252,15 @@ func (v *vm) grpcCallStart(st []uint64) abi.Status {
 				return
 			}
 			delete(v.grpcCalls, token)
-			v.onRoot(func() {
+			v.onRoot(rid, func() {
 				if err == nil {
 					v.grpcRecv, v.grpcInRecv = resp, true
-					v.call3(v.fns.onGrpcReceive, uint64(v.rootID), uint64(token), uint64(len(resp)))
+					v.call3(v.fns.onGrpcReceive, uint64(v.cur.id), uint64(token), uint64(len(resp)))
 					v.grpcRecv, v.grpcInRecv = nil, false
 					return
 				}
 				v.status, v.statusMsg = code, msg
-				v.call3(v.fns.onGrpcClose, uint64(v.rootID), uint64(token), uint64(code))
+				v.call3(v.fns.onGrpcClose, uint64(v.cur.id), uint64(token), uint64(code))
 				v.statusMsg = ""
 			})
 		})
@@ -256,6 +280,7 @@ func (v *vm) grpcStreamStart(st []uint64) abi.Status {
 		return abi.StatusInternalFailure
 	}
 	token := v.nextGrpcToken(true)
+	rid := v.cur.root
 	if !v.putU32(u32(st[8]), token) {
 		return abi.StatusInvalidMemoryAccess
 	}
@@ -267,7 +292,7 @@ func (v *vm) grpcStreamStart(st []uint64) abi.Status {
 			if v.grpcCalls[token] != call {
 				return
 			}
-			v.onRoot(f)
+			v.onRoot(rid, f)
 		})
 	}
 	go func() {
@@ -283,7 +308,7 @@ func (v *vm) grpcStreamStart(st []uint64) abi.Status {
 			pairs := mdPairs(hdr)
 			deliver(func() {
 				v.grpcInit = pairs
-				v.call3(v.fns.onGrpcInitialMetadata, uint64(v.rootID), uint64(token), uint64(len(pairs)))
+				v.call3(v.fns.onGrpcInitialMetadata, uint64(v.cur.id), uint64(token), uint64(len(pairs)))
 				v.grpcInit = nil
 			})
 		}
@@ -298,7 +323,7 @@ func (v *vm) grpcStreamStart(st []uint64) abi.Status {
 				if tr := mdPairs(cs.Trailer()); true {
 					deliver(func() {
 						v.grpcTrail = tr
-						v.call3(v.fns.onGrpcTrailingMeta, uint64(v.rootID), uint64(token), uint64(len(tr)))
+						v.call3(v.fns.onGrpcTrailingMeta, uint64(v.cur.id), uint64(token), uint64(len(tr)))
 						v.grpcTrail = nil
 					})
 				}
@@ -307,7 +332,7 @@ func (v *vm) grpcStreamStart(st []uint64) abi.Status {
 			}
 			deliver(func() {
 				v.grpcRecv, v.grpcInRecv = msg, true
-				v.call3(v.fns.onGrpcReceive, uint64(v.rootID), uint64(token), uint64(len(msg)))
+				v.call3(v.fns.onGrpcReceive, uint64(v.cur.id), uint64(token), uint64(len(msg)))
 				v.grpcRecv, v.grpcInRecv = nil, false
 			})
 		}
@@ -318,7 +343,7 @@ func (v *vm) grpcStreamStart(st []uint64) abi.Status {
 func (v *vm) grpcStreamClosed(token uint32, call *grpcCall, code uint32, msg string, deliver func(func())) {
 	deliver(func() {
 		v.status, v.statusMsg = code, msg
-		v.call3(v.fns.onGrpcClose, uint64(v.rootID), uint64(token), uint64(code))
+		v.call3(v.fns.onGrpcClose, uint64(v.cur.id), uint64(token), uint64(code))
 		v.statusMsg = ""
 		call.remoteClosed = true
 		if call.localClosed && v.grpcCalls[token] == call {

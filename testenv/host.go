@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/meshplug/meshplug/filters/abi"
 	"github.com/tetratelabs/wazero"
@@ -31,16 +32,63 @@ type Options struct {
 	// reply like Envoy's router. nil: no router stage, every request goes to Upstream.
 	Routes       []Route
 	LogLevel     abi.LogLevel      // returned by proxy_get_log_level; logs below it are dropped; default LogInfo (the zero value is LogTrace, so set LogLevelTrace to get everything)
-	NodeMetadata map[string]string // exposed as property node.metadata.<KEY>
+	NodeMetadata map[string]string // exposed as property xds.node.metadata.<KEY>
 	LogWriter    io.Writer         // optional: also write each kept log line here
 	// LogLevelTrace keeps trace and debug logs (LogLevel's zero value means "default").
 	LogLevelTrace bool
+	// UpstreamAddress is the upstream.address property once the router sent the request
+	// (default DefaultUpstreamAddress).
+	UpstreamAddress string
+	// AllowOnHeadersStopIteration is Envoy's `allow_on_headers_stop_iteration` of the
+	// wasm filter (default false). Off, a Pause from proxy_on_request_headers or
+	// proxy_on_response_headers is StopAllIterationAndWatermark, as
+	// proxy-wasm-cpp-host's ContextBase::convertVmCallResultToFilterHeadersStatus turns
+	// StopIteration into: body and trailers wait before the plugin, which is not
+	// called for them, until it continues (then they come to it first). On, a Pause is
+	// StopIteration: the plugin still gets its body and trailers callbacks, and a
+	// Continue from one of them sends the held headers on.
+	AllowOnHeadersStopIteration bool
+	// RequestChunkSize and ResponseChunkSize cut request bodies and upstream response
+	// bodies into chunks of that many bytes, each its own body callback (as Envoy
+	// calls decodeData/encodeData per frame or socket read; the sizes depend on the
+	// peer, so there is no Envoy default). 0: the whole body in one chunk.
+	RequestChunkSize, ResponseChunkSize int
+	// BufferLimitBytes is Envoy's per_connection_buffer_limit_bytes as the buffer limit
+	// of a stream: a body a plugin buffers (Pause from a body callback) beyond it is
+	// answered 413 (request) or 500 (response). 0: Envoy's default, 1 MiB; < 0: none.
+	BufferLimitBytes int
 	// PollOneoffENOSYS makes WASI poll_oneoff fail with ENOSYS, as proxy-wasm-cpp-host
 	// did before its #533 (Envoy before PR #45756): official-Go guests then die at
 	// their first garbage collection. For compatibility tests; see
 	// docs/compatibility.md.
 	PollOneoffENOSYS bool
 }
+
+// FailurePolicy is what happens to requests when a plugin's VM fails at runtime (a
+// trap, a panic that escaped, proc_exit), Envoy's PluginConfig.failure_policy (Istio's
+// WasmPlugin failStrategy: FAIL_CLOSE, FAIL_OPEN, FAIL_RELOAD).
+type FailurePolicy uint8
+
+const (
+	// FailClosed (Envoy's default, also for FAIL_UNSPECIFIED): the stream whose
+	// callback failed and every later stream get a 503 local reply with an empty body
+	// and details wasm_fail_stream (Envoy's Context::failStream; grpc-status 14 for
+	// gRPC requests). Streams already past their response headers are reset.
+	FailClosed FailurePolicy = iota
+	// FailOpen: the failed callback counts as Continue, and later streams skip the
+	// plugin (cpp-host's CHECK_FAIL_HTTP with fail_open; PluginConfig::createContext
+	// adds no filter).
+	FailOpen
+	// FailReload: like FailClosed for the failing stream; a later stream first reloads
+	// the VM (a new instance: _initialize, root contexts, configure) once the reload
+	// backoff since the last load elapsed (Plugin.ReloadBackoff), as
+	// PluginConfig::maybeReloadHandleIfNeeded does; before that, or if the reload
+	// fails, it gets the FailClosed 503.
+	FailReload
+)
+
+// DefaultReloadBackoff is Envoy's default reload_config.backoff.base_interval (1 s).
+const DefaultReloadBackoff = time.Second
 
 // Plugin is one proxy-wasm plugin of the filter chain.
 type Plugin struct {
@@ -50,9 +98,20 @@ type Plugin struct {
 	Wasm     []byte // the compiled module
 	Config   []byte // plugin configuration (BufferPluginConfig)
 	VMConfig []byte // vm configuration (BufferVMConfiguration)
+	// FailurePolicy: what a runtime failure of the VM does (default FailClosed, as
+	// Envoy).
+	FailurePolicy FailurePolicy
+	// ReloadBackoff is the least time between two loads of a failed VM with
+	// FailReload; 0 = Envoy's default, 1 s. Envoy adds a random jitter of up to half of
+	// it (JitteredLowerBoundBackOffStrategy); testenv waits exactly this long so tests
+	// with a FakeClock are deterministic.
+	ReloadBackoff time.Duration
 }
 
-// NodeID is the node.id property value.
+// DefaultBufferLimitBytes is Envoy's default per_connection_buffer_limit_bytes (1 MiB).
+const DefaultBufferLimitBytes = 1 << 20
+
+// NodeID is the xds.node.id property value.
 const NodeID = "testenv~127.0.0.1~node~cluster.local"
 
 // LogEntry is one log line kept by the host (proxy_log, or WASI stdout/stderr).
@@ -69,6 +128,7 @@ type Host struct {
 	clock    Clock
 	logLevel abi.LogLevel
 	plugins  []Plugin
+	mods     []wazero.CompiledModule
 	routes   []compiledRoute // nil: no router stage
 	workers  []*worker
 	rr       atomic.Uint32
@@ -147,11 +207,14 @@ func New(ctx context.Context, opts Options, chain ...Plugin) (*Host, error) {
 		}
 		mods[i] = m
 	}
+	h.mods = mods
 	for wi := 0; wi < opts.Workers; wi++ {
 		w := &worker{id: wi, h: h}
 		h.workers = append(h.workers, w)
 		for i := range chain {
+			w.mu.Lock()
 			v, err := newVM(ctx, h, w, i, mods[i])
+			w.mu.Unlock()
 			if v != nil {
 				w.vms = append(w.vms, v)
 			}
@@ -175,6 +238,9 @@ func (h *Host) Close(ctx context.Context) error {
 	for _, w := range h.workers {
 		w.mu.Lock()
 		for _, v := range w.vms {
+			for len(v.draining) > 0 {
+				v.deleteRoot(v.draining[0].ref.id)
+			}
 			v.stopTick()
 			if !v.failed {
 				v.cur = &v.root
@@ -183,6 +249,13 @@ func (h *Host) Close(ctx context.Context) error {
 					v.call1(v.fns.onDelete, uint64(v.rootID))
 				}
 			}
+		}
+		closed := map[*inst]bool{}
+		for _, v := range w.vms {
+			if closed[v.inst] {
+				continue
+			}
+			closed[v.inst] = true
 			if err := v.mod.Close(ctx); err != nil {
 				errs = append(errs, err)
 			}
@@ -195,6 +268,33 @@ func (h *Host) Close(ctx context.Context) error {
 	}
 	h.grpcConns = nil
 	h.grpcMu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Reconfigure delivers a new plugin configuration to plugin (its index in the chain) on
+// every worker the way an xDS update of the filter's configuration does in Envoy: the
+// plugin's VM stays (same VM key), a new root context is created in it
+// (proxy_on_context_create, proxy_on_vm_start, proxy_on_configure with the new
+// configuration; cpp-host's WasmBase::start for the new plugin key); new streams use
+// it; streams in flight finish on the old root context, which then gets proxy_on_done
+// and proxy_on_delete (cpp-host's startShutdown when the old plugin handle goes away).
+// A configuration the plugin refuses is an error and leaves the old one in place (Envoy
+// rejects the update).
+func (h *Host) Reconfigure(ctx context.Context, plugin int, config []byte) error {
+	if plugin < 0 || plugin >= len(h.plugins) {
+		return fmt.Errorf("testenv: Reconfigure: no plugin %d", plugin)
+	}
+	var errs []error
+	for _, w := range h.workers {
+		w.run(func() {
+			if err := w.vms[plugin].reconfigure(config); err != nil {
+				errs = append(errs, err)
+			}
+		})
+	}
+	if len(errs) == 0 {
+		h.plugins[plugin].Config = config
+	}
 	return errors.Join(errs...)
 }
 

@@ -197,8 +197,8 @@ func TestConfigureFailure(t *testing.T) {
 func TestTrapFailsVM(t *testing.T) {
 	h := newHost(t, Options{}, raw(t, "a", "trap"))
 	resp := do(t, h, Request{})
-	if !resp.Reset || resp.Upstream != nil {
-		t.Fatalf("want reset, got %+v", resp)
+	if resp.Reset || resp.Status != 503 || resp.Details != "wasm_fail_stream" || len(resp.Body) != 0 || resp.Upstream != nil {
+		t.Fatalf("want Envoy's failStream 503, got %+v", resp)
 	}
 	resp = do(t, h, Request{})
 	if resp.Status != 503 || !resp.LocalReply || resp.Details != "wasm_fail_stream" {
@@ -223,7 +223,7 @@ func TestProperties(t *testing.T) {
 		"x-prop-request.path": "/a/b?q=1", "x-prop-request.url_path": "/a/b", "x-prop-request.method": "GET",
 		"x-prop-request.headers.user-agent": "ua/1", "x-prop-plugin_name": "a", "x-prop-plugin_root_id": "root-a",
 		"x-prop-plugin_vm_id": "vm-a", "x-prop-source.address": "10.0.0.1:1234", "x-prop-source.port": "1234",
-		"x-prop-node.id": NodeID, "x-prop-node.metadata.REGION": "eu", "x-prop-connection.mtls": "\x00",
+		"x-prop-node.id": "status:1", "x-prop-xds.node.id": NodeID, "x-prop-xds.node.metadata.REGION": "eu", "x-prop-connection.mtls": "\x00",
 		"x-prop-custom.thing": "yes", "x-prop-my.prop": "set-value",
 	}
 	for k, v := range want {

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,9 +11,13 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
+// vmOf returns the plugin whose context is current in the calling VM.
 func vmOf(ctx context.Context) *vm {
-	v, _ := ctx.Value(vmKey{}).(*vm)
-	return v
+	in, _ := ctx.Value(vmKey{}).(*inst)
+	if in == nil {
+		return nil
+	}
+	return in.vms[in.cur.plugin]
 }
 
 // guard turns a host call body into a GoModuleFunc that never panics: a bug becomes
@@ -173,10 +178,6 @@ func envFuncs() []hostFunc {
 		}),
 		envFn("proxy_set_effective_context", 1, func(v *vm, st []uint64) abi.Status {
 			id := u32(st[0])
-			if id == v.rootID {
-				v.cur = &v.root
-				return abi.StatusOK
-			}
 			if ref := v.streamCtx(id); ref != nil {
 				v.cur = ref
 				return abi.StatusOK
@@ -289,7 +290,7 @@ func envFuncs() []hostFunc {
 			if !ok {
 				return abi.StatusInvalidMemoryAccess
 			}
-			*m = append(*m, abi.Pair{Key: k, Value: val})
+			addHeader(m, k, val, inlineFor(abi.MapType(u32(st[0]))))
 			v.edited(m)
 			return abi.StatusOK
 		}),
@@ -340,9 +341,11 @@ func envFuncs() []hostFunc {
 			if err != nil {
 				return abi.StatusBadArgument
 			}
+			// Envoy's setHeaderMapPairs: remove everything, then addCopy each pair.
 			*m = (*m)[:0]
+			inline := inlineFor(abi.MapType(u32(st[0])))
 			for _, p := range pairs {
-				*m = append(*m, abi.Pair{Key: lowerASCII(p.Key), Value: p.Value})
+				addHeader(m, lowerASCII(p.Key), p.Value, inline)
 			}
 			v.edited(m)
 			return abi.StatusOK
@@ -549,23 +552,69 @@ func envFuncs() []hostFunc {
 	}
 }
 
-func replaceHeader(m *[]abi.Pair, k, val string) {
-	found := false
-	out := (*m)[:0]
-	for _, p := range *m {
-		if p.Key == k {
-			if found {
-				continue
+// Inline headers of Envoy's header maps (header_map_impl.h INLINE_REQ_HEADERS,
+// INLINE_RESP_HEADERS, INLINE_REQ_RESP_HEADERS and the O(1) custom headers common
+// extensions register, like authorization): an add to one that exists appends to its
+// value with "," (HeaderMapImpl::insertByKey, appendToHeader) instead of adding a
+// second entry.
+var (
+	inlineCommon = []string{"connection", "content-type", "content-length", "keep-alive", "proxy-connection",
+		"proxy-status", "x-request-id", "transfer-encoding", "upgrade", "via", "x-envoy-decorator-operation"}
+	inlineRequest = append([]string{":authority", ":path", ":method", ":scheme", ":protocol", "user-agent",
+		"authorization", "expect", "te", "grpc-timeout", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+		"x-forwarded-client-cert", "x-client-trace-id", "x-envoy-internal", "x-envoy-original-path",
+		"x-envoy-expected-rq-timeout-ms", "x-envoy-max-retries", "x-envoy-retry-on", "x-envoy-retry-grpc-on",
+		"x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-external-address",
+		"x-envoy-downstream-service-cluster", "x-envoy-downstream-service-node", "x-envoy-force-trace"}, inlineCommon...)
+	inlineResponse = append([]string{":status", "date", "server", "location", "etag", "grpc-status", "grpc-message",
+		"x-envoy-upstream-service-time", "x-envoy-overloaded", "x-envoy-ratelimited", "x-envoy-degraded",
+		"x-envoy-upstream-canary", "x-envoy-immediate-health-check-fail", "x-envoy-upstream-healthchecked-cluster"}, inlineCommon...)
+)
+
+// inlineFor returns the inline header names of a map type (nil: none, e.g. callouts).
+func inlineFor(mt abi.MapType) []string {
+	switch mt {
+	case abi.MapRequestHeaders:
+		return inlineRequest
+	case abi.MapResponseHeaders:
+		return inlineResponse
+	}
+	return nil
+}
+
+// addHeader is Envoy's HeaderMapImpl::addCopy: an inline header that exists gets
+// ",value" appended; anything else is a new entry, pseudo-headers after the last
+// pseudo-header, others at the end (HeaderList::insert).
+func addHeader(m *[]abi.Pair, k, val string, inline []string) {
+	if slices.Contains(inline, k) {
+		for i := range *m {
+			if (*m)[i].Key == k {
+				(*m)[i].Value += "," + val
+				return
 			}
-			found = true
-			p.Value = val
 		}
-		out = append(out, p)
 	}
-	if !found {
-		out = append(out, abi.Pair{Key: k, Value: val})
+	insertHeader(m, abi.Pair{Key: k, Value: val})
+}
+
+func insertHeader(m *[]abi.Pair, p abi.Pair) {
+	if strings.HasPrefix(p.Key, ":") {
+		i := 0
+		for i < len(*m) && strings.HasPrefix((*m)[i].Key, ":") {
+			i++
+		}
+		*m = slices.Insert(*m, i, p)
+		return
 	}
-	*m = out
+	*m = append(*m, p)
+}
+
+// replaceHeader is Envoy's setCopy (http_set_copy_replace_all_headers, on by default):
+// remove every entry of k, then add one, which therefore moves to the end (or after
+// the pseudo-headers).
+func replaceHeader(m *[]abi.Pair, k, val string) {
+	removeHeader(m, k)
+	insertHeader(m, abi.Pair{Key: k, Value: val})
 }
 
 func removeHeader(m *[]abi.Pair, k string) {
@@ -590,14 +639,18 @@ func (v *vm) buffer(bt abi.BufferType) (b *[]byte, mutable, found bool) {
 	s := ref.s
 	switch bt {
 	case abi.BufferRequestBody:
-		if s != nil && ref.maps&mReqBody != 0 {
-			return &s.reqBody, true, true
+		if s != nil && ref.maps&mReqBody != 0 && s.stage == stReq {
+			if b := s.bodyBuffer(ref); b != nil {
+				return b, true, true
+			}
 		}
 		e := emptyBuf[:0:0]
 		return &e, false, true
 	case abi.BufferResponseBody:
-		if s != nil && ref.maps&mRespBody != 0 {
-			return &s.respBody, true, true
+		if s != nil && ref.maps&mRespBody != 0 && s.stage == stResp {
+			if b := s.bodyBuffer(ref); b != nil {
+				return b, true, true
+			}
 		}
 		e := emptyBuf[:0:0]
 		return &e, false, true
@@ -616,7 +669,7 @@ func (v *vm) buffer(bt abi.BufferType) (b *[]byte, mutable, found bool) {
 		return &c, false, true
 	case abi.BufferPluginConfig:
 		if v.configuring {
-			c := v.h.plugins[v.plugin].Config
+			c := v.config
 			return &c, false, true
 		}
 	}

@@ -20,7 +20,10 @@ type httpResult struct {
 	failed   bool // reset after response headers: Envoy's onFailure(Reset)
 }
 
-var calloutClient = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}}
+// calloutClient makes HTTP callouts. Like Envoy's async client it does not follow
+// redirects: a 3xx goes back to the guest.
+var calloutClient = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // httpCall implements proxy_http_call. Like Envoy it needs a known cluster, a
 // non-negative timeout, and :method, :path and :authority among the headers
@@ -66,7 +69,7 @@ func (v *vm) httpCall(st []uint64) abi.Status {
 			method = p.Value
 		case ":path":
 			path = p.Value
-		case ":authority", "host":
+		case ":authority": // Envoy checks Host(), the :authority header; "host" is a plain header
 			authority = p.Value
 		default:
 			if !strings.HasPrefix(k, ":") {
@@ -87,10 +90,11 @@ func (v *vm) httpCall(st []uint64) abi.Status {
 	}
 	ctx, cancel := context.WithCancel(v.h.calloutCtx)
 	v.httpCalls[token] = cancel
+	rid := v.cur.root // cpp-host's http_call dispatches from the caller's root context
 	go func() {
 		res := doHTTP(ctx, addr, method, path, authority, regular, body, time.Duration(timeout)*time.Millisecond)
 		cancel()
-		v.w.run(func() { v.deliverHTTP(token, res) })
+		v.w.run(func() { v.deliverHTTP(rid, token, res) })
 	}()
 	return abi.StatusOK
 }
@@ -150,21 +154,21 @@ func doHTTP(ctx context.Context, addr, method, path, authority string, hdrs []ab
 	return res
 }
 
-func (v *vm) deliverHTTP(token uint32, res *httpResult) {
+func (v *vm) deliverHTTP(rid, token uint32, res *httpResult) {
 	if _, ok := v.httpCalls[token]; !ok {
 		return
 	}
 	delete(v.httpCalls, token)
-	v.onRoot(func() {
+	v.onRoot(rid, func() {
 		if res.failed {
 			v.status, v.statusMsg = uint32(abi.StatusBrokenConnection), "reset"
-			v.call5(v.fns.onHTTPCallResponse, uint64(v.rootID), uint64(token), 0, 0, 0)
+			v.call5(v.fns.onHTTPCallResponse, uint64(v.cur.id), uint64(token), 0, 0, 0)
 			v.statusMsg = ""
 			return
 		}
 		v.status, v.statusMsg = 0, ""
 		v.httpResp = res
-		v.call5(v.fns.onHTTPCallResponse, uint64(v.rootID), uint64(token),
+		v.call5(v.fns.onHTTPCallResponse, uint64(v.cur.id), uint64(token),
 			uint64(len(res.headers)), uint64(len(res.body)), uint64(len(res.trailers)))
 		v.httpResp = nil
 	})

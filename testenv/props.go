@@ -15,7 +15,28 @@ import (
 const (
 	DefaultSourceAddress      = "127.0.0.1:40000"
 	DefaultDestinationAddress = "127.0.0.1:10000"
+	DefaultUpstreamAddress    = "127.0.0.1:8080"
 )
+
+// joined appends the values of header name in m, joined with ",", to out (the VM's
+// scratch); NotFound when absent.
+func (v *vm) joined(out []byte, m []abi.Pair, name string) ([]byte, abi.Status) {
+	n := 0
+	for _, h := range m {
+		if h.Key == name {
+			if n > 0 {
+				out = append(out, ',')
+			}
+			out = append(out, h.Value...)
+			n++
+		}
+	}
+	v.scratch = out
+	if n == 0 {
+		return nil, abi.StatusNotFound
+	}
+	return out, abi.StatusOK
+}
 
 var requestIDs atomic.Uint64
 
@@ -24,12 +45,20 @@ var requestIDs atomic.Uint64
 // connection.id and connection_id), booleans as 1 byte, request.time as 8-byte
 // little-endian nanoseconds since the epoch. Unknown paths are NotFound.
 //
-// Supported: request.{path,url_path,host,scheme,method,headers.<name>,id,protocol,time,
-// useragent,referer,query}, response.{code,code_details,headers.<name>,trailers.<name>},
-// source.{address,port}, destination.{address,port}, connection.{id,mtls},
-// connection_id, plugin_name, plugin_root_id, plugin_vm_id, node.id,
-// node.metadata.<KEY>; Request.Properties by dotted path; and what proxy_set_property
-// stored on the stream (by the exact path given).
+// Supported: request.{path,url_path,host,scheme,method,headers.<name>,id,useragent,
+// referer,query} (from the request header map, so only while the calling context
+// still has it, as Envoy's findValue reads request_headers_ or, in proxy_on_log,
+// access_log_request_headers_: NotFound after the plugin let the headers go on),
+// request.{protocol,time} (stream info, always), response.{code,code_details,
+// headers.<name>,trailers.<name>}, upstream.{address,port} (once the router sent the
+// request: Options.UpstreamAddress), source.{address,port}, destination.{address,port},
+// connection.{id,mtls}, connection_id, plugin_name, plugin_root_id, plugin_vm_id,
+// xds.node.id, xds.node.metadata.<KEY> (Options.NodeMetadata; the top-level node.*
+// form is gone since Envoy 1.33), xds.route_name, xds.cluster_name (router stage);
+// Request.Properties by dotted path (metadata.*, filter_state.*, connection.mtls, …
+// whatever a test sets); and what proxy_set_property stored on the stream (by the
+// exact path given). request.headers.<name> and response.headers.<name> join repeated
+// values with "," (Envoy's HeadersWrapper uses HeaderUtility::getAllOfHeaderAsString).
 //
 // Caveat: request.id is generated lazily when the request has no x-request-id header;
 // the host does not add that header to the request like Envoy's connection manager.
@@ -67,17 +96,21 @@ func (v *vm) property(path []byte) ([]byte, abi.Status) {
 		if len(rest) == 0 {
 			return str(p.VMID)
 		}
-	case "node":
+	case "xds":
 		field, sub, _ := bytes.Cut(rest, []byte{0})
-		switch string(field) {
-		case "id":
-			if len(sub) == 0 {
-				return str(NodeID)
+		if string(field) == "node" {
+			nf, key, _ := bytes.Cut(sub, []byte{0})
+			switch string(nf) {
+			case "id":
+				if len(key) == 0 {
+					return str(NodeID)
+				}
+			case "metadata":
+				if val, ok := v.h.opts.NodeMetadata[string(key)]; ok && len(key) > 0 {
+					return str(val)
+				}
 			}
-		case "metadata":
-			if val, ok := v.h.opts.NodeMetadata[string(sub)]; ok && len(sub) > 0 {
-				return str(val)
-			}
+			return nil, abi.StatusNotFound
 		}
 	case "connection_id":
 		if s != nil && len(rest) == 0 {
@@ -108,13 +141,17 @@ func (v *vm) property(path []byte) ([]byte, abi.Status) {
 			return str(r.Cluster)
 		}
 	case "request":
+		switch string(field) {
+		case "protocol":
+			return str("HTTP/1.1")
+		case "time":
+			return i64v(s.startTime().UnixNano())
+		}
+		if v.cur.maps&mReqHeaders == 0 && s.stage != stLog {
+			return nil, abi.StatusNotFound // the plugin let the request headers go
+		}
 		hdr := func(name string) ([]byte, abi.Status) {
-			for _, h := range s.reqHeaders {
-				if h.Key == name {
-					return str(h.Value)
-				}
-			}
-			return nil, abi.StatusNotFound
+			return v.joined(out, s.reqHeaders, name)
 		}
 		switch string(field) {
 		case "path":
@@ -132,14 +169,10 @@ func (v *vm) property(path []byte) ([]byte, abi.Status) {
 			return hdr(":scheme")
 		case "method":
 			return hdr(":method")
-		case "protocol":
-			return str("HTTP/1.1")
 		case "useragent":
 			return hdr("user-agent")
 		case "referer":
 			return hdr("referer")
-		case "time":
-			return i64v(s.startTime().UnixNano())
 		case "id":
 			if val, ok := Headers(s.reqHeaders).Get("x-request-id"); ok {
 				return str(val)
@@ -168,16 +201,30 @@ func (v *vm) property(path []byte) ([]byte, abi.Status) {
 			}
 			return str("via_upstream")
 		case "headers", "trailers":
-			m := s.respHeaders
+			m, bit := s.respHeaders, mRespHeaders
 			if string(field) == "trailers" {
-				m = s.respTrailers
+				m, bit = s.respTrailers, mRespTrailers
 			}
-			key := string(v.lowerKey(sub))
-			for _, h := range m {
-				if h.Key == key {
-					return str(h.Value)
-				}
+			if v.cur.maps&bit == 0 && s.stage != stLog {
+				return nil, abi.StatusNotFound // the plugin let them go (Envoy drops its pointer)
 			}
+			return v.joined(out, m, string(v.lowerKey(sub)))
+		}
+	case "upstream":
+		if !s.upstreamCalled {
+			break
+		}
+		addr := or(s.h.opts.UpstreamAddress, DefaultUpstreamAddress)
+		switch string(field) {
+		case "address":
+			return str(addr)
+		case "port":
+			_, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, abi.StatusNotFound
+			}
+			n, _ := strconv.Atoi(port)
+			return i64v(int64(n))
 		}
 	case "source", "destination":
 		addr := or(s.req.SourceAddress, DefaultSourceAddress)

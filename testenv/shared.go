@@ -89,6 +89,7 @@ type queueStore struct {
 
 type queue struct {
 	owner *vm
+	root  uint32 // the root context that registered it (gets proxy_on_queue_ready)
 	items [][]byte
 }
 
@@ -103,7 +104,7 @@ func (q *queueStore) register(v *vm, name string) uint32 {
 	defer q.mu.Unlock()
 	k := [2]string{v.vmID, name}
 	if t, ok := q.byName[k]; ok {
-		q.queues[t].owner = v
+		q.queues[t].owner, q.queues[t].root = v, v.cur.root
 		return t
 	}
 	t := q.next
@@ -112,7 +113,7 @@ func (q *queueStore) register(v *vm, name string) uint32 {
 		q.next = 1
 	}
 	q.byName[k] = t
-	q.queues[t] = &queue{owner: v}
+	q.queues[t] = &queue{owner: v, root: v.cur.root}
 	return t
 }
 
@@ -131,10 +132,10 @@ func (q *queueStore) enqueue(token uint32, data []byte) abi.Status {
 		return abi.StatusNotFound
 	}
 	qu.items = append(qu.items, data)
-	owner := qu.owner
+	owner, rid := qu.owner, qu.root
 	q.mu.Unlock()
 	owner.w.post(func() {
-		owner.onRoot(func() { owner.call2(owner.fns.onQueueReady, uint64(owner.rootID), uint64(token)) })
+		owner.onRoot(rid, func() { owner.call2(owner.fns.onQueueReady, uint64(owner.cur.id), uint64(token)) })
 	})
 	return abi.StatusOK
 }

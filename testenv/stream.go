@@ -148,12 +148,11 @@ type Stream struct {
 	paused bool // waiting for a plugin to continue
 	inCall bool
 	callee int // plugin whose stream callback runs (when inCall)
-	// Frames of the current direction: nf of them, kinds in fk; pushed: all were handed
-	// to the first plugin; arrived: how many went past the last one; gen changes when
-	// the direction is abandoned (local reply, reset, trap).
-	fk      [3]uint8
-	nf      uint8
-	arrived uint8
+	// Frames of the current direction: headers, body chunks, trailers; pushed: all
+	// were handed to the first plugin; arrived: how many went past the last one; gen
+	// changes when the direction is abandoned (local reply, reset, trap).
+	fr      []frame
+	arrived int
 	pushed  bool
 	gen     uint32
 	// continued: proxy_continue_stream was called during the running callback.
@@ -169,10 +168,9 @@ type Stream struct {
 	inStart      bool
 
 	reqHeaders, reqTrailers   []abi.Pair
-	reqBody                   []byte
 	hasReqBody, hasReqTrailer bool
 	respHeaders, respTrailers []abi.Pair
-	respBody                  []byte
+	respBody                  []byte // the response body before it is cut into frames (upstream or local reply)
 	hasRespBody, hasRespTrail bool
 	upstreamCalled            bool
 
@@ -210,8 +208,72 @@ func (h *Host) Start(req Request) *Stream {
 }
 
 func (s *Stream) clear() {
-	ctxs, rh, rt, ph, pt := s.ctxs[:0], s.reqHeaders[:0], s.reqTrailers[:0], s.respHeaders[:0], s.respTrailers[:0]
-	*s = Stream{ctxs: ctxs, reqHeaders: rh, reqTrailers: rt, respHeaders: ph, respTrailers: pt}
+	ctxs, rh, rt, ph, pt, fr := s.ctxs[:0], s.reqHeaders[:0], s.reqTrailers[:0], s.respHeaders[:0], s.respTrailers[:0], s.fr[:0]
+	*s = Stream{ctxs: ctxs, reqHeaders: rh, reqTrailers: rt, respHeaders: ph, respTrailers: pt, fr: fr}
+}
+
+// appendChunk adds a body chunk to what reached the end of the chain (a lone chunk is
+// kept as is; it is capped, so a later append copies).
+func appendChunk(to, chunk []byte) []byte {
+	if to == nil {
+		return chunk
+	}
+	return append(to, chunk...)
+}
+
+// mergeHeld moves the data of the body chunks in frames [from, to) into chunk to, as
+// Envoy keeps one buffer of the body a filter stopped on: the plugin's next body
+// callback sees the whole buffered body and its size.
+func (s *Stream) mergeHeld(from, to int) {
+	n := 0
+	for j := from; j < to; j++ {
+		if fr := &s.fr[j]; fr.kind == fBody && !fr.merged {
+			n += len(fr.data)
+		}
+	}
+	acc := make([]byte, 0, n+len(s.fr[to].data))
+	for j := from; j < to; j++ {
+		if fr := &s.fr[j]; fr.kind == fBody && !fr.merged {
+			acc = append(acc, fr.data...)
+			fr.data, fr.merged = nil, true
+		}
+	}
+	s.fr[to].data = append(acc, s.fr[to].data...)
+}
+
+// bodyBuffer is the body a plugin may use now: the last chunk it received (holding the
+// chunks it buffered before, see mergeHeld).
+func (s *Stream) bodyBuffer(ref *ctxRef) *[]byte {
+	for j := ref.got - 1; j >= 0 && j < len(s.fr); j-- {
+		if fr := &s.fr[j]; fr.kind == fBody && !fr.merged {
+			return &fr.data
+		}
+	}
+	return nil
+}
+
+// checkBufferLimit applies Envoy's buffer limit to a body a plugin stopped on with
+// Pause (StopIterationAndBuffer): above Options.BufferLimitBytes the request is answered
+// 413 "Payload Too Large" (details request_payload_too_large) and the response 500
+// "Internal Server Error" (response_payload_too_large), or reset if its headers were
+// already sent (FilterManager's ActiveStreamDecoderFilter::requestDataTooLarge and
+// ActiveStreamEncoderFilter::responseDataTooLarge). Bodies held behind a headers Pause
+// (StopAllIterationAndWatermark) only apply back-pressure in Envoy: no limit here.
+func (s *Stream) checkBufferLimit(n int) {
+	limit := s.h.opts.BufferLimitBytes
+	if limit == 0 {
+		limit = DefaultBufferLimitBytes
+	}
+	if limit < 0 || n <= limit {
+		return
+	}
+	if s.stage == stReq {
+		s.local = &localReply{status: 413, details: "request_payload_too_large", body: []byte("Payload Too Large"), grpcStatus: abi.GrpcStatusNone}
+	} else {
+		s.local = &localReply{status: 500, details: "response_payload_too_large", body: []byte("Internal Server Error"), grpcStatus: abi.GrpcStatusNone}
+	}
+	s.localDone = false
+	s.applyLocal()
 }
 
 func lowerASCII(s string) string {
@@ -269,7 +331,6 @@ func (h *Host) start(s *Stream, req Request) (*Response, *Stream) {
 			s.grpcReq = true
 		}
 	}
-	s.reqBody = req.Body
 	s.hasReqBody = req.Body != nil
 	s.reqTrailers = s.reqTrailers[:0]
 	for _, kv := range req.Trailers {
@@ -283,7 +344,7 @@ func (h *Host) start(s *Stream, req Request) (*Response, *Stream) {
 	} else {
 		s.ctxs = make([]ctxRef, n)
 	}
-	s.setFrames(stReq, s.hasReqBody, s.hasReqTrailer)
+	s.setFrames(stReq, req.Body, s.hasReqBody, s.hasReqTrailer)
 	w.mu.Lock()
 	if _, fake := h.clock.(*FakeClock); fake {
 		s.start = h.clock.Now()
@@ -378,29 +439,51 @@ func (s *Stream) create(i int) bool {
 	}
 	v := s.w.vms[i]
 	v.nextID++
-	*ref = ctxRef{id: v.nextID, plugin: i, s: s}
+	*ref = ctxRef{id: v.nextID, plugin: i, s: s, root: v.rootID, in: v.inst}
+	v.streams++
 	v.cur = &v.root
 	_, ok := v.call2(v.fns.onContextCreate, uint64(ref.id), uint64(v.rootID))
 	return ok
 }
 
-// setFrames starts a direction (stReq or stResp) with its frames: headers, then a body
-// and trailers if present.
-func (s *Stream) setFrames(st stage, body, trailers bool) {
+// frame is one frame of a direction.
+type frame struct {
+	kind uint8
+	// merged: a body chunk whose data moved into a later chunk held by the same plugin
+	// (Envoy's buffered body); it passes the next plugins without callbacks.
+	merged bool
+	data   []byte // body chunk
+}
+
+// setFrames starts a direction (stReq or stResp) with its frames: headers, then the
+// body (if hasBody) cut into chunks of the direction's chunk size
+// (Options.RequestChunkSize / ResponseChunkSize; 0: one chunk), then trailers if
+// present.
+func (s *Stream) setFrames(st stage, body []byte, hasBody, trailers bool) {
 	s.stage = st
 	s.gen++
-	s.fk[0], s.nf = fHeaders, 1
-	if body {
-		s.fk[s.nf] = fBody
-		s.nf++
+	s.fr = append(s.fr[:0], frame{kind: fHeaders})
+	if hasBody {
+		chunk := s.h.opts.RequestChunkSize
+		if st == stResp {
+			chunk = s.h.opts.ResponseChunkSize
+		}
+		if chunk <= 0 || len(body) <= chunk {
+			s.fr = append(s.fr, frame{kind: fBody, data: body[:len(body):len(body)]})
+		} else {
+			for len(body) > 0 {
+				n := min(chunk, len(body))
+				s.fr = append(s.fr, frame{kind: fBody, data: body[:n:n]})
+				body = body[n:]
+			}
+		}
 	}
 	if trailers {
-		s.fk[s.nf] = fTrailers
-		s.nf++
+		s.fr = append(s.fr, frame{kind: fTrailers})
 	}
 	s.arrived, s.pushed = 0, false
 	for i := range s.ctxs {
-		s.ctxs[i].got, s.ctxs[i].sent = 0, 0
+		s.ctxs[i].got, s.ctxs[i].sent, s.ctxs[i].stopAll = 0, 0, false
 	}
 }
 
@@ -415,10 +498,10 @@ func (s *Stream) pos(p int) int {
 
 // callback delivers frame f of the current direction to plugin i and reports whether
 // the plugin let it go on (false: it stopped, or the stream was abandoned).
-func (s *Stream) callback(i int, f uint8) bool {
+func (s *Stream) callback(i int, f int) bool {
 	v := s.w.vms[i]
 	ref := &s.ctxs[i]
-	kind := s.fk[f]
+	kind := s.fr[f].kind
 	bit := uint8(1) << kind
 	if s.stage == stResp {
 		bit <<= 3
@@ -429,24 +512,30 @@ func (s *Stream) callback(i int, f uint8) bool {
 	id := uint64(ref.id)
 	var act uint64
 	var ok bool
-	eos := b2u(f == s.nf-1)
+	eos := b2u(f == len(s.fr)-1)
 	switch {
 	case s.stage == stReq && kind == fHeaders:
 		act, ok = v.call3(v.fns.onReqHeaders, id, uint64(len(s.reqHeaders)), eos)
 	case s.stage == stReq && kind == fBody:
-		act, ok = v.call3(v.fns.onReqBody, id, uint64(len(s.reqBody)), eos)
+		act, ok = v.call3(v.fns.onReqBody, id, uint64(len(s.fr[f].data)), eos)
 	case s.stage == stReq:
 		act, ok = v.call2(v.fns.onReqTrailers, id, uint64(len(s.reqTrailers)))
 	case kind == fHeaders:
 		act, ok = v.call3(v.fns.onRespHeaders, id, uint64(len(s.respHeaders)), eos)
 	case kind == fBody:
-		act, ok = v.call3(v.fns.onRespBody, id, uint64(len(s.respBody)), eos)
+		act, ok = v.call3(v.fns.onRespBody, id, uint64(len(s.fr[f].data)), eos)
 	default:
 		act, ok = v.call2(v.fns.onRespTrailers, id, uint64(len(s.respTrailers)))
 	}
 	s.inCall = false
 	if !ok {
-		s.trapped()
+		if s.h.plugins[i].FailurePolicy == FailOpen {
+			// cpp-host's CHECK_FAIL_HTTP after the call: fail open is Continue.
+			s.continued = false
+			ref.maps &^= bit
+			return true
+		}
+		s.failStream()
 		return false
 	}
 	if s.pendingReset {
@@ -459,14 +548,15 @@ func (s *Stream) callback(i int, f uint8) bool {
 		return false
 	}
 	if abi.Action(act) == abi.ActionPause && !s.continued {
+		if kind == fHeaders && !s.h.opts.AllowOnHeadersStopIteration {
+			ref.stopAll = true
+		}
 		return false
 	}
 	s.continued = false
 	ref.maps &^= bit
 	return true
 }
-
-func (s *Stream) trapped() { s.doReset() }
 
 func (s *Stream) doReset() {
 	s.reset = true
@@ -487,7 +577,7 @@ func (s *Stream) run() {
 				// filter stopped).
 				s.pushed = true
 				g := s.gen
-				for f := uint8(0); f < s.nf && s.gen == g; f++ {
+				for f := 0; f < len(s.fr) && s.gen == g; f++ {
 					s.deliver(f, 0)
 				}
 				continue
@@ -496,7 +586,7 @@ func (s *Stream) run() {
 			return
 		case stUpstream:
 			s.callUpstream()
-			s.setFrames(stResp, s.hasRespBody, s.hasRespTrail)
+			s.setFrames(stResp, s.respBody, s.hasRespBody, s.hasRespTrail)
 		case stLog:
 			s.logAndDestroy()
 			s.stage = stDone
@@ -510,29 +600,73 @@ func (s *Stream) run() {
 // deliver passes frame f of the current direction through the plugins from position p
 // on, like Envoy's filter manager: a plugin that stops keeps it (and later frames); a
 // plugin that held earlier frames and lets this one go releases them all, in order.
-func (s *Stream) deliver(f uint8, p int) {
+func (s *Stream) deliver(f int, p int) {
 	g := s.gen
 	vms := s.w.vms
 	for n := len(s.ctxs); p < n; p++ {
 		i := s.pos(p)
 		ref := &s.ctxs[i]
 		switch {
-		case s.stage == stReq && s.fk[f] == fHeaders:
-			if vms[i].failed {
-				s.failedVM()
+		case s.stage == stReq && s.fr[f].kind == fHeaders:
+			// Envoy's PluginConfig::createContext for a failed VM: reload it
+			// (FailReload, after the backoff), skip the plugin (FailOpen) or add a
+			// context that fails the stream (FailClosed).
+			if vms[i].failed && !(s.h.plugins[i].FailurePolicy == FailReload && s.w.reload(i)) {
+				if s.h.plugins[i].FailurePolicy == FailOpen {
+					ref.got, ref.sent = f+1, f+1
+					continue
+				}
+				s.failStream()
 				return
 			}
 			if !s.create(i) {
-				s.trapped()
+				if s.h.plugins[i].FailurePolicy == FailOpen {
+					ref.got, ref.sent = f+1, f+1
+					continue
+				}
+				s.failStream()
 				return
 			}
-		case ref.id == 0 || vms[i].failed:
-			// Never reached (response after a local reply) or failed: pass through.
+		case ref.id == 0:
+			// Never reached (response after a local reply): pass through.
 			ref.got, ref.sent = f+1, f+1
 			continue
+		case vms[i].failed || ref.in != vms[i].inst:
+			// The plugin's VM failed during the stream: fail open passes; fail
+			// closed fails the stream (cpp-host's CHECK_FAIL_HTTP before the call),
+			// except for the local reply already going out.
+			if s.h.plugins[i].FailurePolicy == FailOpen || (s.stage == stResp && s.isLocal) {
+				ref.got, ref.sent = f+1, f+1
+				continue
+			}
+			s.failStream()
+			return
 		}
 		ref.got = f + 1
-		if !s.callback(i, f) || s.gen != g {
+		if ref.stopAll {
+			// Stopped all (paused headers): Envoy buffers the frame before the
+			// plugin without calling it.
+			return
+		}
+		if s.fr[f].merged {
+			// Its data went on inside a later chunk: no callback; it stays behind
+			// frames this plugin holds.
+			if ref.sent < f {
+				return
+			}
+			ref.sent = f + 1
+			continue
+		}
+		if s.fr[f].kind == fBody && ref.sent < f {
+			s.mergeHeld(ref.sent, f)
+		}
+		if !s.callback(i, f) {
+			if s.gen == g && s.fr[f].kind == fBody {
+				s.checkBufferLimit(len(s.fr[f].data))
+			}
+			return
+		}
+		if s.gen != g {
 			return
 		}
 		if held := ref.sent; held < f {
@@ -548,8 +682,31 @@ func (s *Stream) deliver(f uint8, p int) {
 }
 
 // release sends on the frames plugin position p holds (Envoy's commonContinue).
+//
+// A plugin that stopped all (paused its headers) sends its headers on first, then gets
+// the body and trailers buffered meanwhile through its own callbacks, as
+// FilterManager's commonContinue does after StopAllIteration (iterate from the current
+// filter for the data and trailers).
 func (s *Stream) release(p int) {
 	ref := &s.ctxs[s.pos(p)]
+	if ref.stopAll {
+		ref.stopAll = false
+		got := ref.got
+		ref.sent = 1
+		// The chunks buffered meanwhile come to the plugin as one (Envoy's
+		// buffered_request_data_ / buffered_response_data_).
+		if last := got - 1; last > 1 && s.fr[last].kind == fBody {
+			s.mergeHeld(1, last)
+		} else if last > 2 && s.fr[last].kind == fTrailers {
+			s.mergeHeld(1, last-1)
+		}
+		g := s.gen
+		s.deliver(0, p+1)
+		for f := 1; f < got && s.gen == g; f++ {
+			s.deliver(f, p)
+		}
+		return
+	}
 	held, got := ref.sent, ref.got
 	ref.sent = got
 	g := s.gen
@@ -560,10 +717,10 @@ func (s *Stream) release(p int) {
 
 // arrive records frame f going past the last plugin: to the router (request) or to the
 // client (response), which see it as it is at that moment.
-func (s *Stream) arrive(f uint8) {
+func (s *Stream) arrive(f int) {
 	if s.stage == stReq {
 		up := &s.blk.up
-		switch s.fk[f] {
+		switch s.fr[f].kind {
 		case fHeaders:
 			up.Headers = s.blk.uh[:0]
 			for _, p := range s.reqHeaders {
@@ -584,24 +741,24 @@ func (s *Stream) arrive(f uint8) {
 				return
 			}
 		case fBody:
-			up.Body = s.reqBody
+			up.Body = appendChunk(up.Body, s.fr[f].data)
 		case fTrailers:
 			up.Trailers = append(Headers(nil), s.reqTrailers...)
 		}
 	} else {
 		r := &s.blk.resp
-		switch s.fk[f] {
+		switch s.fr[f].kind {
 		case fHeaders:
 			r.Headers = append(Headers(s.blk.rh[:0]), s.respHeaders...)
 			s.headersSent = true
 		case fBody:
-			r.Body = s.respBody
+			r.Body = appendChunk(r.Body, s.fr[f].data)
 		case fTrailers:
 			r.Trailers = append(Headers(nil), s.respTrailers...)
 		}
 	}
 	s.arrived++
-	if s.arrived == s.nf {
+	if s.arrived == len(s.fr) {
 		if s.stage == stReq {
 			s.stage = stUpstream
 		} else {
@@ -618,7 +775,7 @@ func (s *Stream) logAndDestroy() {
 	vms := s.w.vms
 	for i := range s.ctxs {
 		v := vms[i]
-		if v.failed {
+		if v.failed || (s.ctxs[i].in != nil && s.ctxs[i].in != v.inst) {
 			continue
 		}
 		if !s.create(i) {
@@ -630,7 +787,7 @@ func (s *Stream) logAndDestroy() {
 	for i := range s.ctxs {
 		v := vms[i]
 		ref := &s.ctxs[i]
-		if ref.id == 0 {
+		if ref.id == 0 || ref.in != v.inst {
 			continue
 		}
 		if !v.failed {
@@ -642,6 +799,7 @@ func (s *Stream) logAndDestroy() {
 			v.call1(v.fns.onDelete, uint64(ref.id))
 		}
 		v.cur = &v.root
+		v.streamDone(ref.root)
 	}
 }
 
@@ -698,10 +856,18 @@ func (s *Stream) callUpstream() {
 	s.hasRespTrail = len(r.Trailers) > 0
 }
 
-// failedVM answers with the 503 local reply Envoy sends when a plugin's VM has failed
-// and the plugin is not fail-open.
-func (s *Stream) failedVM() {
-	s.local = &localReply{status: 503, details: "wasm_fail_stream", body: []byte("wasm vm failed"), grpcStatus: abi.GrpcUnavailable}
+// failStream answers with the local reply Envoy's Context::failStream sends when a
+// plugin's VM failed and the plugin is not fail-open: 503, empty body, details
+// wasm_fail_stream, grpc-status 14 (UNAVAILABLE) for gRPC requests; once per stream
+// (a failure while a local reply goes out, or after the response headers went to the
+// client, resets the stream).
+func (s *Stream) failStream() {
+	if s.isLocal && s.stage == stResp {
+		s.doReset()
+		return
+	}
+	s.local = &localReply{status: 503, details: "wasm_fail_stream", grpcStatus: abi.GrpcUnavailable}
+	s.localDone = false
 	s.applyLocal()
 }
 
@@ -761,7 +927,7 @@ func (s *Stream) applyLocal() {
 		s.gen++
 		return
 	}
-	s.setFrames(stResp, s.hasRespBody, false)
+	s.setFrames(stResp, s.respBody, s.hasRespBody, false)
 }
 
 func grpcPercentEncode(m string) string {

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -21,25 +22,34 @@ type ctxRef struct {
 	s      *Stream
 	// got and sent count the frames (headers, body, trailers) of the current direction
 	// this plugin received and passed on; sent < got means it holds frames (stopped).
-	got, sent uint8
+	got, sent int
 	// maps has a bit per stream map/buffer (mReqHeaders...) this context may use now,
 	// mirroring Envoy's per-filter request_headers_ etc. pointers.
 	maps uint8
 	// want: proxy_continue_stream asked to release held frames.
 	want bool
+	// root: the id of the root context this context belongs to (its own for a root).
+	root uint32
+	// in: the VM the stream context was created in (a reloaded plugin has a new one).
+	in *inst
+	// stopAll: the plugin paused its headers and, as Envoy does by default, that
+	// became StopAllIterationAndWatermark: later frames of the direction are held
+	// before this plugin without calling it until it continues (see Stream.callback).
+	stopAll bool
 }
 
-// vm is one instance of one plugin's module on one worker.
-type vm struct {
-	h      *Host
-	w      *worker
-	plugin int
-	name   string
-	vmID   string
-	mod    api.Module
-	mem    api.Memory
-	ctx    context.Context
-	fns    struct {
+// inst is one Wasm VM (module instance) on one worker. Plugins with the same VM key
+// (vm_id, vm configuration and module, as proxy-wasm-cpp-host's makeVmKey) share it,
+// each with its own root context (its vm).
+type inst struct {
+	h   *Host
+	w   *worker
+	key string
+	vms []*vm // by chain index; nil for plugins in other VMs
+	mod api.Module
+	mem api.Memory
+	ctx context.Context
+	fns struct {
 		onContextCreate, onVMStart, onConfigure, onTick                       api.Function
 		onReqHeaders, onReqBody, onReqTrailers                                api.Function
 		onRespHeaders, onRespBody, onRespTrailers                             api.Function
@@ -54,16 +64,11 @@ type vm struct {
 	stack      [16]uint64
 
 	failed bool
-	rootID uint32
 	nextID uint32
-	root   ctxRef
 	cur    *ctxRef
 
-	configuring bool // plugin configuration readable (during proxy_on_configure)
-	scratch     []byte
-	lower       []byte
-
-	tickCancel func()
+	scratch []byte
+	lower   []byte
 
 	// callout state
 	status     uint32
@@ -82,18 +87,184 @@ type vm struct {
 	nextMetric [3]uint32
 }
 
+// vm is one plugin (a root context) in its VM on one worker.
+type vm struct {
+	*inst
+	plugin int
+	name   string
+	vmID   string
+
+	rootID uint32
+	root   ctxRef
+	config []byte // the plugin configuration of the current root context
+	// streams counts the stream contexts in flight of the current root context;
+	// draining holds root contexts replaced by Reconfigure until their streams are done.
+	streams  int
+	draining []*drainRoot
+
+	configuring bool // plugin configuration readable (during proxy_on_configure)
+
+	tickCancel func()
+	loaded     time.Time // when the VM was last (re)loaded, for FailReload's backoff
+}
+
+// reload replaces the failed VM of plugin idx on worker w (and of the plugins sharing
+// it) with a new instance, as Envoy's FAIL_RELOAD does through
+// getOrCreateThreadLocalPlugin, if Plugin.ReloadBackoff elapsed since the last load;
+// the load time is updated either way. It reports whether plugin idx has a live VM.
+// Worker lock held.
+func (w *worker) reload(idx int) bool {
+	h := w.h
+	old := w.vms[idx]
+	backoff := h.plugins[idx].ReloadBackoff
+	if backoff <= 0 {
+		backoff = DefaultReloadBackoff
+	}
+	now := h.clock.Now()
+	if now.Sub(old.loaded) < backoff {
+		return false
+	}
+	for j, o := range old.inst.vms {
+		if o == nil {
+			continue
+		}
+		o.stopTick()
+		for _, d := range o.draining {
+			if d.tickCancel != nil {
+				d.tickCancel()
+			}
+		}
+		nv, err := newVM(h.calloutCtx, h, w, j, h.mods[j])
+		if err != nil {
+			h.log(o.name, w.id, abi.LogCritical, "reloading the failed VM: "+err.Error())
+			if nv == nil {
+				o.loaded = now
+				continue
+			}
+		}
+		if err != nil {
+			nv.failed = true
+		}
+		nv.loaded = now
+		w.vms[j] = nv
+	}
+	_ = old.mod.Close(context.Background())
+	return !w.vms[idx].failed
+}
+
+// reconfigure starts a new root context with config (see Host.Reconfigure). Worker
+// lock held.
+func (v *vm) reconfigure(config []byte) error {
+	if v.failed {
+		return fmt.Errorf("plugin %q worker %d: %w", v.name, v.w.id, errVMFailed)
+	}
+	old := &drainRoot{ref: v.root, tickCancel: v.tickCancel, streams: v.streams}
+	oldConfig := v.config
+	v.tickCancel, v.config, v.streams = nil, config, 0
+	err := v.startRoot(func(phase string, err error) error {
+		return fmt.Errorf("plugin %q worker %d: reconfigure: %s: %v%s", v.name, v.w.id, phase, err, v.h.errorLogs(v.name, v.w.id))
+	})
+	if err != nil {
+		// Envoy rejects the update: the new root context goes, the old one stays.
+		if !v.failed {
+			v.cur = &v.root
+			v.call1(v.fns.onDone, uint64(v.rootID))
+			v.call1(v.fns.onDelete, uint64(v.rootID))
+		}
+		v.stopTick()
+		v.root, v.rootID, v.tickCancel, v.config, v.streams = old.ref, old.ref.id, old.tickCancel, oldConfig, old.streams
+		return err
+	}
+	v.draining = append(v.draining, old)
+	if old.streams == 0 {
+		v.deleteRoot(old.ref.id)
+	}
+	return nil
+}
+
+// deleteRoot ends a draining root context: proxy_on_done, proxy_on_delete, no more
+// ticks or callouts.
+func (v *vm) deleteRoot(rid uint32) {
+	for i, d := range v.draining {
+		if d.ref.id != rid {
+			continue
+		}
+		v.draining = append(v.draining[:i], v.draining[i+1:]...)
+		if d.tickCancel != nil {
+			d.tickCancel()
+		}
+		if !v.failed {
+			ref := d.ref
+			v.cur = &ref
+			v.call1(v.fns.onDone, uint64(rid))
+			if !v.failed {
+				v.call1(v.fns.onDelete, uint64(rid))
+			}
+			v.cur = &v.root
+		}
+		return
+	}
+}
+
+// streamDone forgets a stream context of root context rid; a draining root with no
+// streams left is deleted.
+func (v *vm) streamDone(rid uint32) {
+	if rid == v.rootID {
+		v.streams--
+		return
+	}
+	for _, d := range v.draining {
+		if d.ref.id == rid {
+			if d.streams--; d.streams <= 0 {
+				v.deleteRoot(rid)
+			}
+			return
+		}
+	}
+}
+
+// drainRoot is a root context replaced by Host.Reconfigure, kept until its streams end.
+type drainRoot struct {
+	ref        ctxRef
+	tickCancel func()
+	streams    int
+}
+
+// vmKeyOf is the key under which plugins share a VM on a worker, like cpp-host's
+// makeVmKey(vm_id, vm_configuration, code): the same vm_id (empty included), the same
+// vm configuration and the same module.
+func vmKeyOf(p Plugin) string {
+	sum := sha256.Sum256(p.Wasm)
+	return p.VMID + "\x00" + string(p.VMConfig) + "\x00" + string(sum[:])
+}
+
+// newVM starts plugin idx on worker w: in the worker's VM with the plugin's VM key if
+// there is one (shared), else in a new instance of cm (_initialize first); then its
+// root context: proxy_on_context_create(root, 0), proxy_on_vm_start, proxy_on_configure
+// (cpp-host's WasmBase::start, ContextBase::onStart and onConfigure run per root
+// context, also in a shared VM).
 func newVM(ctx context.Context, h *Host, w *worker, idx int, cm wazero.CompiledModule) (*vm, error) {
+	p := h.plugins[idx]
+	key := vmKeyOf(p)
+	fail := func(phase string, err error) error {
+		return fmt.Errorf("plugin %q worker %d: %s: %v%s", p.Name, w.id, phase, err, h.errorLogs(p.Name, w.id))
+	}
+	for _, o := range w.vms {
+		if o != nil && o.key == key && !o.failed {
+			v := &vm{inst: o.inst, plugin: idx, name: p.Name, vmID: p.VMID, config: p.Config, loaded: h.clock.Now()}
+			v.inst.vms[idx] = v
+			return v, v.startRoot(fail)
+		}
+	}
 	r, err := wasmRuntime()
 	if err != nil {
 		return nil, err
 	}
-	p := h.plugins[idx]
-	v := &vm{h: h, w: w, plugin: idx, name: p.Name, vmID: p.VMID,
+	in := &inst{h: h, w: w, key: key, vms: make([]*vm, len(h.plugins)),
 		httpCalls: map[uint32]context.CancelFunc{}, grpcCalls: map[uint32]*grpcCall{}, metricIDs: map[uint32]*stat{}}
-	v.ctx = context.WithValue(context.Background(), vmKey{}, v)
-	fail := func(phase string, err error) error {
-		return fmt.Errorf("plugin %q worker %d: %s: %v%s", p.Name, w.id, phase, err, h.errorLogs(p.Name, w.id))
-	}
+	v := &vm{inst: in, plugin: idx, name: p.Name, vmID: p.VMID, config: p.Config, loaded: h.clock.Now()}
+	in.vms[idx] = v
+	v.ctx = context.WithValue(context.Background(), vmKey{}, in)
 	mod, err := r.InstantiateModule(v.ctx, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err != nil {
 		return nil, fail("instantiating", err)
@@ -128,11 +299,7 @@ func newVM(ctx context.Context, h *Host, w *worker, idx int, cm wazero.CompiledM
 		v.mallocName = "malloc"
 	}
 
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	v.nextID = 1
-	v.rootID = v.nextID
-	v.root = ctxRef{id: v.rootID, plugin: idx}
+	v.root = ctxRef{plugin: idx}
 	v.cur = &v.root
 	if init := f("_initialize"); init != nil {
 		v.depth++
@@ -143,27 +310,37 @@ func newVM(ctx context.Context, h *Host, w *worker, idx int, cm wazero.CompiledM
 			return v, fail("_initialize", err)
 		}
 	}
+	return v, v.startRoot(fail)
+}
+
+// startRoot creates the plugin's root context with the next context id of its VM and
+// configures it with v.config. Worker lock held.
+func (v *vm) startRoot(fail func(string, error) error) error {
+	v.nextID++
+	v.rootID = v.nextID
+	v.root = ctxRef{id: v.rootID, plugin: v.plugin, root: v.rootID}
+	v.cur = &v.root
 	if _, err := v.callErr(v.fns.onContextCreate, 2, uint64(v.rootID), 0); err != nil {
-		return v, fail("proxy_on_context_create", err)
+		return fail("proxy_on_context_create", err)
 	}
-	ok, err := v.callErr(v.fns.onVMStart, 2, uint64(v.rootID), uint64(len(p.VMConfig)))
+	ok, err := v.callErr(v.fns.onVMStart, 2, uint64(v.rootID), uint64(len(v.h.plugins[v.plugin].VMConfig)))
 	if err != nil {
-		return v, fail("proxy_on_vm_start", err)
+		return fail("proxy_on_vm_start", err)
 	}
 	if v.fns.onVMStart != nil && ok == 0 {
-		return v, fail("proxy_on_vm_start", errors.New("returned false"))
+		return fail("proxy_on_vm_start", errors.New("returned false"))
 	}
 	v.configuring = true
-	ok, err = v.callErr(v.fns.onConfigure, 2, uint64(v.rootID), uint64(len(p.Config)))
+	ok, err = v.callErr(v.fns.onConfigure, 2, uint64(v.rootID), uint64(len(v.config)))
 	v.configuring = false
 	if err != nil {
-		return v, fail("proxy_on_configure", err)
+		return fail("proxy_on_configure", err)
 	}
 	if v.fns.onConfigure != nil && ok == 0 {
-		return v, fail("proxy_on_configure", errors.New("returned false"))
+		return fail("proxy_on_configure", errors.New("returned false"))
 	}
-	w.drain()
-	return v, nil
+	v.w.drain()
+	return nil
 }
 
 // callErr calls f with up to 3 arguments on the VM's own stack. A nil f (export absent)
@@ -274,13 +451,32 @@ func (v *vm) call5(f api.Function, a, b, c, d, e uint64) (uint64, bool) {
 	return v.stack[0], true
 }
 
-// onRoot runs a root-context callback (tick, queue ready, callout responses).
-func (v *vm) onRoot(fn func()) {
+// onRoot runs a callback of root context rid (tick, queue ready, callout responses)
+// with it as the current context: the plugin's current root, or one draining after a
+// Reconfigure; a deleted root gets nothing (Envoy cancels a context's callouts).
+func (v *vm) onRoot(rid uint32, fn func()) {
 	if v.failed || v.h.closed.Load() {
 		return
 	}
-	v.cur = &v.root
+	ref := v.rootRef(rid)
+	if ref == nil {
+		return
+	}
+	v.cur = ref
 	fn()
+}
+
+// rootRef returns root context rid of the plugin (current or draining), or nil.
+func (v *vm) rootRef(rid uint32) *ctxRef {
+	if rid == v.rootID {
+		return &v.root
+	}
+	for _, d := range v.draining {
+		if d.ref.id == rid {
+			return &d.ref
+		}
+	}
+	return nil
 }
 
 // alloc asks the guest for size bytes (proxy_on_memory_allocate, else malloc), using a
@@ -371,9 +567,10 @@ func (v *vm) setTick(period time.Duration) {
 	if period <= 0 {
 		return
 	}
+	rid := v.cur.root
 	v.tickCancel = every(v.h.clock, period, func() {
 		v.w.run(func() {
-			v.onRoot(func() { v.call1(v.fns.onTick, uint64(v.rootID)) })
+			v.onRoot(rid, func() { v.call1(v.fns.onTick, uint64(v.cur.id)) })
 		})
 	})
 }
@@ -385,11 +582,30 @@ func (v *vm) stopTick() {
 	}
 }
 
-// streamCtx finds this VM's context id among the worker's streams in flight.
+// streamCtx finds a context id of this VM (a root context of one of its plugins, or a
+// stream context among the worker's streams in flight).
 func (v *vm) streamCtx(id uint32) *ctxRef {
+	for _, o := range v.vms {
+		if o == nil {
+			continue
+		}
+		if o.rootID == id {
+			return &o.root
+		}
+		for _, d := range o.draining {
+			if d.ref.id == id {
+				return &d.ref
+			}
+		}
+	}
 	for _, s := range v.w.active {
-		if ref := &s.ctxs[v.plugin]; ref.id == id {
-			return ref
+		for i, o := range v.vms {
+			if o == nil {
+				continue
+			}
+			if ref := &s.ctxs[i]; ref.id == id {
+				return ref
+			}
 		}
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -20,6 +21,10 @@ func init() { pw.SetVMContext(&vm{}) }
 
 // garbage keeps the "alloc" op's allocation from being optimised away.
 var garbage []byte
+
+// vmStarts and pluginsCreated count OnVMStart and NewPluginContext calls in this VM:
+// plugins that share a VM (same vm_id and module) see each other's.
+var vmStarts, pluginsCreated int
 
 // config is the plugin configuration of the conformance guest.
 type config struct {
@@ -36,6 +41,7 @@ type vm struct {
 }
 
 func (v *vm) OnVMStart(size int) bool {
+	vmStarts++
 	b, err := pw.VMConfiguration.Bytes()
 	if err != nil {
 		pw.LogCriticalf("reading vm configuration: %v", err)
@@ -45,7 +51,17 @@ func (v *vm) OnVMStart(size int) bool {
 	return true
 }
 
-func (v *vm) NewPluginContext(id uint32) pw.PluginContext { return &plugin{vm: v, id: id} }
+func (v *vm) NewPluginContext(id uint32) pw.PluginContext {
+	pluginsCreated++
+	return &plugin{vm: v, id: id}
+}
+
+// OnPluginDone records the configuration of each plugin (root context) shut down.
+func (p *plugin) OnPluginDone() bool {
+	old, _, _ := pw.GetSharedData("plugins_done")
+	pw.SetSharedData("plugins_done", append(old, []byte(p.rawCfg+";")...), 0)
+	return true
+}
 
 type plugin struct {
 	pw.DefaultPluginContext
@@ -139,6 +155,12 @@ type stream struct {
 	report map[string]any
 
 	grpcStream pw.GrpcStream
+	// resumed: the http-call op's callout resumed the request; bodyCalls counts the
+	// request body callbacks seen until then (Envoy's StopAllIteration: none).
+	resumed   bool
+	bodyCalls int
+	cluster   string
+	bodySizes []string // body sizes seen by the body op's callbacks
 }
 
 // st records the status of a host call as its name ("ok", "not found", ...).
@@ -196,6 +218,8 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 		s.report["vm_config"] = s.plugin.vm.vmConfig
 		s.report["root_id"] = s.plugin.id
 		s.report["context_id"] = s.id
+		s.report["vm_starts"] = vmStarts
+		s.report["plugins"] = pluginsCreated
 		return s.reply()
 	case "local-reply":
 		return s.opLocalReply()
@@ -219,6 +243,10 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 		return s.reply()
 	case "panic":
 		panic("request headers panicked on purpose")
+	case "exit":
+		// A VM failure the binding cannot recover: proc_exit (as a Go fatal error
+		// ends), which the host sees as a runtime failure of the VM.
+		os.Exit(3)
 	case "panic-response":
 		return pw.Continue
 	case "reset":
@@ -228,12 +256,22 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 		// Hold the headers until the body is seen, so the body callback may still
 		// change them (Envoy: StopIteration on headers, data keeps flowing to us).
 		return pw.Pause
+	case "resp-call":
+		s.cluster, _ = pw.RequestHeaders.Get("x-cluster") // gone by the response
+		return pw.Continue
 	case "trailers", "response", "log-phase":
 		return pw.Continue
 	case "buffers":
 		return s.opBuffers()
 	case "route":
 		return s.opRoute()
+	case "header-shape":
+		// Envoy's header map: add on an inline header coalesces, on another header
+		// adds an entry; replace moves the header to the end.
+		pw.RequestHeaders.Add("user-agent", "added")
+		pw.RequestHeaders.Add("x-plain", "2")
+		pw.RequestHeaders.Replace("x-first", "moved")
+		return pw.Continue
 	}
 	s.report["error"] = "unknown op " + op
 	return s.reply()
@@ -321,7 +359,8 @@ func (s *stream) opProperties() pw.Action {
 		"request.path", "request.url_path", "request.host", "request.scheme", "request.method",
 		"request.id", "request.protocol", "request.useragent", "request.headers.x-one",
 		"source.address", "destination.address", "plugin_name", "plugin_root_id", "plugin_vm_id",
-		"node.id", "node.metadata.REGION", "connection.requested_server_name", "no.such.property",
+		"node.id", "xds.node.id", "xds.node.metadata.REGION", "request.headers.x-multi",
+		"connection.requested_server_name", "no.such.property", "upstream.address",
 	} {
 		v, err := pw.GetPropertyString(strings.Split(path, ".")...)
 		r[path] = v
@@ -447,12 +486,19 @@ func (s *stream) opBuffers() pw.Action {
 }
 
 func (s *stream) OnHttpRequestBody(size int, end bool) pw.Action {
+	if s.op == "http-call" || s.op == "resp-call" {
+		s.bodyCalls++
+		pw.RequestBody.Append([]byte("|body-callback resumed=" + strconv.FormatBool(s.resumed)))
+		return pw.Continue
+	}
 	if s.op != "body" {
 		return pw.Continue
 	}
+	s.bodySizes = append(s.bodySizes, strconv.Itoa(size))
 	if !end {
 		return pw.Pause // buffer until the whole body is there
 	}
+	pw.RequestHeaders.Replace("x-body-calls", strings.Join(s.bodySizes, ","))
 	body, err := pw.RequestBody.Get(0, size)
 	if err != nil {
 		pw.LogErrorf("body: %v", err)
@@ -482,14 +528,51 @@ func (s *stream) OnHttpResponseHeaders(n int, end bool) pw.Action {
 	}
 	status, _ := pw.ResponseHeaders.Get(":status")
 	pw.ResponseHeaders.Add("x-response-seen", s.op+"/"+status)
+	if s.op == "resp-call" {
+		return s.responseCall()
+	}
 	if s.op == "response" {
 		_, err := pw.RequestHeaders.Get(":path")
 		pw.ResponseHeaders.Add("x-request-map-in-response", st(err))
+		// Properties read from the request header map are gone with it (findValue).
+		_, err = pw.GetPropertyString("request", "path")
+		pw.ResponseHeaders.Add("x-request-path-prop", st(err))
+		_, err = pw.GetPropertyString("request", "time")
+		pw.ResponseHeaders.Add("x-request-time-prop", st(err))
+		v, err := pw.GetPropertyString("upstream", "address")
+		pw.ResponseHeaders.Add("x-upstream-address-prop", v+"/"+st(err))
+		v, err = pw.GetPropertyString("response", "headers", "x-up")
+		pw.ResponseHeaders.Add("x-response-header-prop", v+"/"+st(err))
 	}
 	return pw.Continue
 }
 
+// responseCall pauses the response headers on an HTTP callout to x-cluster and
+// resumes the response from its callback.
+func (s *stream) responseCall() pw.Action {
+	_, err := pw.DispatchHttpCall(s.cluster, []abi.Pair{{Key: ":method", Value: "GET"}, {Key: ":path", Value: "/"},
+		{Key: ":authority", Value: "backend"}}, nil, nil, 2*time.Second,
+		func(int, int, int) {
+			n, _, err := pw.ResponseBody.Status()
+			pw.ResponseHeaders.Replace("x-paused-body", strconv.Itoa(n)+"/"+st(err)+"/calls="+strconv.Itoa(s.bodyCalls))
+			s.resumed = true
+			if err := pw.ResumeHttpResponse(); err != nil {
+				pw.LogErrorf("resume: %v", err)
+			}
+		})
+	if err != nil {
+		pw.LogErrorf("dispatch: %v", err)
+		return pw.Continue
+	}
+	return pw.Pause
+}
+
 func (s *stream) OnHttpResponseBody(size int, end bool) pw.Action {
+	if s.op == "resp-call" {
+		s.bodyCalls++
+		pw.ResponseBody.Append([]byte("|body-callback resumed=" + strconv.FormatBool(s.resumed)))
+		return pw.Continue
+	}
 	if s.op != "response" {
 		return pw.Continue
 	}
@@ -548,6 +631,9 @@ func (s *stream) opHttpCall() pw.Action {
 			if resume == "1" {
 				pw.RequestHeaders.Replace("x-call-status", status)
 				pw.RequestHeaders.Replace("x-call-body", string(body))
+				n, _, err := pw.RequestBody.Status()
+				pw.RequestHeaders.Replace("x-paused-body", strconv.Itoa(n)+"/"+st(err)+"/calls="+strconv.Itoa(s.bodyCalls))
+				s.resumed = true
 				if err := pw.ResumeHttpRequest(); err != nil {
 					pw.LogErrorf("resume: %v", err)
 				}

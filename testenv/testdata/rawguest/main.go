@@ -305,7 +305,7 @@ func onRequestHeaders(id, n, eos uint32) uint32 {
 	}
 	if modes["props"] {
 		for _, p := range [][]string{{"request", "path"}, {"request", "url_path"}, {"request", "method"}, {"request", "headers", "user-agent"},
-			{"plugin_name"}, {"plugin_root_id"}, {"plugin_vm_id"}, {"source", "address"}, {"node", "id"}, {"node", "metadata", "REGION"},
+			{"plugin_name"}, {"plugin_root_id"}, {"plugin_vm_id"}, {"source", "address"}, {"node", "id"}, {"xds", "node", "id"}, {"xds", "node", "metadata", "REGION"},
 			{"connection", "mtls"}, {"custom", "thing"}} {
 			v, st := prop(p...)
 			if st != 0 {
@@ -489,7 +489,12 @@ func onRequestBody(id, size, eos uint32) uint32 {
 }
 
 //go:wasmexport proxy_on_request_trailers
-func onRequestTrailers(id, n uint32) uint32 { return 0 }
+func onRequestTrailers(id, n uint32) uint32 {
+	if lifecycle {
+		logf(2, "request_trailers "+strconv.Itoa(int(id))+" "+strconv.Itoa(int(n)))
+	}
+	return 0
+}
 
 //go:wasmexport proxy_on_response_headers
 func onResponseHeaders(id, n, eos uint32) uint32 {

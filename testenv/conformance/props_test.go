@@ -1,0 +1,46 @@
+package conformance
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/meshplug/meshplug/testenv"
+)
+
+// TestPropertiesFollowTheMaps: request.* properties read from the request header map
+// are NotFound once the plugin let the request headers go (Envoy's findValue reads
+// request_headers_), stream-info ones stay; upstream.* exists once the router sent the
+// request; response.headers.* reads the response map the plugin holds.
+func TestPropertiesFollowTheMaps(t *testing.T) {
+	h := start(t, setup{opts: testenv.Options{UpstreamAddress: "10.1.2.3:8443",
+		Upstream: func(*testenv.UpstreamRequest) *testenv.UpstreamResponse {
+			return &testenv.UpstreamResponse{Status: 200, Headers: [][2]string{{"x-up", "1"}, {"x-up", "2"}}, Body: []byte("b")}
+		}}})
+	resp := do(t, h, testenv.Request{Path: "/r", Headers: [][2]string{{"x-op", "response"}}})
+	for k, want := range map[string]string{
+		"x-request-path-prop":     "not found",
+		"x-request-time-prop":     "ok",
+		"x-upstream-address-prop": "10.1.2.3:8443/ok",
+		"x-response-header-prop":  "1,2/ok",
+	} {
+		v, _ := resp.Headers.Get(k)
+		assert.Equal(t, want, v, k)
+	}
+}
+
+// TestHeaderMapShape: proxy_add_header_map_value on an inline header (user-agent) joins
+// the values with "," like HeaderMapImpl::insertByKey; on another header it adds an
+// entry; proxy_replace_header_map_value moves the header to the end (setCopy).
+func TestHeaderMapShape(t *testing.T) {
+	h := start(t, setup{})
+	resp := do(t, h, testenv.Request{Path: "/s", Headers: [][2]string{{"x-first", "1"}, {"x-op", "header-shape"},
+		{"user-agent", "ua"}, {"x-plain", "1"}}})
+	up := resp.Upstream
+	if assert.NotNil(t, up) {
+		assert.Equal(t, []string{"ua,added"}, up.Headers.Values("user-agent"))
+		assert.Equal(t, []string{"1", "2"}, up.Headers.Values("x-plain"))
+		assert.Equal(t, "x-first", up.Headers[len(up.Headers)-1].Key)
+		assert.Equal(t, "moved", up.Headers[len(up.Headers)-1].Value)
+	}
+}
