@@ -171,9 +171,10 @@ func (r *Request) SetClientAddress(addr string) {
 	r.ClientAddress = addr
 }
 
-// appendCookies parses one Cookie header ("a=1; b=2") the way Envoy's
-// Http::Utility::parseCookies does: pairs split on ';', surrounding spaces trimmed, a
-// pair without '=' skipped, a value wrapped in double quotes unwrapped.
+// appendCookies parses one Cookie header ("a=1; b=2") like Envoy's forEachCookie
+// (source/common/http/utility.cc): pairs split on ';', leading spaces skipped, a pair
+// without '=' skipped, a value wrapped in double quotes unwrapped; unlike Envoy it also
+// trims trailing spaces from names and values, and keeps every copy of a name.
 func appendCookies(dst []abi.Pair, header string) []abi.Pair {
 	for header != "" {
 		var part string
