@@ -12,6 +12,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -260,11 +261,12 @@ func TestDecisionTable(t *testing.T) {
 			assert.Equal(t, tc.want, got, "native")
 			assert.Equal(t, tc.targets, targets, "native targets")
 
-			h := testenv.NewForTest(t, testenv.Options{}, testenv.Plugin{Name: "routehint", Wasm: wasm,
+			h := testenv.NewForTest(t, testenv.Options{Routes: routes}, testenv.Plugin{Name: "routehint", Wasm: wasm,
 				Config: mustJSON(t, with(tc.cfg, "echo_header", "x-route-target"))})
 			resp := h.MustDo(t, testenv.Request{Method: tc.method, Path: tc.path, Headers: tc.headers})
 			require.NotNil(t, resp.Upstream, "status %d", resp.Status)
 			assert.Equal(t, tc.want, hints(resp.Upstream.Headers.Get), "wasm")
+			assert.Equal(t, subsetOf[tc.want["x-route-hint"]], resp.Cluster, "the router's choice")
 			echo, _ := resp.Headers.Get("x-route-target")
 			wantEcho := strings.Join(tc.targets, ",")
 			if wantEcho == "" {
@@ -365,6 +367,29 @@ func TestStickyAcrossVMsAndRestarts(t *testing.T) {
 		}
 	}
 	assert.InDelta(t, 0.30, float64(canaries)/float64(n), 0.05, "a 30%% split")
+}
+
+// TestDistributionThroughWasm: 100,000 users (10,000 under the race detector) through
+// routehint.wasm and the router: each subset gets its weight's share within ±1 point.
+func TestDistributionThroughWasm(t *testing.T) {
+	wasm := testenv.MustBuildGuest(t, ".")
+	h := testenv.NewForTest(t, testenv.Options{Routes: routes}, testenv.Plugin{Name: "routehint", Wasm: wasm,
+		Config: mustJSON(t, splitCfg(10, map[string]any{"header": "x-consumer"}))})
+	n, canaries := keysFor(100000, 10000), 0
+	req := testenv.Request{Path: "/", Headers: [][2]string{{"x-consumer", ""}}}
+	for i := 0; i < n; i++ {
+		req.Headers[0][1] = "u" + strconv.Itoa(i)
+		switch h.MustDo(t, req).Cluster {
+		case subsetOf["canary"]:
+			canaries++
+		case subsetOf["stable"]:
+		default:
+			t.Fatalf("user u%d reached no split subset", i)
+		}
+	}
+	assert.InDelta(t, 0.10, float64(canaries)/float64(n), 0.01)
+	v, _ := h.Metric("meshplug.routehint.target.canary.chosen")
+	assert.EqualValues(t, canaries, v)
 }
 
 // TestMonotoneThroughWasm: raising the canary weight from 10 to 25 moves keys from

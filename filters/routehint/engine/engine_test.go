@@ -63,7 +63,8 @@ func TestRead(t *testing.T) {
 			path: "/", headers: pairs("x_legacy", "1"), strip: []string{"x-legacy"}, spoofed: true},
 		{name: "override header read then stripped", in: view(":path", "/", "x-force", "canary", "x-force", "canary"),
 			path: "/", headers: pairs("x-force", "canary", "x-force", "canary"), strip: []string{"x-force"}},
-		{name: "upper-case names lower-cased", in: view(":path", "/", "X-Group", "beta"), path: "/", headers: pairs("x-group", "beta")},
+		{name: "upper-case hint names stripped", in: view(":path", "/", "X-Route-Hint", "beta", "X-Group", "beta"), path: "/", headers: pairs("X-Group", "beta"),
+			strip: []string{"X-Route-Hint"}, spoofed: true},
 		{name: "malformed map", in: abi.PairsView{9, 0, 0, 0}},
 	}
 	var r engine.Request

@@ -22,7 +22,9 @@ type Request struct {
 	Path   string // :path without the query string (and without a fragment)
 	// Headers is every regular header entry in order, repeated names once per copy,
 	// minus the hint headers removed as spoofed. Pseudo-headers are left out (path and
-	// method have their own inputs).
+	// method have their own inputs). Names are as the host gives them: lower case in
+	// Envoy's header maps (its HTTP/1 codec lower-cases them, HTTP/2 requires it), which
+	// is what conditions compare with; only the hint check folds case.
 	Headers []abi.Pair
 	// cookies and query are parsed on first use (see Cookies and Query): a request
 	// decided before any rule looks at them does not pay for them.
@@ -74,7 +76,7 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 				continue
 			}
 		}
-		all[kept] = abi.Pair{Key: lowerName(k), Value: v}
+		all[kept] = all[i]
 		kept++
 	}
 	r.Headers = all[:kept]
@@ -169,20 +171,10 @@ func (r *Request) SetClientAddress(addr string) {
 	r.ClientAddress = addr
 }
 
-// lowerName lower-cases a header name (Envoy's maps are lower-case already; this only
-// matters for hosts that are not).
-func lowerName(s string) string {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return strings.ToLower(s)
-		}
-	}
-	return s
-}
-
-// appendCookies parses one Cookie header ("a=1; b=2") the way Envoy's
-// Http::Utility::parseCookies does: pairs split on ';', surrounding spaces trimmed, a
-// pair without '=' skipped, a value wrapped in double quotes unwrapped.
+// appendCookies parses one Cookie header ("a=1; b=2") like Envoy's forEachCookie
+// (source/common/http/utility.cc): pairs split on ';', leading spaces skipped, a pair
+// without '=' skipped, a value wrapped in double quotes unwrapped; unlike Envoy it also
+// trims trailing spaces from names and values, and keeps every copy of a name.
 func appendCookies(dst []abi.Pair, header string) []abi.Pair {
 	for header != "" {
 		var part string
