@@ -146,3 +146,24 @@ func TestVersion(t *testing.T) {
 	assert.Equal(t, 0, code)
 	assert.True(t, strings.HasPrefix(out, "meshplug "), out)
 }
+
+func TestNewFilter(t *testing.T) {
+	mod := t.TempDir() // a module of the user's own; the scaffold takes import paths from its go.mod
+	require.NoError(t, os.WriteFile(filepath.Join(mod, "go.mod"), []byte("module example.com/team\n"), 0o644))
+	dir := filepath.Join(mod, "filters", "hello")
+	code, out, errs := runCLI(t, "", "new", "filter", "hello", "--dir", dir)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "wrote "+dir)
+	for _, f := range []string{"main.go", "README.md", "config/config.go"} {
+		assert.FileExists(t, filepath.Join(dir, f))
+	}
+	mainGo, err := os.ReadFile(filepath.Join(dir, "main.go"))
+	require.NoError(t, err)
+	assert.Contains(t, string(mainGo), "example.com/team/filters/hello/config")
+	code, _, errs = runCLI(t, "", "new", "filter", "hello", "--dir", dir)
+	assert.Equal(t, 1, code, "a second run must not overwrite the folder")
+	assert.NotEmpty(t, errs)
+	code, _, errs = runCLI(t, "", "new", "filter", "Bad Name", "--dir", filepath.Join(mod, "x"))
+	assert.Equal(t, 1, code)
+	assert.NotEmpty(t, errs)
+}

@@ -5,7 +5,7 @@
 // filter answers requests that lack a configured header with a local reply; it builds
 // and passes its tests as generated, and is meant to be edited from there.
 //
-// Run it with `go run ./internal/scaffold/cmd NAME` (writes filters/NAME).
+// Run it with `go run ./cmd/meshplug new filter NAME` (writes filters/NAME).
 package scaffold
 
 import (
