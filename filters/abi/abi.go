@@ -264,27 +264,15 @@ func (v PairsView) Count(name string) int {
 // returns it: how a guest sees all copies of a repeated header without allocating
 // once dst has room. The strings alias the view like Get's.
 func (v PairsView) AppendValues(dst []string, name string) []string {
-	size := len(v)
-	if size < 4 {
-		return dst
-	}
-	base := unsafe.Pointer(unsafe.SliceData(v))
-	n := int(le32(base, 0))
-	if n < 0 || n > (size-4)/8 {
-		return dst
-	}
-	off := 4 + 8*n
-	for i := 0; i < n; i++ {
-		ks, vs := int(le32(base, 4+8*i)), int(le32(base, 8+8*i))
-		if ks < 0 || vs < 0 || ks+vs+2 > size-off {
+	for c := v.Cursor(); ; {
+		k, val, ok := c.Next()
+		if !ok {
 			return dst
 		}
-		if ks == len(name) && (ks == 0 || unsafe.String((*byte)(unsafe.Add(base, off)), ks) == name) {
-			dst = append(dst, unsafeString(v[off+ks+1:off+ks+1+vs]))
+		if k == name {
+			dst = append(dst, val)
 		}
-		off += ks + vs + 2
 	}
-	return dst
 }
 
 // AppendTo appends every entry to dst in order (repeated names once per copy) and
@@ -293,25 +281,13 @@ func (v PairsView) AppendValues(dst []string, name string) []string {
 // pairs; a malformed one ends early, never reading out of bounds. (A loop over the
 // result is much cheaper in a Go wasm guest than an iterator calling back per entry.)
 func (v PairsView) AppendTo(dst []Pair) []Pair {
-	size := len(v)
-	if size < 4 {
-		return dst
-	}
-	base := unsafe.Pointer(unsafe.SliceData(v))
-	n := int(le32(base, 0))
-	if n < 0 || n > (size-4)/8 {
-		return dst
-	}
-	off := 4 + 8*n
-	for i := 0; i < n; i++ {
-		ks, vs := int(le32(base, 4+8*i)), int(le32(base, 8+8*i))
-		if ks < 0 || vs < 0 || ks+vs+2 > size-off {
+	for c := v.Cursor(); ; {
+		k, val, ok := c.Next()
+		if !ok {
 			return dst
 		}
-		dst = append(dst, Pair{Key: unsafeString(v[off : off+ks]), Value: unsafeString(v[off+ks+1 : off+ks+1+vs])})
-		off += ks + vs + 2
+		dst = append(dst, Pair{Key: k, Value: val})
 	}
-	return dst
 }
 
 // scan walks the entries named name: the first one's value, and how many there are
