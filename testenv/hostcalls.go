@@ -84,6 +84,9 @@ func (v *vm) headerMap(mt abi.MapType) (m *[]abi.Pair, mutable bool) {
 		if s != nil && ref.maps&mReqTrailers != 0 {
 			return &s.reqTrailers, s.stage != stLog
 		}
+		if s != nil && s.addTrailers(ref, stReq) {
+			return &s.reqTrailers, true
+		}
 	case abi.MapResponseHeaders:
 		if s != nil {
 			if s.stage == stLog {
@@ -101,6 +104,8 @@ func (v *vm) headerMap(mt abi.MapType) (m *[]abi.Pair, mutable bool) {
 					return &s.respTrailers, false
 				}
 			} else if ref.maps&mRespTrailers != 0 {
+				return &s.respTrailers, true
+			} else if s.addTrailers(ref, stResp) {
 				return &s.respTrailers, true
 			}
 		}

@@ -54,3 +54,19 @@ func TestSetBufferBytes(t *testing.T) {
 	resp := do(t, h, testenv.Request{Path: "/b", Headers: [][2]string{{"x-op", "body-set"}}})
 	assert.Equal(t, "AB-tail|middle:bad argument", string(resp.Body))
 }
+
+// TestAddTrailersFromLastBody: a plugin may add trailers from its last body callback of
+// a stream that has none (Envoy's addDecodedTrailers / addEncodedTrailers through
+// Context::getMap); before the end of the stream the trailer map does not exist.
+func TestAddTrailersFromLastBody(t *testing.T) {
+	h := start(t, setup{opts: testenv.Options{RequestChunkSize: 3, Upstream: func(*testenv.UpstreamRequest) *testenv.UpstreamResponse {
+		return &testenv.UpstreamResponse{Status: 200, Body: []byte("resp")}
+	}}})
+	resp := do(t, h, testenv.Request{Method: "POST", Path: "/t", Body: []byte("abcd"), Headers: [][2]string{{"x-op", "add-trailers"}}})
+	if assert.NotNil(t, resp.Upstream) {
+		assert.Equal(t, "abc|early:bad argumentd|add:ok", string(resp.Upstream.Body))
+		assert.Equal(t, []string{"t1"}, resp.Upstream.Trailers.Values("x-added-trailer"))
+	}
+	assert.Equal(t, "resp|add:ok", string(resp.Body))
+	assert.Equal(t, []string{"r1"}, resp.Trailers.Values("x-added-trailer"))
+}

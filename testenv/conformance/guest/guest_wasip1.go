@@ -259,7 +259,7 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 	case "resp-call":
 		s.cluster, _ = pw.RequestHeaders.Get("x-cluster") // gone by the response
 		return pw.Continue
-	case "trailers", "response", "log-phase", "body-set":
+	case "trailers", "response", "log-phase", "body-set", "add-trailers":
 		return pw.Continue
 	case "buffers":
 		return s.opBuffers()
@@ -486,6 +486,16 @@ func (s *stream) opBuffers() pw.Action {
 }
 
 func (s *stream) OnHttpRequestBody(size int, end bool) pw.Action {
+	if s.op == "add-trailers" {
+		if end {
+			err := pw.RequestTrailers.Add("x-added-trailer", "t1")
+			pw.RequestBody.Append([]byte("|add:" + st(err)))
+		} else {
+			_, err := pw.RequestTrailers.Get("x-any")
+			pw.RequestBody.Append([]byte("|early:" + st(err)))
+		}
+		return pw.Continue
+	}
 	if s.op == "http-call" || s.op == "resp-call" {
 		s.bodyCalls++
 		pw.RequestBody.Append([]byte("|body-callback resumed=" + strconv.FormatBool(s.resumed)))
@@ -571,6 +581,13 @@ func (s *stream) OnHttpResponseBody(size int, end bool) pw.Action {
 	if s.op == "resp-call" {
 		s.bodyCalls++
 		pw.ResponseBody.Append([]byte("|body-callback resumed=" + strconv.FormatBool(s.resumed)))
+		return pw.Continue
+	}
+	if s.op == "add-trailers" {
+		if end {
+			r := pw.ResponseTrailers.Add("x-added-trailer", "r1")
+			pw.ResponseBody.Append([]byte("|add:" + st(r)))
+		}
 		return pw.Continue
 	}
 	if s.op == "body-set" {
