@@ -58,9 +58,10 @@ type Options struct {
 	// answered 413 (request) or 500 (response). 0: Envoy's default, 1 MiB; < 0: none.
 	BufferLimitBytes int
 	// PollOneoffENOSYS makes WASI poll_oneoff fail with ENOSYS, as proxy-wasm-cpp-host
-	// did before its #533 (Envoy before PR #45756): official-Go guests then die at
-	// their first garbage collection. For compatibility tests; see
-	// docs/compatibility.md.
+	// did before its #533 (Envoy before PR #45756): official-Go guests then serve
+	// requests until Go's poller has been switched on and a garbage collection polls,
+	// then die (not at once, not at their first collection). For compatibility tests;
+	// see docs/compatibility.md.
 	PollOneoffENOSYS bool
 }
 
