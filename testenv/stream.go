@@ -210,6 +210,7 @@ func (h *Host) Start(req Request) *Stream {
 }
 
 func (s *Stream) clear() {
+	clear(s.fr) // drop the body chunks the reused frame list points at
 	ctxs, rh, rt, ph, pt, fr := s.ctxs[:0], s.reqHeaders[:0], s.reqTrailers[:0], s.respHeaders[:0], s.respTrailers[:0], s.fr[:0]
 	*s = Stream{ctxs: ctxs, reqHeaders: rh, reqTrailers: rt, respHeaders: ph, respTrailers: pt, fr: fr}
 }
