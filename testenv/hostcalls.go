@@ -268,6 +268,7 @@ func envFuncs() []hostFunc {
 				return abi.StatusOK
 			}
 			s.local = &localReply{status: int(u32(st[0])), details: d, body: body, headers: hdrs, grpcStatus: u32(st[7])}
+			s.localDone = false
 			s.requestResume()
 			return abi.StatusOK
 		}),

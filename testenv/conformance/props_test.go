@@ -70,3 +70,20 @@ func TestAddTrailersFromLastBody(t *testing.T) {
 	assert.Equal(t, "resp|add:ok", string(resp.Body))
 	assert.Equal(t, []string{"r1"}, resp.Trailers.Values("x-added-trailer"))
 }
+
+// TestSecondLocalReply: of two proxy_send_local_response in one callback the first is
+// what the client gets (Envoy runs both deferred; the second finds a complete
+// response); one sent while the first goes through the response callbacks, before its
+// headers reached the client, replaces it (FilterManager::sendLocalReply's direct
+// reply).
+func TestSecondLocalReply(t *testing.T) {
+	h := start(t, setup{})
+	resp := do(t, h, testenv.Request{Path: "/d", Headers: [][2]string{{"x-op", "double-reply"}}})
+	assert.Equal(t, 401, resp.Status)
+	assert.Equal(t, "first", resp.Details)
+	assert.Equal(t, "first", string(resp.Body))
+	resp = do(t, h, testenv.Request{Path: "/d", Headers: [][2]string{{"x-op", "double-reply"}, {"x-second", "1"}}})
+	assert.Equal(t, 403, resp.Status)
+	assert.Equal(t, "second", resp.Details)
+	assert.Equal(t, "second", string(resp.Body))
+}

@@ -161,6 +161,7 @@ type stream struct {
 	bodyCalls int
 	cluster   string
 	bodySizes []string // body sizes seen by the body op's callbacks
+	second    string   // double-reply op: send a second reply from the response path
 }
 
 // st records the status of a host call as its name ("ok", "not found", ...).
@@ -265,6 +266,13 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 		return s.opBuffers()
 	case "route":
 		return s.opRoute()
+	case "double-reply":
+		// Two replies in one callback: Envoy sends the first; the second finds the
+		// response complete.
+		s.second, _ = pw.RequestHeaders.Get("x-second")
+		pw.SendHttpResponse(401, "first", nil, []byte("first"), abi.GrpcStatusNone)
+		pw.SendHttpResponse(402, "same_callback", nil, []byte("same callback"), abi.GrpcStatusNone)
+		return pw.Pause
 	case "header-shape":
 		// Envoy's header map: add on an inline header coalesces, on another header
 		// adds an entry; replace moves the header to the end.
@@ -540,6 +548,12 @@ func (s *stream) OnHttpResponseHeaders(n int, end bool) pw.Action {
 	pw.ResponseHeaders.Add("x-response-seen", s.op+"/"+status)
 	if s.op == "resp-call" {
 		return s.responseCall()
+	}
+	if s.op == "double-reply" && s.second == "1" && status == "401" {
+		// A reply while the first local reply goes through the response callbacks,
+		// before its headers reached the client: it replaces it.
+		pw.SendHttpResponse(403, "second", nil, []byte("second"), abi.GrpcStatusNone)
+		return pw.Pause
 	}
 	if s.op == "response" {
 		_, err := pw.RequestHeaders.Get(":path")
