@@ -130,6 +130,7 @@ type Host struct {
 	logLevel abi.LogLevel
 	plugins  []Plugin
 	mods     []wazero.CompiledModule
+	vmKeys   []string // per plugin, see vmKeyOf
 	routes   []compiledRoute // nil: no router stage
 	workers  []*worker
 	rr       atomic.Uint32
@@ -209,6 +210,9 @@ func New(ctx context.Context, opts Options, chain ...Plugin) (*Host, error) {
 		mods[i] = m
 	}
 	h.mods = mods
+	for _, p := range h.plugins {
+		h.vmKeys = append(h.vmKeys, vmKeyOf(p))
+	}
 	for wi := 0; wi < opts.Workers; wi++ {
 		w := &worker{id: wi, h: h}
 		h.workers = append(h.workers, w)
