@@ -130,7 +130,7 @@ type Host struct {
 	logLevel abi.LogLevel
 	plugins  []Plugin
 	mods     []wazero.CompiledModule
-	vmKeys   []string // per plugin, see vmKeyOf
+	vmKeys   []string        // per plugin, see vmKeyOf
 	routes   []compiledRoute // nil: no router stage
 	workers  []*worker
 	rr       atomic.Uint32
