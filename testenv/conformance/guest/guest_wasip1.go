@@ -260,7 +260,7 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 	case "resp-call":
 		s.cluster, _ = pw.RequestHeaders.Get("x-cluster") // gone by the response
 		return pw.Continue
-	case "trailers", "response", "log-phase", "body-set", "add-trailers":
+	case "trailers", "response", "log-phase", "body-set", "add-trailers", "resp-buffer":
 		return pw.Continue
 	case "buffers":
 		return s.opBuffers()
@@ -549,6 +549,9 @@ func (s *stream) OnHttpResponseHeaders(n int, end bool) pw.Action {
 	if s.op == "resp-call" {
 		return s.responseCall()
 	}
+	if s.op == "resp-buffer" {
+		return pw.Pause // hold the headers until the body is buffered (see the body callback)
+	}
 	if s.op == "double-reply" && s.second == "1" && status == "401" {
 		// A reply while the first local reply goes through the response callbacks,
 		// before its headers reached the client: it replaces it.
@@ -595,6 +598,12 @@ func (s *stream) OnHttpResponseBody(size int, end bool) pw.Action {
 	if s.op == "resp-call" {
 		s.bodyCalls++
 		pw.ResponseBody.Append([]byte("|body-callback resumed=" + strconv.FormatBool(s.resumed)))
+		return pw.Continue
+	}
+	if s.op == "resp-buffer" {
+		if !end {
+			return pw.Pause
+		}
 		return pw.Continue
 	}
 	if s.op == "add-trailers" {
