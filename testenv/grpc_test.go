@@ -63,6 +63,23 @@ func TestGrpcStream(t *testing.T) {
 	}
 }
 
+// TestGrpcServiceProto: a serialized GrpcService names its cluster in envoy_grpc; an
+// unknown one is InternalFailure (Envoy's Context::grpcCall with skip_cluster_check:
+// the request fails at once and sendRaw returns nothing).
+func TestGrpcServiceProto(t *testing.T) {
+	addr := startGrpcEcho(t)
+	h := newHost(t, Options{Clusters: map[string]string{"grpcsvc": addr}}, raw(t, "a", "grpcproto"))
+	resp := do(t, h, Request{})
+	if got, ok := resp.Upstream.Headers.Get("x-grpc-error"); ok {
+		t.Fatalf("known cluster in a GrpcService: x-grpc-error = %q", got)
+	}
+	h = newHost(t, Options{}, raw(t, "b", "grpcproto"))
+	resp = do(t, h, Request{})
+	if got, _ := resp.Upstream.Headers.Get("x-grpc-error"); got != "10" {
+		t.Fatalf("x-grpc-error = %q, want 10 (InternalFailure)", got)
+	}
+}
+
 func TestGrpcUnknownCluster(t *testing.T) {
 	h := newHost(t, Options{}, raw(t, "a", "grpc"))
 	resp := do(t, h, Request{})

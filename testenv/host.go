@@ -57,9 +57,10 @@ type Options struct {
 	// answered 413 (request) or 500 (response). 0: Envoy's default, 1 MiB; < 0: none.
 	BufferLimitBytes int
 	// PollOneoffENOSYS makes WASI poll_oneoff fail with ENOSYS, as proxy-wasm-cpp-host
-	// did before its #533 (Envoy before PR #45756): official-Go guests then die at
-	// their first garbage collection. For compatibility tests; see
-	// docs/compatibility.md.
+	// did before its #533 (Envoy before PR #45756): official-Go guests then serve
+	// requests until Go's poller has been switched on and a garbage collection polls,
+	// then die (not at once, not at their first collection). For compatibility tests;
+	// see docs/compatibility.md.
 	PollOneoffENOSYS bool
 }
 
@@ -128,6 +129,7 @@ type Host struct {
 	logLevel abi.LogLevel
 	plugins  []Plugin
 	mods     []wazero.CompiledModule
+	vmKeys   []string        // per plugin, see vmKeyOf
 	routes   []compiledRoute // nil: no router stage
 	workers  []*worker
 	rr       atomic.Uint32
@@ -207,6 +209,9 @@ func New(ctx context.Context, opts Options, chain ...Plugin) (*Host, error) {
 		mods[i] = m
 	}
 	h.mods = mods
+	for _, p := range h.plugins {
+		h.vmKeys = append(h.vmKeys, vmKeyOf(p))
+	}
 	for wi := 0; wi < opts.Workers; wi++ {
 		w := &worker{id: wi, h: h}
 		h.workers = append(h.workers, w)

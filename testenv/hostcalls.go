@@ -84,6 +84,9 @@ func (v *vm) headerMap(mt abi.MapType) (m *[]abi.Pair, mutable bool) {
 		if s != nil && ref.maps&mReqTrailers != 0 {
 			return &s.reqTrailers, s.stage != stLog
 		}
+		if s != nil && s.addTrailers(ref, stReq) {
+			return &s.reqTrailers, true
+		}
 	case abi.MapResponseHeaders:
 		if s != nil {
 			if s.stage == stLog {
@@ -101,6 +104,8 @@ func (v *vm) headerMap(mt abi.MapType) (m *[]abi.Pair, mutable bool) {
 					return &s.respTrailers, false
 				}
 			} else if ref.maps&mRespTrailers != 0 {
+				return &s.respTrailers, true
+			} else if s.addTrailers(ref, stResp) {
 				return &s.respTrailers, true
 			}
 		}
@@ -263,6 +268,7 @@ func envFuncs() []hostFunc {
 				return abi.StatusOK
 			}
 			s.local = &localReply{status: int(u32(st[0])), details: d, body: body, headers: hdrs, grpcStatus: u32(st[7])}
+			s.localDone = false
 			s.requestResume()
 			return abi.StatusOK
 		}),

@@ -151,6 +151,8 @@ type Stream struct {
 	paused bool // waiting for a plugin to continue
 	inCall bool
 	callee int // plugin whose stream callback runs (when inCall)
+	// curFrame: the frame whose callback runs (when inCall).
+	curFrame int
 	// Frames of the current direction: headers, body chunks, trailers; pushed: all
 	// were handed to the first plugin; arrived: how many went past the last one; gen
 	// changes when the direction is abandoned (local reply, reset, trap).
@@ -211,6 +213,7 @@ func (h *Host) Start(req Request) *Stream {
 }
 
 func (s *Stream) clear() {
+	clear(s.fr) // drop the body chunks the reused frame list points at
 	ctxs, rh, rt, ph, pt, fr := s.ctxs[:0], s.reqHeaders[:0], s.reqTrailers[:0], s.respHeaders[:0], s.respTrailers[:0], s.fr[:0]
 	*s = Stream{ctxs: ctxs, reqHeaders: rh, reqTrailers: rt, respHeaders: ph, respTrailers: pt, fr: fr}
 }
@@ -242,6 +245,28 @@ func (s *Stream) mergeHeld(from, to int) {
 		}
 	}
 	s.fr[to].data = append(acc, s.fr[to].data...)
+}
+
+// addTrailers gives a stream without trailers an empty trailer map when a plugin asks
+// for it from its body callback at the end of the stream, as Envoy's Context::getMap
+// does (addDecodedTrailers / addEncodedTrailers when the body buffer is there and
+// end_of_stream is set): a trailers frame follows the body, which the next plugins
+// then see without end_of_stream; the plugin that added them gets no trailers callback
+// for them. Worker lock held.
+func (s *Stream) addTrailers(ref *ctxRef, st stage) bool {
+	if !s.inCall || s.callee != ref.plugin || s.stage != st || s.curFrame != len(s.fr)-1 || s.fr[s.curFrame].kind != fBody {
+		return false
+	}
+	s.fr = append(s.fr, frame{kind: fTrailers})
+	ref.got = len(s.fr)
+	if st == stReq {
+		s.reqTrailers, s.hasReqTrailer = s.reqTrailers[:0], true
+		ref.maps |= mReqTrailers
+	} else {
+		s.respTrailers, s.hasRespTrail = s.respTrailers[:0], true
+		ref.maps |= mRespTrailers
+	}
+	return true
 }
 
 // bodyBuffer is the body a plugin may use now: the last chunk it received (holding the
@@ -510,7 +535,7 @@ func (s *Stream) callback(i int, f int) bool {
 		bit <<= 3
 	}
 	ref.maps |= bit
-	s.inCall, s.continued, s.callee = true, false, i
+	s.inCall, s.continued, s.callee, s.curFrame = true, false, i, f
 	v.cur = ref
 	id := uint64(ref.id)
 	var act uint64
@@ -580,8 +605,8 @@ func (s *Stream) run() {
 				// filter stopped).
 				s.pushed = true
 				g := s.gen
-				for f := 0; f < len(s.fr) && s.gen == g; f++ {
-					s.deliver(f, 0)
+				for f, n := 0, len(s.fr); f < n && s.gen == g; f++ {
+					s.deliver(f, 0) // trailers a plugin adds go on from that plugin
 				}
 				continue
 			}
@@ -672,14 +697,24 @@ func (s *Stream) deliver(f int, p int) {
 		if s.gen != g {
 			return
 		}
+		// added > f+1: the plugin added trailers in this callback; they go on
+		// after this frame.
+		added := ref.got
 		if held := ref.sent; held < f {
-			ref.sent = f + 1
-			for h := held; h <= f && s.gen == g; h++ {
+			ref.sent = added
+			for h := held; h < added && s.gen == g; h++ {
 				s.deliver(h, p+1)
 			}
 			return
 		}
-		ref.sent = f + 1
+		ref.sent = added
+		if added > f+1 {
+			defer func(next int) {
+				for h := f + 1; h < added && s.gen == g; h++ {
+					s.deliver(h, next)
+				}
+			}(p + 1)
+		}
 	}
 	s.arrive(f)
 }

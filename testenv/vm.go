@@ -245,7 +245,7 @@ func vmKeyOf(p Plugin) string {
 // context, also in a shared VM).
 func newVM(ctx context.Context, h *Host, w *worker, idx int, cm wazero.CompiledModule) (*vm, error) {
 	p := h.plugins[idx]
-	key := vmKeyOf(p)
+	key := h.vmKeys[idx]
 	fail := func(phase string, err error) error {
 		return fmt.Errorf("plugin %q worker %d: %s: %v%s", p.Name, w.id, phase, err, h.errorLogs(p.Name, w.id))
 	}

@@ -91,6 +91,23 @@ func TestBufferLimit(t *testing.T) {
 			}
 		})
 	}
+	t.Run("response above the limit, headers held", func(t *testing.T) {
+		for _, limit := range []int{7, 13} {
+			h := start(t, setup{opts: testenv.Options{AllowOnHeadersStopIteration: true, BufferLimitBytes: limit, ResponseChunkSize: 5,
+				Upstream: func(*testenv.UpstreamRequest) *testenv.UpstreamResponse {
+					return &testenv.UpstreamResponse{Status: 200, Body: []byte("response body")}
+				}}})
+			resp := do(t, h, testenv.Request{Path: "/r", Headers: [][2]string{{"x-op", "resp-buffer"}}})
+			if limit == 13 {
+				assert.Equal(t, 200, resp.Status)
+				assert.Equal(t, "response body", string(resp.Body))
+				continue
+			}
+			assert.Equal(t, 500, resp.Status, "Envoy's responseDataTooLarge before the headers went out")
+			assert.Equal(t, "response_payload_too_large", resp.Details)
+			assert.Equal(t, "Internal Server Error", string(resp.Body))
+		}
+	})
 	t.Run("response above the limit", func(t *testing.T) {
 		h := start(t, setup{opts: testenv.Options{BufferLimitBytes: 7, ResponseChunkSize: 5, Upstream: func(*testenv.UpstreamRequest) *testenv.UpstreamResponse {
 			return &testenv.UpstreamResponse{Status: 200, Body: []byte("response body")}

@@ -54,3 +54,36 @@ func TestSetBufferBytes(t *testing.T) {
 	resp := do(t, h, testenv.Request{Path: "/b", Headers: [][2]string{{"x-op", "body-set"}}})
 	assert.Equal(t, "AB-tail|middle:bad argument", string(resp.Body))
 }
+
+// TestAddTrailersFromLastBody: a plugin may add trailers from its last body callback of
+// a stream that has none (Envoy's addDecodedTrailers / addEncodedTrailers through
+// Context::getMap); before the end of the stream the trailer map does not exist.
+func TestAddTrailersFromLastBody(t *testing.T) {
+	h := start(t, setup{opts: testenv.Options{RequestChunkSize: 3, Upstream: func(*testenv.UpstreamRequest) *testenv.UpstreamResponse {
+		return &testenv.UpstreamResponse{Status: 200, Body: []byte("resp")}
+	}}})
+	resp := do(t, h, testenv.Request{Method: "POST", Path: "/t", Body: []byte("abcd"), Headers: [][2]string{{"x-op", "add-trailers"}}})
+	if assert.NotNil(t, resp.Upstream) {
+		assert.Equal(t, "abc|early:bad argumentd|add:ok", string(resp.Upstream.Body))
+		assert.Equal(t, []string{"t1"}, resp.Upstream.Trailers.Values("x-added-trailer"))
+	}
+	assert.Equal(t, "resp|add:ok", string(resp.Body))
+	assert.Equal(t, []string{"r1"}, resp.Trailers.Values("x-added-trailer"))
+}
+
+// TestSecondLocalReply: of two proxy_send_local_response in one callback the first is
+// what the client gets (Envoy runs both deferred; the second finds a complete
+// response); one sent while the first goes through the response callbacks, before its
+// headers reached the client, replaces it (FilterManager::sendLocalReply's direct
+// reply).
+func TestSecondLocalReply(t *testing.T) {
+	h := start(t, setup{})
+	resp := do(t, h, testenv.Request{Path: "/d", Headers: [][2]string{{"x-op", "double-reply"}}})
+	assert.Equal(t, 401, resp.Status)
+	assert.Equal(t, "first", resp.Details)
+	assert.Equal(t, "first", string(resp.Body))
+	resp = do(t, h, testenv.Request{Path: "/d", Headers: [][2]string{{"x-op", "double-reply"}, {"x-second", "1"}}})
+	assert.Equal(t, 403, resp.Status)
+	assert.Equal(t, "second", resp.Details)
+	assert.Equal(t, "second", string(resp.Body))
+}

@@ -161,6 +161,7 @@ type stream struct {
 	bodyCalls int
 	cluster   string
 	bodySizes []string // body sizes seen by the body op's callbacks
+	second    string   // double-reply op: send a second reply from the response path
 }
 
 // getHeader reads a header like pw.HeaderMap.Get but reports the host's exact status
@@ -273,12 +274,19 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 	case "resp-call":
 		s.cluster, _ = pw.RequestHeaders.Get("x-cluster") // gone by the response
 		return pw.Continue
-	case "trailers", "response", "log-phase", "body-set":
+	case "trailers", "response", "log-phase", "body-set", "add-trailers", "resp-buffer":
 		return pw.Continue
 	case "buffers":
 		return s.opBuffers()
 	case "route":
 		return s.opRoute()
+	case "double-reply":
+		// Two replies in one callback: Envoy sends the first; the second finds the
+		// response complete.
+		s.second, _ = pw.RequestHeaders.Get("x-second")
+		pw.SendHttpResponse(401, "first", nil, []byte("first"), abi.GrpcStatusNone)
+		pw.SendHttpResponse(402, "same_callback", nil, []byte("same callback"), abi.GrpcStatusNone)
+		return pw.Pause
 	case "header-shape":
 		// Envoy's header map: add on an inline header coalesces, on another header
 		// adds an entry; replace moves the header to the end.
@@ -510,6 +518,16 @@ func (s *stream) opBuffers() pw.Action {
 }
 
 func (s *stream) OnHttpRequestBody(size int, end bool) pw.Action {
+	if s.op == "add-trailers" {
+		if end {
+			err := pw.RequestTrailers.Add("x-added-trailer", "t1")
+			pw.RequestBody.Append([]byte("|add:" + st(err)))
+		} else {
+			_, err := pw.RequestTrailers.Get("x-any")
+			pw.RequestBody.Append([]byte("|early:" + st(err)))
+		}
+		return pw.Continue
+	}
 	if s.op == "http-call" || s.op == "resp-call" {
 		s.bodyCalls++
 		pw.RequestBody.Append([]byte("|body-callback resumed=" + strconv.FormatBool(s.resumed)))
@@ -555,6 +573,15 @@ func (s *stream) OnHttpResponseHeaders(n int, end bool) pw.Action {
 	if s.op == "resp-call" {
 		return s.responseCall()
 	}
+	if s.op == "resp-buffer" {
+		return pw.Pause // hold the headers until the body is buffered (see the body callback)
+	}
+	if s.op == "double-reply" && s.second == "1" && status == "401" {
+		// A reply while the first local reply goes through the response callbacks,
+		// before its headers reached the client: it replaces it.
+		pw.SendHttpResponse(403, "second", nil, []byte("second"), abi.GrpcStatusNone)
+		return pw.Pause
+	}
 	if s.op == "response" {
 		_, err := getHeader(pw.RequestHeaders, ":path")
 		pw.ResponseHeaders.Add("x-request-map-in-response", st(err))
@@ -595,6 +622,19 @@ func (s *stream) OnHttpResponseBody(size int, end bool) pw.Action {
 	if s.op == "resp-call" {
 		s.bodyCalls++
 		pw.ResponseBody.Append([]byte("|body-callback resumed=" + strconv.FormatBool(s.resumed)))
+		return pw.Continue
+	}
+	if s.op == "resp-buffer" {
+		if !end {
+			return pw.Pause
+		}
+		return pw.Continue
+	}
+	if s.op == "add-trailers" {
+		if end {
+			r := pw.ResponseTrailers.Add("x-added-trailer", "r1")
+			pw.ResponseBody.Append([]byte("|add:" + st(r)))
+		}
 		return pw.Continue
 	}
 	if s.op == "body-set" {

@@ -408,9 +408,14 @@ func onRequestHeaders(id, n, eos uint32) uint32 {
 		pendingCalls[token] = id
 		return 1
 	}
-	if modes["grpc"] {
+	if modes["grpc"] || modes["grpcproto"] {
 		var token uint32
-		st := grpcCall("grpcsvc", "test.Echo", "Unary", encodePairs("x-md", "v"), "hello", 5000, &token)
+		svc := "grpcsvc"
+		if modes["grpcproto"] {
+			// A serialized GrpcService{envoy_grpc{cluster_name: "grpcsvc"}}.
+			svc = "\x0a\x09\x0a\x07grpcsvc"
+		}
+		st := grpcCall(svc, "test.Echo", "Unary", encodePairs("x-md", "v"), "hello", 5000, &token)
 		if st != 0 {
 			addHeader(0, "x-grpc-error", strconv.Itoa(int(st)))
 			return 0
