@@ -59,15 +59,6 @@ func do(t testing.TB, h *testenv.Host, req testenv.Request) *testenv.Response {
 	return h.MustDo(t, req)
 }
 
-func headerPairs(m map[string]string) [][2]string {
-	var out [][2]string
-	for k, v := range m {
-		out = append(out, [2]string{k, v})
-	}
-	slices.SortFunc(out, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
-	return out
-}
-
 func metric(h *testenv.Host, name string) int64 {
 	v, _ := h.Metric(name)
 	return v

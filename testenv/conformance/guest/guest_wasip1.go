@@ -523,7 +523,7 @@ func (s *stream) OnHttpRequestBody(size int, end bool) pw.Action {
 			err := pw.RequestTrailers.Add("x-added-trailer", "t1")
 			pw.RequestBody.Append([]byte("|add:" + st(err)))
 		} else {
-			_, err := pw.RequestTrailers.Get("x-any")
+			_, err := getHeader(pw.RequestTrailers, "x-any")
 			pw.RequestBody.Append([]byte("|early:" + st(err)))
 		}
 		return pw.Continue
