@@ -48,14 +48,8 @@ type metrics struct {
 }
 
 func (p *plugin) OnPluginStart(int) bool {
-	raw, err := pw.PluginConfiguration.Bytes()
-	if err != nil {
-		pw.LogCriticalf("auth: reading the plugin configuration: %v", err)
-		return false
-	}
-	cfg, err := config.Parse(raw)
-	if err != nil {
-		pw.LogCriticalf("auth: invalid configuration: %v", err)
+	cfg, ok := pw.LoadPluginConfig("auth", config.Parse)
+	if !ok {
 		return false
 	}
 	if err := p.m.define(); err != nil {

@@ -360,7 +360,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	s, err := strconv.Unquote(string(b))
 	if err != nil || len(b) < 2 || b[0] != '"' {
-		return Errorf("", "expected a duration string such as \"1.5s\", got %s", kindOfRaw(b))
+		return Errorf("", "expected a duration string such as \"1.5s\", got %s", KindOf(b))
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil || strings.HasPrefix(s, "+") {
@@ -373,7 +373,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func kindOfRaw(b []byte) string {
+// KindOf names the kind of the raw JSON value b ("a string", "an array", "the number
+// 5", ...) for error messages of wire types with their own UnmarshalJSON.
+func KindOf(b []byte) string {
 	if len(b) == 0 {
 		return "nothing"
 	}

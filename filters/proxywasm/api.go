@@ -205,6 +205,24 @@ const (
 	PluginConfiguration  = Buffer(abi.BufferPluginConfig)
 )
 
+// LoadPluginConfig reads the plugin configuration (Envoy's Wasm plugin `configuration`,
+// Istio's `pluginConfig`) and parses it with parse. On failure it logs the problem at
+// critical level, prefixed with filter, and returns ok == false: return false from
+// OnPluginStart then, so that the host refuses the configuration (Envoy rejects the
+// update) instead of serving with a half-understood one.
+func LoadPluginConfig[T any](filter string, parse func([]byte) (T, error)) (cfg T, ok bool) {
+	raw, err := PluginConfiguration.Bytes()
+	if err != nil {
+		LogCriticalf("%s: reading the plugin configuration: %v", filter, err)
+		return cfg, false
+	}
+	if cfg, err = parse(raw); err != nil {
+		LogCriticalf("%s: invalid configuration: %v", filter, err)
+		return cfg, false
+	}
+	return cfg, true
+}
+
 // Get returns up to length bytes from offset start. An empty buffer returns
 // (nil, nil) — Envoy reports it as NotFound or Empty depending on the buffer, which
 // this hides.

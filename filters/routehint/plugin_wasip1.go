@@ -35,14 +35,8 @@ type metrics struct {
 }
 
 func (p *plugin) OnPluginStart(int) bool {
-	raw, err := pw.PluginConfiguration.Bytes()
-	if err != nil {
-		pw.LogCriticalf("routehint: reading the plugin configuration: %v", err)
-		return false
-	}
-	cfg, err := config.Parse(raw)
-	if err != nil {
-		pw.LogCriticalf("routehint: invalid configuration: %v", err)
+	cfg, ok := pw.LoadPluginConfig("routehint", config.Parse)
+	if !ok {
 		return false
 	}
 	if err := p.m.define(cfg); err != nil {

@@ -188,7 +188,7 @@ func (v *ClaimValues) UnmarshalJSON(b []byte) error {
 		for i, r := range raw {
 			var s string
 			if len(r) == 0 || r[0] != '"' || json.Unmarshal(r, &s) != nil {
-				return configjson.Errorf(configjson.Index("", i), "must be a string, got %s", kindOf(r))
+				return configjson.Errorf(configjson.Index("", i), "must be a string, got %s", configjson.KindOf(r))
 			}
 			out = append(out, s)
 		}
@@ -198,26 +198,7 @@ func (v *ClaimValues) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		return nil
 	}
-	return configjson.Errorf("", "must be a string or an array of strings, got %s", kindOf(b))
-}
-
-func kindOf(b []byte) string {
-	if len(b) == 0 {
-		return "nothing"
-	}
-	switch b[0] {
-	case 'n':
-		return "null"
-	case 't', 'f':
-		return "a boolean"
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case '"':
-		return "a string"
-	}
-	return "a number"
+	return configjson.Errorf("", "must be a string or an array of strings, got %s", configjson.KindOf(b))
 }
 
 // LocalJWKSSpec is a key set given inline.
