@@ -42,7 +42,7 @@ type fakeRLS struct {
 	addr   string
 }
 
-func startFakeRLS(t *testing.T, answer func(*rlsv3.RateLimitRequest) ([]byte, error)) *fakeRLS {
+func startFakeRLS(t testing.TB, answer func(*rlsv3.RateLimitRequest) ([]byte, error)) *fakeRLS {
 	t.Helper()
 	f := &fakeRLS{answer: answer}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
