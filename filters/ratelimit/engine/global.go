@@ -2,6 +2,7 @@ package engine
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meshplug/meshplug/filters/abi"
@@ -193,18 +194,23 @@ func (d *Descriptors) reportLimit(rule *config.Rule, st *rls.Status) *config.Lim
 
 // AppendServiceHeaders appends the headers of the service's response_headers_to_add or
 // request_headers_to_add to dst, dropping what must not come from it: pseudo-headers,
-// names that are not lower-case RFC 9110 tokens, values with CR, LF or NUL (the
-// proxy would refuse or, worse, split them), and hop-by-hop and framing headers.
+// names that are not RFC 9110 tokens, values with CR, LF or NUL (the
+// proxy would refuse or, worse, split them), and hop-by-hop and framing headers. Names
+// are lower-cased (HTTP/2's form, as Envoy keeps them).
 func AppendServiceHeaders(dst []abi.Pair, hs []rls.Header) []abi.Pair {
 	for _, h := range hs {
-		if !headerNameOK(h.Key) || !headerValueOK(h.Value) {
+		key := h.Key
+		if strings.ContainsFunc(key, func(r rune) bool { return r >= 'A' && r <= 'Z' }) {
+			key = strings.ToLower(key)
+		}
+		if !headerNameOK(key) || !headerValueOK(h.Value) {
 			continue
 		}
-		switch h.Key {
+		switch key {
 		case "host", "content-length", "transfer-encoding", "connection", "te", "upgrade", "keep-alive", "proxy-connection":
 			continue
 		}
-		dst = append(dst, abi.Pair{Key: h.Key, Value: h.Value})
+		dst = append(dst, abi.Pair{Key: key, Value: h.Value})
 	}
 	return dst
 }
