@@ -288,3 +288,36 @@ func TestGlobalConfigErrors(t *testing.T) {
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 
 func configParse(s string) (*config.Config, error) { return config.Parse([]byte(s)) }
+
+// TestGlobalLocalPrecheck: with local_precheck, a key this proxy has used up is
+// rejected from the local bucket without a call (the fake service admits everything);
+// without it every request is asked.
+func TestGlobalLocalPrecheck(t *testing.T) {
+	for _, precheck := range []bool{false, true} {
+		t.Run(fmt.Sprint("precheck=", precheck), func(t *testing.T) {
+			f := startFakeRLS(t, func(*rlsv3.RateLimitRequest) ([]byte, error) {
+				return marshal(&rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK})
+			})
+			h := startGlobal(t, 2, sprintf(`{"mode":"global","global":{"cluster":"rls","timeout":"5s","local_precheck":%v},"rules":[
+				{"name":"u","descriptors":[{"key":"user","header":"x-user"}],"limit":{"requests":2,"unit":"hour"}}]}`, precheck),
+				map[string]string{"rls": f.addr})
+			statuses := []int{}
+			for i := 0; i < 4; i++ {
+				statuses = append(statuses, h.MustDo(t, testenv.Request{Headers: [][2]string{{"x-user", "a"}}, Worker: i % 2}).Status)
+			}
+			pre, _ := h.Metric("meshplug.ratelimit.service.precheck_limited")
+			if precheck {
+				assert.Equal(t, []int{200, 200, 429, 429}, statuses)
+				assert.Len(t, f.requests(), 2, "the used-up key is not asked")
+				assert.Equal(t, int64(2), pre)
+				limited, _ := h.Metric("meshplug.ratelimit.u.limited")
+				assert.Equal(t, int64(2), limited)
+			} else {
+				assert.Equal(t, []int{200, 200, 200, 200}, statuses)
+				assert.Len(t, f.requests(), 4)
+			}
+			allowed, _ := h.Metric("meshplug.ratelimit.u.allowed")
+			assert.Equal(t, int64(map[bool]int{false: 4, true: 2}[precheck]), allowed, "passes are counted once, from the service's answer")
+		})
+	}
+}

@@ -46,6 +46,8 @@ const (
 	metricServiceOverLimit          = metricPrefix + "service.over_limit"
 	metricServiceError              = metricPrefix + "service.error"
 	metricServiceFailureModeAllowed = metricPrefix + "service.failure_mode_allowed"
+	// Requests the local pre-check rejected without a call.
+	metricPrecheckLimited = metricPrefix + "service.precheck_limited"
 )
 
 type metrics struct {
@@ -54,7 +56,7 @@ type metrics struct {
 	// per rule index, per engine.Event
 	rules [][3]pw.Counter
 	// global mode only
-	serviceOK, serviceOverLimit, serviceError, serviceFailureModeAllowed pw.Counter
+	serviceOK, serviceOverLimit, serviceError, serviceFailureModeAllowed, precheckLimited pw.Counter
 }
 
 // sharedData is bucket.Store on the proxy's shared data.
@@ -87,7 +89,7 @@ func (p *plugin) OnPluginStart(int) bool {
 		pw.LogCriticalf("ratelimit: defining metrics: %v", err)
 		return false
 	}
-	if cfg.Global != nil {
+	if cfg.Global != nil && !cfg.Global.LocalPrecheck {
 		// The service keeps the counters: no shared-data table.
 		p.cfg, p.eng = cfg, engine.New(cfg, nil)
 		return true
@@ -122,6 +124,9 @@ func (m *metrics) define(cfg *config.Config) (err error) {
 		m.serviceOverLimit = def(metricServiceOverLimit)
 		m.serviceError = def(metricServiceError)
 		m.serviceFailureModeAllowed = def(metricServiceFailureModeAllowed)
+		if cfg.Global.LocalPrecheck {
+			m.precheckLimited = def(metricPrecheckLimited)
+		}
 	}
 	m.rules = make([][3]pw.Counter, len(cfg.Rules))
 	for i, r := range cfg.Rules {

@@ -78,6 +78,19 @@ func (s *stream) reject(extra []rls.Header) {
 // Requests without descriptors, or denied for a missing key, do not wait.
 func (s *stream) callService() pw.Action {
 	cfg := s.p.cfg
+	if cfg.Global.LocalPrecheck {
+		// The local buckets first: a rejection here is final; a pass is not recorded
+		// (the service's answer is).
+		s.p.eng.Decide(&s.req, pw.Now().UnixNano(), &s.v)
+		if s.v.Limited {
+			s.record()
+			s.p.m.precheckLimited.Increment(1)
+			s.reject(nil)
+			return pw.Pause
+		}
+		s.v.Events = s.v.Events[:0] // table metrics only
+		s.record()
+	}
 	s.p.eng.Descriptors(&s.req, &s.d, &s.v)
 	if s.v.Limited || len(s.d.Entries) == 0 {
 		s.record()

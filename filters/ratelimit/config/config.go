@@ -42,6 +42,7 @@ type Global struct {
 	Timeout         time.Duration
 	FailureModeDeny bool
 	StatusOnError   int
+	LocalPrecheck   bool
 }
 
 // HeaderStyle selects the rate limit response headers.
@@ -306,7 +307,8 @@ func compileGlobal(errs *configjson.Errors, s *GlobalSpec) *Global {
 		errs.Add("global", "required with mode \"global\"")
 		return nil
 	}
-	g := &Global{Cluster: s.Cluster, Timeout: s.Timeout.D(), FailureModeDeny: s.FailureModeDeny, StatusOnError: s.StatusOnError}
+	g := &Global{Cluster: s.Cluster, Timeout: s.Timeout.D(), FailureModeDeny: s.FailureModeDeny, StatusOnError: s.StatusOnError,
+		LocalPrecheck: s.LocalPrecheck}
 	if g.Cluster == "" {
 		errs.Add("global.cluster", "required")
 	}

@@ -114,6 +114,16 @@ type GlobalSpec struct {
 	// +kubebuilder:validation:Minimum=400
 	// +kubebuilder:validation:Maximum=599
 	StatusOnError int `json:"status_on_error,omitempty"`
+
+	// LocalPrecheck first takes a token from a local bucket of the same limit (shared
+	// data, as the local mode): when this proxy alone has used up a key's limit the
+	// request is rejected without calling the service. It spares the service (and the
+	// request its round trip) under overload from one proxy's clients, but the local
+	// bucket refills continuously where the service's window resets at once, so just
+	// after a window boundary a key this proxy saw at its limit can be rejected locally
+	// although the service would admit it (by up to one limit's worth of requests per
+	// proxy, until the bucket refills). Default false.
+	LocalPrecheck bool `json:"local_precheck,omitempty"`
 }
 
 // RuleSpec limits the requests it matches, per distinct descriptor.
