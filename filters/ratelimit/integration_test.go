@@ -83,9 +83,10 @@ func inOneWindow(f func()) bool {
 // front of envoyproxy/ratelimit on Redis, configured from the same policy by the
 // renderer. One user's burst is admitted exactly `limit` times in total (the service
 // counts with Redis INCRBY in fixed windows: exact, no local cache configured); the
-// next window admits again; Redis killed → the failure mode (allowed on one proxy,
-// 500 on the other with failure_mode_deny), every request completes, and limiting
-// resumes when Redis is back; the same for the service itself.
+// next window admits again; Redis killed → the failure mode (allowed on two proxies,
+// 500 on a third with failure_mode_deny), every request completes, and limiting
+// resumes when Redis is back; the same for the service itself, killed while requests
+// wait for it.
 func TestGlobalWithRealService(t *testing.T) {
 	const limit = 7
 	svc := globaltest.Start(t, integrationSpec(limit, false))
@@ -153,7 +154,18 @@ func TestGlobalWithRealService(t *testing.T) {
 		recovered(t)
 	})
 	t.Run("service killed", func(t *testing.T) {
+		// Killed while requests wait for it: each completes (burst fails the test
+		// otherwise), passed or limited.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			a, l, e := burst(t, allow, "dave", 20*limit)
+			assert.Equal(t, 20*limit, a+l)
+			assert.Zero(t, e)
+		}()
+		time.Sleep(5 * time.Millisecond)
 		svc.RLS.Stop()
+		<-done
 		outage(t)
 		svc.RLS.Start()
 		recovered(t)
