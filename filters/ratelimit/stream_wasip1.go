@@ -149,7 +149,8 @@ func (s *stream) answer(status uint32, message string, response []byte) (rejecte
 		return true
 	}
 	// request_headers_to_add replace what the client sent under those names: a client
-	// must not be able to pre-set a header the service vouches for.
+	// must not be able to pre-set a header the service vouches for. (Envoy's filter
+	// appends them instead: Filter::appendRequestHeaders, HeaderMapImpl::copyFrom.)
 	for _, h := range engine.AppendServiceHeaders(s.headers[:0], s.resp.RequestHeaders) {
 		if err := pw.RequestHeaders.Replace(h.Key, h.Value); err != nil {
 			pw.LogDebugf("ratelimit: adding %s to the request: %v", h.Key, err)

@@ -83,8 +83,9 @@ func (e *Engine) Descriptors(r *Request, d *Descriptors, v *Verdict) {
 
 // DecideGlobal completes v from the service's response to d, as Envoy's ratelimit
 // filter does (Filter::complete): the request is limited when overall_code is
-// OVER_LIMIT (any other code, UNKNOWN included, allows it, as Envoy's gRPC client maps
-// only OVER_LIMIT to LimitStatus::OverLimit), except that a descriptor of a shadow rule
+// OVER_LIMIT (any other code, UNKNOWN included, allows it, as Envoy's
+// GrpcClientImpl::onSuccess in source/extensions/filters/common/ratelimit maps only
+// OVER_LIMIT to LimitStatus::OverLimit), except that a descriptor of a shadow rule
 // never limits. Per-descriptor statuses say which rules were over their limit (for
 // metrics and shadow mode) and give the rate limit headers: on a rejection, the
 // over-limit status with the longest duration_until_reset (Retry-After: when every
