@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -319,5 +320,47 @@ func TestGlobalLocalPrecheck(t *testing.T) {
 			allowed, _ := h.Metric("meshplug.ratelimit.u.allowed")
 			assert.Equal(t, int64(map[bool]int{false: 4, true: 2}[precheck]), allowed, "passes are counted once, from the service's answer")
 		})
+	}
+}
+
+// TestGlobalClientGoneWhileWaiting: a client that goes away while its request waits
+// for the service abandons the call: the late answer is not applied (no metric, no
+// reply), and the recycled stream serves the next request normally.
+func TestGlobalClientGoneWhileWaiting(t *testing.T) {
+	release := make(chan struct{})
+	var calls sync.WaitGroup
+	calls.Add(1)
+	first := true
+	var mu sync.Mutex
+	f := startFakeRLS(t, func(*rlsv3.RateLimitRequest) ([]byte, error) {
+		mu.Lock()
+		wait := first
+		first = false
+		mu.Unlock()
+		if wait {
+			calls.Done()
+			<-release
+			return marshal(&rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OVER_LIMIT})
+		}
+		return marshal(&rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK})
+	})
+	h := startGlobal(t, 1, cfgWith(""), map[string]string{"rls": f.addr})
+	s := h.Start(testenv.Request{Headers: [][2]string{{"x-user", "a"}}})
+	calls.Wait() // the call is at the service
+	require.False(t, s.Done(), "the request waits for the service")
+	s.Reset()
+	resp, err := s.Wait(context.Background())
+	require.NoError(t, err)
+	assert.True(t, resp.Reset)
+	close(release)
+
+	resp = h.MustDo(t, testenv.Request{Headers: [][2]string{{"x-user", "a"}}})
+	assert.NotNil(t, resp.Upstream, "the next request gets its own answer")
+	over, _ := h.Metric("meshplug.ratelimit.service.over_limit")
+	ok, _ := h.Metric("meshplug.ratelimit.service.ok")
+	assert.Equal(t, int64(0), over, "the abandoned call's answer is not applied")
+	assert.Equal(t, int64(1), ok)
+	for _, l := range h.Logs() {
+		assert.NotContains(t, l.Message, "unknown token")
 	}
 }
