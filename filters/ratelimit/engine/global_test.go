@@ -47,13 +47,13 @@ func TestDescriptors(t *testing.T) {
 		events  int
 	}{
 		{"user and probe", "/a", []string{"x-user", "alice"},
-			[][]rls.Entry{{{"generic_key", "user"}, {"u", "alice"}}, {{"generic_key", "probe"}, {"all", "1"}, {"m", "GET"}}}, false, 0},
+			[][]rls.Entry{{{Key: "generic_key", Value: "user"}, {Key: "u", Value: "alice"}}, {{Key: "generic_key", Value: "probe"}, {Key: "all", Value: "1"}, {Key: "m", Value: "GET"}}}, false, 0},
 		{"no user: allow skips the descriptor", "/a", nil,
-			[][]rls.Entry{{{"generic_key", "probe"}, {"all", "1"}, {"m", "GET"}}}, false, 1},
+			[][]rls.Entry{{{Key: "generic_key", Value: "probe"}, {Key: "all", Value: "1"}, {Key: "m", Value: "GET"}}}, false, 1},
 		{"repeated header joined", "/a", []string{"x-user", "a", "x-user", "b"},
-			[][]rls.Entry{{{"generic_key", "user"}, {"u", "a,b"}}, {{"generic_key", "probe"}, {"all", "1"}, {"m", "GET"}}}, false, 0},
+			[][]rls.Entry{{{Key: "generic_key", Value: "user"}, {Key: "u", Value: "a,b"}}, {{Key: "generic_key", Value: "probe"}, {Key: "all", Value: "1"}, {Key: "m", Value: "GET"}}}, false, 0},
 		{"missing tenant denies without a call", "/strict", []string{"x-user", "alice"},
-			[][]rls.Entry{{{"generic_key", "user"}, {"u", "alice"}}, {{"generic_key", "probe"}, {"all", "1"}, {"m", "GET"}}}, true, 1},
+			[][]rls.Entry{{{Key: "generic_key", Value: "user"}, {Key: "u", Value: "alice"}}, {{Key: "generic_key", Value: "probe"}, {Key: "all", Value: "1"}, {Key: "m", Value: "GET"}}}, true, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var d engine.Descriptors
@@ -153,8 +153,8 @@ func TestDecideFailure(t *testing.T) {
 
 func TestAppendServiceHeaders(t *testing.T) {
 	got := engine.AppendServiceHeaders(nil, []rls.Header{
-		{"x-ok", "v"}, {":path", "/admin"}, {"X-Upper", "v"}, {"x-crlf", "a\r\nb"}, {"x-nul", "a\x00"},
-		{"content-length", "0"}, {"host", "evil"}, {"", "v"}, {"x sp", "v"}, {"x-empty", ""},
+		{Key: "x-ok", Value: "v"}, {Key: ":path", Value: "/admin"}, {Key: "X-Upper", Value: "v"}, {Key: "x-crlf", Value: "a\r\nb"}, {Key: "x-nul", Value: "a\x00"},
+		{Key: "content-length", Value: "0"}, {Key: "host", Value: "evil"}, {Key: "", Value: "v"}, {Key: "x sp", Value: "v"}, {Key: "x-empty", Value: ""},
 	})
 	assert.Equal(t, []abi.Pair{{Key: "x-ok", Value: "v"}, {Key: "x-upper", Value: "v"}, {Key: "x-empty", Value: ""}}, got)
 }
