@@ -17,6 +17,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -83,7 +84,7 @@ func EnvoyBootstrap(p *v1alpha1.TrafficPolicy, o EnvoyOptions) (*bootstrapv3.Boo
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	clusters := []*clusterv3.Cluster{cluster("upstream", upHost, upPort, false)}
+	clusters := []*clusterv3.Cluster{cluster("upstream", upHost, upPort, false, false)}
 	seen := map[string]string{"upstream": "the upstream"}
 	var filters []*hcmv3.HttpFilter
 	for _, s := range secs {
@@ -100,15 +101,15 @@ func EnvoyBootstrap(p *v1alpha1.TrafficPolicy, o EnvoyOptions) (*bootstrapv3.Boo
 			if err != nil {
 				return nil, configjson.Errorf(where, "%v", err)
 			}
-			addr := fmt.Sprintf("%v %s:%d", tls, host, port)
+			addr := fmt.Sprintf("%v %v %s:%d", tls, c.GRPC, host, port)
 			if prev, ok := seen[c.Cluster]; ok {
 				if prev != addr {
-					return nil, configjson.Errorf(where, "cluster %q is used with two different addresses", c.Cluster)
+					return nil, configjson.Errorf(where, "cluster %q is used with two different addresses or protocols", c.Cluster)
 				}
 				continue
 			}
 			seen[c.Cluster] = addr
-			clusters = append(clusters, cluster(c.Cluster, host, port, tls))
+			clusters = append(clusters, cluster(c.Cluster, host, port, tls, c.GRPC))
 		}
 	}
 	filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}})
@@ -219,8 +220,11 @@ func socketAddress(s, def string) (*corev3.Address, error) {
 }
 
 // cluster is a cluster of one endpoint: STATIC for an IP address, LOGICAL_DNS for a
-// name; with TLS, the server's certificate is verified against CACertFile for host.
-func cluster(name, host string, port uint32, tls bool) *clusterv3.Cluster {
+// name; with TLS, the server's certificate is verified against CACertFile for host;
+// with http2 (gRPC services), the upstream protocol is HTTP/2, as Envoy's gRPC clients
+// need (explicit http2_protocol_options in envoy.extensions.upstreams.http.v3's
+// HttpProtocolOptions; prior knowledge in clear text, ALPN h2 under TLS).
+func cluster(name, host string, port uint32, tls, http2 bool) *clusterv3.Cluster {
 	typ := clusterv3.Cluster_LOGICAL_DNS
 	if isIP(host) {
 		typ = clusterv3.Cluster_STATIC
@@ -238,6 +242,15 @@ func cluster(name, host string, port uint32, tls bool) *clusterv3.Cluster {
 				}},
 			}},
 		},
+	}
+	if http2 {
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
+			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttpv3.HttpProtocolOptions{
+				UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+					ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+				}},
+			}),
+		}
 	}
 	if tls {
 		sanType := tlsv3.SubjectAltNameMatcher_DNS

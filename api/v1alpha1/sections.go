@@ -74,6 +74,8 @@ type Callout struct {
 	// Path is the field path of the cluster name in the section
 	// (`providers.corp.remote_jwks.http_uri.cluster`), for error messages.
 	Path string
+	// GRPC: the filter makes gRPC calls to the cluster, which must speak HTTP/2.
+	GRPC bool
 }
 
 // Spec returns the section's wire Spec in p (a pointer to the filter's config.Spec),
@@ -119,7 +121,7 @@ var Sections = []Section{
 	section("auth", "auth", PhaseAuthn, 1000, ModeServer, false,
 		func(p *TrafficPolicySpec) *authconfig.Spec { return p.Auth }, authconfig.Compile, authconfig.Parse, authCallouts),
 	section("rateLimit", "ratelimit", PhaseAuthz, 1000, ModeServer, true,
-		func(p *TrafficPolicySpec) *ratelimitconfig.Spec { return p.RateLimit }, ratelimitconfig.Compile, ratelimitconfig.Parse, noCallouts),
+		func(p *TrafficPolicySpec) *ratelimitconfig.Spec { return p.RateLimit }, ratelimitconfig.Compile, ratelimitconfig.Parse, ratelimitCallouts),
 	section("routeHints", "routehint", PhaseUnspecified, 20, ModeClient, true,
 		func(p *TrafficPolicySpec) *routehintconfig.Spec { return p.RouteHints }, routehintconfig.Compile, routehintconfig.Parse, noCallouts),
 	section("faults", "fault", PhaseUnspecified, 10, ModeServer, true,
@@ -127,6 +129,14 @@ var Sections = []Section{
 }
 
 func noCallouts[S any](*S) []Callout { return nil }
+
+// ratelimitCallouts: the rate limit service of the global mode (gRPC).
+func ratelimitCallouts(s *ratelimitconfig.Spec) []Callout {
+	if s.Mode != "global" || s.Global == nil {
+		return nil
+	}
+	return []Callout{{Cluster: s.Global.Cluster, Path: "global.cluster", GRPC: true}}
+}
 
 // authCallouts: each remote JWKS endpoint and the authorization service.
 func authCallouts(s *authconfig.Spec) []Callout {

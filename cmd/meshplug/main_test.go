@@ -119,6 +119,10 @@ func TestRender(t *testing.T) {
 	code, out, errs = runCLI(t, "", "render", "--format", "routes", "--host", "orders.shop.svc.cluster.local", example)
 	require.Equal(t, 0, code, errs)
 	assert.Equal(t, golden(t, "orders-canary.routes.yaml", "public-gateway.routes.yaml"), out)
+
+	code, out, errs = runCLI(t, "", "render", "--format", "ratelimit-config", "../../deploy/examples/ratelimit-global.yaml")
+	require.Equal(t, 0, code, errs)
+	assert.Equal(t, golden(t, "checkout.ratelimit-config.yaml"), out)
 }
 
 func TestRenderUsageErrors(t *testing.T) {
@@ -126,7 +130,8 @@ func TestRenderUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		"format":         {[]string{"render", "--format", "helm", "--module-url", "x", example}, `--format must be istio, envoyfilter, envoy or routes, got "helm"`},
+		"format":         {[]string{"render", "--format", "helm", "--module-url", "x", example}, `--format must be istio, envoyfilter, envoy, routes or ratelimit-config, got "helm"`},
+		"no global":      {[]string{"render", "--format", "ratelimit-config", example}, "no policy has a rateLimit section in mode global"},
 		"routes no host": {[]string{"render", "--format", "routes", example}, "the destination host is required"},
 		"no module url":  {[]string{"render", example}, "--module-url is required"},
 		"no wasm":        {[]string{"render", "--module-url", "https://m/", "--wasm-dir", "/nonexistent", example}, "module of section auth"},

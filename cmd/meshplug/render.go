@@ -34,6 +34,9 @@ func newRenderCmd() *cobra.Command {
   --format istio        one WasmPlugin per policy section
   --format envoyfilter  one EnvoyFilter per policy section (ECDS, remote module)
   --format envoy        a complete envoy.yaml for plain Envoy (exactly one policy)
+  --format ratelimit-config
+                        envoyproxy/ratelimit's configuration for the rate limits of
+                        the policies in mode global (one YAML document per domain)
   --format routes       a DestinationRule and a VirtualService routing on the
                         routeHints section's headers to --host's subsets
 
@@ -57,7 +60,7 @@ filter's name) and its sha256 from <--wasm-dir>/<filter>.wasm.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.format, "format", "istio", "output: istio (WasmPlugin), envoyfilter (EnvoyFilter), envoy (envoy.yaml) or routes (VirtualService, DestinationRule)")
+	fl.StringVar(&f.format, "format", "istio", "output: istio (WasmPlugin), envoyfilter (EnvoyFilter), envoy (envoy.yaml), routes (VirtualService, DestinationRule) or ratelimit-config (envoyproxy/ratelimit's config)")
 	fl.StringVar(&f.moduleURL, "module-url", "", "where proxies fetch the modules, e.g. oci://ghcr.io/org/{filter}:v1 or https://host/wasm/{filter}.wasm (istio, envoyfilter)")
 	fl.StringVar(&f.wasmDir, "wasm-dir", "build", "directory holding <filter>.wasm, whose sha256 is rendered (istio, envoyfilter)")
 	fl.StringVar(&f.pullPolicy, "image-pull-policy", "IfNotPresent", "WasmPlugin imagePullPolicy: IfNotPresent or Always (istio)")
@@ -102,9 +105,11 @@ func render(docs []policyDoc, f renderFlags) ([]byte, error) {
 			return nil, fmt.Errorf("--format routes: no policy has a routeHints section")
 		}
 		return envoyfilters.MarshalYAML(objs...)
+	case "ratelimit-config":
+		return renderRateLimitConfig(docs)
 	case "istio", "envoyfilter":
 	default:
-		return nil, fmt.Errorf("--format must be istio, envoyfilter, envoy or routes, got %q", f.format)
+		return nil, fmt.Errorf("--format must be istio, envoyfilter, envoy, routes or ratelimit-config, got %q", f.format)
 	}
 	opts, err := modules(docs, f)
 	if err != nil {
@@ -157,4 +162,33 @@ func modules(docs []policyDoc, f renderFlags) (envoyfilters.Options, error) {
 		}
 	}
 	return opts, nil
+}
+
+// renderRateLimitConfig writes the rate limit service's configuration of every policy
+// whose rateLimit section is in mode global, one YAML document each (one file per
+// domain in the service's config directory; two policies with one domain would need
+// the service's MERGE_DOMAIN_CONFIG).
+func renderRateLimitConfig(docs []policyDoc) ([]byte, error) {
+	var out []byte
+	for _, d := range docs {
+		if rl := d.policy.Spec.RateLimit; rl == nil || rl.Mode != "global" {
+			continue
+		}
+		c, err := envoyfilters.RateLimitService(d.policy)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.where(), err)
+		}
+		b, err := envoyfilters.MarshalRateLimitService(c)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) > 0 {
+			out = append(out, "---\n"...)
+		}
+		out = append(out, b...)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--format ratelimit-config: no policy has a rateLimit section in mode global")
+	}
+	return out, nil
 }

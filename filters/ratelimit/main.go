@@ -1,13 +1,15 @@
 // Command ratelimit is meshplug's rate limiting filter (ratelimit.wasm): token buckets
 // per key (a header such as auth's consumer header, a cookie, a query parameter, the
 // client address, the path, the method, or a composition), kept in proxy-wasm shared
-// data so that all worker VMs of a proxy share one bucket per key, exactly.
+// data so that all worker VMs of a proxy share one bucket per key, exactly; or, in the
+// global mode, counted for every proxy by Envoy's rate limit service
+// (envoyproxy/ratelimit), called with a gRPC callout.
 //
 // Layout: config/ parses and validates the plugin configuration (imported natively by
 // the controller too), engine/ reads requests and decides as pure functions, bucket/
-// keeps the buckets in shared data with compare-and-swap; the files here are the thin
-// proxy-wasm glue (wasip1 only) and the tests that drive the compiled ratelimit.wasm
-// through testenv.
+// keeps the buckets in shared data with compare-and-swap, rls/ encodes the rate limit
+// service's messages; the files here are the thin proxy-wasm glue (wasip1 only) and
+// the tests that drive the compiled ratelimit.wasm through testenv.
 //
 // Reference: README.md beside this file.
 package main

@@ -39,6 +39,15 @@ const (
 	metricKeysEvicted = metricPrefix + "keys_evicted"
 	metricCASRetries  = metricPrefix + "cas_retries"
 	metricErrors      = metricPrefix + "errors"
+	// Global mode: the rate limit service's answers, as Envoy's ratelimit filter
+	// counts them (cluster.<name>.ratelimit.ok, over_limit, error,
+	// failure_mode_allowed).
+	metricServiceOK                 = metricPrefix + "service.ok"
+	metricServiceOverLimit          = metricPrefix + "service.over_limit"
+	metricServiceError              = metricPrefix + "service.error"
+	metricServiceFailureModeAllowed = metricPrefix + "service.failure_mode_allowed"
+	// Requests the local pre-check rejected without a call.
+	metricPrecheckLimited = metricPrefix + "service.precheck_limited"
 )
 
 type metrics struct {
@@ -46,6 +55,8 @@ type metrics struct {
 	keysEvicted, casRetries, error pw.Counter
 	// per rule index, per engine.Event
 	rules [][3]pw.Counter
+	// global mode only
+	serviceOK, serviceOverLimit, serviceError, serviceFailureModeAllowed, precheckLimited pw.Counter
 }
 
 // sharedData is bucket.Store on the proxy's shared data.
@@ -78,6 +89,11 @@ func (p *plugin) OnPluginStart(int) bool {
 		pw.LogCriticalf("ratelimit: defining metrics: %v", err)
 		return false
 	}
+	if cfg.Global != nil && !cfg.Global.LocalPrecheck {
+		// The service keeps the counters: no shared-data table.
+		p.cfg, p.eng = cfg, engine.New(cfg, nil)
+		return true
+	}
 	table := bucket.NewTable(sharedData{}, Namespace+name, cfg.Groups)
 	if err := table.Init([]byte(cfg.Domain)); err != nil {
 		pw.LogCriticalf("ratelimit: shared data: %v", err)
@@ -103,6 +119,15 @@ func (m *metrics) define(cfg *config.Config) (err error) {
 	m.keysEvicted = def(metricKeysEvicted)
 	m.casRetries = def(metricCASRetries)
 	m.error = def(metricErrors)
+	if cfg.Global != nil {
+		m.serviceOK = def(metricServiceOK)
+		m.serviceOverLimit = def(metricServiceOverLimit)
+		m.serviceError = def(metricServiceError)
+		m.serviceFailureModeAllowed = def(metricServiceFailureModeAllowed)
+		if cfg.Global.LocalPrecheck {
+			m.precheckLimited = def(metricPrecheckLimited)
+		}
+	}
 	m.rules = make([][3]pw.Counter, len(cfg.Rules))
 	for i, r := range cfg.Rules {
 		m.rules[i][engine.EventAllowed] = def(metricPrefix + r.Name + ".allowed")
@@ -120,5 +145,7 @@ func (p *plugin) NewHttpContext(uint32) pw.HttpContext {
 		p.free = p.free[:n-1]
 		return s
 	}
-	return &stream{p: p}
+	s := &stream{p: p}
+	s.onReply = s.reply
+	return s
 }

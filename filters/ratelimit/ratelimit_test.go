@@ -304,7 +304,7 @@ func readmeExamples(t *testing.T) map[string]string {
 	for _, m := range re.FindAllStringSubmatch(string(raw), -1) {
 		out[m[1]] = m[2]
 	}
-	require.Len(t, out, 4, "README examples")
+	require.Len(t, out, 5, "README examples")
 	return out
 }
 

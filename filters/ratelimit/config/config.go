@@ -25,7 +25,25 @@ const (
 	KeysPerGroup = 2
 	// MaxRequests bounds Limit.Requests and Limit.Burst.
 	MaxRequests = 1_000_000_000
+	// DefaultGlobalTimeout is Envoy's ratelimit filter's default timeout.
+	DefaultGlobalTimeout = 20 * time.Millisecond
+	// DefaultStatusOnError is Envoy's status_on_error default (500).
+	DefaultStatusOnError = 500
+	// RuleKey is the key of the entry that starts every descriptor sent in the global
+	// mode, with the rule's name as value, so that rules with the same keys keep
+	// separate counters in the service. It is Envoy's generic_key action's default
+	// descriptor key.
+	RuleKey = "generic_key"
 )
+
+// Global is the compiled rate limit service settings of the global mode.
+type Global struct {
+	Cluster         string
+	Timeout         time.Duration
+	FailureModeDeny bool
+	StatusOnError   int
+	LocalPrecheck   bool
+}
 
 // HeaderStyle selects the rate limit response headers.
 type HeaderStyle uint8
@@ -75,6 +93,9 @@ type Config struct {
 	// decoded parameter names), and whether a rule needs the client address.
 	HeaderNames, CookieNames, ParamNames []string
 	NeedsClientAddress                   bool
+	// Global is non-nil in the global mode: the rules' descriptors go to the rate
+	// limit service, which holds the counters.
+	Global *Global
 }
 
 // Rule is a compiled rule.
@@ -215,6 +236,16 @@ func Compile(s *Spec) (*Config, error) {
 	if len(s.Rules) == 0 {
 		errs.Add("rules", "at least one rule is required")
 	}
+	switch s.Mode {
+	case "", "local":
+		if s.Global != nil {
+			errs.Add("global", "only with mode \"global\"")
+		}
+	case "global":
+		c.Global = compileGlobal(&errs, s.Global)
+	default:
+		errs.Add("mode", "must be \"local\" or \"global\", got %q", s.Mode)
+	}
 	names := map[string]int{}
 	headers, cookies, params := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for i := range s.Rules {
@@ -243,6 +274,9 @@ func Compile(s *Spec) (*Config, error) {
 		for _, h := range r.Match.Headers {
 			headers[h.Name] = true
 		}
+		if s.Mode == "global" {
+			checkGlobalRule(&errs, p, &s.Rules[i], r)
+		}
 		c.Rules = append(c.Rules, r)
 	}
 	c.HeaderNames, c.CookieNames, c.ParamNames = sorted(headers), sorted(cookies), sorted(params)
@@ -266,6 +300,58 @@ func Compile(s *Spec) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+func compileGlobal(errs *configjson.Errors, s *GlobalSpec) *Global {
+	if s == nil {
+		errs.Add("global", "required with mode \"global\"")
+		return nil
+	}
+	g := &Global{Cluster: s.Cluster, Timeout: s.Timeout.D(), FailureModeDeny: s.FailureModeDeny, StatusOnError: s.StatusOnError,
+		LocalPrecheck: s.LocalPrecheck}
+	if g.Cluster == "" {
+		errs.Add("global.cluster", "required")
+	}
+	if g.Timeout == 0 {
+		g.Timeout = DefaultGlobalTimeout
+	} else if g.Timeout < time.Millisecond || g.Timeout > time.Minute {
+		errs.Add("global.timeout", "must be 1ms..60s, got %s", g.Timeout)
+	}
+	if g.StatusOnError == 0 {
+		g.StatusOnError = DefaultStatusOnError
+	} else if g.StatusOnError < 400 || g.StatusOnError > 599 {
+		errs.Add("global.status_on_error", "must be 400..599, got %d", g.StatusOnError)
+	}
+	return g
+}
+
+// checkGlobalRule refuses what the rate limit service cannot do: its limits are
+// fixed windows of a unit (envoyproxy/ratelimit's rate_limit: unit, requests_per_unit),
+// so no `per` period and no burst other than requests; and a descriptor entry always
+// has a value, so no "anonymous" bucket for requests without one.
+func checkGlobalRule(errs *configjson.Errors, p string, s *RuleSpec, r *Rule) {
+	limit := func(lp string, l *LimitSpec) {
+		if l.Per != 0 {
+			errs.Add(configjson.Field(lp, "per"), "the global mode takes a unit (second, minute, hour, day), not per")
+		}
+		if l.Burst != 0 && l.Burst != l.Requests {
+			errs.Add(configjson.Field(lp, "burst"), "the global mode's fixed windows have no burst (leave it unset)")
+		}
+	}
+	limit(configjson.Field(p, "limit"), &s.Limit)
+	for j := range s.Overrides {
+		if s.Overrides[j].Limit != nil {
+			limit(configjson.Field(configjson.Index(configjson.Field(p, "overrides"), j), "limit"), s.Overrides[j].Limit)
+		}
+	}
+	if r.MissingKey == MissingAnonymous {
+		errs.Add(configjson.Field(p, "missing_key"), "\"anonymous\" is local-only: use \"allow\" or \"deny\" in the global mode")
+	}
+	for j, e := range r.Entries {
+		if e.Key == RuleKey {
+			errs.Add(configjson.Field(configjson.Index(configjson.Field(p, "descriptors"), j), "key"), "%q is the rule's own entry in the global mode", RuleKey)
+		}
+	}
 }
 
 func sorted(m map[string]bool) []string {

@@ -75,6 +75,55 @@ type Spec struct {
 	// GRPC answers gRPC requests (content-type application/grpc*) with grpc-status 8
 	// (RESOURCE_EXHAUSTED). Default true.
 	GRPC *bool `json:"grpc,omitempty"`
+
+	// Mode is "local" (default: token buckets in the proxy's shared data, exact within
+	// one proxy) or "global" (the descriptors are sent to a rate limit service shared by
+	// every proxy; see Global).
+	// +kubebuilder:validation:Enum=local;global
+	Mode string `json:"mode,omitempty"`
+
+	// Global configures the rate limit service of the global mode. Required with mode
+	// "global", refused otherwise.
+	Global *GlobalSpec `json:"global,omitempty"`
+}
+
+// GlobalSpec is the rate limit service the global mode calls:
+// envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit (envoyproxy/ratelimit,
+// Limitador), as Envoy's ratelimit HTTP filter's rate_limit_service does.
+//
+// +kubebuilder:object:generate=true
+type GlobalSpec struct {
+	// Cluster is the proxy's cluster of the service (HTTP/2). In Istio, the outbound
+	// cluster of its Service, e.g. "outbound|8081||ratelimit.ns.svc.cluster.local".
+	// Required.
+	// +kubebuilder:validation:MinLength=1
+	Cluster string `json:"cluster"`
+
+	// Timeout of a call, as Envoy's ratelimit filter's `timeout`; past it the failure
+	// mode applies. Default "20ms" (Envoy's default); 1ms..60s.
+	Timeout configjson.Duration `json:"timeout,omitempty"`
+
+	// FailureModeDeny rejects requests when the service cannot answer (unreachable,
+	// timeout, an error status, a reply that does not parse): Envoy's
+	// failure_mode_deny. Default false: such requests are allowed, and counted in
+	// meshplug.ratelimit.service.failure_mode_allowed.
+	FailureModeDeny bool `json:"failure_mode_deny,omitempty"`
+
+	// StatusOnError is the HTTP status of a request rejected by failure_mode_deny, as
+	// Envoy's status_on_error. Default 500; 400..599.
+	// +kubebuilder:validation:Minimum=400
+	// +kubebuilder:validation:Maximum=599
+	StatusOnError int `json:"status_on_error,omitempty"`
+
+	// LocalPrecheck first takes a token from a local bucket of the same limit (shared
+	// data, as the local mode): when this proxy alone has used up a key's limit the
+	// request is rejected without calling the service. It spares the service (and the
+	// request its round trip) under overload from one proxy's clients, but the local
+	// bucket refills continuously where the service's window resets at once, so just
+	// after a window boundary a key this proxy saw at its limit can be rejected locally
+	// although the service would admit it (by up to one limit's worth of requests per
+	// proxy, until the bucket refills). Default false.
+	LocalPrecheck bool `json:"local_precheck,omitempty"`
 }
 
 // RuleSpec limits the requests it matches, per distinct descriptor.

@@ -39,6 +39,11 @@ type Verdict struct {
 	// Err is a shared-data failure; the rule that hit it let the request pass (fail
 	// open) and the glue logs it.
 	Err error
+	// MissingKey: the request is limited because a "deny" rule found no value.
+	MissingKey bool
+	// ServiceError: the request is limited because the rate limit service did not
+	// answer (global mode with failure_mode_deny).
+	ServiceError bool
 }
 
 // Table is the bucket store the engine takes tokens from (a *bucket.Table).
@@ -104,7 +109,7 @@ func (e *Engine) apply(rule *config.Rule, r *Request, now int64, v *Verdict) Eve
 			return EventAllowed
 		case config.MissingDeny:
 			if !v.Limited && !rule.Shadow {
-				v.Report, v.Outcome = nil, bucket.Outcome{}
+				v.Report, v.Outcome, v.MissingKey = nil, bucket.Outcome{}, true
 			}
 			return EventLimited
 		}

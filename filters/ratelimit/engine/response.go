@@ -23,6 +23,8 @@ type Response struct {
 var (
 	bodyLimited    = []byte(`{"error":"rate_limited","message":"too many requests"}`)
 	bodyMissingKey = []byte(`{"error":"rate_limited","message":"request has no rate limit key"}`)
+	// bodyServiceError answers failure_mode_deny's rejections.
+	bodyServiceError = []byte(`{"error":"rate_limit_service_unavailable","message":"rate limit service unavailable"}`)
 )
 
 // GRPCResourceExhausted is grpc-status 8, what a rejected gRPC request gets (Envoy's
@@ -30,16 +32,28 @@ var (
 // mapping of 429 would be 14 UNAVAILABLE, which clients retry at once).
 const GRPCResourceExhausted = 8
 
+// GRPCUnavailable is grpc-status 14, what a gRPC request rejected by the global mode's
+// failure_mode_deny gets: the service's outage is transient, and the request may be
+// retried.
+const GRPCUnavailable = 14
+
 // Reject builds the reply for a limited verdict. headers is reused.
 func Reject(cfg *config.Config, r *Request, v *Verdict, headers []abi.Pair) Response {
 	resp := Response{Status: cfg.Status, GRPCStatus: abi.GrpcStatusNone, Details: "meshplug_ratelimit_limited",
 		Body: bodyLimited, GRPCMessage: "too many requests"}
-	if v.Report == nil {
+	switch {
+	case v.ServiceError:
+		resp.Status, resp.Body, resp.GRPCMessage, resp.Details = cfg.Global.StatusOnError, bodyServiceError,
+			"rate limit service unavailable", "meshplug_ratelimit_service_error"
+	case v.MissingKey:
 		resp.Body, resp.GRPCMessage, resp.Details = bodyMissingKey, "request has no rate limit key", "meshplug_ratelimit_missing_key"
 	}
 	headers = AppendHeaders(headers[:0], cfg, v)
 	if cfg.GRPC && r.GRPC {
 		resp.GRPCStatus, resp.Body = GRPCResourceExhausted, []byte(resp.GRPCMessage)
+		if v.ServiceError {
+			resp.GRPCStatus = GRPCUnavailable
+		}
 	} else {
 		headers = append(headers, abi.Pair{Key: "content-type", Value: "application/json"})
 	}
