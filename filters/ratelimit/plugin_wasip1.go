@@ -70,14 +70,8 @@ func (sharedData) Set(key string, v []byte, cas uint32) error {
 }
 
 func (p *plugin) OnPluginStart(int) bool {
-	raw, err := pw.PluginConfiguration.Bytes()
-	if err != nil {
-		pw.LogCriticalf("ratelimit: reading the plugin configuration: %v", err)
-		return false
-	}
-	cfg, err := config.Parse(raw)
-	if err != nil {
-		pw.LogCriticalf("ratelimit: invalid configuration: %v", err)
+	cfg, ok := pw.LoadPluginConfig("ratelimit", config.Parse)
+	if !ok {
 		return false
 	}
 	name, err := pw.GetPropertyString("plugin_name")
