@@ -26,6 +26,14 @@ type Options struct {
 	Clock    Clock             // nil = real time; *FakeClock = controllable
 	Clusters map[string]string // cluster name -> "host:port"; HTTP callouts use HTTP/1.1, gRPC callouts h2c
 	Upstream Upstream          // what the router sends requests to (every cluster); default: 200, body "ok"
+	// AsyncUpstream, when set, replaces Upstream: the router hands it the request and
+	// the stream waits, without holding its worker, until respond is called (once, from
+	// any goroutine), as Envoy's router waits for the upstream connection pool and codec
+	// (Router::Filter::decodeHeaders returns StopIteration; UpstreamRequest's
+	// decodeHeaders/decodeData later push the response into the encoder chain). For a
+	// host in front of real upstream sockets (the local gateway); a nil response is
+	// Envoy's 503 "no healthy upstream".
+	AsyncUpstream func(r *UpstreamRequest, respond func(*UpstreamResponse))
 	// Routes is the router stage's route table: the first matching route picks the
 	// cluster (Response.Cluster, UpstreamRequest.Cluster); no match is a 404 local
 	// reply like Envoy's router. nil: no router stage, every request goes to Upstream.

@@ -178,6 +178,7 @@ type Stream struct {
 	respBody                  []byte // the response body before it is cut into frames (upstream or local reply)
 	hasRespBody, hasRespTrail bool
 	upstreamCalled            bool
+	upstreamWait              bool // waiting for Options.AsyncUpstream to respond
 
 	// routeOK: routeSel is the cached route (nil: none matched); see Stream.route.
 	routeOK  bool
@@ -347,6 +348,7 @@ func (h *Host) start(s *Stream, req Request) (*Response, *Stream) {
 	s.req = req
 	s.w = w
 	s.blk = new(respBlock)
+	s.upstreamWait = false
 	s.reqHeaders = append(s.reqHeaders[:0],
 		abi.Pair{Key: ":method", Value: or(req.Method, "GET")},
 		abi.Pair{Key: ":path", Value: or(req.Path, "/")},
@@ -613,6 +615,13 @@ func (s *Stream) run() {
 			s.paused = true
 			return
 		case stUpstream:
+			if s.upstreamWait {
+				return
+			}
+			if s.h.opts.AsyncUpstream != nil {
+				s.callAsyncUpstream()
+				return
+			}
 			s.callUpstream()
 			s.setFrames(stResp, s.respBody, s.hasRespBody, s.hasRespTrail)
 		case stLog:
@@ -873,7 +882,35 @@ func (s *Stream) callUpstream() {
 	if f == nil {
 		f = defaultUpstream
 	}
-	r := f(up)
+	s.setUpstreamResponse(f(up))
+}
+
+// callAsyncUpstream hands the request to Options.AsyncUpstream and leaves the stream
+// waiting; the response continues it on its worker. A stream reset meanwhile (the
+// client went away) ignores the late response. Worker lock held.
+func (s *Stream) callAsyncUpstream() {
+	s.upstreamCalled = true
+	s.upstreamWait = true
+	var once sync.Once
+	g := s.gen
+	s.h.opts.AsyncUpstream(&s.blk.up, func(r *UpstreamResponse) {
+		once.Do(func() {
+			s.w.post(func() {
+				if s.gen != g || s.stage != stUpstream || !s.upstreamWait {
+					return
+				}
+				s.upstreamWait = false
+				s.setUpstreamResponse(r)
+				s.setFrames(stResp, s.respBody, s.hasRespBody, s.hasRespTrail)
+				s.run()
+			})
+		})
+	})
+}
+
+// setUpstreamResponse makes r (nil: Envoy's 503 "no healthy upstream") the response
+// whose frames go through the response callbacks.
+func (s *Stream) setUpstreamResponse(r *UpstreamResponse) {
 	if r == nil {
 		r = &UpstreamResponse{Status: 503, Body: []byte("no healthy upstream")}
 	}
