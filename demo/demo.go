@@ -163,27 +163,58 @@ func Upstream(version string) http.Handler {
 	})
 }
 
-// Command is one ready-to-paste curl command of the demo and what it shows.
+// Command is one ready-to-paste curl command of the demo: what it shows, the request
+// it sends (Repeat times) and what the last answer is (the demo's test sends exactly
+// these requests).
 type Command struct {
-	What string
-	Curl string
+	What         string
+	Path         string
+	User         string // bearer token of this user; "" none
+	APIKey       bool   // send the demo API key
+	Repeat       int    // default 1
+	H2C          bool   // HTTP/2 with prior knowledge
+	Timing       bool   // print status and total time
+	WantStatus   int
+	WantUpstream string // x-upstream of the answer ("" for a local reply)
 }
 
-// Commands are the demo's curl commands against the running gateway.
-func (d *Demo) Commands() []Command {
-	auth := func(u string) string { return fmt.Sprintf("-H 'authorization: Bearer %s'", d.Tokens[u]) }
-	return []Command{
-		{"no credentials: 401 with WWW-Authenticate", fmt.Sprintf("curl -i %s/hello", d.URL)},
-		{"public path, no credentials needed: 200 from v1", fmt.Sprintf("curl -i %s/healthz", d.URL)},
-		{"alice's token: 200 from v1", fmt.Sprintf("curl -i %s %s/hello", auth("alice"), d.URL)},
-		{"the API key (consumer ci-bot): 200 from v1", fmt.Sprintf("curl -i -H 'x-api-key: %s' %s/hello", APIKey, d.URL)},
-		{"alice, 6 times: the 6th is 429 with RateLimit headers (5 a minute per user)",
-			fmt.Sprintf("for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%%{http_code}\\n' %s %s/hello; done", auth("alice"), d.URL)},
-		{"bob is a canary user: 200 from v2", fmt.Sprintf("curl -i %s %s/hello", auth("bob"), d.URL)},
-		{"carol's requests are delayed 300ms", fmt.Sprintf("curl -s -o /dev/null -w '%%{http_code} %%{time_total}s\\n' %s %s/hello", auth("carol"), d.URL)},
-		{"dave's requests are aborted: 503", fmt.Sprintf("curl -i %s %s/hello", auth("dave"), d.URL)},
-		{"HTTP/2 without TLS (h2c)", fmt.Sprintf("curl -i --http2-prior-knowledge %s %s/hello", auth("alice"), d.URL)},
+// Commands are the demo's requests, in the order the banner shows them.
+var Commands = []Command{
+	{What: "no credentials: 401 with WWW-Authenticate", Path: "/hello", WantStatus: 401},
+	{What: "public path, no credentials needed: 200 from v1", Path: "/healthz", WantStatus: 200, WantUpstream: "v1"},
+	{What: "alice's token: 200 from v1", Path: "/hello", User: "alice", WantStatus: 200, WantUpstream: "v1"},
+	{What: "the API key (consumer ci-bot): 200 from v1", Path: "/hello", APIKey: true, WantStatus: 200, WantUpstream: "v1"},
+	{What: "alice 5 more times: the 5th is 429 with RateLimit headers (5 a minute per user)", Path: "/hello", User: "alice", Repeat: 5, WantStatus: 429},
+	{What: "bob is a canary user: 200 from v2", Path: "/hello", User: "bob", WantStatus: 200, WantUpstream: "v2"},
+	{What: "carol's requests are delayed 300ms", Path: "/hello", User: "carol", Timing: true, WantStatus: 200, WantUpstream: "v1"},
+	{What: "dave's requests are aborted: 503", Path: "/hello", User: "dave", WantStatus: 503},
+	{What: "HTTP/2 without TLS (h2c)", Path: "/hello", APIKey: true, H2C: true, WantStatus: 200, WantUpstream: "v1"},
+}
+
+// Curl is c as a curl command against the demo.
+func (d *Demo) Curl(c Command) string {
+	var b strings.Builder
+	b.WriteString("curl")
+	switch {
+	case c.Repeat > 1 || c.Timing:
+		b.WriteString(" -s -o /dev/null -w '%{http_code} %{time_total}s\\n'")
+	default:
+		b.WriteString(" -i")
 	}
+	if c.H2C {
+		b.WriteString(" --http2-prior-knowledge")
+	}
+	if c.User != "" {
+		fmt.Fprintf(&b, " -H 'authorization: Bearer %s'", d.Tokens[c.User])
+	}
+	if c.APIKey {
+		fmt.Fprintf(&b, " -H 'x-api-key: %s'", APIKey)
+	}
+	b.WriteString(" " + d.URL + c.Path)
+	if c.Repeat > 1 {
+		return fmt.Sprintf("for i in $(seq %d); do %s; done", c.Repeat, b.String())
+	}
+	return b.String()
 }
 
 // Banner is what `meshplug run --demo` prints: the gateway address, the tokens and the
@@ -196,8 +227,8 @@ func (d *Demo) Banner() string {
 		fmt.Fprintf(&b, "  %s=%s\n", strings.ToUpper(u), d.Tokens[u])
 	}
 	fmt.Fprintf(&b, "Demo API key (consumer ci-bot): %s\n\nTry:\n", APIKey)
-	for _, c := range d.Commands() {
-		fmt.Fprintf(&b, "  # %s\n  %s\n\n", c.What, c.Curl)
+	for _, c := range Commands {
+		fmt.Fprintf(&b, "  # %s\n  %s\n\n", c.What, d.Curl(c))
 	}
 	b.WriteString("Ctrl-C stops the gateway (requests in flight finish).\n")
 	return b.String()
