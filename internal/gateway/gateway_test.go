@@ -95,7 +95,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-
 func start(t *testing.T) *env {
 	t.Helper()
 	e := &env{log: &syncBuffer{}, served: make(chan error, 1), released: make(chan struct{}), arrived: make(chan struct{}, 16)}
