@@ -45,12 +45,18 @@ type Options struct {
 	Workers   int
 	AccessLog io.Writer
 	LogWriter io.Writer
+	// V1Listen, V2Listen and JWKSListen are the addresses of the demo upstreams and
+	// of the JWKS server; default 127.0.0.1:0 (any free port).
+	V1Listen, V2Listen, JWKSListen string
+	// BackendsOnly starts the upstreams and the JWKS server without the gateway (for
+	// real Envoy in docker-compose.yaml).
+	BackendsOnly bool
 }
 
 // Demo is a running demo.
 type Demo struct {
 	URL     string            // the gateway, http://host:port
-	Tokens  map[string]string // user → JWT
+	Tokens  Tokens // user → JWT
 	Gateway *gateway.Gateway
 	servers []*http.Server
 	done    chan error
@@ -65,10 +71,10 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo/policy.yaml: %w", err)
 	}
-	d := &Demo{Tokens: map[string]string{}, done: make(chan error, 1)}
+	d := &Demo{Tokens: Tokens{}, done: make(chan error, 1)}
 	signer := jwttest.New(jwt.ES256, "demo-"+time.Now().UTC().Format("20060102T150405"))
 	jwks := jwttest.JWKS(signer)
-	jwksAddr, err := d.serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	jwksAddr, err := d.serve(o.JWKSListen, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("content-type", "application/json")
 		_, _ = io.WriteString(w, jwks)
 	}))
@@ -76,8 +82,8 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 		return nil, err
 	}
 	var ups []gateway.Upstream
-	for _, v := range []string{"v1", "v2"} {
-		a, err := d.serve(Upstream(v))
+	for i, v := range []string{"v1", "v2"} {
+		a, err := d.serve([]string{o.V1Listen, o.V2Listen}[i], Upstream(v))
 		if err != nil {
 			d.closeServers()
 			return nil, err
@@ -90,6 +96,10 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 			"iss": "https://demo.meshplug.local", "aud": "demo", "sub": u,
 			"iat": now.Unix(), "exp": now.Add(24 * time.Hour).Unix(),
 		})
+	}
+	if o.BackendsOnly {
+		d.URL = "http://" + ups[0].Address
+		return d, nil
 	}
 	gw, err := gateway.New(ctx, gateway.Config{
 		Policy: p, WasmDir: o.WasmDir, Upstreams: ups, Workers: o.Workers,
@@ -112,8 +122,11 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	return d, nil
 }
 
-func (d *Demo) serve(h http.Handler) (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func (d *Demo) serve(addr string, h http.Handler) (string, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", err
 	}
@@ -134,7 +147,10 @@ func (d *Demo) Done() <-chan error { return d.done }
 
 // Shutdown stops the gateway (requests in flight finish) and the demo servers.
 func (d *Demo) Shutdown(ctx context.Context) error {
-	err := d.Gateway.Shutdown(ctx)
+	var err error
+	if d.Gateway != nil {
+		err = d.Gateway.Shutdown(ctx)
+	}
 	for _, s := range d.servers {
 		err = errors.Join(err, s.Shutdown(ctx))
 	}
@@ -217,15 +233,25 @@ func (d *Demo) Curl(c Command) string {
 	return b.String()
 }
 
+// Tokens are the demo users' JWTs by user.
+type Tokens map[string]string
+
+// String lists the tokens as shell assignments (ALICE=...).
+func (t Tokens) String() string {
+	var b strings.Builder
+	b.WriteString("Demo tokens (ES256, signed at start, valid 24h):\n")
+	for _, u := range Users {
+		fmt.Fprintf(&b, "  %s=%s\n", strings.ToUpper(u), t[u])
+	}
+	return b.String()
+}
+
 // Banner is what `meshplug run --demo` prints: the gateway address, the tokens and the
 // curl commands.
 func (d *Demo) Banner() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "meshplug gateway on %s with demo/policy.yaml (auth, ratelimit, routehint, fault)\n\n", d.URL)
-	b.WriteString("Demo tokens (ES256, signed at start, valid 24h):\n")
-	for _, u := range Users {
-		fmt.Fprintf(&b, "  %s=%s\n", strings.ToUpper(u), d.Tokens[u])
-	}
+	b.WriteString(d.Tokens.String())
 	fmt.Fprintf(&b, "Demo API key (consumer ci-bot): %s\n\nTry:\n", APIKey)
 	for _, c := range Commands {
 		fmt.Fprintf(&b, "  # %s\n  %s\n\n", c.What, d.Curl(c))

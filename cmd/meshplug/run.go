@@ -25,6 +25,8 @@ type runFlags struct {
 	workers         int
 	demo            bool
 	quiet           bool
+	backendsOnly    bool
+	v1, v2, jwks    string
 }
 
 func newRunCmd() *cobra.Command {
@@ -60,6 +62,10 @@ finish (up to 30s).`,
 	fl.IntVar(&f.workers, "workers", 0, "worker VMs per filter (default: the number of CPUs)")
 	fl.BoolVar(&f.demo, "demo", false, "run the demo (demo/policy.yaml, demo upstreams v1 and v2, signed tokens)")
 	fl.BoolVar(&f.quiet, "quiet", false, "no access log lines")
+	fl.BoolVar(&f.backendsOnly, "demo-backends-only", false, "with --demo: start only the demo upstreams and JWKS server (for real Envoy, demo/docker-compose.yaml)")
+	fl.StringVar(&f.v1, "demo-v1", "", "with --demo: address of demo upstream v1 (default: any free loopback port)")
+	fl.StringVar(&f.v2, "demo-v2", "", "with --demo: address of demo upstream v2")
+	fl.StringVar(&f.jwks, "demo-jwks", "", "with --demo: address of the demo JWKS server")
 	return cmd
 }
 
@@ -70,7 +76,6 @@ func runGateway(ctx context.Context, cmd *cobra.Command, args []string, f runFla
 		access = nil
 	}
 	var (
-		gw   *gateway.Gateway
 		done <-chan error
 		stop func(context.Context) error
 	)
@@ -78,12 +83,17 @@ func runGateway(ctx context.Context, cmd *cobra.Command, args []string, f runFla
 		if len(args) > 0 || len(f.upstreams) > 0 {
 			return fmt.Errorf("--demo takes no policy file and no --upstream")
 		}
-		d, err := demo.Start(ctx, demo.Options{Listen: f.listen, WasmDir: f.wasmDir, Workers: f.workers, AccessLog: access, LogWriter: errw})
+		d, err := demo.Start(ctx, demo.Options{Listen: f.listen, WasmDir: f.wasmDir, Workers: f.workers, AccessLog: access, LogWriter: errw,
+			V1Listen: f.v1, V2Listen: f.v2, JWKSListen: f.jwks, BackendsOnly: f.backendsOnly})
 		if err != nil {
 			return err
 		}
-		fmt.Fprint(out, d.Banner())
-		gw, done, stop = d.Gateway, d.Done(), d.Shutdown
+		if f.backendsOnly {
+			fmt.Fprint(out, d.Tokens.String())
+		} else {
+			fmt.Fprint(out, d.Banner())
+		}
+		done, stop = d.Done(), d.Shutdown
 	} else {
 		if len(args) != 1 {
 			return fmt.Errorf("give a policy file (or --demo)")
@@ -102,7 +112,7 @@ func runGateway(ctx context.Context, cmd *cobra.Command, args []string, f runFla
 		if err != nil {
 			return err
 		}
-		gw, err = gateway.New(ctx, gateway.Config{
+		gw, err := gateway.New(ctx, gateway.Config{
 			Policy: docs[0].policy, WasmDir: f.wasmDir, Upstreams: ups, Clusters: f.clusters,
 			Workers: f.workers, AccessLog: access, LogWriter: errw,
 		})
@@ -119,7 +129,6 @@ func runGateway(ctx context.Context, cmd *cobra.Command, args []string, f runFla
 		fmt.Fprintf(out, "meshplug gateway on http://%s with %s\n", ln.Addr(), args[0])
 		done, stop = ch, gw.Shutdown
 	}
-	_ = gw
 	select {
 	case err := <-done:
 		return err
