@@ -55,7 +55,7 @@ type Options struct {
 
 // Demo is a running demo.
 type Demo struct {
-	URL     string            // the gateway, http://host:port
+	URL     string // the gateway, http://host:port
 	Tokens  Tokens // user → JWT
 	Gateway *gateway.Gateway
 	servers []*http.Server
