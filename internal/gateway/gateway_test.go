@@ -30,7 +30,7 @@ const key = "test-key"
 
 // policy: an API key, a generous per-consumer limit, a canary hint for a header and
 // delays asked for with Envoy's fault header.
-func policy(t *testing.T) *v1alpha1.TrafficPolicy {
+func policy(t testing.TB) *v1alpha1.TrafficPolicy {
 	sum := sha256.Sum256([]byte(key))
 	p, err := v1alpha1.Decode(fmt.Appendf(nil, `
 apiVersion: meshplug.io/v1alpha1
@@ -95,7 +95,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func start(t *testing.T) *env {
+func start(t testing.TB) *env {
 	t.Helper()
 	e := &env{log: &syncBuffer{}, served: make(chan error, 1), released: make(chan struct{}), arrived: make(chan struct{}, 16)}
 	v1 := demo.Upstream("v1")
