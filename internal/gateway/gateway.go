@@ -312,9 +312,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, Path: path, Authority: r.Host, Scheme: "http",
 		SourceAddress: r.RemoteAddr, Worker: -1,
 	}
+	// Headers the Connection header names are hop-by-hop too (RFC 9110 7.6.1).
+	named := map[string]bool{}
+	for _, v := range r.Header.Values("Connection") {
+		for _, n := range strings.Split(v, ",") {
+			named[strings.ToLower(strings.TrimSpace(n))] = true
+		}
+	}
 	for k, vs := range r.Header {
 		lk := strings.ToLower(k)
-		if hopByHop[lk] {
+		if hopByHop[lk] || named[lk] {
 			continue
 		}
 		for _, v := range vs {

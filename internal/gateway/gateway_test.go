@@ -178,6 +178,9 @@ func TestGateway(t *testing.T) {
 			// A client cannot pick the canary by sending the route header itself:
 			// routehint strips it.
 			{"forged route header", c, []string{"x-route-hint", "v2"}, 200, "v1", 1},
+			// Headers the Connection header names are hop-by-hop: never seen by the
+			// filters or forwarded.
+			{"connection-named header", c, []string{"x-beta", "1", "connection", "x-beta"}, 200, "v1", 1},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				resp, _ := e.do(t, tc.client, "GET", "/x", nil, tc.hdr...)
