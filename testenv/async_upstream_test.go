@@ -50,3 +50,14 @@ func TestAsyncUpstream(t *testing.T) {
 	respond(&UpstreamResponse{Status: 200})
 	assert.Equal(t, 201, do(t, h, Request{Path: "/after"}).Status)
 }
+
+// Options.LogRequestHeaders reports request headers as the filters left them, also
+// when a later filter answered with a local reply (Envoy's %REQ()% in access logs).
+func TestLogRequestHeaders(t *testing.T) {
+	h := newHost(t, Options{LogRequestHeaders: []string{"X-Added", "x-absent"}}, raw(t, "a", "headers"), raw(t, "b", "deny"))
+	resp := do(t, h, Request{Headers: [][2]string{{"x-added", "client"}}})
+	assert.Equal(t, 403, resp.Status)
+	assert.Equal(t, []string{"client", "1"}, resp.LoggedHeaders.Values("x-added"))
+	_, ok := resp.LoggedHeaders.Get("x-absent")
+	assert.False(t, ok)
+}

@@ -34,6 +34,11 @@ type Options struct {
 	// host in front of real upstream sockets (the local gateway); a nil response is
 	// Envoy's 503 "no healthy upstream".
 	AsyncUpstream func(r *UpstreamRequest, respond func(*UpstreamResponse))
+	// LogRequestHeaders names request headers whose values at the end of the stream
+	// are copied into Response.LoggedHeaders, as Envoy's access log reads %REQ(name)%
+	// from the request header map after the filters edited it (also when a filter
+	// answered with a local reply). For the local gateway's access log.
+	LogRequestHeaders []string
 	// Routes is the router stage's route table: the first matching route picks the
 	// cluster (Response.Cluster, UpstreamRequest.Cluster); no match is a 404 local
 	// reply like Envoy's router. nil: no router stage, every request goes to Upstream.

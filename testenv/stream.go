@@ -35,6 +35,9 @@ type Response struct {
 	// Route and Cluster are what the router stage chose (Options.Routes); "" without
 	// routes, or when no route matched (then a 404 local reply, details route_not_found).
 	Route, Cluster string
+	// LoggedHeaders are the request headers Options.LogRequestHeaders names, as they
+	// were when the stream ended.
+	LoggedHeaders Headers
 }
 
 // Headers is an ordered header list with lowercase names.
@@ -1048,6 +1051,14 @@ func (s *Stream) finish() {
 	}
 	if s.upstreamCalled {
 		r.Upstream = &b.up
+	}
+	for _, n := range s.h.opts.LogRequestHeaders {
+		n = lowerASCII(n)
+		for _, p := range s.reqHeaders {
+			if p.Key == n {
+				r.LoggedHeaders = append(r.LoggedHeaders, p)
+			}
+		}
 	}
 	w := s.w
 	for i, a := range w.active {

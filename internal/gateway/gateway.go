@@ -82,7 +82,7 @@ type Decision struct {
 	Method     string
 	Path       string
 	Status     int
-	Consumer   string // x-consumer as it reached the upstream ("" if it did not)
+	Consumer   string // x-consumer as the filters left it (auth sets it; "" for none)
 	Route      string
 	Cluster    string
 	LocalReply string // response code details of a local reply ("" for none)
@@ -192,6 +192,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		RequestChunkSize:  cfg.ChunkSize,
 		ResponseChunkSize: cfg.ChunkSize,
 		BufferLimitBytes:  int(cfg.MaxBodyBytes),
+		LogRequestHeaders: []string{"x-consumer"},
 		LogWriter:         cfg.LogWriter,
 		// Kept log lines grow without bound in a long-running gateway: keep errors only
 		// in memory, the writer gets the same lines.
@@ -384,9 +385,7 @@ func (g *Gateway) record(start time.Time, r *http.Request, path string, resp *te
 	if resp.Reset {
 		d.LocalReply = "reset"
 	}
-	if resp.Upstream != nil {
-		d.Consumer, _ = resp.Upstream.Headers.Get("x-consumer")
-	}
+	d.Consumer, _ = resp.LoggedHeaders.Get("x-consumer")
 	if g.log != nil {
 		g.log.Printf("%s %q %s %s %d %s %s consumer=%q local=%q %dms",
 			start.UTC().Format(time.RFC3339Nano), r.RemoteAddr, r.Method, path, d.Status, or(d.Route, "-"), or(d.Cluster, "-"),

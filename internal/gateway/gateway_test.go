@@ -190,7 +190,7 @@ func TestGateway(t *testing.T) {
 			})
 		}
 		assert.Contains(t, e.log.String(), `GET /x 200 v2 v2 consumer="tester"`)
-		assert.Contains(t, e.log.String(), `GET /x 401 - -`)
+		assert.Contains(t, e.log.String(), `GET /x 401 - - consumer=""`)
 	})
 
 	t.Run("injected delay", func(t *testing.T) {
