@@ -27,10 +27,11 @@ $(BUILD)/%.wasm: FORCE
 FORCE:
 
 # run: the demo gateway (meshplug run --demo) with the freshly built filters; RUN_LISTEN
-# sets its address.
+# and RUN_LIVE set the addresses of the gateway and of its live view page.
 RUN_LISTEN ?= 127.0.0.1:8080
+RUN_LIVE   ?= 127.0.0.1:8081
 run: build
-	$(GO) run ./cmd/meshplug run --demo --wasm-dir $(BUILD) --listen $(RUN_LISTEN)
+	$(GO) run ./cmd/meshplug run --demo --wasm-dir $(BUILD) --listen $(RUN_LISTEN) --live $(RUN_LIVE)
 
 # test: static checks, then every test natively with the race detector (the host runs
 # worker VMs concurrently; tests build the .wasm modules they drive).

@@ -48,6 +48,9 @@ type Options struct {
 	// V1Listen, V2Listen and JWKSListen are the addresses of the demo upstreams and
 	// of the JWKS server; default 127.0.0.1:0 (any free port).
 	V1Listen, V2Listen, JWKSListen string
+	// LiveListen is the address of the live view (gateway.LiveView); default
+	// 127.0.0.1:0.
+	LiveListen string
 	// BackendsOnly starts the upstreams and the JWKS server without the gateway (for
 	// real Envoy in docker-compose.yaml).
 	BackendsOnly bool
@@ -56,6 +59,7 @@ type Options struct {
 // Demo is a running demo.
 type Demo struct {
 	URL     string // the gateway, http://host:port
+	LiveURL string // the live view page
 	Tokens  Tokens // user → JWT
 	Gateway *gateway.Gateway
 	servers []*http.Server
@@ -101,8 +105,15 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 		d.URL = "http://" + ups[0].Address
 		return d, nil
 	}
+	live := gateway.NewLiveView(0)
+	liveAddr, err := d.serve(o.LiveListen, live)
+	if err != nil {
+		d.closeServers()
+		return nil, err
+	}
+	d.LiveURL = "http://" + liveAddr + "/"
 	gw, err := gateway.New(ctx, gateway.Config{
-		Policy: p, WasmDir: o.WasmDir, Upstreams: ups, Workers: o.Workers,
+		Policy: p, WasmDir: o.WasmDir, Upstreams: ups, Workers: o.Workers, OnDecision: live.Record,
 		Clusters:  map[string]string{JWKSCluster: jwksAddr},
 		AccessLog: o.AccessLog, LogWriter: o.LogWriter,
 	})
@@ -252,7 +263,8 @@ func (d *Demo) Banner() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "meshplug gateway on %s with demo/policy.yaml (auth, ratelimit, routehint, fault)\n\n", d.URL)
 	b.WriteString(d.Tokens.String())
-	fmt.Fprintf(&b, "Demo API key (consumer ci-bot): %s\n\nTry:\n", APIKey)
+	fmt.Fprintf(&b, "Demo API key (consumer ci-bot): %s\n", APIKey)
+	fmt.Fprintf(&b, "Live view of the decisions per user: %s\n\nTry:\n", d.LiveURL)
 	for _, c := range Commands {
 		fmt.Fprintf(&b, "  # %s\n  %s\n\n", c.What, d.Curl(c))
 	}

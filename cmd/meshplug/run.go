@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -27,6 +28,7 @@ type runFlags struct {
 	quiet           bool
 	backendsOnly    bool
 	v1, v2, jwks    string
+	live            string
 }
 
 func newRunCmd() *cobra.Command {
@@ -62,6 +64,7 @@ finish (up to 30s).`,
 	fl.IntVar(&f.workers, "workers", 0, "worker VMs per filter (default: the number of CPUs)")
 	fl.BoolVar(&f.demo, "demo", false, "run the demo (demo/policy.yaml, demo upstreams v1 and v2, signed tokens)")
 	fl.BoolVar(&f.quiet, "quiet", false, "no access log lines")
+	fl.StringVar(&f.live, "live", "", "address of the live view page of recent decisions per user (default: none; with --demo, any free loopback port)")
 	fl.BoolVar(&f.backendsOnly, "demo-backends-only", false, "with --demo: start only the demo upstreams and JWKS server (for real Envoy, demo/docker-compose.yaml)")
 	fl.StringVar(&f.v1, "demo-v1", "", "with --demo: address of demo upstream v1 (default: any free loopback port)")
 	fl.StringVar(&f.v2, "demo-v2", "", "with --demo: address of demo upstream v2")
@@ -84,7 +87,7 @@ func runGateway(ctx context.Context, cmd *cobra.Command, args []string, f runFla
 			return fmt.Errorf("--demo takes no policy file and no --upstream")
 		}
 		d, err := demo.Start(ctx, demo.Options{Listen: f.listen, WasmDir: f.wasmDir, Workers: f.workers, AccessLog: access, LogWriter: errw,
-			V1Listen: f.v1, V2Listen: f.v2, JWKSListen: f.jwks, BackendsOnly: f.backendsOnly})
+			V1Listen: f.v1, V2Listen: f.v2, JWKSListen: f.jwks, BackendsOnly: f.backendsOnly, LiveListen: f.live})
 		if err != nil {
 			return err
 		}
@@ -112,10 +115,21 @@ func runGateway(ctx context.Context, cmd *cobra.Command, args []string, f runFla
 		if err != nil {
 			return err
 		}
-		gw, err := gateway.New(ctx, gateway.Config{
+		cfg := gateway.Config{
 			Policy: docs[0].policy, WasmDir: f.wasmDir, Upstreams: ups, Clusters: f.clusters,
 			Workers: f.workers, AccessLog: access, LogWriter: errw,
-		})
+		}
+		var liveLn net.Listener
+		if f.live != "" {
+			live := gateway.NewLiveView(0)
+			cfg.OnDecision = live.Record
+			if liveLn, err = net.Listen("tcp", f.live); err != nil {
+				return err
+			}
+			defer liveLn.Close()
+			go func() { _ = http.Serve(liveLn, live) }()
+		}
+		gw, err := gateway.New(ctx, cfg)
 		if err != nil {
 			return err
 		}
@@ -127,6 +141,9 @@ func runGateway(ctx context.Context, cmd *cobra.Command, args []string, f runFla
 		ch := make(chan error, 1)
 		go func() { ch <- gw.Serve(ln) }()
 		fmt.Fprintf(out, "meshplug gateway on http://%s with %s\n", ln.Addr(), args[0])
+		if liveLn != nil {
+			fmt.Fprintf(out, "live view on http://%s/\n", liveLn.Addr())
+		}
 		done, stop = ch, gw.Shutdown
 	}
 	select {
