@@ -6,6 +6,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -49,6 +50,8 @@ func TestDemoCommands(t *testing.T) {
 				}
 				start = time.Now()
 				resp, err = client.Do(req)
+				require.NoError(t, err)
+				_, err = io.Copy(io.Discard, resp.Body)
 				require.NoError(t, err)
 				resp.Body.Close()
 			}

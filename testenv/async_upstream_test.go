@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -15,12 +16,12 @@ func TestAsyncUpstream(t *testing.T) {
 	held := make(chan func(*UpstreamResponse), 4)
 	h := newHost(t, Options{
 		Workers: 1,
-		AsyncUpstream: func(r *UpstreamRequest, respond func(*UpstreamResponse)) {
+		AsyncUpstream: func(r *UpstreamRequest, w *UpstreamWriter) {
 			if r.Path == "/slow" {
-				held <- respond
+				held <- w.Respond
 				return
 			}
-			go respond(&UpstreamResponse{Status: 201, Body: []byte("fast " + r.Method)})
+			go w.Respond(&UpstreamResponse{Status: 201, Body: []byte("fast " + r.Method)})
 		},
 	}, raw(t, "a", "lifecycle"))
 	slow := h.Start(Request{Path: "/slow"})
@@ -60,4 +61,66 @@ func TestLogRequestHeaders(t *testing.T) {
 	assert.Equal(t, []string{"client", "1"}, resp.LoggedHeaders.Values("x-added"))
 	_, ok := resp.LoggedHeaders.Get("x-absent")
 	assert.False(t, ok)
+}
+
+// A response written frame by frame goes through the response callbacks as each frame
+// comes (end_of_stream only on the last), and reaches Request.OnResponseFrame before
+// the next one is written.
+func TestAsyncUpstreamStreamed(t *testing.T) {
+	writers := make(chan *UpstreamWriter, 1)
+	h := newHost(t, Options{
+		AsyncUpstream: func(r *UpstreamRequest, w *UpstreamWriter) { writers <- w },
+	}, raw(t, "a", "lifecycle"), raw(t, "b", "lifecycle"))
+	frames := make(chan ResponseFrame, 8)
+	s := h.Start(Request{Path: "/stream", OnResponseFrame: func(f ResponseFrame) { frames <- f }})
+	w := <-writers
+	w.Headers(200, [][2]string{{"X-Up", "1"}}, false)
+	f := <-frames
+	v, _ := f.Headers.Get("x-up")
+	assert.Equal(t, "1", v)
+	assert.False(t, f.End)
+	w.Data([]byte("one"), false)
+	f = <-frames
+	assert.Equal(t, "one", string(f.Data))
+	assert.False(t, f.End)
+	require.False(t, s.Done())
+	w.Data([]byte("two"), false)
+	assert.Equal(t, "two", string((<-frames).Data))
+	w.Trailers([][2]string{{"x-t", "9"}})
+	f = <-frames
+	assert.True(t, f.End)
+	v, _ = f.Trailers.Get("x-t")
+	assert.Equal(t, "9", v)
+	resp, err := s.Wait(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, "onetwo", string(resp.Body))
+	w.Data([]byte("late"), true) // after the end: ignored
+	var eos []string
+	for _, e := range h.Logs() {
+		if strings.HasPrefix(e.Message, "response_body") {
+			fs := strings.Fields(e.Message)
+			eos = append(eos, e.Plugin+":"+fs[2]+":"+fs[3])
+		}
+	}
+	// Each chunk reaches b then a (response order) without end_of_stream: the
+	// trailers end the stream.
+	assert.Equal(t, []string{"b:3:0", "a:3:0", "b:3:0", "a:3:0"}, eos)
+
+	// A body ended by an empty last chunk: the plugins get an empty body callback with
+	// end_of_stream.
+	s = h.Start(Request{Path: "/stream2"})
+	w = <-writers
+	w.Headers(200, nil, false)
+	w.Data([]byte("x"), false)
+	w.Data(nil, true)
+	resp, err = s.Wait(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, "x", string(resp.Body))
+	var last string
+	for _, e := range h.Logs() {
+		if strings.HasPrefix(e.Message, "response_body") && e.Plugin == "a" {
+			last = e.Message
+		}
+	}
+	assert.Regexp(t, `^response_body \d+ 0 1$`, last)
 }

@@ -27,13 +27,12 @@ type Options struct {
 	Clusters map[string]string // cluster name -> "host:port"; HTTP callouts use HTTP/1.1, gRPC callouts h2c
 	Upstream Upstream          // what the router sends requests to (every cluster); default: 200, body "ok"
 	// AsyncUpstream, when set, replaces Upstream: the router hands it the request and
-	// the stream waits, without holding its worker, until respond is called (once, from
-	// any goroutine), as Envoy's router waits for the upstream connection pool and codec
-	// (Router::Filter::decodeHeaders returns StopIteration; UpstreamRequest's
-	// decodeHeaders/decodeData later push the response into the encoder chain). For a
-	// host in front of real upstream sockets (the local gateway); a nil response is
-	// Envoy's 503 "no healthy upstream".
-	AsyncUpstream func(r *UpstreamRequest, respond func(*UpstreamResponse))
+	// the stream waits, without holding its worker, until w answers (from any
+	// goroutine): with the whole response at once, or frame by frame as a real
+	// upstream's codec decodes them, each frame going through the response callbacks
+	// as it comes (see UpstreamWriter). For a host in front of real upstream sockets
+	// (the local gateway).
+	AsyncUpstream func(r *UpstreamRequest, w *UpstreamWriter)
 	// LogRequestHeaders names request headers whose values at the end of the stream
 	// are copied into Response.LoggedHeaders, as Envoy's access log reads %REQ(name)%
 	// from the request header map after the filters edited it (also when a filter

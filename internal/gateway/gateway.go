@@ -6,9 +6,10 @@
 //
 // Caveats, compared with Envoy in front of the same upstreams: request and response
 // bodies are read whole (up to Config.MaxBodyBytes) and handed to the filters in
-// Config.ChunkSize chunks, so a filter sees Envoy-like chunked body callbacks but the
-// client and the upstream do not see bytes stream through before the body is complete;
-// upstreams are plain HTTP/1.1; there are no retries, no x-request-id and no
+// Config.ChunkSize chunks before the upstream is called (the upstream sees no byte
+// before the client sent the last); response bodies stream: each read from the
+// upstream goes through the filters and out to the client as it comes; upstreams are
+// plain HTTP/1.1; there are no retries, no x-request-id and no
 // x-forwarded-* headers.
 package gateway
 
@@ -26,6 +27,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -347,29 +349,117 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	q := &frameQueue{signal: make(chan struct{}, 1)}
+	req.OnResponseFrame = q.push
 	s := g.host.Start(req)
-	resp, err := s.Wait(r.Context())
-	if err != nil { // the client went away
-		s.Reset()
-		g.record(start, r, path, &testenv.Response{Reset: true})
-		return
+	done := make(chan struct{})
+	var resp *testenv.Response
+	go func() {
+		resp, _ = s.Wait(context.Background()) // never fails without a deadline
+		close(done)
+	}()
+	// Stream the response out as its frames pass the chain. A client that goes away
+	// resets the stream (Envoy's downstream reset); it then ends at once.
+	flusher, _ := w.(http.Flusher)
+	wrote, gone := false, false
+	clientGone := r.Context().Done()
+	var trailers testenv.Headers
+	for finished := false; !finished; {
+		select {
+		case <-q.signal:
+		case <-done:
+			finished = true
+		case <-clientGone:
+			gone, clientGone = true, nil
+			s.Reset()
+		}
+		frames := q.take()
+		if gone {
+			continue
+		}
+		for _, f := range frames {
+			if f.Headers != nil {
+				g.writeHeaders(w, f.Headers)
+				wrote = true
+			}
+			if len(f.Data) > 0 {
+				_, _ = w.Write(f.Data)
+			}
+			if f.Trailers != nil {
+				trailers = f.Trailers
+			}
+		}
+		if wrote && len(frames) > 0 && flusher != nil && !finished {
+			flusher.Flush()
+		}
 	}
 	g.record(start, r, path, resp)
+	if gone {
+		return
+	}
 	if resp.Reset {
 		panic(http.ErrAbortHandler) // reset the client's stream, as Envoy does
 	}
+	if !wrote {
+		// A local reply that never went through the response callbacks.
+		g.writeHeaders(w, resp.Headers)
+		_, _ = w.Write(resp.Body)
+		trailers = resp.Trailers
+	}
+	for _, p := range trailers {
+		w.Header().Add(http.TrailerPrefix+p.Key, p.Value)
+	}
+}
+
+func (g *Gateway) writeHeaders(w http.ResponseWriter, h testenv.Headers) {
 	hdr := w.Header()
-	for _, p := range resp.Headers {
+	status := 200
+	for _, p := range h {
+		if p.Key == ":status" {
+			status, _ = strconv.Atoi(p.Value)
+			continue
+		}
 		if strings.HasPrefix(p.Key, ":") || hopByHop[p.Key] {
 			continue
 		}
 		hdr.Add(p.Key, p.Value)
 	}
-	for _, p := range resp.Trailers {
-		hdr.Add(http.TrailerPrefix+p.Key, p.Value)
+	w.WriteHeader(status)
+}
+
+// frameQueue carries response frames from the stream's worker (which must not block)
+// to the handler's goroutine.
+type frameQueue struct {
+	mu     sync.Mutex
+	frames []testenv.ResponseFrame
+	signal chan struct{}
+}
+
+func (q *frameQueue) push(f testenv.ResponseFrame) {
+	if f.Headers != nil {
+		f.Headers = append(testenv.Headers(nil), f.Headers...)
 	}
-	w.WriteHeader(resp.Status)
-	_, _ = w.Write(resp.Body)
+	if f.Trailers != nil {
+		f.Trailers = append(testenv.Headers(nil), f.Trailers...)
+	}
+	if len(f.Data) > 0 {
+		f.Data = append([]byte(nil), f.Data...)
+	}
+	q.mu.Lock()
+	q.frames = append(q.frames, f)
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (q *frameQueue) take() []testenv.ResponseFrame {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	f := q.frames
+	q.frames = nil
+	return f
 }
 
 // record writes the access log line and reports the decision.
@@ -404,13 +494,16 @@ func or(s, def string) string {
 }
 
 // proxy is the router's upstream call: a real HTTP/1.1 request to the cluster the
-// route picked, answered to the waiting stream. A connection failure is Envoy's 503
-// ("upstream connect error or disconnect/reset before headers"), a timeout its 504
-// ("upstream request timeout").
-func (g *Gateway) proxy(ur *testenv.UpstreamRequest, respond func(*testenv.UpstreamResponse)) {
+// route picked, whose response goes into the chain as it is read: the headers, then
+// each read of the body as a chunk of at most ChunkSize (as Envoy's codec hands over
+// what each socket read decoded), then the trailers. A connection failure is Envoy's
+// 503 ("upstream connect error or disconnect/reset before headers"), no response
+// within the route timeout its 504 ("upstream request timeout"); a body cut short or
+// over MaxBodyBytes resets the stream.
+func (g *Gateway) proxy(ur *testenv.UpstreamRequest, uw *testenv.UpstreamWriter) {
 	addr, ok := g.upstreams[ur.Cluster]
 	if !ok {
-		respond(&testenv.UpstreamResponse{Status: 503, Body: []byte("no healthy upstream")})
+		uw.Respond(&testenv.UpstreamResponse{Status: 503, Body: []byte("no healthy upstream")})
 		return
 	}
 	// ur belongs to the stream: copy what the goroutine needs before returning.
@@ -426,7 +519,7 @@ func (g *Gateway) proxy(ur *testenv.UpstreamRequest, respond func(*testenv.Upstr
 		}
 		req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
 		if err != nil {
-			respond(&testenv.UpstreamResponse{Status: 503, Body: []byte("upstream connect error or disconnect/reset before headers")})
+			uw.Respond(&testenv.UpstreamResponse{Status: 503, Body: []byte("upstream connect error or disconnect/reset before headers")})
 			return
 		}
 		req.Host = authority
@@ -438,33 +531,58 @@ func (g *Gateway) proxy(ur *testenv.UpstreamRequest, respond func(*testenv.Upstr
 		res, err := g.transport.RoundTrip(req)
 		if err != nil {
 			if ctx.Err() != nil {
-				respond(&testenv.UpstreamResponse{Status: 504, Body: []byte("upstream request timeout")})
+				uw.Respond(&testenv.UpstreamResponse{Status: 504, Body: []byte("upstream request timeout")})
 				return
 			}
-			respond(&testenv.UpstreamResponse{Status: 503, Body: []byte("upstream connect error or disconnect/reset before headers")})
+			uw.Respond(&testenv.UpstreamResponse{Status: 503, Body: []byte("upstream connect error or disconnect/reset before headers")})
 			return
 		}
 		defer res.Body.Close()
-		rb, err := io.ReadAll(io.LimitReader(res.Body, g.cfg.MaxBodyBytes+1))
-		if err != nil || int64(len(rb)) > g.cfg.MaxBodyBytes {
-			respond(&testenv.UpstreamResponse{Status: 502, Body: []byte("upstream response too large or cut")})
-			return
-		}
-		out := &testenv.UpstreamResponse{Status: res.StatusCode, Body: rb}
+		var hs [][2]string
 		for k, vs := range res.Header {
 			lk := strings.ToLower(k)
 			if hopByHop[lk] {
 				continue
 			}
 			for _, v := range vs {
-				out.Headers = append(out.Headers, [2]string{lk, v})
+				hs = append(hs, [2]string{lk, v})
 			}
 		}
+		if res.ContentLength == 0 && len(res.Trailer) == 0 {
+			uw.Headers(res.StatusCode, hs, true)
+			return
+		}
+		uw.Headers(res.StatusCode, hs, false)
+		var total int64
+		for {
+			buf := make([]byte, g.cfg.ChunkSize)
+			n, err := res.Body.Read(buf)
+			total += int64(n)
+			if total > g.cfg.MaxBodyBytes {
+				uw.Reset()
+				return
+			}
+			if n > 0 {
+				uw.Data(buf[:n], false)
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				uw.Reset()
+				return
+			}
+		}
+		var ts [][2]string
 		for k, vs := range res.Trailer {
 			for _, v := range vs {
-				out.Trailers = append(out.Trailers, [2]string{strings.ToLower(k), v})
+				ts = append(ts, [2]string{strings.ToLower(k), v})
 			}
 		}
-		respond(out)
+		if len(ts) > 0 {
+			uw.Trailers(ts)
+		} else {
+			uw.Data(nil, true)
+		}
 	}()
 }

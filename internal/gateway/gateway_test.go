@@ -76,6 +76,7 @@ type env struct {
 	served   chan error
 	released chan struct{} // closing it releases the blocking upstream
 	arrived  chan struct{} // the blocking upstream got a request
+	next     chan struct{} // lets /stream send its second chunk
 }
 
 type syncBuffer struct {
@@ -97,12 +98,26 @@ func (s *syncBuffer) String() string {
 
 func start(t testing.TB) *env {
 	t.Helper()
-	e := &env{log: &syncBuffer{}, served: make(chan error, 1), released: make(chan struct{}), arrived: make(chan struct{}, 16)}
+	e := &env{log: &syncBuffer{}, served: make(chan error, 1), released: make(chan struct{}), arrived: make(chan struct{}, 16), next: make(chan struct{})}
 	v1 := demo.Upstream("v1")
 	up1 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/block" {
 			e.arrived <- struct{}{}
 			<-e.released
+		}
+		if r.URL.Path == "/stream" {
+			// The first chunk, then the rest once the test got the first one.
+			w.Header().Set("trailer", "x-checksum")
+			w.WriteHeader(200)
+			_, _ = io.WriteString(w, "first;")
+			w.(http.Flusher).Flush()
+			select {
+			case <-e.next:
+			case <-e.released:
+			}
+			_, _ = io.WriteString(w, "second")
+			w.Header().Set("x-checksum", "abc")
+			return
 		}
 		v1.ServeHTTP(w, r)
 	}))
@@ -356,5 +371,36 @@ spec:
 				assert.Contains(t, err.Error(), w)
 			}
 		})
+	}
+}
+
+// Response bodies stream: the client gets the upstream's first chunk, through the
+// chain, before the upstream sends the rest; trailers follow the body.
+func TestGatewayStreamsResponses(t *testing.T) {
+	e := start(t)
+	for _, c := range []*http.Client{{}, h2c()} {
+		req, err := http.NewRequest("GET", e.url+"/stream", nil)
+		require.NoError(t, err)
+		req.Header.Set("x-api-key", key)
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		first := make(chan string, 1)
+		go func() {
+			b := make([]byte, len("first;"))
+			_, _ = io.ReadFull(resp.Body, b)
+			first <- string(b)
+		}()
+		select {
+		case got := <-first:
+			assert.Equal(t, "first;", got)
+		case <-time.After(30 * time.Second): // a hang guard, not a measurement
+			t.Fatal("the first chunk did not reach the client while the upstream waited")
+		}
+		e.next <- struct{}{}
+		rest, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, "second", string(rest))
+		assert.Equal(t, "abc", resp.Trailer.Get("x-checksum"))
 	}
 }
