@@ -548,8 +548,15 @@ func (g *Gateway) proxy(ur *testenv.UpstreamRequest, uw *testenv.UpstreamWriter)
 				hs = append(hs, [2]string{lk, v})
 			}
 		}
-		if res.ContentLength == 0 && len(res.Trailer) == 0 {
-			uw.Headers(res.StatusCode, hs, true)
+		if res.ContentLength >= 0 && res.ContentLength <= int64(g.cfg.ChunkSize) && len(res.Trailer) == 0 {
+			// A small body of known length: one chunk with end_of_stream, as when
+			// Envoy's codec decodes headers and the whole body from one read.
+			rb, err := io.ReadAll(io.LimitReader(res.Body, res.ContentLength))
+			if err != nil || int64(len(rb)) != res.ContentLength {
+				uw.Respond(&testenv.UpstreamResponse{Status: 503, Body: []byte("upstream connect error or disconnect/reset before headers")})
+				return
+			}
+			uw.Respond(&testenv.UpstreamResponse{Status: res.StatusCode, Headers: hs, Body: rb})
 			return
 		}
 		uw.Headers(res.StatusCode, hs, false)
