@@ -98,7 +98,6 @@ type Gateway struct {
 	transport *http.Transport
 	upstreams map[string]string
 	srv       *http.Server
-	logMu     sync.Mutex
 	log       *log.Logger
 }
 
