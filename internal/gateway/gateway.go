@@ -203,6 +203,10 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("%s: %w", cfg.Policy, err)
 	}
 	g.host = h
+	g.srv = &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
+	g.srv.Protocols = new(http.Protocols)
+	g.srv.Protocols.SetHTTP1(true)
+	g.srv.Protocols.SetUnencryptedHTTP2(true)
 	return g, nil
 }
 
@@ -267,10 +271,6 @@ func (g *Gateway) Host() *testenv.Host { return g.host }
 // Serve accepts HTTP/1.1 and cleartext HTTP/2 (h2c, prior knowledge) connections on
 // ln until Shutdown.
 func (g *Gateway) Serve(ln net.Listener) error {
-	g.srv = &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
-	g.srv.Protocols = new(http.Protocols)
-	g.srv.Protocols.SetHTTP1(true)
-	g.srv.Protocols.SetUnencryptedHTTP2(true)
 	err := g.srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -281,10 +281,7 @@ func (g *Gateway) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections, lets the requests in flight finish (or ctx
 // end), then closes the host.
 func (g *Gateway) Shutdown(ctx context.Context) error {
-	var err error
-	if g.srv != nil {
-		err = g.srv.Shutdown(ctx)
-	}
+	err := g.srv.Shutdown(ctx)
 	g.transport.CloseIdleConnections()
 	return errors.Join(err, g.host.Close(ctx))
 }
@@ -321,7 +318,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			named[strings.ToLower(strings.TrimSpace(n))] = true
 		}
 	}
-	for k, vs := range r.Header {
+	names := make([]string, 0, len(r.Header))
+	for k := range r.Header {
+		if strings.Contains(k, "_") {
+			// The edge setting the envoy.yaml rendering uses (headers_with_underscores_action
+			// REJECT_REQUEST): x_consumer must not slip past filters that match x-consumer.
+			http.Error(w, "header names with underscores are not accepted", http.StatusBadRequest)
+			return
+		}
+		names = append(names, k)
+	}
+	sort.Strings(names) // Go's header map has no order: a stable one for the filters
+	for _, k := range names {
+		vs := r.Header[k]
 		lk := strings.ToLower(k)
 		if hopByHop[lk] || named[lk] {
 			continue

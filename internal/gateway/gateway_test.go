@@ -196,6 +196,8 @@ func TestGateway(t *testing.T) {
 			// Headers the Connection header names are hop-by-hop: never seen by the
 			// filters or forwarded.
 			{"connection-named header", c, []string{"x-beta", "1", "connection", "x-beta"}, 200, "v1", 1},
+			// Envoy's edge setting (headers_with_underscores_action: REJECT_REQUEST).
+			{"underscore header", c, []string{"x_beta", "1"}, 400, "", 1},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				resp, _ := e.do(t, tc.client, "GET", "/x", nil, tc.hdr...)
