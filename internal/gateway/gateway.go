@@ -556,6 +556,10 @@ func (g *Gateway) proxy(ur *testenv.UpstreamRequest, uw *testenv.UpstreamWriter)
 				hs = append(hs, [2]string{lk, v})
 			}
 		}
+		if method == http.MethodHead || res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified {
+			uw.Respond(&testenv.UpstreamResponse{Status: res.StatusCode, Headers: hs}) // no body (RFC 9110 6.4.1)
+			return
+		}
 		if res.ContentLength >= 0 && res.ContentLength <= int64(g.cfg.ChunkSize) && len(res.Trailer) == 0 {
 			// A small body of known length: one chunk with end_of_stream, as when
 			// Envoy's codec decodes headers and the whole body from one read.

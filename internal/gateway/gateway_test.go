@@ -210,6 +210,13 @@ func TestGateway(t *testing.T) {
 		assert.Contains(t, e.log.String(), `GET /x 401 - - consumer=""`)
 	})
 
+	t.Run("HEAD", func(t *testing.T) {
+		resp, body := e.do(t, c, "HEAD", "/x", nil)
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, "v1", resp.Header.Get("x-upstream"))
+		assert.Empty(t, body)
+	})
+
 	t.Run("injected delay", func(t *testing.T) {
 		t0 := time.Now()
 		resp, _ := e.do(t, c, "GET", "/slow", nil, "x-envoy-fault-delay-request", "200")
