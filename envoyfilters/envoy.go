@@ -195,7 +195,17 @@ func targetRoutes(p *v1alpha1.TrafficPolicy, upstreams map[string]string, seen m
 			return nil, fmt.Errorf("cluster %q is already used", name)
 		}
 		seen[name] = addr
-		*clusters = append(*clusters, cluster(name, host, port, false))
+		// The default upstream's cluster (plain HTTP/1.1), repointed.
+		c := proto.Clone((*clusters)[0]).(*clusterv3.Cluster)
+		c.Name = name
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_LOGICAL_DNS}
+		if isIP(host) {
+			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
+		}
+		sa, _ := socketAddress(net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10)), "")
+		c.LoadAssignment.ClusterName = name
+		c.LoadAssignment.Endpoints[0].LbEndpoints[0].GetEndpoint().Address = sa
+		*clusters = append(*clusters, c)
 		names := make([]string, 0, len(t.Headers))
 		for n := range t.Headers {
 			names = append(names, n)
