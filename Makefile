@@ -13,7 +13,7 @@ STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/s
 # (//go:wasmexport functions carry per-line //lint:ignore U1000 directives).
 WASIP1_PKGS := ./filters/... ./examples/... ./testenv/conformance/guest ./testenv/benchmarks/guest
 
-.PHONY: all build test bench check lint fmt clean tools staticcheck generate
+.PHONY: all build test bench check lint fmt clean tools staticcheck generate run
 
 all: build
 
@@ -25,6 +25,13 @@ $(BUILD)/%.wasm: FORCE
 	@ls -l $@ | awk '{print "built", $$NF, $$5, "bytes"}'
 
 FORCE:
+
+# run: the demo gateway (meshplug run --demo) with the freshly built filters; RUN_LISTEN
+# and RUN_LIVE set the addresses of the gateway and of its live view page.
+RUN_LISTEN ?= 127.0.0.1:8080
+RUN_LIVE   ?= 127.0.0.1:8081
+run: build
+	$(GO) run ./cmd/meshplug run --demo --wasm-dir $(BUILD) --listen $(RUN_LISTEN) --live $(RUN_LIVE)
 
 # test: static checks, then every test natively with the race detector (the host runs
 # worker VMs concurrently; tests build the .wasm modules they drive).

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -46,6 +47,12 @@ type EnvoyOptions struct {
 	// (`outbound|9000||authz.shop.svc.cluster.local`): cluster name → "host:port"
 	// (plain HTTP/1.1) or "https://host:port" (TLS, SNI = host).
 	Clusters map[string]string
+	// TargetUpstreams gives route hint targets their own upstream: target name →
+	// host:port. Each target of the policy's routeHints section that has headers and
+	// an entry here gets a cluster "upstream-<target>" and a route, before the default
+	// one, matching exactly the target's headers (the headers routehint sets), so the
+	// hint picks the upstream as an Istio VirtualService would pick the subset.
+	TargetUpstreams map[string]string
 }
 
 // CACertFile is the trust store the TLS clusters verify servers against (Debian and
@@ -112,6 +119,14 @@ func EnvoyBootstrap(p *v1alpha1.TrafficPolicy, o EnvoyOptions) (*bootstrapv3.Boo
 			clusters = append(clusters, cluster(c.Cluster, host, port, tls, c.GRPC))
 		}
 	}
+	routes, err := targetRoutes(p, o.TargetUpstreams, seen, &clusters)
+	if err != nil {
+		return nil, err
+	}
+	routes = append(routes, &routev3.Route{
+		Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "upstream"}}},
+	})
 	filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}})
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "meshplug",
@@ -121,10 +136,7 @@ func EnvoyBootstrap(p *v1alpha1.TrafficPolicy, o EnvoyOptions) (*bootstrapv3.Boo
 			VirtualHosts: []*routev3.VirtualHost{{
 				Name:    "upstream",
 				Domains: []string{"*"},
-				Routes: []*routev3.Route{{
-					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-					Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "upstream"}}},
-				}},
+				Routes:  routes,
 			}},
 		}},
 		HttpFilters:                  filters,
@@ -152,6 +164,69 @@ func EnvoyBootstrap(p *v1alpha1.TrafficPolicy, o EnvoyOptions) (*bootstrapv3.Boo
 			Clusters: clusters,
 		},
 	}, nil
+}
+
+// targetRoutes: a route and a cluster per route hint target given an upstream in
+// upstreams (see EnvoyOptions.TargetUpstreams), in the order of the targets.
+func targetRoutes(p *v1alpha1.TrafficPolicy, upstreams map[string]string, seen map[string]string, clusters *[]*clusterv3.Cluster) ([]*routev3.Route, error) {
+	rh := p.Spec.RouteHints
+	if len(upstreams) == 0 {
+		return nil, nil
+	}
+	if rh == nil {
+		return nil, fmt.Errorf("%s: target upstreams given but the policy has no routeHints section", p)
+	}
+	known := map[string]bool{}
+	var routes []*routev3.Route
+	for i, t := range rh.Targets {
+		known[t.Name] = true
+		addr, ok := upstreams[t.Name]
+		if !ok {
+			continue
+		}
+		if len(t.Headers) == 0 {
+			return nil, configjson.Errorf(fmt.Sprintf("spec.routeHints.targets[%d]", i), "target %q has no headers to route on", t.Name)
+		}
+		host, port, err := splitHostPort(addr, "")
+		if err != nil {
+			return nil, fmt.Errorf("upstream of target %q: %w", t.Name, err)
+		}
+		name := "upstream-" + t.Name
+		if _, dup := seen[name]; dup {
+			return nil, fmt.Errorf("cluster %q is already used", name)
+		}
+		seen[name] = addr
+		// The default upstream's cluster (plain HTTP/1.1), repointed.
+		c := proto.Clone((*clusters)[0]).(*clusterv3.Cluster)
+		c.Name = name
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_LOGICAL_DNS}
+		if isIP(host) {
+			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
+		}
+		sa, _ := socketAddress(net.JoinHostPort(host, strconv.FormatUint(uint64(port), 10)), "")
+		c.LoadAssignment.ClusterName = name
+		c.LoadAssignment.Endpoints[0].LbEndpoints[0].GetEndpoint().Address = sa
+		*clusters = append(*clusters, c)
+		names := make([]string, 0, len(t.Headers))
+		for n := range t.Headers {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		m := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+		for _, n := range names {
+			m.Headers = append(m.Headers, &routev3.HeaderMatcher{Name: n, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+				StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: t.Headers[n]}},
+			}})
+		}
+		routes = append(routes, &routev3.Route{Name: t.Name, Match: m,
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name}}}})
+	}
+	for t := range upstreams {
+		if !known[t] {
+			return nil, fmt.Errorf("%s: target upstream %q is not a routeHints target", p, t)
+		}
+	}
+	return routes, nil
 }
 
 // MarshalEnvoyYAML writes a bootstrap as envoy.yaml (protobuf JSON field names, as

@@ -26,6 +26,18 @@ type Options struct {
 	Clock    Clock             // nil = real time; *FakeClock = controllable
 	Clusters map[string]string // cluster name -> "host:port"; HTTP callouts use HTTP/1.1, gRPC callouts h2c
 	Upstream Upstream          // what the router sends requests to (every cluster); default: 200, body "ok"
+	// AsyncUpstream, when set, replaces Upstream: the router hands it the request and
+	// the stream waits, without holding its worker, until w answers (from any
+	// goroutine): with the whole response at once, or frame by frame as a real
+	// upstream's codec decodes them, each frame going through the response callbacks
+	// as it comes (see UpstreamWriter). For a host in front of real upstream sockets
+	// (the local gateway).
+	AsyncUpstream func(r *UpstreamRequest, w *UpstreamWriter)
+	// LogRequestHeaders names request headers whose values at the end of the stream
+	// are copied into Response.LoggedHeaders, as Envoy's access log reads %REQ(name)%
+	// from the request header map after the filters edited it (also when a filter
+	// answered with a local reply). For the local gateway's access log.
+	LogRequestHeaders []string
 	// Routes is the router stage's route table: the first matching route picks the
 	// cluster (Response.Cluster, UpstreamRequest.Cluster); no match is a 404 local
 	// reply like Envoy's router. nil: no router stage, every request goes to Upstream.

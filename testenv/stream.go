@@ -19,6 +19,21 @@ type Request struct {
 	SourceAddress                   string            // default "127.0.0.1:40000" (source.address / source.port)
 	Properties                      map[string][]byte // extra per-request properties by dotted path, e.g. "connection.mtls"
 	Worker                          int               // which worker runs the stream; <0 = round robin
+	// OnResponseFrame, if set, gets each frame of the response as it reaches the
+	// client (past the first plugin), while the stream goes on: for a host that
+	// streams the response out. It runs on the stream's worker with its lock held and
+	// must not block or call the Host. A local reply sent before any response frame
+	// reached the client (the usual case) comes only in the final Response.
+	OnResponseFrame func(ResponseFrame)
+}
+
+// ResponseFrame is one frame of a response as it reaches the client: the headers
+// (":status" first), a body chunk, or the trailers; End marks the last frame.
+type ResponseFrame struct {
+	Headers  Headers
+	Data     []byte
+	Trailers Headers
+	End      bool
 }
 
 // Response is what the downstream client got.
@@ -35,6 +50,9 @@ type Response struct {
 	// Route and Cluster are what the router stage chose (Options.Routes); "" without
 	// routes, or when no route matched (then a 404 local reply, details route_not_found).
 	Route, Cluster string
+	// LoggedHeaders are the request headers Options.LogRequestHeaders names, as they
+	// were when the stream ended.
+	LoggedHeaders Headers
 }
 
 // Headers is an ordered header list with lowercase names.
@@ -178,6 +196,8 @@ type Stream struct {
 	respBody                  []byte // the response body before it is cut into frames (upstream or local reply)
 	hasRespBody, hasRespTrail bool
 	upstreamCalled            bool
+	upstreamWait              bool // waiting for Options.AsyncUpstream to respond
+	open                      bool // more response frames are to come from the AsyncUpstream
 
 	// routeOK: routeSel is the cached route (nil: none matched); see Stream.route.
 	routeOK  bool
@@ -254,7 +274,7 @@ func (s *Stream) mergeHeld(from, to int) {
 // then see without end_of_stream; the plugin that added them gets no trailers callback
 // for them. Worker lock held.
 func (s *Stream) addTrailers(ref *ctxRef, st stage) bool {
-	if !s.inCall || s.callee != ref.plugin || s.stage != st || s.curFrame != len(s.fr)-1 || s.fr[s.curFrame].kind != fBody {
+	if s.open || !s.inCall || s.callee != ref.plugin || s.stage != st || s.curFrame != len(s.fr)-1 || s.fr[s.curFrame].kind != fBody {
 		return false
 	}
 	s.fr = append(s.fr, frame{kind: fTrailers})
@@ -347,6 +367,7 @@ func (h *Host) start(s *Stream, req Request) (*Response, *Stream) {
 	s.req = req
 	s.w = w
 	s.blk = new(respBlock)
+	s.upstreamWait = false
 	s.reqHeaders = append(s.reqHeaders[:0],
 		abi.Pair{Key: ":method", Value: or(req.Method, "GET")},
 		abi.Pair{Key: ":path", Value: or(req.Path, "/")},
@@ -488,6 +509,7 @@ type frame struct {
 // (Options.RequestChunkSize / ResponseChunkSize; 0: one chunk), then trailers if
 // present.
 func (s *Stream) setFrames(st stage, body []byte, hasBody, trailers bool) {
+	s.open = false
 	s.stage = st
 	s.gen++
 	s.fr = append(s.fr[:0], frame{kind: fHeaders})
@@ -540,7 +562,7 @@ func (s *Stream) callback(i int, f int) bool {
 	id := uint64(ref.id)
 	var act uint64
 	var ok bool
-	eos := b2u(f == len(s.fr)-1)
+	eos := b2u(f == len(s.fr)-1 && !s.open)
 	switch {
 	case s.stage == stReq && kind == fHeaders:
 		act, ok = v.call3(v.fns.onReqHeaders, id, uint64(len(s.reqHeaders)), eos)
@@ -587,6 +609,7 @@ func (s *Stream) callback(i int, f int) bool {
 }
 
 func (s *Stream) doReset() {
+	s.open = false
 	s.reset = true
 	s.paused = false
 	s.stage = stLog
@@ -613,6 +636,13 @@ func (s *Stream) run() {
 			s.paused = true
 			return
 		case stUpstream:
+			if s.upstreamWait {
+				return
+			}
+			if s.h.opts.AsyncUpstream != nil {
+				s.callAsyncUpstream()
+				return
+			}
 			s.callUpstream()
 			s.setFrames(stResp, s.respBody, s.hasRespBody, s.hasRespTrail)
 		case stLog:
@@ -796,7 +826,19 @@ func (s *Stream) arrive(f int) {
 		}
 	}
 	s.arrived++
-	if s.arrived == len(s.fr) {
+	if s.stage == stResp && s.req.OnResponseFrame != nil {
+		rf := ResponseFrame{End: f == len(s.fr)-1 && !s.open}
+		switch s.fr[f].kind {
+		case fHeaders:
+			rf.Headers = s.blk.resp.Headers
+		case fBody:
+			rf.Data = s.fr[f].data
+		case fTrailers:
+			rf.Trailers = s.blk.resp.Trailers
+		}
+		s.req.OnResponseFrame(rf)
+	}
+	if s.arrived == len(s.fr) && !s.open {
 		if s.stage == stReq {
 			s.stage = stUpstream
 		} else {
@@ -873,7 +915,128 @@ func (s *Stream) callUpstream() {
 	if f == nil {
 		f = defaultUpstream
 	}
-	r := f(up)
+	s.setUpstreamResponse(f(up))
+}
+
+// callAsyncUpstream hands the request to Options.AsyncUpstream and leaves the stream
+// waiting; the answer continues it on its worker. Worker lock held.
+func (s *Stream) callAsyncUpstream() {
+	s.upstreamCalled = true
+	s.upstreamWait = true
+	s.h.opts.AsyncUpstream(&s.blk.up, &UpstreamWriter{s: s, g: s.gen})
+}
+
+// UpstreamWriter is how an Options.AsyncUpstream answers, from any goroutine: Respond
+// once with the whole response, or Headers, then Data (the last call with end set)
+// and optionally Trailers, as Envoy's router passes the upstream response into the
+// encoder filters frame by frame as the codec decodes it
+// (Router::UpstreamRequest::decodeHeaders, decodeData, decodeTrailers): each frame
+// goes through the response callbacks when it comes, body callbacks see
+// end_of_stream only on the last chunk, and a stream whose end is an empty Data(nil,
+// true) gets an empty last body callback, as Envoy's filters do. Calls are applied in
+// order on the stream's worker; calls after the stream ended (a reset, a local reply,
+// a second Respond) are ignored. A nil response is Envoy's 503 "no healthy upstream".
+// There is no back-pressure: frames are queued as they are written.
+type UpstreamWriter struct {
+	s *Stream
+	g uint32 // the stream's generation this writer may still change
+}
+
+// Respond answers with the whole response.
+func (u *UpstreamWriter) Respond(r *UpstreamResponse) {
+	u.s.w.post(func() {
+		s := u.s
+		if !u.begin() {
+			return
+		}
+		s.setUpstreamResponse(r)
+		s.setFrames(stResp, s.respBody, s.hasRespBody, s.hasRespTrail)
+		u.g = s.gen
+		s.run()
+	})
+}
+
+// Headers starts the response; end: it has no body.
+func (u *UpstreamWriter) Headers(status int, headers [][2]string, end bool) {
+	u.s.w.post(func() {
+		s := u.s
+		if !u.begin() {
+			return
+		}
+		s.setUpstreamResponse(&UpstreamResponse{Status: status, Headers: headers})
+		s.setFrames(stResp, nil, false, false)
+		s.open = !end
+		u.g = s.gen
+		s.run()
+	})
+}
+
+// Data sends a body chunk; end: it is the last frame.
+func (u *UpstreamWriter) Data(b []byte, end bool) {
+	u.s.w.post(func() {
+		if u.s.gen == u.g && u.s.open {
+			u.s.pushFrame(frame{kind: fBody, data: b[:len(b):len(b)]}, end)
+		}
+	})
+}
+
+// Trailers ends the response with trailers.
+func (u *UpstreamWriter) Trailers(t [][2]string) {
+	u.s.w.post(func() {
+		s := u.s
+		if s.gen != u.g || !s.open {
+			return
+		}
+		s.respTrailers = s.respTrailers[:0]
+		for _, kv := range t {
+			s.respTrailers = append(s.respTrailers, abi.Pair{Key: lowerASCII(kv[0]), Value: kv[1]})
+		}
+		s.hasRespTrail = true
+		s.pushFrame(frame{kind: fTrailers}, true)
+	})
+}
+
+// Reset resets the stream from the upstream side (the connection broke mid-response,
+// or the body went over a limit): Envoy's router resets the downstream stream once
+// response headers went out (UpstreamRequest::onResetStream).
+func (u *UpstreamWriter) Reset() {
+	u.s.w.post(func() {
+		s := u.s
+		if s.gen != u.g || s.stage >= stLog {
+			return
+		}
+		s.upstreamWait = false
+		s.doReset()
+		s.run()
+	})
+}
+
+// begin reports whether the stream still waits for its upstream, and stops it
+// waiting. Worker lock held.
+func (u *UpstreamWriter) begin() bool {
+	s := u.s
+	if s.gen != u.g || s.stage != stUpstream || !s.upstreamWait {
+		return false
+	}
+	s.upstreamWait = false
+	return true
+}
+
+// pushFrame appends a response frame that came after the others and hands it to the
+// first plugin, as the codec does; last: no more frames come. Worker lock held.
+func (s *Stream) pushFrame(fr frame, last bool) {
+	s.fr = append(s.fr, fr)
+	s.open = !last
+	s.hasRespBody = s.hasRespBody || fr.kind == fBody
+	s.deliver(len(s.fr)-1, 0)
+	if s.stage >= stLog {
+		s.run()
+	}
+}
+
+// setUpstreamResponse makes r (nil: Envoy's 503 "no healthy upstream") the response
+// whose frames go through the response callbacks.
+func (s *Stream) setUpstreamResponse(r *UpstreamResponse) {
 	if r == nil {
 		r = &UpstreamResponse{Status: 503, Body: []byte("no healthy upstream")}
 	}
@@ -1011,6 +1174,14 @@ func (s *Stream) finish() {
 	}
 	if s.upstreamCalled {
 		r.Upstream = &b.up
+	}
+	for _, n := range s.h.opts.LogRequestHeaders {
+		n = lowerASCII(n)
+		for _, p := range s.reqHeaders {
+			if p.Key == n {
+				r.LoggedHeaders = append(r.LoggedHeaders, p)
+			}
+		}
 	}
 	w := s.w
 	for i, a := range w.active {
