@@ -56,9 +56,11 @@ clean:
 	rm -rf $(BUILD)
 
 # generate: deepcopy functions and the TrafficPolicy CRD from the API types
-# (api/v1alpha1 and the filters' config.Spec types). api/v1alpha1's tests fail when
-# deploy/crds/ is stale.
+# (api/v1alpha1 and the filters' config.Spec types), and the controller's RBAC from its
+# +kubebuilder:rbac markers. api/v1alpha1's tests fail when deploy/crds/ is stale,
+# deploy's when deploy/rbac/ is.
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.21.0
 generate:
 	$(CONTROLLER_GEN) object paths=./api/... $(patsubst %,paths=./%,$(wildcard filters/*/config))
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./api/... output:crd:artifacts:config=deploy/crds
+	$(CONTROLLER_GEN) rbac:roleName=meshplug-controller paths=./controller/... output:rbac:artifacts:config=deploy/rbac

@@ -59,14 +59,18 @@ const (
 
 var wasmPluginGVK = extensions.SchemeGroupVersion.WithKind("WasmPlugin")
 
-// Reconciler reconciles TrafficPolicies into WasmPlugins.
+// The controller's permissions (deploy/rbac, `make generate`): read policies and write
+// their status, manage WasmPlugins, record events, and hold the leader election Lease
+// in its own namespace.
 //
 // +kubebuilder:rbac:groups=meshplug.io,resources=trafficpolicies,verbs=get;list;watch
-// +kubebuilder:rbac:groups=meshplug.io,resources=trafficpolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=meshplug.io,resources=trafficpolicies/status,verbs=get;patch
 // +kubebuilder:rbac:groups=extensions.istio.io,resources=wasmplugins,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=core,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=meshplug-system,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=meshplug-system,resources=leases,verbs=get;create;update
+
+// Reconciler reconciles TrafficPolicies into WasmPlugins.
 type Reconciler struct {
 	// Client reads from the manager's cache and writes to the API server.
 	Client client.Client

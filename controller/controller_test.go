@@ -60,8 +60,9 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startController runs the controller (leader election on, in namespace default)
-// against the package's API server until the test binary exits.
+// startController applies deploy/ and runs the controller as deploy/'s ServiceAccount
+// (its generated RBAC), with leader election in meshplug-system, against the package's
+// API server until the test binary exits.
 func startController(t *testing.T) *running {
 	t.Helper()
 	needEnv(t)
@@ -69,10 +70,11 @@ func startController(t *testing.T) *running {
 		r := &running{modules: fakeModules()}
 		modAddr, probeAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 		r.moduleURL, r.probeURL, r.metricsURL = "http://"+modAddr, "http://"+probeAddr, "http://"+metricsAddr
-		mgr, err := NewManager(testConfig, Config{
+		applyDeploy(t)
+		mgr, err := NewManager(asServiceAccount(), Config{
 			Modules: r.modules, ModuleAddr: modAddr, ModuleBaseURL: r.moduleURL,
 			ProbeAddr: probeAddr, MetricsAddr: metricsAddr,
-			LeaderElection: true, LeaderElectionNamespace: "default",
+			LeaderElection: true, LeaderElectionNamespace: deployNamespace,
 			// Long enough to keep leadership through TestAPIServerRestart's outage.
 			LeaseDuration: 90 * time.Second, RenewDeadline: 60 * time.Second,
 		})
@@ -500,4 +502,3 @@ func TestAPIServerRestart(t *testing.T) {
 	condition(t, ns, "after", Ready, metav1.ConditionTrue)
 	assert.ElementsMatch(t, []string{"before-ratelimit", "before-fault", "after-ratelimit"}, names(plugins(t, ns)))
 }
-
