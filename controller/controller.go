@@ -19,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlcontroller "sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -79,6 +80,9 @@ type Reconciler struct {
 	Reader client.Reader
 	// Options render the WasmPlugins (module URLs and sha256).
 	Options envoyfilters.Options
+	// Workers is how many policies are reconciled at once (default 4); one policy is
+	// never reconciled by two workers at once.
+	Workers int
 }
 
 // SetupWithManager registers the reconciler: it watches TrafficPolicies (spec changes
@@ -89,6 +93,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("trafficpolicy").
 		For(&v1alpha1.TrafficPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&extensions.WasmPlugin{}, handler.EnqueueRequestsFromMapFunc(policyOf)).
+		WithOptions(ctrlcontroller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		Complete(r)
 }
 

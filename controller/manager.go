@@ -43,6 +43,8 @@ type Config struct {
 	LeaseDuration, RenewDeadline time.Duration
 	// ImagePullPolicy of the WasmPlugins ("IfNotPresent" by default).
 	ImagePullPolicy string
+	// Workers reconcile policies concurrently (default 4).
+	Workers int
 }
 
 // LeaderElectionID is the name of the controller's Lease.
@@ -87,7 +89,11 @@ func NewManager(rc *rest.Config, c Config) (manager.Manager, error) {
 	}
 	opts := c.Modules.RenderOptions(c.ModuleBaseURL)
 	opts.ImagePullPolicy = c.ImagePullPolicy
-	r := &Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Options: opts}
+	workers := c.Workers
+	if workers <= 0 {
+		workers = 4
+	}
+	r := &Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Options: opts, Workers: workers}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

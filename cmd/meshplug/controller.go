@@ -51,6 +51,7 @@ $KUBECONFIG / ~/.kube/config. See controller/README.md.`,
 	fl.BoolVar(&c.LeaderElection, "leader-elect", true, "hold a Lease so that one replica reconciles at a time")
 	fl.StringVar(&c.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's namespace)")
 	fl.StringVar(&c.ImagePullPolicy, "image-pull-policy", "IfNotPresent", "the WasmPlugins' imagePullPolicy: IfNotPresent or Always")
+	fl.IntVar(&c.Workers, "workers", 4, "policies reconciled concurrently")
 	_ = cmd.MarkFlagRequired("module-base-url")
 	return cmd
 }
