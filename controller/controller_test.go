@@ -348,7 +348,7 @@ func TestOtherFieldManager(t *testing.T) {
 	assert.NotEqual(t, edited, w.GetResourceVersion())
 	owner := ""
 	for _, f := range w.GetManagedFields() {
-		if f.FieldsV1 != nil && strings.Contains(string(f.FieldsV1.Raw), `"f:sha256"`) {
+		if f.FieldsV1 != nil && strings.Contains(f.FieldsV1.GetRawString(), `"f:sha256"`) {
 			owner += f.Manager + " "
 		}
 	}
