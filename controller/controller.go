@@ -118,7 +118,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		if apierrors.IsNotFound(err) {
 			// Deleted: the API server's garbage collector removes owned objects in a
 			// cluster; pruning here too makes deletion prompt and works without it.
-			return reconcile.Result{}, r.prune(ctx, req.Namespace, req.Name, "", nil)
+			return reconcile.Result{}, r.prune(ctx, req.Namespace, req.Name, nil)
 		}
 		return reconcile.Result{}, err
 	}
@@ -156,7 +156,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			conflicts = append(conflicts, msg)
 		}
 	}
-	if err := r.prune(ctx, p.Namespace, p.Name, p.UID, keep); err != nil {
+	if err := r.prune(ctx, p.Namespace, p.Name, keep); err != nil {
 		failures = append(failures, err.Error())
 	}
 	st.set(Conflict, len(conflicts) > 0, conflictReason(conflicts), conflictMessage(conflicts))
@@ -186,7 +186,7 @@ func (r *Reconciler) apply(ctx context.Context, p *v1alpha1.TrafficPolicy, w *ex
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return "", err
-	case !ownedBy(&live, p.UID):
+	case !ownedBy(&live, p.Name):
 		var managers []string
 		for _, f := range live.GetManagedFields() {
 			if !slices.Contains(managers, f.Manager) {
@@ -224,10 +224,9 @@ func toUnstructured(w *extensions.WasmPlugin) (*unstructured.Unstructured, error
 	return &unstructured.Unstructured{Object: m}, nil
 }
 
-// prune deletes the WasmPlugins labelled as the policy's that it owns (uid; when the
-// policy is gone, uid is empty and any TrafficPolicy owner of that name counts) and
-// that are not in keep. Deletion is preconditioned on the object's UID.
-func (r *Reconciler) prune(ctx context.Context, namespace, policy string, uid types.UID, keep map[string]bool) error {
+// prune deletes the WasmPlugins labelled as the policy's whose controller is the policy
+// (ownedBy) and that are not in keep. Deletion is preconditioned on the object's UID.
+func (r *Reconciler) prune(ctx context.Context, namespace, policy string, keep map[string]bool) error {
 	var list extensions.WasmPluginList
 	if err := r.Client.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{
 		envoyfilters.LabelManagedBy: "meshplug", envoyfilters.LabelPolicy: policy}); err != nil {
@@ -238,9 +237,7 @@ func (r *Reconciler) prune(ctx context.Context, namespace, policy string, uid ty
 		if keep[w.Name] {
 			continue
 		}
-		ref := metav1.GetControllerOf(w)
-		if ref == nil || ref.Kind != v1alpha1.Kind || ref.APIVersion != v1alpha1.GroupVersion.String() ||
-			ref.Name != policy || (uid != "" && ref.UID != uid) {
+		if !ownedBy(w, policy) {
 			continue
 		}
 		uidW := w.UID
@@ -257,9 +254,14 @@ func (r *Reconciler) prune(ctx context.Context, namespace, policy string, uid ty
 	return nil
 }
 
-func ownedBy(o metav1.Object, uid types.UID) bool {
+// ownedBy: o's controller is the TrafficPolicy named policy in o's namespace. The UID
+// is not compared: a reference with another UID is a deleted policy of the same name
+// (two cannot exist at once), whose objects the current one takes over (the apply
+// replaces the stale reference) or prunes, rather than reporting them as conflicts
+// until the garbage collector runs.
+func ownedBy(o metav1.Object, policy string) bool {
 	ref := metav1.GetControllerOf(o)
-	return ref != nil && ref.UID == uid && ref.Kind == v1alpha1.Kind &&
+	return ref != nil && ref.Name == policy && ref.Kind == v1alpha1.Kind &&
 		ref.APIVersion == v1alpha1.GroupVersion.String()
 }
 

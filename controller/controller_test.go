@@ -502,3 +502,38 @@ func TestAPIServerRestart(t *testing.T) {
 	condition(t, ns, "after", Ready, metav1.ConditionTrue)
 	assert.ElementsMatch(t, []string{"before-ratelimit", "before-fault", "after-ratelimit"}, names(plugins(t, ns)))
 }
+
+// TestPreviousIncarnation: a WasmPlugin left by a deleted policy of the same name (its
+// controller reference has another UID; envtest runs no garbage collector, and in a
+// cluster the collector may not have run yet) is taken over, not reported as a
+// conflict, and one the new policy does not render is pruned.
+func TestPreviousIncarnation(t *testing.T) {
+	startController(t)
+	ctx := context.Background()
+	ns := namespace(t)
+	old := metav1.OwnerReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: v1alpha1.Kind, Name: "re",
+		UID: "00000000-0000-0000-0000-000000000001", Controller: ptr(true)}
+	for _, f := range []string{"fault", "auth"} {
+		w := &extensions.WasmPlugin{ObjectMeta: metav1.ObjectMeta{Name: "re-" + f, Namespace: ns,
+			Labels:          map[string]string{envoyfilters.LabelManagedBy: "meshplug", envoyfilters.LabelPolicy: "re"},
+			OwnerReferences: []metav1.OwnerReference{old}}}
+		w.Spec.Url = "http://old.example/" + f + ".wasm"
+		require.NoError(t, k8s.Create(ctx, w, client.FieldOwner(FieldManager)))
+	}
+	require.NoError(t, k8s.Create(ctx, policy(t, ns, "re", selector+faults)))
+	got := condition(t, ns, "re", Ready, metav1.ConditionTrue)
+	assert.Equal(t, metav1.ConditionFalse, meta.FindStatusCondition(got.Status.Conditions, Conflict).Status)
+	eventually(t, func() error {
+		ws := plugins(t, ns)
+		if _, ok := ws["re-auth"]; ok {
+			return fmt.Errorf("re-auth not pruned")
+		}
+		refs := ws["re-fault"].OwnerReferences
+		if len(refs) != 1 || refs[0].UID != got.UID {
+			return fmt.Errorf("re-fault owner references: %+v", refs)
+		}
+		return nil
+	})
+}
+
+func ptr[T any](v T) *T { return &v }
