@@ -196,6 +196,11 @@ func (r *Reconciler) apply(ctx context.Context, p *v1alpha1.TrafficPolicy, w *ex
 		return fmt.Sprintf("WasmPlugin %s/%s exists and is not owned by this policy (field managers: %s)",
 			w.Namespace, w.Name, strings.Join(managers, ", ")), nil
 	}
+	if err == nil {
+		if err := r.dropStaleOwner(ctx, &live, p); err != nil {
+			return "", err
+		}
+	}
 	u, err := toUnstructured(w)
 	if err != nil {
 		return "", err
@@ -207,6 +212,27 @@ func (r *Reconciler) apply(ctx context.Context, p *v1alpha1.TrafficPolicy, w *ex
 	u.SetOwnerReferences([]metav1.OwnerReference{*ref})
 	return "", r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
 		client.FieldOwner(FieldManager), client.ForceOwnership)
+}
+
+// dropStaleOwner removes from live the controller references to an earlier policy of
+// p's name (another UID): the apply below adds p's, and an object may have only one
+// controller. A merge patch replaces the whole list; it is preconditioned on the
+// resourceVersion read, so a concurrent change makes it fail and the reconcile retry.
+func (r *Reconciler) dropStaleOwner(ctx context.Context, live *unstructured.Unstructured, p *v1alpha1.TrafficPolicy) error {
+	refs := live.GetOwnerReferences()
+	keep := refs[:0:0]
+	for _, ref := range refs {
+		if ref.Kind == v1alpha1.Kind && ref.APIVersion == v1alpha1.GroupVersion.String() && ref.Name == p.Name && ref.UID != p.UID {
+			continue
+		}
+		keep = append(keep, ref)
+	}
+	if len(keep) == len(refs) {
+		return nil
+	}
+	orig := live.DeepCopy()
+	live.SetOwnerReferences(keep)
+	return r.Client.Patch(ctx, live, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 }
 
 // toUnstructured is w exactly as `meshplug render` writes it (envoyfilters.MarshalYAML:

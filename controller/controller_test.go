@@ -50,6 +50,8 @@ var (
 	ctrlErr  error
 	// ctrlStopped holds the error the manager stopped with (it should not stop).
 	ctrlStopped atomic.Pointer[error]
+	// stopController stops the controller (TestMain, before the API server).
+	stopController = func() {}
 )
 
 func freeAddr(t *testing.T) string {
@@ -82,10 +84,16 @@ func startController(t *testing.T) *running {
 			ctrlErr = err
 			return
 		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
 		go func() {
-			err := mgr.Start(context.Background())
-			ctrlStopped.Store(&err)
+			err := mgr.Start(ctx)
+			if ctx.Err() == nil {
+				ctrlStopped.Store(&err)
+			}
+			close(done)
 		}()
+		stopController = func() { cancel(); <-done }
 		ctrlRun = r
 	})
 	require.NoError(t, ctrlErr)
@@ -414,6 +422,12 @@ func TestStrictFieldValidation(t *testing.T) {
 		require.NoError(t, unstructured.SetNestedField(u.Object, "x", "spec", "notAField"))
 		err = k8s.Create(ctx, u, client.DryRunAll, client.FieldValidation(metav1.FieldValidationStrict))
 		assert.ErrorContains(t, err, `unknown field "spec.notAField"`)
+		// The controller's own write, server-side apply, refuses unknown fields too.
+		a, err := toUnstructured(w)
+		require.NoError(t, err)
+		require.NoError(t, unstructured.SetNestedField(a.Object, "x", "spec", "notAField"))
+		err = k8s.Apply(ctx, client.ApplyConfigurationFromUnstructured(a), client.DryRunAll, client.FieldOwner(FieldManager))
+		assert.ErrorContains(t, err, "notAField")
 	}
 	condition(t, ns, "strict", Ready, metav1.ConditionTrue)
 }

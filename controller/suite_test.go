@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -29,7 +30,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false), zap.Level(zapLevel())))
+	logger := zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false), zap.Level(zapLevel()))
+	logf.SetLogger(logger)
+	klog.SetLogger(logger) // client-go's leader election and reflectors log through klog
 	os.Exit(run(m))
 }
 
@@ -79,6 +82,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	k8s = client.WithFieldOwner(c, "test")
+	defer func() { stopController() }()
 	return m.Run()
 }
 
