@@ -297,7 +297,13 @@ type status struct {
 	conds []metav1.Condition
 }
 
+// maxMessage is metav1.Condition's message limit (the API server refuses longer).
+const maxMessage = 32768
+
 func (s *status) set(typ string, ok bool, reason, msg string) {
+	if len(msg) > maxMessage {
+		msg = strings.ToValidUTF8(msg[:maxMessage-len(" (truncated)")], "") + " (truncated)"
+	}
 	c := metav1.ConditionFalse
 	if ok {
 		c = metav1.ConditionTrue
