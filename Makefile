@@ -13,7 +13,7 @@ STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/s
 # (//go:wasmexport functions carry per-line //lint:ignore U1000 directives).
 WASIP1_PKGS := ./filters/... ./examples/... ./testenv/conformance/guest ./testenv/benchmarks/guest
 
-.PHONY: all build test bench check lint fmt clean tools staticcheck generate run
+.PHONY: all build run test test-deps bench check lint fmt clean tools staticcheck generate
 
 all: build
 
@@ -34,9 +34,16 @@ run: build
 	$(GO) run ./cmd/meshplug run --demo --wasm-dir $(BUILD) --listen $(RUN_LISTEN) --live $(RUN_LIVE)
 
 # test: static checks, then every test natively with the race detector (the host runs
-# worker VMs concurrently; tests build the .wasm modules they drive).
-test: check
-	$(GO) test -race -count=1 ./...
+# worker VMs concurrently; tests build the .wasm modules they drive). test-deps first
+# installs what the tests run against, cached in ~/.cache/meshplug (the first time takes
+# several minutes): staticcheck, redis-server + envoyproxy/ratelimit's service for the
+# global rate limit test, kube-apiserver + etcd for the controller's envtest.
+test: test-deps check
+	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" $(GO) test -race -count=1 ./...
+
+test-deps: tools
+	hack/ratelimit-service.sh
+	hack/kube-binaries.sh >/dev/null
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./testenv/... ./filters/...
@@ -63,9 +70,11 @@ clean:
 	rm -rf $(BUILD)
 
 # generate: deepcopy functions and the TrafficPolicy CRD from the API types
-# (api/v1alpha1 and the filters' config.Spec types). api/v1alpha1's tests fail when
-# deploy/crds/ is stale.
+# (api/v1alpha1 and the filters' config.Spec types), and the controller's RBAC from its
+# +kubebuilder:rbac markers. api/v1alpha1's tests fail when deploy/crds/ is stale,
+# deploy's when deploy/rbac/ is.
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.21.0
 generate:
 	$(CONTROLLER_GEN) object paths=./api/... $(patsubst %,paths=./%,$(wildcard filters/*/config))
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./api/... output:crd:artifacts:config=deploy/crds
+	$(CONTROLLER_GEN) rbac:roleName=meshplug-controller paths=./controller/... output:rbac:artifacts:config=deploy/rbac

@@ -113,8 +113,10 @@ type PolicyTargetReference struct {
 
 // TrafficPolicyStatus is the controller's report.
 type TrafficPolicyStatus struct {
-	// Conditions: Accepted (the policy validated and rendered) and Programmed (the
-	// rendered objects were applied).
+	// Conditions set by the controller: Ready (every rendered object is applied as
+	// rendered), InvalidSpec (the spec fails validation; the message names the field
+	// path) and Conflict (a rendered object exists without this policy as its
+	// controller owner and is left untouched; the message names it).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

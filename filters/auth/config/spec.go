@@ -406,7 +406,7 @@ type RuleSpec struct {
 // one of prefix, path and regex is required. No normalization is done here: enable
 // Envoy's `normalize_path` and `merge_slashes`.
 //
-// +kubebuilder:validation:XValidation:rule="[has(self.prefix), has(self.path), has(self.regex)].filter(x, x).size() == 1",message="exactly one of prefix, path and regex is required"
+// +kubebuilder:validation:XValidation:rule="(has(self.prefix) ? 1 : 0) + (has(self.path) ? 1 : 0) + (has(self.regex) ? 1 : 0) == 1",message="exactly one of prefix, path and regex is required"
 // +kubebuilder:object:generate=true
 type MatchSpec struct {
 	// Prefix the path starts with (bytes compared); starts with `/`.

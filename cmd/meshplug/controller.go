@@ -1,0 +1,57 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/meshplug/meshplug/controller"
+)
+
+func init() { addCommand(newControllerCmd) }
+
+func newControllerCmd() *cobra.Command {
+	var (
+		c       controller.Config
+		wasmDir string
+	)
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run the Kubernetes controller: TrafficPolicies to WasmPlugins, and the module server",
+		Long: `controller reconciles meshplug.io/v1alpha1 TrafficPolicies into Istio WasmPlugins
+(server-side apply, field manager "meshplug") and serves the filters' .wasm modules,
+read from --wasm-dir at start, at <--module-base-url>/modules/<sha256>.wasm. Every
+WasmPlugin carries that URL and the sha256. It uses the in-cluster configuration, or
+$KUBECONFIG / ~/.kube/config. See controller/README.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctrl.SetLogger(zap.New(zap.WriteTo(cmd.ErrOrStderr())))
+			mods, err := controller.LoadModules(wasmDir)
+			if err != nil {
+				return err
+			}
+			c.Modules = mods
+			rc, err := ctrl.GetConfig()
+			if err != nil {
+				return err
+			}
+			mgr, err := controller.NewManager(rc, c)
+			if err != nil {
+				return err
+			}
+			return mgr.Start(ctrl.SetupSignalHandler())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&wasmDir, "wasm-dir", "build", "directory holding the filters' <filter>.wasm (make build)")
+	fl.StringVar(&c.ModuleBaseURL, "module-base-url", "", "URL proxies fetch modules from, e.g. http://meshplug-controller.meshplug-system.svc:8082 (required)")
+	fl.StringVar(&c.ModuleAddr, "module-bind-address", ":8082", "module server listen address (0 disables)")
+	fl.StringVar(&c.MetricsAddr, "metrics-bind-address", ":8080", "Prometheus /metrics listen address (0 disables)")
+	fl.StringVar(&c.ProbeAddr, "health-probe-bind-address", ":8081", "/healthz and /readyz listen address (0 disables)")
+	fl.BoolVar(&c.LeaderElection, "leader-elect", true, "hold a Lease so that one replica reconciles at a time")
+	fl.StringVar(&c.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's namespace)")
+	fl.StringVar(&c.ImagePullPolicy, "image-pull-policy", "IfNotPresent", "the WasmPlugins' imagePullPolicy: IfNotPresent or Always")
+	fl.IntVar(&c.Workers, "workers", 4, "policies reconciled concurrently")
+	_ = cmd.MarkFlagRequired("module-base-url")
+	return cmd
+}

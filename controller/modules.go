@@ -1,0 +1,116 @@
+package controller
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/meshplug/meshplug/api/v1alpha1"
+	"github.com/meshplug/meshplug/envoyfilters"
+)
+
+// ModulePath is the URL path prefix the module server serves modules under:
+// /modules/<sha256>.wasm, so a URL names its content and never changes meaning.
+const ModulePath = "/modules/"
+
+// Module is one filter's compiled .wasm held in memory.
+type Module struct {
+	Filter string // "auth"
+	SHA256 string // hex
+	Data   []byte
+}
+
+// Modules are the filters' .wasm files the controller serves and points the
+// WasmPlugins at. They are read once at start: a new module is a new controller
+// rollout, which re-renders every WasmPlugin with the new sha256.
+type Modules struct {
+	byFilter map[string]Module
+	bySum    map[string]Module
+}
+
+// LoadModules reads <filter>.wasm for each filter of v1alpha1.Sections from dir (the
+// output of `make build`). A filter whose file is missing is left out: policies using
+// it report Ready=False (RenderFailed) naming the module. At least one module is
+// required.
+func LoadModules(dir string) (*Modules, error) {
+	var ms []Module
+	for _, sec := range v1alpha1.Sections {
+		data, err := os.ReadFile(filepath.Join(dir, sec.Filter+".wasm"))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, NewModule(sec.Filter, data))
+	}
+	if len(ms) == 0 {
+		return nil, fmt.Errorf("no filter modules (<filter>.wasm) in %s: run make build", dir)
+	}
+	return NewModules(ms...), nil
+}
+
+// NewModule hashes data.
+func NewModule(filter string, data []byte) Module {
+	sum := sha256.Sum256(data)
+	return Module{Filter: filter, SHA256: hex.EncodeToString(sum[:]), Data: data}
+}
+
+// NewModules indexes ms by filter and by sha256.
+func NewModules(ms ...Module) *Modules {
+	m := &Modules{byFilter: map[string]Module{}, bySum: map[string]Module{}}
+	for _, x := range ms {
+		m.byFilter[x.Filter] = x
+		m.bySum[x.SHA256] = x
+	}
+	return m
+}
+
+// Get returns the module of filter.
+func (m *Modules) Get(filter string) (Module, bool) {
+	x, ok := m.byFilter[filter]
+	return x, ok
+}
+
+// RenderOptions point each filter at baseURL + /modules/<sha256>.wasm, with the sha256
+// Istio's agent checks the download against.
+func (m *Modules) RenderOptions(baseURL string) envoyfilters.Options {
+	o := envoyfilters.Options{Modules: map[string]envoyfilters.Module{}}
+	base := strings.TrimSuffix(baseURL, "/")
+	for f, x := range m.byFilter {
+		o.Modules[f] = envoyfilters.Module{URL: base + ModulePath + x.SHA256 + ".wasm", SHA256: x.SHA256}
+	}
+	return o
+}
+
+// ServeHTTP serves GET and HEAD /modules/<sha256>.wasm as application/wasm with the
+// sha256 as a strong ETag and an immutable cache lifetime (the path names the content);
+// anything else is 404 (405 for other methods).
+func (m *Modules) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name, ok := strings.CutPrefix(r.URL.Path, ModulePath)
+	sum, ok2 := strings.CutSuffix(name, ".wasm")
+	x, found := m.bySum[sum]
+	if !ok || !ok2 || !found {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/wasm")
+	h.Set("ETag", `"`+x.SHA256+`"`)
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	h.Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(x.Data))
+}

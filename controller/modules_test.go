@@ -1,0 +1,79 @@
+package controller
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestModuleHandler(t *testing.T) {
+	m := NewModules(NewModule("auth", []byte("auth bytes")))
+	a, ok := m.Get("auth")
+	require.True(t, ok)
+	// echo -n "auth bytes" | sha256sum
+	require.Equal(t, "a46ca807195a573514729df6f5c8b8c9b7cf5fb16a3d74665f5319644159b4c4", a.SHA256)
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	for _, tc := range []struct {
+		name, method, path string
+		status             int
+		body               string
+	}{
+		{"module", "GET", "/modules/" + a.SHA256 + ".wasm", 200, "auth bytes"},
+		{"head", "HEAD", "/modules/" + a.SHA256 + ".wasm", 200, ""},
+		{"unknown sum", "GET", "/modules/" + a.SHA256[:63] + "0.wasm", 404, "404 page not found\n"},
+		{"no suffix", "GET", "/modules/" + a.SHA256, 404, "404 page not found\n"},
+		{"by name", "GET", "/modules/auth.wasm", 404, "404 page not found\n"},
+		{"post", "POST", "/modules/" + a.SHA256 + ".wasm", 405, "method not allowed\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+			require.NoError(t, err)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			b := make([]byte, 100)
+			n, _ := resp.Body.Read(b)
+			assert.Equal(t, tc.status, resp.StatusCode)
+			assert.Equal(t, tc.body, string(b[:n]))
+			if tc.status == 200 {
+				assert.Equal(t, "application/wasm", resp.Header.Get("Content-Type"))
+				assert.Equal(t, `"`+a.SHA256+`"`, resp.Header.Get("ETag"))
+			}
+		})
+	}
+	// A conditional request with the ETag is answered 304.
+	req, _ := http.NewRequest("GET", srv.URL+"/modules/"+a.SHA256+".wasm", nil)
+	req.Header.Set("If-None-Match", `"`+a.SHA256+`"`)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotModified, resp.StatusCode)
+}
+
+func TestLoadModules(t *testing.T) {
+	dir := t.TempDir()
+	_, err := LoadModules(dir)
+	assert.ErrorContains(t, err, "no filter modules (<filter>.wasm) in "+dir)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "fault.wasm"), []byte("f"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "other.wasm"), []byte("o"), 0o644))
+	m, err := LoadModules(dir)
+	require.NoError(t, err)
+	f, ok := m.Get("fault")
+	require.True(t, ok)
+	// echo -n f | sha256sum
+	assert.Equal(t, "252f10c83610ebca1a059c0bae8255eba2f95be4d1d7bcfa89d7248a82d9f111", f.SHA256)
+	_, ok = m.Get("auth")
+	assert.False(t, ok, "absent modules are left out")
+	_, ok = m.Get("other")
+	assert.False(t, ok, "only the filters of v1alpha1.Sections are loaded")
+	o := m.RenderOptions("http://mods.example:8082/")
+	assert.Equal(t, "http://mods.example:8082/modules/"+f.SHA256+".wasm", o.Modules["fault"].URL)
+	assert.Equal(t, f.SHA256, o.Modules["fault"].SHA256)
+}

@@ -1,0 +1,66 @@
+// Package ocitest runs Debian's docker-registry (the CNCF distribution registry) on
+// loopback for tests.
+package ocitest
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// Registry starts docker-registry with filesystem storage in a temporary directory on
+// a free loopback port, stops it when t ends, and returns its host:port (plain HTTP,
+// no auth). Without the binary the test is skipped, or fails when CI=true (.ci/run
+// installs the docker-registry package).
+func Registry(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true and docker-registry is not installed (apt-get install docker-registry)")
+		}
+		t.Skip("docker-registry is not installed (apt-get install docker-registry)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`version: 0.1
+log: {level: error}
+storage:
+  filesystem: {rootdirectory: %s}
+  delete: {enabled: true}
+http: {addr: "%s"}
+`, filepath.Join(dir, "data"), addr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", cfg)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	// Wait for /v2/ (bounded; the registry starts in well under a second).
+	for i := 0; ; i++ {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return addr
+			}
+		}
+		if i == 200 {
+			t.Fatalf("docker-registry on %s did not come up: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
