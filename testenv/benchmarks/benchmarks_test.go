@@ -45,6 +45,13 @@ func TestBenchmarkGuest(t *testing.T) {
 	if v, _ := resp.Upstream.Headers.Get("x-seen"); v != "1" {
 		t.Errorf("headers mode did not add x-seen")
 	}
+	// BenchmarkCalls' modes start and pass the request through.
+	for _, mode := range []string{"get16", "pairs16", "remove16"} {
+		resp, err := host(t, mode, 1).Do(ctx, benchRequest)
+		if err != nil || resp.Upstream == nil {
+			t.Fatalf("%s mode: %v", mode, err)
+		}
+	}
 	h = host(t, "cas", 2)
 	for i := 0; i < 10; i++ {
 		req := benchRequest
