@@ -41,6 +41,9 @@ var (
 	noopStream    = &noop{}
 	headersStream = &headers{}
 	casStream     = &cas{}
+	getStream     = &callsStream{mode: "get16"}
+	pairsStream   = &callsStream{mode: "pairs16"}
+	removeStream  = &callsStream{mode: "remove16"}
 )
 
 // Streams carry no state, so one value serves every stream: no allocation per request.
@@ -50,8 +53,12 @@ func (p *plugin) NewHttpContext(uint32) pw.HttpContext {
 		return headersStream
 	case "cas":
 		return casStream
-	case "get16", "pairs16", "remove16":
-		return &callsStream{mode: p.mode}
+	case "get16":
+		return getStream
+	case "pairs16":
+		return pairsStream
+	case "remove16":
+		return removeStream
 	}
 	return noopStream
 }
