@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/meshplug/meshplug/testenv"
 )
@@ -43,6 +44,13 @@ func TestBenchmarkGuest(t *testing.T) {
 	}
 	if v, _ := resp.Upstream.Headers.Get("x-seen"); v != "1" {
 		t.Errorf("headers mode did not add x-seen")
+	}
+	// BenchmarkCalls' modes start and pass the request through.
+	for _, mode := range []string{"get16", "pairs16", "remove16"} {
+		resp, err := host(t, mode, 1).Do(ctx, benchRequest)
+		if err != nil || resp.Upstream == nil {
+			t.Fatalf("%s mode: %v", mode, err)
+		}
 	}
 	h = host(t, "cas", 2)
 	for i := 0; i < 10; i++ {
@@ -100,6 +108,43 @@ func BenchmarkLifecycle(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkCalls measures what one host call costs a guest written on the binding, by
+// kind: each iteration sends one request to the no-op mode and one to each mode that
+// makes 16 calls of a kind (get16: HeaderMap.Get, which returns data the host writes
+// into a block from the guest's proxy_on_memory_allocate and the binding copies into a
+// string; pairs16: HeaderMap.AppendAll into a reused buffer, the same round trip
+// without a Go allocation; remove16: HeaderMap.Remove of an absent header, no data
+// back), timing each, so that load bursts hit all alike. Reported per call: (mode −
+// noop) / 16.
+func BenchmarkCalls(b *testing.B) {
+	modes := []string{"noop", "get16", "pairs16", "remove16"}
+	hosts := make([]*testenv.Host, len(modes))
+	for i, m := range modes {
+		hosts[i] = host(b, m, 1)
+	}
+	ctx := context.Background()
+	spent := make([]time.Duration, len(modes))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		for j := range modes {
+			k := (i + j) % len(modes) // rotate so that none always runs first
+			start := time.Now()
+			if _, err := hosts[k].Do(ctx, benchRequest); err != nil {
+				b.Fatal(err)
+			}
+			spent[k] += time.Since(start)
+		}
+		i++
+	}
+	n := float64(b.N)
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(spent[0].Nanoseconds())/n, "noop-ns")
+	for k, m := range modes[1:] {
+		b.ReportMetric(float64((spent[k+1]-spent[0]).Nanoseconds())/n/16, m[:len(m)-2]+"-ns/call")
 	}
 }
 

@@ -28,7 +28,7 @@ func (p *plugin) OnPluginStart(int) bool {
 	}
 	p.mode = string(b)
 	switch p.mode {
-	case "noop", "headers":
+	case "noop", "headers", "get16", "pairs16", "remove16":
 		return true
 	case "cas":
 		return initCas()
@@ -41,6 +41,9 @@ var (
 	noopStream    = &noop{}
 	headersStream = &headers{}
 	casStream     = &cas{}
+	getStream     = &callsStream{mode: "get16"}
+	pairsStream   = &callsStream{mode: "pairs16"}
+	removeStream  = &callsStream{mode: "remove16"}
 )
 
 // Streams carry no state, so one value serves every stream: no allocation per request.
@@ -50,6 +53,12 @@ func (p *plugin) NewHttpContext(uint32) pw.HttpContext {
 		return headersStream
 	case "cas":
 		return casStream
+	case "get16":
+		return getStream
+	case "pairs16":
+		return pairsStream
+	case "remove16":
+		return removeStream
 	}
 	return noopStream
 }
@@ -67,6 +76,33 @@ func (headers) OnHttpRequestHeaders(int, bool) pw.Action {
 	}
 	return pw.Continue
 }
+
+// callsStream makes 16 host calls of one kind per request, so that the difference to
+// the no-op mode, divided by 16, is the cost of one such call (BenchmarkCalls).
+type callsStream struct {
+	pw.DefaultHttpContext
+	mode string
+	buf  []byte
+}
+
+func (s *callsStream) OnHttpRequestHeaders(int, bool) pw.Action {
+	for range 16 {
+		switch s.mode {
+		case "get16": // returns data: the host allocates in the guest, Go copies to a string
+			v, _ := pw.RequestHeaders.Get("x-a")
+			sink += len(v)
+		case "pairs16": // returns data into a reused buffer: no Go allocation
+			v, _ := pw.RequestHeaders.AppendAll(s.buf[:0])
+			s.buf = v
+			sink += len(v)
+		case "remove16": // returns nothing (the header is absent)
+			pw.RequestHeaders.Remove("x-absent")
+		}
+	}
+	return pw.Continue
+}
+
+var sink int
 
 type cas struct{ pw.DefaultHttpContext }
 
