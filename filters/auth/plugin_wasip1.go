@@ -75,24 +75,18 @@ func (p *plugin) OnPluginStart(int) bool {
 	return true
 }
 
-func (m *metrics) define() (err error) {
-	def := func(name string) pw.Counter {
-		c, e := pw.DefineCounter(name)
-		if e != nil && err == nil {
-			err = fmt.Errorf("%s: %w", name, e)
-		}
-		return c
-	}
-	m.allowed = def(engine.MetricAllowed)
-	m.cacheHit = def(engine.MetricCacheHit)
-	m.cacheMiss = def(engine.MetricCacheMiss)
-	m.fetchOK = def(engine.MetricJWKSFetchSuccess)
-	m.fetchFail = def(engine.MetricJWKSFetchFailure)
+func (m *metrics) define() error {
+	var d pw.MetricDefs
+	m.allowed = d.Counter(engine.MetricAllowed)
+	m.cacheHit = d.Counter(engine.MetricCacheHit)
+	m.cacheMiss = d.Counter(engine.MetricCacheMiss)
+	m.fetchOK = d.Counter(engine.MetricJWKSFetchSuccess)
+	m.fetchFail = d.Counter(engine.MetricJWKSFetchFailure)
 	m.denied = make(map[engine.Reason]pw.Counter, len(engine.AllReasons))
 	for _, r := range engine.AllReasons {
-		m.denied[r] = def(engine.MetricDeniedPrefix + string(r))
+		m.denied[r] = d.Counter(engine.MetricDeniedPrefix + string(r))
 	}
-	return err
+	return d.Err()
 }
 
 // OnTick refreshes the key sets that are due (before expiry, or after backoff).

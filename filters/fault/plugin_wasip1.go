@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	mrand "math/rand/v2"
 	"time"
 
@@ -86,23 +85,13 @@ func (p *plugin) OnPluginStart(int) bool {
 	return true
 }
 
-func (m *metrics) define() (err error) {
-	def := func(name string) pw.Counter {
-		c, e := pw.DefineCounter(name)
-		if e != nil && err == nil {
-			err = fmt.Errorf("%s: %w", name, e)
-		}
-		return c
-	}
-	m.delays = def(MetricDelaysInjected)
-	m.aborts = def(MetricAbortsInjected)
-	m.overflow = def(MetricFaultsOverflow)
-	g, e := pw.DefineGauge(MetricActiveFaults)
-	if e != nil && err == nil {
-		err = fmt.Errorf("%s: %w", MetricActiveFaults, e)
-	}
-	m.active = g
-	return err
+func (m *metrics) define() error {
+	var d pw.MetricDefs
+	m.delays = d.Counter(MetricDelaysInjected)
+	m.aborts = d.Counter(MetricAbortsInjected)
+	m.overflow = d.Counter(MetricFaultsOverflow)
+	m.active = d.Gauge(MetricActiveFaults)
+	return d.Err()
 }
 
 // sharedStore is engine.Store over proxy-wasm shared data.

@@ -465,6 +465,47 @@ func DefineHistogram(name string) (Histogram, error) {
 	return Histogram(id), err
 }
 
+// MetricDefs defines a filter's metrics at plugin start and keeps the first error (with
+// the metric's name), so that a list of definitions reads as one block:
+//
+//	var d pw.MetricDefs
+//	m.allowed = d.Counter("meshplug.x.allowed")
+//	m.active = d.Gauge("meshplug.x.active")
+//	if err := d.Err(); err != nil { ... refuse the configuration ... }
+//
+// The zero value is ready to use.
+type MetricDefs struct{ err error }
+
+func (d *MetricDefs) keep(name string, err error) {
+	if err != nil && d.err == nil {
+		d.err = fmt.Errorf("%s: %w", name, err)
+	}
+}
+
+// Counter defines (or finds) a counter.
+func (d *MetricDefs) Counter(name string) Counter {
+	c, err := DefineCounter(name)
+	d.keep(name, err)
+	return c
+}
+
+// Gauge defines (or finds) a gauge.
+func (d *MetricDefs) Gauge(name string) Gauge {
+	g, err := DefineGauge(name)
+	d.keep(name, err)
+	return g
+}
+
+// Histogram defines (or finds) a histogram.
+func (d *MetricDefs) Histogram(name string) Histogram {
+	h, err := DefineHistogram(name)
+	d.keep(name, err)
+	return h
+}
+
+// Err is the first error of the definitions made so far, or nil.
+func (d *MetricDefs) Err() error { return d.err }
+
 func (c Counter) Increment(delta uint64) error {
 	return status(proxy_increment_metric(uint32(c), int64(delta)))
 }

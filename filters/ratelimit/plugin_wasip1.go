@@ -3,8 +3,6 @@
 package main
 
 import (
-	"fmt"
-
 	pw "github.com/meshplug/meshplug/filters/proxywasm"
 	"github.com/meshplug/meshplug/filters/ratelimit/bucket"
 	"github.com/meshplug/meshplug/filters/ratelimit/config"
@@ -97,38 +95,28 @@ func (p *plugin) OnPluginStart(int) bool {
 	return true
 }
 
-func (m *metrics) define(cfg *config.Config) (err error) {
-	def := func(name string) pw.Counter {
-		c, e := pw.DefineCounter(name)
-		if e != nil && err == nil {
-			err = fmt.Errorf("%s: %w", name, e)
-		}
-		return c
-	}
-	g, e := pw.DefineGauge(metricKeysTracked)
-	if e != nil {
-		return fmt.Errorf("%s: %w", metricKeysTracked, e)
-	}
-	m.keysTracked = g
-	m.keysEvicted = def(metricKeysEvicted)
-	m.casRetries = def(metricCASRetries)
-	m.error = def(metricErrors)
+func (m *metrics) define(cfg *config.Config) error {
+	var d pw.MetricDefs
+	m.keysTracked = d.Gauge(metricKeysTracked)
+	m.keysEvicted = d.Counter(metricKeysEvicted)
+	m.casRetries = d.Counter(metricCASRetries)
+	m.error = d.Counter(metricErrors)
 	if cfg.Global != nil {
-		m.serviceOK = def(metricServiceOK)
-		m.serviceOverLimit = def(metricServiceOverLimit)
-		m.serviceError = def(metricServiceError)
-		m.serviceFailureModeAllowed = def(metricServiceFailureModeAllowed)
+		m.serviceOK = d.Counter(metricServiceOK)
+		m.serviceOverLimit = d.Counter(metricServiceOverLimit)
+		m.serviceError = d.Counter(metricServiceError)
+		m.serviceFailureModeAllowed = d.Counter(metricServiceFailureModeAllowed)
 		if cfg.Global.LocalPrecheck {
-			m.precheckLimited = def(metricPrecheckLimited)
+			m.precheckLimited = d.Counter(metricPrecheckLimited)
 		}
 	}
 	m.rules = make([][3]pw.Counter, len(cfg.Rules))
 	for i, r := range cfg.Rules {
-		m.rules[i][engine.EventAllowed] = def(metricPrefix + r.Name + ".allowed")
-		m.rules[i][engine.EventLimited] = def(metricPrefix + r.Name + ".limited")
-		m.rules[i][engine.EventShadowLimited] = def(metricPrefix + r.Name + ".shadow_limited")
+		m.rules[i][engine.EventAllowed] = d.Counter(metricPrefix + r.Name + ".allowed")
+		m.rules[i][engine.EventLimited] = d.Counter(metricPrefix + r.Name + ".limited")
+		m.rules[i][engine.EventShadowLimited] = d.Counter(metricPrefix + r.Name + ".shadow_limited")
 	}
-	return err
+	return d.Err()
 }
 
 // NewHttpContext hands out a recycled stream when there is one: an allocation costs

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"fmt"
 	"math/rand/v2"
 
 	pw "github.com/meshplug/meshplug/filters/proxywasm"
@@ -47,28 +46,22 @@ func (p *plugin) OnPluginStart(int) bool {
 	return true
 }
 
-func (m *metrics) define(cfg *config.Config) (err error) {
-	def := func(name string) pw.Counter {
-		c, e := pw.DefineCounter(name)
-		if e != nil && err == nil {
-			err = fmt.Errorf("%s: %w", name, e)
-		}
-		return c
-	}
+func (m *metrics) define(cfg *config.Config) error {
+	var d pw.MetricDefs
 	m.rule = make([]pw.Counter, len(cfg.Rules))
 	for i, r := range cfg.Rules {
-		m.rule[i] = def(engine.MetricRulePrefix + r.Name + engine.MetricRuleMatched)
+		m.rule[i] = d.Counter(engine.MetricRulePrefix + r.Name + engine.MetricRuleMatched)
 	}
 	m.target = make([]pw.Counter, len(cfg.Targets))
 	for i, t := range cfg.Targets {
-		m.target[i] = def(engine.MetricTargetPrefix + t.Name + engine.MetricTargetChosen)
+		m.target[i] = d.Counter(engine.MetricTargetPrefix + t.Name + engine.MetricTargetChosen)
 	}
-	m.noMatch = def(engine.MetricNoMatch)
-	m.ovAccepted = def(engine.MetricOverrideAccepted)
-	m.ovRejected = def(engine.MetricOverrideRejected)
-	m.spoofed = def(engine.MetricSpoofedRemoved)
-	m.keyMis = def(engine.MetricKeyMissing)
-	return err
+	m.noMatch = d.Counter(engine.MetricNoMatch)
+	m.ovAccepted = d.Counter(engine.MetricOverrideAccepted)
+	m.ovRejected = d.Counter(engine.MetricOverrideRejected)
+	m.spoofed = d.Counter(engine.MetricSpoofedRemoved)
+	m.keyMis = d.Counter(engine.MetricKeyMissing)
+	return d.Err()
 }
 
 // NewHttpContext hands out a recycled stream when there is one.
