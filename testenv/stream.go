@@ -21,11 +21,11 @@ type Request struct {
 	// later through Stream.Data and Stream.Trailers, each chunk going through the
 	// chain as it comes, as Envoy's codec hands each decoded DATA frame to the filter
 	// manager (ActiveStream::decodeData). Body and Trailers must then be empty.
-	OpenBody bool
-	Trailers                        [][2]string
-	SourceAddress                   string            // default "127.0.0.1:40000" (source.address / source.port)
-	Properties                      map[string][]byte // extra per-request properties by dotted path, e.g. "connection.mtls"
-	Worker                          int               // which worker runs the stream; <0 = round robin
+	OpenBody      bool
+	Trailers      [][2]string
+	SourceAddress string            // default "127.0.0.1:40000" (source.address / source.port)
+	Properties    map[string][]byte // extra per-request properties by dotted path, e.g. "connection.mtls"
+	Worker        int               // which worker runs the stream; <0 = round robin
 	// OnResponseFrame, if set, gets each frame of the response as it reaches the
 	// client (past the first plugin), while the stream goes on: for a host that
 	// streams the response out. It runs on the stream's worker with its lock held and

@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshplug/meshplug/api/v1alpha1"
@@ -339,27 +340,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			req.Headers = append(req.Headers, [2]string{lk, v})
 		}
 	}
-	if r.Body != nil && r.Body != http.NoBody {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
-		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				http.Error(w, "payload too large", http.StatusRequestEntityTooLarge)
-			}
-			return
-		}
-		if len(body) > 0 || r.ContentLength == 0 && len(r.TransferEncoding) > 0 {
-			req.Body = body
-		}
-		for k, vs := range r.Trailer {
-			for _, v := range vs {
-				req.Trailers = append(req.Trailers, [2]string{strings.ToLower(k), v})
-			}
-		}
-	}
+	streamBody := r.Body != nil && r.Body != http.NoBody
+	req.OpenBody = streamBody
 	q := &frameQueue{signal: make(chan struct{}, 1)}
 	req.OnResponseFrame = q.push
 	s := g.host.Start(req)
+	var tooBig atomic.Bool
+	if streamBody {
+		// The response may start (a local reply) while the client still sends.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		go g.pumpBody(r, s, &tooBig)
+	}
 	done := make(chan struct{})
 	var resp *testenv.Response
 	go func() {
@@ -403,6 +394,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.record(start, r, path, resp)
 	if gone {
+		return
+	}
+	if resp.Reset && tooBig.Load() && !wrote {
+		http.Error(w, "payload too large", http.StatusRequestEntityTooLarge)
 		return
 	}
 	if resp.Reset {
@@ -502,6 +497,52 @@ func or(s, def string) string {
 }
 
 // proxy is the router's upstream call: a real HTTP/1.1 request to the cluster the
+// pumpBody streams the client's request body into s as it is read, each read (at
+// most ChunkSize bytes) one chunk through the body callbacks, as Envoy's codec hands
+// each decoded piece of the body to the filter manager (ActiveStream::decodeData):
+// end_of_stream on the chunk that completes a known Content-Length, else on an empty
+// chunk at the end (HTTP/1.1 chunked, HTTP/2 END_STREAM), or with the trailers. A
+// body over MaxBodyBytes resets the stream (the client gets 413 if no response went
+// out yet); a client that stops sending mid-body resets it too.
+func (g *Gateway) pumpBody(r *http.Request, s *testenv.Stream, tooBig *atomic.Bool) {
+	var total int64
+	for {
+		buf := make([]byte, g.cfg.ChunkSize) // handed to the stream: a new one each read
+		n, err := r.Body.Read(buf)
+		total += int64(n)
+		if total > g.cfg.MaxBodyBytes {
+			tooBig.Store(true)
+			s.Reset()
+			return
+		}
+		if n > 0 {
+			last := err == io.EOF && len(r.Trailer) == 0 || r.ContentLength >= 0 && total == r.ContentLength
+			s.Data(buf[:n], last)
+			if last {
+				return
+			}
+		}
+		if err == io.EOF {
+			var ts [][2]string
+			for k, vs := range r.Trailer {
+				for _, v := range vs {
+					ts = append(ts, [2]string{strings.ToLower(k), v})
+				}
+			}
+			if len(ts) > 0 {
+				s.Trailers(ts)
+			} else {
+				s.Data(nil, true)
+			}
+			return
+		}
+		if err != nil {
+			s.Reset()
+			return
+		}
+	}
+}
+
 // route picked, whose response goes into the chain as it is read: the headers, then
 // each read of the body as a chunk of at most ChunkSize (as Envoy's codec hands over
 // what each socket read decoded), then the trailers. A connection failure is Envoy's
@@ -517,15 +558,16 @@ func (g *Gateway) proxy(ur *testenv.UpstreamRequest, uw *testenv.UpstreamWriter)
 	// ur belongs to the stream: copy what the goroutine needs before returning.
 	method, path, authority := ur.Method, ur.Path, ur.Authority
 	headers := append(testenv.Headers(nil), ur.Headers...)
-	body := ur.Body
+	var body io.Reader
+	if ur.BodyReader != nil {
+		body = ur.BodyReader // the request body as it leaves the chain
+	} else if ur.Body != nil {
+		body = bytes.NewReader(ur.Body)
+	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.UpstreamTimeout)
 		defer cancel()
-		var rd io.Reader
-		if body != nil {
-			rd = bytes.NewReader(body)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
+		req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
 		if err != nil {
 			uw.Respond(&testenv.UpstreamResponse{Status: 503, Body: []byte("upstream connect error or disconnect/reset before headers")})
 			return
