@@ -4,12 +4,18 @@
 // loads, configured with the bytes the renderers give Envoy), then proxies it to the
 // upstream that testenv's router picks from the policy's route hints.
 //
-// Caveats, compared with Envoy in front of the same upstreams: request and response
-// bodies are read whole (up to Config.MaxBodyBytes) and handed to the filters in
-// Config.ChunkSize chunks before the upstream is called (the upstream sees no byte
-// before the client sent the last); response bodies stream: each read from the
-// upstream goes through the filters and out to the client as it comes; upstreams are
-// plain HTTP/1.1; there are no retries, no x-request-id and no
+// Bodies stream both ways: each read from the client (at most Config.ChunkSize bytes)
+// goes through the filters' request body callbacks as it arrives and on to the
+// upstream as it leaves the chain, so the upstream starts receiving before the client
+// finished sending (Envoy's decodeData path; a filter that pauses its headers holds
+// the chunks, one that buffers its body more than Config.MaxBodyBytes gets a 413);
+// each read from the upstream goes through the filters and out to the client likewise.
+//
+// Caveats, compared with Envoy in front of the same upstreams: there is no
+// back-pressure (chunks a paused filter or a slow upstream has not taken yet queue in
+// memory, up to Config.MaxBodyBytes per request); an upstream answer that comes before
+// the request body ended waits for its end; upstreams are plain HTTP/1.1 (request
+// bodies go chunked); there are no retries, no x-request-id and no
 // x-forwarded-* headers.
 package gateway
 
@@ -65,8 +71,9 @@ type Config struct {
 	// ChunkSize cuts request and response bodies into body callbacks of this many
 	// bytes; default 64 KiB.
 	ChunkSize int
-	// MaxBodyBytes caps request and response bodies; default 64 MiB. A larger request
-	// is answered 413, a larger upstream response 502.
+	// MaxBodyBytes caps request and response bodies, and is the filters' buffer limit;
+	// default 64 MiB. A larger request body resets the stream (413 if no response
+	// started yet), a larger upstream response 502.
 	MaxBodyBytes int64
 	// UpstreamTimeout is the route timeout (Envoy's default: 15 s): an upstream that has
 	// not answered by then gets a 504.
