@@ -20,7 +20,8 @@ type Request struct {
 	// OpenBody: the headers do not end the stream; the body (and trailers) come
 	// later through Stream.Data and Stream.Trailers, each chunk going through the
 	// chain as it comes, as Envoy's codec hands each decoded DATA frame to the filter
-	// manager (ActiveStream::decodeData). Body and Trailers must then be empty.
+	// manager (ActiveStream::decodeData). Body and Trailers must then be empty; use
+	// Host.Start (Host.Do returns no Stream to feed).
 	OpenBody      bool
 	Trailers      [][2]string
 	SourceAddress string            // default "127.0.0.1:40000" (source.address / source.port)

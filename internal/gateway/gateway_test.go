@@ -445,6 +445,8 @@ func TestGatewayStreamsRequests(t *testing.T) {
 	sum := sha256.Sum256(body)
 	for _, c := range []*http.Client{{}, h2c()} {
 		pr, pw := io.Pipe()
+		// A failing test ends the upload, so the gateway's shutdown does not wait on it.
+		t.Cleanup(func() { _ = pw.CloseWithError(io.ErrUnexpectedEOF) })
 		req, err := http.NewRequest("POST", e.url+"/upload", pr)
 		require.NoError(t, err)
 		req.Header.Set("x-api-key", key)
