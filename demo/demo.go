@@ -176,6 +176,9 @@ func Upstream(version string) http.Handler {
 		if r.Method == http.MethodPost && r.URL.Path == "/echo" {
 			w.Header().Set("content-type", r.Header.Get("content-type"))
 			w.Header().Set("x-upstream", version)
+			// Echoing writes while the body still comes in: without full duplex Go's
+			// HTTP/1.1 server would discard the unread body at the first flush.
+			_ = http.NewResponseController(w).EnableFullDuplex()
 			_, _ = io.Copy(w, r.Body)
 			return
 		}

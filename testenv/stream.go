@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"errors"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,10 +17,16 @@ type Request struct {
 	Method, Path, Authority, Scheme string      // defaults: GET, /, example.com, http
 	Headers                         [][2]string // regular headers, any case: names are lowercased like Envoy does
 	Body                            []byte      // delivered in one chunk with end_of_stream=true; nil => headers end the stream
-	Trailers                        [][2]string
-	SourceAddress                   string            // default "127.0.0.1:40000" (source.address / source.port)
-	Properties                      map[string][]byte // extra per-request properties by dotted path, e.g. "connection.mtls"
-	Worker                          int               // which worker runs the stream; <0 = round robin
+	// OpenBody: the headers do not end the stream; the body (and trailers) come
+	// later through Stream.Data and Stream.Trailers, each chunk going through the
+	// chain as it comes, as Envoy's codec hands each decoded DATA frame to the filter
+	// manager (ActiveStream::decodeData). Body and Trailers must then be empty; use
+	// Host.Start (Host.Do returns no Stream to feed).
+	OpenBody      bool
+	Trailers      [][2]string
+	SourceAddress string            // default "127.0.0.1:40000" (source.address / source.port)
+	Properties    map[string][]byte // extra per-request properties by dotted path, e.g. "connection.mtls"
+	Worker        int               // which worker runs the stream; <0 = round robin
 	// OnResponseFrame, if set, gets each frame of the response as it reaches the
 	// client (past the first plugin), while the stream goes on: for a host that
 	// streams the response out. It runs on the stream's worker with its lock held and
@@ -86,8 +94,16 @@ func (h Headers) Values(name string) []string {
 type UpstreamRequest struct {
 	Method, Path, Authority, Scheme string
 	Headers                         Headers // regular headers (no pseudo-headers)
-	Body                            []byte
-	Trailers                        Headers
+	Body                            []byte  // the whole body; nil when it streams (BodyReader)
+	Trailers                        Headers // with BodyReader: valid once it returned io.EOF
+	// BodyReader, for a request with Request.OpenBody and Options.AsyncUpstream, reads
+	// the request body as its chunks leave the chain: the AsyncUpstream is called as
+	// soon as the headers went past the last plugin, as Envoy's router starts the
+	// upstream request in Filter::decodeHeaders and then forwards each chunk from
+	// decodeData. It returns io.EOF after the last chunk, ErrStreamEnded when the
+	// stream ended before (a reset or a local reply). There is no back-pressure: chunks
+	// queue until read.
+	BodyReader io.Reader
 	// Route and Cluster are the route and cluster the router stage chose
 	// (Options.Routes), so one Upstream func can serve several clusters; "" without
 	// routes.
@@ -202,6 +218,12 @@ type Stream struct {
 	// routeOK: routeSel is the cached route (nil: none matched); see Stream.route.
 	routeOK  bool
 	routeSel *Route
+
+	// upBody: the request body reader of an AsyncUpstream called before the request
+	// ended (Request.OpenBody); upQ: what its UpstreamWriter wrote meanwhile, applied
+	// once the request ended.
+	upBody *bodyPipe
+	upQ    []func()
 
 	props     map[string][]byte
 	requestID string
@@ -394,6 +416,8 @@ func (h *Host) start(s *Stream, req Request) (*Response, *Stream) {
 		s.ctxs = make([]ctxRef, n)
 	}
 	s.setFrames(stReq, req.Body, s.hasReqBody, s.hasReqTrailer)
+	s.open = req.OpenBody
+	s.upBody, s.upQ = nil, nil
 	w.mu.Lock()
 	if _, fake := h.clock.(*FakeClock); fake {
 		s.start = h.clock.Now()
@@ -609,6 +633,7 @@ func (s *Stream) callback(i int, f int) bool {
 }
 
 func (s *Stream) doReset() {
+	s.endUpBody()
 	s.open = false
 	s.reset = true
 	s.paused = false
@@ -637,6 +662,14 @@ func (s *Stream) run() {
 			return
 		case stUpstream:
 			if s.upstreamWait {
+				// Answers the AsyncUpstream wrote while the request was still
+				// streaming, applied now that it ended.
+				if q := s.upQ; len(q) > 0 {
+					s.upQ = nil
+					for _, fn := range q {
+						fn()
+					}
+				}
 				return
 			}
 			if s.h.opts.AsyncUpstream != nil {
@@ -808,10 +841,24 @@ func (s *Stream) arrive(f int) {
 			if !s.routeRequest() {
 				return
 			}
+			if s.open && s.h.opts.AsyncUpstream != nil {
+				// More request frames are to come: start the upstream request now,
+				// as Envoy's router does from decodeHeaders, and stream the body.
+				s.upBody = newBodyPipe()
+				up.BodyReader = s.upBody
+				s.callAsyncUpstream()
+			}
 		case fBody:
-			up.Body = appendChunk(up.Body, s.fr[f].data)
+			if s.upBody != nil {
+				s.upBody.write(s.fr[f].data)
+			} else {
+				up.Body = appendChunk(up.Body, s.fr[f].data)
+			}
 		case fTrailers:
 			up.Trailers = append(Headers(nil), s.reqTrailers...)
+		}
+		if s.upBody != nil && f == len(s.fr)-1 && !s.open {
+			s.upBody.close(io.EOF) // after up.Trailers: the reader sees them after EOF
 		}
 	} else {
 		r := &s.blk.resp
@@ -944,7 +991,7 @@ type UpstreamWriter struct {
 
 // Respond answers with the whole response.
 func (u *UpstreamWriter) Respond(r *UpstreamResponse) {
-	u.s.w.post(func() {
+	u.do(func() {
 		s := u.s
 		if !u.begin() {
 			return
@@ -958,7 +1005,7 @@ func (u *UpstreamWriter) Respond(r *UpstreamResponse) {
 
 // Headers starts the response; end: it has no body.
 func (u *UpstreamWriter) Headers(status int, headers [][2]string, end bool) {
-	u.s.w.post(func() {
+	u.do(func() {
 		s := u.s
 		if !u.begin() {
 			return
@@ -973,7 +1020,7 @@ func (u *UpstreamWriter) Headers(status int, headers [][2]string, end bool) {
 
 // Data sends a body chunk; end: it is the last frame.
 func (u *UpstreamWriter) Data(b []byte, end bool) {
-	u.s.w.post(func() {
+	u.do(func() {
 		if u.s.gen == u.g && u.s.open {
 			u.s.pushFrame(frame{kind: fBody, data: b[:len(b):len(b)]}, end)
 		}
@@ -982,7 +1029,7 @@ func (u *UpstreamWriter) Data(b []byte, end bool) {
 
 // Trailers ends the response with trailers.
 func (u *UpstreamWriter) Trailers(t [][2]string) {
-	u.s.w.post(func() {
+	u.do(func() {
 		s := u.s
 		if s.gen != u.g || !s.open {
 			return
@@ -1011,6 +1058,21 @@ func (u *UpstreamWriter) Reset() {
 	})
 }
 
+// do applies fn on the stream's worker; while the request still streams (the
+// upstream was called before its end, UpstreamRequest.BodyReader) fn waits until the
+// request ended. (Envoy would forward an early response at once; here the response
+// path starts after the request path.)
+func (u *UpstreamWriter) do(fn func()) {
+	u.s.w.post(func() {
+		s := u.s
+		if s.stage == stReq && s.gen == u.g && s.upBody != nil {
+			s.upQ = append(s.upQ, fn)
+			return
+		}
+		fn()
+	})
+}
+
 // begin reports whether the stream still waits for its upstream, and stops it
 // waiting. Worker lock held.
 func (u *UpstreamWriter) begin() bool {
@@ -1025,13 +1087,125 @@ func (u *UpstreamWriter) begin() bool {
 // pushFrame appends a response frame that came after the others and hands it to the
 // first plugin, as the codec does; last: no more frames come. Worker lock held.
 func (s *Stream) pushFrame(fr frame, last bool) {
+	st := s.stage
 	s.fr = append(s.fr, fr)
 	s.open = !last
-	s.hasRespBody = s.hasRespBody || fr.kind == fBody
+	if st == stReq {
+		s.hasReqBody = s.hasReqBody || fr.kind == fBody
+	} else {
+		s.hasRespBody = s.hasRespBody || fr.kind == fBody
+	}
 	s.deliver(len(s.fr)-1, 0)
-	if s.stage >= stLog {
+	if s.stage != st {
+		// The request went past the chain (on to the upstream), a local reply
+		// started the response, or the stream ended.
 		s.run()
 	}
+}
+
+// Data feeds a request body chunk into a stream started with Request.OpenBody, from
+// any goroutine; end: it is the last frame (Data(nil, true) ends the body with an
+// empty chunk, as an HTTP/2 DATA frame with END_STREAM does). The chunk goes through
+// the request body callbacks as it comes: plugins that let it go pass it on, a plugin
+// that paused its headers (StopAllIterationAndWatermark) holds it without a callback
+// until it continues, a plugin that paused its body (StopIterationAndBuffer) buffers
+// it, up to Options.BufferLimitBytes (then 413). Calls are applied in order on the
+// stream's worker; after the stream ended (a local reply, a reset) they are ignored.
+// b must not be changed after the call.
+func (s *Stream) Data(b []byte, end bool) {
+	s.w.post(func() {
+		if s.stage == stReq && s.open {
+			s.pushFrame(frame{kind: fBody, data: b[:len(b):len(b)]}, end)
+		}
+	})
+}
+
+// Trailers ends the body of a stream started with Request.OpenBody with trailers.
+func (s *Stream) Trailers(t [][2]string) {
+	s.w.post(func() {
+		if s.stage != stReq || !s.open {
+			return
+		}
+		s.reqTrailers = s.reqTrailers[:0]
+		for _, kv := range t {
+			s.reqTrailers = append(s.reqTrailers, abi.Pair{Key: lowerASCII(kv[0]), Value: kv[1]})
+		}
+		s.hasReqTrailer = true
+		s.pushFrame(frame{kind: fTrailers}, true)
+	})
+}
+
+// endUpBody ends the streaming request body of an upstream called early, when the
+// stream is abandoned (Envoy's router resets the upstream request). Worker lock held.
+func (s *Stream) endUpBody() {
+	if s.upBody != nil {
+		s.upBody.close(ErrStreamEnded)
+		s.upBody, s.upQ = nil, nil
+	}
+}
+
+// ErrStreamEnded is what UpstreamRequest.BodyReader returns when the stream ended
+// (a reset or a local reply) before the request body did.
+var ErrStreamEnded = errors.New("testenv: stream ended before the request body")
+
+// bodyPipe is an unbounded queue of body chunks between the stream's worker (writer)
+// and the upstream's goroutine (reader).
+type bodyPipe struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	chunks [][]byte
+	err    error
+}
+
+func newBodyPipe() *bodyPipe {
+	p := new(bodyPipe)
+	p.cond.L = &p.mu
+	return p
+}
+
+func (p *bodyPipe) write(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	p.mu.Lock()
+	if p.err == nil {
+		p.chunks = append(p.chunks, b)
+		p.cond.Signal()
+	}
+	p.mu.Unlock()
+}
+
+func (p *bodyPipe) close(err error) {
+	p.mu.Lock()
+	if p.err == nil {
+		p.err = err
+		p.cond.Broadcast()
+	}
+	p.mu.Unlock()
+}
+
+// Read implements io.Reader.
+func (p *bodyPipe) Read(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.chunks) == 0 && p.err == nil {
+		p.cond.Wait()
+	}
+	if len(p.chunks) == 0 {
+		return 0, p.err
+	}
+	if p.err == ErrStreamEnded {
+		p.chunks = nil
+		return 0, p.err
+	}
+	n := copy(b, p.chunks[0])
+	if n == len(p.chunks[0]) {
+		p.chunks[0] = nil
+		p.chunks = p.chunks[1:]
+	} else {
+		p.chunks[0] = p.chunks[0][n:]
+	}
+	return n, nil
 }
 
 // setUpstreamResponse makes r (nil: Envoy's 503 "no healthy upstream") the response
@@ -1087,6 +1261,7 @@ func (s *Stream) failStream() {
 // :status 200, content-type application/grpc, grpc-status (given, else mapped from the
 // HTTP status) and grpc-message (the body); no body.
 func (s *Stream) applyLocal() {
+	s.endUpBody()
 	lr := s.local
 	s.localDone = true
 	s.paused = false

@@ -4,12 +4,18 @@
 // loads, configured with the bytes the renderers give Envoy), then proxies it to the
 // upstream that testenv's router picks from the policy's route hints.
 //
-// Caveats, compared with Envoy in front of the same upstreams: request and response
-// bodies are read whole (up to Config.MaxBodyBytes) and handed to the filters in
-// Config.ChunkSize chunks before the upstream is called (the upstream sees no byte
-// before the client sent the last); response bodies stream: each read from the
-// upstream goes through the filters and out to the client as it comes; upstreams are
-// plain HTTP/1.1; there are no retries, no x-request-id and no
+// Bodies stream both ways: each read from the client (at most Config.ChunkSize bytes)
+// goes through the filters' request body callbacks as it arrives and on to the
+// upstream as it leaves the chain, so the upstream starts receiving before the client
+// finished sending (Envoy's decodeData path; a filter that pauses its headers holds
+// the chunks, one that buffers its body more than Config.MaxBodyBytes gets a 413);
+// each read from the upstream goes through the filters and out to the client likewise.
+//
+// Caveats, compared with Envoy in front of the same upstreams: there is no
+// back-pressure (chunks a paused filter or a slow upstream has not taken yet queue in
+// memory, up to Config.MaxBodyBytes per request); an upstream answer that comes before
+// the request body ended waits for its end; upstreams are plain HTTP/1.1 (request
+// bodies go chunked); there are no retries, no x-request-id and no
 // x-forwarded-* headers.
 package gateway
 
@@ -30,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshplug/meshplug/api/v1alpha1"
@@ -64,8 +71,9 @@ type Config struct {
 	// ChunkSize cuts request and response bodies into body callbacks of this many
 	// bytes; default 64 KiB.
 	ChunkSize int
-	// MaxBodyBytes caps request and response bodies; default 64 MiB. A larger request
-	// is answered 413, a larger upstream response 502.
+	// MaxBodyBytes caps request and response bodies, and is the filters' buffer limit;
+	// default 64 MiB. A larger request body resets the stream (413 if no response
+	// started yet), a larger upstream response 502.
 	MaxBodyBytes int64
 	// UpstreamTimeout is the route timeout (Envoy's default: 15 s): an upstream that has
 	// not answered by then gets a 504.
@@ -339,27 +347,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			req.Headers = append(req.Headers, [2]string{lk, v})
 		}
 	}
-	if r.Body != nil && r.Body != http.NoBody {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes))
-		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				http.Error(w, "payload too large", http.StatusRequestEntityTooLarge)
-			}
-			return
-		}
-		if len(body) > 0 || r.ContentLength == 0 && len(r.TransferEncoding) > 0 {
-			req.Body = body
-		}
-		for k, vs := range r.Trailer {
-			for _, v := range vs {
-				req.Trailers = append(req.Trailers, [2]string{strings.ToLower(k), v})
-			}
-		}
-	}
+	streamBody := r.Body != nil && r.Body != http.NoBody
+	req.OpenBody = streamBody
 	q := &frameQueue{signal: make(chan struct{}, 1)}
 	req.OnResponseFrame = q.push
 	s := g.host.Start(req)
+	var tooBig atomic.Bool
+	if streamBody {
+		// The response may start (a local reply) while the client still sends.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		go g.pumpBody(r, s, &tooBig)
+	}
 	done := make(chan struct{})
 	var resp *testenv.Response
 	go func() {
@@ -403,6 +401,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.record(start, r, path, resp)
 	if gone {
+		return
+	}
+	if resp.Reset && tooBig.Load() && !wrote {
+		http.Error(w, "payload too large", http.StatusRequestEntityTooLarge)
 		return
 	}
 	if resp.Reset {
@@ -502,6 +504,52 @@ func or(s, def string) string {
 }
 
 // proxy is the router's upstream call: a real HTTP/1.1 request to the cluster the
+// pumpBody streams the client's request body into s as it is read, each read (at
+// most ChunkSize bytes) one chunk through the body callbacks, as Envoy's codec hands
+// each decoded piece of the body to the filter manager (ActiveStream::decodeData):
+// end_of_stream on the chunk that completes a known Content-Length, else on an empty
+// chunk at the end (HTTP/1.1 chunked, HTTP/2 END_STREAM), or with the trailers. A
+// body over MaxBodyBytes resets the stream (the client gets 413 if no response went
+// out yet); a client that stops sending mid-body resets it too.
+func (g *Gateway) pumpBody(r *http.Request, s *testenv.Stream, tooBig *atomic.Bool) {
+	var total int64
+	for !s.Done() { // a local reply ended it: the rest of the upload is not wanted
+		buf := make([]byte, g.cfg.ChunkSize) // handed to the stream: a new one each read
+		n, err := r.Body.Read(buf)
+		total += int64(n)
+		if total > g.cfg.MaxBodyBytes {
+			tooBig.Store(true)
+			s.Reset()
+			return
+		}
+		if n > 0 {
+			last := err == io.EOF && len(r.Trailer) == 0 || r.ContentLength >= 0 && total == r.ContentLength
+			s.Data(buf[:n], last)
+			if last {
+				return
+			}
+		}
+		if err == io.EOF {
+			var ts [][2]string
+			for k, vs := range r.Trailer {
+				for _, v := range vs {
+					ts = append(ts, [2]string{strings.ToLower(k), v})
+				}
+			}
+			if len(ts) > 0 {
+				s.Trailers(ts)
+			} else {
+				s.Data(nil, true)
+			}
+			return
+		}
+		if err != nil {
+			s.Reset()
+			return
+		}
+	}
+}
+
 // route picked, whose response goes into the chain as it is read: the headers, then
 // each read of the body as a chunk of at most ChunkSize (as Envoy's codec hands over
 // what each socket read decoded), then the trailers. A connection failure is Envoy's
@@ -517,15 +565,16 @@ func (g *Gateway) proxy(ur *testenv.UpstreamRequest, uw *testenv.UpstreamWriter)
 	// ur belongs to the stream: copy what the goroutine needs before returning.
 	method, path, authority := ur.Method, ur.Path, ur.Authority
 	headers := append(testenv.Headers(nil), ur.Headers...)
-	body := ur.Body
+	var body io.Reader
+	if ur.BodyReader != nil {
+		body = ur.BodyReader // the request body as it leaves the chain
+	} else if ur.Body != nil {
+		body = bytes.NewReader(ur.Body)
+	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.UpstreamTimeout)
 		defer cancel()
-		var rd io.Reader
-		if body != nil {
-			rd = bytes.NewReader(body)
-		}
-		req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
+		req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
 		if err != nil {
 			uw.Respond(&testenv.UpstreamResponse{Status: 503, Body: []byte("upstream connect error or disconnect/reset before headers")})
 			return

@@ -77,6 +77,7 @@ type env struct {
 	released chan struct{} // closing it releases the blocking upstream
 	arrived  chan struct{} // the blocking upstream got a request
 	next     chan struct{} // lets /stream send its second chunk
+	upFirst  chan struct{} // /upload read its first request bytes
 }
 
 type syncBuffer struct {
@@ -98,12 +99,31 @@ func (s *syncBuffer) String() string {
 
 func start(t testing.TB) *env {
 	t.Helper()
-	e := &env{log: &syncBuffer{}, served: make(chan error, 1), released: make(chan struct{}), arrived: make(chan struct{}, 16), next: make(chan struct{})}
+	e := &env{log: &syncBuffer{}, served: make(chan error, 1), released: make(chan struct{}), arrived: make(chan struct{}, 16), next: make(chan struct{}), upFirst: make(chan struct{}, 1)}
 	v1 := demo.Upstream("v1")
 	up1 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/block" {
 			e.arrived <- struct{}{}
 			<-e.released
+		}
+		if r.URL.Path == "/upload" {
+			// Reports its first bytes at once, then answers with the size and
+			// SHA-256 of the whole body.
+			first := make([]byte, 1)
+			if _, err := io.ReadFull(r.Body, first); err != nil {
+				http.Error(w, err.Error(), 400)
+				return
+			}
+			e.upFirst <- struct{}{}
+			hs := sha256.New()
+			hs.Write(first)
+			n, err := io.Copy(hs, r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), 400)
+				return
+			}
+			_, _ = fmt.Fprintf(w, "%d %x", n+1, hs.Sum(nil))
+			return
 		}
 		if r.URL.Path == "/stream" {
 			// The first chunk, then the rest once the test got the first one.
@@ -411,5 +431,51 @@ func TestGatewayStreamsResponses(t *testing.T) {
 		resp.Body.Close()
 		assert.Equal(t, "second", string(rest))
 		assert.Equal(t, "abc", resp.Trailer.Get("x-checksum"))
+	}
+}
+
+// Request bodies stream: the upstream reads the first bytes of a multi-MB upload
+// through the chain while the client has not sent the rest, on HTTP/1.1 (chunked) and
+// h2c; the whole body arrives intact.
+func TestGatewayStreamsRequests(t *testing.T) {
+	e := start(t)
+	body := make([]byte, 6<<20)
+	_, err := rand.Read(body)
+	require.NoError(t, err)
+	sum := sha256.Sum256(body)
+	for _, c := range []*http.Client{{}, h2c()} {
+		pr, pw := io.Pipe()
+		// A failing test ends the upload, so the gateway's shutdown does not wait on it.
+		t.Cleanup(func() { _ = pw.CloseWithError(io.ErrUnexpectedEOF) })
+		req, err := http.NewRequest("POST", e.url+"/upload", pr)
+		require.NoError(t, err)
+		req.Header.Set("x-api-key", key)
+		type result struct {
+			resp *http.Response
+			err  error
+		}
+		res := make(chan result, 1)
+		go func() {
+			resp, err := c.Do(req)
+			res <- result{resp, err}
+		}()
+		half := len(body) / 2
+		_, err = pw.Write(body[:half])
+		require.NoError(t, err)
+		select {
+		case <-e.upFirst:
+		case <-time.After(30 * time.Second): // a hang guard, not a measurement
+			t.Fatal("the upstream got no byte while the client had sent half the body")
+		}
+		_, err = pw.Write(body[half:])
+		require.NoError(t, err)
+		require.NoError(t, pw.Close())
+		r := <-res
+		require.NoError(t, r.err)
+		got, err := io.ReadAll(r.resp.Body)
+		require.NoError(t, err)
+		r.resp.Body.Close()
+		assert.Equal(t, 200, r.resp.StatusCode, string(got))
+		assert.Equal(t, fmt.Sprintf("%d %x", len(body), sum), string(got))
 	}
 }
