@@ -83,6 +83,25 @@ func (v *vm) property(path []byte) ([]byte, abi.Status) {
 		v.scratch = binary.LittleEndian.AppendUint64(out, uint64(x))
 		return v.scratch, abi.StatusOK
 	}
+	// addressProperty answers the `address` and `port` fields of an address property
+	// (`source.*`, `destination.*`, `upstream.*`); ok is false for any other field. A
+	// port that does not parse is NotFound.
+	addressProperty := func(addr string, field []byte) (val []byte, st abi.Status, ok bool) {
+		switch string(field) {
+		case "address":
+			val, st = str(addr)
+			return val, st, true
+		case "port":
+			_, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, abi.StatusNotFound, true
+			}
+			n, _ := strconv.Atoi(port)
+			val, st = i64v(int64(n))
+			return val, st, true
+		}
+		return nil, 0, false
+	}
 	switch string(top) {
 	case "plugin_name":
 		if len(rest) == 0 {
@@ -214,33 +233,16 @@ func (v *vm) property(path []byte) ([]byte, abi.Status) {
 		if !s.upstreamCalled {
 			break
 		}
-		addr := or(s.h.opts.UpstreamAddress, DefaultUpstreamAddress)
-		switch string(field) {
-		case "address":
-			return str(addr)
-		case "port":
-			_, port, err := net.SplitHostPort(addr)
-			if err != nil {
-				return nil, abi.StatusNotFound
-			}
-			n, _ := strconv.Atoi(port)
-			return i64v(int64(n))
+		if val, st, ok := addressProperty(or(s.h.opts.UpstreamAddress, DefaultUpstreamAddress), field); ok {
+			return val, st
 		}
 	case "source", "destination":
 		addr := or(s.req.SourceAddress, DefaultSourceAddress)
 		if string(top) == "destination" {
 			addr = DefaultDestinationAddress
 		}
-		switch string(field) {
-		case "address":
-			return str(addr)
-		case "port":
-			_, port, err := net.SplitHostPort(addr)
-			if err != nil {
-				return nil, abi.StatusNotFound
-			}
-			n, _ := strconv.Atoi(port)
-			return i64v(int64(n))
+		if val, st, ok := addressProperty(addr, field); ok {
+			return val, st
 		}
 	case "connection":
 		switch string(field) {

@@ -346,6 +346,15 @@ func (s *Stream) checkBufferLimit(n int) {
 	s.applyLocal()
 }
 
+// appendLowered appends kvs to dst as pairs with lower-case names (Envoy's header maps
+// hold lower-case names).
+func appendLowered(dst []abi.Pair, kvs [][2]string) []abi.Pair {
+	for _, kv := range kvs {
+		dst = append(dst, abi.Pair{Key: lowerASCII(kv[0]), Value: kv[1]})
+	}
+	return dst
+}
+
 func lowerASCII(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; 'A' <= c && c <= 'Z' {
@@ -403,10 +412,7 @@ func (h *Host) start(s *Stream, req Request) (*Response, *Stream) {
 		}
 	}
 	s.hasReqBody = req.Body != nil
-	s.reqTrailers = s.reqTrailers[:0]
-	for _, kv := range req.Trailers {
-		s.reqTrailers = append(s.reqTrailers, abi.Pair{Key: lowerASCII(kv[0]), Value: kv[1]})
-	}
+	s.reqTrailers = appendLowered(s.reqTrailers[:0], req.Trailers)
 	s.hasReqTrailer = len(req.Trailers) > 0
 	n := len(h.plugins)
 	if cap(s.ctxs) >= n {
@@ -1034,10 +1040,7 @@ func (u *UpstreamWriter) Trailers(t [][2]string) {
 		if s.gen != u.g || !s.open {
 			return
 		}
-		s.respTrailers = s.respTrailers[:0]
-		for _, kv := range t {
-			s.respTrailers = append(s.respTrailers, abi.Pair{Key: lowerASCII(kv[0]), Value: kv[1]})
-		}
+		s.respTrailers = appendLowered(s.respTrailers[:0], t)
 		s.hasRespTrail = true
 		s.pushFrame(frame{kind: fTrailers}, true)
 	})
@@ -1126,10 +1129,7 @@ func (s *Stream) Trailers(t [][2]string) {
 		if s.stage != stReq || !s.open {
 			return
 		}
-		s.reqTrailers = s.reqTrailers[:0]
-		for _, kv := range t {
-			s.reqTrailers = append(s.reqTrailers, abi.Pair{Key: lowerASCII(kv[0]), Value: kv[1]})
-		}
+		s.reqTrailers = appendLowered(s.reqTrailers[:0], t)
 		s.hasReqTrailer = true
 		s.pushFrame(frame{kind: fTrailers}, true)
 	})
@@ -1219,15 +1219,10 @@ func (s *Stream) setUpstreamResponse(r *UpstreamResponse) {
 		st = 200
 	}
 	s.respHeaders = append(s.respHeaders[:0], abi.Pair{Key: ":status", Value: statusText(st)})
-	for _, kv := range r.Headers {
-		s.respHeaders = append(s.respHeaders, abi.Pair{Key: lowerASCII(kv[0]), Value: kv[1]})
-	}
+	s.respHeaders = appendLowered(s.respHeaders, r.Headers)
 	s.respBody = r.Body
 	s.hasRespBody = len(r.Body) > 0
-	s.respTrailers = s.respTrailers[:0]
-	for _, kv := range r.Trailers {
-		s.respTrailers = append(s.respTrailers, abi.Pair{Key: lowerASCII(kv[0]), Value: kv[1]})
-	}
+	s.respTrailers = appendLowered(s.respTrailers[:0], r.Trailers)
 	s.hasRespTrail = len(r.Trailers) > 0
 }
 
