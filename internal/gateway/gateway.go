@@ -507,7 +507,11 @@ func (g *Gateway) run(w http.ResponseWriter, r *http.Request, req testenv.Reques
 		case <-done:
 			finished = true
 		case <-clientGone:
-			out.gone, clientGone = true, nil
+			clientGone = nil
+			if x.idle.timedOut() {
+				continue // our own read deadline cancelled the request's context
+			}
+			out.gone = true
 			s.Reset()
 		case <-idle:
 			idle = nil
@@ -545,7 +549,7 @@ func (g *Gateway) run(w http.ResponseWriter, r *http.Request, req testenv.Reques
 func (g *Gateway) finish(w http.ResponseWriter, resp *testenv.Response, out output, x *exchange) {
 	switch {
 	case out.gone:
-		return
+		panic(http.ErrAbortHandler) // not Go's default answer to a client that left
 	case x.idle.timedOut() && !out.wrote:
 		writeLocalReply(w, &localReply{status: resp.Status})
 		return

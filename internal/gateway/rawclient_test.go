@@ -44,8 +44,9 @@ func rawH1(t testing.TB, addr, req string) rawResult {
 		return rawResult{reset: true}
 	}
 	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	return rawResult{status: res.StatusCode, header: res.Header, body: body}
+	body, err := io.ReadAll(res.Body)
+	// A body cut short (the stream was reset) counts as a reset.
+	return rawResult{status: res.StatusCode, header: res.Header, body: body, reset: err != nil}
 }
 
 func isTimeout(err error) bool {
@@ -91,7 +92,8 @@ func (c *h2Conn) headerBlock(fields [][2]string) []byte {
 }
 
 // request sends a request on a new stream (the block split into HEADERS and
-// CONTINUATION frames of at most 16 KiB) and returns its stream id.
+// CONTINUATION frames of at most 16 KiB) and returns its stream id. A nil body ends
+// the stream with the headers; an empty one leaves it open.
 func (c *h2Conn) request(method, path string, extra [][2]string, body []byte) uint32 {
 	id := c.next
 	c.next += 2

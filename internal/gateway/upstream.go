@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/meshplug/meshplug/testenv"
 )
@@ -162,9 +163,34 @@ func (g *Gateway) relayResponse(method string, res *http.Response, uw *testenv.U
 // upstreamBody is the request body as the upstream connection takes it: each read
 // frees room in the request's flow-control window; its end starts the route timeout.
 type upstreamBody struct {
-	r  io.Reader
-	x  *exchange
-	rt *routeTimeout
+	r      io.Reader
+	x      *exchange
+	rt     *routeTimeout
+	closed sync.Once
+}
+
+// Close is the transport saying it takes no more of the body (it was sent, or the
+// upstream answered and closed the connection early): the rest of the body still
+// goes through the filters but then nowhere, as Envoy's router drops what an
+// upstream that finished no longer takes, so the client is not held back by a window
+// that nobody empties.
+func (b *upstreamBody) Close() error {
+	b.closed.Do(func() {
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := b.r.Read(buf)
+				if n > 0 {
+					b.x.reqWin.sub(n)
+					b.x.idle.touch()
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	})
+	return nil
 }
 
 func (b *upstreamBody) Read(p []byte) (int, error) {
