@@ -227,6 +227,10 @@ func TestEdgeRequestTargets(t *testing.T) {
 		{"fragment", "GET /pub#x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", 400},
 		{"escaped NUL", "GET /pub/%00 HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", 400},
 		{"HTTP/1.0 (accept_http_10 off)", "GET /pub HTTP/1.0\r\nHost: gw.test\r\n\r\n", 426},
+		// Framing, as Envoy's HTTP/1 codec decides it (here Go's server does).
+		{"two different Content-Lengths", "POST /pub HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 5\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello", 400},
+		{"unsupported transfer coding", "POST /pub HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n", 501},
+		{"no Host", "GET /pub HTTP/1.1\r\nConnection: close\r\n\r\n", 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.status, rawH1(t, e.addr, tc.req).status)

@@ -49,6 +49,10 @@
 //   - Go's HTTP servers parse the request before the gateway sees it: an invalid
 //     percent escape (`/%zz`) gets 400 from Go's HTTP/1.1 server and a PROTOCOL_ERROR
 //     from its HTTP/2 server, where Envoy passes it on; a CONNECT request is Go's.
+//     Framing is Go's too, which agrees with Envoy's defaults on two different
+//     Content-Length values (400), an unsupported transfer coding (501) and a missing
+//     Host (400), but accepts Content-Length together with Transfer-Encoding: chunked
+//     (it drops Content-Length) where Envoy answers 400 (allow_chunked_length off).
 //   - The header block of a request is bounded by the stream idle timeout through Go's
 //     server timeouts: HTTP/1.1 ReadHeaderTimeout, and for HTTP/2 the idle timeout of a
 //     connection without open streams (a header block that never ends on a connection
