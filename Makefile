@@ -27,11 +27,16 @@ $(BUILD)/%.wasm: FORCE
 FORCE:
 
 # run: the demo gateway (meshplug run --demo) with the freshly built filters; RUN_LISTEN
-# and RUN_LIVE set the addresses of the gateway and of its live view page.
+# and RUN_LIVE set the addresses of the gateway and of its live view page. The binary
+# is built, then run by make itself (not under `go run`, which keeps SIGTERM to
+# itself): SIGTERM to make reaches the gateway (GNU make passes it on to its
+# children), as does Ctrl-C (the terminal signals the whole process group), and the
+# gateway also stops if make dies (--exit-with-parent).
 RUN_LISTEN ?= 127.0.0.1:8080
 RUN_LIVE   ?= 127.0.0.1:8081
 run: build
-	$(GO) run ./cmd/meshplug run --demo --wasm-dir $(BUILD) --listen $(RUN_LISTEN) --live $(RUN_LIVE)
+	$(GO) build -o $(BUILD)/meshplug ./cmd/meshplug
+	$(BUILD)/meshplug run --demo --wasm-dir $(BUILD) --listen $(RUN_LISTEN) --live $(RUN_LIVE)
 
 # test: static checks, then every test natively with the race detector (the host runs
 # worker VMs concurrently; tests build the .wasm modules they drive). test-deps first

@@ -139,15 +139,9 @@ func EnvoyBootstrap(p *v1alpha1.TrafficPolicy, o EnvoyOptions) (*bootstrapv3.Boo
 				Routes:  routes,
 			}},
 		}},
-		HttpFilters:                  filters,
-		NormalizePath:                wrapperspb.Bool(true),
-		MergeSlashes:                 true,
-		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT,
-		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{
-			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_REJECT_REQUEST,
-		},
-		UseRemoteAddress: wrapperspb.Bool(true),
+		HttpFilters: filters,
 	}
+	proto.Merge(hcm, EdgeConnectionManager())
 	return &bootstrapv3.Bootstrap{
 		Admin: &bootstrapv3.Admin{Address: admin},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
@@ -164,6 +158,24 @@ func EnvoyBootstrap(p *v1alpha1.TrafficPolicy, o EnvoyOptions) (*bootstrapv3.Boo
 			Clusters: clusters,
 		},
 	}, nil
+}
+
+// EdgeConnectionManager is the edge hardening EnvoyBootstrap gives its HTTP connection
+// manager (only those fields are set): normalize_path, merge_slashes, escaped slashes
+// unescaped and redirected, headers with underscores rejected, the client address
+// taken from the connection. Everything else (header limits, timeouts, buffer limits)
+// is left at Envoy's defaults. `meshplug run` (internal/gateway) reads its edge
+// behaviour from here, so the two cannot drift apart.
+func EdgeConnectionManager() *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
+		NormalizePath:                wrapperspb.Bool(true),
+		MergeSlashes:                 true,
+		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT,
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{
+			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_REJECT_REQUEST,
+		},
+		UseRemoteAddress: wrapperspb.Bool(true),
+	}
 }
 
 // targetRoutes: a route and a cluster per route hint target given an upstream in

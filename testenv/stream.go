@@ -27,6 +27,10 @@ type Request struct {
 	SourceAddress string            // default "127.0.0.1:40000" (source.address / source.port)
 	Properties    map[string][]byte // extra per-request properties by dotted path, e.g. "connection.mtls"
 	Worker        int               // which worker runs the stream; <0 = round robin
+	// Tag is the host's own per-request value (the local gateway keeps the request's
+	// flow-control state there); the stream hands it to the upstream unchanged as
+	// UpstreamRequest.Tag. Plugins never see it.
+	Tag any
 	// OnResponseFrame, if set, gets each frame of the response as it reaches the
 	// client (past the first plugin), while the stream goes on: for a host that
 	// streams the response out. It runs on the stream's worker with its lock held and
@@ -108,6 +112,8 @@ type UpstreamRequest struct {
 	// (Options.Routes), so one Upstream func can serve several clusters; "" without
 	// routes.
 	Route, Cluster string
+	// Tag is Request.Tag.
+	Tag any
 }
 
 // Upstream answers requests that pass the whole chain (the router and the cluster).
@@ -829,6 +835,7 @@ func (s *Stream) arrive(f int) {
 		up := &s.blk.up
 		switch s.fr[f].kind {
 		case fHeaders:
+			up.Tag = s.req.Tag
 			up.Headers = s.blk.uh[:0]
 			for _, p := range s.reqHeaders {
 				switch p.Key {

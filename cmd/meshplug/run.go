@@ -29,6 +29,7 @@ type runFlags struct {
 	backendsOnly    bool
 	v1, v2, jwks    string
 	live            string
+	withParent      bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -48,11 +49,18 @@ an embedded proxy-wasm host) and proxies what passes to an upstream:
 upstreams, with signed tokens and curl commands printed at start.
 
 Ctrl-C (SIGINT) or SIGTERM stops accepting connections and lets requests in flight
-finish (up to 30s).`,
+finish (up to 30s). On Linux the gateway also stops so when the process that started
+it ends (--exit-with-parent, default on): a gateway under go run or make never
+outlives them holding its port.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if f.withParent {
+				if err := exitWithParent(); err != nil {
+					return fmt.Errorf("--exit-with-parent: %w", err)
+				}
+			}
 			return runGateway(ctx, cmd, args, f)
 		},
 	}
@@ -64,6 +72,7 @@ finish (up to 30s).`,
 	fl.IntVar(&f.workers, "workers", 0, "worker VMs per filter (default: the number of CPUs)")
 	fl.BoolVar(&f.demo, "demo", false, "run the demo (demo/policy.yaml, demo upstreams v1 and v2, signed tokens)")
 	fl.BoolVar(&f.quiet, "quiet", false, "no access log lines")
+	fl.BoolVar(&f.withParent, "exit-with-parent", true, "stop (as on SIGTERM) when the process that started the gateway ends (Linux)")
 	fl.StringVar(&f.live, "live", "", "address of the live view page of recent decisions per user (default: none; with --demo, any free loopback port)")
 	fl.BoolVar(&f.backendsOnly, "demo-backends-only", false, "with --demo: start only the demo upstreams and JWKS server (for real Envoy, demo/docker-compose.yaml)")
 	fl.StringVar(&f.v1, "demo-v1", "", "with --demo: address of demo upstream v1 (default: any free loopback port)")

@@ -4,23 +4,73 @@
 // loads, configured with the bytes the renderers give Envoy), then proxies it to the
 // upstream that testenv's router picks from the policy's route hints.
 //
-// Bodies stream both ways: each read from the client (at most Config.ChunkSize bytes)
-// goes through the filters' request body callbacks as it arrives and on to the
-// upstream as it leaves the chain, so the upstream starts receiving before the client
-// finished sending (Envoy's decodeData path; a filter that pauses its headers holds
-// the chunks, one that buffers its body more than Config.MaxBodyBytes gets a 413);
-// each read from the upstream goes through the filters and out to the client likewise.
+// # Envoy at the edge
 //
-// Caveats, compared with Envoy in front of the same upstreams: there is no
-// back-pressure (chunks a paused filter or a slow upstream has not taken yet queue in
-// memory, up to Config.MaxBodyBytes per request); an upstream answer that comes before
-// the request body ended waits for its end; upstreams are plain HTTP/1.1 (request
-// bodies go chunked); there are no retries, no x-request-id and no
-// x-forwarded-* headers.
+// The gateway behaves as Envoy with the envoy.yaml meshplug renders
+// (envoyfilters.EdgeConnectionManager, read at start, and Envoy's defaults for what
+// it leaves unset), so what a policy does locally is what it does behind Envoy:
+//
+//   - Path: normalize_path, merge_slashes and path_with_escaped_slashes_action
+//     UNESCAPE_AND_REDIRECT, exactly as Envoy's connection manager applies them before
+//     any filter (package pathnorm): `/%61dmin`, `/public/%2e%2e/admin` and
+//     `/public\..\admin` reach the filters as `/admin`; escaped slashes are redirected
+//     (307) to the finished path, never to another host; a fragment or an escaped NUL
+//     gets 400; HTTP/1.0 gets 426 (accept_http_10 off); a target that is not a path
+//     (`OPTIONS *`) 404; an absolute-form target is reduced to its path first.
+//   - Forwarding: the upstream request line carries the `:path` the filters left,
+//     byte for byte (nothing is re-encoded), with its query as sent.
+//   - Headers: more than 100 headers (max_headers_count) or more than 60 KiB of them
+//     (max_request_headers_kb) get 431 on HTTP/1.1 and a reset stream on HTTP/2, as
+//     does a header name with an underscore (400 on HTTP/1.1); hop-by-hop headers are
+//     dropped; with use_remote_address the peer is appended to x-forwarded-for (a
+//     loopback peer as the machine's first non-loopback IPv4 address, Envoy's local
+//     address), x-forwarded-proto is overwritten, x-envoy-internal and the other
+//     internal-only x-envoy-* headers are removed, x-envoy-external-address and
+//     x-request-id are set, and the router adds x-envoy-expected-rq-timeout-ms.
+//   - Bodies stream both ways: each read from the client (at most Config.ChunkSize
+//     bytes) goes through the filters' request body callbacks as it arrives and on to
+//     the upstream as it leaves the chain (Envoy's decodeData path); each read from the
+//     upstream goes through the filters and out to the client likewise. A filter that
+//     buffers a body beyond Config.BufferLimitBytes (per_connection_buffer_limit_bytes,
+//     1 MiB) gets 413 (request) or 500 (response).
+//   - Flow control: each direction of a stream holds at most Config.BufferLimitBytes
+//     (plus one read) of body read from one side and not yet taken by the other; the
+//     gateway stops reading that side until the other catches up, so a client that
+//     does not read a large response, or an upstream that does not read an upload,
+//     costs a bounded amount of memory.
+//   - Timeouts: the route timeout (Config.UpstreamTimeout, 15 s) counts from the end
+//     of the request and covers the whole response (504 before the response headers,
+//     a reset after); the stream idle timeout (Config.StreamIdleTimeout, 5 min) answers
+//     a stream on which nothing moved with 408 (request still coming, e.g. a stalled
+//     upload) or 504, or resets it once the response started.
+//
+// # Where the gateway still differs from Envoy
+//
+//   - Go's HTTP servers parse the request before the gateway sees it: an invalid
+//     percent escape (`/%zz`) gets 400 from Go's HTTP/1.1 server and a PROTOCOL_ERROR
+//     from its HTTP/2 server, where Envoy passes it on; a CONNECT request is Go's.
+//     Framing is Go's too, which agrees with Envoy's defaults on two different
+//     Content-Length values (400), an unsupported transfer coding (501) and a missing
+//     Host (400), but accepts Content-Length together with Transfer-Encoding: chunked
+//     (it drops Content-Length) where Envoy answers 400 (allow_chunked_length off).
+//   - The header block of a request is bounded by the stream idle timeout through Go's
+//     server timeouts: HTTP/1.1 ReadHeaderTimeout, and for HTTP/2 the idle timeout of a
+//     connection without open streams (a header block that never ends on a connection
+//     that has other open streams is not cut). The same idle timeout closes idle
+//     keep-alive connections (Envoy's idle_timeout: 1 hour). The connection is closed
+//     without a 408.
+//   - No request is internal (Envoy's default without internal_address_config), so
+//     x-envoy-internal is never set.
+//   - Normalization follows the Chromium snapshot Envoy forked (unreserved escapes
+//     decoded), see package pathnorm.
+//   - Flow control counts body bytes read and written; a filter that changes the size
+//     of a streamed body skews the count (none of meshplug's filters does).
+//   - An upstream answer that comes before the request body ended waits for its end;
+//     upstreams are plain HTTP/1.1 (request bodies go chunked); there are no retries
+//     and no access-log format of Envoy's.
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -71,13 +121,26 @@ type Config struct {
 	// ChunkSize cuts request and response bodies into body callbacks of this many
 	// bytes; default 64 KiB.
 	ChunkSize int
-	// MaxBodyBytes caps request and response bodies, and is the filters' buffer limit;
-	// default 64 MiB. A larger request body resets the stream (413 if no response
-	// started yet), a larger upstream response 502.
+	// BufferLimitBytes is Envoy's per_connection_buffer_limit_bytes (default 1 MiB):
+	// the buffer limit of the filters (a body a filter buffers beyond it gets 413 for
+	// a request, 500 for a response) and the flow-control window of each direction of
+	// a stream (body bytes read from one side and not yet taken by the other; the
+	// gateway stops reading from that side while they are over it).
+	BufferLimitBytes int
+	// MaxBodyBytes, if > 0, caps request and response bodies (Envoy has no such cap:
+	// 0, the default, is none). A larger request body resets the stream (413 if no
+	// response started yet), a larger upstream response resets it too.
 	MaxBodyBytes int64
-	// UpstreamTimeout is the route timeout (Envoy's default: 15 s): an upstream that has
-	// not answered by then gets a 504.
+	// UpstreamTimeout is the route timeout (Envoy's default: 15 s), counted from the
+	// end of the request and covering the whole response: an upstream that has not
+	// answered by then gets a 504, one still sending its body is reset.
 	UpstreamTimeout time.Duration
+	// StreamIdleTimeout is the HCM's stream_idle_timeout (default: the rendered
+	// envoy.yaml's, Envoy's 5 minutes): a stream on which nothing moved for that long
+	// gets a 408 (request still coming) or 504 (response not started), or is reset.
+	// It also bounds an idle connection and a request header block that takes so
+	// long (see the package doc).
+	StreamIdleTimeout time.Duration
 	// AccessLog receives one line per request; nil: none.
 	AccessLog io.Writer
 	// LogWriter receives the filters' log lines (warnings and above); nil: none.
@@ -107,12 +170,12 @@ type Gateway struct {
 	upstreams map[string]string
 	srv       *http.Server
 	log       *log.Logger
+	edge      edge
 }
 
 // Defaults of Config.
 const (
 	DefaultChunkSize       = 64 << 10
-	DefaultMaxBodyBytes    = 64 << 20
 	DefaultUpstreamTimeout = 15 * time.Second
 )
 
@@ -134,17 +197,22 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.ChunkSize <= 0 {
 		cfg.ChunkSize = DefaultChunkSize
 	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	if cfg.BufferLimitBytes <= 0 {
+		cfg.BufferLimitBytes = DefaultBufferLimitBytes
 	}
 	if cfg.UpstreamTimeout <= 0 {
 		cfg.UpstreamTimeout = DefaultUpstreamTimeout
 	}
+	e := renderedEdge()
+	if cfg.StreamIdleTimeout <= 0 {
+		cfg.StreamIdleTimeout = e.streamIdle
+	}
+	e.streamIdle = cfg.StreamIdleTimeout
 	plugins, err := envoyfilters.PluginConfigs(cfg.Policy)
 	if err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, upstreams: map[string]string{}}
+	g := &Gateway{cfg: cfg, upstreams: map[string]string{}, edge: e}
 	for _, u := range cfg.Upstreams {
 		if _, _, err := net.SplitHostPort(u.Address); err != nil || u.Name == "" {
 			return nil, fmt.Errorf("upstream %q: address %q is not host:port", u.Name, u.Address)
@@ -200,7 +268,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		AsyncUpstream:     g.proxy,
 		RequestChunkSize:  cfg.ChunkSize,
 		ResponseChunkSize: cfg.ChunkSize,
-		BufferLimitBytes:  int(cfg.MaxBodyBytes),
+		BufferLimitBytes:  cfg.BufferLimitBytes,
 		LogRequestHeaders: []string{"x-consumer"},
 		LogWriter:         cfg.LogWriter,
 		// Kept log lines grow without bound in a long-running gateway: keep errors only
@@ -211,7 +279,17 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("%s: %w", cfg.Policy, err)
 	}
 	g.host = h
-	g.srv = &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
+	g.srv = &http.Server{
+		Handler: g,
+		// Envoy's stream idle timer runs from a request's first byte (HTTP/1.1) and
+		// closes idle connections (HTTP/2: also one whose header block never ends).
+		ReadHeaderTimeout: cfg.StreamIdleTimeout,
+		IdleTimeout:       cfg.StreamIdleTimeout,
+		// Room above Envoy's header limit so that the handler can apply it exactly.
+		MaxHeaderBytes: e.maxHeaderBytes + 64<<10,
+		// `OPTIONS *` goes to the handler (Envoy: 404), not Go's built-in answer.
+		DisableGeneralOptionsHandler: true,
+	}
 	g.srv.Protocols = new(http.Protocols)
 	g.srv.Protocols.SetHTTP1(true)
 	g.srv.Protocols.SetUnencryptedHTTP2(true)
@@ -294,69 +372,129 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	return errors.Join(err, g.host.Close(ctx))
 }
 
-// hopByHop are connection-specific headers that a proxy never forwards (RFC 9110
-// 7.6.1; Envoy's codecs drop them, ConnectionManagerUtility::mutateRequestHeaders).
-var hopByHop = map[string]bool{
-	"connection": true, "keep-alive": true, "proxy-connection": true, "transfer-encoding": true,
-	"upgrade": true, "te": true, "trailer": true, "content-length": true, "host": true,
-}
-
-// ServeHTTP runs one request through the chain and writes what comes out.
+// ServeHTTP runs one request through the chain and writes what comes out, in the
+// steps of Envoy's connection manager: decode the request (the edge checks and
+// rewrites of the rendered envoy.yaml, or a local reply), run the stream (the body
+// pumped in and the response streamed out under flow control and the stream idle
+// timeout), then end it (trailers, a reset, or the answer to a timeout).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	path, redirect := normalizePath(r.RequestURI)
-	if r.RequestURI == "" || r.RequestURI == "*" || !strings.HasPrefix(r.RequestURI, "/") {
-		http.Error(w, "bad request target", http.StatusBadRequest)
+	req, lr := g.decode(r)
+	if lr != nil {
+		g.record(start, r, req.Path, &testenv.Response{Status: lr.status, LocalReply: true, Details: lr.details, Reset: lr.reset})
+		writeLocalReply(w, lr)
 		return
 	}
-	if redirect {
-		// Envoy's path_with_escaped_slashes_action UNESCAPE_AND_REDIRECT.
-		w.Header().Set("location", path)
-		w.WriteHeader(http.StatusTemporaryRedirect)
-		return
+	x := g.newExchange(w, r)
+	defer x.end()
+	req.Tag = x
+	resp, out := g.run(w, r, req, x)
+	if x.idle.timedOut() && !out.wrote {
+		resp = &testenv.Response{Status: x.idleStatus(), LocalReply: true, Details: "stream_idle_timeout", Route: resp.Route, Cluster: resp.Cluster}
 	}
-	req := testenv.Request{
-		Method: r.Method, Path: path, Authority: r.Host, Scheme: "http",
-		SourceAddress: r.RemoteAddr, Worker: -1,
+	g.record(start, r, req.Path, resp)
+	g.finish(w, resp, out, x)
+}
+
+// decode is the connection manager's work before the filters: the request's path
+// (edge.requestPath) and headers (edge.requestHeaders), or its answer.
+func (g *Gateway) decode(r *http.Request) (testenv.Request, *localReply) {
+	req := testenv.Request{Method: r.Method, Authority: r.Host, Scheme: "http", SourceAddress: r.RemoteAddr, Worker: -1}
+	var lr *localReply
+	if req.Path, lr = g.edge.requestPath(r); lr != nil {
+		return req, lr
 	}
-	// Headers the Connection header names are hop-by-hop too (RFC 9110 7.6.1).
-	named := map[string]bool{}
-	for _, v := range r.Header.Values("Connection") {
-		for _, n := range strings.Split(v, ",") {
-			named[strings.ToLower(strings.TrimSpace(n))] = true
+	if req.Headers, lr = g.edge.requestHeaders(r); lr != nil {
+		return req, lr
+	}
+	req.OpenBody = r.Body != nil && r.Body != http.NoBody
+	return req, nil
+}
+
+// exchange is the gateway's state of one stream, shared by the handler, the request
+// body pump and the upstream call (testenv.Request.Tag).
+type exchange struct {
+	ctx      context.Context // ends with the stream: cancels the upstream request
+	cancel   context.CancelFunc
+	reqWin   *window // client → upstream
+	respWin  *window // upstream → client
+	idle     *streamIdle
+	reqEnded atomic.Bool // the whole request went into the chain
+	tooBig   atomic.Bool // the request body went over Config.MaxBodyBytes
+}
+
+func (g *Gateway) newExchange(w http.ResponseWriter, r *http.Request) *exchange {
+	x := &exchange{reqWin: newWindow(g.cfg.BufferLimitBytes), respWin: newWindow(g.cfg.BufferLimitBytes)}
+	x.ctx, x.cancel = context.WithCancel(context.Background())
+	x.idle = newStreamIdle(g.cfg.StreamIdleTimeout, http.NewResponseController(w), x)
+	return x
+}
+
+func (x *exchange) end() {
+	x.idle.stop()
+	x.reqWin.close()
+	x.respWin.close()
+	x.cancel()
+}
+
+// idleStatus is Envoy's answer to a stream idle timeout before the response started:
+// 408 while the request was still coming, 504 after.
+func (x *exchange) idleStatus() int {
+	if x.reqEnded.Load() {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusRequestTimeout
+}
+
+// streamIdle is the stream idle timeout of one stream: when it fires the handler
+// resets the stream; a handler blocked writing to a client that does not read, or a
+// pump blocked reading a client that does not send, is woken by a deadline.
+type streamIdle struct {
+	*idleTimer
+	wrote atomic.Bool // response headers went out
+}
+
+func newStreamIdle(d time.Duration, rc *http.ResponseController, x *exchange) *streamIdle {
+	si := &streamIdle{}
+	si.idleTimer = newIdleTimer(d, func() {
+		_ = rc.SetReadDeadline(time.Now())
+		if si.wrote.Load() {
+			_ = rc.SetWriteDeadline(time.Now())
 		}
+		x.reqWin.close()
+		x.respWin.close()
+	})
+	return si
+}
+
+func (si *streamIdle) timedOut() bool {
+	select {
+	case <-si.fired:
+		return true
+	default:
+		return false
 	}
-	names := make([]string, 0, len(r.Header))
-	for k := range r.Header {
-		if strings.Contains(k, "_") {
-			// The edge setting the envoy.yaml rendering uses (headers_with_underscores_action
-			// REJECT_REQUEST): x_consumer must not slip past filters that match x-consumer.
-			http.Error(w, "header names with underscores are not accepted", http.StatusBadRequest)
-			return
-		}
-		names = append(names, k)
-	}
-	sort.Strings(names) // Go's header map has no order: a stable one for the filters
-	for _, k := range names {
-		vs := r.Header[k]
-		lk := strings.ToLower(k)
-		if hopByHop[lk] || named[lk] {
-			continue
-		}
-		for _, v := range vs {
-			req.Headers = append(req.Headers, [2]string{lk, v})
-		}
-	}
-	streamBody := r.Body != nil && r.Body != http.NoBody
-	req.OpenBody = streamBody
+}
+
+// output is what the handler wrote of the response.
+type output struct {
+	wrote, gone bool
+	trailers    testenv.Headers
+}
+
+// run starts the stream, pumps the request body into it and writes the response out
+// as its frames pass the chain, until the stream ends. A client that goes away resets
+// the stream (Envoy's downstream reset), as does the stream idle timeout.
+func (g *Gateway) run(w http.ResponseWriter, r *http.Request, req testenv.Request, x *exchange) (*testenv.Response, output) {
 	q := &frameQueue{signal: make(chan struct{}, 1)}
 	req.OnResponseFrame = q.push
 	s := g.host.Start(req)
-	var tooBig atomic.Bool
-	if streamBody {
+	if req.OpenBody {
 		// The response may start (a local reply) while the client still sends.
 		_ = http.NewResponseController(w).EnableFullDuplex()
-		go g.pumpBody(r, s, &tooBig)
+		go g.pumpBody(r, s, x)
+	} else {
+		x.reqEnded.Store(true)
 	}
 	done := make(chan struct{})
 	var resp *testenv.Response
@@ -364,53 +502,69 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp, _ = s.Wait(context.Background()) // never fails without a deadline
 		close(done)
 	}()
-	// Stream the response out as its frames pass the chain. A client that goes away
-	// resets the stream (Envoy's downstream reset); it then ends at once.
 	flusher, _ := w.(http.Flusher)
-	wrote, gone := false, false
-	clientGone := r.Context().Done()
-	var trailers testenv.Headers
+	var out output
+	clientGone, idle := r.Context().Done(), x.idle.fired
 	for finished := false; !finished; {
 		select {
 		case <-q.signal:
 		case <-done:
 			finished = true
 		case <-clientGone:
-			gone, clientGone = true, nil
+			clientGone = nil
+			if x.idle.timedOut() {
+				continue // our own read deadline cancelled the request's context
+			}
+			out.gone = true
+			s.Reset()
+		case <-idle:
+			idle = nil
 			s.Reset()
 		}
 		frames := q.take()
-		if gone {
+		if out.gone {
 			continue
 		}
 		for _, f := range frames {
 			if f.Headers != nil {
 				g.writeHeaders(w, f.Headers)
-				wrote = true
+				out.wrote = true
+				x.idle.wrote.Store(true)
 			}
 			if len(f.Data) > 0 {
 				_, _ = w.Write(f.Data)
+				x.respWin.sub(len(f.Data))
 			}
 			if f.Trailers != nil {
-				trailers = f.Trailers
+				out.trailers = f.Trailers
 			}
+			x.idle.touch()
 		}
-		if wrote && len(frames) > 0 && flusher != nil && !finished {
+		if out.wrote && len(frames) > 0 && flusher != nil && !finished {
 			flusher.Flush()
 		}
 	}
-	g.record(start, r, path, resp)
-	if gone {
+	return resp, out
+}
+
+// finish ends the response: nothing for a client that left, the answer to a stream
+// idle timeout or an oversized upload, a reset, the local reply that never went
+// through the response callbacks, or the trailers.
+func (g *Gateway) finish(w http.ResponseWriter, resp *testenv.Response, out output, x *exchange) {
+	switch {
+	case out.gone:
+		panic(http.ErrAbortHandler) // not Go's default answer to a client that left
+	case x.idle.timedOut() && !out.wrote:
+		writeLocalReply(w, &localReply{status: resp.Status})
 		return
-	}
-	if resp.Reset && tooBig.Load() && !wrote {
-		http.Error(w, "payload too large", http.StatusRequestEntityTooLarge)
+	case resp.Reset && x.tooBig.Load() && !out.wrote:
+		writeLocalReply(w, &localReply{status: http.StatusRequestEntityTooLarge})
 		return
-	}
-	if resp.Reset {
+	case resp.Reset || x.idle.timedOut():
 		panic(http.ErrAbortHandler) // reset the client's stream, as Envoy does
 	}
-	if !wrote {
+	trailers := out.trailers
+	if !out.wrote {
 		// A local reply that never went through the response callbacks.
 		g.writeHeaders(w, resp.Headers)
 		_, _ = w.Write(resp.Body)
@@ -418,6 +572,62 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, p := range trailers {
 		w.Header().Add(http.TrailerPrefix+p.Key, p.Value)
+	}
+}
+
+// pumpBody streams the client's request body into s as it is read, each read (at
+// most ChunkSize bytes) one chunk through the body callbacks, as Envoy's codec hands
+// each decoded piece of the body to the filter manager (ActiveStream::decodeData):
+// end_of_stream on the chunk that completes a known Content-Length, else on an empty
+// chunk at the end (HTTP/1.1 chunked, HTTP/2 END_STREAM), or with the trailers. It
+// reads only while the request's flow-control window has room. A body over
+// MaxBodyBytes (if set) resets the stream (the client gets 413 if no response went
+// out yet); a client that stops sending mid-body resets it too.
+func (g *Gateway) pumpBody(r *http.Request, s *testenv.Stream, x *exchange) {
+	var total int64
+	for !s.Done() { // a local reply ended it: the rest of the upload is not wanted
+		if !x.reqWin.wait() {
+			return
+		}
+		buf := make([]byte, g.cfg.ChunkSize) // handed to the stream: a new one each read
+		n, err := r.Body.Read(buf)
+		total += int64(n)
+		x.idle.touch()
+		if g.cfg.MaxBodyBytes > 0 && total > g.cfg.MaxBodyBytes {
+			x.tooBig.Store(true)
+			s.Reset()
+			return
+		}
+		if n > 0 {
+			last := err == io.EOF && len(r.Trailer) == 0 || r.ContentLength >= 0 && total == r.ContentLength
+			x.reqWin.add(n)
+			if last {
+				x.reqEnded.Store(true)
+			}
+			s.Data(buf[:n], last)
+			if last {
+				return
+			}
+		}
+		if err == io.EOF {
+			x.reqEnded.Store(true)
+			var ts [][2]string
+			for k, vs := range r.Trailer {
+				for _, v := range vs {
+					ts = append(ts, [2]string{strings.ToLower(k), v})
+				}
+			}
+			if len(ts) > 0 {
+				s.Trailers(ts)
+			} else {
+				s.Data(nil, true)
+			}
+			return
+		}
+		if err != nil {
+			s.Reset()
+			return
+		}
 	}
 }
 
@@ -501,156 +711,4 @@ func or(s, def string) string {
 		return def
 	}
 	return s
-}
-
-// proxy is the router's upstream call: a real HTTP/1.1 request to the cluster the
-// pumpBody streams the client's request body into s as it is read, each read (at
-// most ChunkSize bytes) one chunk through the body callbacks, as Envoy's codec hands
-// each decoded piece of the body to the filter manager (ActiveStream::decodeData):
-// end_of_stream on the chunk that completes a known Content-Length, else on an empty
-// chunk at the end (HTTP/1.1 chunked, HTTP/2 END_STREAM), or with the trailers. A
-// body over MaxBodyBytes resets the stream (the client gets 413 if no response went
-// out yet); a client that stops sending mid-body resets it too.
-func (g *Gateway) pumpBody(r *http.Request, s *testenv.Stream, tooBig *atomic.Bool) {
-	var total int64
-	for !s.Done() { // a local reply ended it: the rest of the upload is not wanted
-		buf := make([]byte, g.cfg.ChunkSize) // handed to the stream: a new one each read
-		n, err := r.Body.Read(buf)
-		total += int64(n)
-		if total > g.cfg.MaxBodyBytes {
-			tooBig.Store(true)
-			s.Reset()
-			return
-		}
-		if n > 0 {
-			last := err == io.EOF && len(r.Trailer) == 0 || r.ContentLength >= 0 && total == r.ContentLength
-			s.Data(buf[:n], last)
-			if last {
-				return
-			}
-		}
-		if err == io.EOF {
-			var ts [][2]string
-			for k, vs := range r.Trailer {
-				for _, v := range vs {
-					ts = append(ts, [2]string{strings.ToLower(k), v})
-				}
-			}
-			if len(ts) > 0 {
-				s.Trailers(ts)
-			} else {
-				s.Data(nil, true)
-			}
-			return
-		}
-		if err != nil {
-			s.Reset()
-			return
-		}
-	}
-}
-
-// route picked, whose response goes into the chain as it is read: the headers, then
-// each read of the body as a chunk of at most ChunkSize (as Envoy's codec hands over
-// what each socket read decoded), then the trailers. A connection failure is Envoy's
-// 503 ("upstream connect error or disconnect/reset before headers"), no response
-// within the route timeout its 504 ("upstream request timeout"); a body cut short or
-// over MaxBodyBytes resets the stream.
-func (g *Gateway) proxy(ur *testenv.UpstreamRequest, uw *testenv.UpstreamWriter) {
-	addr, ok := g.upstreams[ur.Cluster]
-	if !ok {
-		uw.Respond(&testenv.UpstreamResponse{Status: 503, Body: []byte("no healthy upstream")})
-		return
-	}
-	// ur belongs to the stream: copy what the goroutine needs before returning.
-	method, path, authority := ur.Method, ur.Path, ur.Authority
-	headers := append(testenv.Headers(nil), ur.Headers...)
-	var body io.Reader
-	if ur.BodyReader != nil {
-		body = ur.BodyReader // the request body as it leaves the chain
-	} else if ur.Body != nil {
-		body = bytes.NewReader(ur.Body)
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.UpstreamTimeout)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
-		if err != nil {
-			uw.Respond(&testenv.UpstreamResponse{Status: 503, Body: []byte("upstream connect error or disconnect/reset before headers")})
-			return
-		}
-		req.Host = authority
-		for _, p := range headers {
-			if !hopByHop[p.Key] {
-				req.Header.Add(p.Key, p.Value)
-			}
-		}
-		res, err := g.transport.RoundTrip(req)
-		if err != nil {
-			if ctx.Err() != nil {
-				uw.Respond(&testenv.UpstreamResponse{Status: 504, Body: []byte("upstream request timeout")})
-				return
-			}
-			uw.Respond(&testenv.UpstreamResponse{Status: 503, Body: []byte("upstream connect error or disconnect/reset before headers")})
-			return
-		}
-		defer res.Body.Close()
-		var hs [][2]string
-		for k, vs := range res.Header {
-			lk := strings.ToLower(k)
-			if hopByHop[lk] {
-				continue
-			}
-			for _, v := range vs {
-				hs = append(hs, [2]string{lk, v})
-			}
-		}
-		if method == http.MethodHead || res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified {
-			uw.Respond(&testenv.UpstreamResponse{Status: res.StatusCode, Headers: hs}) // no body (RFC 9110 6.4.1)
-			return
-		}
-		if res.ContentLength >= 0 && res.ContentLength <= int64(g.cfg.ChunkSize) && len(res.Trailer) == 0 {
-			// A small body of known length: one chunk with end_of_stream, as when
-			// Envoy's codec decodes headers and the whole body from one read.
-			rb, err := io.ReadAll(io.LimitReader(res.Body, res.ContentLength))
-			if err != nil || int64(len(rb)) != res.ContentLength {
-				uw.Respond(&testenv.UpstreamResponse{Status: 503, Body: []byte("upstream connect error or disconnect/reset before headers")})
-				return
-			}
-			uw.Respond(&testenv.UpstreamResponse{Status: res.StatusCode, Headers: hs, Body: rb})
-			return
-		}
-		uw.Headers(res.StatusCode, hs, false)
-		var total int64
-		for {
-			buf := make([]byte, g.cfg.ChunkSize)
-			n, err := res.Body.Read(buf)
-			total += int64(n)
-			if total > g.cfg.MaxBodyBytes {
-				uw.Reset()
-				return
-			}
-			if n > 0 {
-				uw.Data(buf[:n], false)
-			}
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				uw.Reset()
-				return
-			}
-		}
-		var ts [][2]string
-		for k, vs := range res.Trailer {
-			for _, v := range vs {
-				ts = append(ts, [2]string{strings.ToLower(k), v})
-			}
-		}
-		if len(ts) > 0 {
-			uw.Trailers(ts)
-		} else {
-			uw.Data(nil, true)
-		}
-	}()
 }
