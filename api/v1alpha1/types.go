@@ -116,7 +116,9 @@ type TrafficPolicyStatus struct {
 	// Conditions set by the controller: Ready (every rendered object is applied as
 	// rendered), InvalidSpec (the spec fails validation; the message names the field
 	// path) and Conflict (a rendered object exists without this policy as its
-	// controller owner and is left untouched; the message names it).
+	// controller owner and is left untouched, or another policy of the namespace
+	// selects the same workloads with the same section: the oldest policy runs it;
+	// the message names the objects and policies).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
