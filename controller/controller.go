@@ -74,9 +74,9 @@ var wasmPluginGVK = extensions.SchemeGroupVersion.WithKind("WasmPlugin")
 // The controller's permissions (deploy/rbac, `make generate`): read policies and write
 // their status, manage WasmPlugins, record events (events.k8s.io: drift reverted), and
 // hold the leader election Lease in its own namespace (where leader election records
-// core events). The ClusterRole holds the
-// rules; deploy/ binds it cluster-wide, and with --watch-namespaces a RoleBinding to
-// it in each watched namespace is enough (README.md#least-privilege).
+// core events). The ClusterRole holds the rules; deploy/ binds it cluster-wide, and
+// with --watch-namespaces a RoleBinding to it in each watched namespace is enough
+// (README.md#least-privilege).
 //
 // +kubebuilder:rbac:groups=meshplug.io,resources=trafficpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=meshplug.io,resources=trafficpolicies/status,verbs=get;patch
