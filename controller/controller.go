@@ -174,7 +174,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	keep := map[string]bool{}
 	// conflicts: foreign objects; tooBig: refused for their size (the spec must
 	// change, no retry); failures: API errors (retried).
-	var conflicts, tooBig, failures []string
+	var conflicts, tooBig, failures, drifts []string
 	for _, w := range desired {
 		sec := sectionOf(w)
 		if _, ok := ov.refused[sec.Field]; ok {
@@ -193,6 +193,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 			conflicts = append(conflicts, res.conflict)
 		}
 		if res.drift != "" {
+			drifts = append(drifts, res.drift)
 			driftReverted.WithLabelValues(sec.Filter).Inc()
 			log.FromContext(ctx).Info("drift reverted", "wasmplugin", w.Name, "detail", res.drift)
 			if r.Recorder != nil {
@@ -202,6 +203,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	if err := r.prune(ctx, p.Namespace, p.Name, keep); err != nil {
 		failures = append(failures, err.Error())
+	}
+	if len(drifts) > 0 {
+		st.drift = &v1alpha1.DriftReport{Time: metav1.Now(), Message: truncate(strings.Join(drifts, "; "))}
 	}
 	all := slices.Concat(conflicts, refused, overrides)
 	switch {
@@ -451,19 +455,26 @@ func ownedBy(o metav1.Object, policy string) bool {
 		ref.APIVersion == v1alpha1.GroupVersion.String()
 }
 
-// status is the conditions one reconcile computed.
+// status is the conditions one reconcile computed, and the drift it reverted.
 type status struct {
 	gen   int64
 	conds []metav1.Condition
+	drift *v1alpha1.DriftReport
 }
 
 // maxMessage is metav1.Condition's message limit (the API server refuses longer).
 const maxMessage = 32768
 
-func (s *status) set(typ string, ok bool, reason, msg string) {
+// truncate cuts msg to maxMessage bytes of valid UTF-8.
+func truncate(msg string) string {
 	if len(msg) > maxMessage {
 		msg = strings.ToValidUTF8(msg[:maxMessage-len(" (truncated)")], "") + " (truncated)"
 	}
+	return msg
+}
+
+func (s *status) set(typ string, ok bool, reason, msg string) {
+	msg = truncate(msg)
 	c := metav1.ConditionFalse
 	if ok {
 		c = metav1.ConditionTrue
@@ -481,6 +492,9 @@ func (r *Reconciler) writeStatus(ctx context.Context, p *v1alpha1.TrafficPolicy,
 	}
 	sort.SliceStable(p.Status.Conditions, func(i, j int) bool { return p.Status.Conditions[i].Type < p.Status.Conditions[j].Type })
 	p.Status.ObservedGeneration = s.gen
+	if s.drift != nil {
+		p.Status.LastDrift = s.drift
+	}
 	if equalStatus(before, &p.Status) {
 		return nil
 	}
@@ -491,7 +505,9 @@ func (r *Reconciler) writeStatus(ctx context.Context, p *v1alpha1.TrafficPolicy,
 }
 
 func equalStatus(a, b *v1alpha1.TrafficPolicyStatus) bool {
-	if a.ObservedGeneration != b.ObservedGeneration || len(a.Conditions) != len(b.Conditions) {
+	if a.ObservedGeneration != b.ObservedGeneration || len(a.Conditions) != len(b.Conditions) ||
+		(a.LastDrift == nil) != (b.LastDrift == nil) ||
+		a.LastDrift != nil && (!a.LastDrift.Time.Equal(&b.LastDrift.Time) || a.LastDrift.Message != b.LastDrift.Message) {
 		return false
 	}
 	for i := range a.Conditions {

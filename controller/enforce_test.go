@@ -95,9 +95,9 @@ func occurrences(ev []eventsv1.Event) int {
 // another field manager), adding `default_rule: {public: true}` (which would make
 // every path outside the rules public) or changing a value. The controller puts the
 // spec back exactly as rendered (added keys removed, values restored), owns it alone,
-// and reports the drift: a Warning event DriftReverted on the policy naming the path
-// and the other field manager (repeated, it becomes an event series whose count
-// rises), and the drift counter of /metrics.
+// and reports the drift: status.lastDrift and a Warning event DriftReverted on the
+// policy naming the path and the other field manager, and the drift counter of
+// /metrics.
 func TestDrift(t *testing.T) {
 	run := startController(t)
 	ctx := context.Background()
@@ -185,22 +185,33 @@ func TestDrift(t *testing.T) {
 				}
 				return nil
 			})
-			// Drift events of one policy within 6 minutes form one events.k8s.io
-			// series: the first is written with its note, the second makes the
-			// series (count 2); client-go writes later counts every 30 minutes.
+			// The first drift's event names the object, the path and the manager;
+			// client-go may fold later ones of the policy into an event series whose
+			// note stays the first one's (their detail is in status.lastDrift).
 			eventually(t, func() error {
-				if n := occurrences(policyEvents(t, ns, "drift", ReasonDriftReverted)); n != min(events+1, 2) {
-					return fmt.Errorf("%d DriftReverted occurrences, want %d", n, min(events+1, 2))
+				if n := occurrences(policyEvents(t, ns, "drift", ReasonDriftReverted)); n < min(events+1, 2) {
+					return fmt.Errorf("%d DriftReverted occurrences, want at least %d", n, min(events+1, 2))
 				}
 				return nil
 			})
-			ev := policyEvents(t, ns, "drift", ReasonDriftReverted)
-			require.Len(t, ev, 1)
-			assert.Equal(t, "Warning", ev[0].Type)
 			if events == 0 {
+				ev := policyEvents(t, ns, "drift", ReasonDriftReverted)
+				require.Len(t, ev, 1)
+				assert.Equal(t, "Warning", ev[0].Type)
 				assert.Contains(t, ev[0].Note, "WasmPlugin "+ns+"/drift-auth was changed outside the policy and put back to the rendered spec: "+tc.path)
 				assert.Contains(t, ev[0].Note, "other field managers: "+tc.manager)
 			}
+			// Each drift's detail stays in the policy's status (consecutive cases differ
+			// in path or manager).
+			eventually(t, func() error {
+				var p v1alpha1.TrafficPolicy
+				require.NoError(t, k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "drift"}, &p))
+				d := p.Status.LastDrift
+				if d == nil || !strings.Contains(d.Message, tc.path) || !strings.Contains(d.Message, "other field managers: "+tc.manager) {
+					return fmt.Errorf("status.lastDrift: %+v", d)
+				}
+				return nil
+			})
 			got2 := condition(t, ns, "drift", Ready, metav1.ConditionTrue)
 			assert.Equal(t, metav1.ConditionFalse, meta.FindStatusCondition(got2.Status.Conditions, Conflict).Status)
 		})

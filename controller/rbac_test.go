@@ -65,7 +65,7 @@ func TestWatchNamespaces(t *testing.T) {
 	run := startController(t)
 	ctx := context.Background()
 	watched := namespace(t)
-	const sa = "meshplug-scoped"
+	sa := "scoped-" + watched
 	for _, o := range scopedBindings(sa, watched) {
 		require.NoError(t, k8s.Create(ctx, o), "%T %s", o, o.GetName())
 	}

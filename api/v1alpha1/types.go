@@ -126,6 +126,21 @@ type TrafficPolicyStatus struct {
 	// ObservedGeneration is the generation the conditions describe.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// LastDrift is the last time the controller found one of the policy's objects
+	// changed by another writer (kubectl edit, another field manager) and put it back
+	// to the rendered spec.
+	// +optional
+	LastDrift *DriftReport `json:"lastDrift,omitempty"`
+}
+
+// DriftReport describes one drift the controller reverted.
+type DriftReport struct {
+	// Time the controller reverted it.
+	Time metav1.Time `json:"time"`
+	// Message names the object, the paths that differed
+	// (`spec.pluginConfig.default_rule (added)`) and the other field managers.
+	// +kubebuilder:validation:MaxLength=32768
+	Message string `json:"message"`
 }
 
 // TrafficPolicyList is a list of TrafficPolicy.
