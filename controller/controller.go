@@ -5,17 +5,20 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 
 	extensions "istio.io/client-go/pkg/apis/extensions/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -56,20 +59,31 @@ const (
 	ReasonApplyFailed  = "ApplyFailed"
 	ReasonConflict     = "NotOwned"
 	ReasonNoConflict   = "NoConflict"
+	// ReasonOverlap: another policy of the namespace selects the same workloads with
+	// the same section (overlap.go).
+	ReasonOverlap = "PolicyOverlap"
+	// ReasonTooLarge: a rendered object is over MaxRenderedBytes.
+	ReasonTooLarge = "TooLarge"
+	// ReasonDriftReverted is the reason of the Warning event recorded on a policy
+	// when one of its WasmPlugins was changed by another writer and put back.
+	ReasonDriftReverted = "DriftReverted"
 )
 
 var wasmPluginGVK = extensions.SchemeGroupVersion.WithKind("WasmPlugin")
 
 // The controller's permissions (deploy/rbac, `make generate`): read policies and write
-// their status, manage WasmPlugins, record events, and hold the leader election Lease
-// in its own namespace.
+// their status, manage WasmPlugins, record events (events.k8s.io: drift reverted), and
+// hold the leader election Lease in its own namespace (where leader election records
+// core events). The ClusterRole holds the rules; deploy/ binds it cluster-wide, and
+// with --watch-namespaces a RoleBinding to it in each watched namespace is enough
+// (README.md#least-privilege).
 //
 // +kubebuilder:rbac:groups=meshplug.io,resources=trafficpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=meshplug.io,resources=trafficpolicies/status,verbs=get;patch
 // +kubebuilder:rbac:groups=extensions.istio.io,resources=wasmplugins,verbs=get;list;watch;create;patch;delete
-// +kubebuilder:rbac:groups=core,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=meshplug-system,resources=leases,verbs=get;create;update
+// +kubebuilder:rbac:groups=core,namespace=meshplug-system,resources=events,verbs=create;patch
 
 // Reconciler reconciles TrafficPolicies into WasmPlugins.
 type Reconciler struct {
@@ -80,20 +94,26 @@ type Reconciler struct {
 	Reader client.Reader
 	// Options render the WasmPlugins (module URLs and sha256).
 	Options envoyfilters.Options
+	// Recorder records events on policies (drift reverted); nil records none.
+	Recorder events.EventRecorder
 	// Workers is how many policies are reconciled at once (default 4); one policy is
 	// never reconciled by two workers at once.
 	Workers int
+
+	name string // of the controller; "trafficpolicy" when empty
 }
 
 // SetupWithManager registers the reconciler: it watches TrafficPolicies (spec changes
-// and deletions) and every WasmPlugin whose name is <policy>-<filter>, owned or not, so
+// and deletions, which also bring back the policies of the namespace that overlap the
+// changed one) and every WasmPlugin whose name is <policy>-<filter>, owned or not, so
 // an edited, deleted or foreign object brings its policy back to reconcile.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		Named("trafficpolicy").
+		Named(or(r.name, "trafficpolicy")).
 		For(&v1alpha1.TrafficPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&extensions.WasmPlugin{}, handler.EnqueueRequestsFromMapFunc(policyOf)).
-		WithOptions(ctrlcontroller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
+		Watches(&v1alpha1.TrafficPolicy{}, overlapHandler(mgr.GetClient())).
+		WithOptions(ctrlcontroller.Options{MaxConcurrentReconciles: max(r.Workers, 1), SkipNameValidation: ptrTo(r.name != "")}).
 		Complete(r)
 }
 
@@ -109,9 +129,12 @@ func policyOf(_ context.Context, o client.Object) []reconcile.Request {
 
 // Reconcile brings the WasmPlugins of one policy to what the policy renders: applies
 // each (server-side apply, field manager "meshplug", forcing ownership of the fields it
-// sets: the policy is the source of truth for objects it owns), skips and reports any
-// that exist without the policy's controller owner reference, deletes the ones it owns
-// that the policy no longer renders, and writes the status.
+// sets: the policy is the source of truth for objects it owns) and makes its spec
+// exactly the rendered one (keys another field manager added are removed: drift),
+// skips and reports any that exist without the policy's controller owner reference,
+// refuses the sections an older overlapping policy wins (overlap.go), refuses objects
+// too big to store (size.go), deletes the ones it owns that the policy no longer
+// renders, and writes the status. One section failing does not stop the others.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var p v1alpha1.TrafficPolicy
 	if err := r.Client.Get(ctx, req.NamespacedName, &p); err != nil {
@@ -132,60 +155,128 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err := p.Validate(); err != nil {
 		st.set(InvalidSpec, true, ReasonInvalidSpec, err.Error())
 		st.set(Ready, false, ReasonInvalidSpec, "the spec is invalid; the objects of the last valid spec are kept")
-		return reconcile.Result{}, r.writeStatus(ctx, &p, st)
+		return reconcile.Result{}, joinErr(r.adoptKept(ctx, &p), r.writeStatus(ctx, &p, st))
 	}
 	st.set(InvalidSpec, false, ReasonValid, "the spec is valid")
 
 	desired, err := envoyfilters.WasmPlugins(&p, r.Options)
 	if err != nil {
 		st.set(Ready, false, ReasonRenderFailed, err.Error())
-		return reconcile.Result{}, r.writeStatus(ctx, &p, st)
+		return reconcile.Result{}, joinErr(r.adoptKept(ctx, &p), r.writeStatus(ctx, &p, st))
 	}
+	var others v1alpha1.TrafficPolicyList
+	if err := r.Client.List(ctx, &others, client.InNamespace(p.Namespace)); err != nil {
+		return reconcile.Result{}, err
+	}
+	ov := findOverlaps(&p, others.Items)
+	refused, overrides := ov.messages(p.Namespace)
+
 	keep := map[string]bool{}
-	var conflicts, failures []string
+	// conflicts: foreign objects; tooBig: refused for their size (the spec must
+	// change, no retry); failures: API errors (retried).
+	var conflicts, tooBig, failures, drifts []string
 	for _, w := range desired {
-		keep[w.Name] = true
-		msg, err := r.apply(ctx, &p, w)
-		if err != nil {
-			// Status first, then the error: the work queue retries with backoff.
-			st.set(Ready, false, ReasonApplyFailed, err.Error())
-			st.set(Conflict, len(conflicts) > 0, conflictReason(conflicts), conflictMessage(conflicts))
-			return reconcile.Result{}, joinErr(err, r.writeStatus(ctx, &p, st))
+		sec := sectionOf(w)
+		if _, ok := ov.refused[sec.Field]; ok {
+			continue // not kept: an object the policy applied before is pruned
 		}
-		if msg != "" {
-			conflicts = append(conflicts, msg)
+		// Kept even when applying fails: the last applied version stays.
+		keep[w.Name] = true
+		res, err := r.apply(ctx, &p, w)
+		var se sizeError
+		switch {
+		case errors.As(err, &se):
+			tooBig = append(tooBig, err.Error())
+		case err != nil:
+			failures = append(failures, fmt.Sprintf("applying WasmPlugin %s/%s: %v", w.Namespace, w.Name, err))
+		case res.conflict != "":
+			conflicts = append(conflicts, res.conflict)
+		}
+		if res.drift != "" {
+			drifts = append(drifts, res.drift)
+			driftReverted.WithLabelValues(sec.Filter).Inc()
+			log.FromContext(ctx).Info("drift reverted", "wasmplugin", w.Name, "detail", res.drift)
+			if r.Recorder != nil {
+				r.Recorder.Eventf(&p, nil, corev1.EventTypeWarning, ReasonDriftReverted, "Revert", "%s", res.drift)
+			}
 		}
 	}
 	if err := r.prune(ctx, p.Namespace, p.Name, keep); err != nil {
 		failures = append(failures, err.Error())
 	}
-	st.set(Conflict, len(conflicts) > 0, conflictReason(conflicts), conflictMessage(conflicts))
+	if len(drifts) > 0 {
+		st.drift = &v1alpha1.DriftReport{Time: metav1.Now(), Message: truncate(strings.Join(drifts, "; "))}
+	}
+	all := slices.Concat(conflicts, refused, overrides)
 	switch {
 	case len(conflicts) > 0:
-		st.set(Ready, false, ReasonConflict, conflictMessage(conflicts))
-	case len(failures) > 0:
-		st.set(Ready, false, ReasonApplyFailed, strings.Join(failures, "; "))
+		st.set(Conflict, true, ReasonConflict, strings.Join(all, "; "))
+	case len(all) > 0:
+		st.set(Conflict, true, ReasonOverlap, strings.Join(all, "; "))
 	default:
-		st.set(Ready, true, ReasonApplied, fmt.Sprintf("%d WasmPlugin(s) applied", len(desired)))
+		st.set(Conflict, false, ReasonNoConflict, "every rendered object is owned by this policy and no other policy selects the same workloads with the same sections")
+	}
+	switch {
+	case len(failures) > 0:
+		st.set(Ready, false, ReasonApplyFailed, strings.Join(slices.Concat(failures, tooBig, conflicts, refused), "; "))
+	case len(tooBig) > 0:
+		st.set(Ready, false, ReasonTooLarge, strings.Join(slices.Concat(tooBig, conflicts, refused), "; "))
+	case len(conflicts) > 0:
+		st.set(Ready, false, ReasonConflict, strings.Join(slices.Concat(conflicts, refused), "; "))
+	case len(refused) > 0:
+		st.set(Ready, false, ReasonOverlap, strings.Join(refused, "; "))
+	default:
+		st.set(Ready, true, ReasonApplied, fmt.Sprintf("%d WasmPlugin(s) applied", len(keep)))
 	}
 	err = r.writeStatus(ctx, &p, st)
-	if len(failures) > 0 && err == nil {
-		err = fmt.Errorf("%s", strings.Join(failures, "; "))
+	if len(failures) > 0 {
+		err = joinErr(errors.New(strings.Join(failures, "; ")), err)
 	}
 	return reconcile.Result{}, err
 }
 
-// apply server-side applies w unless an object of that name exists without p's
-// controller reference; then it returns a message naming the object and its field
-// managers, and writes nothing.
-func (r *Reconciler) apply(ctx context.Context, p *v1alpha1.TrafficPolicy, w *extensions.WasmPlugin) (string, error) {
+// sectionOf is the section a rendered WasmPlugin runs.
+func sectionOf(w *extensions.WasmPlugin) v1alpha1.Section {
+	for _, sec := range v1alpha1.Sections {
+		if sec.Filter == w.Labels[envoyfilters.LabelFilter] {
+			return sec
+		}
+	}
+	return v1alpha1.Section{}
+}
+
+// sizeError: the rendered object is too big to store (checkSize).
+type sizeError struct{ error }
+
+// applied is what apply found: a foreign object of the name (conflict: nothing was
+// written), or drift it reverted.
+type applied struct{ conflict, drift string }
+
+// apply makes the WasmPlugin w exactly as rendered, unless an object of that name
+// exists without p's controller reference: then it returns a message naming the object
+// and its field managers, and writes nothing. It server-side applies w (forced), then
+// compares the result's spec with the rendered one: keys another field manager added
+// survive an apply (it removes only fields it owned), so a difference left is replaced
+// (replaceSpec). Drift is reported when the live object carried the annotation of this
+// very rendering but another spec (a value changed or a key added), or when the apply
+// left a difference.
+func (r *Reconciler) apply(ctx context.Context, p *v1alpha1.TrafficPolicy, w *extensions.WasmPlugin) (applied, error) {
+	u, want, hash, err := prepare(p, w)
+	if err != nil {
+		return applied{}, err
+	}
+	if err := checkSize(u); err != nil {
+		return applied{}, sizeError{err}
+	}
+
 	var live unstructured.Unstructured
 	live.SetGroupVersionKind(wasmPluginGVK)
-	err := r.Reader.Get(ctx, client.ObjectKeyFromObject(w), &live)
+	err = r.Reader.Get(ctx, client.ObjectKeyFromObject(w), &live)
+	var res applied
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
-		return "", err
+		return res, err
 	case !ownedBy(&live, p.Name):
 		var managers []string
 		for _, f := range live.GetManagedFields() {
@@ -193,46 +284,119 @@ func (r *Reconciler) apply(ctx context.Context, p *v1alpha1.TrafficPolicy, w *ex
 				managers = append(managers, f.Manager)
 			}
 		}
-		return fmt.Sprintf("WasmPlugin %s/%s exists and is not owned by this policy (field managers: %s)",
-			w.Namespace, w.Name, strings.Join(managers, ", ")), nil
-	}
-	if err == nil {
-		if err := r.dropStaleOwner(ctx, &live, p); err != nil {
-			return "", err
+		res.conflict = fmt.Sprintf("WasmPlugin %s/%s exists and is not owned by this policy (field managers: %s)",
+			w.Namespace, w.Name, strings.Join(managers, ", "))
+		return res, nil
+	default:
+		if err := r.adopt(ctx, &live, p); err != nil {
+			return res, err
+		}
+		if live.GetAnnotations()[AnnotationRenderedSHA256] == hash {
+			got, err := normalJSON(live.Object["spec"])
+			if err != nil {
+				return res, err
+			}
+			if paths := diffPaths("spec", got, want); len(paths) > 0 {
+				res.drift = driftMessage(w.Namespace, w.Name, paths, otherManagers(&live))
+			}
 		}
 	}
-	u, err := toUnstructured(w)
-	if err != nil {
-		return "", err
+	if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+		client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		return res, err
 	}
-	// No blockOwnerDeletion: setting it needs update on trafficpolicies/finalizers, and
-	// the controller does not need foreground deletion.
-	ref := metav1.NewControllerRef(p, v1alpha1.GroupVersion.WithKind(v1alpha1.Kind))
-	ref.BlockOwnerDeletion = nil
-	u.SetOwnerReferences([]metav1.OwnerReference{*ref})
-	return "", r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
-		client.FieldOwner(FieldManager), client.ForceOwnership)
+	// u is now the stored object.
+	got, err := normalJSON(u.Object["spec"])
+	if err != nil {
+		return res, err
+	}
+	if paths := diffPaths("spec", got, want); len(paths) > 0 {
+		if res.drift == "" {
+			res.drift = driftMessage(w.Namespace, w.Name, paths, otherManagers(u))
+		}
+		if err := replaceSpec(ctx, r.Client, u, want); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
 }
 
-// dropStaleOwner removes from live the controller references to an earlier policy of
-// p's name (another UID): the apply below adds p's, and an object may have only one
-// controller. A merge patch replaces the whole list; it is preconditioned on the
-// resourceVersion read, so a concurrent change makes it fail and the reconcile retry.
-func (r *Reconciler) dropStaleOwner(ctx context.Context, live *unstructured.Unstructured, p *v1alpha1.TrafficPolicy) error {
+// prepare is w as the controller applies it: the unstructured object with p as its
+// controller and the AnnotationRenderedSHA256 of its spec, the spec (normalJSON) and
+// that hash.
+func prepare(p *v1alpha1.TrafficPolicy, w *extensions.WasmPlugin) (u *unstructured.Unstructured, spec any, hash string, err error) {
+	if u, err = toUnstructured(w); err != nil {
+		return nil, nil, "", err
+	}
+	if spec, err = normalJSON(u.Object["spec"]); err != nil {
+		return nil, nil, "", err
+	}
+	if hash, err = specHash(spec); err != nil {
+		return nil, nil, "", err
+	}
+	ann := u.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[AnnotationRenderedSHA256] = hash
+	u.SetAnnotations(ann)
+	u.SetOwnerReferences([]metav1.OwnerReference{controllerRef(p)})
+	return u, spec, hash, nil
+}
+
+// controllerRef is p as the controller owner reference of its objects. No
+// blockOwnerDeletion: setting it needs update on trafficpolicies/finalizers, and the
+// controller does not need foreground deletion.
+func controllerRef(p *v1alpha1.TrafficPolicy) metav1.OwnerReference {
+	ref := metav1.NewControllerRef(p, v1alpha1.GroupVersion.WithKind(v1alpha1.Kind))
+	ref.BlockOwnerDeletion = nil
+	return *ref
+}
+
+// adopt replaces in live the controller references to an earlier policy of p's name
+// (another UID: deleted and recreated) with p's, so that a garbage collector does not
+// delete an object p keeps (for an invalid spec) or is about to apply. A merge patch
+// replaces the whole list; it is preconditioned on the resourceVersion read, so a
+// concurrent change makes it fail and the reconcile retry.
+func (r *Reconciler) adopt(ctx context.Context, live *unstructured.Unstructured, p *v1alpha1.TrafficPolicy) error {
 	refs := live.GetOwnerReferences()
 	keep := refs[:0:0]
+	stale := false
 	for _, ref := range refs {
 		if ref.Kind == v1alpha1.Kind && ref.APIVersion == v1alpha1.GroupVersion.String() && ref.Name == p.Name && ref.UID != p.UID {
+			stale = true
 			continue
 		}
 		keep = append(keep, ref)
 	}
-	if len(keep) == len(refs) {
+	if !stale {
 		return nil
+	}
+	if !slices.ContainsFunc(keep, func(ref metav1.OwnerReference) bool { return ref.UID == p.UID }) {
+		keep = append(keep, controllerRef(p))
 	}
 	orig := live.DeepCopy()
 	live.SetOwnerReferences(keep)
 	return r.Client.Patch(ctx, live, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+}
+
+// adoptKept adopts (adopt) every WasmPlugin labelled as p's whose controller is a
+// policy of p's name, read live: the objects kept while p's spec is invalid or does
+// not render.
+func (r *Reconciler) adoptKept(ctx context.Context, p *v1alpha1.TrafficPolicy) error {
+	var list unstructured.UnstructuredList
+	list.SetGroupVersionKind(wasmPluginGVK.GroupVersion().WithKind("WasmPluginList"))
+	if err := r.Reader.List(ctx, &list, client.InNamespace(p.Namespace), client.MatchingLabels{
+		envoyfilters.LabelManagedBy: "meshplug", envoyfilters.LabelPolicy: p.Name}); err != nil {
+		return err
+	}
+	var errs []error
+	for i := range list.Items {
+		if w := &list.Items[i]; ownedBy(w, p.Name) {
+			errs = append(errs, r.adopt(ctx, w, p))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // toUnstructured is w exactly as `meshplug render` writes it (envoyfilters.MarshalYAML:
@@ -291,19 +455,26 @@ func ownedBy(o metav1.Object, policy string) bool {
 		ref.APIVersion == v1alpha1.GroupVersion.String()
 }
 
-// status is the conditions one reconcile computed.
+// status is the conditions one reconcile computed, and the drift it reverted.
 type status struct {
 	gen   int64
 	conds []metav1.Condition
+	drift *v1alpha1.DriftReport
 }
 
 // maxMessage is metav1.Condition's message limit (the API server refuses longer).
 const maxMessage = 32768
 
-func (s *status) set(typ string, ok bool, reason, msg string) {
+// truncate cuts msg to maxMessage bytes of valid UTF-8.
+func truncate(msg string) string {
 	if len(msg) > maxMessage {
 		msg = strings.ToValidUTF8(msg[:maxMessage-len(" (truncated)")], "") + " (truncated)"
 	}
+	return msg
+}
+
+func (s *status) set(typ string, ok bool, reason, msg string) {
+	msg = truncate(msg)
 	c := metav1.ConditionFalse
 	if ok {
 		c = metav1.ConditionTrue
@@ -321,6 +492,9 @@ func (r *Reconciler) writeStatus(ctx context.Context, p *v1alpha1.TrafficPolicy,
 	}
 	sort.SliceStable(p.Status.Conditions, func(i, j int) bool { return p.Status.Conditions[i].Type < p.Status.Conditions[j].Type })
 	p.Status.ObservedGeneration = s.gen
+	if s.drift != nil {
+		p.Status.LastDrift = s.drift
+	}
 	if equalStatus(before, &p.Status) {
 		return nil
 	}
@@ -331,7 +505,9 @@ func (r *Reconciler) writeStatus(ctx context.Context, p *v1alpha1.TrafficPolicy,
 }
 
 func equalStatus(a, b *v1alpha1.TrafficPolicyStatus) bool {
-	if a.ObservedGeneration != b.ObservedGeneration || len(a.Conditions) != len(b.Conditions) {
+	if a.ObservedGeneration != b.ObservedGeneration || len(a.Conditions) != len(b.Conditions) ||
+		(a.LastDrift == nil) != (b.LastDrift == nil) ||
+		a.LastDrift != nil && (!a.LastDrift.Time.Equal(&b.LastDrift.Time) || a.LastDrift.Message != b.LastDrift.Message) {
 		return false
 	}
 	for i := range a.Conditions {
@@ -343,19 +519,7 @@ func equalStatus(a, b *v1alpha1.TrafficPolicyStatus) bool {
 	return true
 }
 
-func conflictReason(c []string) string {
-	if len(c) > 0 {
-		return ReasonConflict
-	}
-	return ReasonNoConflict
-}
-
-func conflictMessage(c []string) string {
-	if len(c) == 0 {
-		return "every rendered object is owned by this policy"
-	}
-	return strings.Join(c, "; ")
-}
+func ptrTo[T any](v T) *T { return &v }
 
 func joinErr(a, b error) error {
 	if b == nil {

@@ -363,7 +363,12 @@ func TestOtherFieldManager(t *testing.T) {
 	assert.Equal(t, "meshplug ", owner, "spec.sha256 is owned by meshplug alone again")
 }
 
-// TestManyPolicies: 100 policies (two sections each) converge to 200 WasmPlugins and
+// appSelector selects app: app-<i>: policies that do not overlap.
+func appSelector(i int) string {
+	return fmt.Sprintf("  selector: {matchLabels: {app: app-%03d}}\n", i)
+}
+
+// TestManyPolicies: 100 policies (two sections each, selecting different workloads) converge to 200 WasmPlugins and
 // Ready; the time is logged (docs/controller.md).
 func TestManyPolicies(t *testing.T) {
 	startController(t)
@@ -372,7 +377,7 @@ func TestManyPolicies(t *testing.T) {
 	const n = 100
 	start := time.Now()
 	for i := range n {
-		require.NoError(t, k8s.Create(ctx, policy(t, ns, fmt.Sprintf("p%03d", i), selector+rateLimit+faults)))
+		require.NoError(t, k8s.Create(ctx, policy(t, ns, fmt.Sprintf("p%03d", i), appSelector(i)+rateLimit+faults)))
 	}
 	eventually(t, func() error {
 		var l v1alpha1.TrafficPolicyList
@@ -512,7 +517,7 @@ func TestAPIServerRestart(t *testing.T) {
 	})
 	require.NoError(t, apiServer.Start())
 	condition(t, ns, "before", Ready, metav1.ConditionTrue)
-	require.NoError(t, k8s.Create(ctx, policy(t, ns, "after", selector+rateLimit)))
+	require.NoError(t, k8s.Create(ctx, policy(t, ns, "after", appSelector(1)+rateLimit)))
 	condition(t, ns, "after", Ready, metav1.ConditionTrue)
 	assert.ElementsMatch(t, []string{"before-ratelimit", "before-fault", "after-ratelimit"}, names(plugins(t, ns)))
 }

@@ -79,7 +79,7 @@ func TestFigures(t *testing.T) {
 	for i := range 20 {
 		name := fmt.Sprintf("one-%02d", i)
 		start := time.Now()
-		require.NoError(t, k8s.Create(ctx, policy(t, ns, name, selector+rateLimit+faults)))
+		require.NoError(t, k8s.Create(ctx, policy(t, ns, name, appSelector(i)+rateLimit+faults)))
 		for !ready(ns, name) {
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -90,7 +90,7 @@ func TestFigures(t *testing.T) {
 	ns = namespace(t)
 	start := time.Now()
 	for i := range 100 {
-		require.NoError(t, k8s.Create(ctx, policy(t, ns, fmt.Sprintf("p%03d", i), selector+rateLimit+faults)))
+		require.NoError(t, k8s.Create(ctx, policy(t, ns, fmt.Sprintf("p%03d", i), appSelector(i)+rateLimit+faults)))
 	}
 	created := time.Since(start)
 	eventually(t, func() error {

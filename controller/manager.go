@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	extensions "istio.io/client-go/pkg/apis/extensions/v1alpha1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -45,6 +48,16 @@ type Config struct {
 	ImagePullPolicy string
 	// Workers reconcile policies concurrently (default 4).
 	Workers int
+	// WatchNamespaces, when not empty, are the only namespaces whose TrafficPolicies
+	// and WasmPlugins the controller reads and writes: its caches list and watch in
+	// those namespaces alone, so RoleBindings in each (to the ClusterRole
+	// meshplug-controller) are all the RBAC it needs besides the Lease's Role. Empty:
+	// every namespace, which needs the ClusterRoleBinding.
+	WatchNamespaces []string
+
+	// name of the controller (metrics label); "trafficpolicy" when empty. Tests run a
+	// second one in the same process.
+	name string
 }
 
 // LeaderElectionID is the name of the controller's Lease.
@@ -72,8 +85,19 @@ func NewManager(rc *rest.Config, c Config) (manager.Manager, error) {
 	if c.ModuleBaseURL == "" {
 		return nil, errors.New("the module base URL (--module-base-url) is required")
 	}
+	var cacheOpts cache.Options
+	if len(c.WatchNamespaces) > 0 {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range c.WatchNamespaces {
+			if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+				return nil, fmt.Errorf("--watch-namespaces: %q: %s", ns, strings.Join(msgs, "; "))
+			}
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
 	mgr, err := ctrl.NewManager(rc, ctrl.Options{
 		Scheme:                  Scheme(),
+		Cache:                   cacheOpts,
 		Metrics:                 metricsserver.Options{BindAddress: or(c.MetricsAddr, "0")},
 		HealthProbeBindAddress:  or(c.ProbeAddr, "0"),
 		LeaderElection:          c.LeaderElection,
@@ -93,7 +117,8 @@ func NewManager(rc *rest.Config, c Config) (manager.Manager, error) {
 	if workers <= 0 {
 		workers = 4
 	}
-	r := &Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Options: opts, Workers: workers}
+	r := &Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Options: opts, Workers: workers, name: c.name,
+		Recorder: mgr.GetEventRecorder("meshplug-controller")}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

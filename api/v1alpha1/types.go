@@ -116,7 +116,9 @@ type TrafficPolicyStatus struct {
 	// Conditions set by the controller: Ready (every rendered object is applied as
 	// rendered), InvalidSpec (the spec fails validation; the message names the field
 	// path) and Conflict (a rendered object exists without this policy as its
-	// controller owner and is left untouched; the message names it).
+	// controller owner and is left untouched, or another policy of the namespace
+	// selects the same workloads with the same section: the oldest policy runs it;
+	// the message names the objects and policies).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -124,6 +126,21 @@ type TrafficPolicyStatus struct {
 	// ObservedGeneration is the generation the conditions describe.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// LastDrift is the last time the controller found one of the policy's objects
+	// changed by another writer (kubectl edit, another field manager) and put it back
+	// to the rendered spec.
+	// +optional
+	LastDrift *DriftReport `json:"lastDrift,omitempty"`
+}
+
+// DriftReport describes one drift the controller reverted.
+type DriftReport struct {
+	// Time the controller reverted it.
+	Time metav1.Time `json:"time"`
+	// Message names the object, the paths that differed
+	// (`spec.pluginConfig.default_rule (added)`) and the other field managers.
+	// +kubebuilder:validation:MaxLength=32768
+	Message string `json:"message"`
 }
 
 // TrafficPolicyList is a list of TrafficPolicy.

@@ -52,6 +52,7 @@ $KUBECONFIG / ~/.kube/config. See controller/README.md.`,
 	fl.StringVar(&c.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's namespace)")
 	fl.StringVar(&c.ImagePullPolicy, "image-pull-policy", "IfNotPresent", "the WasmPlugins' imagePullPolicy: IfNotPresent or Always")
 	fl.IntVar(&c.Workers, "workers", 4, "policies reconciled concurrently")
+	fl.StringSliceVar(&c.WatchNamespaces, "watch-namespaces", nil, "comma-separated namespaces whose TrafficPolicies and WasmPlugins the controller reads and writes (default: all; then it needs the ClusterRoleBinding, else a RoleBinding to the ClusterRole in each)")
 	_ = cmd.MarkFlagRequired("module-base-url")
 	return cmd
 }
