@@ -1,0 +1,58 @@
+package cpphost
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// differential runs sc on testenv and on the hosts that can load a Go module (52a0291,
+// 3930b7b) and compares them field by field; on 63cb9c1 (Envoy ≤ 1.32) it checks that
+// the module is refused at its first missing import, as Envoy logs it.
+func differential(t *testing.T, sc Scenario) {
+	t.Helper()
+	want := RunTestenv(t, sc)
+	require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+	for _, host := range []string{Host52a0291, Host3930b7b} {
+		t.Run(host, func(t *testing.T) {
+			got := RunCppHost(t, host, sc)
+			Compare(t, want, got)
+		})
+	}
+	t.Run(Host63cb9c1, func(t *testing.T) {
+		got := RunCppHost(t, Host63cb9c1, sc)
+		assert.False(t, got.Loaded())
+		require.NotEmpty(t, got.Loads)
+		assert.Contains(t, got.Loads[0].Errors, "wasi_snapshot_preview1.sched_yield")
+	})
+}
+
+// The auth README's api_keys example ("test" hashes to 9f86d0…), with the README's
+// responses table rows that apply to API keys.
+func TestAuthAPIKeys(t *testing.T) {
+	wasm := BuildGuest(t, "../../filters/auth")
+	cfg := `{
+  "api_keys": {"keys": [{"consumer": "ci-bot", "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}]},
+  "rules": [
+    {"match": {"prefix": "/healthz"}, "public": true},
+    {"match": {"prefix": "/"}, "requires": ["api_keys"]}
+  ]
+}`
+	req := func(path string, headers ...[2]string) Step {
+		return Step{Request: &Request{Path: path, Headers: headers}, Upstream: &Upstream{Status: 200, Body: "hello"}}
+	}
+	differential(t, Scenario{
+		Plugins: []Plugin{{Name: "auth", RootID: "auth", VMID: "auth", Wasm: wasm, Config: cfg}},
+		Steps: []Step{
+			req("/healthz"),
+			req("/orders"),
+			req("/orders", [2]string{"x-api-key", "test"}),
+			req("/orders", [2]string{"X-Api-Key", "wrong"}),
+			req("/orders", [2]string{"x-api-key", "test"}, [2]string{"x-api-key", "test"}),
+			req("/orders", [2]string{"x_api_key", "test"}),
+			req("/orders?api_key=test"),
+			{Request: &Request{Path: "/orders", Headers: [][2]string{{"content-type", "application/grpc"}}}},
+		},
+	})
+}
