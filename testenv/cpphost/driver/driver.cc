@@ -32,6 +32,8 @@
 #include <utility>
 #include <vector>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "include/proxy-wasm/context.h"
@@ -1153,6 +1155,9 @@ void advance(uint64_t ms) {
 } // namespace
 
 int main(int argc, char **argv) {
+  // WAMR prints trap call stacks to stdout: keep stdout for the result alone.
+  int result_fd = dup(1);
+  dup2(2, 1);
   json sc;
   try {
     if (argc > 1) {
@@ -1279,8 +1284,15 @@ int main(int argc, char **argv) {
     }
   }
   out["vm_failed"] = vm_failed;
-  std::cout << out.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+  std::string text = out.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  for (size_t off = 0; off < text.size();) {
+    auto n = write(result_fd, text.data() + off, text.size() - off);
+    if (n <= 0) {
+      return 1;
+    }
+    off += static_cast<size_t>(n);
+  }
   // Leave without tearing VMs down (cpp-host's static caches outlive main).
-  std::cout.flush();
+  std::fflush(stdout);
   std::_Exit(0);
 }
