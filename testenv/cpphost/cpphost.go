@@ -155,8 +155,11 @@ type Outcome struct {
 	Results    []Result                     `json:"results"`
 	Logs       []Log                        `json:"logs"`
 	Metrics    map[string]int64             `json:"metrics"`
-	SharedData map[string]map[string]string `json:"shared_data"`
+	SharedData map[string]map[string]string `json:"shared_data"` // vm_id → key → hex of the value (cpp-host runs)
 	VMFailed   bool                         `json:"vm_failed"`
+	// sharedGet reads testenv's shared data (testenv lists no keys: Compare looks up
+	// the keys the cpp-host run reported).
+	sharedGet func(vmID, key string) (string, bool)
 }
 
 // Loaded reports whether every plugin loaded and started.
@@ -372,6 +375,10 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		}
 	}
 	out.Metrics = h.Metrics()
+	out.sharedGet = func(vmID, key string) (string, bool) {
+		v, _, ok := h.SharedData(vmID, key)
+		return string(v), ok
+	}
 	return out
 }
 

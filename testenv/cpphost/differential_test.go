@@ -56,3 +56,83 @@ func TestAuthAPIKeys(t *testing.T) {
 		},
 	})
 }
+
+func get(path string, headers ...[2]string) Step {
+	return Step{Request: &Request{Path: path, Headers: headers}, Upstream: &Upstream{Status: 200, Body: "ok",
+		Headers: [][2]string{{"content-type", "text/plain"}}}}
+}
+
+// The examples/ filters (their README claims).
+func TestExamples(t *testing.T) {
+	for _, tc := range []struct {
+		dir   string
+		steps []Step
+	}{
+		{dir: "requireheader", steps: []Step{
+			get("/", [2]string{"x-tenant", "acme"}),
+			get("/", [2]string{"X-Tenant", ""}),
+			get("/"),
+			get("/", [2]string{"content-type", "application/grpc"}),
+		}},
+		{dir: "headerrewrite", steps: []Step{
+			get("/", [2]string{"x-internal-user", "a"}, [2]string{"X-Internal-User", "b"}, [2]string{"x-hello", "1"}, [2]string{"x-hello", "2"}),
+			get("/"),
+		}},
+	} {
+		t.Run(tc.dir, func(t *testing.T) {
+			wasm := BuildGuest(t, "../../examples/"+tc.dir)
+			differential(t, Scenario{
+				Plugins: []Plugin{{Name: tc.dir, RootID: tc.dir, VMID: tc.dir, Wasm: wasm}},
+				Steps:   tc.steps,
+			})
+		})
+	}
+}
+
+// The fault README's header-controlled example (an abort chosen by the client).
+func TestFaultHeaderAbort(t *testing.T) {
+	wasm := BuildGuest(t, "../../filters/fault")
+	cfg := `{"faults": [{
+  "downstream_nodes": ["chaos"],
+  "delay": {"header_delay": {"max_delay": "10s"}, "percentage": {"numerator": 100}},
+  "abort": {"header_abort": {}, "percentage": {"numerator": 100}}
+}]}`
+	differential(t, Scenario{
+		Plugins: []Plugin{{Name: "fault", RootID: "fault", VMID: "fault", Wasm: wasm, Config: cfg}},
+		Steps: []Step{
+			get("/", [2]string{"x-envoy-downstream-service-node", "chaos"}, [2]string{"x-envoy-fault-abort-request", "503"}),
+			get("/", [2]string{"x-envoy-downstream-service-node", "other"}, [2]string{"x-envoy-fault-abort-request", "503"}),
+			get("/", [2]string{"x-envoy-downstream-service-node", "chaos"}),
+			get("/", [2]string{"x-envoy-downstream-service-node", "chaos"}, [2]string{"x-envoy-fault-abort-grpc-request", "14"},
+				[2]string{"content-type", "application/grpc"}),
+		},
+	})
+}
+
+// The ratelimit README's local example after auth: 2 requests a minute per consumer,
+// then 429 until the scripted clock moves on.
+func TestRatelimitLocal(t *testing.T) {
+	wasm := BuildGuest(t, "../../filters/ratelimit")
+	cfg := `{
+  "rules": [
+    {"name": "per-consumer", "match": {"prefix": "/api"},
+     "descriptors": [{"key": "consumer", "header": "x-consumer"}],
+     "limit": {"requests": 2, "unit": "minute"},
+     "overrides": [{"values": {"consumer": "gold-*"}, "limit": {"requests": 20, "unit": "minute"}}],
+     "missing_key": "deny"},
+    {"name": "per-ip", "descriptors": [{"key": "remote_address", "client_address": true}],
+     "limit": {"requests": 100, "unit": "second", "burst": 200}}
+  ],
+  "headers_on_allowed": true
+}`
+	zeta := get("/api/x", [2]string{"x-consumer", "zeta"})
+	gold := get("/api/x", [2]string{"x-consumer", "gold-acme"})
+	differential(t, Scenario{
+		Plugins: []Plugin{{Name: "ratelimit", RootID: "ratelimit", VMID: "ratelimit", Wasm: wasm, Config: cfg}},
+		Steps: []Step{
+			zeta, zeta, zeta, gold, gold, gold, get("/api/x"), get("/public"),
+			{AdvanceMS: 60_000},
+			zeta,
+		},
+	})
+}

@@ -1272,7 +1272,13 @@ int main(int argc, char **argv) {
     for (const auto &k : keys) {
       std::pair<std::string, uint32_t> v;
       if (getGlobalSharedData().get(slot.plugin->vm_id_, k, &v) == WasmResult::Ok) {
-        shared[slot.plugin->vm_id_][k] = v.first;
+        static const char *hexd = "0123456789abcdef";
+        std::string hex;
+        for (unsigned char c : v.first) {
+          hex += hexd[c >> 4];
+          hex += hexd[c & 15];
+        }
+        shared[slot.plugin->vm_id_][k] = hex; // values are bytes: hex in JSON
       }
     }
   }
