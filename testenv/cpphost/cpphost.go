@@ -146,6 +146,10 @@ type Log struct {
 	Level   abi.LogLevel `json:"level"`
 	Plugin  string       `json:"plugin"`
 	Message string       `json:"message"`
+	// Phase is "base" for lines logged while createWasm ran: the base VM and its
+	// configuration canary (cpp-host's WasmHandleBase::canary starts and configures
+	// the plugin in a throwaway clone), which testenv does not run.
+	Phase string `json:"phase,omitempty"`
 }
 
 // Outcome is everything a run produced.

@@ -229,6 +229,9 @@ struct Env {
   uint32_t next_token = 1;
   std::vector<std::string> errors;
   json callouts = json::object(); // cluster → {status, headers, body}
+  // "base" while createWasm runs (the base VM and its configuration canary, which
+  // testenv does not have), "" after.
+  std::string phase;
   std::vector<std::string> known_clusters;
 };
 Env env;
@@ -237,7 +240,11 @@ void logLine(uint32_t level, std::string_view plugin, std::string_view msg) {
   if (level < env.log_level) {
     return;
   }
-  env.logs.push_back(json{{"level", level}, {"plugin", plugin}, {"message", msg}});
+  json l = {{"level", level}, {"plugin", plugin}, {"message", msg}};
+  if (!env.phase.empty()) {
+    l["phase"] = env.phase;
+  }
+  env.logs.push_back(l);
 }
 
 // Per-stream state shared by the contexts of the chain.
@@ -1204,6 +1211,7 @@ int main(int argc, char **argv) {
                                                p.value("config", ""), fail_open,
                                                p.value("name", "") + "|" + root_id);
     size_t errs = env.errors.size();
+    env.phase = "base";
     slot.base = createWasm(
         vm_key, code, slot.plugin,
         [&](std::string_view key) -> std::shared_ptr<WasmHandleBase> {
@@ -1213,6 +1221,7 @@ int main(int argc, char **argv) {
               std::make_shared<DriverWasm>(std::move(vm), vm_id, vm_config, key));
         },
         cloneWasm, false);
+    env.phase.clear();
     json l = {{"name", p.value("name", "")}, {"loaded", slot.base != nullptr}};
     if (slot.base) {
       slot.local = getOrCreateThreadLocalPlugin(
