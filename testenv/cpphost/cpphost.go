@@ -82,6 +82,16 @@ type Step struct {
 	// Repeat sends the request this many times; the result is the last one's, with
 	// counts (Result.Repeat).
 	Repeat int `json:"repeat,omitempty"`
+	// WaitMetric lets the callouts in flight finish: the driver answers them at once;
+	// testenv, whose callouts go to real loopback servers, waits until the metric
+	// reaches the value (a guest's own signal that the answer was handled).
+	WaitMetric *MetricAtLeast `json:"wait_metric,omitempty"`
+}
+
+// MetricAtLeast names a metric and the value it must reach.
+type MetricAtLeast struct {
+	Name    string `json:"name"`
+	AtLeast int64  `json:"at_least"`
 }
 
 // Request is a downstream request.
@@ -354,6 +364,10 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 			clock.Advance(time.Duration(st.AdvanceMS) * time.Millisecond)
 			continue
 		}
+		if w := st.WaitMetric; w != nil {
+			waitMetric(t, h, w)
+			continue
+		}
 		if st.Request == nil {
 			continue
 		}
@@ -425,4 +439,18 @@ func pairs(h testenv.Headers) [][2]string {
 		out = append(out, [2]string{p.Key, p.Value})
 	}
 	return out
+}
+
+// waitMetric polls testenv until the metric reaches its value; it gives up after
+// 5,000 polls 1 ms apart (a loopback callout takes well under that), failing the test.
+func waitMetric(t testing.TB, h *testenv.Host, w *MetricAtLeast) {
+	t.Helper()
+	for range 5000 {
+		if v, ok := h.Metric(w.Name); ok && v >= w.AtLeast {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	v, _ := h.Metric(w.Name)
+	t.Fatalf("testenv: metric %s stayed at %d, want at least %d", w.Name, v, w.AtLeast)
 }

@@ -3,6 +3,9 @@ package cpphost
 import (
 	"testing"
 
+	"github.com/meshplug/meshplug/filters/auth/jwt"
+	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -133,6 +136,63 @@ func TestRatelimitLocal(t *testing.T) {
 			zeta, zeta, zeta, gold, gold, gold, get("/api/x"), get("/public"),
 			{AdvanceMS: 60_000},
 			zeta,
+		},
+	})
+}
+
+// The auth README's JWT provider with its remote JWKS (a callout answered from the
+// scenario on cpp-host, by a loopback server on testenv), then the README's responses
+// table rows for tokens.
+func TestAuthJWT(t *testing.T) {
+	wasm := BuildGuest(t, "../../filters/auth")
+	es := jwttest.New(jwt.ES256, "k1")
+	cfg := `{
+  "providers": {
+    "corp": {
+      "issuer": "https://idp.example.com", "audiences": ["orders"], "algorithms": ["RS256", "ES256"],
+      "remote_jwks": {"http_uri": {"uri": "https://idp.example.com/.well-known/jwks.json", "cluster": "outbound|443||idp.example.com", "timeout": "2s"}},
+      "claim_to_headers": [{"claim": "sub", "header": "x-user-id"}]
+    }
+  },
+  "rules": [
+    {"match": {"prefix": "/healthz"}, "public": true},
+    {"match": {"path": "/admin", "methods": ["POST"]}, "requires": ["corp"], "required_claims": {"scope": "admin"}},
+    {"match": {"prefix": "/"}, "requires": ["corp"]}
+  ]
+}`
+	now := DefaultStart.Unix()
+	claims := func(extra map[string]any) map[string]any {
+		c := map[string]any{"iss": "https://idp.example.com", "aud": "orders", "sub": "alice",
+			"iat": now - 10, "exp": now + 600}
+		for k, v := range extra {
+			c[k] = v
+		}
+		return c
+	}
+	bearer := func(tok string) [2]string { return [2]string{"authorization", "Bearer " + tok} }
+	good := es.Sign(claims(nil))
+	admin := es.Sign(claims(map[string]any{"scope": "admin"}))
+	expired := es.Sign(claims(map[string]any{"exp": now - 100}))
+	post := func(path string, h ...[2]string) Step {
+		s := get(path, h...)
+		s.Request.Method = "POST"
+		return s
+	}
+	differential(t, Scenario{
+		Plugins: []Plugin{{Name: "auth", RootID: "auth", VMID: "auth", Wasm: wasm, Config: cfg}},
+		Callouts: map[string]CalloutAnswer{"outbound|443||idp.example.com": {Status: 200,
+			Headers: [][2]string{{"content-type", "application/json"}}, Body: jwttest.JWKS(es)}},
+		Steps: []Step{
+			// auth fetches the key set when it starts; let that fetch finish.
+			{WaitMetric: &MetricAtLeast{Name: "meshplug.auth.jwks.fetch_success", AtLeast: 1}},
+			get("/healthz"),
+			get("/orders", bearer(good)),
+			get("/orders", bearer(good), [2]string{"x-user-id", "mallory"}),
+			get("/orders", bearer(expired)),
+			get("/orders", bearer("not.a.token")),
+			get("/orders"),
+			post("/admin", bearer(good)),
+			post("/admin", bearer(admin)),
 		},
 	})
 }

@@ -282,6 +282,17 @@ public:
   DriverWasm(const std::shared_ptr<WasmHandleBase> &base, const WasmVmFactory &factory)
       : WasmBase(base, factory) {}
 
+  // Envoy cancels a VM's callouts and timers with it (the configuration canary's
+  // clone is destroyed right after it configured).
+  ~DriverWasm() override {
+    env.calls.erase(std::remove_if(env.calls.begin(), env.calls.end(),
+                                   [&](const PendingCall &c) { return c.wasm == this; }),
+                    env.calls.end());
+    env.timers.erase(std::remove_if(env.timers.begin(), env.timers.end(),
+                                    [&](const Timer &t) { return t.wasm == this; }),
+                     env.timers.end());
+  }
+
   ContextBase *createVmContext() override;
   ContextBase *createRootContext(const std::shared_ptr<PluginBase> &plugin) override;
   ContextBase *createContext(const std::shared_ptr<PluginBase> &plugin) override;
@@ -318,6 +329,17 @@ public:
   DriverContext(WasmBase *wasm, uint32_t parent_context_id,
                 std::shared_ptr<PluginHandleBase> &plugin_handle)
       : ContextBase(wasm, parent_context_id, plugin_handle) {}
+
+  // Envoy's Context destructor cancels the context's pending callouts.
+  ~DriverContext() override {
+    auto *w = wasm();
+    auto cid = id();
+    env.calls.erase(std::remove_if(env.calls.begin(), env.calls.end(),
+                                   [&](const PendingCall &c) {
+                                     return c.wasm == w && c.context_id == cid;
+                                   }),
+                    env.calls.end());
+  }
 
   // Stream plumbing, set by the chain before each callback.
   Stream *stream = nullptr;
@@ -1245,6 +1267,11 @@ int main(int argc, char **argv) {
   for (const auto &step : sc.value("steps", json::array())) {
     if (step.contains("advance_ms")) {
       advance(step["advance_ms"].get<uint64_t>());
+      continue;
+    }
+    if (step.contains("wait_metric")) {
+      // The callouts in flight are answered now (the driver's network is instant).
+      deliverCallouts();
       continue;
     }
     if (!step.contains("request")) {
