@@ -196,3 +196,24 @@ func TestAuthJWT(t *testing.T) {
 		},
 	})
 }
+
+// testenv loads every module the newest host library loads: a guest importing every
+// WASI call cpp-host has since #533 gets the same answers on both (testenv's
+// TestWASIFullSet pins them); the older hosts refuse it.
+func TestWASIGuest(t *testing.T) {
+	wasm := BuildGuest(t, "../testdata/wasiguest")
+	sc := Scenario{
+		Plugins: []Plugin{{Name: "wasiguest", RootID: "wasiguest", VMID: "wasiguest", Wasm: wasm}},
+		Steps:   []Step{get("/")},
+	}
+	want := RunTestenv(t, sc)
+	require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+	t.Run(Host52a0291, func(t *testing.T) { Compare(t, want, RunCppHost(t, Host52a0291, sc)) })
+	for _, host := range []string{Host3930b7b, Host63cb9c1} {
+		t.Run(host, func(t *testing.T) {
+			got := RunCppHost(t, host, sc)
+			assert.False(t, got.Loaded())
+			assert.Contains(t, got.Loads[0].Errors, "Failed to load Wasm module due to a missing import: wasi_snapshot_preview1.")
+		})
+	}
+}

@@ -17,7 +17,6 @@ func main() {} // never runs: a c-shared module starts from init
 var (
 	garbage []byte
 	once    sync.Once
-	timer   *time.Timer
 )
 
 func init() {
@@ -27,7 +26,7 @@ func init() {
 type stream struct{ pw.DefaultHttpContext }
 
 func (stream) OnHttpRequestHeaders(int, bool) pw.Action {
-	once.Do(func() { timer = time.AfterFunc(time.Hour, func() {}) })
+	once.Do(func() { time.AfterFunc(time.Hour, func() {}) })
 	garbage = make([]byte, 64<<10)
 	garbage[len(garbage)-1] = 1
 	return pw.Continue
