@@ -52,6 +52,9 @@ func Compare(t testing.TB, want, got Outcome) {
 		assert.Equal(t, w.Repeat, g.Repeat, "request %d: repeat counts", i)
 	}
 	assert.Equal(t, want.Metrics, got.Metrics, "metrics")
+	for name, n := range got.Histograms {
+		assert.Len(t, want.histGet(name), n, "histogram %s: samples", name)
+	}
 	assert.Equal(t, messages(want.Logs), messages(got.Logs), "log messages")
 	require.NotNil(t, want.sharedGet, "want must come from RunTestenv")
 	for vmID, kv := range got.SharedData {

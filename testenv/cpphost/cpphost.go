@@ -48,6 +48,8 @@ type Scenario struct {
 	Plugins []Plugin `json:"plugins"`
 	// LogLevel is the host's log level (abi.LogLevel; default info).
 	LogLevel abi.LogLevel `json:"log_level"`
+	// NodeID is the xds.node.id property (testenv's is testenv.NodeID).
+	NodeID string `json:"node_id,omitempty"`
 	// StartUnixNS is the scripted clock's start (wall time); default 2026-01-01T00:00:00Z.
 	StartUnixNS int64 `json:"start_unix_ns,omitempty"`
 	// Callouts answers HTTP callouts by cluster name.
@@ -164,16 +166,20 @@ type Log struct {
 
 // Outcome is everything a run produced.
 type Outcome struct {
-	Host       string                       `json:"host"`
-	Loads      []Load                       `json:"loads"`
-	Results    []Result                     `json:"results"`
-	Logs       []Log                        `json:"logs"`
-	Metrics    map[string]int64             `json:"metrics"`
+	Host    string           `json:"host"`
+	Loads   []Load           `json:"loads"`
+	Results []Result         `json:"results"`
+	Logs    []Log            `json:"logs"`
+	Metrics map[string]int64 `json:"metrics"` // counters and gauges
+	// Histograms counts the samples recorded per histogram (cpp-host runs).
+	Histograms map[string]int               `json:"histograms"`
 	SharedData map[string]map[string]string `json:"shared_data"` // vm_id → key → hex of the value (cpp-host runs)
 	VMFailed   bool                         `json:"vm_failed"`
 	// sharedGet reads testenv's shared data (testenv lists no keys: Compare looks up
 	// the keys the cpp-host run reported).
 	sharedGet func(vmID, key string) (string, bool)
+	// histGet reads testenv's histogram samples.
+	histGet func(name string) []uint64
 }
 
 // Loaded reports whether every plugin loaded and started.
@@ -261,6 +267,9 @@ func RequireBinary(t testing.TB, host string) string {
 func RunCppHost(t testing.TB, host string, sc Scenario) Outcome {
 	t.Helper()
 	bin := RequireBinary(t, host)
+	if sc.NodeID == "" {
+		sc.NodeID = testenv.NodeID
+	}
 	if sc.LogLevel == 0 {
 		sc.LogLevel = abi.LogInfo // testenv's default, Envoy's --log-level info
 	}
@@ -393,6 +402,7 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		}
 	}
 	out.Metrics = h.Metrics()
+	out.histGet = h.Histogram
 	out.sharedGet = func(vmID, key string) (string, bool) {
 		v, _, ok := h.SharedData(vmID, key)
 		return string(v), ok

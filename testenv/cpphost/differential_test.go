@@ -217,3 +217,72 @@ func TestWASIGuest(t *testing.T) {
 		})
 	}
 }
+
+// The routehint README's example: header rule, weighted split by consumer, cookie
+// override for staff, the echo header.
+func TestRoutehint(t *testing.T) {
+	wasm := BuildGuest(t, "../../filters/routehint")
+	cfg := `{
+  "targets": [
+    {"name": "canary", "headers": {"x-route-hint": "canary"}},
+    {"name": "stable"}
+  ],
+  "rules": [
+    {"name": "beta-testers",
+     "match": {"all": [{"from": "header", "name": "x-consumer-group", "op": "in", "values": ["beta", "qa"]}]},
+     "target": "canary"},
+    {"name": "rollout",
+     "match": {"all": [{"from": "path", "op": "prefix", "value": "/reviews"}]},
+     "split": {"key": {"header": "x-consumer"}, "salt": "reviews-v2",
+               "weights": [{"target": "canary", "weight": 10}, {"target": "stable", "weight": 90}]}}
+  ],
+  "override": {"cookie": "canary_override", "allowed": ["canary", "stable"],
+               "when": {"all": [{"from": "header", "name": "x-consumer-group", "op": "equal", "value": "staff"}]}},
+  "echo_header": "x-route-target"
+}`
+	steps := []Step{
+		get("/", [2]string{"x-consumer-group", "beta"}),
+		get("/", [2]string{"x-consumer-group", "other"}, [2]string{"x-route-hint", "canary"}),
+		get("/", [2]string{"x-consumer-group", "staff"}, [2]string{"cookie", "canary_override=canary"}),
+		get("/", [2]string{"x-consumer-group", "other"}, [2]string{"cookie", "canary_override=canary"}),
+	}
+	for _, c := range []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"} {
+		steps = append(steps, get("/reviews/1", [2]string{"x-consumer", c}))
+	}
+	differential(t, Scenario{
+		Plugins: []Plugin{{Name: "routehint", RootID: "routehint", VMID: "routehint", Wasm: wasm, Config: cfg}},
+		Steps:   steps,
+	})
+}
+
+// The conformance guest's ABI probes (testenv/conformance/guest): each op reports what
+// the host answered, so a disagreement shows as a different report.
+func TestConformanceGuest(t *testing.T) {
+	wasm := BuildGuest(t, "../conformance/guest")
+	op := func(name string, h ...[2]string) Step {
+		return get("/op/"+name, append([][2]string{{"x-op", name}}, h...)...)
+	}
+	differential(t, Scenario{
+		Plugins: []Plugin{{Name: "conformance", RootID: "conformance_root", VMID: "conf", Wasm: wasm,
+			Config: `{"queue":"q","tick_ms":1000}`, VMConfig: "vmcfg"}},
+		Steps: []Step{
+			op("headers", [2]string{"x-one", "1"}, [2]string{"X-Mixed-Case", "v"}, [2]string{"x-multi", "a"}, [2]string{"x-multi", "b"}),
+			op("headers", [2]string{"x-set-all", "1"}),
+			op("properties", [2]string{"x-request-id", "req-1"}),
+			op("shared-data", [2]string{"x-key", "k1"}),
+			op("shared-data", [2]string{"x-key", "k1"}),
+			op("queue", [2]string{"x-queue", "q"}, [2]string{"x-item", "one"}),
+			op("metrics"),
+			op("log"),
+			op("local-reply"),
+			op("local-reply", [2]string{"content-type", "application/grpc"}, [2]string{"x-grpc-status", "7"}),
+			op("header-shape", [2]string{"user-agent", "ua"}, [2]string{"x-a", "1"}),
+			op("double-reply"),
+			op("effective-context"),
+			{AdvanceMS: 2500},
+			op("time"),
+			op("config"),
+			get("/plain", [2]string{"x-plain", "1"}),
+		},
+	})
+}

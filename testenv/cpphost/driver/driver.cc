@@ -233,6 +233,7 @@ struct Env {
   // testenv does not have), "" after.
   std::string phase;
   std::vector<std::string> known_clusters;
+  std::string node_id; // xds.node.id
 };
 Env env;
 
@@ -711,6 +712,24 @@ public:
         return WasmResult::Ok;
       }
     }
+    if (top == "xds" && seg.size() == 3 && seg[1] == "node" && seg[2] == "id" && !env.node_id.empty()) {
+      *result = env.node_id;
+      return WasmResult::Ok;
+    }
+    if (stream != nullptr && seg.size() == 1 && top == "connection_id") {
+      i64(result, 1);
+      return WasmResult::Ok;
+    }
+    if (stream != nullptr && seg.size() == 2 && top == "connection") {
+      if (seg[1] == "id") { // Envoy: the connection's id (uint64)
+        i64(result, 1);
+        return WasmResult::Ok;
+      }
+      if (seg[1] == "mtls") { // Envoy: a bool, false on a plain-text connection
+        *result = std::string(1, '\0');
+        return WasmResult::Ok;
+      }
+    }
     if (stream == nullptr || seg.size() < 2) {
       return WasmResult::NotFound;
     }
@@ -924,9 +943,10 @@ void deliverCallouts() {
 // Runs one request through the chain; returns what the client got.
 json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &upstream) {
   Stream s;
-  s.req_headers.emplace_back(":authority", req.value("authority", "example.com"));
-  s.req_headers.emplace_back(":path", req.value("path", "/"));
+  // The order Envoy's HTTP/1 codec and connection manager leave them in (testenv's too).
   s.req_headers.emplace_back(":method", req.value("method", "GET"));
+  s.req_headers.emplace_back(":path", req.value("path", "/"));
+  s.req_headers.emplace_back(":authority", req.value("authority", "example.com"));
   s.req_headers.emplace_back(":scheme", req.value("scheme", "http"));
   for (const auto &p : headersFrom(req.value("headers", json::array()))) {
     s.req_headers.push_back(p);
@@ -1204,6 +1224,7 @@ int main(int argc, char **argv) {
     env.start_unix_ns = sc["start_unix_ns"].get<uint64_t>();
   }
   env.callouts = sc.value("callouts", json::object());
+  env.node_id = sc.value("node_id", "");
   for (auto &[k, v] : env.callouts.items()) {
     (void)v;
     env.known_clusters.push_back(k);
@@ -1297,10 +1318,16 @@ int main(int argc, char **argv) {
   out["results"] = results;
   out["logs"] = env.logs;
   json metrics = json::object();
+  json histograms = json::object();
   for (const auto &[name, m] : env.metrics) {
-    metrics[name] = m.value;
+    if (m.type == 2) {
+      histograms[name] = m.value; // the number of samples recorded
+    } else {
+      metrics[name] = m.value;
+    }
   }
   out["metrics"] = metrics;
+  out["histograms"] = histograms;
   json shared = json::object();
   for (const auto &slot : slots) {
     std::vector<std::string> keys;
