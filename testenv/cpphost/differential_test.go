@@ -286,3 +286,58 @@ func TestConformanceGuest(t *testing.T) {
 		},
 	})
 }
+
+// The ratelimit README's chain: auth (API keys) then ratelimit keyed on the consumer
+// auth wrote; a caller claiming another consumer is still itself. Two plugins, two VMs,
+// one chain.
+func TestChainAuthRatelimit(t *testing.T) {
+	authCfg := `{
+  "api_keys": {"keys": [
+    {"consumer": "gold-acme", "sha256": "8d1fde3e812f6f2e7da16e8dbbe290a806f4608424c237f78886b81304c4c234"},
+    {"consumer": "zeta", "sha256": "44a49b5d869cdea9aa9382ccaa096cd7a3a77e206cd6b9d1fba5906468740760"}
+  ]},
+  "rules": [
+    {"match": {"prefix": "/healthz"}, "public": true},
+    {"match": {"prefix": "/api"}, "requires": ["api_keys"]}
+  ]
+}`
+	rlCfg := `{
+  "rules": [
+    {"name": "per-consumer", "match": {"prefix": "/api"},
+     "descriptors": [{"key": "consumer", "header": "x-consumer"}],
+     "limit": {"requests": 2, "unit": "minute"},
+     "overrides": [{"values": {"consumer": "gold-*"}, "limit": {"requests": 20, "unit": "minute"}}],
+     "missing_key": "deny"}
+  ],
+  "headers_on_allowed": true
+}`
+	const zeta, acme = "zeta-key-0123456789abcdef", "acme-key-0123456789abcdef"
+	call := func(key string, extra ...[2]string) Step {
+		return get("/api/orders", append([][2]string{{"x-api-key", key}}, extra...)...)
+	}
+	differential(t, Scenario{
+		Plugins: []Plugin{
+			{Name: "auth", RootID: "auth", VMID: "auth", Wasm: BuildGuest(t, "../../filters/auth"), Config: authCfg},
+			{Name: "ratelimit", RootID: "ratelimit", VMID: "rl", Wasm: BuildGuest(t, "../../filters/ratelimit"), Config: rlCfg},
+		},
+		Steps: []Step{
+			call(zeta), call(zeta), call(zeta, [2]string{"x-consumer", "gold-acme"}),
+			call(acme), call(acme), call(acme), call("wrong"), get("/healthz"),
+		},
+	})
+}
+
+// Two plugins sharing one VM (same vm_id and module, two root contexts), as Envoy's
+// VM key shares them: each sees its own configuration and root id, both count in the
+// VM's globals.
+func TestSharedVM(t *testing.T) {
+	wasm := BuildGuest(t, "../conformance/guest")
+	op := func(name string) Step { return get("/op/"+name, [2]string{"x-op", name}) }
+	differential(t, Scenario{
+		Plugins: []Plugin{
+			{Name: "first", RootID: "first_root", VMID: "shared", Wasm: wasm, Config: `{"tick_ms":0}`},
+			{Name: "second", RootID: "second_root", VMID: "shared", Wasm: wasm, Config: `{}`},
+		},
+		Steps: []Step{op("config"), get("/plain")},
+	})
+}
