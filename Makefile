@@ -42,13 +42,16 @@ run: build
 # worker VMs concurrently; tests build the .wasm modules they drive). test-deps first
 # installs what the tests run against, cached in ~/.cache/meshplug (the first time takes
 # several minutes): staticcheck, redis-server + envoyproxy/ratelimit's service for the
-# global rate limit test, kube-apiserver + etcd for the controller's envtest.
+# global rate limit test, kube-apiserver + etcd for the controller's envtest, and
+# proxy-wasm-cpp-host + WAMR at three Envoy eras for testenv/cpphost (hack/cpphost.sh).
 test: test-deps check
 	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" $(GO) test -race -count=1 ./...
 
 test-deps: tools
 	hack/ratelimit-service.sh
 	hack/kube-binaries.sh >/dev/null
+	@hack/cpphost.sh >/dev/null || { [ "$$CI" != true ] && \
+	  echo "test-deps: proxy-wasm-cpp-host not built (set MESHPLUG_PROXY_WASM_SRC); testenv/cpphost's tests will skip"; }
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./testenv/... ./filters/...

@@ -61,8 +61,11 @@ type Options struct {
 	AllowOnHeadersStopIteration bool
 	// RequestChunkSize and ResponseChunkSize cut request bodies and upstream response
 	// bodies into chunks of that many bytes, each its own body callback (as Envoy
-	// calls decodeData/encodeData per frame or socket read; the sizes depend on the
-	// peer, so there is no Envoy default). 0: the whole body in one chunk.
+	// calls decodeData/encodeData per frame or socket read). 0: DefaultChunkSize, the
+	// size of an HTTP/2 DATA frame under the default SETTINGS_MAX_FRAME_SIZE, so a body
+	// a test sends in one piece reaches filters as Envoy's codec would hand it over
+	// (and a filter buffering it meets the buffer limit as in Envoy); < 0: the whole
+	// body in one chunk.
 	RequestChunkSize, ResponseChunkSize int
 	// BufferLimitBytes is Envoy's per_connection_buffer_limit_bytes as the buffer limit
 	// of a stream: a body a plugin buffers (Pause from a body callback) beyond it is
@@ -119,6 +122,11 @@ type Plugin struct {
 	// with a FakeClock are deterministic.
 	ReloadBackoff time.Duration
 }
+
+// DefaultChunkSize is the body chunk size when Options.RequestChunkSize or
+// ResponseChunkSize is 0: 16 KiB, HTTP/2's default SETTINGS_MAX_FRAME_SIZE (RFC 9113
+// §6.5.2), one decodeData/encodeData per DATA frame in Envoy's HTTP/2 codec.
+const DefaultChunkSize = 16 << 10
 
 // DefaultBufferLimitBytes is Envoy's default per_connection_buffer_limit_bytes (1 MiB).
 const DefaultBufferLimitBytes = 1 << 20

@@ -542,7 +542,8 @@ type frame struct {
 
 // setFrames starts a direction (stReq or stResp) with its frames: headers, then the
 // body (if hasBody) cut into chunks of the direction's chunk size
-// (Options.RequestChunkSize / ResponseChunkSize; 0: one chunk), then trailers if
+// (Options.RequestChunkSize / ResponseChunkSize; 0: DefaultChunkSize, < 0: one
+// chunk), then trailers if
 // present.
 func (s *Stream) setFrames(st stage, body []byte, hasBody, trailers bool) {
 	s.open = false
@@ -554,7 +555,10 @@ func (s *Stream) setFrames(st stage, body []byte, hasBody, trailers bool) {
 		if st == stResp {
 			chunk = s.h.opts.ResponseChunkSize
 		}
-		if chunk <= 0 || len(body) <= chunk {
+		if chunk == 0 {
+			chunk = DefaultChunkSize
+		}
+		if chunk < 0 || len(body) <= chunk {
 			s.fr = append(s.fr, frame{kind: fBody, data: body[:len(body):len(body)]})
 		} else {
 			for len(body) > 0 {

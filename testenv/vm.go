@@ -562,14 +562,32 @@ func (v *vm) logf(level abi.LogLevel, format string, args ...any) {
 	v.h.log(v.name, v.w.id, level, fmt.Sprintf(format, args...))
 }
 
-// setTick sets the root context's tick period (0 stops ticks).
+// setTick sets the calling root context's tick period (0 stops ticks). Ticks belong
+// to a root context, as in Envoy (Wasm::setTimerPeriod keys them by root context id,
+// Wasm::tickHandler calls that root): a root context draining after Reconfigure (or
+// being deleted) sets or stops its own tick, never the new root context's.
 func (v *vm) setTick(period time.Duration) {
-	v.stopTick()
+	rid := v.cur.root
+	slot := &v.tickCancel
+	if rid != v.rootID {
+		slot = nil
+		for _, d := range v.draining {
+			if d.ref.id == rid {
+				slot = &d.tickCancel
+			}
+		}
+		if slot == nil {
+			return // a root context already deleted: Envoy dropped its timer with it
+		}
+	}
+	if *slot != nil {
+		(*slot)()
+		*slot = nil
+	}
 	if period <= 0 {
 		return
 	}
-	rid := v.cur.root
-	v.tickCancel = every(v.h.clock, period, func() {
+	*slot = every(v.h.clock, period, func() {
 		v.w.run(func() {
 			v.onRoot(rid, func() { v.call1(v.fns.onTick, uint64(v.cur.id)) })
 		})

@@ -18,6 +18,7 @@ const (
 	errnoBadf    = 8
 	errnoFault   = 21
 	errnoInval   = 28
+	errnoNoent   = 44
 	errnoNosys   = 52
 	errnoNotsup  = 58
 )
@@ -46,6 +47,123 @@ func wasiFn(name string, nparams int, body func(v *vm, mod api.Module, st []uint
 		}}
 }
 
+// wasiFnT is wasiFn with explicit parameter types (WASI calls with i64 parameters).
+func wasiFnT(name string, params []api.ValueType, body func(v *vm, st []uint64) uint32) hostFunc {
+	f := wasiFn(name, 0, func(v *vm, _ api.Module, st []uint64) uint32 { return body(v, st) })
+	f.params = params
+	return f
+}
+
+// stdio reports whether fd is stdout or stderr, the only descriptors cpp-host knows.
+func stdio(fd uint32) bool { return fd == 1 || fd == 2 }
+
+// constErrno answers errno whatever the arguments.
+func constErrno(name string, errno uint32, params ...api.ValueType) hostFunc {
+	return wasiFnT(name, params, func(*vm, []uint64) uint32 { return errno })
+}
+
+// stdioErrno answers 0 for stdout/stderr (first argument), EBADF for anything else.
+func stdioErrno(name string, params ...api.ValueType) hostFunc {
+	return wasiFnT(name, params, func(_ *vm, st []uint64) uint32 {
+		if !stdio(u32(st[0])) {
+			return errnoBadf
+		}
+		return errnoSuccess
+	})
+}
+
+// wasiFuncs533 are the WASI calls proxy-wasm-cpp-host added in #533 (52a0291's
+// src/exports.cc, wasi_unstable_*), with cpp-host's results and signatures. No file
+// system or sockets: hints and syncs on stdout/stderr succeed, file and socket calls
+// answer ENOTSUP (ENOSYS for fd_pread, 20 for fd_readdir, BADF for
+// fd_filestat_get, NOENT for path_open, which is older), and out-parameters are zeroed
+// as cpp-host zeroes them. path_link and path_symlink take one parameter fewer than
+// WASI preview1 (no new_path_len), as cpp-host declares them: a module importing the
+// preview1 shape fails to link on both hosts.
+func wasiFuncs533() []hostFunc {
+	return []hostFunc{
+		wasiFnT("clock_res_get", i32s(2), func(v *vm, st []uint64) uint32 {
+			if id := u32(st[0]); id != 0 && id != 1 {
+				return errnoNotsup
+			}
+			if !v.putU64(u32(st[1]), 1) {
+				return errnoFault
+			}
+			return errnoSuccess
+		}),
+		constErrno("fd_advise", errnoSuccess, i32, i64, i64, i32),
+		stdioErrno("fd_allocate", i32, i64, i64),
+		stdioErrno("fd_datasync", i32),
+		stdioErrno("fd_fdstat_set_rights", i32, i64, i64),
+		constErrno("fd_filestat_get", errnoBadf, i32, i32),
+		stdioErrno("fd_filestat_set_size", i32, i64),
+		stdioErrno("fd_filestat_set_times", i32, i64, i64, i32),
+		constErrno("fd_pread", errnoNosys, i32, i32, i32, i64, i32),
+		wasiFnT("fd_pwrite", []api.ValueType{i32, i32, i32, i64, i32}, func(v *vm, st []uint64) uint32 {
+			// fd_write's path (cpp-host's writevImpl); the offset is ignored.
+			return v.writev(u32(st[0]), u32(st[1]), u32(st[2]), u32(st[4]))
+		}),
+		wasiFnT("fd_readdir", []api.ValueType{i32, i32, i32, i64, i32}, func(v *vm, st []uint64) uint32 {
+			if !v.putU32(u32(st[4]), 0) {
+				return errnoFault
+			}
+			// cpp-host returns 20 with the comment "ENOTDIR"; in WASI preview1 20 is
+			// EEXIST (ENOTDIR is 54). What matters is that it is not success.
+			return 20
+		}),
+		wasiFnT("fd_renumber", i32s(2), func(_ *vm, st []uint64) uint32 {
+			if !stdio(u32(st[0])) || !stdio(u32(st[1])) {
+				return errnoBadf
+			}
+			return errnoNotsup
+		}),
+		stdioErrno("fd_sync", i32),
+		wasiFnT("fd_tell", i32s(2), func(v *vm, st []uint64) uint32 {
+			if !stdio(u32(st[0])) {
+				return errnoBadf
+			}
+			if !v.putU64(u32(st[1]), 0) {
+				return errnoFault
+			}
+			return errnoSuccess
+		}),
+		constErrno("path_create_directory", errnoNotsup, i32s(3)...),
+		constErrno("path_filestat_get", errnoNotsup, i32s(5)...),
+		constErrno("path_filestat_set_times", errnoNotsup, i32, i32, i32, i32, i64, i64, i32),
+		constErrno("path_link", errnoNotsup, i32s(6)...),
+		wasiFnT("path_readlink", i32s(6), func(v *vm, st []uint64) uint32 {
+			if !v.putU32(u32(st[5]), 0) {
+				return errnoFault
+			}
+			return errnoNotsup
+		}),
+		constErrno("path_remove_directory", errnoNotsup, i32s(3)...),
+		constErrno("path_rename", errnoNotsup, i32s(6)...),
+		constErrno("path_symlink", errnoNotsup, i32s(4)...),
+		constErrno("path_unlink_file", errnoNotsup, i32s(3)...),
+		wasiFnT("sock_accept", i32s(3), func(v *vm, st []uint64) uint32 {
+			if !v.putU64(u32(st[2]), 0) { // cpp-host writes a 64-bit zero here
+				return errnoFault
+			}
+			return errnoNotsup
+		}),
+		wasiFnT("sock_recv", i32s(6), func(v *vm, st []uint64) uint32 {
+			if !v.putU32(u32(st[4]), 0) || !v.mem.WriteUint16Le(u32(st[5]), 0) {
+				return errnoFault
+			}
+			return errnoNotsup
+		}),
+		wasiFnT("sock_send", i32s(5), func(v *vm, st []uint64) uint32 {
+			if !v.putU32(u32(st[4]), 0) {
+				return errnoFault
+			}
+			return errnoNotsup
+		}),
+		constErrno("sock_shutdown", errnoNotsup, i32s(2)...),
+		constErrno("path_open", errnoNoent, i32, i32, i32, i32, i32, i64, i64, i32, i32),
+	}
+}
+
 func zeroSizes(v *vm, _ api.Module, st []uint64) uint32 {
 	if !v.putU32(u32(st[0]), 0) || !v.putU32(u32(st[1]), 0) {
 		return errnoFault
@@ -60,9 +178,9 @@ func zeroSizes(v *vm, _ api.Module, st []uint64) uint32 {
 // doing anything (cpp-host logs them through Context::error, a trace line in Envoy);
 // clock_time_get knows the realtime and monotonic clocks (ENOTSUP for the CPU-time
 // ones); random_get refuses more than 64 KiB (EINVAL); poll_oneoff returns at once
-// with no events (see pollOneoff).
+// with no events (see pollOneoff); and the calls of wasiFuncs533.
 func wasiFuncs() []hostFunc {
-	return []hostFunc{
+	return append(wasiFuncs533(), []hostFunc{
 		wasiFn("args_sizes_get", 2, zeroSizes),
 		wasiFn("args_get", 2, func(*vm, api.Module, []uint64) uint32 { return errnoSuccess }),
 		wasiFn("environ_sizes_get", 2, zeroSizes),
@@ -102,36 +220,7 @@ func wasiFuncs() []hostFunc {
 			return errnoSuccess
 		}),
 		wasiFn("fd_write", 4, func(v *vm, _ api.Module, st []uint64) uint32 {
-			fd := u32(st[0])
-			if fd != 1 && fd != 2 {
-				return errnoBadf
-			}
-			iovs, n := u32(st[1]), u32(st[2])
-			var b strings.Builder
-			for i := uint32(0); i < n; i++ {
-				iov, ok := v.read(iovs+8*i, 8)
-				if !ok {
-					return errnoFault
-				}
-				p, l := binary.LittleEndian.Uint32(iov), binary.LittleEndian.Uint32(iov[4:])
-				data, ok := v.read(p, l)
-				if !ok {
-					return errnoFault
-				}
-				b.Write(data)
-			}
-			level := abi.LogInfo
-			if fd == 2 {
-				level = abi.LogError
-			}
-			msg := strings.TrimRight(b.String(), "\n")
-			if msg != "" {
-				v.h.log(v.name, v.w.id, level, msg)
-			}
-			if !v.putU32(u32(st[3]), uint32(b.Len())) {
-				return errnoFault
-			}
-			return errnoSuccess
+			return v.writev(u32(st[0]), u32(st[1]), u32(st[2]), u32(st[3]))
 		}),
 		wasiFn("fd_read", 4, func(*vm, api.Module, []uint64) uint32 { return errnoNosys }),
 		wasiFn("fd_close", 1, func(v *vm, _ api.Module, _ []uint64) uint32 {
@@ -169,7 +258,40 @@ func wasiFuncs() []hostFunc {
 			fn: func(_ context.Context, _ api.Module, st []uint64) {
 				panic(sys.NewExitError(u32(st[0])))
 			}},
+	}...)
+}
+
+// writev is cpp-host's writevImpl (fd_write, fd_pwrite): stdout and stderr become log
+// lines (info and error) without their trailing newline; other descriptors are EBADF.
+func (v *vm) writev(fd, iovs, n, nwritten uint32) uint32 {
+	if fd != 1 && fd != 2 {
+		return errnoBadf
 	}
+	var b strings.Builder
+	for i := uint32(0); i < n; i++ {
+		iov, ok := v.read(iovs+8*i, 8)
+		if !ok {
+			return errnoFault
+		}
+		p, l := binary.LittleEndian.Uint32(iov), binary.LittleEndian.Uint32(iov[4:])
+		data, ok := v.read(p, l)
+		if !ok {
+			return errnoFault
+		}
+		b.Write(data)
+	}
+	level := abi.LogInfo
+	if fd == 2 {
+		level = abi.LogError
+	}
+	msg := strings.TrimRight(b.String(), "\n")
+	if msg != "" {
+		v.h.log(v.name, v.w.id, level, msg)
+	}
+	if !v.putU32(nwritten, uint32(b.Len())) {
+		return errnoFault
+	}
+	return errnoSuccess
 }
 
 // pollOneoff answers like proxy-wasm-cpp-host after its #533: success at once, no

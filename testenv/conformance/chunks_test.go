@@ -74,6 +74,12 @@ func TestBufferLimit(t *testing.T) {
 			body: bytes.Repeat([]byte("x"), 1<<20+(64<<10)+1), status: 413},
 		{name: "Envoy's default 1 MiB, under", opts: testenv.Options{RequestChunkSize: 64 << 10},
 			body: bytes.Repeat([]byte("x"), 1<<20+1), status: 200}, // buffers 1 MiB, continues at the end
+		// Sent in one piece, the body still reaches the guest in 16 KiB chunks as
+		// Envoy's HTTP/2 codec hands over DATA frames: the buffer limit applies.
+		{name: "default chunks, one piece", opts: testenv.Options{},
+			body: bytes.Repeat([]byte("x"), 2<<20), status: 413},
+		{name: "one chunk on request (RequestChunkSize < 0)", opts: testenv.Options{RequestChunkSize: -1},
+			body: bytes.Repeat([]byte("x"), 2<<20), status: 200}, // the guest continues at end of stream
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.AllowOnHeadersStopIteration = true

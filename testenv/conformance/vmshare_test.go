@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -106,4 +107,31 @@ func decode(t *testing.T, body []byte) map[string]any {
 	var r map[string]any
 	require.NoError(t, json.Unmarshal(body, &r), string(body))
 	return r
+}
+
+// TestTicksPerRootContext: ticks belong to the root context that set them (Envoy's
+// Wasm::setTimerPeriod / tickHandler key them by root context id): after Reconfigure,
+// the old root context switching its tick off when it is done must not stop the new
+// one's.
+func TestTicksPerRootContext(t *testing.T) {
+	clock := testenv.NewFakeClock(time.Unix(1_700_000_000, 0))
+	h := start(t, setup{vmID: "ticks", config: `{"tick_ms":1000,"stop_tick_on_done":true}`,
+		opts: testenv.Options{Clock: clock}})
+	clock.Advance(2 * time.Second)
+	n, _ := h.Metric("conformance.ticks")
+	require.Equal(t, int64(2), n)
+
+	// The old root context has no streams: it is done at once and stops its tick.
+	require.NoError(t, h.Reconfigure(context.Background(), 0, []byte(`{"tick_ms":1000}`)))
+	done, _, _ := h.SharedData("ticks", "plugins_done")
+	require.Equal(t, `{"tick_ms":1000,"stop_tick_on_done":true};`, string(done))
+	clock.Advance(3 * time.Second)
+	n, _ = h.Metric("conformance.ticks")
+	assert.Equal(t, int64(5), n, "the new root context ticks on")
+
+	// The new root context switching its own tick off does stop it.
+	require.NoError(t, h.Reconfigure(context.Background(), 0, []byte(`{"tick_ms":0}`)))
+	clock.Advance(3 * time.Second)
+	n, _ = h.Metric("conformance.ticks")
+	assert.Equal(t, int64(5), n, "the old root (tick_ms 1000) is gone, the newest sets none")
 }

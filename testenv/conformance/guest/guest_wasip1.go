@@ -33,6 +33,8 @@ type config struct {
 	FailConfigure    bool   `json:"fail_configure"`
 	PanicOnConfigure bool   `json:"panic_on_configure"`
 	FailClosed       bool   `json:"fail_closed"`
+	// StopTickOnDone switches this root context's tick off in OnPluginDone.
+	StopTickOnDone bool `json:"stop_tick_on_done"`
 }
 
 type vm struct {
@@ -60,6 +62,11 @@ func (v *vm) NewPluginContext(id uint32) pw.PluginContext {
 func (p *plugin) OnPluginDone() bool {
 	old, _, _ := pw.GetSharedData("plugins_done")
 	pw.SetSharedData("plugins_done", append(old, []byte(p.rawCfg+";")...), 0)
+	if p.cfg.StopTickOnDone {
+		if err := pw.SetTickPeriod(0); err != nil {
+			pw.LogErrorf("stopping the tick: %v", err)
+		}
+	}
 	return true
 }
 

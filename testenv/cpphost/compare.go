@@ -1,0 +1,97 @@
+package cpphost
+
+import (
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshplug/meshplug/testenv"
+)
+
+// BuildGuest builds the guest in pkgDir (testenv.MustBuildGuest, memoized) and writes
+// it to a file both hosts read.
+func BuildGuest(t testing.TB, pkgDir string) string {
+	t.Helper()
+	wasm := testenv.MustBuildGuest(t, pkgDir)
+	path := filepath.Join(t.TempDir(), filepath.Base(pkgDir)+".wasm")
+	require.NoError(t, os.WriteFile(path, wasm, 0o644))
+	return path
+}
+
+// Compare asserts that got (a cpp-host run) agrees with want (the testenv run) field by
+// field: loads, then per request the decision (status, local reply, details,
+// grpc-status), the response headers and body, what reached the upstream; then the
+// metrics and the log messages.
+func Compare(t testing.TB, want, got Outcome) {
+	t.Helper()
+	require.Len(t, got.Loads, len(want.Loads), "plugins")
+	for i := range want.Loads {
+		assert.Equal(t, want.Loads[i].Loaded && want.Loads[i].Started, got.Loads[i].Loaded && got.Loads[i].Started,
+			"plugin %d loaded (cpp-host errors: %s)", i, got.Loads[i].Errors)
+	}
+	require.Len(t, got.Results, len(want.Results), "results")
+	for i := range want.Results {
+		w, g := want.Results[i], got.Results[i]
+		assert.Equal(t, w.Status, g.Status, "request %d: status", i)
+		assert.Equal(t, w.LocalReply, g.LocalReply, "request %d: local reply", i)
+		assert.Equal(t, w.Details, g.Details, "request %d: details", i)
+		assert.Equal(t, w.GrpcStatus, g.GrpcStatus, "request %d: grpc-status", i)
+		assert.Equal(t, w.Reset, g.Reset, "request %d: reset", i)
+		assert.Equal(t, w.Body, g.Body, "request %d: body", i)
+		assert.Equal(t, w.Headers, g.Headers, "request %d: response headers", i)
+		if assert.Equal(t, w.Upstream == nil, g.Upstream == nil, "request %d: reached the upstream", i) && w.Upstream != nil {
+			assert.Equal(t, normalize(w.Upstream.Headers), normalize(g.Upstream.Headers), "request %d: upstream headers", i)
+			assert.Equal(t, w.Upstream.Body, g.Upstream.Body, "request %d: upstream body", i)
+		}
+		assert.Equal(t, w.Repeat, g.Repeat, "request %d: repeat counts", i)
+	}
+	assert.Equal(t, want.Metrics, got.Metrics, "metrics")
+	for name, n := range got.Histograms {
+		assert.Len(t, want.histGet(name), n, "histogram %s: samples", name)
+	}
+	assert.Equal(t, messages(want.Logs), messages(got.Logs), "log messages")
+	require.NotNil(t, want.sharedGet, "want must come from RunTestenv")
+	for vmID, kv := range got.SharedData {
+		for k, v := range kv {
+			w, ok := want.sharedGet(vmID, k)
+			if assert.True(t, ok, "shared data %s/%s is on cpp-host only", vmID, k) {
+				assert.Equal(t, hex.EncodeToString([]byte(w)), v, "shared data %s/%s (hex)", vmID, k)
+			}
+		}
+	}
+}
+
+// messages is the sorted list of log lines, without those of the base VM and its
+// configuration canary (Log.Phase "base"), which testenv does not run.
+func messages(logs []Log) []string {
+	out := []string{}
+	for _, l := range logs {
+		if l.Phase == "base" {
+			continue
+		}
+		out = append(out, l.Level.String()+" "+l.Message)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// normalize puts the pseudo-headers first, sorted (testenv reports them as fields of the
+// upstream request, not in map order); regular headers keep their order.
+func normalize(h [][2]string) [][2]string {
+	var pseudo, regular [][2]string
+	for _, p := range h {
+		if len(p[0]) > 0 && p[0][0] == ':' {
+			pseudo = append(pseudo, p)
+		} else {
+			regular = append(regular, p)
+		}
+	}
+	slices.SortFunc(pseudo, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	return append(pseudo, regular...)
+}

@@ -1,0 +1,466 @@
+// Package cpphost runs meshplug's compiled .wasm filters on proxy-wasm-cpp-host, the host
+// library Envoy embeds for Wasm, and on testenv, from one scenario, so the two hosts'
+// answers can be compared field by field.
+//
+// The cpp-host side is a small C++ program of ours (driver/driver.cc) linked with
+// cpp-host and the WAMR engine at the commits Envoy pinned in its release eras;
+// hack/cpphost.sh builds one per era into ~/.cache/meshplug/cpphost-<commit>. See
+// README.md for the scenario format and what the driver does not model.
+package cpphost
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshplug/meshplug/filters/abi"
+	"github.com/meshplug/meshplug/testenv"
+)
+
+// Host eras: the proxy-wasm-cpp-host commit Envoy pinned, and which Envoy / Istio
+// releases carry it (docs/compatibility.md).
+const (
+	Host52a0291 = "52a0291" // Envoy 1.39+ (cpp-host #533: every WASI import, poll_oneoff works)
+	Host3930b7b = "3930b7b" // Envoy 1.33–1.38 (#427 only: poll_oneoff answers ENOSYS)
+	Host63cb9c1 = "63cb9c1" // Envoy ≤ 1.32 (before #427: no sched_yield, poll_oneoff)
+)
+
+// Hosts lists the eras, newest first.
+var Hosts = []string{Host52a0291, Host3930b7b, Host63cb9c1}
+
+// Scenario is what both hosts run: a chain of plugins, then steps (requests, clock
+// advances). The JSON form is what the driver reads.
+type Scenario struct {
+	Plugins []Plugin `json:"plugins"`
+	// LogLevel is the host's log level (abi.LogLevel; default info).
+	LogLevel abi.LogLevel `json:"log_level"`
+	// NodeID is the xds.node.id property (testenv's is testenv.NodeID).
+	NodeID string `json:"node_id,omitempty"`
+	// StartUnixNS is the scripted clock's start (wall time); default 2026-01-01T00:00:00Z.
+	StartUnixNS int64 `json:"start_unix_ns,omitempty"`
+	// Callouts answers HTTP callouts by cluster name.
+	Callouts map[string]CalloutAnswer `json:"callouts,omitempty"`
+	Steps    []Step                   `json:"steps"`
+}
+
+// Plugin is one filter of the chain.
+type Plugin struct {
+	Name     string `json:"name"`
+	RootID   string `json:"root_id"`
+	VMID     string `json:"vm_id"`
+	VMConfig string `json:"vm_config,omitempty"`
+	Config   string `json:"config"`
+	// Wasm is the module's path (testenv reads the same file).
+	Wasm     string `json:"wasm"`
+	FailOpen bool   `json:"fail_open,omitempty"`
+}
+
+// CalloutAnswer is the response to an HTTP callout.
+type CalloutAnswer struct {
+	Status  int         `json:"status"`
+	Headers [][2]string `json:"headers,omitempty"`
+	Body    string      `json:"body,omitempty"`
+}
+
+// Step is a request (with the upstream's answer) or a clock advance.
+type Step struct {
+	Request   *Request  `json:"request,omitempty"`
+	Upstream  *Upstream `json:"upstream,omitempty"`
+	AdvanceMS int64     `json:"advance_ms,omitempty"`
+	// Repeat sends the request this many times; the result is the last one's, with
+	// counts (Result.Repeat).
+	Repeat int `json:"repeat,omitempty"`
+	// WaitMetric lets the callouts in flight finish: the driver answers them at once;
+	// testenv, whose callouts go to real loopback servers, waits until the metric
+	// reaches the value (a guest's own signal that the answer was handled).
+	WaitMetric *MetricAtLeast `json:"wait_metric,omitempty"`
+}
+
+// MetricAtLeast names a metric and the value it must reach.
+type MetricAtLeast struct {
+	Name    string `json:"name"`
+	AtLeast int64  `json:"at_least"`
+}
+
+// Request is a downstream request.
+type Request struct {
+	Method        string            `json:"method,omitempty"`
+	Path          string            `json:"path,omitempty"`
+	Authority     string            `json:"authority,omitempty"`
+	Scheme        string            `json:"scheme,omitempty"`
+	Headers       [][2]string       `json:"headers,omitempty"`
+	Body          string            `json:"body,omitempty"`
+	SourceAddress string            `json:"source_address,omitempty"`
+	Properties    map[string]string `json:"properties,omitempty"`
+}
+
+// Upstream is the upstream's response (default 200, no headers, empty body).
+type Upstream struct {
+	Status  int         `json:"status,omitempty"`
+	Headers [][2]string `json:"headers,omitempty"`
+	Body    string      `json:"body,omitempty"`
+}
+
+// Result is what the client got for one request step.
+type Result struct {
+	Status     int         `json:"status"`
+	Headers    [][2]string `json:"headers"`
+	Body       string      `json:"body"`
+	LocalReply bool        `json:"local_reply"`
+	Details    string      `json:"details,omitempty"`
+	GrpcStatus *int        `json:"grpc_status,omitempty"`
+	Reset      bool        `json:"reset"`
+	Paused     bool        `json:"paused,omitempty"`
+	// Upstream is what reached the upstream (nil: nothing did).
+	Upstream *Sent  `json:"upstream"`
+	Repeat   *Stats `json:"repeat,omitempty"`
+}
+
+// Sent is the request as it reached the upstream.
+type Sent struct {
+	Headers [][2]string `json:"headers"`
+	Body    string      `json:"body"`
+}
+
+// Stats counts a repeated step's outcomes.
+type Stats struct {
+	Count    int            `json:"count"`
+	Statuses map[string]int `json:"statuses"`
+	// FirstFailure is the index of the first request answered by a failed VM
+	// (details wasm_fail_stream), -1 if none was.
+	FirstFailure int `json:"first_failure"`
+}
+
+// Load says whether a plugin loaded (createWasm + canary) and started on the worker.
+type Load struct {
+	Name    string `json:"name"`
+	Loaded  bool   `json:"loaded"`
+	Started bool   `json:"started"`
+	Errors  string `json:"errors"`
+}
+
+// Log is one log line.
+type Log struct {
+	Level   abi.LogLevel `json:"level"`
+	Plugin  string       `json:"plugin"`
+	Message string       `json:"message"`
+	// Phase is "base" for lines logged while createWasm ran: the base VM and its
+	// configuration canary (cpp-host's WasmHandleBase::canary starts and configures
+	// the plugin in a throwaway clone), which testenv does not run.
+	Phase string `json:"phase,omitempty"`
+}
+
+// Outcome is everything a run produced.
+type Outcome struct {
+	Host    string           `json:"host"`
+	Loads   []Load           `json:"loads"`
+	Results []Result         `json:"results"`
+	Logs    []Log            `json:"logs"`
+	Metrics map[string]int64 `json:"metrics"` // counters and gauges
+	// Histograms counts the samples recorded per histogram (cpp-host runs).
+	Histograms map[string]int               `json:"histograms"`
+	SharedData map[string]map[string]string `json:"shared_data"` // vm_id → key → hex of the value (cpp-host runs)
+	VMFailed   bool                         `json:"vm_failed"`
+	// sharedGet reads testenv's shared data (testenv lists no keys: Compare looks up
+	// the keys the cpp-host run reported).
+	sharedGet func(vmID, key string) (string, bool)
+	// histGet reads testenv's histogram samples.
+	histGet func(name string) []uint64
+}
+
+// Loaded reports whether every plugin loaded and started.
+func (o *Outcome) Loaded() bool {
+	for _, l := range o.Loads {
+		if !l.Loaded || !l.Started {
+			return false
+		}
+	}
+	return len(o.Loads) > 0
+}
+
+// repoRoot is the repository's root (this file is testenv/cpphost/cpphost.go).
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// DriverHash is the hash hack/cpphost.sh records for the driver's sources (driver.cc
+// files, then the script), so a stale build is not used.
+func DriverHash() (string, error) {
+	root := repoRoot()
+	files, err := filepath.Glob(filepath.Join(root, "testenv", "cpphost", "driver", "*.cc"))
+	if err != nil {
+		return "", err
+	}
+	slices.Sort(files)
+	files = append(files, filepath.Join(root, "hack", "cpphost.sh"))
+	h := sha256.New()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// CacheDir is where hack/cpphost.sh puts the hosts.
+func CacheDir() string {
+	if d := os.Getenv("MESHPLUG_CPPHOST_CACHE"); d != "" {
+		return d
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "meshplug")
+}
+
+// Binary returns the driver built for host, or why there is none usable.
+func Binary(host string) (string, error) {
+	dir := filepath.Join(CacheDir(), "cpphost-"+host)
+	bin := filepath.Join(dir, "meshplug-cpphost")
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("cpp-host %s is not built (%v): run hack/cpphost.sh", host, err)
+	}
+	inputs, err := os.ReadFile(filepath.Join(dir, "inputs"))
+	if err != nil {
+		return "", fmt.Errorf("cpp-host %s: %v: run hack/cpphost.sh", host, err)
+	}
+	want, err := DriverHash()
+	if err != nil {
+		return "", err
+	}
+	if !strings.Contains(string(inputs), "driver="+want) {
+		return "", fmt.Errorf("cpp-host %s was built from other driver sources: run hack/cpphost.sh", host)
+	}
+	return bin, nil
+}
+
+// RequireBinary returns host's driver; without one the test is skipped, or fails
+// under CI=true (CI must build the hosts: .ci/run, make test-deps).
+func RequireBinary(t testing.TB, host string) string {
+	t.Helper()
+	bin, err := Binary(host)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and %v", err)
+		}
+		t.Skip(err)
+	}
+	return bin
+}
+
+// RunCppHost runs sc on host's driver.
+func RunCppHost(t testing.TB, host string, sc Scenario) Outcome {
+	t.Helper()
+	bin := RequireBinary(t, host)
+	if sc.NodeID == "" {
+		sc.NodeID = testenv.NodeID
+	}
+	if sc.LogLevel == 0 {
+		sc.LogLevel = abi.LogInfo // testenv's default, Envoy's --log-level info
+	}
+	in, err := json.Marshal(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Stdin = bytes.NewReader(in)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("cpp-host %s driver: %v\nstderr: %s", host, err, tail(stderr.String()))
+	}
+	var out Outcome
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		t.Fatalf("cpp-host %s driver output: %v\n%s", host, err, tail(stdout.String()))
+	}
+	return out
+}
+
+func tail(s string) string {
+	if len(s) > 4000 {
+		return "…" + s[len(s)-4000:]
+	}
+	return s
+}
+
+// DefaultStart is the scripted clock's default start, as in the driver.
+var DefaultStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// RunTestenv runs sc on testenv (one worker, a FakeClock at the scenario's start).
+func RunTestenv(t testing.TB, sc Scenario) Outcome {
+	t.Helper()
+	start := DefaultStart
+	if sc.StartUnixNS != 0 {
+		start = time.Unix(0, sc.StartUnixNS).UTC()
+	}
+	clock := testenv.NewFakeClock(start)
+	clusters := map[string]string{}
+	for name, a := range sc.Callouts {
+		a := a
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			for _, h := range a.Headers {
+				w.Header().Add(h[0], h[1])
+			}
+			w.WriteHeader(a.Status)
+			_, _ = w.Write([]byte(a.Body))
+		}))
+		t.Cleanup(srv.Close)
+		clusters[name] = strings.TrimPrefix(srv.URL, "http://")
+	}
+	var plugins []testenv.Plugin
+	for _, p := range sc.Plugins {
+		wasm, err := os.ReadFile(p.Wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := testenv.Plugin{Name: p.Name, RootID: p.RootID, VMID: p.VMID, Wasm: wasm,
+			Config: []byte(p.Config), VMConfig: []byte(p.VMConfig)}
+		if p.FailOpen {
+			tp.FailurePolicy = testenv.FailOpen
+		}
+		plugins = append(plugins, tp)
+	}
+	level := sc.LogLevel
+	if level == 0 {
+		level = abi.LogInfo
+	}
+	out := Outcome{Host: "testenv", Metrics: map[string]int64{}, SharedData: map[string]map[string]string{}}
+	// The upstream answers with the current step's Upstream (one worker, one stream at
+	// a time).
+	var current *Upstream
+	upstream := func(*testenv.UpstreamRequest) *testenv.UpstreamResponse {
+		up := current
+		if up == nil {
+			up = &Upstream{}
+		}
+		status := up.Status
+		if status == 0 {
+			status = 200
+		}
+		return &testenv.UpstreamResponse{Status: status, Headers: up.Headers, Body: []byte(up.Body)}
+	}
+	h, err := testenv.New(context.Background(), testenv.Options{Workers: 1, Clock: clock, Clusters: clusters,
+		LogLevel: level, Upstream: upstream}, plugins...)
+	for _, p := range sc.Plugins {
+		l := Load{Name: p.Name, Loaded: err == nil, Started: err == nil}
+		if err != nil {
+			l.Errors = err.Error()
+		}
+		out.Loads = append(out.Loads, l)
+	}
+	if err != nil {
+		return out
+	}
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	ctx := context.Background()
+	for _, st := range sc.Steps {
+		if st.AdvanceMS > 0 {
+			clock.Advance(time.Duration(st.AdvanceMS) * time.Millisecond)
+			continue
+		}
+		if w := st.WaitMetric; w != nil {
+			waitMetric(t, h, w)
+			continue
+		}
+		if st.Request == nil {
+			continue
+		}
+		current = st.Upstream
+		n := max(st.Repeat, 1)
+		var last Result
+		stats := &Stats{Count: n, Statuses: map[string]int{}, FirstFailure: -1}
+		for i := range n {
+			last = testenvRequest(ctx, t, h, st)
+			stats.Statuses[strconv.Itoa(last.Status)]++
+			if stats.FirstFailure < 0 && last.Details == "wasm_fail_stream" {
+				stats.FirstFailure = i
+			}
+		}
+		if n > 1 {
+			last.Repeat = stats
+		}
+		out.Results = append(out.Results, last)
+	}
+	for _, l := range h.Logs() {
+		if l.Level >= level {
+			out.Logs = append(out.Logs, Log{Level: l.Level, Plugin: l.Plugin, Message: l.Message})
+		}
+	}
+	out.Metrics = h.Metrics()
+	out.histGet = h.Histogram
+	out.sharedGet = func(vmID, key string) (string, bool) {
+		v, _, ok := h.SharedData(vmID, key)
+		return string(v), ok
+	}
+	return out
+}
+
+func testenvRequest(ctx context.Context, t testing.TB, h *testenv.Host, st Step) Result {
+	t.Helper()
+	r := st.Request
+	req := testenv.Request{Method: r.Method, Path: r.Path, Authority: r.Authority, Scheme: r.Scheme,
+		Headers: r.Headers, SourceAddress: r.SourceAddress}
+	if r.Body != "" {
+		req.Body = []byte(r.Body)
+	}
+	if len(r.Properties) > 0 {
+		req.Properties = map[string][]byte{}
+		for k, v := range r.Properties {
+			req.Properties[k] = []byte(v)
+		}
+	}
+	resp, err := h.Do(ctx, req)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	res := Result{Status: resp.Status, Body: string(resp.Body), LocalReply: resp.LocalReply,
+		Details: resp.Details, Reset: resp.Reset, Headers: pairs(resp.Headers)}
+	if resp.GrpcStatus != nil {
+		g := int(*resp.GrpcStatus)
+		res.GrpcStatus = &g
+	}
+	if resp.Upstream != nil {
+		u := resp.Upstream
+		hs := append([][2]string{{":authority", u.Authority}, {":path", u.Path}, {":method", u.Method},
+			{":scheme", u.Scheme}}, pairs(u.Headers)...)
+		res.Upstream = &Sent{Headers: hs, Body: string(u.Body)}
+	}
+	return res
+}
+
+func pairs(h testenv.Headers) [][2]string {
+	out := make([][2]string, 0, len(h))
+	for _, p := range h {
+		out = append(out, [2]string{p.Key, p.Value})
+	}
+	return out
+}
+
+// waitMetric polls testenv until the metric reaches its value; it gives up after
+// 5,000 polls 1 ms apart (a loopback callout takes well under that), failing the test.
+func waitMetric(t testing.TB, h *testenv.Host, w *MetricAtLeast) {
+	t.Helper()
+	for range 5000 {
+		if v, ok := h.Metric(w.Name); ok && v >= w.AtLeast {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	v, _ := h.Metric(w.Name)
+	t.Fatalf("testenv: metric %s stayed at %d, want at least %d", w.Name, v, w.AtLeast)
+}

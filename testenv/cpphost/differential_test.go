@@ -1,0 +1,343 @@
+package cpphost
+
+import (
+	"testing"
+
+	"github.com/meshplug/meshplug/filters/auth/jwt"
+	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// differential runs sc on testenv and on the hosts that can load a Go module (52a0291,
+// 3930b7b) and compares them field by field; on 63cb9c1 (Envoy ≤ 1.32) it checks that
+// the module is refused at its first missing import, as Envoy logs it.
+func differential(t *testing.T, sc Scenario) {
+	t.Helper()
+	want := RunTestenv(t, sc)
+	require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+	for _, host := range []string{Host52a0291, Host3930b7b} {
+		t.Run(host, func(t *testing.T) {
+			got := RunCppHost(t, host, sc)
+			Compare(t, want, got)
+		})
+	}
+	t.Run(Host63cb9c1, func(t *testing.T) {
+		got := RunCppHost(t, Host63cb9c1, sc)
+		assert.False(t, got.Loaded())
+		require.NotEmpty(t, got.Loads)
+		assert.Contains(t, got.Loads[0].Errors, "wasi_snapshot_preview1.sched_yield")
+	})
+}
+
+// The auth README's api_keys example ("test" hashes to 9f86d0…), with the README's
+// responses table rows that apply to API keys.
+func TestAuthAPIKeys(t *testing.T) {
+	wasm := BuildGuest(t, "../../filters/auth")
+	cfg := `{
+  "api_keys": {"keys": [{"consumer": "ci-bot", "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}]},
+  "rules": [
+    {"match": {"prefix": "/healthz"}, "public": true},
+    {"match": {"prefix": "/"}, "requires": ["api_keys"]}
+  ]
+}`
+	req := func(path string, headers ...[2]string) Step {
+		return Step{Request: &Request{Path: path, Headers: headers}, Upstream: &Upstream{Status: 200, Body: "hello"}}
+	}
+	differential(t, Scenario{
+		Plugins: []Plugin{{Name: "auth", RootID: "auth", VMID: "auth", Wasm: wasm, Config: cfg}},
+		Steps: []Step{
+			req("/healthz"),
+			req("/orders"),
+			req("/orders", [2]string{"x-api-key", "test"}),
+			req("/orders", [2]string{"X-Api-Key", "wrong"}),
+			req("/orders", [2]string{"x-api-key", "test"}, [2]string{"x-api-key", "test"}),
+			req("/orders", [2]string{"x_api_key", "test"}),
+			req("/orders?api_key=test"),
+			{Request: &Request{Path: "/orders", Headers: [][2]string{{"content-type", "application/grpc"}}}},
+		},
+	})
+}
+
+func get(path string, headers ...[2]string) Step {
+	return Step{Request: &Request{Path: path, Headers: headers}, Upstream: &Upstream{Status: 200, Body: "ok",
+		Headers: [][2]string{{"content-type", "text/plain"}}}}
+}
+
+// The examples/ filters (their README claims).
+func TestExamples(t *testing.T) {
+	for _, tc := range []struct {
+		dir   string
+		steps []Step
+	}{
+		{dir: "requireheader", steps: []Step{
+			get("/", [2]string{"x-tenant", "acme"}),
+			get("/", [2]string{"X-Tenant", ""}),
+			get("/"),
+			get("/", [2]string{"content-type", "application/grpc"}),
+		}},
+		{dir: "headerrewrite", steps: []Step{
+			get("/", [2]string{"x-internal-user", "a"}, [2]string{"X-Internal-User", "b"}, [2]string{"x-hello", "1"}, [2]string{"x-hello", "2"}),
+			get("/"),
+		}},
+	} {
+		t.Run(tc.dir, func(t *testing.T) {
+			wasm := BuildGuest(t, "../../examples/"+tc.dir)
+			differential(t, Scenario{
+				Plugins: []Plugin{{Name: tc.dir, RootID: tc.dir, VMID: tc.dir, Wasm: wasm}},
+				Steps:   tc.steps,
+			})
+		})
+	}
+}
+
+// The fault README's header-controlled example (an abort chosen by the client).
+func TestFaultHeaderAbort(t *testing.T) {
+	wasm := BuildGuest(t, "../../filters/fault")
+	cfg := `{"faults": [{
+  "downstream_nodes": ["chaos"],
+  "delay": {"header_delay": {"max_delay": "10s"}, "percentage": {"numerator": 100}},
+  "abort": {"header_abort": {}, "percentage": {"numerator": 100}}
+}]}`
+	differential(t, Scenario{
+		Plugins: []Plugin{{Name: "fault", RootID: "fault", VMID: "fault", Wasm: wasm, Config: cfg}},
+		Steps: []Step{
+			get("/", [2]string{"x-envoy-downstream-service-node", "chaos"}, [2]string{"x-envoy-fault-abort-request", "503"}),
+			get("/", [2]string{"x-envoy-downstream-service-node", "other"}, [2]string{"x-envoy-fault-abort-request", "503"}),
+			get("/", [2]string{"x-envoy-downstream-service-node", "chaos"}),
+			get("/", [2]string{"x-envoy-downstream-service-node", "chaos"}, [2]string{"x-envoy-fault-abort-grpc-request", "14"},
+				[2]string{"content-type", "application/grpc"}),
+		},
+	})
+}
+
+// The ratelimit README's local example after auth: 2 requests a minute per consumer,
+// then 429 until the scripted clock moves on.
+func TestRatelimitLocal(t *testing.T) {
+	wasm := BuildGuest(t, "../../filters/ratelimit")
+	cfg := `{
+  "rules": [
+    {"name": "per-consumer", "match": {"prefix": "/api"},
+     "descriptors": [{"key": "consumer", "header": "x-consumer"}],
+     "limit": {"requests": 2, "unit": "minute"},
+     "overrides": [{"values": {"consumer": "gold-*"}, "limit": {"requests": 20, "unit": "minute"}}],
+     "missing_key": "deny"},
+    {"name": "per-ip", "descriptors": [{"key": "remote_address", "client_address": true}],
+     "limit": {"requests": 100, "unit": "second", "burst": 200}}
+  ],
+  "headers_on_allowed": true
+}`
+	zeta := get("/api/x", [2]string{"x-consumer", "zeta"})
+	gold := get("/api/x", [2]string{"x-consumer", "gold-acme"})
+	differential(t, Scenario{
+		Plugins: []Plugin{{Name: "ratelimit", RootID: "ratelimit", VMID: "ratelimit", Wasm: wasm, Config: cfg}},
+		Steps: []Step{
+			zeta, zeta, zeta, gold, gold, gold, get("/api/x"), get("/public"),
+			{AdvanceMS: 60_000},
+			zeta,
+		},
+	})
+}
+
+// The auth README's JWT provider with its remote JWKS (a callout answered from the
+// scenario on cpp-host, by a loopback server on testenv), then the README's responses
+// table rows for tokens.
+func TestAuthJWT(t *testing.T) {
+	wasm := BuildGuest(t, "../../filters/auth")
+	es := jwttest.New(jwt.ES256, "k1")
+	cfg := `{
+  "providers": {
+    "corp": {
+      "issuer": "https://idp.example.com", "audiences": ["orders"], "algorithms": ["RS256", "ES256"],
+      "remote_jwks": {"http_uri": {"uri": "https://idp.example.com/.well-known/jwks.json", "cluster": "outbound|443||idp.example.com", "timeout": "2s"}},
+      "claim_to_headers": [{"claim": "sub", "header": "x-user-id"}]
+    }
+  },
+  "rules": [
+    {"match": {"prefix": "/healthz"}, "public": true},
+    {"match": {"path": "/admin", "methods": ["POST"]}, "requires": ["corp"], "required_claims": {"scope": "admin"}},
+    {"match": {"prefix": "/"}, "requires": ["corp"]}
+  ]
+}`
+	now := DefaultStart.Unix()
+	claims := func(extra map[string]any) map[string]any {
+		c := map[string]any{"iss": "https://idp.example.com", "aud": "orders", "sub": "alice",
+			"iat": now - 10, "exp": now + 600}
+		for k, v := range extra {
+			c[k] = v
+		}
+		return c
+	}
+	bearer := func(tok string) [2]string { return [2]string{"authorization", "Bearer " + tok} }
+	good := es.Sign(claims(nil))
+	admin := es.Sign(claims(map[string]any{"scope": "admin"}))
+	expired := es.Sign(claims(map[string]any{"exp": now - 100}))
+	post := func(path string, h ...[2]string) Step {
+		s := get(path, h...)
+		s.Request.Method = "POST"
+		return s
+	}
+	differential(t, Scenario{
+		Plugins: []Plugin{{Name: "auth", RootID: "auth", VMID: "auth", Wasm: wasm, Config: cfg}},
+		Callouts: map[string]CalloutAnswer{"outbound|443||idp.example.com": {Status: 200,
+			Headers: [][2]string{{"content-type", "application/json"}}, Body: jwttest.JWKS(es)}},
+		Steps: []Step{
+			// auth fetches the key set when it starts; let that fetch finish.
+			{WaitMetric: &MetricAtLeast{Name: "meshplug.auth.jwks.fetch_success", AtLeast: 1}},
+			get("/healthz"),
+			get("/orders", bearer(good)),
+			get("/orders", bearer(good), [2]string{"x-user-id", "mallory"}),
+			get("/orders", bearer(expired)),
+			get("/orders", bearer("not.a.token")),
+			get("/orders"),
+			post("/admin", bearer(good)),
+			post("/admin", bearer(admin)),
+		},
+	})
+}
+
+// testenv loads every module the newest host library loads: a guest importing every
+// WASI call cpp-host has since #533 gets the same answers on both (testenv's
+// TestWASIFullSet pins them); the older hosts refuse it.
+func TestWASIGuest(t *testing.T) {
+	wasm := BuildGuest(t, "../testdata/wasiguest")
+	sc := Scenario{
+		Plugins: []Plugin{{Name: "wasiguest", RootID: "wasiguest", VMID: "wasiguest", Wasm: wasm}},
+		Steps:   []Step{get("/")},
+	}
+	want := RunTestenv(t, sc)
+	require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+	t.Run(Host52a0291, func(t *testing.T) { Compare(t, want, RunCppHost(t, Host52a0291, sc)) })
+	for _, host := range []string{Host3930b7b, Host63cb9c1} {
+		t.Run(host, func(t *testing.T) {
+			got := RunCppHost(t, host, sc)
+			assert.False(t, got.Loaded())
+			assert.Contains(t, got.Loads[0].Errors, "Failed to load Wasm module due to a missing import: wasi_snapshot_preview1.")
+		})
+	}
+}
+
+// The routehint README's example: header rule, weighted split by consumer, cookie
+// override for staff, the echo header.
+func TestRoutehint(t *testing.T) {
+	wasm := BuildGuest(t, "../../filters/routehint")
+	cfg := `{
+  "targets": [
+    {"name": "canary", "headers": {"x-route-hint": "canary"}},
+    {"name": "stable"}
+  ],
+  "rules": [
+    {"name": "beta-testers",
+     "match": {"all": [{"from": "header", "name": "x-consumer-group", "op": "in", "values": ["beta", "qa"]}]},
+     "target": "canary"},
+    {"name": "rollout",
+     "match": {"all": [{"from": "path", "op": "prefix", "value": "/reviews"}]},
+     "split": {"key": {"header": "x-consumer"}, "salt": "reviews-v2",
+               "weights": [{"target": "canary", "weight": 10}, {"target": "stable", "weight": 90}]}}
+  ],
+  "override": {"cookie": "canary_override", "allowed": ["canary", "stable"],
+               "when": {"all": [{"from": "header", "name": "x-consumer-group", "op": "equal", "value": "staff"}]}},
+  "echo_header": "x-route-target"
+}`
+	steps := []Step{
+		get("/", [2]string{"x-consumer-group", "beta"}),
+		get("/", [2]string{"x-consumer-group", "other"}, [2]string{"x-route-hint", "canary"}),
+		get("/", [2]string{"x-consumer-group", "staff"}, [2]string{"cookie", "canary_override=canary"}),
+		get("/", [2]string{"x-consumer-group", "other"}, [2]string{"cookie", "canary_override=canary"}),
+	}
+	for _, c := range []string{"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"} {
+		steps = append(steps, get("/reviews/1", [2]string{"x-consumer", c}))
+	}
+	differential(t, Scenario{
+		Plugins: []Plugin{{Name: "routehint", RootID: "routehint", VMID: "routehint", Wasm: wasm, Config: cfg}},
+		Steps:   steps,
+	})
+}
+
+// The conformance guest's ABI probes (testenv/conformance/guest): each op reports what
+// the host answered, so a disagreement shows as a different report.
+func TestConformanceGuest(t *testing.T) {
+	wasm := BuildGuest(t, "../conformance/guest")
+	op := func(name string, h ...[2]string) Step {
+		return get("/op/"+name, append([][2]string{{"x-op", name}}, h...)...)
+	}
+	differential(t, Scenario{
+		Plugins: []Plugin{{Name: "conformance", RootID: "conformance_root", VMID: "conf", Wasm: wasm,
+			Config: `{"queue":"q","tick_ms":1000}`, VMConfig: "vmcfg"}},
+		Steps: []Step{
+			op("headers", [2]string{"x-one", "1"}, [2]string{"X-Mixed-Case", "v"}, [2]string{"x-multi", "a"}, [2]string{"x-multi", "b"}),
+			op("headers", [2]string{"x-set-all", "1"}),
+			op("properties", [2]string{"x-request-id", "req-1"}),
+			op("shared-data", [2]string{"x-key", "k1"}),
+			op("shared-data", [2]string{"x-key", "k1"}),
+			op("queue", [2]string{"x-queue", "q"}, [2]string{"x-item", "one"}),
+			op("metrics"),
+			op("log"),
+			op("local-reply"),
+			op("local-reply", [2]string{"content-type", "application/grpc"}, [2]string{"x-grpc-status", "7"}),
+			op("header-shape", [2]string{"user-agent", "ua"}, [2]string{"x-a", "1"}),
+			op("double-reply"),
+			op("effective-context"),
+			{AdvanceMS: 2500},
+			op("time"),
+			op("config"),
+			get("/plain", [2]string{"x-plain", "1"}),
+		},
+	})
+}
+
+// The ratelimit README's chain: auth (API keys) then ratelimit keyed on the consumer
+// auth wrote; a caller claiming another consumer is still itself. Two plugins, two VMs,
+// one chain.
+func TestChainAuthRatelimit(t *testing.T) {
+	authCfg := `{
+  "api_keys": {"keys": [
+    {"consumer": "gold-acme", "sha256": "8d1fde3e812f6f2e7da16e8dbbe290a806f4608424c237f78886b81304c4c234"},
+    {"consumer": "zeta", "sha256": "44a49b5d869cdea9aa9382ccaa096cd7a3a77e206cd6b9d1fba5906468740760"}
+  ]},
+  "rules": [
+    {"match": {"prefix": "/healthz"}, "public": true},
+    {"match": {"prefix": "/api"}, "requires": ["api_keys"]}
+  ]
+}`
+	rlCfg := `{
+  "rules": [
+    {"name": "per-consumer", "match": {"prefix": "/api"},
+     "descriptors": [{"key": "consumer", "header": "x-consumer"}],
+     "limit": {"requests": 2, "unit": "minute"},
+     "overrides": [{"values": {"consumer": "gold-*"}, "limit": {"requests": 20, "unit": "minute"}}],
+     "missing_key": "deny"}
+  ],
+  "headers_on_allowed": true
+}`
+	const zeta, acme = "zeta-key-0123456789abcdef", "acme-key-0123456789abcdef"
+	call := func(key string, extra ...[2]string) Step {
+		return get("/api/orders", append([][2]string{{"x-api-key", key}}, extra...)...)
+	}
+	differential(t, Scenario{
+		Plugins: []Plugin{
+			{Name: "auth", RootID: "auth", VMID: "auth", Wasm: BuildGuest(t, "../../filters/auth"), Config: authCfg},
+			{Name: "ratelimit", RootID: "ratelimit", VMID: "rl", Wasm: BuildGuest(t, "../../filters/ratelimit"), Config: rlCfg},
+		},
+		Steps: []Step{
+			call(zeta), call(zeta), call(zeta, [2]string{"x-consumer", "gold-acme"}),
+			call(acme), call(acme), call(acme), call("wrong"), get("/healthz"),
+		},
+	})
+}
+
+// Two plugins sharing one VM (same vm_id and module, two root contexts), as Envoy's
+// VM key shares them: each sees its own configuration and root id, both count in the
+// VM's globals.
+func TestSharedVM(t *testing.T) {
+	wasm := BuildGuest(t, "../conformance/guest")
+	op := func(name string) Step { return get("/op/"+name, [2]string{"x-op", name}) }
+	differential(t, Scenario{
+		Plugins: []Plugin{
+			{Name: "first", RootID: "first_root", VMID: "shared", Wasm: wasm, Config: `{"tick_ms":0}`},
+			{Name: "second", RootID: "second_root", VMID: "shared", Wasm: wasm, Config: `{}`},
+		},
+		Steps: []Step{op("config"), get("/plain")},
+	})
+}

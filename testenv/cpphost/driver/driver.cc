@@ -1,0 +1,1367 @@
+// meshplug-cpphost: plays Envoy's part around proxy-wasm-cpp-host (the host library
+// Envoy embeds for Wasm) so that meshplug's compiled .wasm filters can be run on the real
+// host library with the WAMR engine. It reads a scenario (JSON, from the file named by
+// the first argument or stdin) and writes what happened (JSON, stdout). The scenario
+// format and its Go side are in testenv/cpphost (scenario.go); this file follows
+// Envoy's source/extensions/common/wasm/context.cc where the ABI leaves a choice, and
+// says so. Written for meshplug; cpp-host's test/utility.h shows the same shape.
+//
+// What it models: createWasm + configuration canary, a thread-local plugin per worker
+// (one worker: the main thread), several plugins (root contexts) per VM keyed like
+// Envoy (vm_id + code), per-stream contexts through a chain of plugins, header maps with
+// Envoy's HeaderMapImpl semantics (lower-case names, inline headers append, setCopy
+// replaces all), deferred local replies, properties, cpp-host's own shared data and
+// queues, ticks from a scripted clock, HTTP callouts answered from the scenario, logs
+// (including the guest's stderr), metrics, and VM failure (failStream: 503 unless
+// fail_open). What it does not model is Envoy's filter manager beyond one chain in
+// order: see testenv/cpphost/README.md.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "include/proxy-wasm/context.h"
+#include "include/proxy-wasm/wamr.h"
+#include "include/proxy-wasm/wasm.h"
+#include "src/shared_data.h"
+
+#ifndef MESHPLUG_CPPHOST_COMMIT
+#define MESHPLUG_CPPHOST_COMMIT "unknown"
+#endif
+
+using json = nlohmann::json;
+using namespace proxy_wasm;
+
+namespace {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto &c : out) {
+    if (c >= 'A' && c <= 'Z') {
+      c = static_cast<char>(c - 'A' + 'a');
+    }
+  }
+  return out;
+}
+
+// Inline headers of Envoy's header maps (header_map_impl.h): addCopy to one that exists
+// appends ",value" to it instead of adding a second entry.
+const std::vector<std::string> kInlineCommon = {
+    "connection", "content-type", "content-length", "keep-alive", "proxy-connection",
+    "proxy-status", "x-request-id", "transfer-encoding", "upgrade", "via",
+    "x-envoy-decorator-operation"};
+const std::vector<std::string> kInlineRequest = {
+    ":authority", ":path", ":method", ":scheme", ":protocol", "user-agent", "authorization",
+    "expect", "te", "grpc-timeout", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+    "x-forwarded-client-cert", "x-client-trace-id", "x-envoy-internal", "x-envoy-original-path",
+    "x-envoy-expected-rq-timeout-ms", "x-envoy-max-retries", "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on", "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms", "x-envoy-external-address",
+    "x-envoy-downstream-service-cluster", "x-envoy-downstream-service-node",
+    "x-envoy-force-trace"};
+const std::vector<std::string> kInlineResponse = {
+    ":status", "date", "server", "location", "etag", "grpc-status", "grpc-message",
+    "x-envoy-upstream-service-time", "x-envoy-overloaded", "x-envoy-ratelimited",
+    "x-envoy-degraded", "x-envoy-upstream-canary", "x-envoy-immediate-health-check-fail",
+    "x-envoy-upstream-healthchecked-cluster"};
+
+bool isInline(WasmHeaderMapType t, const std::string &k) {
+  auto in = [&](const std::vector<std::string> &v) {
+    return std::find(v.begin(), v.end(), k) != v.end();
+  };
+  switch (t) {
+  case WasmHeaderMapType::RequestHeaders:
+    return in(kInlineRequest) || in(kInlineCommon);
+  case WasmHeaderMapType::ResponseHeaders:
+    return in(kInlineResponse) || in(kInlineCommon);
+  default:
+    return false;
+  }
+}
+
+// HeaderList::insert: pseudo-headers after the last pseudo-header, others at the end.
+void insertHeader(Headers &m, std::string k, std::string v) {
+  if (!k.empty() && k[0] == ':') {
+    auto it = m.begin();
+    while (it != m.end() && !it->first.empty() && it->first[0] == ':') {
+      ++it;
+    }
+    m.insert(it, {std::move(k), std::move(v)});
+    return;
+  }
+  m.emplace_back(std::move(k), std::move(v));
+}
+
+void addHeader(Headers &m, WasmHeaderMapType t, const std::string &k, std::string_view v) {
+  if (isInline(t, k)) {
+    for (auto &p : m) {
+      if (p.first == k) {
+        p.second += ",";
+        p.second += v;
+        return;
+      }
+    }
+  }
+  insertHeader(m, k, std::string(v));
+}
+
+void removeHeader(Headers &m, const std::string &k) {
+  m.erase(std::remove_if(m.begin(), m.end(), [&](const auto &p) { return p.first == k; }),
+          m.end());
+}
+
+json headersJSON(const Headers &h) {
+  json out = json::array();
+  for (const auto &p : h) {
+    out.push_back(json::array({p.first, p.second}));
+  }
+  return out;
+}
+
+Headers headersFrom(const json &j) {
+  Headers h;
+  if (j.is_array()) {
+    for (const auto &p : j) {
+      h.emplace_back(lower(p.at(0).get<std::string>()), p.at(1).get<std::string>());
+    }
+  }
+  return h;
+}
+
+// A body buffer with Envoy's Buffer semantics for proxy_set_buffer_bytes
+// (Context::setBuffer → Buffer::copyFrom rules, like testenv's setBuffer).
+class StringBuffer : public BufferInterface {
+public:
+  explicit StringBuffer(std::string *s, bool mutable_ = true) : s_(s), mutable_(mutable_) {}
+  size_t size() const override { return s_->size(); }
+  WasmResult copyTo(WasmBase *wasm, size_t start, size_t length, uint64_t ptr_ptr,
+                    uint64_t size_ptr) const override {
+    std::string_view v(*s_);
+    if (start > v.size()) {
+      start = v.size();
+    }
+    v = v.substr(start, length);
+    if (!wasm->copyToPointerSize(v, ptr_ptr, size_ptr)) {
+      return WasmResult::InvalidMemoryAccess;
+    }
+    return WasmResult::Ok;
+  }
+  WasmResult copyFrom(size_t start, size_t length, std::string_view data) override {
+    if (!mutable_) {
+      return WasmResult::BadArgument;
+    }
+    size_t size = s_->size();
+    if (start == 0 && length < size) {
+      *s_ = std::string(data) + s_->substr(length);
+    } else if (start == 0) {
+      *s_ = std::string(data);
+    } else if (start >= size) {
+      s_->append(data);
+    } else {
+      return WasmResult::BadArgument;
+    }
+    return WasmResult::Ok;
+  }
+
+private:
+  std::string *s_;
+  bool mutable_;
+};
+
+struct Metric {
+  uint32_t type = 0;
+  std::string name;
+  int64_t value = 0;
+};
+
+struct LocalReply {
+  uint32_t code = 0;
+  std::string body;
+  Headers headers;
+  int64_t grpc_status = -1;
+  std::string details;
+};
+
+struct PendingCall {
+  uint32_t token;
+  uint32_t context_id;
+  WasmBase *wasm;
+  std::string cluster;
+  Headers headers;
+  std::string body;
+};
+
+struct Timer {
+  WasmBase *wasm;
+  uint32_t root_context_id;
+  uint64_t period_ms;
+  uint64_t next_ms;
+};
+
+// Process-wide state of one run (one worker thread).
+struct Env {
+  json logs = json::array();
+  std::map<std::string, Metric> metrics; // by name, like Envoy's stats scope
+  std::vector<std::string> metric_names; // id - 1 → name
+  uint64_t start_unix_ns = 1767225600000000000ULL; // 2026-01-01T00:00:00Z
+  uint64_t now_ms = 0;                             // scripted clock, since start
+  uint32_t log_level = 2;                          // info
+  std::vector<Timer> timers;
+  std::vector<PendingCall> calls;
+  uint32_t next_token = 1;
+  std::vector<std::string> errors;
+  json callouts = json::object(); // cluster → {status, headers, body}
+  // "base" while createWasm runs (the base VM and its configuration canary, which
+  // testenv does not have), "" after.
+  std::string phase;
+  std::vector<std::string> known_clusters;
+  std::string node_id; // xds.node.id
+};
+Env env;
+
+void logLine(uint32_t level, std::string_view plugin, std::string_view msg) {
+  if (level < env.log_level) {
+    return;
+  }
+  json l = {{"level", level}, {"plugin", plugin}, {"message", msg}};
+  if (!env.phase.empty()) {
+    l["phase"] = env.phase;
+  }
+  env.logs.push_back(l);
+}
+
+// Per-stream state shared by the contexts of the chain.
+struct Stream {
+  Headers req_headers, req_trailers, resp_headers, resp_trailers;
+  std::string req_body, resp_body;
+  bool req_eos = false, resp_eos = false;
+  std::string source_address = "127.0.0.1:40000";
+  std::string destination_address = "127.0.0.1:10000";
+  std::map<std::string, std::string> properties; // dotted path → raw bytes
+  std::string request_id;
+};
+
+class DriverIntegration : public WasmVmIntegration {
+public:
+  WasmVmIntegration *clone() override { return new DriverIntegration{}; }
+  LogLevel getLogLevel() override { return static_cast<LogLevel>(env.log_level); }
+  void error(std::string_view message) override {
+    env.errors.emplace_back(message);
+    logLine(4, "", message);
+  }
+  void trace(std::string_view /*message*/) override {}
+  bool getNullVmFunction(std::string_view, bool, int, NullPlugin *, void *) override {
+    return false;
+  }
+};
+
+class DriverContext;
+
+class DriverWasm : public WasmBase {
+public:
+  DriverWasm(std::unique_ptr<WasmVm> vm, std::string_view vm_id, std::string_view vm_config,
+             std::string_view vm_key)
+      : WasmBase(std::move(vm), vm_id, vm_config, vm_key, {}, {}) {}
+  DriverWasm(const std::shared_ptr<WasmHandleBase> &base, const WasmVmFactory &factory)
+      : WasmBase(base, factory) {}
+
+  // Envoy cancels a VM's callouts and timers with it (the configuration canary's
+  // clone is destroyed right after it configured).
+  ~DriverWasm() override {
+    env.calls.erase(std::remove_if(env.calls.begin(), env.calls.end(),
+                                   [&](const PendingCall &c) { return c.wasm == this; }),
+                    env.calls.end());
+    env.timers.erase(std::remove_if(env.timers.begin(), env.timers.end(),
+                                    [&](const Timer &t) { return t.wasm == this; }),
+                     env.timers.end());
+  }
+
+  ContextBase *createVmContext() override;
+  ContextBase *createRootContext(const std::shared_ptr<PluginBase> &plugin) override;
+  ContextBase *createContext(const std::shared_ptr<PluginBase> &plugin) override;
+
+  // Ticks: Envoy keeps one timer per root context (Wasm::setTimerPeriod).
+  void setTimerPeriod(uint32_t root_context_id, std::chrono::milliseconds period) override {
+    env.timers.erase(std::remove_if(env.timers.begin(), env.timers.end(),
+                                    [&](const Timer &t) {
+                                      return t.wasm == this && t.root_context_id == root_context_id;
+                                    }),
+                     env.timers.end());
+    if (period.count() > 0) {
+      env.timers.push_back(Timer{this, root_context_id, static_cast<uint64_t>(period.count()),
+                                 env.now_ms + static_cast<uint64_t>(period.count())});
+    }
+  }
+
+  // Shared queues: one worker, so "on its thread" is now.
+  CallOnThreadFunction callOnThreadFunction() override {
+    return [](const std::function<void()> &f) { f(); };
+  }
+
+  void error(std::string_view message) override {
+    env.errors.emplace_back(message);
+    logLine(4, "", message);
+  }
+};
+
+class DriverContext : public ContextBase {
+public:
+  explicit DriverContext(WasmBase *wasm) : ContextBase(wasm) {}
+  DriverContext(WasmBase *wasm, const std::shared_ptr<PluginBase> &plugin)
+      : ContextBase(wasm, plugin) {}
+  DriverContext(WasmBase *wasm, uint32_t parent_context_id,
+                std::shared_ptr<PluginHandleBase> &plugin_handle)
+      : ContextBase(wasm, parent_context_id, plugin_handle) {}
+
+  // Envoy's Context destructor cancels the context's pending callouts.
+  ~DriverContext() override {
+    auto *w = wasm();
+    auto cid = id();
+    env.calls.erase(std::remove_if(env.calls.begin(), env.calls.end(),
+                                   [&](const PendingCall &c) {
+                                     return c.wasm == w && c.context_id == cid;
+                                   }),
+                    env.calls.end());
+  }
+
+  // Stream plumbing, set by the chain before each callback.
+  Stream *stream = nullptr;
+  bool hold_req_headers = false, hold_req_body = false, hold_req_trailers = false;
+  bool hold_resp_headers = false, hold_resp_body = false, hold_resp_trailers = false;
+  std::optional<LocalReply> local_reply;
+  bool continue_request = false, continue_response = false;
+  bool failed_stream = false, closed = false;
+  // HTTP callout response during its callback.
+  Headers *call_headers = nullptr;
+  std::string *call_body = nullptr;
+
+  std::string pluginName() const { return plugin_ ? plugin_->name_ : std::string(); }
+
+  // cpp-host's ContextBase::error() aborts the process; Envoy logs and fails the VM.
+  void error(std::string_view message) override {
+    env.errors.emplace_back(message);
+    logLine(4, pluginName(), message);
+  }
+
+  WasmResult log(uint32_t level, std::string_view message) override {
+    logLine(level, pluginName(), message);
+    return WasmResult::Ok;
+  }
+  uint32_t getLogLevel() override { return env.log_level; }
+
+  uint64_t getCurrentTimeNanoseconds() override {
+    return env.start_unix_ns + env.now_ms * 1000000ULL;
+  }
+  uint64_t getMonotonicTimeNanoseconds() override {
+    return 1000000000ULL + env.now_ms * 1000000ULL;
+  }
+
+  Headers *map(WasmHeaderMapType type) {
+    switch (type) {
+    case WasmHeaderMapType::RequestHeaders:
+      return stream && hold_req_headers ? &stream->req_headers : nullptr;
+    case WasmHeaderMapType::RequestTrailers:
+      return stream && hold_req_trailers ? &stream->req_trailers : nullptr;
+    case WasmHeaderMapType::ResponseHeaders:
+      return stream && hold_resp_headers ? &stream->resp_headers : nullptr;
+    case WasmHeaderMapType::ResponseTrailers:
+      return stream && hold_resp_trailers ? &stream->resp_trailers : nullptr;
+    case WasmHeaderMapType::HttpCallResponseHeaders:
+      return call_headers;
+    default:
+      return nullptr;
+    }
+  }
+
+  WasmResult addHeaderMapValue(WasmHeaderMapType type, std::string_view key,
+                               std::string_view value) override {
+    auto *m = map(type);
+    if (m == nullptr || type == WasmHeaderMapType::HttpCallResponseHeaders) {
+      return WasmResult::BadArgument;
+    }
+    addHeader(*m, type, lower(key), value);
+    return WasmResult::Ok;
+  }
+  WasmResult getHeaderMapValue(WasmHeaderMapType type, std::string_view key,
+                               std::string_view *result) override {
+    auto *m = map(type);
+    if (m == nullptr) {
+      return WasmResult::BadArgument;
+    }
+    auto k = lower(key);
+    for (const auto &p : *m) {
+      if (p.first == k) {
+        *result = p.second;
+        return WasmResult::Ok;
+      }
+    }
+    return WasmResult::NotFound;
+  }
+  WasmResult getHeaderMapPairs(WasmHeaderMapType type, Pairs *result) override {
+    auto *m = map(type);
+    if (m == nullptr) {
+      return WasmResult::Ok; // Envoy: an absent map reads as empty
+    }
+    for (const auto &p : *m) {
+      result->emplace_back(p.first, p.second);
+    }
+    return WasmResult::Ok;
+  }
+  WasmResult setHeaderMapPairs(WasmHeaderMapType type, const Pairs &pairs) override {
+    auto *m = map(type);
+    if (m == nullptr || type == WasmHeaderMapType::HttpCallResponseHeaders) {
+      return WasmResult::BadArgument;
+    }
+    Headers copy;
+    for (const auto &p : pairs) {
+      addHeader(copy, type, lower(p.first), p.second);
+    }
+    *m = std::move(copy);
+    return WasmResult::Ok;
+  }
+  WasmResult removeHeaderMapValue(WasmHeaderMapType type, std::string_view key) override {
+    auto *m = map(type);
+    if (m == nullptr || type == WasmHeaderMapType::HttpCallResponseHeaders) {
+      return WasmResult::BadArgument;
+    }
+    removeHeader(*m, lower(key));
+    return WasmResult::Ok;
+  }
+  WasmResult replaceHeaderMapValue(WasmHeaderMapType type, std::string_view key,
+                                   std::string_view value) override {
+    auto *m = map(type);
+    if (m == nullptr || type == WasmHeaderMapType::HttpCallResponseHeaders) {
+      return WasmResult::BadArgument;
+    }
+    auto k = lower(key);
+    removeHeader(*m, k); // setCopy with http_set_copy_replace_all_headers
+    insertHeader(*m, k, std::string(value));
+    return WasmResult::Ok;
+  }
+  WasmResult getHeaderMapSize(WasmHeaderMapType type, uint32_t *result) override {
+    auto *m = map(type);
+    if (m == nullptr) {
+      return WasmResult::BadArgument;
+    }
+    uint32_t n = 0;
+    for (const auto &p : *m) {
+      n += static_cast<uint32_t>(p.first.size() + p.second.size());
+    }
+    *result = n;
+    return WasmResult::Ok;
+  }
+
+  std::string empty_;
+  std::string config_copy_;
+  std::unique_ptr<StringBuffer> buf_;
+  BufferInterface *setBuf(std::string *s, bool mut) {
+    buf_ = std::make_unique<StringBuffer>(s, mut);
+    return buf_.get();
+  }
+  BufferInterface *getBuffer(WasmBufferType type) override {
+    empty_.clear();
+    switch (type) {
+    case WasmBufferType::HttpRequestBody:
+      if (stream && hold_req_body) {
+        return setBuf(&stream->req_body, true);
+      }
+      return setBuf(&empty_, false);
+    case WasmBufferType::HttpResponseBody:
+      if (stream && hold_resp_body) {
+        return setBuf(&stream->resp_body, true);
+      }
+      return setBuf(&empty_, false);
+    case WasmBufferType::VmConfiguration:
+      config_copy_ = std::string(wasm()->vm_configuration());
+      return setBuf(&config_copy_, false);
+    case WasmBufferType::PluginConfiguration:
+      if (temp_plugin_) {
+        config_copy_ = temp_plugin_->plugin_configuration_;
+        return setBuf(&config_copy_, false);
+      }
+      return nullptr;
+    case WasmBufferType::HttpCallResponseBody:
+      if (call_body != nullptr) {
+        return setBuf(call_body, false);
+      }
+      return nullptr;
+    default:
+      return nullptr;
+    }
+  }
+  bool endOfStream(WasmStreamType type) override {
+    if (stream == nullptr) {
+      return true;
+    }
+    return type == WasmStreamType::Request ? stream->req_eos : stream->resp_eos;
+  }
+
+  // Deferred like Envoy's Context::sendLocalResponse (an after-VM-call action); a second
+  // reply in the same callback changes nothing.
+  WasmResult sendLocalResponse(uint32_t response_code, std::string_view body, Pairs headers,
+                               GrpcStatusCode grpc_status, std::string_view details) override {
+    if (stream == nullptr) {
+      return WasmResult::Ok;
+    }
+    if (local_reply) {
+      return WasmResult::Ok;
+    }
+    LocalReply r;
+    r.code = response_code;
+    r.body = std::string(body);
+    for (const auto &p : headers) {
+      r.headers.emplace_back(lower(p.first), std::string(p.second));
+    }
+    r.grpc_status = static_cast<int64_t>(grpc_status);
+    if (r.grpc_status == 0xFFFFFFFF || r.grpc_status < 0) {
+      r.grpc_status = -1;
+    }
+    r.details = std::string(details);
+    local_reply = std::move(r);
+    return WasmResult::Ok;
+  }
+  WasmResult continueStream(WasmStreamType type) override {
+    if (type == WasmStreamType::Request) {
+      continue_request = true;
+    } else if (type == WasmStreamType::Response) {
+      continue_response = true;
+    }
+    return WasmResult::Ok;
+  }
+  WasmResult closeStream(WasmStreamType /*type*/) override {
+    closed = true;
+    return WasmResult::Ok;
+  }
+  void failStream(WasmStreamType /*type*/) override { failed_stream = true; }
+  void clearRouteCache() override {}
+
+  // Metrics (Envoy's stats scope: one value per name).
+  WasmResult defineMetric(uint32_t type, std::string_view name, uint32_t *id) override {
+    std::string n(name);
+    for (size_t i = 0; i < env.metric_names.size(); i++) {
+      if (env.metric_names[i] == n) {
+        *id = static_cast<uint32_t>(i + 1);
+        return WasmResult::Ok;
+      }
+    }
+    env.metric_names.push_back(n);
+    env.metrics[n] = Metric{type, n, 0};
+    *id = static_cast<uint32_t>(env.metric_names.size());
+    return WasmResult::Ok;
+  }
+  Metric *metric(uint32_t id) {
+    if (id == 0 || id > env.metric_names.size()) {
+      return nullptr;
+    }
+    return &env.metrics[env.metric_names[id - 1]];
+  }
+  WasmResult incrementMetric(uint32_t id, int64_t offset) override {
+    auto *m = metric(id);
+    if (m == nullptr) {
+      return WasmResult::NotFound;
+    }
+    if (m->type == 2) {
+      return WasmResult::BadArgument;
+    }
+    m->value += offset;
+    return WasmResult::Ok;
+  }
+  WasmResult recordMetric(uint32_t id, uint64_t value) override {
+    auto *m = metric(id);
+    if (m == nullptr) {
+      return WasmResult::NotFound;
+    }
+    if (m->type == 0) {
+      m->value += static_cast<int64_t>(value);
+    } else if (m->type == 1) {
+      m->value = static_cast<int64_t>(value);
+    } else {
+      m->value++; // histograms: the number of samples
+    }
+    return WasmResult::Ok;
+  }
+  WasmResult getMetric(uint32_t id, uint64_t *value) override {
+    auto *m = metric(id);
+    if (m == nullptr) {
+      return WasmResult::NotFound;
+    }
+    if (m->type == 2) {
+      return WasmResult::BadArgument;
+    }
+    *value = static_cast<uint64_t>(m->value);
+    return WasmResult::Ok;
+  }
+
+  // HTTP callouts: answered from the scenario after the current callback.
+  WasmResult httpCall(std::string_view target, const Pairs &request_headers,
+                      std::string_view request_body, const Pairs & /*trailers*/,
+                      int /*timeout_ms*/, uint32_t *token_ptr) override {
+    std::string cluster(target);
+    if (std::find(env.known_clusters.begin(), env.known_clusters.end(), cluster) ==
+        env.known_clusters.end()) {
+      return WasmResult::BadArgument;
+    }
+    PendingCall c;
+    c.token = env.next_token++;
+    c.context_id = id();
+    c.wasm = wasm();
+    c.cluster = cluster;
+    bool method = false, path = false, authority = false;
+    for (const auto &p : request_headers) {
+      method |= p.first == ":method";
+      path |= p.first == ":path";
+      authority |= p.first == ":authority";
+      c.headers.emplace_back(std::string(p.first), std::string(p.second));
+    }
+    if (!method || !path || !authority) {
+      return WasmResult::BadArgument;
+    }
+    c.body = std::string(request_body);
+    *token_ptr = c.token;
+    env.calls.push_back(std::move(c));
+    return WasmResult::Ok;
+  }
+
+  std::pair<uint32_t, std::string_view> getStatus() override { return {0, ""}; }
+
+  // Properties, as Envoy's Context::findValue: the path's segments are separated by NUL.
+  static void i64(std::string *out, int64_t v) {
+    out->assign(reinterpret_cast<const char *>(&v), sizeof(v));
+  }
+  static WasmResult joined(const Headers &m, const std::string &name, std::string *out) {
+    bool found = false;
+    out->clear();
+    for (const auto &p : m) {
+      if (p.first == name) {
+        if (found) {
+          out->push_back(',');
+        }
+        out->append(p.second);
+        found = true;
+      }
+    }
+    return found ? WasmResult::Ok : WasmResult::NotFound;
+  }
+  static WasmResult address(const std::string &addr, const std::string &field, std::string *out) {
+    auto colon = addr.rfind(':');
+    if (field == "address") {
+      *out = addr;
+      return WasmResult::Ok;
+    }
+    if (field == "port" && colon != std::string::npos) {
+      i64(out, std::stoll(addr.substr(colon + 1)));
+      return WasmResult::Ok;
+    }
+    return WasmResult::NotFound;
+  }
+  WasmResult getProperty(std::string_view path, std::string *result) override {
+    std::vector<std::string> seg;
+    std::string dotted;
+    {
+      size_t start = 0;
+      while (true) {
+        auto nul = path.find('\0', start);
+        seg.emplace_back(path.substr(start, nul == std::string_view::npos ? nul : nul - start));
+        if (nul == std::string_view::npos) {
+          break;
+        }
+        start = nul + 1;
+      }
+      for (size_t i = 0; i < seg.size(); i++) {
+        dotted += (i ? "." : "") + seg[i];
+      }
+    }
+    if (stream != nullptr) {
+      auto it = stream->properties.find(dotted);
+      if (it != stream->properties.end()) {
+        *result = it->second;
+        return WasmResult::Ok;
+      }
+    }
+    auto *p = plugin_.get();
+    const std::string &top = seg[0];
+    if (seg.size() == 1 && p != nullptr) {
+      if (top == "plugin_name") {
+        *result = p->name_;
+        return WasmResult::Ok;
+      }
+      if (top == "plugin_root_id") {
+        *result = p->root_id_;
+        return WasmResult::Ok;
+      }
+      if (top == "plugin_vm_id") {
+        *result = p->vm_id_;
+        return WasmResult::Ok;
+      }
+    }
+    if (top == "xds" && seg.size() == 3 && seg[1] == "node" && seg[2] == "id" && !env.node_id.empty()) {
+      *result = env.node_id;
+      return WasmResult::Ok;
+    }
+    if (stream != nullptr && seg.size() == 1 && top == "connection_id") {
+      i64(result, 1);
+      return WasmResult::Ok;
+    }
+    if (stream != nullptr && seg.size() == 2 && top == "connection") {
+      if (seg[1] == "id") { // Envoy: the connection's id (uint64)
+        i64(result, 1);
+        return WasmResult::Ok;
+      }
+      if (seg[1] == "mtls") { // Envoy: a bool, false on a plain-text connection
+        *result = std::string(1, '\0');
+        return WasmResult::Ok;
+      }
+    }
+    if (stream == nullptr || seg.size() < 2) {
+      return WasmResult::NotFound;
+    }
+    const std::string &field = seg[1];
+    if (top == "source") {
+      return address(stream->source_address, field, result);
+    }
+    if (top == "destination") {
+      return address(stream->destination_address, field, result);
+    }
+    if (top == "request") {
+      if (field == "protocol") {
+        *result = "HTTP/1.1";
+        return WasmResult::Ok;
+      }
+      if (field == "time") {
+        i64(result, static_cast<int64_t>(getCurrentTimeNanoseconds()));
+        return WasmResult::Ok;
+      }
+      if (!hold_req_headers) {
+        return WasmResult::NotFound;
+      }
+      const auto &h = stream->req_headers;
+      if (field == "path") {
+        return joined(h, ":path", result);
+      }
+      if (field == "url_path" || field == "query") {
+        std::string pth;
+        joined(h, ":path", &pth);
+        auto q = pth.find('?');
+        *result = field == "query" ? (q == std::string::npos ? "" : pth.substr(q + 1))
+                                   : pth.substr(0, q);
+        return WasmResult::Ok;
+      }
+      if (field == "host") {
+        return joined(h, ":authority", result);
+      }
+      if (field == "scheme") {
+        return joined(h, ":scheme", result);
+      }
+      if (field == "method") {
+        return joined(h, ":method", result);
+      }
+      if (field == "useragent") {
+        return joined(h, "user-agent", result);
+      }
+      if (field == "referer") {
+        return joined(h, "referer", result);
+      }
+      if (field == "id") {
+        if (joined(h, "x-request-id", result) == WasmResult::Ok) {
+          return WasmResult::Ok;
+        }
+        if (stream->request_id.empty()) {
+          stream->request_id = "cpphost-" + std::to_string(env.next_token++);
+        }
+        *result = stream->request_id;
+        return WasmResult::Ok;
+      }
+      if (field == "headers" && seg.size() == 3) {
+        return joined(h, lower(seg[2]), result);
+      }
+    }
+    if (top == "response" && hold_resp_headers) {
+      if (field == "code") {
+        std::string code;
+        joined(stream->resp_headers, ":status", &code);
+        i64(result, std::stoll(code.empty() ? "0" : code));
+        return WasmResult::Ok;
+      }
+      if (field == "headers" && seg.size() == 3) {
+        return joined(stream->resp_headers, lower(seg[2]), result);
+      }
+    }
+    return WasmResult::NotFound;
+  }
+  WasmResult setProperty(std::string_view key, std::string_view value) override {
+    if (stream == nullptr) {
+      return WasmResult::NotFound;
+    }
+    std::string k(key);
+    std::replace(k.begin(), k.end(), '\0', '.');
+    stream->properties[k] = std::string(value);
+    return WasmResult::Ok;
+  }
+};
+
+ContextBase *DriverWasm::createVmContext() { return new DriverContext(this); }
+ContextBase *DriverWasm::createRootContext(const std::shared_ptr<PluginBase> &plugin) {
+  return new DriverContext(this, plugin);
+}
+ContextBase *DriverWasm::createContext(const std::shared_ptr<PluginBase> &plugin) {
+  return new DriverContext(this, plugin);
+}
+
+std::shared_ptr<WasmHandleBase> cloneWasm(const std::shared_ptr<WasmHandleBase> &base) {
+  auto wasm = std::make_shared<DriverWasm>(base, [] {
+    auto vm = createWamrVm();
+    vm->integration() = std::make_unique<DriverIntegration>();
+    return vm;
+  });
+  return std::make_shared<WasmHandleBase>(wasm);
+}
+
+struct PluginSlot {
+  std::shared_ptr<PluginBase> plugin;
+  std::shared_ptr<WasmHandleBase> base;
+  std::shared_ptr<PluginHandleBase> local; // this worker's
+  std::string load_error;
+};
+
+std::string readFile(const std::string &path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string contentType(const Headers &h) {
+  for (const auto &p : h) {
+    if (p.first == "content-type") {
+      return p.second;
+    }
+  }
+  return "";
+}
+
+// application/grpc, application/grpc+proto, application/grpc;charset=… — not grpc-web
+// (Envoy's Grpc::Common::isGrpcRequestHeaders).
+bool isGrpc(const Headers &h) {
+  auto ct = contentType(h);
+  if (ct.rfind("application/grpc", 0) != 0) {
+    return false;
+  }
+  auto rest = ct.substr(16);
+  return rest.empty() || rest[0] == '+' || rest[0] == ';';
+}
+
+// Envoy's Grpc::Utility::httpToGrpcStatus.
+int64_t grpcStatusForHTTP(uint32_t code) {
+  switch (code) {
+  case 200:
+    return 0;
+  case 400:
+    return 13;
+  case 401:
+    return 16;
+  case 403:
+    return 7;
+  case 404:
+    return 12;
+  case 429:
+  case 502:
+  case 503:
+  case 504:
+    return 14;
+  }
+  return 2;
+}
+
+// grpc-message percent-encoding (gRPC's PROTOCOL-HTTP2: bytes outside 0x20–0x7E and '%').
+std::string grpcPercentEncode(const std::string &s) {
+  static const char *hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c > 0x7E || c == '%') {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+// Answers every pending callout from the scenario and runs its callback on the context
+// that made it. Returns the contexts that got an answer.
+void deliverCallouts() {
+  while (!env.calls.empty()) {
+    auto call = env.calls.front();
+    env.calls.erase(env.calls.begin());
+    auto *ctx = dynamic_cast<DriverContext *>(call.wasm->getContext(call.context_id));
+    if (ctx == nullptr) {
+      ctx = dynamic_cast<DriverContext *>(call.wasm->getRootContext(nullptr, true));
+    }
+    if (ctx == nullptr) {
+      continue;
+    }
+    Headers h;
+    std::string body;
+    if (env.callouts.contains(call.cluster)) {
+      const auto &a = env.callouts[call.cluster];
+      h.emplace_back(":status", std::to_string(a.value("status", 200)));
+      for (const auto &p : headersFrom(a.value("headers", json::array()))) {
+        h.push_back(p);
+      }
+      body = a.value("body", "");
+    } else {
+      h.emplace_back(":status", "503"); // the router's local reply for no healthy upstream
+    }
+    ctx->call_headers = &h;
+    ctx->call_body = &body;
+    ctx->onHttpCallResponse(call.token, static_cast<uint32_t>(h.size()),
+                            static_cast<uint32_t>(body.size()), 0);
+    ctx->call_headers = nullptr;
+    ctx->call_body = nullptr;
+  }
+}
+
+// Runs one request through the chain; returns what the client got.
+json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &upstream) {
+  Stream s;
+  // The order Envoy's HTTP/1 codec and connection manager leave them in (testenv's too).
+  s.req_headers.emplace_back(":method", req.value("method", "GET"));
+  s.req_headers.emplace_back(":path", req.value("path", "/"));
+  s.req_headers.emplace_back(":authority", req.value("authority", "example.com"));
+  s.req_headers.emplace_back(":scheme", req.value("scheme", "http"));
+  for (const auto &p : headersFrom(req.value("headers", json::array()))) {
+    s.req_headers.push_back(p);
+  }
+  std::vector<std::string> chunks;
+  if (req.contains("body_chunks")) {
+    for (const auto &c : req["body_chunks"]) {
+      chunks.push_back(c.get<std::string>());
+    }
+  } else if (req.contains("body")) {
+    chunks.push_back(req["body"].get<std::string>());
+  }
+  s.req_trailers = headersFrom(req.value("trailers", json::array()));
+  if (req.contains("source_address")) {
+    s.source_address = req["source_address"].get<std::string>();
+  }
+  for (auto &[k, v] : req.value("properties", json::object()).items()) {
+    s.properties[k] = v.get<std::string>();
+  }
+
+  json out = {{"local_reply", false}, {"reset", false}, {"upstream", nullptr}};
+  std::vector<DriverContext *> ctxs;
+  std::optional<LocalReply> reply;
+  bool failed = false;
+
+  auto finishReply = [&](DriverContext *c) {
+    if (c->local_reply && !reply) {
+      reply = c->local_reply;
+    }
+    c->local_reply.reset();
+  };
+
+  // Envoy's Context::failStream with the plugin failing closed.
+  auto vmFailed = [&](DriverContext *c, size_t i) {
+    if (!c->failed_stream && !c->isFailed()) {
+      return false;
+    }
+    if (slots[i].plugin->fail_open_) {
+      return false;
+    }
+    LocalReply r;
+    r.code = 503;
+    r.details = "wasm_fail_stream";
+    if (isGrpc(s.req_headers)) {
+      r.grpc_status = 14;
+    }
+    reply = r;
+    failed = true;
+    return true;
+  };
+
+  bool stopped = false;
+  for (size_t i = 0; i < slots.size() && !stopped; i++) {
+    auto &slot = slots[i];
+    if (!slot.local) {
+      continue;
+    }
+    auto *root = slot.local->wasm()->getRootContext(slot.plugin, false);
+    if (root == nullptr) {
+      if (!slot.plugin->fail_open_) {
+        LocalReply r;
+        r.code = 503;
+        r.details = "wasm_fail_stream";
+        reply = r;
+        failed = true;
+        break;
+      }
+      continue;
+    }
+    auto *c = new DriverContext(slot.local->wasm().get(), root->id(), slot.local);
+    c->stream = &s;
+    ctxs.push_back(c);
+    c->onCreate();
+    bool eos = chunks.empty() && s.req_trailers.empty();
+    s.req_eos = eos;
+    c->hold_req_headers = true;
+    auto st = c->onRequestHeaders(static_cast<uint32_t>(s.req_headers.size()), eos);
+    if (vmFailed(c, i)) {
+      break;
+    }
+    deliverCallouts();
+    if (vmFailed(c, i)) {
+      break;
+    }
+    finishReply(c);
+    if (reply) {
+      break;
+    }
+    if (st != FilterHeadersStatus::Continue && !c->continue_request) {
+      out["paused"] = true;
+      stopped = true;
+      break;
+    }
+    c->hold_req_headers = false;
+    c->continue_request = false;
+    // Body: each chunk as it comes; a body Pause buffers (StopIterationAndBuffer).
+    std::string pending;
+    for (size_t k = 0; k < chunks.size(); k++) {
+      bool last = k + 1 == chunks.size() && s.req_trailers.empty();
+      pending += chunks[k];
+      s.req_body = pending;
+      s.req_eos = last;
+      c->hold_req_body = true;
+      auto bst = c->onRequestBody(static_cast<uint32_t>(s.req_body.size()), last);
+      c->hold_req_body = false;
+      if (vmFailed(c, i)) {
+        break;
+      }
+      finishReply(c);
+      if (reply) {
+        break;
+      }
+      if (bst == FilterDataStatus::Continue || c->continue_request) {
+        pending.clear();
+        c->continue_request = false;
+        chunks[k] = s.req_body; // what goes on
+      } else {
+        chunks[k].clear();
+        if (last) {
+          out["paused"] = true;
+          stopped = true;
+        }
+      }
+    }
+    if (reply || failed) {
+      break;
+    }
+  }
+
+  if (!reply && !stopped) {
+    // The upstream.
+    std::string body;
+    for (const auto &c : chunks) {
+      body += c;
+    }
+    out["upstream"] = {{"headers", headersJSON(s.req_headers)}, {"body", body}};
+    s.resp_headers.clear();
+    s.resp_headers.emplace_back(":status", std::to_string(upstream.value("status", 200)));
+    for (const auto &p : headersFrom(upstream.value("headers", json::array()))) {
+      s.resp_headers.push_back(p);
+    }
+    s.resp_body = upstream.value("body", "");
+  }
+  if (reply) {
+    // The reply's encoding is Envoy's HTTP connection manager (Utility::sendLocalReply),
+    // not cpp-host: modelled as testenv does (testenv/stream.go applyLocal), so this
+    // part is not an independent check. It goes through the encoder path of the
+    // filters whose contexts exist.
+    out["local_reply"] = true;
+    out["details"] = reply->details;
+    if (reply->grpc_status >= 0) {
+      out["grpc_status"] = reply->grpc_status;
+    }
+    s.resp_headers.clear();
+    if (isGrpc(s.req_headers)) {
+      int64_t gs = reply->grpc_status;
+      if (gs < 0 || gs > 16) {
+        gs = grpcStatusForHTTP(reply->code);
+      }
+      s.resp_headers.emplace_back(":status", "200");
+      s.resp_headers.emplace_back("content-type", "application/grpc");
+      s.resp_headers.emplace_back("grpc-status", std::to_string(gs));
+      if (!reply->body.empty()) {
+        s.resp_headers.emplace_back("grpc-message", grpcPercentEncode(reply->body));
+      }
+      for (const auto &p : reply->headers) {
+        s.resp_headers.push_back(p);
+      }
+      s.resp_body.clear();
+    } else {
+      s.resp_headers.emplace_back(":status", std::to_string(reply->code));
+      for (const auto &p : reply->headers) {
+        s.resp_headers.push_back(p);
+      }
+      s.resp_body = reply->body;
+      if (!s.resp_body.empty()) {
+        s.resp_headers.emplace_back("content-length", std::to_string(s.resp_body.size()));
+        if (contentType(s.resp_headers).empty()) {
+          s.resp_headers.emplace_back("content-type", "text/plain");
+        }
+      }
+    }
+  }
+  if (!stopped) {
+    // Response path, reverse order.
+    for (size_t j = ctxs.size(); j-- > 0;) {
+      auto *c = ctxs[j];
+      if (failed && j + 1 == ctxs.size()) {
+        continue;
+      }
+      bool eos = s.resp_body.empty();
+      s.resp_eos = eos;
+      c->hold_resp_headers = true;
+      c->onResponseHeaders(static_cast<uint32_t>(s.resp_headers.size()), eos);
+      c->hold_resp_headers = false;
+      finishReply(c);
+      if (!s.resp_body.empty()) {
+        s.resp_eos = true;
+        c->hold_resp_body = true;
+        c->onResponseBody(static_cast<uint32_t>(s.resp_body.size()), true);
+        c->hold_resp_body = false;
+      }
+    }
+  }
+  std::string status;
+  for (const auto &p : s.resp_headers) {
+    if (p.first == ":status") {
+      status = p.second;
+    }
+  }
+  out["status"] = status.empty() ? 0 : std::stoi(status);
+  out["headers"] = headersJSON(s.resp_headers);
+  out["body"] = s.resp_body;
+  for (auto *c : ctxs) {
+    out["reset"] = out["reset"].get<bool>() || c->closed;
+  }
+  // Envoy: onDestroy (proxy_on_done), the access log (proxy_on_log), then the
+  // context's destructor (proxy_on_delete).
+  for (auto *c : ctxs) {
+    c->hold_req_headers = c->hold_resp_headers = true;
+    c->destroy();
+    c->onLog();
+    c->onDelete();
+    c->stream = nullptr;
+    delete c;
+  }
+  return out;
+}
+
+void advance(uint64_t ms) {
+  uint64_t target = env.now_ms + ms;
+  while (true) {
+    Timer *next = nullptr;
+    for (auto &t : env.timers) {
+      if (t.next_ms <= target && (next == nullptr || t.next_ms < next->next_ms)) {
+        next = &t;
+      }
+    }
+    if (next == nullptr) {
+      break;
+    }
+    env.now_ms = next->next_ms;
+    next->next_ms += next->period_ms;
+    auto *w = next->wasm;
+    auto id = next->root_context_id;
+    // Envoy's Wasm::tickHandler: onTick on the root context that set the period.
+    if (auto *ctx = w->getContext(id); ctx != nullptr) {
+      ctx->onTick(0);
+    }
+    deliverCallouts();
+  }
+  env.now_ms = target;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  // WAMR prints trap call stacks to stdout: keep stdout for the result alone.
+  int result_fd = dup(1);
+  dup2(2, 1);
+  json sc;
+  try {
+    if (argc > 1) {
+      std::ifstream f(argv[1]);
+      sc = json::parse(f);
+    } else {
+      sc = json::parse(std::cin);
+    }
+  } catch (const std::exception &e) {
+    std::cerr << "meshplug-cpphost: bad scenario: " << e.what() << "\n";
+    return 2;
+  }
+  env.log_level = sc.value("log_level", 2);
+  if (sc.contains("start_unix_ns")) {
+    env.start_unix_ns = sc["start_unix_ns"].get<uint64_t>();
+  }
+  env.callouts = sc.value("callouts", json::object());
+  env.node_id = sc.value("node_id", "");
+  for (auto &[k, v] : env.callouts.items()) {
+    (void)v;
+    env.known_clusters.push_back(k);
+  }
+  for (const auto &c : sc.value("clusters", json::array())) {
+    env.known_clusters.push_back(c.get<std::string>());
+  }
+
+  json out = {{"host", MESHPLUG_CPPHOST_COMMIT}, {"engine", "wamr"}};
+  std::vector<PluginSlot> slots;
+  std::map<std::string, std::string> code_cache;
+  json loads = json::array();
+  for (const auto &p : sc.at("plugins")) {
+    PluginSlot slot;
+    std::string wasm_path = p.at("wasm").get<std::string>();
+    if (!code_cache.count(wasm_path)) {
+      code_cache[wasm_path] = readFile(wasm_path);
+    }
+    const std::string &code = code_cache[wasm_path];
+    std::string vm_id = p.value("vm_id", "");
+    std::string vm_config = p.value("vm_config", "");
+    std::string root_id = p.value("root_id", "");
+    bool fail_open = p.value("fail_open", false);
+    // Envoy's VM key: vm_id, vm configuration and the code's hash.
+    std::string vm_key = vm_id + "||" + vm_config + "||" + std::to_string(std::hash<std::string>{}(code));
+    slot.plugin = std::make_shared<PluginBase>(p.value("name", ""), root_id, vm_id, "wamr",
+                                               p.value("config", ""), fail_open,
+                                               p.value("name", "") + "|" + root_id);
+    size_t errs = env.errors.size();
+    env.phase = "base";
+    slot.base = createWasm(
+        vm_key, code, slot.plugin,
+        [&](std::string_view key) -> std::shared_ptr<WasmHandleBase> {
+          auto vm = createWamrVm();
+          vm->integration() = std::make_unique<DriverIntegration>();
+          return std::make_shared<WasmHandleBase>(
+              std::make_shared<DriverWasm>(std::move(vm), vm_id, vm_config, key));
+        },
+        cloneWasm, false);
+    env.phase.clear();
+    json l = {{"name", p.value("name", "")}, {"loaded", slot.base != nullptr}};
+    if (slot.base) {
+      slot.local = getOrCreateThreadLocalPlugin(
+          slot.base, slot.plugin, cloneWasm,
+          [](std::shared_ptr<WasmHandleBase> w, std::shared_ptr<PluginBase> pl) {
+            return std::make_shared<PluginHandleBase>(w, pl);
+          });
+      l["started"] = slot.local != nullptr;
+    }
+    std::string why;
+    for (size_t i = errs; i < env.errors.size(); i++) {
+      why += (why.empty() ? "" : "\n") + env.errors[i];
+    }
+    l["errors"] = why;
+    loads.push_back(l);
+    slots.push_back(std::move(slot));
+  }
+  out["loads"] = loads;
+
+  json results = json::array();
+  for (const auto &step : sc.value("steps", json::array())) {
+    if (step.contains("advance_ms")) {
+      advance(step["advance_ms"].get<uint64_t>());
+      continue;
+    }
+    if (step.contains("wait_metric")) {
+      // The callouts in flight are answered now (the driver's network is instant).
+      deliverCallouts();
+      continue;
+    }
+    if (!step.contains("request")) {
+      continue;
+    }
+    uint64_t repeat = step.value("repeat", 1);
+    json last;
+    json statuses = json::object();
+    int64_t first_failure = -1;
+    for (uint64_t n = 0; n < repeat; n++) {
+      last = runRequest(slots, step["request"], step.value("upstream", json::object()));
+      auto key = std::to_string(last["status"].get<int>());
+      statuses[key] = statuses.value(key, 0) + 1;
+      if (first_failure < 0 && last.value("details", "") == "wasm_fail_stream") {
+        first_failure = static_cast<int64_t>(n);
+      }
+    }
+    if (repeat > 1) {
+      last["repeat"] = {{"count", repeat}, {"statuses", statuses}, {"first_failure", first_failure}};
+    }
+    results.push_back(last);
+  }
+  out["results"] = results;
+  out["logs"] = env.logs;
+  json metrics = json::object();
+  json histograms = json::object();
+  for (const auto &[name, m] : env.metrics) {
+    if (m.type == 2) {
+      histograms[name] = m.value; // the number of samples recorded
+    } else {
+      metrics[name] = m.value;
+    }
+  }
+  out["metrics"] = metrics;
+  out["histograms"] = histograms;
+  json shared = json::object();
+  for (const auto &slot : slots) {
+    std::vector<std::string> keys;
+    getGlobalSharedData().keys(slot.plugin->vm_id_, &keys);
+    for (const auto &k : keys) {
+      std::pair<std::string, uint32_t> v;
+      if (getGlobalSharedData().get(slot.plugin->vm_id_, k, &v) == WasmResult::Ok) {
+        static const char *hexd = "0123456789abcdef";
+        std::string hex;
+        for (unsigned char c : v.first) {
+          hex += hexd[c >> 4];
+          hex += hexd[c & 15];
+        }
+        shared[slot.plugin->vm_id_][k] = hex; // values are bytes: hex in JSON
+      }
+    }
+  }
+  out["shared_data"] = shared;
+  bool vm_failed = false;
+  for (const auto &slot : slots) {
+    if (slot.local && slot.local->wasm()->isFailed()) {
+      vm_failed = true;
+    }
+  }
+  out["vm_failed"] = vm_failed;
+  std::string text = out.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  for (size_t off = 0; off < text.size();) {
+    auto n = write(result_fd, text.data() + off, text.size() - off);
+    if (n <= 0) {
+      return 1;
+    }
+    off += static_cast<size_t>(n);
+  }
+  // Leave without tearing VMs down (cpp-host's static caches outlive main).
+  std::fflush(stdout);
+  std::_Exit(0);
+}
