@@ -1,0 +1,182 @@
+package httpreq
+
+import (
+	"strings"
+
+	"github.com/meshplug/meshplug/filters/abi"
+)
+
+// State says what a read found.
+type State uint8
+
+const (
+	// Absent: no copy, or an empty value.
+	Absent State = iota
+	// Present: exactly one copy, read the same by every common parser.
+	Present
+	// Repeated: the name is given more than once (upstreams disagree on which copy
+	// counts).
+	Repeated
+	// Ambiguous: some common upstream parser reads the value (or the name) differently
+	// from Go's net/http; Value.Why says how.
+	Ambiguous
+)
+
+var stateNames = [...]string{"absent", "present", "repeated", "ambiguous"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "state(?)"
+}
+
+// Value is the result of reading one named input.
+type Value struct {
+	// S is the value as Go's net/http reads it (the first copy when Repeated; "" when
+	// Absent or Ambiguous).
+	S     string
+	State State
+	// Why describes a Repeated or Ambiguous read ("cookie sid given twice"), for logs
+	// and response details.
+	Why string
+}
+
+// OK reports whether the value is Present.
+func (v Value) OK() bool { return v.State == Present }
+
+// Refused reports whether a filter keying on a single value must refuse the request.
+func (v Value) Refused() bool { return v.State >= Repeated }
+
+// Request reads one request's header map (the proxy-wasm encoding the glue reads with
+// one host call). Strings alias the view (and, for decoded values, fresh memory). A
+// Request is reused across requests: Read resets it.
+type Request struct {
+	View   abi.PairsView
+	Method string
+	// Path is :path without the query string and fragment, as the request sent it.
+	Path string
+	// RawQuery is the query string (after the first '?', before any '#').
+	RawQuery string
+	// ContentType is the first content-type value.
+	ContentType string
+
+	cookies []string // every Cookie line's value, in order
+	vals    []string // scratch for single-value reads
+	scratch []byte
+}
+
+// Read resets r to the request whose headers are view.
+func (r *Request) Read(view abi.PairsView) {
+	r.View = view
+	r.Method, r.Path, r.RawQuery, r.ContentType = "", "", "", ""
+	r.cookies = r.cookies[:0]
+	r.scratch = r.scratch[:0]
+	rawPath, ct := "", false
+	for c := view.Cursor(); ; {
+		k, v, ok := c.Next()
+		if !ok {
+			break
+		}
+		switch k {
+		case ":method":
+			if r.Method == "" {
+				r.Method = v
+			}
+		case ":path":
+			if rawPath == "" {
+				rawPath = v
+			}
+		case "content-type":
+			if !ct {
+				r.ContentType, ct = v, true
+			}
+		case "cookie":
+			r.cookies = append(r.cookies, v)
+		}
+	}
+	r.Path, r.RawQuery = SplitTarget(rawPath)
+}
+
+// SplitTarget splits a :path into the path and the query string, dropping a fragment
+// (Envoy refuses or strips one before filters run; a host that passes it must not
+// make it part of either).
+func SplitTarget(target string) (path, query string) {
+	path, query, _ = strings.Cut(target, "?")
+	if i := strings.IndexByte(query, '#'); i >= 0 {
+		query = query[:i]
+	} else if i := strings.IndexByte(path, '#'); i >= 0 {
+		path = path[:i]
+	}
+	return path, query
+}
+
+// IsGRPC reports whether a request with this content-type is gRPC as Envoy decides it
+// (Grpc::Common::hasGrpcContentType, which also decides whether Envoy's local replies
+// are gRPC-shaped): exactly application/grpc, or application/grpc+<subtype>.
+// application/grpc-web and application/grpc;charset=... are not, and case counts.
+// Every filter uses this one function so that its reply has the shape Envoy sends.
+func IsGRPC(contentType string) bool { return abi.IsGRPCContentType(contentType) }
+
+// single turns the copies of a name and the reason for an ambiguity into a Value.
+func single(vals []string, why, what, name string) Value {
+	switch {
+	case why != "":
+		return Value{State: Ambiguous, Why: why}
+	case len(vals) > 1:
+		return Value{S: vals[0], State: Repeated, Why: what + " " + name + " given more than once"}
+	case len(vals) == 0 || vals[0] == "":
+		return Value{}
+	}
+	return Value{S: vals[0], State: Present}
+}
+
+// Header reads the header name (lower case, as Envoy's header maps hold names).
+func (r *Request) Header(name string) Value {
+	var why string
+	r.vals, why = r.AppendHeaderValues(r.vals[:0], name)
+	return single(r.vals, why, "header", name)
+}
+
+// AppendHeaderValues appends the value of every line of header name (lower case) to
+// dst. why is not empty when a line's name equals name only with '_' read as '-' or
+// case folded (upstreams that fold such names read it as name).
+func (r *Request) AppendHeaderValues(dst []string, name string) (_ []string, why string) {
+	for c := r.View.Cursor(); ; {
+		k, v, ok := c.Next()
+		if !ok {
+			return dst, why
+		}
+		if len(k) != len(name) {
+			continue
+		}
+		if k == name {
+			dst = append(dst, v)
+		} else if why == "" && HeaderNameIs(k, name) {
+			why = "header " + name + " also spelled " + k
+		}
+	}
+}
+
+// HeaderNameIs compares two header names ASCII case-insensitively with '_' read as
+// '-'.
+func HeaderNameIs(got, name string) bool {
+	if len(got) != len(name) {
+		return false
+	}
+	for i := 0; i < len(got); i++ {
+		if foldHeader(got[i]) != foldHeader(name[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func foldHeader(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	} else if c == '_' {
+		return '-'
+	}
+	return c
+}
