@@ -3,7 +3,6 @@ package config
 import (
 	"math"
 	"math/bits"
-	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -616,18 +615,4 @@ func compileLimit(errs *configjson.Errors, p string, s *LimitSpec) (Limit, bool)
 		l.Header += ", " + l.Header + ";w=" + strconv.FormatInt(int64(l.Period/time.Second), 10)
 	}
 	return l, true
-}
-
-// DecodeQueryName decodes a query parameter name or value as upstream parsers do:
-// percent-escapes decoded, '+' as space; an invalid escape leaves the text as is (ok
-// false).
-func DecodeQueryName(s string) (string, bool) {
-	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
-		return s, true
-	}
-	d, err := url.QueryUnescape(s)
-	if err != nil {
-		return s, false
-	}
-	return d, true
 }

@@ -115,17 +115,6 @@ func TestParseReportsAllErrors(t *testing.T) {
 	assert.Len(t, l, 4)
 }
 
-func TestDecodeQueryName(t *testing.T) {
-	for _, c := range []struct {
-		in, want string
-		ok       bool
-	}{{"a", "a", true}, {"a%20b", "a b", true}, {"a+b", "a b", true}, {"%41pi", "Api", true}, {"%zz", "%zz", false}} {
-		got, ok := config.DecodeQueryName(c.in)
-		assert.Equal(t, c.want, got, c.in)
-		assert.Equal(t, c.ok, ok, c.in)
-	}
-}
-
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(example))
 	f.Add([]byte(`{"rules":[{"name":"r","descriptors":[{"key":"k","header":"x"}],"limit":{"requests":1,"unit":"second"}}]}`))
