@@ -55,8 +55,8 @@ func get(path string, h ...string) Request {
 
 func from(src string, r Request) Request { r.Source = src; return r }
 
-func ok(r Request) Step                  { return Step{Req: r, Status: 200} }
-func limited(r Request) Step             { return Step{Req: r, Status: 429} }
+func ok(r Request) Step      { return Step{Req: r, Status: 200} }
+func limited(r Request) Step { return Step{Req: r, Status: 429} }
 
 // refused is a request refused for an ambiguous key (filters/httpreq's rule): 400,
 // and no Retry-After (retrying the same request cannot pass).
