@@ -110,6 +110,11 @@ const (
 	MetricHistogram MetricType = 2
 )
 
+// MaxTickPeriodMillis is the longest period proxy_set_tick_period_milliseconds can
+// express (its argument is a uint32 of milliseconds, about 49.7 days). A guest that
+// waits longer sets this period and re-arms on the tick.
+const MaxTickPeriodMillis = 1<<32 - 1
+
 // LogLevel is the level passed to proxy_log and returned by proxy_get_log_level.
 type LogLevel uint32
 

@@ -253,6 +253,45 @@ func TestHeaderControlledFaults(t *testing.T) {
 	assert.EqualValues(t, 0, metric(h, MetricActiveFaults))
 }
 
+// Delays beyond what one tick period can express (the ABI's uint32 of milliseconds,
+// about 49.7 days) resume at their due time too: the period is clamped and re-armed,
+// never cut to 32 bits (2^32 ms would have been 0, "stop ticking", and 2^32+1 ms 1 ms).
+func TestDelaysBeyondOneTickPeriod(t *testing.T) {
+	clock := testenv.NewFakeClock(t0)
+	h := start(t, testenv.Options{Clock: clock}, `{"faults": [{
+	  "headers": [{"name": ":path", "prefix_match": "/hdr"}],
+	  "delay": {"header_delay": {}, "percentage": {"numerator": 100}}
+	}, {
+	  "delay": {"fixed_delay": "4294967.297s", "percentage": {"numerator": 100}}
+	}]}`)
+	for _, tc := range []struct {
+		path  string
+		delay time.Duration
+	}{
+		{"/hdr", (1<<32 - 1) * time.Millisecond},
+		{"/hdr", 1 << 32 * time.Millisecond},
+		{"/hdr", (1<<32 + 1) * time.Millisecond},
+		{"/hdr", (1<<33 + 5) * time.Millisecond},
+		{"/hdr", 3 * (1 << 32) * time.Millisecond},
+		{"/fixed", (1<<32 + 1) * time.Millisecond},
+	} {
+		t.Run(tc.delay.String()+tc.path, func(t *testing.T) {
+			var headers [][2]string
+			if tc.path == "/hdr" {
+				headers = [][2]string{{"x-envoy-fault-delay-request", strconv.FormatInt(int64(tc.delay/time.Millisecond), 10)}}
+			}
+			s := h.Start(testenv.Request{Path: tc.path, Headers: headers})
+			require.False(t, s.Done())
+			clock.Advance(tc.delay - time.Millisecond)
+			require.False(t, s.Done(), "resumed early")
+			clock.Advance(time.Millisecond)
+			require.True(t, s.Done(), "not resumed at its due time")
+			assert.Equal(t, 200, wait(t, s).Status)
+		})
+	}
+	assert.EqualValues(t, 0, metric(h, MetricActiveFaults))
+}
+
 // The percentage header lowers the configured percentage, never raises it.
 func TestHeaderPercentageIsBoundedByConfig(t *testing.T) {
 	h := start(t, testenv.Options{}, `{"faults": [{
