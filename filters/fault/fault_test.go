@@ -196,6 +196,20 @@ func TestGRPCAborts(t *testing.T) {
 	}
 }
 
+// Content types Envoy does not treat as gRPC (Grpc::Common::hasGrpcContentType, the
+// one rule every filter uses: httpreq.IsGRPC) get the HTTP reply with its JSON body.
+func TestNotGRPCContentTypesGetHTTPAborts(t *testing.T) {
+	h := start(t, testenv.Options{}, `{"faults": [{"abort": {"http_status": 503, "percentage": {"numerator": 100}}}]}`)
+	for _, ct := range []string{"application/grpc-web", "application/grpc-web+proto", "application/grpc;charset=utf-8", "application/grpcx"} {
+		resp := h.MustDo(t, testenv.Request{Method: "POST", Path: "/pkg.Svc/Call", Headers: [][2]string{{"content-type", ct}}})
+		assert.Equal(t, 503, resp.Status, ct)
+		assert.Contains(t, string(resp.Body), "fault_filter_abort", ct)
+	}
+	resp := h.MustDo(t, testenv.Request{Method: "POST", Path: "/pkg.Svc/Call", Headers: [][2]string{{"content-type", "application/grpc+proto"}}})
+	assert.Equal(t, 200, resp.Status)
+	assert.Empty(t, resp.Body)
+}
+
 // A grpc_status abort of a plain HTTP request is an HTTP 200 with the body, as in
 // Envoy (the gRPC status only shapes gRPC replies).
 func TestGRPCStatusAbortOfHTTPRequest(t *testing.T) {

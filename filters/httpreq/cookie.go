@@ -7,10 +7,10 @@ import "strings"
 // httpcookiemaxnum's default).
 const maxCookies = 3000
 
-// cookieSpace is trimmed around crumbs and names in the inclusive reading: every
+// CookieSpace is trimmed around crumbs and names in the inclusive reading: every
 // ASCII space a common cookie parser trims (Go trims ' ', '\t', '\r', '\n'; Python's
 // regexps also \v and \f).
-const cookieSpace = " \t\r\n\v\f"
+const CookieSpace = " \t\r\n\v\f"
 
 // goSpace is what Go's textproto.TrimString trims.
 const goSpace = " \t\r\n"
@@ -39,7 +39,7 @@ func (r *Request) AppendCookieValues(dst []string, name string) (_ []string, why
 		for line != "" {
 			var raw string
 			raw, line, _ = strings.Cut(line, ";")
-			crumb := strings.Trim(raw, cookieSpace)
+			crumb := strings.Trim(raw, CookieSpace)
 			if crumb == "" {
 				continue
 			}
@@ -50,7 +50,7 @@ func (r *Request) AppendCookieValues(dst []string, name string) (_ []string, why
 						continue // the crumb's own name, read below
 					}
 					pn, _, _ := strings.Cut(piece, "=")
-					if m, _ := n.names(strings.Trim(pn, cookieSpace), name); m {
+					if m, _ := n.names(strings.Trim(pn, CookieSpace), name); m {
 						why = "cookie " + name + " after ',' in a crumb"
 					}
 				}
@@ -69,7 +69,7 @@ func (r *Request) AppendCookieValues(dst []string, name string) (_ []string, why
 				dst = append(dst, v)
 				continue
 			}
-			if m, _ := n.names(strings.Trim(rawName, cookieSpace), name); m && why == "" {
+			if m, _ := n.names(strings.Trim(rawName, CookieSpace), name); m && why == "" {
 				why = "cookie " + name + " spelled " + quoteShort(rawName)
 			}
 		}

@@ -17,9 +17,9 @@ func unhex(c byte) (byte, bool) {
 	return 0, false
 }
 
-// decodeLenient percent-decodes s ('+' as space) into dst, keeping invalid escapes
+// DecodeLenient percent-decodes s ('+' as space) into dst, keeping invalid escapes
 // verbatim as Python and Node do; bad reports whether there was one.
-func decodeLenient(dst []byte, s string) (out []byte, bad bool) {
+func DecodeLenient(dst []byte, s string) (out []byte, bad bool) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
@@ -53,6 +53,16 @@ func foldName(c byte) byte {
 	return c
 }
 
+// AppendInclusive appends the inclusive form of an already decoded name to dst:
+// leading spaces dropped, ASCII lower-case, ' ', '.' and '[' read as '_'.
+func AppendInclusive(dst []byte, s string) []byte {
+	s = strings.TrimLeft(s, " ")
+	for i := 0; i < len(s); i++ {
+		dst = append(dst, foldName(s[i]))
+	}
+	return dst
+}
+
 // inclusiveEq reports whether two decoded names are equal in the inclusive form:
 // leading spaces dropped, ASCII case folded, ' ', '.' and '[' read as '_'.
 func inclusiveEq(a, b string) bool {
@@ -82,13 +92,13 @@ func (n *namer) names(raw, name string) (match, suspicious bool) {
 	if len(raw) > 3*len(name)+8 {
 		return false, false // cannot decode to name, even twice
 	}
-	dec, bad := decodeLenient(n.buf[:0], raw)
+	dec, bad := DecodeLenient(n.buf[:0], raw)
 	n.buf = dec
 	if inclusiveEq(string(dec), name) {
 		return true, bad
 	}
 	if strings.IndexByte(string(dec), '%') >= 0 {
-		dec2, _ := decodeLenient(nil, string(dec))
+		dec2, _ := DecodeLenient(nil, string(dec))
 		if inclusiveEq(string(dec2), name) {
 			return true, true
 		}

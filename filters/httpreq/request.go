@@ -138,6 +138,22 @@ func (r *Request) Header(name string) Value {
 	return single(r.vals, why, "header", name)
 }
 
+// Coalesced returns every copy of header name (lower case) joined with ',', as
+// Envoy's header matchers and inline headers see a repeated header
+// (HeaderUtility::getAllOfHeaderAsString); a single copy is returned as is, without
+// allocating. For what Envoy itself matches on (fault's header conditions); a value a
+// filter keys on is read with Header, which refuses copies.
+func (r *Request) Coalesced(name string) (string, bool) {
+	r.vals, _ = r.AppendHeaderValues(r.vals[:0], name)
+	switch len(r.vals) {
+	case 0:
+		return "", false
+	case 1:
+		return r.vals[0], true
+	}
+	return strings.Join(r.vals, ","), true
+}
+
 // AppendHeaderValues appends the value of every line of header name (lower case) to
 // dst. why is not empty when a line's name equals name only with '_' read as '-' or
 // case folded (upstreams that fold such names read it as name).
@@ -161,6 +177,9 @@ func (r *Request) AppendHeaderValues(dst []string, name string) (_ []string, why
 // HeaderNameIs compares two header names ASCII case-insensitively with '_' read as
 // '-'.
 func HeaderNameIs(got, name string) bool {
+	if got == name {
+		return true
+	}
 	if len(got) != len(name) {
 		return false
 	}

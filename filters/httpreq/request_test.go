@@ -225,3 +225,15 @@ func TestReadAllocs(t *testing.T) {
 	})
 	assert.Zero(t, n)
 }
+
+func TestCoalesced(t *testing.T) {
+	r := read("x-a", "1", "x-b", "2", "x-a", "3", "x-a", "")
+	v, ok := r.Coalesced("x-a")
+	assert.True(t, ok)
+	assert.Equal(t, "1,3,", v)
+	v, ok = r.Coalesced("x-b")
+	assert.True(t, ok)
+	assert.Equal(t, "2", v)
+	_, ok = r.Coalesced("x-c")
+	assert.False(t, ok)
+}
