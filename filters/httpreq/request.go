@@ -61,10 +61,16 @@ type Request struct {
 	// ContentType is the first content-type value.
 	ContentType string
 
-	cookies []string // every Cookie line's value, in order
-	vals    []string // scratch for single-value reads
+	pairs   []abi.Pair // every entry of View, in order
+	cookies []string   // every Cookie line's value, in order
+	vals    []string   // scratch for single-value reads
 	scratch []byte
 }
+
+// Pairs returns every header entry in order (pseudo-headers included, a repeated
+// name once per line), aliasing the view. It is the request's one decoding of the
+// view: filters that look at every header use it rather than walk the view again.
+func (r *Request) Pairs() []abi.Pair { return r.pairs }
 
 // Read resets r to the request whose headers are view.
 func (r *Request) Read(view abi.PairsView) {
@@ -73,10 +79,11 @@ func (r *Request) Read(view abi.PairsView) {
 	r.cookies = r.cookies[:0]
 	r.scratch = r.scratch[:0]
 	rawPath, ct := "", false
-	for c := view.Cursor(); ; {
-		k, v, ok := c.Next()
-		if !ok {
-			break
+	r.pairs = view.AppendTo(r.pairs[:0])
+	for i := range r.pairs {
+		k, v := r.pairs[i].Key, r.pairs[i].Value
+		if len(k) == 0 || k[0] != ':' && k[0] != 'c' {
+			continue
 		}
 		switch k {
 		case ":method":
@@ -158,11 +165,8 @@ func (r *Request) Coalesced(name string) (string, bool) {
 // dst. why is not empty when a line's name equals name only with '_' read as '-' or
 // case folded (upstreams that fold such names read it as name).
 func (r *Request) AppendHeaderValues(dst []string, name string) (_ []string, why string) {
-	for c := r.View.Cursor(); ; {
-		k, v, ok := c.Next()
-		if !ok {
-			return dst, why
-		}
+	for i := range r.pairs {
+		k, v := r.pairs[i].Key, r.pairs[i].Value
 		if len(k) != len(name) {
 			continue
 		}
@@ -172,6 +176,7 @@ func (r *Request) AppendHeaderValues(dst []string, name string) (_ []string, why
 			why = "header " + name + " also spelled " + k
 		}
 	}
+	return dst, why
 }
 
 // HeaderNameIs compares two header names ASCII case-insensitively with '_' read as

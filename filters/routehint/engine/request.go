@@ -31,8 +31,13 @@ type Request struct {
 	// hashes it.
 	ClientAddress string
 
-	r    httpreq.Request
-	vals []string // scratch for CookieValues and ParamValues
+	r httpreq.Request
+	// The last cookie and query parameter read, by name: rules often test one input
+	// many times.
+	cookieName, paramName string
+	cookieVals, paramVals []string
+	cookieAmb, paramAmb   bool
+	cookieRead, paramRead bool
 
 	// Strip lists the exact names of the request headers to remove before the request
 	// goes upstream: client-sent hint headers (and their underscore spellings) and the
@@ -55,8 +60,9 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 	r.Strip = r.Strip[:0]
 	r.r.Read(headers)
 	r.Method, r.Path = r.r.Method, r.r.Path
+	r.cookieRead, r.paramRead = false, false
 	// Every entry, then filtered in place: what is kept moves to the front.
-	all, kept := headers.AppendTo(r.Headers[:0]), 0
+	all, kept := append(r.Headers[:0], r.r.Pairs()...), 0
 	for i := range all {
 		k := all[i].Key
 		if len(k) > 0 && k[0] == ':' {
@@ -87,22 +93,28 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 // as Go's net/http reads them (a quoted value unquoted); ambiguous reports that some
 // common upstream parser reads the request's cookies differently for this name
 // (httpreq's rule: a value Go skips, a spelling such as SID or s%69d, a name after
-// ','). The slice is reused by the next call.
+// ','). The slice is valid until the next Read.
 func (r *Request) CookieValues(name string) (vals []string, ambiguous bool) {
-	vals, why := r.r.AppendCookieValues(r.vals[:0], name)
-	r.vals = vals
-	return vals, why != ""
+	if !r.cookieRead || r.cookieName != name {
+		var why string
+		r.cookieVals, why = r.r.AppendCookieValues(r.cookieVals[:0], name)
+		r.cookieName, r.cookieAmb, r.cookieRead = name, why != "", true
+	}
+	return r.cookieVals, r.cookieAmb
 }
 
 // ParamValues returns the value of every copy of query parameter name, decoded as
 // url.ParseQuery decodes it ('+' as space); ambiguous reports a pair for this name
 // that some common upstream parser reads differently (an invalid escape, a ';', a
-// spelling such as Name or a double-encoded name). The slice is reused by the next
-// call.
+// spelling such as Name or a double-encoded name). The slice is valid until the next
+// Read.
 func (r *Request) ParamValues(name string) (vals []string, ambiguous bool) {
-	vals, why := r.r.AppendParamValues(r.vals[:0], name)
-	r.vals = vals
-	return vals, why != ""
+	if !r.paramRead || r.paramName != name {
+		var why string
+		r.paramVals, why = r.r.AppendParamValues(r.paramVals[:0], name)
+		r.paramName, r.paramAmb, r.paramRead = name, why != "", true
+	}
+	return r.paramVals, r.paramAmb
 }
 
 // isHint reports whether header name k, normalized (config.Normalize), is a hint.
