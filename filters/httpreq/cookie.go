@@ -23,7 +23,12 @@ func (r *Request) Cookie(name string) Value {
 }
 
 // CookieLines returns the value of every Cookie line, in order.
-func (r *Request) CookieLines() []string { return r.cookies }
+func (r *Request) CookieLines() []string {
+	if !r.cookiesOK {
+		r.cookies, r.cookiesOK = r.View.AppendValues(r.cookies[:0], "cookie"), true
+	}
+	return r.cookies
+}
 
 // AppendCookieValues appends to dst the value of every crumb that http.Request.Cookie
 // reads as cookie name, in order. why is not empty when some common parser reads a
@@ -31,11 +36,12 @@ func (r *Request) CookieLines() []string { return r.cookies }
 func (r *Request) AppendCookieValues(dst []string, name string) (_ []string, why string) {
 	n := namer{buf: r.scratch}
 	defer func() { r.scratch = n.buf[:0] }()
+	lines := r.CookieLines()
 	count := 0
-	for _, line := range r.cookies {
+	for _, line := range lines {
 		count += strings.Count(line, ";") + 1
 	}
-	for _, line := range r.cookies {
+	for _, line := range lines {
 		for line != "" {
 			var raw string
 			raw, line, _ = strings.Cut(line, ";")

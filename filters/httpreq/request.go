@@ -61,47 +61,35 @@ type Request struct {
 	// ContentType is the first content-type value.
 	ContentType string
 
-	pairs   []abi.Pair // every entry of View, in order
-	cookies []string   // every Cookie line's value, in order
-	vals    []string   // scratch for single-value reads
-	scratch []byte
+	pairs     []abi.Pair // every entry of View, in order, decoded on first use
+	pairsRead bool
+	cookies   []string // every Cookie line's value, in order, read on first use
+	cookiesOK bool
+	vals      []string // scratch for single-value reads
+	scratch   []byte
 }
 
 // Pairs returns every header entry in order (pseudo-headers included, a repeated
-// name once per line), aliasing the view. It is the request's one decoding of the
-// view: filters that look at every header use it rather than walk the view again.
-func (r *Request) Pairs() []abi.Pair { return r.pairs }
+// name once per line), aliasing the view, decoded on first use. Filters that look at
+// every header use it rather than walk the view again. (Named reads scan the view's
+// encoding directly, comparing only names of the right length: in a Go wasm guest,
+// decoding every entry costs more than several such scans.)
+func (r *Request) Pairs() []abi.Pair {
+	if !r.pairsRead {
+		r.pairs, r.pairsRead = r.View.AppendTo(r.pairs[:0]), true
+	}
+	return r.pairs
+}
 
 // Read resets r to the request whose headers are view.
 func (r *Request) Read(view abi.PairsView) {
 	r.View = view
 	r.Method, r.Path, r.RawQuery, r.ContentType = "", "", "", ""
-	r.cookies = r.cookies[:0]
 	r.scratch = r.scratch[:0]
-	rawPath, ct := "", false
-	r.pairs = view.AppendTo(r.pairs[:0])
-	for i := range r.pairs {
-		k, v := r.pairs[i].Key, r.pairs[i].Value
-		if len(k) == 0 || k[0] != ':' && k[0] != 'c' {
-			continue
-		}
-		switch k {
-		case ":method":
-			if r.Method == "" {
-				r.Method = v
-			}
-		case ":path":
-			if rawPath == "" {
-				rawPath = v
-			}
-		case "content-type":
-			if !ct {
-				r.ContentType, ct = v, true
-			}
-		case "cookie":
-			r.cookies = append(r.cookies, v)
-		}
-	}
+	r.pairsRead, r.cookiesOK = false, false
+	r.Method, _ = view.Get(":method")
+	rawPath, _ := view.Get(":path")
+	r.ContentType, _ = view.Get("content-type")
 	r.Path, r.RawQuery = SplitTarget(rawPath)
 }
 
@@ -165,16 +153,9 @@ func (r *Request) Coalesced(name string) (string, bool) {
 // dst. why is not empty when a line's name equals name only with '_' read as '-' or
 // case folded (upstreams that fold such names read it as name).
 func (r *Request) AppendHeaderValues(dst []string, name string) (_ []string, why string) {
-	for i := range r.pairs {
-		k, v := r.pairs[i].Key, r.pairs[i].Value
-		if len(k) != len(name) {
-			continue
-		}
-		if k == name {
-			dst = append(dst, v)
-		} else if why == "" && HeaderNameIs(k, name) {
-			why = "header " + name + " also spelled " + k
-		}
+	dst, like := r.View.AppendValuesLike(dst, name)
+	if like != "" {
+		why = "header " + name + " also spelled " + like
 	}
 	return dst, why
 }

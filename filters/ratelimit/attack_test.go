@@ -96,8 +96,9 @@ func TestAttackerChoosingKeysGetsNoMoreThanTheLimit(t *testing.T) {
 	assert.Equal(t, 100, apiPassed)
 }
 
-// bucketKey is the engine's bucket key of a rule under a 100/hour limit (its layout:
-// rule name, 0, per entry 1, uvarint length, value; 0, the limit's ID).
+// bucketKey is the bucket key the engine used to build, before the seeded table, for
+// a rule under a 100/hour limit (rule name, 0, per entry 1, uvarint length, value; 0,
+// the limit's ID as it was then): what a client could hash offline.
 func bucketKey(rule string, values ...string) []byte {
 	k := append([]byte(rule), 0)
 	for _, v := range values {

@@ -6,7 +6,7 @@
 // period in nanoseconds (capacity Burst×Period, refill Requests per nanosecond, a
 // request costs Period), so refill is exact for every rate, with no rounding drift.
 //
-// Buckets live in a fixed table of slot groups: bucket key → SipHash-2-4 under a secret
+// Buckets live in a fixed table of slot groups: bucket key → SipHash-1-3 under a secret
 // per-process seed → one of Groups shared-data entries, each holding up to
 // config.GroupWays (8) buckets. The seed is random, written once into shared data by
 // the first VM and read by the others (Table.Init), so all VMs agree on a key's group

@@ -29,7 +29,7 @@ func TestSipHashVectors(t *testing.T) {
 		15: 0xa129ca6149be45e5,
 		63: 0x958a324ceb064572,
 	} {
-		assert.Equal(t, want, bucket.SipHash(k0, k1, msg[:n]), "message of %d bytes", n)
+		assert.Equal(t, want, bucket.SipHash(k0, k1, msg[:n], 2, 4), "message of %d bytes", n)
 	}
 }
 

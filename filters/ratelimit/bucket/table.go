@@ -42,10 +42,11 @@ type Table struct {
 	foreignCas uint32
 	k0, k1     uint64 // the group hash's secret key (see Init)
 
-	op    Op // Take's
-	key   []byte
-	ents  []entry
-	value []byte // the group to write
+	op     Op  // Take's
+	peeked *Op // the Op whose group Table.ents holds, as Peek decoded it
+	key    []byte
+	ents   []entry
+	value  []byte // the group to write
 }
 
 // Op is one bucket update in two steps: Peek reads the key's group and says what
@@ -61,6 +62,10 @@ type Op struct {
 	fresh  bool // read holds the group as Peek read it (Commit's first attempt uses it)
 	limit  *config.Limit
 	now    int64
+	// Peek's decision, reused by a Commit that follows it with Table.ents unchanged.
+	own     int   // index of the key's bucket in Table.ents, -1 if absent
+	st      State // the bucket after taking
+	outcome Outcome
 }
 
 type entry struct {
@@ -142,7 +147,7 @@ func (t *Table) initSeed() error {
 }
 
 // Group returns the shared-data key of key's group, and the key as stored. The group is
-// SipHash-2-4 of the stored key under the table's secret seed, modulo the number of
+// SipHash-1-3 of the stored key under the table's secret seed, modulo the number of
 // groups: a client cannot choose keys that share a group with a given key.
 func (t *Table) Group(key []byte) (group string, stored []byte) {
 	t.op.gkey, stored = t.group(t.op.gkey[:0], key)
@@ -156,7 +161,7 @@ func (t *Table) group(dst, key []byte) (gkey, stored []byte) {
 		t.key = append(append(t.key[:0], 0xff), sum[:]...)
 		stored = t.key
 	}
-	h := sipHash(t.k0, t.k1, stored)
+	h := sipHash(t.k0, t.k1, stored, 1, 3)
 	return strconv.AppendUint(append(dst, t.prefix...), h%t.groups, 10), stored
 }
 
@@ -185,8 +190,17 @@ func (t *Table) Peek(op *Op, key []byte, l *config.Limit, now int64) (Outcome, e
 	}
 	op.fresh = true
 	t.ents = decode(t.ents[:0], op.read)
-	_, o := Take(l, t.state(op), now)
-	return o, nil
+	op.own = -1
+	st := Fresh(l, now)
+	for i := range t.ents {
+		if string(t.ents[i].key) == string(op.key) {
+			op.own, st = i, t.ents[i].st
+			break
+		}
+	}
+	op.st, op.outcome = Take(l, st, now)
+	t.peeked = op
+	return op.outcome, nil
 }
 
 // read gets op's group.
@@ -203,16 +217,6 @@ func (t *Table) read(op *Op) error {
 	return nil
 }
 
-// state is op's bucket in t.ents (decoded from op.read), or a fresh one.
-func (t *Table) state(op *Op) State {
-	for i := range t.ents {
-		if string(t.ents[i].key) == string(op.key) {
-			return t.ents[i].st
-		}
-	}
-	return Fresh(op.limit, op.now)
-}
-
 // Commit takes the request's tokens from the bucket op peeked at, with a CAS update of
 // its group; a lost race reads the group again and decides again, so the result may
 // differ from Peek's (another VM took the last token in between: Allowed false,
@@ -221,25 +225,31 @@ func (t *Table) Commit(op *Op) (Result, error) {
 	var res Result
 	gk := unsafe.String(unsafe.SliceData(op.gkey), len(op.gkey))
 	for attempt := 0; attempt < MaxAttempts; attempt++ {
-		if !op.fresh {
-			if err := t.read(op); err != nil {
-				return res, err
-			}
-		}
-		op.fresh = false
-		t.ents = decode(t.ents[:0], op.read)
+		var st State
 		own := -1
-		for i := range t.ents {
-			if string(t.ents[i].key) == string(op.key) {
-				own = i
-				break
+		if op.fresh && t.peeked == op {
+			// Right after its Peek: t.ents and the decision are still op's.
+			st, own, res.Outcome = op.st, op.own, op.outcome
+		} else {
+			if !op.fresh {
+				if err := t.read(op); err != nil {
+					return res, err
+				}
 			}
+			t.ents = decode(t.ents[:0], op.read)
+			for i := range t.ents {
+				if string(t.ents[i].key) == string(op.key) {
+					own = i
+					break
+				}
+			}
+			st = Fresh(op.limit, op.now)
+			if own >= 0 {
+				st = t.ents[own].st
+			}
+			st, res.Outcome = Take(op.limit, st, op.now)
 		}
-		st := Fresh(op.limit, op.now)
-		if own >= 0 {
-			st = t.ents[own].st
-		}
-		st, res.Outcome = Take(op.limit, st, op.now)
+		op.fresh, t.peeked = false, nil
 		if !res.Allowed {
 			// The bucket was empty when read: nothing to write.
 			res.Added, res.Removed, res.Evicted = 0, 0, 0

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/binary"
 	"math"
 	"math/bits"
 	"regexp"
@@ -609,7 +610,8 @@ func compileLimit(errs *configjson.Errors, p string, s *LimitSpec) (Limit, bool)
 		errs.Add(configjson.Field(p, "burst"), "burst × period is too large (%d × %s)", l.Burst, l.Period)
 		return l, false
 	}
-	l.ID = strconv.FormatInt(l.Requests, 10) + "/" + strconv.FormatInt(int64(l.Period), 10) + "/" + strconv.FormatInt(l.Burst, 10)
+	// Compact (three uvarints): it is hashed, compared and stored with every bucket.
+	l.ID = string(binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(nil, uint64(l.Requests)), uint64(l.Period)), uint64(l.Burst)))
 	l.Header = strconv.FormatInt(l.Requests, 10)
 	if l.Period%time.Second == 0 {
 		l.Header += ", " + l.Header + ";w=" + strconv.FormatInt(int64(l.Period/time.Second), 10)
