@@ -12,8 +12,6 @@ const maxCookies = 3000
 // regexps also \v and \f).
 const CookieSpace = " \t\r\n\v\f"
 
-// goSpace is what Go's textproto.TrimString trims.
-const goSpace = " \t\r\n"
 
 // Cookie reads the cookie name over every Cookie line.
 func (r *Request) Cookie(name string) Value {
@@ -35,7 +33,6 @@ func (r *Request) CookieLines() []string {
 // crumb differently (see the package comment).
 func (r *Request) AppendCookieValues(dst []string, name string) (_ []string, why string) {
 	n := namer{buf: r.scratch}
-	defer func() { r.scratch = n.buf[:0] }()
 	lines := r.CookieLines()
 	count := 0
 	for _, line := range lines {
@@ -45,7 +42,7 @@ func (r *Request) AppendCookieValues(dst []string, name string) (_ []string, why
 		for line != "" {
 			var raw string
 			raw, line, _ = strings.Cut(line, ";")
-			crumb := strings.Trim(raw, CookieSpace)
+			crumb := trimCookieSpace(raw)
 			if crumb == "" {
 				continue
 			}
@@ -56,14 +53,14 @@ func (r *Request) AppendCookieValues(dst []string, name string) (_ []string, why
 						continue // the crumb's own name, read below
 					}
 					pn, _, _ := strings.Cut(piece, "=")
-					if m, _ := n.names(strings.Trim(pn, CookieSpace), name); m {
+					if m, _ := n.names(trimCookieSpace(pn), name); m {
 						why = "cookie " + name + " after ',' in a crumb"
 					}
 				}
 			}
 			// Go's reading: the crumb and the name trimmed of its four spaces.
-			goName, goValue, _ := strings.Cut(strings.Trim(raw, goSpace), "=")
-			if goName = strings.Trim(goName, goSpace); goName == name && isToken(goName) {
+			goName, goValue, _ := strings.Cut(trimGoSpace(raw), "=")
+			if goName = trimGoSpace(goName); goName == name && isToken(goName) {
 				v, ok := goCookieValue(goValue)
 				if !ok || v != "" && (v[0] == ' ' || v[len(v)-1] == ' ') {
 					// Go skips the crumb, or keeps spaces other parsers trim.
@@ -75,7 +72,7 @@ func (r *Request) AppendCookieValues(dst []string, name string) (_ []string, why
 				dst = append(dst, v)
 				continue
 			}
-			if m, _ := n.names(strings.Trim(rawName, CookieSpace), name); m && why == "" {
+			if m, _ := n.names(trimCookieSpace(rawName), name); m && why == "" {
 				why = "cookie " + name + " spelled " + quoteShort(rawName)
 			}
 		}
@@ -83,6 +80,7 @@ func (r *Request) AppendCookieValues(dst []string, name string) (_ []string, why
 	if count > maxCookies && (len(dst) > 0 || why != "") {
 		why = "more cookies than Go's net/http reads"
 	}
+	r.scratch = n.buf[:0]
 	return dst, why
 }
 
@@ -132,3 +130,29 @@ func quoteShort(s string) string {
 	}
 	return string(append(b, '"'))
 }
+
+// trimCookieSpace is strings.Trim(s, CookieSpace) without building a cutset per call.
+func trimCookieSpace(s string) string {
+	for len(s) > 0 && isCookieSpace(s[0]) {
+		s = s[1:]
+	}
+	for len(s) > 0 && isCookieSpace(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func isCookieSpace(c byte) bool { return c == ' ' || '\t' <= c && c <= '\r' }
+
+// trimGoSpace is Go's textproto.TrimString.
+func trimGoSpace(s string) string {
+	for len(s) > 0 && isGoSpace(s[0]) {
+		s = s[1:]
+	}
+	for len(s) > 0 && isGoSpace(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func isGoSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }

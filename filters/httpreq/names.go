@@ -86,7 +86,13 @@ type namer struct{ buf []byte }
 // (suspicious) after a second one; suspicious also reports an invalid escape in a raw
 // name that names name.
 func (n *namer) names(raw, name string) (match, suspicious bool) {
+	if raw == name {
+		return true, false
+	}
 	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 {
+		if len(raw) != len(name) && (raw == "" || raw[0] != ' ') && (name == "" || name[0] != ' ') {
+			return false, false // no leading spaces to drop: lengths must match
+		}
 		return inclusiveEq(raw, name), false
 	}
 	if len(raw) > 3*len(name)+8 {

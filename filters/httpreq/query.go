@@ -18,7 +18,6 @@ func (r *Request) Param(name string) Value {
 // when they hold an escape or a '+'.
 func (r *Request) AppendParamValues(dst []string, name string) (_ []string, why string) {
 	n := namer{buf: r.scratch}
-	defer func() { r.scratch = n.buf[:0] }()
 	q := r.RawQuery
 	for q != "" {
 		var pair string
@@ -61,6 +60,7 @@ func (r *Request) AppendParamValues(dst []string, name string) (_ []string, why 
 		}
 		dst = append(dst, v)
 	}
+	r.scratch = n.buf[:0]
 	return dst, why
 }
 

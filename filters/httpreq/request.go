@@ -93,6 +93,41 @@ func (r *Request) Read(view abi.PairsView) {
 	r.Path, r.RawQuery = SplitTarget(rawPath)
 }
 
+// ReadAll is Read for a filter that looks at every header: it decodes the view once
+// (Pairs) and takes the method, path, content type and Cookie lines from that pass
+// instead of scanning the view for each.
+func (r *Request) ReadAll(view abi.PairsView) {
+	r.View = view
+	r.Method, r.ContentType = "", ""
+	r.scratch = r.scratch[:0]
+	r.pairs, r.pairsRead = view.AppendTo(r.pairs[:0]), true
+	r.cookies, r.cookiesOK = r.cookies[:0], true
+	rawPath, method, ct := "", false, false
+	for i := range r.pairs {
+		k := r.pairs[i].Key
+		if len(k) == 0 || k[0] != ':' && k[0] != 'c' {
+			continue
+		}
+		switch v := r.pairs[i].Value; k {
+		case ":method":
+			if !method {
+				r.Method, method = v, true
+			}
+		case ":path":
+			if rawPath == "" {
+				rawPath = v
+			}
+		case "content-type":
+			if !ct {
+				r.ContentType, ct = v, true
+			}
+		case "cookie":
+			r.cookies = append(r.cookies, v)
+		}
+	}
+	r.Path, r.RawQuery = SplitTarget(rawPath)
+}
+
 // SplitTarget splits a :path into the path and the query string, dropping a fragment
 // (Envoy refuses or strips one before filters run; a host that passes it must not
 // make it part of either).

@@ -206,6 +206,12 @@ func TestRead(t *testing.T) {
 	assert.Equal(t, "x=1", r.RawQuery)
 	assert.Equal(t, "application/grpc", r.ContentType)
 	assert.Equal(t, []string{"a=1", "b=2"}, r.CookieLines())
+	var all httpreq.Request
+	all.ReadAll(r.View)
+	assert.Equal(t, [4]string{r.Method, r.Path, r.RawQuery, r.ContentType}, [4]string{all.Method, all.Path, all.RawQuery, all.ContentType})
+	assert.Equal(t, r.CookieLines(), all.CookieLines())
+	assert.Equal(t, r.Pairs(), all.Pairs())
+	assert.Len(t, all.Pairs(), 5)
 	r.Read(abi.PairsView(abi.EncodePairs([]abi.Pair{{Key: ":path", Value: "/x#y"}})))
 	assert.Equal(t, "/x", r.Path)
 	assert.Empty(t, r.Method)

@@ -65,7 +65,7 @@ func holdsHeader(c *config.Condition, headers []abi.Pair) bool {
 	n, sat := 0, 0
 	for i := range headers {
 		if headers[i].Key != c.Name {
-			if httpreq.HeaderNameIs(headers[i].Key, c.Name) {
+			if len(headers[i].Key) == len(c.Name) && httpreq.HeaderNameIs(headers[i].Key, c.Name) {
 				return false
 			}
 			continue

@@ -58,11 +58,12 @@ type Request struct {
 func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 	r.ClientAddress, r.Spoofed = "", false
 	r.Strip = r.Strip[:0]
-	r.r.Read(headers)
+	r.r.ReadAll(headers)
 	r.Method, r.Path = r.r.Method, r.r.Path
 	r.cookieRead, r.paramRead = false, false
-	// Every entry, then filtered in place: what is kept moves to the front.
-	all, kept := append(r.Headers[:0], r.r.Pairs()...), 0
+	// Every entry but the pseudo-headers and the spoofed hints.
+	all := r.r.Pairs()
+	r.Headers = r.Headers[:0]
 	for i := range all {
 		k := all[i].Key
 		if len(k) > 0 && k[0] == ':' {
@@ -75,10 +76,8 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 				continue
 			}
 		}
-		all[kept] = all[i]
-		kept++
+		r.Headers = append(r.Headers, all[i])
 	}
-	r.Headers = all[:kept]
 	if ov := cfg.Override; ov != nil && ov.Header != "" {
 		for _, h := range r.Headers {
 			if h.Key == ov.Header {
