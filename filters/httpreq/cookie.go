@@ -12,7 +12,6 @@ const maxCookies = 3000
 // regexps also \v and \f).
 const CookieSpace = " \t\r\n\v\f"
 
-
 // Cookie reads the cookie name over every Cookie line.
 func (r *Request) Cookie(name string) Value {
 	var why string
