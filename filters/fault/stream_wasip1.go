@@ -60,7 +60,7 @@ func (s *stream) readHeaders() bool {
 		pw.LogErrorf("fault: reading the request headers: %v", err)
 		return false
 	}
-	s.req.Read(view)
+	s.req.ReadHeaders(view)
 	s.buf = view
 	return true
 }
@@ -123,7 +123,7 @@ func (s *stream) OnHttpStreamDone() {
 		s.p.undelay(s)
 	}
 	s.release()
-	s.req.Read(nil)
+	s.req.ReadHeaders(nil)
 	s.rule = nil
 	s.p.streams.Put(s)
 }

@@ -93,6 +93,16 @@ func (r *Request) Read(view abi.PairsView) {
 	r.Path, r.RawQuery = SplitTarget(rawPath)
 }
 
+// ReadHeaders is Read for a filter that only reads named headers (Header, Coalesced,
+// AppendHeaderValues, Cookie, ClientAddress): it scans nothing up front, and leaves
+// Method, Path, RawQuery and ContentType empty.
+func (r *Request) ReadHeaders(view abi.PairsView) {
+	r.View = view
+	r.Method, r.Path, r.RawQuery, r.ContentType = "", "", "", ""
+	r.scratch = r.scratch[:0]
+	r.pairsRead, r.cookiesOK = false, false
+}
+
 // ReadAll is Read for a filter that looks at every header: it decodes the view once
 // (Pairs) and takes the method, path, content type and Cookie lines from that pass
 // instead of scanning the view for each.

@@ -212,6 +212,12 @@ func TestRead(t *testing.T) {
 	assert.Equal(t, r.CookieLines(), all.CookieLines())
 	assert.Equal(t, r.Pairs(), all.Pairs())
 	assert.Len(t, all.Pairs(), 5)
+	var h httpreq.Request
+	h.ReadHeaders(r.View)
+	assert.Empty(t, h.Method)
+	assert.Equal(t, r.CookieLines(), h.CookieLines())
+	v, _ := h.Coalesced("cookie")
+	assert.Equal(t, "a=1,b=2", v)
 	r.Read(abi.PairsView(abi.EncodePairs([]abi.Pair{{Key: ":path", Value: "/x#y"}})))
 	assert.Equal(t, "/x", r.Path)
 	assert.Empty(t, r.Method)
