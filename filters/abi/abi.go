@@ -110,6 +110,11 @@ const (
 	MetricHistogram MetricType = 2
 )
 
+// MaxTickPeriodMillis is the longest period proxy_set_tick_period_milliseconds can
+// express (its argument is a uint32 of milliseconds, about 49.7 days). A guest that
+// waits longer sets this period and re-arms on the tick.
+const MaxTickPeriodMillis = 1<<32 - 1
+
 // LogLevel is the level passed to proxy_log and returned by proxy_get_log_level.
 type LogLevel uint32
 
@@ -264,15 +269,61 @@ func (v PairsView) Count(name string) int {
 // returns it: how a guest sees all copies of a repeated header without allocating
 // once dst has room. The strings alias the view like Get's.
 func (v PairsView) AppendValues(dst []string, name string) []string {
-	for c := v.Cursor(); ; {
-		k, val, ok := c.Next()
-		if !ok {
-			return dst
+	dst, _ = v.AppendValuesLike(dst, name)
+	return dst
+}
+
+// AppendValuesLike is AppendValues that also reports like: the first entry name
+// (as spelled) that is not name but equals it with ASCII case folded and '_' read as
+// '-' (a spelling CGI-style upstreams read as the same header), "" if none. Like
+// scan, it compares only names of name's length.
+func (v PairsView) AppendValuesLike(dst []string, name string) (_ []string, like string) {
+	size := len(v)
+	if size < 4 {
+		return dst, ""
+	}
+	base := unsafe.Pointer(unsafe.SliceData(v))
+	n := int(le32(base, 0))
+	if n < 0 || n > (size-4)/8 {
+		return dst, ""
+	}
+	off := 4 + 8*n
+	for i := 0; i < n; i++ {
+		ks, vs := int(le32(base, 4+8*i)), int(le32(base, 8+8*i))
+		if ks < 0 || vs < 0 || ks+vs+2 > size-off {
+			return dst, like
 		}
-		if k == name {
-			dst = append(dst, val)
+		if ks == len(name) {
+			k := unsafe.String((*byte)(unsafe.Add(base, off)), ks)
+			if ks == 0 || k == name {
+				dst = append(dst, unsafeString(v[off+ks+1:off+ks+1+vs]))
+			} else if like == "" && foldsTo(k, name) {
+				like = k
+			}
+		}
+		off += ks + vs + 2
+	}
+	return dst, like
+}
+
+// foldsTo reports whether header names a and b (of one length) are equal with ASCII
+// case folded and '_' read as '-'.
+func foldsTo(a, b string) bool {
+	for i := 0; i < len(a); i++ {
+		if foldHeaderByte(a[i]) != foldHeaderByte(b[i]) {
+			return false
 		}
 	}
+	return true
+}
+
+func foldHeaderByte(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	} else if c == '_' {
+		return '-'
+	}
+	return c
 }
 
 // AppendTo appends every entry to dst in order (repeated names once per copy) and

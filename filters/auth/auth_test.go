@@ -28,6 +28,7 @@ import (
 	"github.com/meshplug/meshplug/filters/auth/jwt"
 	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
 	"github.com/meshplug/meshplug/testenv"
+	"github.com/stretchr/testify/assert"
 )
 
 func authWasm(t testing.TB) []byte {
@@ -579,6 +580,19 @@ func TestGRPCReplies(t *testing.T) {
 	}
 	if v, _ := all.Get("grpc-message"); !strings.Contains(v, "unauthorized") {
 		t.Errorf("grpc disabled: grpc-message %q, want the JSON body", v)
+	}
+}
+
+// TestNotGRPCContentTypesGetHTTPReplies: what Envoy does not treat as gRPC
+// (application/grpc;charset=..., grpc-web) gets the HTTP reply, with no gRPC status:
+// auth decides gRPC with the one function every filter uses (httpreq.IsGRPC).
+func TestNotGRPCContentTypesGetHTTPReplies(t *testing.T) {
+	h := start(t, testenv.Options{}, corpConfig(nil))
+	for _, ct := range []string{"application/grpc;charset=utf-8", "application/grpc-web", "application/grpc-web+proto", "Application/GRPC"} {
+		resp := do(t, h, testenv.Request{Method: "POST", Path: "/pkg.Svc/Call", Headers: [][2]string{{"content-type", ct}}})
+		assert.Nil(t, resp.GrpcStatus, ct)
+		assert.Equal(t, 401, resp.Status, ct)
+		assert.Contains(t, string(resp.Body), "unauthorized", ct)
 	}
 }
 

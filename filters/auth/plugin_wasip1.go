@@ -39,7 +39,7 @@ type plugin struct {
 	// provider index.
 	waiting map[int][]*stream
 	due     []*config.Provider
-	free    []*stream // finished streams, for reuse
+	streams pw.StreamPool[stream]
 }
 
 type metrics struct {
@@ -99,10 +99,8 @@ func (p *plugin) OnTick() {
 
 // NewHttpContext hands out a recycled stream when there is one.
 func (p *plugin) NewHttpContext(id uint32) pw.HttpContext {
-	var s *stream
-	if n := len(p.free); n > 0 {
-		s, p.free = p.free[n-1], p.free[:n-1]
-	} else {
+	s := p.streams.Get()
+	if s == nil {
 		s = newStream(p)
 	}
 	s.id = id

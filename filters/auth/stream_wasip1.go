@@ -7,6 +7,7 @@ import (
 
 	"github.com/meshplug/meshplug/filters/abi"
 	"github.com/meshplug/meshplug/filters/auth/engine"
+	"github.com/meshplug/meshplug/filters/httpreq"
 	pw "github.com/meshplug/meshplug/filters/proxywasm"
 )
 
@@ -90,7 +91,7 @@ func (s *stream) OnHttpStreamDone() {
 		s.p.unpark(s)
 	}
 	s.headers, s.req.Headers, s.req.Method, s.req.Path, s.pending = nil, nil, "", "", false
-	s.p.free = append(s.p.free, s)
+	s.p.streams.Put(s)
 }
 
 // decide runs the engine and acts on its verdict; it returns the action for the
@@ -192,7 +193,7 @@ func (s *stream) deny(v *engine.Verdict) {
 	}
 	body, grpc := []byte(r.Body), uint32(abi.GrpcStatusNone)
 	if s.p.cfg.GRPC {
-		if ct, _ := s.headers.Get("content-type"); engine.IsGRPC(ct) {
+		if ct, _ := s.headers.Get("content-type"); httpreq.IsGRPC(ct) {
 			body, grpc = []byte(r.GRPCMessage), uint32(r.GRPCStatus)
 		}
 	}

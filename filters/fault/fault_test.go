@@ -196,6 +196,20 @@ func TestGRPCAborts(t *testing.T) {
 	}
 }
 
+// Content types Envoy does not treat as gRPC (Grpc::Common::hasGrpcContentType, the
+// one rule every filter uses: httpreq.IsGRPC) get the HTTP reply with its JSON body.
+func TestNotGRPCContentTypesGetHTTPAborts(t *testing.T) {
+	h := start(t, testenv.Options{}, `{"faults": [{"abort": {"http_status": 503, "percentage": {"numerator": 100}}}]}`)
+	for _, ct := range []string{"application/grpc-web", "application/grpc-web+proto", "application/grpc;charset=utf-8", "application/grpcx"} {
+		resp := h.MustDo(t, testenv.Request{Method: "POST", Path: "/pkg.Svc/Call", Headers: [][2]string{{"content-type", ct}}})
+		assert.Equal(t, 503, resp.Status, ct)
+		assert.Contains(t, string(resp.Body), "fault_filter_abort", ct)
+	}
+	resp := h.MustDo(t, testenv.Request{Method: "POST", Path: "/pkg.Svc/Call", Headers: [][2]string{{"content-type", "application/grpc+proto"}}})
+	assert.Equal(t, 200, resp.Status)
+	assert.Empty(t, resp.Body)
+}
+
 // A grpc_status abort of a plain HTTP request is an HTTP 200 with the body, as in
 // Envoy (the gRPC status only shapes gRPC replies).
 func TestGRPCStatusAbortOfHTTPRequest(t *testing.T) {
@@ -248,6 +262,45 @@ func TestHeaderControlledFaults(t *testing.T) {
 			}
 			require.True(t, s.Done(), "still delayed")
 			assert.Equal(t, tc.status, wait(t, s).Status)
+		})
+	}
+	assert.EqualValues(t, 0, metric(h, MetricActiveFaults))
+}
+
+// Delays beyond what one tick period can express (the ABI's uint32 of milliseconds,
+// about 49.7 days) resume at their due time too: the period is clamped and re-armed,
+// never cut to 32 bits (2^32 ms would have been 0, "stop ticking", and 2^32+1 ms 1 ms).
+func TestDelaysBeyondOneTickPeriod(t *testing.T) {
+	clock := testenv.NewFakeClock(t0)
+	h := start(t, testenv.Options{Clock: clock}, `{"faults": [{
+	  "headers": [{"name": ":path", "prefix_match": "/hdr"}],
+	  "delay": {"header_delay": {}, "percentage": {"numerator": 100}}
+	}, {
+	  "delay": {"fixed_delay": "4294967.297s", "percentage": {"numerator": 100}}
+	}]}`)
+	for _, tc := range []struct {
+		path  string
+		delay time.Duration
+	}{
+		{"/hdr", (1<<32 - 1) * time.Millisecond},
+		{"/hdr", 1 << 32 * time.Millisecond},
+		{"/hdr", (1<<32 + 1) * time.Millisecond},
+		{"/hdr", (1<<33 + 5) * time.Millisecond},
+		{"/hdr", 3 * (1 << 32) * time.Millisecond},
+		{"/fixed", (1<<32 + 1) * time.Millisecond},
+	} {
+		t.Run(tc.delay.String()+tc.path, func(t *testing.T) {
+			var headers [][2]string
+			if tc.path == "/hdr" {
+				headers = [][2]string{{"x-envoy-fault-delay-request", strconv.FormatInt(int64(tc.delay/time.Millisecond), 10)}}
+			}
+			s := h.Start(testenv.Request{Path: tc.path, Headers: headers})
+			require.False(t, s.Done())
+			clock.Advance(tc.delay - time.Millisecond)
+			require.False(t, s.Done(), "resumed early")
+			clock.Advance(time.Millisecond)
+			require.True(t, s.Done(), "not resumed at its due time")
+			assert.Equal(t, 200, wait(t, s).Status)
 		})
 	}
 	assert.EqualValues(t, 0, metric(h, MetricActiveFaults))

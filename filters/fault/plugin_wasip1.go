@@ -41,7 +41,7 @@ type plugin struct {
 	// in the shared counter was last extended.
 	held    int
 	renewed time.Time
-	free    []*stream
+	streams pw.StreamPool[stream]
 }
 
 type metrics struct {
@@ -115,10 +115,8 @@ func (sharedStore) Set(key string, value []byte, cas uint32) (bool, error) {
 
 // NewHttpContext hands out a recycled stream when there is one.
 func (p *plugin) NewHttpContext(id uint32) pw.HttpContext {
-	var s *stream
-	if n := len(p.free); n > 0 {
-		s, p.free = p.free[n-1], p.free[:n-1]
-	} else {
+	s := p.streams.Get()
+	if s == nil {
 		s = &stream{p: p}
 	}
 	s.id = id

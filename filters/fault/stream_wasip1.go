@@ -3,11 +3,9 @@
 package main
 
 import (
-	"strings"
-
-	"github.com/meshplug/meshplug/filters/abi"
 	"github.com/meshplug/meshplug/filters/fault/config"
 	"github.com/meshplug/meshplug/filters/fault/engine"
+	"github.com/meshplug/meshplug/filters/httpreq"
 	pw "github.com/meshplug/meshplug/filters/proxywasm"
 )
 
@@ -19,8 +17,8 @@ type stream struct {
 	p  *plugin
 	id uint32
 
-	headers abi.PairsView
-	buf     []byte
+	req httpreq.Request // the request headers, read with one host call
+	buf []byte
 
 	rule *config.Rule
 	wait *engine.Delayed // non-nil while delayed
@@ -62,7 +60,8 @@ func (s *stream) readHeaders() bool {
 		pw.LogErrorf("fault: reading the request headers: %v", err)
 		return false
 	}
-	s.headers, s.buf = view, view
+	s.req.ReadHeaders(view)
+	s.buf = view
 	return true
 }
 
@@ -124,8 +123,9 @@ func (s *stream) OnHttpStreamDone() {
 		s.p.undelay(s)
 	}
 	s.release()
-	s.headers, s.rule = nil, nil
-	s.p.free = append(s.p.free, s)
+	s.req.ReadHeaders(nil)
+	s.rule = nil
+	s.p.streams.Put(s)
 }
 
 // TryAcquire is engine.Slots: Envoy's tryIncActiveFaults.
@@ -167,33 +167,12 @@ func (s *stream) release() {
 	}
 }
 
-// Header is engine.Request: all values joined by "," (Envoy's header matchers). The
-// joined form is built only for a repeated header (rare); proxy_get_header_map_value
-// returns the first value only (testenv, and Envoy's Context::getHeaderMapValue).
-func (s *stream) Header(name string) (string, bool) {
-	if s.headers.Count(name) <= 1 {
-		return s.headers.Get(name)
-	}
-	pairs, err := abi.DecodePairs(s.headers)
-	if err != nil {
-		return s.headers.Get(name)
-	}
-	var b strings.Builder
-	first := true
-	for _, p := range pairs {
-		if p.Key == name {
-			if !first {
-				b.WriteByte(',')
-			}
-			first = false
-			b.WriteString(p.Value)
-		}
-	}
-	return b.String(), true
-}
+// Header is engine.Request: all values joined by "," (Envoy's header matchers;
+// httpreq.Request.Coalesced). The joined form is built only for a repeated header
+// (rare).
+func (s *stream) Header(name string) (string, bool) { return s.req.Coalesced(name) }
 
-// FirstHeader is engine.Request.
-func (s *stream) FirstHeader(name string) (string, bool) { return s.headers.Get(name) }
+func (s *stream) FirstHeader(name string) (string, bool) { return s.req.View.Get(name) }
 
 // UpstreamCluster is engine.Request: the xds.cluster_name attribute.
 func (s *stream) UpstreamCluster() string {

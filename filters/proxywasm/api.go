@@ -93,9 +93,29 @@ func Now() time.Time {
 }
 
 // SetTickPeriod makes the host call OnTick of the current plugin every d (rounded
-// down to milliseconds); 0 stops the ticks.
+// down to milliseconds, see TickPeriodMillis); 0 stops the ticks.
 func SetTickPeriod(d time.Duration) error {
-	return status(proxy_set_tick_period_milliseconds(uint32(d / time.Millisecond)))
+	return status(proxy_set_tick_period_milliseconds(TickPeriodMillis(d)))
+}
+
+// MaxTickPeriod is the longest tick period the ABI can express (abi.MaxTickPeriodMillis
+// milliseconds, about 49.7 days).
+const MaxTickPeriod = abi.MaxTickPeriodMillis * time.Millisecond
+
+// TickPeriodMillis is d as proxy_set_tick_period_milliseconds takes it: whole
+// milliseconds, clamped to MaxTickPeriodMillis rather than cut to 32 bits (a period of
+// 2^32 ms must not become 0, "stop ticking", nor 2^32+1 ms become 1 ms), and a
+// positive d below 1 ms is 1 ms (not 0). A guest that waits longer re-arms on the tick.
+func TickPeriodMillis(d time.Duration) uint32 {
+	switch {
+	case d <= 0:
+		return 0
+	case d < time.Millisecond:
+		return 1
+	case d >= MaxTickPeriod:
+		return abi.MaxTickPeriodMillis
+	}
+	return uint32(d / time.Millisecond)
 }
 
 // PluginDone tells the host that a plugin whose OnPluginDone returned false has

@@ -73,3 +73,20 @@ func TestIsGRPC(t *testing.T) {
 		assert.Equal(t, want, isGRPC(ct), ct)
 	}
 }
+
+func TestTickPeriodMillis(t *testing.T) {
+	for d, want := range map[time.Duration]uint32{
+		0:                              0,
+		-time.Second:                   0,
+		time.Nanosecond:                1,
+		1500 * time.Microsecond:        1,
+		7 * time.Second:                7000,
+		MaxTickPeriod:                  1<<32 - 1,
+		1 << 32 * time.Millisecond:     1<<32 - 1, // cut to 32 bits this was 0: no tick at all
+		(1<<32 + 1) * time.Millisecond: 1<<32 - 1, // ... and this 1 ms
+		1<<63 - 1:                      1<<32 - 1,
+		(1<<32 - 2) * time.Millisecond: 1<<32 - 2,
+	} {
+		assert.Equal(t, want, TickPeriodMillis(d), d)
+	}
+}

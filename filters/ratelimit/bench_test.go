@@ -5,6 +5,8 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -210,4 +212,83 @@ func BenchmarkNative(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// BenchmarkBeforeAfter compares ratelimit.wasm with a baseline ratelimit.wasm built
+// from another commit (MESHPLUG_RATELIMIT_BASELINE_WASM; skipped without it), request
+// by request: each iteration sends the same request to two hosts of each build, in
+// rotating order, timing each, so that all see the same machine load. Reported: ns
+// per request of each build and new÷old. One worker VM per host.
+//
+//	base=$(mktemp -d) && git worktree add "$base" <commit> && \
+//	  (cd "$base/filters/ratelimit" && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o "$base/rl.wasm" .)
+//	MESHPLUG_RATELIMIT_BASELINE_WASM="$base/rl.wasm" go test -run '^$' -bench BeforeAfter -benchtime 20000x -count 3 ./filters/ratelimit/
+func BenchmarkBeforeAfter(b *testing.B) {
+	path := os.Getenv("MESHPLUG_RATELIMIT_BASELINE_WASM")
+	if path == "" {
+		b.Skip("MESHPLUG_RATELIMIT_BASELINE_WASM not set")
+	}
+	old, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wasm := rlWasm(b)
+	for _, c := range []struct {
+		name string
+		cfg  []byte
+		want int
+	}{{"allowed", neverLimited, 200}, {"limited", alwaysLimited, 429}} {
+		b.Run(c.name, func(b *testing.B) {
+			// Two hosts of each build, created in the order new, old, old, new, so
+			// that neither build gets the host-specific bias (an A/A run of one
+			// build against itself with one host each differs by up to ±15% on a
+			// loaded machine).
+			hosts := []*testenv.Host{benchHost(b, 1, wasm, c.cfg), benchHost(b, 1, old, c.cfg), benchHost(b, 1, old, c.cfg), benchHost(b, 1, wasm, c.cfg)}
+			ctx := context.Background()
+			for i := range benchRequests {
+				for _, h := range hosts {
+					h.Do(ctx, benchRequests[i])
+				}
+			}
+			var tn, to []time.Duration
+			timed := func(h *testenv.Host, req testenv.Request, acc *[]time.Duration) {
+				start := time.Now()
+				resp, err := h.Do(ctx, req)
+				*acc = append(*acc, time.Since(start))
+				if err != nil || resp.Status != c.want {
+					b.Fatalf("status %d, want %d (%v)", resp.Status, c.want, err)
+				}
+			}
+			i := 0
+			for b.Loop() {
+				req := benchRequests[i%benchKeys]
+				// Rotate the order so that none always runs first.
+				for j := range 4 {
+					k := (i + j) % 4
+					if k == 0 || k == 3 {
+						timed(hosts[k], req, &tn)
+					} else {
+						timed(hosts[k], req, &to)
+					}
+				}
+				i++
+			}
+			reportBeforeAfter(b, tn, to)
+		})
+	}
+}
+
+// reportBeforeAfter reports the median request time of each build and their ratio:
+// medians, because on a loaded machine a few requests preempted for milliseconds move
+// a mean by tens of percent.
+func reportBeforeAfter(b *testing.B, tn, to []time.Duration) {
+	median := func(d []time.Duration) float64 {
+		slices.Sort(d)
+		return float64(d[len(d)/2])
+	}
+	mn, mo := median(tn), median(to)
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(mn, "new-p50-ns")
+	b.ReportMetric(mo, "old-p50-ns")
+	b.ReportMetric(mn/mo, "new÷old")
 }

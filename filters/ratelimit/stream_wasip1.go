@@ -222,5 +222,5 @@ func (s *stream) OnHttpStreamDone() {
 	}
 	s.headers = s.headers[:0]
 	s.req.Method, s.req.Path = "", ""
-	s.p.free = append(s.p.free, s)
+	s.p.streams.Put(s)
 }

@@ -5,7 +5,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/meshplug/meshplug/filters/abi"
 	"github.com/meshplug/meshplug/filters/routehint/config"
@@ -117,6 +120,61 @@ func BenchmarkNative(b *testing.B) {
 			if len(v.Applied) != 1 || v.Applied[0].Rule.Name != "rollout" {
 				b.Fatalf("decided %+v", v.Applied)
 			}
+		})
+	}
+}
+
+// BenchmarkBeforeAfter compares routehint.wasm with a baseline routehint.wasm built
+// from another commit (MESHPLUG_ROUTEHINT_BASELINE_WASM; skipped without it), per rule
+// count: each iteration sends the request to two hosts of each build (created new,
+// old, old, new) in rotating order, and the medians of each build are compared (a
+// loaded machine moves means by tens of percent; an A/A run gives 1.00).
+//
+//	MESHPLUG_ROUTEHINT_BASELINE_WASM=old.wasm go test -run '^$' -bench BeforeAfter -benchtime 20000x ./filters/routehint/
+func BenchmarkBeforeAfter(b *testing.B) {
+	path := os.Getenv("MESHPLUG_ROUTEHINT_BASELINE_WASM")
+	if path == "" {
+		b.Skip("MESHPLUG_ROUTEHINT_BASELINE_WASM not set")
+	}
+	old, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wasm := testenv.MustBuildGuest(b, ".")
+	ctx := context.Background()
+	for _, n := range benchRuleCounts {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			cfg := mustJSON(b, benchConfig(n))
+			hosts := []*testenv.Host{benchHost(b, wasm, cfg), benchHost(b, old, cfg), benchHost(b, old, cfg), benchHost(b, wasm, cfg)}
+			for _, h := range hosts {
+				if _, err := h.Do(ctx, benchRequest); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var tn, to []time.Duration
+			i := 0
+			for b.Loop() {
+				for j := range 4 {
+					k := (i + j) % 4
+					start := time.Now()
+					if _, err := hosts[k].Do(ctx, benchRequest); err != nil {
+						b.Fatal(err)
+					}
+					if d := time.Since(start); k == 0 || k == 3 {
+						tn = append(tn, d)
+					} else {
+						to = append(to, d)
+					}
+				}
+				i++
+			}
+			slices.Sort(tn)
+			slices.Sort(to)
+			mn, mo := float64(tn[len(tn)/2]), float64(to[len(to)/2])
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(mn, "new-p50-ns")
+			b.ReportMetric(mo, "old-p50-ns")
+			b.ReportMetric(mn/mo, "new÷old")
 		})
 	}
 }

@@ -22,10 +22,10 @@ func (vm) NewPluginContext(uint32) pw.PluginContext { return &plugin{} }
 // plugin is one routehint configuration in one worker VM.
 type plugin struct {
 	pw.DefaultPluginContext
-	cfg  *config.Config
-	eng  *engine.Engine
-	m    metrics
-	free []*stream // finished streams, for reuse
+	cfg     *config.Config
+	eng     *engine.Engine
+	m       metrics
+	streams pw.StreamPool[stream]
 }
 
 type metrics struct {
@@ -66,9 +66,7 @@ func (m *metrics) define(cfg *config.Config) error {
 
 // NewHttpContext hands out a recycled stream when there is one.
 func (p *plugin) NewHttpContext(uint32) pw.HttpContext {
-	if n := len(p.free); n > 0 {
-		s := p.free[n-1]
-		p.free = p.free[:n-1]
+	if s := p.streams.Get(); s != nil {
 		return s
 	}
 	return &stream{p: p}

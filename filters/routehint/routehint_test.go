@@ -172,6 +172,19 @@ func decisionTable() []tableCase {
 		{name: "query repeated", cfg: cond(c("query", "group", "equal", "beta")), path: "/x?group=beta&group=x", want: none},
 		{name: "query with semicolon dropped", cfg: cond(c("query", "group", "equal", "beta")), path: "/x?group=beta;x=1", want: none},
 
+		// Ambiguous inputs (filters/httpreq's rule): read differently by some upstream,
+		// they hold no condition, positive or negated.
+		{name: "cookie value Go skips beside the real one", cfg: cond(c("cookie", "tier", "equal", "gold")), headers: h("cookie", `tier=x"1; tier=gold`), want: none},
+		{name: "cookie spelled in upper case, not_equal", cfg: cond(c("cookie", "tier", "not_equal", "gold")), headers: h("cookie", "TIER=gold"), want: none},
+		{name: "cookie percent-encoded name, not_exists", cfg: cond(c("cookie", "tier", "not_exists", "")), headers: h("cookie", "t%69er=gold"), want: none},
+		{name: "cookie after a comma", cfg: cond(c("cookie", "tier", "not_equal", "gold")), headers: h("cookie", "a=1, tier=gold"), want: none},
+		{name: "cookie name with spaces, as Go reads it", cfg: cond(c("cookie", "tier", "equal", "gold")), headers: h("cookie", "tier =gold"), want: canary, targets: []string{"canary"}},
+		{name: "query invalid escape beside the real one", cfg: cond(c("query", "group", "equal", "beta")), path: "/x?group=x%zz&group=beta", want: none},
+		{name: "query bare percent, not_equal", cfg: cond(c("query", "group", "not_equal", "beta")), path: "/x?group=%&group=dev", want: none},
+		{name: "query other case, not_equal", cfg: cond(c("query", "group", "not_equal", "beta")), path: "/x?Group=beta", want: none},
+		{name: "query double-encoded name, not_exists", cfg: cond(c("query", "group", "not_exists", "")), path: "/x?%2567roup=beta", want: none},
+		{name: "header underscore spelling, not_equal", cfg: cond(c("header", "x-env", "not_equal", "prod")), headers: h("x_env", "prod"), want: none},
+
 		// AND/OR groups.
 		{name: "group: method and first group", cfg: groupCfg, headers: h("x-tier", "gold", "cookie", "region=eu"), want: canary, targets: []string{"canary"}},
 		{name: "group: second group", cfg: groupCfg, path: "/?canary", want: canary, targets: []string{"canary"}},
@@ -434,11 +447,13 @@ func TestRandomSplitAndMissingKey(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		assert.Equal(t, subsetOf["stable"], h.MustDo(t, testenv.Request{Path: "/"}).Cluster)
 	}
-	// A repeated key is no key.
+	// A repeated key is no key, nor one spelled so that upstreams read it differently.
 	resp := h.MustDo(t, testenv.Request{Path: "/", Headers: [][2]string{{"x-consumer", "a"}, {"x-consumer", "b"}}})
 	assert.Equal(t, subsetOf["stable"], resp.Cluster)
+	resp = h.MustDo(t, testenv.Request{Path: "/", Headers: [][2]string{{"x_consumer", "a"}}})
+	assert.Equal(t, subsetOf["stable"], resp.Cluster)
 	v, _ := h.Metric(engine.MetricKeyMissing)
-	assert.EqualValues(t, 21, v)
+	assert.EqualValues(t, 22, v)
 }
 
 // TestClientAddressKey: the split hashes source.address without its port.
@@ -456,6 +471,17 @@ func TestClientAddressKey(t *testing.T) {
 	}
 	resp := h.MustDo(t, testenv.Request{Path: "/", SourceAddress: "[2001:db8::1]:443"})
 	assert.Equal(t, subsetOf[bucketTarget("exp-1", "2001:db8::1", 50)], resp.Cluster)
+	// One client, one target, however the host spells its address.
+	for i := 0; i < 50; i++ {
+		ip := fmt.Sprintf("10.1.%d.%d", i/250, i%250)
+		want := subsetOf[bucketTarget("exp-1", ip, 50)]
+		for _, src := range []string{ip + ":1", "[::ffff:" + ip + "]:2", fmt.Sprintf("[::ffff:a01:%x]:3", i)} {
+			assert.Equal(t, want, h.MustDo(t, testenv.Request{Path: "/", SourceAddress: src}).Cluster, src)
+		}
+	}
+	for _, src := range []string{"[2001:DB8:0::1]:1", "[2001:db8::1%eth0]:2"} {
+		assert.Equal(t, subsetOf[bucketTarget("exp-1", "2001:db8::1", 50)], h.MustDo(t, testenv.Request{Path: "/", SourceAddress: src}).Cluster, src)
+	}
 }
 
 // TestMetrics: per rule, per target, overrides, spoofed hints, no match.

@@ -111,5 +111,5 @@ func (s *stream) OnHttpResponseHeaders(int, bool) pw.Action {
 func (s *stream) OnHttpStreamDone() {
 	s.echo = ""
 	s.req.Read(s.p.cfg, nil) // drop the references into buf
-	s.p.free = append(s.p.free, s)
+	s.p.streams.Put(s)
 }

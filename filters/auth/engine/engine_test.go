@@ -13,6 +13,7 @@ import (
 	"github.com/meshplug/meshplug/filters/auth/engine/enginetest"
 	"github.com/meshplug/meshplug/filters/auth/jwt"
 	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
+	"github.com/meshplug/meshplug/filters/httpreq"
 	"github.com/meshplug/meshplug/internal/race"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -366,8 +367,9 @@ func TestGRPC(t *testing.T) {
 			t.Errorf("GRPCStatus(%d) = %d, want %d", in, got, want)
 		}
 	}
-	for ct, want := range map[string]bool{"application/grpc": true, "application/grpc+proto": true, "application/grpc-web": false, "application/json": false} {
-		if engine.IsGRPC(ct) != want {
+	for ct, want := range map[string]bool{"application/grpc": true, "application/grpc+proto": true, "application/grpc-web": false, "application/json": false,
+		"application/grpc;charset=utf-8": false} {
+		if httpreq.IsGRPC(ct) != want {
 			t.Errorf("IsGRPC(%q)", ct)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/meshplug/meshplug/filters/abi"
 	"github.com/meshplug/meshplug/filters/auth/config"
+	"github.com/meshplug/meshplug/filters/httpreq"
 )
 
 // This file is the one place that reads the request: Engine.Read sees every header
@@ -46,6 +47,11 @@ import (
 // Every credential location that occurs more than once (the same header on two lines,
 // a parameter or cookie given twice, in any spelling) is refused: one upstream reads
 // the first copy, another the last.
+//
+// These are filters/httpreq's rules (the reader every meshplug filter shares; the name
+// folding, lenient decoding, cookie spaces and header-name comparison used here are
+// its functions). auth keeps its own walk over the request because it must also find
+// where each occurrence sits, to strip it from what goes upstream.
 
 // Request is the engine's view of a request as the glue passes it to Engine.Read.
 type Request struct {
@@ -231,26 +237,6 @@ func newExtractor(cfg *config.Config) *extractor {
 	return ex
 }
 
-// headerNameIs compares a header name as sent with a canonical name: ASCII
-// case-insensitively, '_' read as '-'.
-func headerNameIs(got, canon string) bool {
-	if got == canon {
-		return true
-	}
-	for i := 0; i < len(got); i++ {
-		c := got[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		} else if c == '_' {
-			c = '-'
-		}
-		if c != canon[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // Read extracts everything the engine needs from req into x (reusing x's memory).
 func (e *Engine) Read(req *Request, x *Extracted) {
 	ex := e.ex
@@ -273,7 +259,7 @@ func (e *Engine) Read(req *Request, x *Extracted) {
 			}
 			for _, wi := range ex.byLen[len(name)] {
 				w := &ex.wants[wi]
-				if !headerNameIs(name, w.name) {
+				if !httpreq.HeaderNameIs(name, w.name) {
 					continue
 				}
 				if w.identity {
@@ -379,62 +365,8 @@ func (r *reader) token(value string) (string, bool) {
 
 // canonName is the canonical form of a configured parameter or cookie name.
 func canonName(s string) string {
-	b := canonBytes(nil, s)
+	b := httpreq.AppendInclusive(nil, s)
 	return string(b)
-}
-
-// canonBytes appends the canonical form of an already decoded name: leading spaces
-// dropped, ASCII lower-case, ' ', '.' and '[' read as '_'.
-func canonBytes(dst []byte, s string) []byte {
-	s = strings.TrimLeft(s, " ")
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		case c == ' ' || c == '.' || c == '[':
-			c = '_'
-		}
-		dst = append(dst, c)
-	}
-	return dst
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
-}
-
-// decodeLenient percent-decodes s ('+' as space when plus) into dst, keeping invalid
-// escapes verbatim (Python, Node); bad reports whether there was one.
-func decodeLenient(dst []byte, s string, plus bool) (out []byte, bad bool) {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '%':
-			if i+2 < len(s) {
-				h, ok1 := unhex(s[i+1])
-				l, ok2 := unhex(s[i+2])
-				if ok1 && ok2 {
-					dst = append(dst, h<<4|l)
-					i += 2
-					continue
-				}
-			}
-			bad = true
-		case c == '+' && plus:
-			c = ' '
-		}
-		dst = append(dst, c)
-	}
-	return dst, bad
 }
 
 // needsWork reports whether a raw name may differ from its canonical form.
@@ -451,7 +383,7 @@ func needsWork(s string) bool {
 // lookupName finds the location (among locs) a raw parameter or cookie name denotes.
 // suspicious reports an invalid escape or a name that matches only after a second
 // decoding.
-func (e *Engine) lookupName(x *Extracted, raw string, locs []int32, plus bool) (loc int32, suspicious bool) {
+func (e *Engine) lookupName(x *Extracted, raw string, locs []int32) (loc int32, suspicious bool) {
 	ex := e.ex
 	if len(raw) > 3*ex.maxName+8 {
 		return -1, false // cannot decode to any configured name
@@ -459,14 +391,14 @@ func (e *Engine) lookupName(x *Extracted, raw string, locs []int32, plus bool) (
 	name := raw
 	if needsWork(raw) {
 		var dec []byte
-		dec, suspicious = decodeLenient(x.nameBuf[:0], raw, plus)
+		dec, suspicious = httpreq.DecodeLenient(x.nameBuf[:0], raw)
 		n := len(dec)
-		dec = canonBytes(dec, string(dec)) // canonical form appended after the decoded bytes
+		dec = httpreq.AppendInclusive(dec, string(dec)) // canonical form appended after the decoded bytes
 		name = string(dec[n:])
 		x.nameBuf = dec
 		if strings.IndexByte(name, '%') >= 0 {
-			dec2, _ := decodeLenient(nil, name, plus)
-			if l := ex.find(locs, string(canonBytes(nil, string(dec2)))); l >= 0 {
+			dec2, _ := httpreq.DecodeLenient(nil, name)
+			if l := ex.find(locs, string(httpreq.AppendInclusive(nil, string(dec2)))); l >= 0 {
 				return l, true
 			}
 		}
@@ -502,13 +434,13 @@ func (e *Engine) readQuery(x *Extracted, q int) {
 				// the pair ambiguous.
 				for piece := range strings.SplitSeq(pair, ";") {
 					n, _, _ := strings.Cut(piece, "=")
-					if l, _ := e.lookupName(x, n, ex.params, true); l >= 0 {
+					if l, _ := e.lookupName(x, n, ex.params); l >= 0 {
 						x.count(l, ex.locs[l].name)
 						x.ambiguity("query parameter " + ex.locs[l].name + " in a pair holding ';'")
 						x.found = append(x.found, found{loc: l, start: int32(q), end: int32(end)})
 					}
 				}
-			} else if l, suspicious := e.lookupName(x, rawName, ex.params, true); l >= 0 {
+			} else if l, suspicious := e.lookupName(x, rawName, ex.params); l >= 0 {
 				x.count(l, ex.locs[l].name)
 				f := found{loc: l, start: int32(q), end: int32(end), value: rawValue}
 				if suspicious {
@@ -527,10 +459,6 @@ func (e *Engine) readQuery(x *Extracted, q int) {
 	}
 }
 
-// cookieSpace is trimmed around crumbs and names: every ASCII space any common cookie
-// parser trims (Go's textproto trims CR and LF too, Python's regexps \v and \f).
-const cookieSpace = " \t\r\n\v\f"
-
 // readCookies finds credential cookies in one Cookie line.
 func (e *Engine) readCookies(x *Extracted, line int32, s string) {
 	ex := e.ex
@@ -542,29 +470,29 @@ func (e *Engine) readCookies(x *Extracted, line int32, s string) {
 		} else {
 			end += start
 		}
-		crumb := strings.Trim(s[start:end], cookieSpace)
+		crumb := strings.Trim(s[start:end], httpreq.CookieSpace)
 		if crumb != "" {
 			rawName, rawValue, _ := strings.Cut(crumb, "=")
-			rawName = strings.TrimRight(rawName, cookieSpace)
+			rawName = strings.TrimRight(rawName, httpreq.CookieSpace)
 			if strings.IndexByte(crumb, ',') >= 0 {
 				for i, piece := range strings.Split(crumb, ",") {
 					if i == 0 && strings.IndexByte(rawName, ',') < 0 {
 						continue // the crumb's own name, read below
 					}
-					n, _, _ := strings.Cut(strings.Trim(piece, cookieSpace), "=")
-					if l, _ := e.lookupName(x, strings.TrimRight(n, cookieSpace), ex.cookies, true); l >= 0 {
+					n, _, _ := strings.Cut(strings.Trim(piece, httpreq.CookieSpace), "=")
+					if l, _ := e.lookupName(x, strings.TrimRight(n, httpreq.CookieSpace), ex.cookies); l >= 0 {
 						x.count(l, ex.locs[l].name)
 						x.ambiguity("cookie " + ex.locs[l].name + " after ',' in a crumb")
 						x.found = append(x.found, found{loc: l, line: line, start: int32(start), end: int32(end)})
 					}
 				}
 			}
-			if l, suspicious := e.lookupName(x, rawName, ex.cookies, true); l >= 0 {
+			if l, suspicious := e.lookupName(x, rawName, ex.cookies); l >= 0 {
 				x.count(l, ex.locs[l].name)
 				if suspicious {
 					x.ambiguity("cookie " + ex.locs[l].name + " with an invalid or double escape in its name")
 				}
-				v := strings.Trim(rawValue, cookieSpace)
+				v := strings.Trim(rawValue, httpreq.CookieSpace)
 				if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 					v = v[1 : len(v)-1]
 				}
@@ -618,7 +546,7 @@ func (e *Engine) strip(v *Verdict, x *Extracted, rule *config.Rule) {
 				} else {
 					end += start
 				}
-				crumb := strings.Trim(line[start:end], cookieSpace)
+				crumb := strings.Trim(line[start:end], httpreq.CookieSpace)
 				if crumb != "" && !e.dropped(x, rule, srcCookie, int32(li), int32(start)) {
 					kept = append(kept, crumb)
 				}

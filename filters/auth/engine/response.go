@@ -112,12 +112,6 @@ type Response struct {
 // abi.GrpcStatusForHTTP).
 func GRPCStatus(httpStatus int) int { return int(abi.GrpcStatusForHTTP(httpStatus)) }
 
-// IsGRPC reports whether a content-type is gRPC (application/grpc, application/grpc+proto, ...).
-func IsGRPC(contentType string) bool {
-	return strings.HasPrefix(contentType, "application/grpc") &&
-		(len(contentType) == 16 || contentType[16] == '+' || contentType[16] == ';')
-}
-
 type challenge uint8
 
 const (

@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshplug/meshplug/filters/abi"
 	"github.com/meshplug/meshplug/filters/fault/config"
+	"github.com/meshplug/meshplug/filters/httpreq"
 )
 
 // Request is what the engine reads of a request. The glue implements it over the
@@ -280,9 +281,12 @@ func reply(a *config.Abort, req Request, status, grpc uint32) *Reply {
 	return rep
 }
 
+// isGRPC reports whether Envoy treats the request as gRPC (httpreq.IsGRPC), which is
+// when its local reply is trailers-only: application/grpc-web and
+// application/grpc;charset=... get the HTTP body.
 func isGRPC(req Request) bool {
 	ct, _ := req.Header("content-type")
-	return strings.HasPrefix(ct, "application/grpc")
+	return httpreq.IsGRPC(ct)
 }
 
 // Verdict is what Decide chose for a request.

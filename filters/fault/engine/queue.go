@@ -2,6 +2,7 @@ package engine
 
 import (
 	"container/heap"
+	"github.com/meshplug/meshplug/filters/abi"
 	"time"
 )
 
@@ -81,13 +82,22 @@ func (h *delayHeap) Pop() any {
 	return d
 }
 
+// MaxTick is the longest tick period proxy_set_tick_period_milliseconds can express
+// (abi.MaxTickPeriodMillis ms, about 49.7 days).
+const MaxTick = abi.MaxTickPeriodMillis * time.Millisecond
+
 // TickFor is the tick period that makes the next tick fire at or just after due:
 // the time from now to due rounded up to whole milliseconds (the unit of
-// proxy_set_tick_period_milliseconds), at least 1 ms.
+// proxy_set_tick_period_milliseconds), at least 1 ms, at most MaxTick: a stream due
+// later is not due at that tick, which arms the next one (a delay of 2^32 ms or more
+// must not be cut to 32 bits).
 func TickFor(due, now time.Time) time.Duration {
 	d := due.Sub(now)
-	if d <= time.Millisecond {
+	switch {
+	case d <= time.Millisecond:
 		return time.Millisecond
+	case d >= MaxTick:
+		return MaxTick
 	}
 	return (d + time.Millisecond - 1).Truncate(time.Millisecond)
 }

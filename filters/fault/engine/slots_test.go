@@ -230,4 +230,10 @@ func TestTickFor(t *testing.T) {
 	assert.Equal(t, time.Millisecond, engine.TickFor(now.Add(-time.Second), now))
 	assert.Equal(t, 7*time.Second, engine.TickFor(now.Add(7*time.Second), now))
 	assert.Equal(t, 8*time.Millisecond, engine.TickFor(now.Add(7*time.Millisecond+1), now))
+	// Periods beyond the ABI's uint32 of milliseconds are clamped, never cut.
+	for _, d := range []time.Duration{engine.MaxTick, engine.MaxTick + time.Millisecond, 1 << 32 * time.Millisecond,
+		1<<33*time.Millisecond + 5, 1<<63 - 1} {
+		assert.Equal(t, engine.MaxTick, engine.TickFor(now.Add(d), now), d)
+	}
+	assert.Equal(t, engine.MaxTick-time.Millisecond, engine.TickFor(now.Add(engine.MaxTick-time.Millisecond), now))
 }

@@ -6,15 +6,22 @@
 // period in nanoseconds (capacity Burst×Period, refill Requests per nanosecond, a
 // request costs Period), so refill is exact for every rate, with no rounding drift.
 //
-// Buckets live in a fixed table of slot groups: bucket key → FNV-1a → one of Groups
-// shared-data entries, each holding up to config.GroupWays (8) buckets. An update is one
-// compare-and-swap of the whole group (get → decide → set with the cas the get
-// returned, retried on CasMismatch), so placing, refilling, taking from, expiring and
-// evicting buckets of a group are atomic. Memory is bounded by the table: shared data
-// has no delete in the proxy-wasm ABI, so a bucket "expires" by being dropped from its
-// group when the group is next written after the bucket is full again; when a new key
-// finds its group full of active buckets, the bucket closest to full is forgotten
-// (its key starts afresh later: it can gain at most the tokens it was missing).
+// Buckets live in a fixed table of slot groups: bucket key → SipHash-1-3 under a secret
+// per-process seed → one of Groups shared-data entries, each holding up to
+// config.GroupWays (8) buckets. The seed is random, written once into shared data by
+// the first VM and read by the others (Table.Init), so all VMs agree on a key's group
+// and no client can compute it: choosing keys that crowd a given bucket out of its
+// group takes guessing over the whole table. An update is one compare-and-swap of the
+// whole group (get → decide → set with the cas the get returned, retried on
+// CasMismatch), so placing, refilling, taking from, expiring and evicting buckets of a
+// group are atomic; it can be split in a read (Table.Peek) and a write (Table.Commit)
+// so that a request some rule rejects writes nothing. Memory is bounded by the table:
+// shared data has no delete in the proxy-wasm ABI, so a bucket "expires" by being
+// dropped from its group when the group is next written after the bucket is full
+// again; when a new key finds its group full of active buckets, the bucket missing the
+// fewest requests' tokens is forgotten (its key starts afresh later: it gains at most
+// what it was missing, and a key that spent n requests is evicted only when every
+// other bucket of its group misses n or more).
 //
 // Creating a group is the delicate case. In Envoy (proxy-wasm-cpp-host
 // SharedData::set) a set on an absent key ignores cas, so two VMs that both read

@@ -197,7 +197,7 @@ func TestTableExpiryAndEviction(t *testing.T) {
 	assert.Equal(t, 1, r.Added)
 	assert.Equal(t, config.GroupWays, r.Removed)
 	assert.Equal(t, 0, r.Evicted)
-	assert.Equal(t, 2, s.Len(), "meta + one group: memory is bounded by the table")
+	assert.Equal(t, 3, s.Len(), "meta, seed and one group: memory is bounded by the table")
 }
 
 func TestTableLimitedPathDoesNotWrite(t *testing.T) {
@@ -231,7 +231,7 @@ func TestTableLongAndCorrupt(t *testing.T) {
 	r, _ = tb.Take(long, l, t0)
 	assert.Equal(t, int64(0), r.Remaining)
 	// A group value that is not ours decodes as empty and is replaced.
-	for _, bad := range [][]byte{{0xb1, 2, 1}, append([]byte{0xb1, 9}, v[2:]...), {0x00}} {
+	for _, bad := range [][]byte{{0xb2, 2, 1}, append([]byte{0xb2, 9}, v[2:]...), append([]byte{0xb1}, v[1:]...), {0x00}} {
 		require.NoError(t, s.Set(g, bad, 0))
 		r, err = tb.Take(long, l, t0)
 		require.NoError(t, err)

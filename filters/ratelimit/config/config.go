@@ -1,9 +1,9 @@
 package config
 
 import (
+	"encoding/binary"
 	"math"
 	"math/bits"
-	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -610,24 +610,11 @@ func compileLimit(errs *configjson.Errors, p string, s *LimitSpec) (Limit, bool)
 		errs.Add(configjson.Field(p, "burst"), "burst × period is too large (%d × %s)", l.Burst, l.Period)
 		return l, false
 	}
-	l.ID = strconv.FormatInt(l.Requests, 10) + "/" + strconv.FormatInt(int64(l.Period), 10) + "/" + strconv.FormatInt(l.Burst, 10)
+	// Compact (three uvarints): it is hashed, compared and stored with every bucket.
+	l.ID = string(binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(nil, uint64(l.Requests)), uint64(l.Period)), uint64(l.Burst)))
 	l.Header = strconv.FormatInt(l.Requests, 10)
 	if l.Period%time.Second == 0 {
 		l.Header += ", " + l.Header + ";w=" + strconv.FormatInt(int64(l.Period/time.Second), 10)
 	}
 	return l, true
-}
-
-// DecodeQueryName decodes a query parameter name or value as upstream parsers do:
-// percent-escapes decoded, '+' as space; an invalid escape leaves the text as is (ok
-// false).
-func DecodeQueryName(s string) (string, bool) {
-	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
-		return s, true
-	}
-	d, err := url.QueryUnescape(s)
-	if err != nil {
-		return s, false
-	}
-	return d, true
 }

@@ -96,7 +96,11 @@ func TestVerdictEventsAndTableEffects(t *testing.T) {
 
 type failingTable struct{}
 
-func (failingTable) Take([]byte, *config.Limit, int64) (bucket.Result, error) {
+func (failingTable) Peek(*bucket.Op, []byte, *config.Limit, int64) (bucket.Outcome, error) {
+	return bucket.Outcome{}, fmt.Errorf("boom")
+}
+
+func (failingTable) Commit(*bucket.Op) (bucket.Result, error) {
 	return bucket.Result{}, fmt.Errorf("boom")
 }
 
@@ -146,7 +150,7 @@ func FuzzRead(f *testing.F) {
 		}
 		var v engine.Verdict
 		engine.New(cfg, tb).Decide(&r, 1, &v)
-		if v.Limited || v.Err != nil {
+		if v.Err != nil || v.Limited && v.Refused == "" {
 			t.Fatalf("a fresh bucket limited: %+v", v)
 		}
 	})

@@ -45,19 +45,39 @@ func (e *Engine) Descriptors(r *Request, d *Descriptors, v *Verdict) {
 	var spans [8]span
 	sp := spans[:0]
 	for _, rule := range e.cfg.Rules {
-		if !matches(&rule.Match, r) {
+		ok, why := matches(&rule.Match, r)
+		if !ok && why == "" {
 			continue
 		}
 		from := len(d.backing)
 		d.backing = append(d.backing, rls.Entry{Key: config.RuleKey, Value: rule.Name})
 		missing := false
 		for i := range rule.Entries {
+			if why != "" {
+				break
+			}
 			val := entryValue(&rule.Entries[i], r)
+			if val.refused {
+				why = val.why
+				break
+			}
 			if !val.ok {
 				missing = true
 				break
 			}
 			d.backing = append(d.backing, rls.Entry{Key: rule.Entries[i].Key, Value: val.s})
+		}
+		if why != "" {
+			// An input read twice or ambiguously: refused without asking the service.
+			d.backing = d.backing[:from]
+			ev := e.refuse(rule, why, v)
+			if rule.Shadow {
+				ev = EventShadowLimited
+			} else {
+				v.Limited = true
+			}
+			v.Events = append(v.Events, RuleEvent{rule, ev})
+			continue
 		}
 		if missing {
 			d.backing = d.backing[:from]
@@ -67,7 +87,7 @@ func (e *Engine) Descriptors(r *Request, d *Descriptors, v *Verdict) {
 				if rule.Shadow {
 					ev = EventShadowLimited
 				} else {
-					v.Limited, v.MissingKey = true, true
+					v.Limited, v.MissingKey = true, v.Refused == ""
 				}
 			}
 			v.Events = append(v.Events, RuleEvent{rule, ev})

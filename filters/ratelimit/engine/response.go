@@ -23,6 +23,9 @@ type Response struct {
 var (
 	bodyLimited    = []byte(`{"error":"rate_limited","message":"too many requests"}`)
 	bodyMissingKey = []byte(`{"error":"rate_limited","message":"request has no rate limit key"}`)
+	// bodyRefused answers a request whose rate limit key is given twice or spelled
+	// so that upstreams read it differently (Verdict.Refused).
+	bodyRefused = []byte(`{"error":"bad_request","message":"ambiguous rate limit key"}`)
 	// bodyServiceError answers failure_mode_deny's rejections.
 	bodyServiceError = []byte(`{"error":"rate_limit_service_unavailable","message":"rate limit service unavailable"}`)
 )
@@ -31,6 +34,13 @@ var (
 // ratelimit filter sends it with rate_limited_as_resource_exhausted; its default
 // mapping of 429 would be 14 UNAVAILABLE, which clients retry at once).
 const GRPCResourceExhausted = 8
+
+// GRPCInvalidArgument is grpc-status 3, what a gRPC request refused for an ambiguous
+// key gets: retrying it unchanged cannot succeed.
+const GRPCInvalidArgument = 3
+
+// StatusRefused is the HTTP status of a request refused for an ambiguous key.
+const StatusRefused = 400
 
 // GRPCUnavailable is grpc-status 14, what a gRPC request rejected by the global mode's
 // failure_mode_deny gets: the service's outage is transient, and the request may be
@@ -45,14 +55,20 @@ func Reject(cfg *config.Config, r *Request, v *Verdict, headers []abi.Pair) Resp
 	case v.ServiceError:
 		resp.Status, resp.Body, resp.GRPCMessage, resp.Details = cfg.Global.StatusOnError, bodyServiceError,
 			"rate limit service unavailable", "meshplug_ratelimit_service_error"
+	case v.Refused != "":
+		resp.Status, resp.Body, resp.GRPCMessage, resp.Details = StatusRefused, bodyRefused, "ambiguous rate limit key",
+			"meshplug_ratelimit_ambiguous_key"
 	case v.MissingKey:
 		resp.Body, resp.GRPCMessage, resp.Details = bodyMissingKey, "request has no rate limit key", "meshplug_ratelimit_missing_key"
 	}
 	headers = AppendHeaders(headers[:0], cfg, v)
 	if cfg.GRPC && r.GRPC {
 		resp.GRPCStatus, resp.Body = GRPCResourceExhausted, []byte(resp.GRPCMessage)
-		if v.ServiceError {
+		switch {
+		case v.ServiceError:
 			resp.GRPCStatus = GRPCUnavailable
+		case v.Refused != "":
+			resp.GRPCStatus = GRPCInvalidArgument
 		}
 	} else {
 		headers = append(headers, abi.Pair{Key: "content-type", Value: "application/json"})

@@ -161,31 +161,24 @@ func (e *Engine) split(rule *config.Rule, r *Request, v *Verdict) *config.Target
 	return Pick(sp, uint32(d.Sum64()%config.Buckets))
 }
 
-// key returns the split's key: present exactly once and not empty (a repeated key
-// could otherwise choose between two buckets).
+// key returns the split's key: present exactly once, not empty, and read the same by
+// every common upstream parser (httpreq's rule; a repeated key could otherwise choose
+// between two buckets).
 func (r *Request) key(sp *config.Split) (string, bool) {
 	switch sp.Key {
 	case config.FromHeader:
-		return one(r.Headers, sp.KeyName)
+		v := r.r.Header(sp.KeyName)
+		return v.S, v.OK()
 	case config.FromCookie:
-		return one(r.Cookies(), sp.KeyName)
+		v := r.r.Cookie(sp.KeyName)
+		return v.S, v.OK()
 	case config.FromQuery:
-		return one(r.Query(), sp.KeyName)
+		v := r.r.Param(sp.KeyName)
+		return v.S, v.OK()
 	case config.FromClientAddress:
 		return r.ClientAddress, r.ClientAddress != ""
 	}
 	return "", false
-}
-
-func one(pairs []abi.Pair, name string) (string, bool) {
-	value, n := "", 0
-	for i := range pairs {
-		if pairs[i].Key == name {
-			value = pairs[i].Value
-			n++
-		}
-	}
-	return value, n == 1 && value != ""
 }
 
 // overrideValue returns the override's value: the header when present, else the
@@ -198,7 +191,11 @@ func overrideValue(ov *config.Override, r *Request) (string, bool) {
 		}
 	}
 	if ov.Cookie != "" {
-		if v, n := same(r.Cookies(), ov.Cookie); n > 0 {
+		vals, ambiguous := r.CookieValues(ov.Cookie)
+		if ambiguous {
+			return "", true
+		}
+		if v, n := sameValues(vals); n > 0 {
 			return v, true
 		}
 	}
@@ -223,4 +220,17 @@ func same(pairs []abi.Pair, name string) (string, int) {
 		return "", 0 // an empty override is no override
 	}
 	return value, n
+}
+
+// sameValues is same over a list of values.
+func sameValues(vals []string) (string, int) {
+	for i := 1; i < len(vals); i++ {
+		if vals[i] != vals[0] {
+			return "", i + 1
+		}
+	}
+	if len(vals) == 0 || vals[0] == "" {
+		return "", 0
+	}
+	return vals[0], len(vals)
 }

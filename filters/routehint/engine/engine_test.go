@@ -45,17 +45,21 @@ func TestRead(t *testing.T) {
 		method  string
 		path    string
 		headers []abi.Pair
-		cookies []abi.Pair
-		query   []abi.Pair
+		cookies map[string][]string // name → values; nil values: ambiguous
+		query   map[string][]string
 		strip   []string
 		spoofed bool
 	}{
 		{name: "plain", in: view(":method", "GET", ":path", "/a/b?q=1&r=%41+b", "x-a", "1", "x-a", "2"),
-			method: "GET", path: "/a/b", headers: pairs("x-a", "1", "x-a", "2"), query: pairs("q", "1", "r", "A b")},
+			method: "GET", path: "/a/b", headers: pairs("x-a", "1", "x-a", "2"), query: map[string][]string{"q": {"1"}, "r": {"A b"}}},
 		{name: "cookies on two lines", in: view(":path", "/", "cookie", ` a=1 ; b="x y"; bad; =v`, "cookie", "a=2"),
-			path: "/", headers: pairs("cookie", ` a=1 ; b="x y"; bad; =v`, "cookie", "a=2"), cookies: pairs("a", "1", "b", "x y", "a", "2")},
-		{name: "query edge cases", in: view(":path", "/p?&a=1&&%zz=2&b=%zz&c;d=3&e&f=#frag"),
-			path: "/p", query: pairs("a", "1", "e", "", "f", "")},
+			path: "/", headers: pairs("cookie", ` a=1 ; b="x y"; bad; =v`, "cookie", "a=2"),
+			cookies: map[string][]string{"a": {"1", "2"}, "b": {"x y"}, "bad": {""}, "c": {}}},
+		{name: "ambiguous cookies", in: view(":path", "/", "cookie", `a="x"y"; B=1; c= 1; x=1, d=2`),
+			path: "/", headers: pairs("cookie", `a="x"y"; B=1; c= 1; x=1, d=2`),
+			cookies: map[string][]string{"a": nil, "b": nil, "c": nil, "d": nil, "x": {"1, d=2"}}},
+		{name: "query edge cases", in: view(":path", "/p?&a=1&&%zz=2&b=%zz&c;d=3&e&f=&G=1&h=1&H=2#frag"),
+			path: "/p", query: map[string][]string{"a": {"1"}, "b": nil, "c": nil, "d": nil, "e": {""}, "f": {""}, "g": nil, "h": nil, "z": {}}},
 		{name: "fragment without query", in: view(":path", "/p#x"), path: "/p"},
 		{name: "hint headers stripped in every spelling", in: view(":path", "/", "x-route-hint", "a", "X_Route_Hint", "b", "x-route_hint", "c", "x-other", "d"),
 			path: "/", headers: pairs("x-other", "d"), strip: []string{"x-route-hint", "X_Route_Hint", "x-route_hint"}, spoofed: true},
@@ -74,8 +78,20 @@ func TestRead(t *testing.T) {
 			assert.Equal(t, c.method, r.Method)
 			assert.Equal(t, c.path, r.Path)
 			assert.Equal(t, c.headers, nilIfEmpty(r.Headers))
-			assert.Equal(t, c.cookies, nilIfEmpty(r.Cookies()))
-			assert.Equal(t, c.query, nilIfEmpty(r.Query()))
+			for name, want := range c.cookies {
+				got, ambiguous := r.CookieValues(name)
+				assert.Equal(t, want == nil, ambiguous, "cookie %s", name)
+				if want != nil {
+					assert.Equal(t, want, append([]string{}, got...), "cookie %s", name)
+				}
+			}
+			for name, want := range c.query {
+				got, ambiguous := r.ParamValues(name)
+				assert.Equal(t, want == nil, ambiguous, "param %s", name)
+				if want != nil {
+					assert.Equal(t, want, append([]string{}, got...), "param %s", name)
+				}
+			}
 			assert.Equal(t, c.strip, nilIfEmptyS(r.Strip))
 			assert.Equal(t, c.spoofed, r.Spoofed)
 		})
@@ -106,11 +122,16 @@ func nilIfEmptyS(p []string) []string {
 
 func TestSetClientAddress(t *testing.T) {
 	for in, want := range map[string]string{
-		"10.1.2.3:4567":      "10.1.2.3",
-		"[2001:db8::1]:4567": "2001:db8::1",
-		"2001:db8::1":        "2001:db8::1",
-		"10.1.2.3":           "10.1.2.3",
-		"":                   "",
+		"10.1.2.3:4567":       "10.1.2.3",
+		"[2001:db8::1]:4567":  "2001:db8::1",
+		"2001:db8::1":         "2001:db8::1",
+		"10.1.2.3":            "10.1.2.3",
+		"[::ffff:10.1.2.3]:1": "10.1.2.3",
+		"::ffff:10.1.2.3":     "10.1.2.3",
+		"[2001:0DB8::0:1]:80": "2001:db8::1",
+		"[fe80::1%eth0]:80":   "fe80::1",
+		"pipe":                "",
+		"":                    "",
 	} {
 		var r engine.Request
 		r.SetClientAddress(in)

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/meshplug/meshplug/filters/abi"
+	"github.com/meshplug/meshplug/filters/httpreq"
 	"github.com/meshplug/meshplug/filters/routehint/config"
 )
 
@@ -36,7 +37,9 @@ func (r *Request) Matches(m *config.Match) bool {
 // Holds reports whether one condition holds for r. Inputs with several copies are
 // judged copy by copy (see config.ConditionSpec): positive operators need at least one
 // copy and every copy to satisfy them, not_equal and not_in need no copy to be equal /
-// in the list; so adding a copy never makes a condition hold.
+// in the list; so adding a copy never makes a condition hold. An input whose reading
+// depends on the upstream's parser (filters/httpreq's rule) holds no condition,
+// positive or negated: an ambiguous spelling never makes a condition hold either.
 func (r *Request) Holds(c *config.Condition) bool {
 	switch c.From {
 	case config.FromPath:
@@ -44,26 +47,51 @@ func (r *Request) Holds(c *config.Condition) bool {
 	case config.FromMethod:
 		return judge(c, 1, b2i(test(c, r.Method)))
 	case config.FromHeader:
-		return holdsPairs(c, r.Headers)
+		return holdsHeader(c, r.Headers)
 	case config.FromCookie:
-		return holdsPairs(c, r.Cookies())
+		vals, ambiguous := r.CookieValues(c.Name)
+		return !ambiguous && holdsValues(c, vals)
 	case config.FromQuery:
-		return holdsPairs(c, r.Query())
+		vals, ambiguous := r.ParamValues(c.Name)
+		return !ambiguous && holdsValues(c, vals)
 	}
 	return false
 }
 
-func holdsPairs(c *config.Condition, pairs []abi.Pair) bool {
+// holdsHeader judges a header condition over every copy; a copy spelled with '_' for
+// '-' or in another case (which CGI-style upstreams read as the same header) makes the
+// input ambiguous: the condition holds in neither form.
+func holdsHeader(c *config.Condition, headers []abi.Pair) bool {
 	n, sat := 0, 0
-	for i := range pairs {
-		if pairs[i].Key != c.Name {
+	for i := range headers {
+		if headers[i].Key != c.Name {
+			if len(headers[i].Key) == len(c.Name) && httpreq.HeaderNameIs(headers[i].Key, c.Name) {
+				return false
+			}
 			continue
 		}
 		n++
 		if c.Op == config.OpExists || c.Op == config.OpNotExists {
 			continue
 		}
-		if test(c, pairs[i].Value) {
+		if test(c, headers[i].Value) {
+			sat++
+		} else if !c.Op.Negated() {
+			return false
+		}
+	}
+	return judge(c, n, sat)
+}
+
+// holdsValues judges a condition over every copy of a cookie or query parameter.
+func holdsValues(c *config.Condition, vals []string) bool {
+	n, sat := 0, 0
+	for _, v := range vals {
+		n++
+		if c.Op == config.OpExists || c.Op == config.OpNotExists {
+			continue
+		}
+		if test(c, v) {
 			sat++
 		} else if !c.Op.Negated() {
 			return false // a positive operator fails on the first copy that does not satisfy it

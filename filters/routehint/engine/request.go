@@ -7,16 +7,16 @@
 package engine
 
 import (
-	"net/url"
-	"strings"
-
 	"github.com/meshplug/meshplug/filters/abi"
+	"github.com/meshplug/meshplug/filters/httpreq"
 	"github.com/meshplug/meshplug/filters/routehint/config"
 )
 
 // Request is what the rules see of a request. Its slices are reused from one Read to
 // the next; the strings alias the header view passed to Read (and the decoded query
-// values, which Read allocates only when a name or value is percent-encoded).
+// values, allocated only when a value is percent-encoded). Cookies and query
+// parameters are read by name, on use, with filters/httpreq (CookieValues,
+// ParamValues).
 type Request struct {
 	Method string
 	Path   string // :path without the query string (and without a fragment)
@@ -26,14 +26,18 @@ type Request struct {
 	// Envoy's header maps (its HTTP/1 codec lower-cases them, HTTP/2 requires it), which
 	// is what conditions compare with; only the hint check folds case.
 	Headers []abi.Pair
-	// cookies and query are parsed on first use (see Cookies and Query): a request
-	// decided before any rule looks at them does not pay for them.
-	cookies, query         []abi.Pair
-	cookiesRead, queryRead bool
-	rawQuery               string
-	// ClientAddress is the downstream address without its port (set by the glue when
-	// the config hashes it).
+	// ClientAddress is the downstream address, canonical (httpreq.CanonicalAddress:
+	// no port, IPv4-mapped IPv6 as IPv4, no zone), set by the glue when the config
+	// hashes it.
 	ClientAddress string
+
+	r httpreq.Request
+	// The last cookie and query parameter read, by name: rules often test one input
+	// many times.
+	cookieName, paramName string
+	cookieVals, paramVals []string
+	cookieAmb, paramAmb   bool
+	cookieRead, paramRead bool
 
 	// Strip lists the exact names of the request headers to remove before the request
 	// goes upstream: client-sent hint headers (and their underscore spellings) and the
@@ -52,21 +56,17 @@ type Request struct {
 // (headers_with_underscores_action ALLOW), and CGI-style upstreams fold them into the
 // same variable as x-route-hint.
 func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
-	r.Method, r.Path, r.ClientAddress, r.Spoofed = "", "", "", false
-	r.cookies, r.query, r.Strip = r.cookies[:0], r.query[:0], r.Strip[:0]
-	r.cookiesRead, r.queryRead = false, false
-	rawPath := ""
-	// Every entry, then filtered in place: what is kept moves to the front.
-	all, kept := headers.AppendTo(r.Headers[:0]), 0
+	r.ClientAddress, r.Spoofed = "", false
+	r.Strip = r.Strip[:0]
+	r.r.ReadAll(headers)
+	r.Method, r.Path = r.r.Method, r.r.Path
+	r.cookieRead, r.paramRead = false, false
+	// Every entry but the pseudo-headers and the spoofed hints.
+	all := r.r.Pairs()
+	r.Headers = r.Headers[:0]
 	for i := range all {
-		k, v := all[i].Key, all[i].Value
+		k := all[i].Key
 		if len(k) > 0 && k[0] == ':' {
-			switch k {
-			case ":method":
-				r.Method = v
-			case ":path":
-				rawPath = v
-			}
 			continue
 		}
 		if isHint(cfg, k) {
@@ -76,10 +76,8 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 				continue
 			}
 		}
-		all[kept] = all[i]
-		kept++
+		r.Headers = append(r.Headers, all[i])
 	}
-	r.Headers = all[:kept]
 	if ov := cfg.Override; ov != nil && ov.Header != "" {
 		for _, h := range r.Headers {
 			if h.Key == ov.Header {
@@ -88,37 +86,34 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 			}
 		}
 	}
-	path, query, _ := strings.Cut(rawPath, "?")
-	if i := strings.IndexByte(query, '#'); i >= 0 {
-		query = query[:i]
-	} else if i := strings.IndexByte(path, '#'); i >= 0 {
-		path = path[:i]
-	}
-	r.Path, r.rawQuery = path, query
 }
 
-// Cookies returns every cookie of every Cookie header, in order, parsed on first use.
-func (r *Request) Cookies() []abi.Pair {
-	if !r.cookiesRead {
-		r.cookiesRead = true
-		for _, h := range r.Headers {
-			if h.Key == "cookie" {
-				r.cookies = appendCookies(r.cookies, h.Value)
-			}
-		}
+// CookieValues returns the value of every copy of cookie name over all Cookie lines,
+// as Go's net/http reads them (a quoted value unquoted); ambiguous reports that some
+// common upstream parser reads the request's cookies differently for this name
+// (httpreq's rule: a value Go skips, a spelling such as SID or s%69d, a name after
+// ','). The slice is valid until the next Read.
+func (r *Request) CookieValues(name string) (vals []string, ambiguous bool) {
+	if !r.cookieRead || r.cookieName != name {
+		var why string
+		r.cookieVals, why = r.r.AppendCookieValues(r.cookieVals[:0], name)
+		r.cookieName, r.cookieAmb, r.cookieRead = name, why != "", true
 	}
-	return r.cookies
+	return r.cookieVals, r.cookieAmb
 }
 
-// Query returns every query parameter, names and values percent-decoded ('+' as
-// space) like Go's net/url.ParseQuery, parsed on first use; a parameter that does not
-// decode is dropped, as ParseQuery drops it.
-func (r *Request) Query() []abi.Pair {
-	if !r.queryRead {
-		r.queryRead = true
-		r.query = appendQuery(r.query, r.rawQuery)
+// ParamValues returns the value of every copy of query parameter name, decoded as
+// url.ParseQuery decodes it ('+' as space); ambiguous reports a pair for this name
+// that some common upstream parser reads differently (an invalid escape, a ';', a
+// spelling such as Name or a double-encoded name). The slice is valid until the next
+// Read.
+func (r *Request) ParamValues(name string) (vals []string, ambiguous bool) {
+	if !r.paramRead || r.paramName != name {
+		var why string
+		r.paramVals, why = r.r.AppendParamValues(r.paramVals[:0], name)
+		r.paramName, r.paramAmb, r.paramRead = name, why != "", true
 	}
-	return r.query
+	return r.paramVals, r.paramAmb
 }
 
 // isHint reports whether header name k, normalized (config.Normalize), is a hint.
@@ -158,69 +153,12 @@ func (r *Request) strip(name string) {
 }
 
 // SetClientAddress sets ClientAddress from Envoy's source.address property
-// ("10.1.2.3:4567", "[2001:db8::1]:4567"), dropping the port.
+// ("10.1.2.3:4567", "[2001:db8::1]:4567"), in canonical form: one client, one sticky
+// target, however the host spells its address (httpreq.CanonicalAddress). An address
+// that does not parse leaves ClientAddress empty (the key is missing).
 func (r *Request) SetClientAddress(addr string) {
-	switch {
-	case strings.HasPrefix(addr, "["):
-		if i := strings.IndexByte(addr, ']'); i > 0 {
-			addr = addr[1:i]
-		}
-	case strings.Count(addr, ":") == 1:
-		addr = addr[:strings.IndexByte(addr, ':')]
+	r.ClientAddress = ""
+	if a, ok := httpreq.CanonicalAddress(addr); ok {
+		r.ClientAddress = a.String()
 	}
-	r.ClientAddress = addr
-}
-
-// appendCookies parses one Cookie header ("a=1; b=2") like Envoy's forEachCookie
-// (source/common/http/utility.cc): pairs split on ';', leading spaces skipped, a pair
-// without '=' skipped, a value wrapped in double quotes unwrapped; unlike Envoy it also
-// trims trailing spaces from names and values, and keeps every copy of a name.
-func appendCookies(dst []abi.Pair, header string) []abi.Pair {
-	for header != "" {
-		var part string
-		part, header, _ = strings.Cut(header, ";")
-		part = strings.TrimSpace(part)
-		k, v, ok := strings.Cut(part, "=")
-		if !ok || k == "" {
-			continue
-		}
-		k = strings.TrimSpace(k)
-		v = strings.TrimSpace(v)
-		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-			v = v[1 : len(v)-1]
-		}
-		dst = append(dst, abi.Pair{Key: k, Value: v})
-	}
-	return dst
-}
-
-// appendQuery parses a query string the way Go's url.ParseQuery does ('&'-separated;
-// a ';' makes the pair invalid; names and values unescaped with '+' as space; invalid
-// pairs dropped).
-func appendQuery(dst []abi.Pair, query string) []abi.Pair {
-	for query != "" {
-		var kv string
-		kv, query, _ = strings.Cut(query, "&")
-		if kv == "" || strings.IndexByte(kv, ';') >= 0 {
-			continue
-		}
-		k, v, _ := strings.Cut(kv, "=")
-		var ok bool
-		if k, ok = unescape(k); !ok {
-			continue
-		}
-		if v, ok = unescape(v); !ok {
-			continue
-		}
-		dst = append(dst, abi.Pair{Key: k, Value: v})
-	}
-	return dst
-}
-
-func unescape(s string) (string, bool) {
-	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
-		return s, true
-	}
-	u, err := url.QueryUnescape(s)
-	return u, err == nil
 }

@@ -55,8 +55,14 @@ func get(path string, h ...string) Request {
 
 func from(src string, r Request) Request { r.Source = src; return r }
 
-func ok(r Request) Step                  { return Step{Req: r, Status: 200} }
-func limited(r Request) Step             { return Step{Req: r, Status: 429} }
+func ok(r Request) Step      { return Step{Req: r, Status: 200} }
+func limited(r Request) Step { return Step{Req: r, Status: 429} }
+
+// refused is a request refused for an ambiguous key (filters/httpreq's rule): 400,
+// and no Retry-After (retrying the same request cannot pass).
+func refused(r Request) Step {
+	return Step{Req: r, Status: 400, Headers: map[string]string{"retry-after": "", "ratelimit-limit": ""}}
+}
 func after(d time.Duration, s Step) Step { s.Advance = d; return s }
 func with(s Step, kv ...string) Step {
 	s.Headers = map[string]string{}
@@ -91,20 +97,36 @@ var Cases = []Case{
 			after(750*time.Millisecond, ok(get("/"))), limited(get("/")),
 			after(1500*time.Millisecond, ok(get("/"))), ok(get("/")), limited(get("/")),
 		}},
-	{Name: "repeated header copies are one joined key", Config: `{"rules":[{"name":"r","descriptors":[{"key":"user","header":"x-user"}],"limit":{"requests":1,"unit":"minute"}}]}`,
+	{Name: "repeated or underscore-spelled key header is refused", Config: `{"rules":[{"name":"r","descriptors":[{"key":"user","header":"x-user"}],"limit":{"requests":1,"unit":"minute"}}]}`,
 		Steps: []Step{
 			ok(get("/", "x-user", "a")), limited(get("/", "x-user", "a")),
-			ok(get("/", "x-user", "a", "x-user", "b")), limited(get("/", "x-user", "a,b")),
-			ok(get("/", "x-user", "b", "x-user", "a")),
+			// Go's Header.Get reads the first copy, Envoy's inline headers join them,
+			// CGI gateways read x_user as x-user: no copy may choose the bucket.
+			refused(get("/", "x-user", "a", "x-user", "b")),
+			refused(get("/", "x-user", "b", "x-user", "a")),
+			refused(get("/", "x_user", "c")),
+			refused(get("/", "x-user", "a", "x_user", "c")),
+			ok(get("/", "x-user", "a,b")), // one line: its value as sent
 		}},
 	{Name: "cookie over every Cookie line", Config: `{"rules":[{"name":"r","descriptors":[{"key":"s","cookie":"session"}],"limit":{"requests":1,"unit":"minute"},"missing_key":"deny"}]}`,
 		Steps: []Step{
 			ok(get("/", "cookie", "theme=dark", "cookie", "a=1; session=u1")),
 			limited(get("/", "cookie", "session=u1; theme=light")),
 			limited(get("/", "cookie", `session="u1"`)),
-			// The first occurrence counts.
-			limited(get("/", "cookie", "session=u1", "cookie", "session=u2")),
-			ok(get("/", "cookie", "session=u2; session=u1")),
+			// Spaces around the name: Go's net/http reads u1.
+			limited(get("/", "cookie", "session =u1")),
+			limited(get("/", "cookie", "a=1;\tsession\t=u1")),
+			// Given twice (one parser reads the first, another the last): refused.
+			refused(get("/", "cookie", "session=u1", "cookie", "session=u2")),
+			refused(get("/", "cookie", "session=u2; session=u1")),
+			// A value Go refuses (it then reads the next one): refused.
+			refused(get("/", "cookie", `session=x"1; session=u1`)),
+			refused(get("/", "cookie", `session=x\1`)),
+			refused(get("/", "cookie", "session= u1")),
+			// Spellings other parsers read as session.
+			refused(get("/", "cookie", "SESSION=u9")),
+			refused(get("/", "cookie", "sess%69on=u9")),
+			refused(get("/", "cookie", "a=1, session=u9")),
 			with(limited(get("/", "cookie", "sessionx=u3; xsession=u3")), "retry-after", ""),
 			limited(get("/", "cookie", "session=")),
 		}},
@@ -113,7 +135,15 @@ var Cases = []Case{
 			ok(get("/x?user+id=bob")),
 			limited(get("/x?a=1&user%20id=bob")),
 			limited(get("/y?%75ser%20id=b%6Fb#frag")),
-			ok(get("/x?user%20id=bob2&user+id=bob")),
+			// Given twice, or in a pair Go drops but others read: refused.
+			refused(get("/x?user%20id=bob2&user+id=bob")),
+			refused(get("/x?user+id=x%zz1&user+id=bob")),
+			refused(get("/x?user+id=x%&user+id=bob")),
+			refused(get("/x?user+id=bob2;x&user+id=bob")),
+			refused(get("/x?a=1;user+id=bob2")),
+			refused(get("/x?User+Id=bob2")),
+			refused(get("/x?user.id=bob2")),
+			refused(get("/x?user%2520id=bob2")),
 			ok(get("/x?userid=bob")), ok(get("/x?userid=bob")), // no such parameter: allowed (default missing_key)
 		}},
 	{Name: "client address from the connection", Config: `{"rules":[{"name":"ip","descriptors":[{"key":"remote_address","client_address":true}],"limit":{"requests":1,"unit":"hour"},"missing_key":"deny"}]}`,
@@ -138,9 +168,16 @@ var Cases = []Case{
 			// No XFF: the connection's address (Envoy's fallback).
 			ok(from("10.0.0.9:1", get("/"))),
 			limited(from("10.0.0.9:2", get("/"))),
-			// A malformed trusted entry is a missing key, not a bucket.
-			with(limited(from("10.0.0.7:1", get("/", "x-forwarded-for", "1.2.3.4, not-an-ip"))), "retry-after", ""),
-			limited(from("10.0.0.7:1", get("/", "x-forwarded-for", "1.2.3.4, 5.6.7.8:80"))),
+			// A malformed trusted entry names no client: refused, not a bucket.
+			refused(from("10.0.0.7:1", get("/", "x-forwarded-for", "1.2.3.4, not-an-ip"))),
+			refused(from("10.0.0.7:1", get("/", "x-forwarded-for", "1.2.3.4, 5.6.7.8:80"))),
+			refused(from("10.0.0.7:1", get("/", "x_forwarded_for", "9.9.9.9", "x-forwarded-for", "1.2.3.4"))),
+			// One client, one spelling.
+			ok(from("10.0.0.7:1", get("/", "x-forwarded-for", "1.2.3.4, ::ffff:198.51.100.9"))),
+			limited(from("10.0.0.7:1", get("/", "x-forwarded-for", "198.51.100.9"))),
+			ok(from("10.0.0.7:1", get("/", "x-forwarded-for", "2001:db8::1"))),
+			limited(from("10.0.0.7:1", get("/", "x-forwarded-for", "2001:DB8:0::0:1"))),
+			limited(from("10.0.0.7:1", get("/", "x-forwarded-for", "2001:db8::1%25eth0"))),
 		}},
 	{Name: "X-Forwarded-For with two trusted hops", Config: `{"xff_num_trusted_hops":2,"rules":[{"name":"ip","descriptors":[{"key":"remote_address","client_address":true}],"limit":{"requests":1,"unit":"hour"}}]}`,
 		Steps: []Step{
@@ -199,6 +236,13 @@ var Cases = []Case{
 			ok(get("/pkg.Svc/M", "content-type", "application/grpc")),
 			{Req: get("/pkg.Svc/M", "content-type", "application/grpc"), GRPCStatus: 8, Headers: map[string]string{"retry-after": "60"}},
 			limited(get("/pkg.Svc/M", "content-type", "application/grpc-web")),
+			// Not gRPC to Envoy (Grpc::Common::hasGrpcContentType): an HTTP reply.
+			limited(get("/pkg.Svc/M", "content-type", "application/grpc;charset=utf-8")),
+			{Req: get("/pkg.Svc/M", "content-type", "application/grpc+proto"), GRPCStatus: 8},
+		}},
+	{Name: "grpc refused key", Config: `{"rules":[{"name":"r","descriptors":[{"key":"u","header":"x-user"}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			{Req: get("/pkg.Svc/M", "content-type", "application/grpc", "x-user", "a", "x-user", "b"), GRPCStatus: 3},
 		}},
 	{Name: "grpc disabled, custom status", Config: `{"grpc":false,"status":503,"rules":[{"name":"r","descriptors":[{"key":"k","value":"all"}],"limit":{"requests":1,"unit":"minute"}}]}`,
 		Steps: []Step{
@@ -212,8 +256,30 @@ var Cases = []Case{
 			with(ok(get("/")), "ratelimit-limit", "100, 100;w=60", "ratelimit-remaining", "98"),
 			ok(get("/", "x-user", "a")),
 			with(limited(get("/", "x-user", "a")), "ratelimit-limit", "2, 2;w=60", "retry-after", "30"),
-			// The global bucket paid for the rejected request too (Envoy's descriptors do the same).
-			with(ok(get("/")), "ratelimit-remaining", "95"),
+			// A rejected request takes no token from any rule: the global bucket did not pay.
+			with(ok(get("/")), "ratelimit-remaining", "96"),
+		}},
+	{Name: "Retry-After is when every rule would pass", Config: `{"rules":[
+		{"name":"second","descriptors":[{"key":"k","value":"all"}],"limit":{"requests":1,"unit":"second"}},
+		{"name":"hour","descriptors":[{"key":"k","value":"all"}],"limit":{"requests":1,"unit":"hour"}}]}`,
+		Steps: []Step{
+			ok(get("/")),
+			with(limited(get("/")), "retry-after", "3600", "ratelimit-limit", "1, 1;w=3600"),
+			with(after(time.Second, limited(get("/"))), "retry-after", "3599"),
+			// Retrying when told passes both rules (the 1/s token was not spent by the
+			// rejected retries).
+			with(after(3599*time.Second, ok(get("/"))), "retry-after", ""),
+			with(limited(get("/")), "retry-after", "3600"),
+		}},
+	{Name: "Retry-After with an allowing and a rejecting rule", Config: `{"rules":[
+		{"name":"hour","descriptors":[{"key":"k","value":"all"}],"limit":{"requests":2,"unit":"hour"}},
+		{"name":"user","descriptors":[{"key":"u","header":"x-user"}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			ok(get("/", "x-user", "a")),
+			with(limited(get("/", "x-user", "a")), "retry-after", "60"),
+			// The hourly rule still has its second token when the minute is over.
+			after(60*time.Second, ok(get("/", "x-user", "a"))),
+			with(limited(get("/", "x-user", "b")), "retry-after", "1740"),
 		}},
 	{Name: "headers off", Config: `{"headers":"none","headers_on_allowed":true,"rules":[{"name":"r","descriptors":[{"key":"k","value":"all"}],"limit":{"requests":1,"unit":"minute"}}]}`,
 		Steps: []Step{

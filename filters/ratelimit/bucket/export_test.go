@@ -1,0 +1,4 @@
+package bucket
+
+// SipHash exposes sipHash to the tests.
+var SipHash = sipHash
