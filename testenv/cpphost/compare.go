@@ -57,8 +57,28 @@ func Compare(t testing.TB, want, got Outcome) {
 	}
 	assert.Equal(t, messages(want.Logs), messages(got.Logs), "log messages")
 	require.NotNil(t, want.sharedGet, "want must come from RunTestenv")
+	for _, prefix := range want.seeded {
+		seeds := 0
+		for vmID, kv := range got.SharedData {
+			for k, v := range kv {
+				if !strings.HasPrefix(k, prefix) || !strings.HasSuffix(k, "/seed") {
+					continue
+				}
+				seeds++
+				assert.Len(t, v, 2*16, "shared data %s/%s: a 16-byte seed (hex)", vmID, k)
+				w, ok := want.sharedGet(vmID, k)
+				if assert.True(t, ok, "shared data %s/%s is on cpp-host only", vmID, k) {
+					assert.Len(t, w, 16, "shared data %s/%s on testenv", vmID, k)
+				}
+			}
+		}
+		assert.NotZero(t, seeds, "no seed under seeded shared data prefix %s", prefix)
+	}
 	for vmID, kv := range got.SharedData {
 		for k, v := range kv {
+			if slices.ContainsFunc(want.seeded, func(p string) bool { return strings.HasPrefix(k, p) }) {
+				continue // layout depends on each host's random seed (Scenario.SeededSharedData)
+			}
 			w, ok := want.sharedGet(vmID, k)
 			if assert.True(t, ok, "shared data %s/%s is on cpp-host only", vmID, k) {
 				assert.Equal(t, hex.EncodeToString([]byte(w)), v, "shared data %s/%s (hex)", vmID, k)

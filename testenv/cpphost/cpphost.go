@@ -55,6 +55,12 @@ type Scenario struct {
 	// Callouts answers HTTP callouts by cluster name.
 	Callouts map[string]CalloutAnswer `json:"callouts,omitempty"`
 	Steps    []Step                   `json:"steps"`
+	// SeededSharedData lists shared-data key prefixes whose layout depends on a random
+	// seed the module draws from the host (ratelimit's table: slots are chosen by a keyed
+	// hash under a secret seed stored at "<prefix><groups>/seed"). Compare checks that each run
+	// holds a 16-byte seed under the prefix, and no entry of the prefix byte by byte: two hosts
+	// draw two seeds. The decisions, headers and metrics are compared as always.
+	SeededSharedData []string `json:"-"`
 }
 
 // Plugin is one filter of the chain.
@@ -180,6 +186,8 @@ type Outcome struct {
 	sharedGet func(vmID, key string) (string, bool)
 	// histGet reads testenv's histogram samples.
 	histGet func(name string) []uint64
+	// seeded is the scenario's SeededSharedData (testenv runs).
+	seeded []string
 }
 
 // Loaded reports whether every plugin loaded and started.
@@ -407,6 +415,7 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		v, _, ok := h.SharedData(vmID, key)
 		return string(v), ok
 	}
+	out.seeded = sc.SeededSharedData
 	return out
 }
 

@@ -131,7 +131,8 @@ func TestRatelimitLocal(t *testing.T) {
 	zeta := get("/api/x", [2]string{"x-consumer", "zeta"})
 	gold := get("/api/x", [2]string{"x-consumer", "gold-acme"})
 	differential(t, Scenario{
-		Plugins: []Plugin{{Name: "ratelimit", RootID: "ratelimit", VMID: "ratelimit", Wasm: wasm, Config: cfg}},
+		Plugins:          []Plugin{{Name: "ratelimit", RootID: "ratelimit", VMID: "ratelimit", Wasm: wasm, Config: cfg}},
+		SeededSharedData: []string{"meshplug.ratelimit/ratelimit/"},
 		Steps: []Step{
 			zeta, zeta, zeta, gold, gold, gold, get("/api/x"), get("/public"),
 			{AdvanceMS: 60_000},
@@ -320,6 +321,7 @@ func TestChainAuthRatelimit(t *testing.T) {
 			{Name: "auth", RootID: "auth", VMID: "auth", Wasm: BuildGuest(t, "../../filters/auth"), Config: authCfg},
 			{Name: "ratelimit", RootID: "ratelimit", VMID: "rl", Wasm: BuildGuest(t, "../../filters/ratelimit"), Config: rlCfg},
 		},
+		SeededSharedData: []string{"meshplug.ratelimit/ratelimit/"},
 		Steps: []Step{
 			call(zeta), call(zeta), call(zeta, [2]string{"x-consumer", "gold-acme"}),
 			call(acme), call(acme), call(acme), call("wrong"), get("/healthz"),
