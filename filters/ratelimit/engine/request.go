@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/meshplug/meshplug/filters/abi"
+	"github.com/meshplug/meshplug/filters/httpreq"
 	"github.com/meshplug/meshplug/filters/ratelimit/config"
 )
 
@@ -21,8 +22,12 @@ import (
 // across requests by the glue.
 type Request struct {
 	Method string
-	Path   string // :path without the query string
-	GRPC   bool   // content-type application/grpc*
+	// Path is :path without the query string in canonical form, its most decoded
+	// reading (httpreq.PathReadings) when it is ambiguous: the path descriptor value.
+	Path string
+	GRPC bool // content-type application/grpc*
+	// paths are all readings of the path; a rule's path condition holds if one does.
+	paths []string
 
 	headers  []value // by config.HeaderNames
 	cookies  []value // by config.CookieNames
@@ -60,7 +65,8 @@ func (r *Request) Read(cfg *config.Config, h abi.PairsView, sourceAddress string
 	if i := strings.IndexByte(path, '#'); i >= 0 {
 		path = path[:i]
 	}
-	r.Path = path
+	r.paths, _ = httpreq.PathReadings(r.paths[:0], path, cfg.Path)
+	r.Path = r.paths[len(r.paths)-1]
 	ct, _ := h.Get("content-type")
 	r.GRPC = abi.IsGRPCContentType(ct)
 	r.scratch = r.scratch[:0]
