@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/meshplug/meshplug/filters/httpreq"
 	"regexp"
 )
 
@@ -58,6 +59,8 @@ type Config struct {
 	// NeedClientAddress says that a split hashes the client address, so the glue
 	// reads the source.address property only then.
 	NeedClientAddress bool
+	// Path is how the request path is read for path conditions (path_normalization).
+	Path httpreq.PathOptions
 }
 
 // Header is a request header a target sets.

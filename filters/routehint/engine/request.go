@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/meshplug/meshplug/filters/abi"
+	"github.com/meshplug/meshplug/filters/httpreq"
 	"github.com/meshplug/meshplug/filters/routehint/config"
 )
 
@@ -19,7 +20,7 @@ import (
 // values, which Read allocates only when a name or value is percent-encoded).
 type Request struct {
 	Method string
-	Path   string // :path without the query string (and without a fragment)
+	Path   string // :path without the query string (and fragment), in canonical form
 	// Headers is every regular header entry in order, repeated names once per copy,
 	// minus the hint headers removed as spoofed. Pseudo-headers are left out (path and
 	// method have their own inputs). Names are as the host gives them: lower case in
@@ -30,7 +31,9 @@ type Request struct {
 	// decided before any rule looks at them does not pay for them.
 	cookies, query         []abi.Pair
 	cookiesRead, queryRead bool
-	rawQuery               string
+	// paths are the readings of an ambiguous path (Path is the first).
+	paths    []string
+	rawQuery string
 	// ClientAddress is the downstream address without its port (set by the glue when
 	// the config hashes it).
 	ClientAddress string
@@ -94,7 +97,11 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 	} else if i := strings.IndexByte(path, '#'); i >= 0 {
 		path = path[:i]
 	}
-	r.Path, r.rawQuery = path, query
+	r.paths, r.rawQuery = r.paths[:0], query
+	if path != "" { // absent :path (a malformed header map) stays ""
+		r.paths, _ = httpreq.PathReadings(r.paths, path, cfg.Path)
+		r.Path = r.paths[0]
+	}
 }
 
 // Cookies returns every cookie of every Cookie header, in order, parsed on first use.
