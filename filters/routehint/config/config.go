@@ -1,8 +1,9 @@
 package config
 
 import (
-	"github.com/meshplug/meshplug/filters/httpreq"
 	"regexp"
+
+	"github.com/meshplug/meshplug/filters/httpreq"
 )
 
 // Limits enforced by Compile, so that a config cannot make a request's evaluation
