@@ -403,7 +403,8 @@ type HTTPServiceSpec struct {
 	// Authority is the `:authority` of the check request. Default: the cluster name.
 	// +optional
 	Authority string `json:"authority,omitzero"`
-	// PathPrefix is prepended to the original `:path` (query kept); it starts with `/`.
+	// PathPrefix is prepended to the request path in canonical form (case kept, query
+	// as sent; see `path_normalization`); it starts with `/`.
 	// +optional
 	PathPrefix string `json:"path_prefix,omitzero"`
 	// Timeout of the check, 1ms..1m. Default "200ms".
