@@ -14,6 +14,7 @@ import (
 	"github.com/meshplug/meshplug/filters/ratelimit/bucket/buckettest"
 	"github.com/meshplug/meshplug/filters/ratelimit/config"
 	"github.com/meshplug/meshplug/filters/ratelimit/engine"
+	"github.com/meshplug/meshplug/internal/benchpair"
 	"github.com/meshplug/meshplug/testenv"
 )
 
@@ -209,5 +210,39 @@ func BenchmarkNative(b *testing.B) {
 			b.Fatal("limited")
 		}
 		i++
+	}
+}
+
+// BenchmarkBeforeAfter compares ratelimit.wasm with a baseline built from another
+// commit (MESHPLUG_RATELIMIT_BASELINE_WASM), request by request in alternation, on the
+// allowed and the limited path with one worker.
+func BenchmarkBeforeAfter(b *testing.B) {
+	old := benchpair.Baseline(b, "MESHPLUG_RATELIMIT_BASELINE_WASM")
+	wasm := rlWasm(b)
+	ctx := context.Background()
+	for _, path := range []struct {
+		name string
+		cfg  []byte
+		want int
+	}{{"allowed", neverLimited, 200}, {"limited", alwaysLimited, 429}} {
+		b.Run(path.name, func(b *testing.B) {
+			variant := func(name string, w []byte) benchpair.Variant {
+				h := benchHost(b, 1, w, path.cfg)
+				for i := range benchRequests { // warm every key (and empty its bucket for the limited path)
+					if _, err := h.Do(ctx, benchRequests[i]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				i := 0
+				return benchpair.Variant{Name: name, Do: func(b *testing.B) {
+					resp, err := h.Do(ctx, benchRequests[i%benchKeys])
+					i++
+					if err != nil || resp.Status != path.want {
+						b.Fatalf("status %d, want %d (%v)", resp.Status, path.want, err)
+					}
+				}}
+			}
+			benchpair.Run(b, variant("new", wasm), variant("old", old))
+		})
 	}
 }

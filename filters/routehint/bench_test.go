@@ -10,6 +10,7 @@ import (
 	"github.com/meshplug/meshplug/filters/abi"
 	"github.com/meshplug/meshplug/filters/routehint/config"
 	"github.com/meshplug/meshplug/filters/routehint/engine"
+	"github.com/meshplug/meshplug/internal/benchpair"
 	"github.com/meshplug/meshplug/testenv"
 )
 
@@ -117,6 +118,28 @@ func BenchmarkNative(b *testing.B) {
 			if len(v.Applied) != 1 || v.Applied[0].Rule.Name != "rollout" {
 				b.Fatalf("decided %+v", v.Applied)
 			}
+		})
+	}
+}
+
+// BenchmarkBeforeAfter compares routehint.wasm with a baseline built from another
+// commit (MESHPLUG_ROUTEHINT_BASELINE_WASM), request by request in alternation, per
+// rule count.
+func BenchmarkBeforeAfter(b *testing.B) {
+	old := benchpair.Baseline(b, "MESHPLUG_ROUTEHINT_BASELINE_WASM")
+	wasm := testenv.MustBuildGuest(b, ".")
+	ctx := context.Background()
+	for _, n := range benchRuleCounts {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			variant := func(name string, w []byte) benchpair.Variant {
+				h := benchHost(b, w, mustJSON(b, benchConfig(n)))
+				return benchpair.Variant{Name: name, Do: func(b *testing.B) {
+					if resp, err := h.Do(ctx, benchRequest); err != nil || resp.Upstream == nil {
+						b.Fatalf("request: %v", err)
+					}
+				}}
+			}
+			benchpair.Run(b, variant("new", wasm), variant("old", old))
 		})
 	}
 }
