@@ -568,7 +568,7 @@ func hasPrefixFold(s, prefix string) bool {
 func (e *Engine) DenyVerdict(reason Reason, x *Extracted) Verdict {
 	var ch challenge
 	if x != nil {
-		if r := e.Cfg.Match(x.Method, x.Path); r != nil {
+		if r, _, ok := e.Cfg.MatchRequest(x.Method, x.Path); ok && r != nil {
 			ch = challengeOf(r)
 		}
 	}
