@@ -294,6 +294,11 @@ func (c *Config) MatchRequest(method, path string) (r *Rule, amb httpreq.PathAmb
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
+	if path == "" || path == "*" {
+		// No path (CONNECT) or the asterisk form (OPTIONS *): no resource an upstream
+		// could map, matched as is.
+		return c.Match(method, path), 0, true
+	}
 	canon, amb := httpreq.CanonicalPath(path, c.Path.Options)
 	if amb == 0 {
 		return c.Match(method, canon), 0, true
