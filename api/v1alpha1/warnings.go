@@ -8,7 +8,9 @@ import (
 )
 
 // Warning is something a valid policy does that is likely not what its author meant,
-// at a field path under spec.
+// at a field path under spec. It is not part of the API (no deep copy).
+//
+// +kubebuilder:object:generate=false
 type Warning struct {
 	Path, Msg string
 }
@@ -23,9 +25,9 @@ func (w Warning) String() string { return w.Path + ": " + w.Msg }
 //   - a regex written for spellings the canonical form never has (`//`, `/../`,
 //     `%2e`, lower-case hex such as `%2f`, `\`): it matched only while the mesh handed
 //     paths over un-normalized, and now never matches;
-//   - auth's path_params "literal": a statement about every upstream behind the
-//     policy that, if wrong (Tomcat, Jetty, Spring drop `;` parameters), lets
-//     `/public/..;/admin` through as public;
+//   - auth's path_params "literal" or "strip": a statement about every upstream
+//     behind the policy that, if wrong, lets `/public/..;/admin` (literal, in front
+//     of Tomcat) or `/admin/..;/x` (strip, in front of Go) through as public;
 //   - an auth rule whose path contains ';' while path_params is "ambiguous": requests
 //     for it are always refused as ambiguous.
 func (p *TrafficPolicy) PathWarnings() []Warning {
@@ -41,8 +43,11 @@ func (p *TrafficPolicy) PathWarnings() []Warning {
 		if a.PathNormalization != nil {
 			params = a.PathNormalization.PathParams
 		}
-		if params == "literal" {
+		switch params {
+		case "literal":
 			out = append(out, Warning{"spec.auth.path_normalization.path_params", `"literal" relies on every upstream behind this policy reading ';' as a character; Tomcat, Jetty and Spring drop path parameters, so there /public/..;/admin is /admin while auth matches it under /public/`})
+		case "strip":
+			out = append(out, Warning{"spec.auth.path_normalization.path_params", `"strip" relies on every upstream behind this policy dropping ';' path parameters (Tomcat, Jetty, Spring); Go's net/http and most others read ';' as a character, so there /admin/..;/x is under /admin while auth matches it as /x`})
 		}
 		for i, r := range a.Rules {
 			if r.Match == nil {

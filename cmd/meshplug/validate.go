@@ -19,7 +19,7 @@ field path; the exit status is 1 if there is any. "-" reads standard input.
 
 Valid policies may get warnings (exit status 0): path rules that rely on something
 the filters cannot check for themselves (TrafficPolicy.PathWarnings: a regex written
-for un-normalized spellings, auth's path_params "literal", ';' in an auth rule's
+for un-normalized spellings, auth's path_params "literal" or "strip", ';' in an auth rule's
 path).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

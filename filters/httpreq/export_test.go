@@ -2,5 +2,5 @@ package httpreq
 
 // SlowCanonicalPath is the slow path alone, for checking the fast path against it.
 func SlowCanonicalPath(raw string, o PathOptions) (string, PathAmbiguity) {
-	return canonicalize(raw, o, false, o.Params == ParamsStrip)
+	return canonicalize(raw, o, 0)
 }

@@ -1,6 +1,9 @@
 package httpreq
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // The path in one canonical form.
 //
@@ -12,7 +15,9 @@ import "fmt"
 // normalization would see it, so that every spelling an upstream serves as the same
 // resource has the same canonical form:
 //
-//   - '\' is a separator, like '/' (Envoy's normalize_path; Windows and many proxies);
+//   - '\' is a separator, like '/', in the readings that Envoy's normalize_path gives
+//     (Istio's default applies it before the filter; see AmbiguousBackslash for a
+//     '\' that reaches the filter);
 //   - percent-encoded unreserved characters (RFC 3986 §2.3: ALPHA, DIGIT, "-", ".",
 //     "_", "~") are decoded, so `%61dmin` is `admin` and `%2e%2e` is a dot segment;
 //   - other escapes are kept, with upper-case hex digits; bytes outside RFC 3986's
@@ -26,6 +31,10 @@ import "fmt"
 // PathAmbiguity, and the filter's configuration says what happens then (one policy per
 // filter: see each filter's README):
 //
+//   - AmbiguousBackslash: a raw '\' (only seen without Envoy's normalize_path,
+//     e.g. Istio's NONE): Envoy and IIS read a separator, Go's net/http and Tomcat
+//     a character (so "/public\x" is under /public/ for one, not for the other).
+//     The canonical form keeps it as %5C; the other reading has '/'.
 //   - AmbiguousSlash: %2F or %5C. Upstreams that decode the path before routing (Go's
 //     net/http ServeMux before Go 1.22, gorilla/mux, Express, Envoy with
 //     UNESCAPE_AND_FORWARD) read a separator, others a character of the segment.
@@ -35,10 +44,14 @@ import "fmt"
 //     `/admin` there; Go's net/http and most others read ';' as a character.
 //   - Malformed: an invalid escape (`%zz`, a trailing `%`), %00 or another control
 //     character (encoded or not), a space or '#', double encoding (`%25` followed by
-//     two hex digits: decoders that decode twice read `%252F` as '/'), a path that
-//     does not start with '/', a ".." segment after an empty one (Envoy's
-//     normalize_path, which does not merge slashes first, removes the empty segment;
-//     Go's path.Clean the one before it), a final "." or ".." segment (RFC 3986 and
+//     two hex digits: decoders that decode twice read `%252F` as '/'), a `;` path
+//     parameter followed by '\' before the next '/' (Tomcat drops the parameter up to
+//     the '/', Envoy reads '\' as a separator first), a raw '\' in a path with a
+//     ".." segment (Go's net/http reads '\' as a character, so "/x\y/../admin" is
+//     "/admin" there), a path that
+//     does not start with '/', a ".." segment in a path with an empty segment (Envoy's
+//     normalize_path, which does not merge slashes first, may remove the empty
+//     segment where Go's path.Clean removes the one before it), a final "." or ".." segment (RFC 3986 and
 //     Envoy keep the trailing '/', Go's path.Clean drops it), and, under IgnoreCase, non-ASCII bytes (Unicode case
 //     folding maps some of them onto ASCII letters: U+212A KELVIN SIGN folds to 'k').
 //     No common upstream serves such a path as a different resource it would have
@@ -111,6 +124,10 @@ const (
 	// Malformed: invalid escapes, control characters, space, '#', double encoding,
 	// no leading '/', non-ASCII under IgnoreCase.
 	Malformed
+	// AmbiguousBackslash: a raw '\\' after the first byte: a separator for Envoy's
+	// normalize_path (so under Istio's default the filter seldom sees one) and IIS,
+	// a character for Go's net/http and Tomcat.
+	AmbiguousBackslash
 )
 
 func (a PathAmbiguity) String() string {
@@ -118,7 +135,7 @@ func (a PathAmbiguity) String() string {
 		return "none"
 	}
 	s := ""
-	for i, n := range [...]string{"escaped_slash", "path_params", "malformed"} {
+	for i, n := range [...]string{"escaped_slash", "path_params", "malformed", "backslash"} {
 		if a&(1<<i) != 0 {
 			if s != "" {
 				s += "+"
@@ -138,43 +155,65 @@ func CanonicalPath(raw string, o PathOptions) (string, PathAmbiguity) {
 	if isCanonical(raw, o.IgnoreCase) {
 		return raw, 0
 	}
-	c, amb := canonicalize(raw, o, false, o.Params == ParamsStrip)
-	if amb&(AmbiguousSlash|AmbiguousParams) != 0 && amb&Malformed == 0 {
+	c, amb := canonicalize(raw, o, 0)
+	if amb&ambiguousReadings != 0 && amb&Malformed == 0 {
 		// A reading can be Malformed where the canonical one is not ("/a%2F." ends
 		// in a dot segment once %2F is a separator).
-		for _, v := range [...]struct{ slash, strip bool }{{true, false}, {false, true}, {true, true}} {
-			if (v.slash && amb&AmbiguousSlash == 0) || (v.strip && amb&AmbiguousParams == 0) {
-				continue
+		for r := reading(1); r < readingAll; r++ {
+			if r.applies(amb) {
+				_, a := canonicalize(raw, o, r)
+				amb |= a & Malformed
 			}
-			_, a := canonicalize(raw, o, v.slash, v.strip || o.Params == ParamsStrip)
-			amb |= a & Malformed
 		}
 	}
 	return c, amb
 }
 
+// ambiguousReadings are the ambiguities that give a path several readings.
+const ambiguousReadings = AmbiguousSlash | AmbiguousParams | AmbiguousBackslash
+
+// reading is a set of choices for the ambiguous parts of a path: readSlash reads
+// %2F/%5C as separators, readStrip drops ';' path parameters, readBackslash reads a
+// raw '\' as a separator. 0 is the canonical reading.
+type reading uint8
+
+const (
+	readSlash reading = 1 << iota
+	readStrip
+	readBackslash
+	readingAll
+)
+
+// applies reports whether every choice of r concerns something raw has (amb).
+func (r reading) applies(amb PathAmbiguity) bool {
+	return (r&readSlash == 0 || amb&AmbiguousSlash != 0) &&
+		(r&readStrip == 0 || amb&AmbiguousParams != 0) &&
+		(r&readBackslash == 0 || amb&AmbiguousBackslash != 0)
+}
+
 // PathReadings appends to dst every reading of raw an upstream may act on (see
-// PathAmbiguity): the canonical form first, then, if raw is AmbiguousSlash, the
-// reading with %2F and %5C as separators, and if it is AmbiguousParams, the readings
-// with path parameters dropped; duplicates are left out. It returns at most four.
+// PathAmbiguity): the canonical form first, then the readings with %2F and %5C as
+// separators (AmbiguousSlash), with path parameters dropped (AmbiguousParams), with
+// '\' as a separator (AmbiguousBackslash), and their combinations; duplicates are
+// left out. It returns at most eight.
 func PathReadings(dst []string, raw string, o PathOptions) ([]string, PathAmbiguity) {
 	c, amb := CanonicalPath(raw, o)
 	dst = append(dst, c)
-	if amb&(AmbiguousSlash|AmbiguousParams) == 0 {
+	if amb&ambiguousReadings == 0 {
 		return dst, amb
 	}
 	start := len(dst) - 1
-	for _, v := range [...]struct{ slash, strip bool }{{true, false}, {false, true}, {true, true}} {
-		if (v.slash && amb&AmbiguousSlash == 0) || (v.strip && amb&AmbiguousParams == 0) {
+	for r := reading(1); r < readingAll; r++ {
+		if !r.applies(amb) {
 			continue
 		}
-		r, _ := canonicalize(raw, o, v.slash, v.strip || o.Params == ParamsStrip)
+		p, _ := canonicalize(raw, o, r)
 		dup := false
 		for _, x := range dst[start:] {
-			dup = dup || x == r
+			dup = dup || x == p
 		}
 		if !dup {
-			dst = append(dst, r)
+			dst = append(dst, p)
 		}
 	}
 	return dst, amb
@@ -257,7 +296,8 @@ func isUnreserved(c byte) bool {
 // canonicalize is the slow path: one reading of raw, with %2F/%5C as separators if
 // slash, and path parameters dropped if strip, and the ambiguity seen in that reading
 // (AmbiguousSlash and AmbiguousParams are the same in every reading, Malformed not).
-func canonicalize(raw string, o PathOptions, slash, strip bool) (string, PathAmbiguity) {
+func canonicalize(raw string, o PathOptions, r reading) (string, PathAmbiguity) {
+	slash, strip, bsep := r&readSlash != 0, r&readStrip != 0 || o.Params == ParamsStrip, r&readBackslash != 0
 	var amb PathAmbiguity
 	b := make([]byte, 1, len(raw)+8)
 	b[0] = '/'
@@ -281,24 +321,31 @@ func canonicalize(raw string, o PathOptions, slash, strip bool) (string, PathAmb
 		}
 	}
 	// end closes the current segment: dot segments resolved, empty ones dropped.
-	// prevEmpty: the last segment other than "." was empty.
-	prevEmpty := false
+	// empty: an empty segment was dropped. With a ".." segment anywhere, Envoy's
+	// normalize_path (which does not merge slashes first) and Go's path.Clean (which
+	// does) may pop different segments: "/a//b/../../c" is "/a/c" for one, "/c" for
+	// the other.
+	empty := false
+	// backslash: a raw '\' was read as a separator; dotDot: a ".." segment was
+	// resolved. Together they are Malformed: Go's net/http reads '\' as a character,
+	// so "/x\y/../admin" is "/admin" there and "/x/admin" here.
+	backslash, dotDot := false, false
 	end := func(final bool) {
 		inParam = false
 		s := b[seg:]
 		switch {
 		case len(s) == 0:
-			prevEmpty = true
+			empty = empty || !final
 		case len(s) == 1 && s[0] == '.':
 			b = b[:seg]
 			if final {
 				amb |= Malformed
 			}
 		case len(s) == 2 && s[0] == '.' && s[1] == '.':
-			if prevEmpty || final {
+			dotDot = true
+			if final {
 				amb |= Malformed
 			}
-			prevEmpty = false
 			b = b[:seg]
 			if seg > 1 {
 				i := seg - 2
@@ -310,22 +357,33 @@ func canonicalize(raw string, o PathOptions, slash, strip bool) (string, PathAmb
 		case final:
 			return
 		default:
-			prevEmpty = false
 			b = append(b, '/')
 		}
 		seg = len(b)
 	}
 	i := 0
-	if len(raw) == 0 || (raw[0] != '/' && raw[0] != '\\') {
+	switch {
+	case len(raw) == 0 || (raw[0] != '/' && raw[0] != '\\'):
 		amb |= Malformed
-	} else {
-		i = 1
+	default:
+		i = 1 // a leading '\\' is the root either way
 	}
 	for ; i < len(raw); i++ {
 		c := raw[i]
 		switch {
-		case c == '/' || c == '\\':
+		case c == '/':
 			end(false)
+		case c == '\\':
+			// A separator for Envoy's normalize_path (which Istio's default applies
+			// before the filter, so it is seldom seen here) and IIS, a character for
+			// Go's net/http and Tomcat: read both ways, like %5C.
+			backslash = true
+			amb |= AmbiguousBackslash
+			if bsep {
+				end(false)
+			} else {
+				emitEsc(c)
+			}
 		case c == '%':
 			var h, l byte
 			ok := i+2 < len(raw)
@@ -359,6 +417,13 @@ func canonicalize(raw string, o PathOptions, slash, strip bool) (string, PathAmb
 				emitEsc(v)
 			}
 		case c == ';':
+			if o.Params != ParamsLiteral {
+				// Tomcat-style upstreams drop the parameter up to the next '/', over a
+				// '\' that Envoy and this reading take as a separator.
+				if j := strings.IndexAny(raw[i:], `/\`); j >= 0 && raw[i+j] == '\\' {
+					amb |= Malformed
+				}
+			}
 			switch o.Params {
 			case ParamsLiteral:
 				emit(c)
@@ -386,6 +451,9 @@ func canonicalize(raw string, o PathOptions, slash, strip bool) (string, PathAmb
 		}
 	}
 	end(true)
+	if dotDot && (backslash || empty) {
+		amb |= Malformed
+	}
 	// Double encoding, also when spelled across escapes ("%250%30" is "%2500").
 	for j := 0; j+4 < len(b); j++ {
 		if b[j] == '%' && b[j+1] == '2' && b[j+2] == '5' {
