@@ -172,3 +172,23 @@ func TestNewFilter(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.NotEmpty(t, errs)
 }
+
+func TestValidateWarnsOnPathRules(t *testing.T) {
+	doc := `apiVersion: meshplug.io/v1alpha1
+kind: TrafficPolicy
+metadata: {name: w, namespace: ns}
+spec:
+  selector: {matchLabels: {app: a}}
+  auth:
+    path_normalization: {path_params: literal}
+    rules:
+    - match: {regex: "^/admin//"}
+      public: true
+    default_rule: {public: true}
+`
+	code, out, errs := runCLI(t, doc, "validate", "-")
+	assert.Equal(t, 0, code, errs)
+	assert.Equal(t, "1 policies valid\n", out)
+	assert.Contains(t, errs, `-:1: document 1 (TrafficPolicy ns/w): warning: spec.auth.path_normalization.path_params: "literal" relies on every upstream`)
+	assert.Contains(t, errs, `-:1: document 1 (TrafficPolicy ns/w): warning: spec.auth.rules[0].match.regex: the regex contains "//"`)
+}

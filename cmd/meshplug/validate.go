@@ -15,7 +15,12 @@ func newValidateCmd() *cobra.Command {
 		Long: `validate decodes every document of the files strictly (unknown and duplicate
 fields are errors) and checks it as the CRD's schema does and as each filter's own
 configuration parser does. Each problem is printed with its file, line, document and
-field path; the exit status is 1 if there is any. "-" reads standard input.`,
+field path; the exit status is 1 if there is any. "-" reads standard input.
+
+Valid policies may get warnings (exit status 0): path rules that rely on something
+the filters cannot check for themselves (TrafficPolicy.PathWarnings: a regex written
+for un-normalized spellings, auth's path_params "literal" or "strip", ';' in an auth rule's
+path).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			docs, err := readPolicies(args, cmd.InOrStdin())
@@ -24,6 +29,11 @@ field path; the exit status is 1 if there is any. "-" reads standard input.`,
 			}
 			if err := report(cmd.ErrOrStderr(), docs); err != nil {
 				return err
+			}
+			for _, d := range docs {
+				for _, w := range d.policy.PathWarnings() {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", d.where(), w)
+				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%d policies valid\n", len(docs))
 			return nil

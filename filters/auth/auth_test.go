@@ -492,6 +492,15 @@ func TestExtAuthz(t *testing.T) {
 	if s, _ := seen.Load().(string); s != "POST /check/orders?id=7 auth=Bearer good other= ext-user=" {
 		t.Errorf("check request = %q", s)
 	}
+	// The service decides on the canonical path (what the rules matched), whatever the
+	// mesh handed over; the upstream gets the path as handed over.
+	resp = do(t, h, testenv.Request{Method: "POST", Path: "//orders/./%61?id=%2F", Headers: [][2]string{{"authorization", "Bearer good"}}})
+	if s, _ := seen.Load().(string); s != "POST /check/orders/a?id=%2F auth=Bearer good other= ext-user=" {
+		t.Errorf("check request = %q", s)
+	}
+	if resp.Upstream == nil || resp.Upstream.Path != "//orders/./%61?id=%2F" {
+		t.Errorf("upstream request = %+v", resp.Upstream)
+	}
 	// A repeated header the service reads is refused before any check: the service
 	// would see one value, the upstream all of them.
 	seen.Store("")

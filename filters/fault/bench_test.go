@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshplug/meshplug/filters/fault/config"
 	"github.com/meshplug/meshplug/filters/fault/engine"
+	"github.com/meshplug/meshplug/internal/benchpair"
 	"github.com/meshplug/meshplug/testenv"
 )
 
@@ -149,6 +150,27 @@ func BenchmarkRatio(b *testing.B) {
 			b.ReportMetric(float64(bestFloor.Nanoseconds()), "floor-ns/req")
 			b.ReportMetric(float64(bestFault.Nanoseconds()), "fault-ns/req")
 			b.ReportMetric(float64(bestFault)/float64(bestFloor), "x-floor")
+		})
+	}
+}
+
+// BenchmarkBeforeAfter compares fault.wasm with a baseline built from another commit
+// (MESHPLUG_FAULT_BASELINE_WASM), request by request in alternation, per case.
+func BenchmarkBeforeAfter(b *testing.B) {
+	old := benchpair.Baseline(b, "MESHPLUG_FAULT_BASELINE_WASM")
+	wasm := testenv.MustBuildGuest(b, ".")
+	ctx := context.Background()
+	for _, c := range benchCases {
+		b.Run(c.name, func(b *testing.B) {
+			variant := func(name string, w []byte) benchpair.Variant {
+				h := benchHost(b, w, c.config)
+				return benchpair.Variant{Name: name, Do: func(b *testing.B) {
+					if resp, err := h.Do(ctx, c.req); err != nil || (resp.Upstream != nil) != c.upstream {
+						b.Fatalf("request: %v", err)
+					}
+				}}
+			}
+			benchpair.Run(b, variant("new", wasm), variant("old", old))
 		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshplug/meshplug/filters/auth/jwt"
 	"github.com/meshplug/meshplug/filters/configjson"
+	"github.com/meshplug/meshplug/filters/httpreq"
 )
 
 // FieldError is a configuration error at a field path such as `rules[2].match.regex`
@@ -142,6 +143,9 @@ func (p *compiler) top(s *Spec) error {
 		if err := duration("token_cache.max_ttl", tc.MaxTTL, &c.TokenCache.MaxTTL, time.Second, 24*time.Hour); err != nil {
 			return err
 		}
+	}
+	if err := p.pathPolicy(s.PathNormalization); err != nil {
+		return err
 	}
 	for i := range s.Rules {
 		r, err := p.rule(configjson.Index("rules", i), &s.Rules[i], i)
@@ -635,7 +639,7 @@ func (p *compiler) rule(path string, s *RuleSpec, index int) (*Rule, error) {
 		if s.Match == nil {
 			return nil, ferr(f("match"), "required")
 		}
-		if err := compileMatch(f("match"), s.Match, &r.Match); err != nil {
+		if err := compileMatch(f("match"), s.Match, &r.Match, p.c.Path.Options); err != nil {
 			return nil, err
 		}
 	}
@@ -720,7 +724,7 @@ func (p *compiler) rule(path string, s *RuleSpec, index int) (*Rule, error) {
 	return r, nil
 }
 
-func compileMatch(path string, s *MatchSpec, m *Match) error {
+func compileMatch(path string, s *MatchSpec, m *Match, po httpreq.PathOptions) error {
 	f := func(name string) string { return configjson.Field(path, name) }
 	n := 0
 	for _, x := range []*string{s.Prefix, s.Path, s.Regex} {
@@ -733,21 +737,31 @@ func compileMatch(path string, s *MatchSpec, m *Match) error {
 	}
 	switch {
 	case s.Prefix != nil:
-		m.Prefix = *s.Prefix
-		if !strings.HasPrefix(m.Prefix, "/") {
+		if !strings.HasPrefix(*s.Prefix, "/") {
 			return ferr(f("prefix"), "must start with '/'")
 		}
+		var err error
+		if m.Prefix, err = httpreq.CanonicalRulePath(*s.Prefix, po); err != nil {
+			return ferr(f("prefix"), "%v", err)
+		}
 	case s.Path != nil:
-		m.Path = *s.Path
-		if !strings.HasPrefix(m.Path, "/") || strings.Contains(m.Path, "?") {
+		if !strings.HasPrefix(*s.Path, "/") || strings.Contains(*s.Path, "?") {
 			return ferr(f("path"), "must start with '/' and have no query")
+		}
+		var err error
+		if m.Path, err = httpreq.CanonicalRulePath(*s.Path, po); err != nil {
+			return ferr(f("path"), "%v", err)
 		}
 	default:
 		m.Regex = *s.Regex
 		if m.Regex == "" {
 			return ferr(f("regex"), "must not be empty")
 		}
-		re, err := regexp.Compile(m.Regex)
+		expr := m.Regex
+		if po.IgnoreCase {
+			expr = "(?i)" + expr // the canonical path is lower-cased
+		}
+		re, err := regexp.Compile(expr)
 		if err != nil {
 			return ferr(f("regex"), "invalid regexp: %v", err)
 		}
@@ -853,4 +867,24 @@ func (p *compiler) identityHeaders() error {
 func HashSecret(salt, secret string) string {
 	h := sha256.Sum256([]byte(salt + secret))
 	return hex.EncodeToString(h[:])
+}
+
+func (p *compiler) pathPolicy(s *PathNormalizationSpec) error {
+	if s == nil {
+		return nil
+	}
+	pp := &p.c.Path
+	switch s.Ambiguous {
+	case "", "reject":
+	case "same_rule":
+		pp.SameRule = true
+	default:
+		return ferr("path_normalization.ambiguous", "must be one of reject, same_rule; got %q", s.Ambiguous)
+	}
+	var err error
+	if pp.Options.Params, err = httpreq.ParsePathParams(s.PathParams); err != nil {
+		return ferr("path_normalization.path_params", "%v", err)
+	}
+	pp.Options.IgnoreCase = s.IgnoreCase
+	return nil
 }

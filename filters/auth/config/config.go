@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/meshplug/meshplug/filters/auth/jwt"
+	"github.com/meshplug/meshplug/filters/httpreq"
 )
 
 // Defaults applied by Parse.
@@ -69,6 +70,16 @@ type Config struct {
 	// identity.provider_header, ext_authz.allowed_upstream_headers): lower-case,
 	// sorted, unique. The glue removes all of them from every request before deciding.
 	IdentityHeaders []string
+	// Path is how request paths are read for matching (path_normalization).
+	Path PathPolicy
+}
+
+// PathPolicy is path_normalization compiled.
+type PathPolicy struct {
+	Options httpreq.PathOptions
+	// SameRule: an ambiguous (not malformed) path passes when all its readings select
+	// the same rule; otherwise every ambiguous path is refused.
+	SameRule bool
 }
 
 // HeaderSource is a header a JWT is read from: the value must start with ValuePrefix
@@ -242,11 +253,11 @@ type TokenCache struct {
 	MaxTTL     time.Duration // upper bound on how long a verified token is reused
 }
 
-// Matches reports whether a request with this method and path (no query string)
-// matches. Methods compare case-sensitively (RFC 9110 §9.1: "get" is not GET); HEAD
-// matches a rule that lists GET unless StrictMethods. Prefix and Path compare bytes
-// exactly (no normalization: enable Envoy's normalize_path and merge_slashes); Regex is
-// RE2 and unanchored (use ^ and $).
+// Matches reports whether a request with this method and path (canonical form, no
+// query string) matches. Methods compare case-sensitively (RFC 9110 §9.1: "get" is not
+// GET); HEAD matches a rule that lists GET unless StrictMethods. Prefix and Path
+// (canonical at configure time) compare bytes; Regex is RE2 and unanchored (use ^ and
+// $).
 func (m *Match) Matches(method, path string) bool {
 	if len(m.Methods) > 0 && !m.Methods[method] &&
 		(method != "HEAD" || m.StrictMethods || !m.Methods["GET"]) {
@@ -262,8 +273,8 @@ func (m *Match) Matches(method, path string) bool {
 	}
 }
 
-// Match returns the first rule matching method and path (path may include the query
-// string, which is ignored), else DefaultRule (which may be nil).
+// Match returns the first rule matching method and a path already in canonical form
+// (the query string, if any, is ignored), else DefaultRule (which may be nil).
 func (c *Config) Match(method, path string) *Rule {
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
@@ -274,4 +285,34 @@ func (c *Config) Match(method, path string) *Rule {
 		}
 	}
 	return c.DefaultRule
+}
+
+// MatchRequest returns the rule for a request's method and :path (query ignored):
+// the path is read in canonical form under path_normalization. ok is false when the
+// path is ambiguous and the policy refuses it; amb says why.
+func (c *Config) MatchRequest(method, path string) (r *Rule, amb httpreq.PathAmbiguity, ok bool) {
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if path == "" || path == "*" {
+		// No path (CONNECT) or the asterisk form (OPTIONS *): no resource an upstream
+		// could map, matched as is.
+		return c.Match(method, path), 0, true
+	}
+	canon, amb := httpreq.CanonicalPath(path, c.Path.Options)
+	if amb == 0 {
+		return c.Match(method, canon), 0, true
+	}
+	if amb&httpreq.Malformed != 0 || !c.Path.SameRule {
+		return nil, amb, false
+	}
+	var buf [4]string
+	readings, _ := httpreq.PathReadings(buf[:0], path, c.Path.Options)
+	r = c.Match(method, readings[0])
+	for _, p := range readings[1:] {
+		if c.Match(method, p) != r {
+			return nil, amb, false
+		}
+	}
+	return r, amb, true
 }

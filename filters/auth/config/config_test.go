@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/meshplug/meshplug/filters/auth/config"
 	"github.com/meshplug/meshplug/filters/auth/jwt"
 	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
@@ -292,4 +295,31 @@ func FuzzParse(f *testing.F) {
 		}
 		c.Match("GET", "/a?b")
 	})
+}
+
+func TestMatchRequestPaths(t *testing.T) {
+	c, err := config.Parse([]byte(`{"rules":[{"match":{"prefix":"/admin"},"public":true}],"default_rule":{"public":true}}`))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		path   string
+		admin  bool
+		ok     bool
+		reason string
+	}{
+		{"/admin/x", true, true, "none"},
+		{"//admin/./x?q=%2F", true, true, "none"},
+		{"/public/%2e%2e/admin", true, true, "none"},
+		{"/admin%2Fx", false, false, "escaped_slash"},
+		{"/a;b", false, false, "path_params"},
+		{"/a%00", false, false, "malformed"},
+		{"", false, true, "none"},
+		{"*", false, true, "none"},
+	} {
+		r, amb, ok := c.MatchRequest("GET", tc.path)
+		assert.Equal(t, tc.ok, ok, tc.path)
+		assert.Equal(t, tc.reason, amb.String(), tc.path)
+		if ok {
+			assert.Equal(t, tc.admin, r.Index == 0, tc.path)
+		}
+	}
 }

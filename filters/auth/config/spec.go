@@ -55,6 +55,48 @@ type Spec struct {
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	Realm *string `json:"realm,omitzero"`
+	// PathNormalization says how rule paths are compared with the request path and
+	// what happens to a path that reads differently on common upstreams. Default:
+	// ambiguous paths are refused with 400, `;` is ambiguous, case matters.
+	// +optional
+	PathNormalization *PathNormalizationSpec `json:"path_normalization,omitzero"`
+}
+
+// PathNormalizationSpec: rules are matched on the request path in canonical form
+// (`\` as `/`, percent-encoded unreserved characters decoded, dot segments removed,
+// slashes merged: the path as Envoy's strictest normalization sees it), whatever the
+// mesh's own path normalization did before the filter. What can still be read two
+// ways by common upstreams is an ambiguous path: `%2F` or `%5C` (a separator for
+// upstreams that decode before routing), `;` path parameters (dropped by Tomcat,
+// Jetty and Spring, a character for Go), and malformed paths (invalid escapes,
+// `%00` and other control characters, double encoding such as `%252F`, `..` after an
+// empty segment, a final `.` or `..` segment, no leading `/`).
+//
+// +kubebuilder:object:generate=true
+type PathNormalizationSpec struct {
+	// Ambiguous is what happens to a request with an ambiguous path: "reject" (the
+	// default) answers 400 `ambiguous_path`, as Envoy's REJECT_REQUEST does for
+	// escaped slashes; "same_rule" lets it through when every reading of the path
+	// (`%2F` as a separator or not, `;` parameters dropped or not) selects the same
+	// rule, so that `/api/files/a%2Fb` passes under a `/api/` prefix while
+	// `/admin%2Fusers` under a public default is refused. Malformed paths are refused
+	// either way. Default "reject".
+	// +optional
+	// +kubebuilder:validation:Enum=reject;same_rule
+	Ambiguous string `json:"ambiguous,omitzero"`
+	// PathParams is how the upstream reads `;` in a path segment: "ambiguous" (the
+	// default: upstreams differ), "strip" (Tomcat, Jetty, Spring: `;` up to the next
+	// `/` is dropped before matching, so `/public/..;/admin` is `/admin`) or
+	// "literal" (Go's net/http and most others: `;` is a character). Default
+	// "ambiguous".
+	// +optional
+	// +kubebuilder:validation:Enum=ambiguous;strip;literal
+	PathParams string `json:"path_params,omitzero"`
+	// IgnoreCase matches paths ASCII case-insensitively, for upstreams that route so
+	// (IIS, ASP.NET, Spring with case-insensitive matching); non-ASCII bytes in the
+	// path are then malformed (Unicode case folding maps some onto ASCII letters).
+	// +optional
+	IgnoreCase bool `json:"ignore_case,omitzero"`
 }
 
 // ProviderSpec is one JWT issuer.
@@ -361,7 +403,8 @@ type HTTPServiceSpec struct {
 	// Authority is the `:authority` of the check request. Default: the cluster name.
 	// +optional
 	Authority string `json:"authority,omitzero"`
-	// PathPrefix is prepended to the original `:path` (query kept); it starts with `/`.
+	// PathPrefix is prepended to the request path in canonical form (case kept, query
+	// as sent; see `path_normalization`); it starts with `/`.
 	// +optional
 	PathPrefix string `json:"path_prefix,omitzero"`
 	// Timeout of the check, 1ms..1m. Default "200ms".
@@ -402,20 +445,23 @@ type RuleSpec struct {
 	RequiredClaims map[string]ClaimValues `json:"required_claims,omitzero"`
 }
 
-// MatchSpec selects requests by the request `:path` without its query string. Exactly
-// one of prefix, path and regex is required. No normalization is done here: enable
-// Envoy's `normalize_path` and `merge_slashes`.
+// MatchSpec selects requests by the request `:path` without its query string, in
+// canonical form (see `path_normalization`). Exactly one of prefix, path and regex is
+// required.
 //
 // +kubebuilder:validation:XValidation:rule="(has(self.prefix) ? 1 : 0) + (has(self.path) ? 1 : 0) + (has(self.regex) ? 1 : 0) == 1",message="exactly one of prefix, path and regex is required"
 // +kubebuilder:object:generate=true
 type MatchSpec struct {
-	// Prefix the path starts with (bytes compared); starts with `/`.
+	// Prefix the canonical path starts with (bytes compared); starts with `/` and is
+	// itself in canonical form (`/admin`, not `//admin` or `/%61dmin`).
 	// +optional
 	Prefix *string `json:"prefix,omitzero"`
-	// Path the path equals (bytes compared); starts with `/`, no query.
+	// Path the canonical path equals (bytes compared); starts with `/`, no query, in
+	// canonical form.
 	// +optional
 	Path *string `json:"path,omitzero"`
-	// Regex is an RE2 expression, unanchored (use `^` and `$`).
+	// Regex is an RE2 expression matched against the canonical path, unanchored (use
+	// `^` and `$`).
 	// +optional
 	Regex *string `json:"regex,omitzero"`
 	// Methods the request method is one of (upper-cased). Absent: any method.

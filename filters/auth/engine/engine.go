@@ -138,6 +138,7 @@ func New(cfg *config.Config) *Engine {
 		}
 	}
 	e.response(ReasonNoMatchingRule, 403, 0)
+	e.response(ReasonAmbiguousPath, 400, 0)
 	e.response(ReasonInternalError, 500, 0)
 	return e
 }
@@ -159,6 +160,8 @@ func statusOf(r Reason) int {
 		return 403
 	case ReasonInternalError:
 		return 500
+	case ReasonAmbiguousPath:
+		return 400
 	}
 	return 401
 }
@@ -186,7 +189,7 @@ func (e *Engine) response(reason Reason, status int, ch challenge) *Response {
 	if status == 403 && reason == ReasonInsufficientScope {
 		ch &= chBearer
 	}
-	if status >= 500 {
+	if status >= 500 || status == 400 {
 		ch = 0
 	}
 	if status == 401 && ch == 0 {
@@ -230,7 +233,10 @@ func (e *Engine) Decide(x *Extracted) (v Verdict) {
 			v = e.deny(ReasonInternalError, 0, "panic in Decide")
 		}
 	}()
-	rule := e.Cfg.Match(x.Method, x.Path)
+	rule, amb, ok := e.Cfg.MatchRequest(x.Method, x.Path)
+	if !ok {
+		return e.deny(ReasonAmbiguousPath, 0, "ambiguous path ("+amb.String()+"): "+pathOnly(x.Path))
+	}
 	if rule == nil {
 		return e.deny(ReasonNoMatchingRule, 0, "no rule matches "+x.Method+" "+pathOnly(x.Path))
 	}
@@ -562,7 +568,7 @@ func hasPrefixFold(s, prefix string) bool {
 func (e *Engine) DenyVerdict(reason Reason, x *Extracted) Verdict {
 	var ch challenge
 	if x != nil {
-		if r := e.Cfg.Match(x.Method, x.Path); r != nil {
+		if r, _, ok := e.Cfg.MatchRequest(x.Method, x.Path); ok && r != nil {
 			ch = challengeOf(r)
 		}
 	}

@@ -3,6 +3,8 @@ package engine
 import (
 	"strings"
 	"time"
+
+	"github.com/meshplug/meshplug/filters/httpreq"
 )
 
 // ExtAuthzRequest is the HTTP check request the glue sends (Envoy ext_authz HTTP
@@ -26,14 +28,24 @@ type ExtAuthzResponse struct {
 // MaxExtAuthzBody bounds the denial body copied to the client.
 const MaxExtAuthzBody = 4096
 
-// extAuthzRequest builds the check request from what Read found: identity headers are
+// extAuthzRequest builds the check request from what Read found: the path in canonical
+// form (so the service needs no HCM normalization either), identity headers are
 // never among the allowed request headers it copies (the client's copies are stripped
 // before the check, as they are before the upstream), and a repeated allowed header
 // was refused before (the service would see one value, the upstream all).
 func (e *Engine) extAuthzRequest(req *Extracted) *ExtAuthzRequest {
 	x := e.Cfg.ExtAuthz
 	hs := make([]Header, 0, 4+len(req.extVals))
-	hs = append(hs, Header{":method", req.Method}, Header{":path", x.PathPrefix + req.Path},
+	// The service decides on the path the rules matched: the canonical form (case
+	// kept), whatever the mesh's path normalization handed over, the query as sent.
+	path, query, hasQuery := strings.Cut(req.Path, "?")
+	po := e.Cfg.Path.Options
+	po.IgnoreCase = false
+	path, _ = httpreq.CanonicalPath(path, po)
+	if hasQuery {
+		path += "?" + query
+	}
+	hs = append(hs, Header{":method", req.Method}, Header{":path", x.PathPrefix + path},
 		Header{":authority", x.Authority}, Header{"content-length", "0"})
 	for _, h := range req.extVals {
 		hs = append(hs, Header{h.Name, strings.Clone(h.Value)})

@@ -44,6 +44,9 @@ const (
 	// 401: a credential the configuration knows, at a place the rule's methods do not
 	// read (it would reach the upstream unverified).
 	ReasonUnexpectedCredential Reason = "unexpected_credential"
+	// 400: the path reads differently on common upstreams even in canonical form
+	// (path_normalization.ambiguous), as Envoy's REJECT_REQUEST for escaped slashes.
+	ReasonAmbiguousPath Reason = "ambiguous_path"
 )
 
 // AllReasons lists every Reason, for defining metrics up front.
@@ -53,7 +56,7 @@ var AllReasons = []Reason{
 	ReasonBadAudience, ReasonMissingClaim, ReasonClaimMismatch, ReasonMissingCredential,
 	ReasonInvalidAPIKey, ReasonInvalidBasicAuth, ReasonJWKSUnavailable, ReasonConsumerNotAllowed,
 	ReasonInsufficientScope, ReasonNoMatchingRule, ReasonExtAuthzDenied, ReasonExtAuthzError, ReasonInternalError,
-	ReasonAmbiguousCredential, ReasonUnexpectedCredential,
+	ReasonAmbiguousCredential, ReasonUnexpectedCredential, ReasonAmbiguousPath,
 }
 
 // Metric names as passed to proxy_define_metric. Envoy stores wasm-defined metrics
@@ -81,7 +84,7 @@ var descriptions = map[Reason]string{
 	ReasonInsufficientScope: "insufficient scope", ReasonNoMatchingRule: "access denied",
 	ReasonExtAuthzDenied: "denied by authorization service", ReasonExtAuthzError: "authorization service unavailable",
 	ReasonInternalError: "internal error", ReasonAmbiguousCredential: "ambiguous credential",
-	ReasonUnexpectedCredential: "credential not accepted here",
+	ReasonUnexpectedCredential: "credential not accepted here", ReasonAmbiguousPath: "ambiguous request path",
 }
 
 // Description is the short, fixed, client-safe text for a reason.
@@ -140,6 +143,8 @@ func buildResponse(realm string, k respKey) *Response {
 		code = "insufficient_scope"
 	case k.status == 403:
 		code = "forbidden"
+	case k.status == 400:
+		code = "bad_request"
 	case k.status >= 500:
 		code = "server_error"
 	case k.reason == ReasonMissingCredential:

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshplug/meshplug/filters/configjson"
+	"github.com/meshplug/meshplug/filters/httpreq"
 )
 
 // Denominators of a FractionalPercent.
@@ -116,6 +117,9 @@ type HeaderMatcher struct {
 	Regex      *regexp.Regexp
 	Present    bool // for MatchPresent: true = must be present
 	Invert     bool
+	// Path, for a matcher on :path, is how its path part is read (canonical form,
+	// every reading of an ambiguous path; path_normalization). nil for other headers.
+	Path *httpreq.PathOptions
 }
 
 // DefaultAbortBody is the reply body when abort.body is absent.
@@ -152,6 +156,13 @@ func Compile(s *Spec) (*Config, error) {
 	if len(s.Faults) == 0 {
 		errs.Add("faults", "at least one fault rule is required")
 	}
+	po := &httpreq.PathOptions{}
+	if pn := s.PathNormalization; pn != nil {
+		var err error
+		if po.Params, err = httpreq.ParsePathParams(pn.PathParams); err != nil {
+			errs.Add("path_normalization.path_params", "%v", err)
+		}
+	}
 	names := map[string]bool{}
 	addName := func(n string) {
 		if !names[n] {
@@ -180,6 +191,16 @@ func Compile(s *Spec) (*Config, error) {
 			if err != nil {
 				errs.AddErr(configjson.Index(configjson.Field(p, "headers"), j), err)
 				continue
+			}
+			if m.Name == ":path" {
+				m.Path = po
+				if m.Kind == MatchExact || m.Kind == MatchPrefix {
+					// Compared with the canonical path: another spelling never matches.
+					pathPart, _, _ := strings.Cut(m.Value, "?")
+					if _, err := httpreq.CanonicalRulePath(pathPart, httpreq.PathOptions{}); err != nil && pathPart != "" {
+						errs.Add(configjson.Index(configjson.Field(p, "headers"), j), "%v", err)
+					}
+				}
 			}
 			r.Headers = append(r.Headers, m)
 			addName(m.Name)

@@ -44,6 +44,27 @@ type Spec struct {
 	// seeds from the host's secure random source (WASI random_get).
 	// +kubebuilder:validation:Minimum=0
 	RandomSeed *int64 `json:"random_seed,omitempty"`
+
+	// PathNormalization says how header matchers on `:path` read the path: its path
+	// part in canonical form (`\` as `/`, percent-encoded unreserved characters
+	// decoded, dot segments removed, slashes merged; the query kept as sent), whatever
+	// the mesh's path normalization did. A path that common upstreams read two ways
+	// (`%2F`, `%5C`, `;` path parameters) matches if any reading does (an inverted
+	// matcher: if none does). Absent: `;` read both ways.
+	// +optional
+	PathNormalization *PathNormalizationSpec `json:"path_normalization,omitempty"`
+}
+
+// PathNormalizationSpec states the upstream's path conventions.
+//
+// +kubebuilder:object:generate=true
+type PathNormalizationSpec struct {
+	// PathParams is how the upstream reads `;` in a path segment: "ambiguous"
+	// (default: both readings), "strip" (Tomcat, Jetty, Spring drop `;` up to the
+	// next `/`) or "literal" (Go's net/http: a character).
+	// +optional
+	// +kubebuilder:validation:Enum=ambiguous;strip;literal
+	PathParams string `json:"path_params,omitempty"`
 }
 
 // FaultSpec is one fault rule: Envoy's HTTPFault plus meshplug's name, route_name and

@@ -138,6 +138,34 @@ func MatchHeader(m *config.HeaderMatcher, req Request) bool {
 	if !ok {
 		return m.Kind == config.MatchPresent && m.Present == m.Invert
 	}
+	if m.Path != nil && m.Kind != config.MatchPresent {
+		return matchPath(m, v) != m.Invert
+	}
+	return matchValue(m, v) != m.Invert
+}
+
+// matchPath: a :path matcher holds if it holds for one reading of the path part in
+// canonical form, the query kept as sent.
+func matchPath(m *config.HeaderMatcher, v string) bool {
+	path, query, hasQuery := strings.Cut(v, "?")
+	var buf [4]string
+	readings, _ := httpreq.PathReadings(buf[:0], path, *m.Path)
+	if len(readings) == 1 && readings[0] == path {
+		return matchValue(m, v) // already canonical: no copy
+	}
+	for _, r := range readings {
+		if hasQuery {
+			r += "?" + query
+		}
+		if matchValue(m, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchValue applies the matcher's positive form to one value.
+func matchValue(m *config.HeaderMatcher, v string) bool {
 	var match bool
 	if m.IgnoreCase {
 		v = strings.ToLower(v)
@@ -156,7 +184,7 @@ func MatchHeader(m *config.HeaderMatcher, req Request) bool {
 	case config.MatchPresent:
 		match = m.Present
 	}
-	return match != m.Invert
+	return match
 }
 
 // Enabled is Envoy's featureEnabled for a FractionalPercent, given a draw uniform in

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshplug/meshplug/filters/configjson"
+	"github.com/meshplug/meshplug/filters/httpreq"
 )
 
 // Defaults applied by Compile.
@@ -96,6 +97,8 @@ type Config struct {
 	// Global is non-nil in the global mode: the rules' descriptors go to the rate
 	// limit service, which holds the counters.
 	Global *Global
+	// Path is how request paths are read (path_normalization).
+	Path httpreq.PathOptions
 }
 
 // Rule is a compiled rule.
@@ -246,11 +249,18 @@ func Compile(s *Spec) (*Config, error) {
 	default:
 		errs.Add("mode", "must be \"local\" or \"global\", got %q", s.Mode)
 	}
+	if pn := s.PathNormalization; pn != nil {
+		var err error
+		if c.Path.Params, err = httpreq.ParsePathParams(pn.PathParams); err != nil {
+			errs.Add("path_normalization.path_params", "%v", err)
+		}
+		c.Path.IgnoreCase = pn.IgnoreCase
+	}
 	names := map[string]int{}
 	headers, cookies, params := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for i := range s.Rules {
 		p := configjson.Index("rules", i)
-		r := compileRule(&errs, p, &s.Rules[i], i)
+		r := compileRule(&errs, p, &s.Rules[i], i, c.Path)
 		if r == nil {
 			continue
 		}
@@ -363,7 +373,7 @@ func sorted(m map[string]bool) []string {
 	return out
 }
 
-func compileRule(errs *configjson.Errors, p string, s *RuleSpec, i int) *Rule {
+func compileRule(errs *configjson.Errors, p string, s *RuleSpec, i int, po httpreq.PathOptions) *Rule {
 	n := errs.Len()
 	r := &Rule{Index: i, Name: s.Name, Shadow: s.Shadow}
 	if s.Name == "" {
@@ -372,7 +382,7 @@ func compileRule(errs *configjson.Errors, p string, s *RuleSpec, i int) *Rule {
 		errs.Add(configjson.Field(p, "name"), "must match [A-Za-z0-9_-]+, got %q", s.Name)
 	}
 	if s.Match != nil {
-		r.Match = compileMatch(errs, configjson.Field(p, "match"), s.Match)
+		r.Match = compileMatch(errs, configjson.Field(p, "match"), s.Match, po)
 	}
 	if len(s.Descriptors) == 0 {
 		errs.Add(configjson.Field(p, "descriptors"), "at least one descriptor entry is required")
@@ -451,26 +461,35 @@ func compileRule(errs *configjson.Errors, p string, s *RuleSpec, i int) *Rule {
 	return r
 }
 
-func compileMatch(errs *configjson.Errors, p string, s *MatchSpec) Match {
+func compileMatch(errs *configjson.Errors, p string, s *MatchSpec, po httpreq.PathOptions) Match {
 	var m Match
 	set := 0
+	canon := func(field, v string) string {
+		if v[0] != '/' {
+			errs.Add(configjson.Field(p, field), "must start with '/'")
+			return v
+		}
+		c, err := httpreq.CanonicalRulePath(v, po)
+		if err != nil {
+			errs.Add(configjson.Field(p, field), "%v", err)
+		}
+		return c
+	}
 	if s.Prefix != "" {
 		set++
-		m.Prefix = s.Prefix
-		if s.Prefix[0] != '/' {
-			errs.Add(configjson.Field(p, "prefix"), "must start with '/'")
-		}
+		m.Prefix = canon("prefix", s.Prefix)
 	}
 	if s.Path != "" {
 		set++
-		m.Path = s.Path
-		if s.Path[0] != '/' {
-			errs.Add(configjson.Field(p, "path"), "must start with '/'")
-		}
+		m.Path = canon("path", s.Path)
 	}
 	if s.Regex != "" {
 		set++
-		re, err := regexp.Compile(s.Regex)
+		expr := s.Regex
+		if po.IgnoreCase {
+			expr = "(?i)" + expr // the canonical path is lower-cased
+		}
+		re, err := regexp.Compile(expr)
 		if err != nil {
 			errs.Add(configjson.Field(p, "regex"), "invalid regexp: %v", err)
 		}

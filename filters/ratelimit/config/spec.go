@@ -85,6 +85,29 @@ type Spec struct {
 	// Global configures the rate limit service of the global mode. Required with mode
 	// "global", refused otherwise.
 	Global *GlobalSpec `json:"global,omitempty"`
+
+	// PathNormalization says how the request path is read for match prefix/path/regex
+	// and path descriptors: in canonical form (`\` as `/`, percent-encoded unreserved
+	// characters decoded, dot segments removed, slashes merged), whatever the mesh's
+	// path normalization did. A path that common upstreams read two ways (`%2F`, `%5C`,
+	// `;` path parameters) matches a rule if any reading does, and a path descriptor
+	// takes its most decoded reading (`%2F` as `/`, parameters dropped), so that no
+	// spelling of a path escapes its limit or gets a bucket of its own.
+	PathNormalization *PathNormalizationSpec `json:"path_normalization,omitempty"`
+}
+
+// PathNormalizationSpec states the upstream's path conventions.
+//
+// +kubebuilder:object:generate=true
+type PathNormalizationSpec struct {
+	// PathParams is how the upstream reads `;` in a path segment: "ambiguous"
+	// (default: both readings count), "strip" (Tomcat, Jetty, Spring drop `;` up to
+	// the next `/`) or "literal" (Go's net/http: a character).
+	// +kubebuilder:validation:Enum=ambiguous;strip;literal
+	PathParams string `json:"path_params,omitempty"`
+	// IgnoreCase: the upstream routes paths ASCII case-insensitively; paths and path
+	// descriptor values are lower-cased. Default false.
+	IgnoreCase bool `json:"ignore_case,omitempty"`
 }
 
 // GlobalSpec is the rate limit service the global mode calls:
@@ -166,8 +189,9 @@ type RuleSpec struct {
 //
 // +kubebuilder:object:generate=true
 type MatchSpec struct {
-	// Prefix, Path and Regex compare :path without the query string; at most one.
-	// Regex is RE2, unanchored.
+	// Prefix, Path and Regex compare :path without the query string, in canonical form
+	// (see path_normalization); at most one. Prefix and Path must be canonical
+	// themselves (`/login`, not `//login` or `/%6Cogin`). Regex is RE2, unanchored.
 	Prefix string `json:"prefix,omitempty"`
 	Path   string `json:"path,omitempty"`
 	Regex  string `json:"regex,omitempty"`
@@ -210,7 +234,8 @@ type DescriptorSpec struct {
 	QueryParam string `json:"query_param,omitempty"`
 	// ClientAddress: the client's IP address (see xff_num_trusted_hops).
 	ClientAddress bool `json:"client_address,omitempty"`
-	// Path: :path without the query string.
+	// Path: :path without the query string, in canonical form (see
+	// path_normalization).
 	Path bool `json:"path,omitempty"`
 	// Method: the request method.
 	Method bool `json:"method,omitempty"`

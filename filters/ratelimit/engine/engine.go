@@ -269,12 +269,7 @@ func overrideMatches(o *config.Override, rule *config.Rule, r *Request) bool {
 // is refused (given twice for a value comparison, or spelled ambiguously): the rule
 // then refuses the request.
 func matches(m *config.Match, r *Request) (ok bool, why string) {
-	switch {
-	case m.Path != "" && r.Path != m.Path:
-		return false, ""
-	case m.Prefix != "" && !strings.HasPrefix(r.Path, m.Prefix):
-		return false, ""
-	case m.Regex != nil && !m.Regex.MatchString(r.Path):
+	if (m.Path != "" || m.Prefix != "" || m.Regex != nil) && !pathMatches(m, r) {
 		return false, ""
 	}
 	if len(m.Methods) > 0 {
@@ -311,4 +306,23 @@ func matches(m *config.Match, r *Request) (ok bool, why string) {
 		}
 	}
 	return true, ""
+}
+
+// pathMatches: the rule's path condition holds for one of the path's readings (a
+// spelling read two ways by upstreams is limited under either reading).
+func pathMatches(m *config.Match, r *Request) bool {
+	paths := r.paths
+	if len(paths) == 0 { // a Request not filled by Read (tests)
+		paths = []string{r.Path}
+	}
+	for _, p := range paths {
+		switch {
+		case m.Path != "" && p != m.Path:
+		case m.Prefix != "" && !strings.HasPrefix(p, m.Prefix):
+		case m.Regex != nil && !m.Regex.MatchString(p):
+		default:
+			return true
+		}
+	}
+	return false
 }

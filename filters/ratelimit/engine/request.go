@@ -19,8 +19,12 @@ import (
 // across requests by the glue.
 type Request struct {
 	Method string
-	Path   string // :path without the query string
-	GRPC   bool   // gRPC as Envoy decides it (httpreq.IsGRPC)
+	// Path is :path without the query string in canonical form, its most decoded
+	// reading (httpreq.PathReadings) when it is ambiguous: the path descriptor value.
+	Path string
+	GRPC bool // gRPC as Envoy decides it (httpreq.IsGRPC)
+	// paths are all readings of the path; a rule's path condition holds if one does.
+	paths []string
 
 	headers  []value // by config.HeaderNames
 	cookies  []value // by config.CookieNames
@@ -55,7 +59,9 @@ func fromReader(v httpreq.Value) value {
 // canonical form.
 func (r *Request) Read(cfg *config.Config, h abi.PairsView, sourceAddress string) {
 	r.r.Read(h)
-	r.Method, r.Path = r.r.Method, r.r.Path
+	r.Method = r.r.Method
+	r.paths, _ = httpreq.PathReadings(r.paths[:0], r.r.Path, cfg.Path)
+	r.Path = r.paths[len(r.paths)-1]
 	r.GRPC = httpreq.IsGRPC(r.r.ContentType)
 	r.headers = resize(r.headers, len(cfg.HeaderNames))
 	for i, name := range cfg.HeaderNames {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/meshplug/meshplug/filters/configjson"
+	"github.com/meshplug/meshplug/filters/httpreq"
 )
 
 // Parse decodes a JSON configuration strictly into a Spec and compiles it. Errors are
@@ -47,6 +48,12 @@ func (c *compiler) hint(lname string) {
 
 func (c *compiler) compile(s *Spec) {
 	cfg := c.cfg
+	if pn := s.PathNormalization; pn != nil {
+		var err error
+		if cfg.Path.Params, err = httpreq.ParsePathParams(pn.PathParams); err != nil {
+			c.errs.Add("path_normalization.path_params", "%v", err)
+		}
+	}
 	switch s.Mode {
 	case "", "first":
 		cfg.Mode = ModeFirst
@@ -370,6 +377,25 @@ func (c *compiler) condition(path string, s *ConditionSpec) Condition {
 			}
 			cond.Values = append(cond.Values, fold(v))
 		}
+	}
+	if cond.From == FromPath {
+		// Paths are compared in canonical form: an operand in another spelling would
+		// never be equal to, or a prefix of, the request's path.
+		check := func(p, v string) {
+			if _, err := httpreq.CanonicalRulePath(v, httpreq.PathOptions{}); err != nil {
+				c.errs.Add(p, "%v", err)
+			}
+		}
+		switch cond.Op {
+		case OpEqual, OpNotEqual, OpPrefix:
+			check(valuePath, s.Value)
+		case OpIn, OpNotIn:
+			for i, v := range s.Values {
+				check(configjson.Index(valuesPath, i), v)
+			}
+		}
+	}
+	switch cond.Op {
 	case OpExists, OpNotExists:
 		if s.Value != "" {
 			c.errs.Add(valuePath, "not allowed with op %q", s.Op)

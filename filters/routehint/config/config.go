@@ -2,6 +2,8 @@ package config
 
 import (
 	"regexp"
+
+	"github.com/meshplug/meshplug/filters/httpreq"
 )
 
 // Limits enforced by Compile, so that a config cannot make a request's evaluation
@@ -58,6 +60,8 @@ type Config struct {
 	// NeedClientAddress says that a split hashes the client address, so the glue
 	// reads the source.address property only then.
 	NeedClientAddress bool
+	// Path is how the request path is read for path conditions (path_normalization).
+	Path httpreq.PathOptions
 }
 
 // Header is a request header a target sets.

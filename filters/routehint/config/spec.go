@@ -64,6 +64,26 @@ type Spec struct {
 	// Empty: no echo. Lower-cased when compiled.
 	// +optional
 	EchoHeader string `json:"echo_header,omitempty"`
+
+	// PathNormalization says how the request path is read for "path" conditions.
+	// +optional
+	PathNormalization *PathNormalizationSpec `json:"path_normalization,omitempty"`
+}
+
+// PathNormalizationSpec: "path" conditions see the request path in canonical form
+// (`\` as `/`, percent-encoded unreserved characters decoded, dot segments removed,
+// slashes merged), whatever the mesh's path normalization did. A path that common
+// upstreams read two ways (`%2F`, `%5C`, `;` path parameters) is judged like an input
+// with several copies: one copy per reading.
+//
+// +kubebuilder:object:generate=true
+type PathNormalizationSpec struct {
+	// PathParams is how the upstream reads `;` in a path segment: "ambiguous"
+	// (default: both readings), "strip" (Tomcat, Jetty, Spring drop `;` up to the
+	// next `/`) or "literal" (Go's net/http: a character).
+	// +optional
+	// +kubebuilder:validation:Enum=ambiguous;strip;literal
+	PathParams string `json:"path_params,omitempty"`
 }
 
 // TargetSpec is a named set of hint headers.
@@ -152,7 +172,9 @@ type ConditionSpec struct {
 	// auth filter writes after removing client copies), "cookie" (a cookie of any
 	// Cookie header), "query" (a query parameter; names and values percent-decoded,
 	// '+' as space, as Go's net/url and most upstream frameworks decode them), "path"
-	// (:path without the query string, as received) or "method" (:method).
+	// (:path without the query string in canonical form, see path_normalization; the
+	// operands of equal, not_equal, prefix, in and not_in must be canonical paths) or
+	// "method" (:method).
 	// +kubebuilder:validation:Enum=header;cookie;query;path;method
 	From string `json:"from"`
 

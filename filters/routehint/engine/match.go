@@ -43,7 +43,15 @@ func (r *Request) Matches(m *config.Match) bool {
 func (r *Request) Holds(c *config.Condition) bool {
 	switch c.From {
 	case config.FromPath:
-		return judge(c, 1, b2i(test(c, r.Path)))
+		// One copy per reading of an ambiguous path (httpreq.PathReadings).
+		if len(r.paths) <= 1 {
+			return judge(c, 1, b2i(test(c, r.Path)))
+		}
+		sat := 0
+		for _, p := range r.paths {
+			sat += b2i(test(c, p))
+		}
+		return judge(c, len(r.paths), sat)
 	case config.FromMethod:
 		return judge(c, 1, b2i(test(c, r.Method)))
 	case config.FromHeader:

@@ -19,13 +19,15 @@ import (
 // ParamValues).
 type Request struct {
 	Method string
-	Path   string // :path without the query string (and without a fragment)
+	Path   string // :path without the query string (and fragment), in canonical form
 	// Headers is every regular header entry in order, repeated names once per copy,
 	// minus the hint headers removed as spoofed. Pseudo-headers are left out (path and
 	// method have their own inputs). Names are as the host gives them: lower case in
 	// Envoy's header maps (its HTTP/1 codec lower-cases them, HTTP/2 requires it), which
 	// is what conditions compare with; only the hint check folds case.
 	Headers []abi.Pair
+	// paths are the readings of an ambiguous path (Path is the first).
+	paths []string
 	// ClientAddress is the downstream address, canonical (httpreq.CanonicalAddress:
 	// no port, IPv4-mapped IPv6 as IPv4, no zone), set by the glue when the config
 	// hashes it.
@@ -59,7 +61,7 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 	r.ClientAddress, r.Spoofed = "", false
 	r.Strip = r.Strip[:0]
 	r.r.ReadAll(headers)
-	r.Method, r.Path = r.r.Method, r.r.Path
+	r.Method = r.r.Method
 	r.cookieRead, r.paramRead = false, false
 	// Every entry but the pseudo-headers and the spoofed hints.
 	all := r.r.Pairs()
@@ -85,6 +87,11 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 				break
 			}
 		}
+	}
+	r.paths, r.Path = r.paths[:0], ""
+	if r.r.Path != "" { // absent :path (a malformed header map) stays ""
+		r.paths, _ = httpreq.PathReadings(r.paths, r.r.Path, cfg.Path)
+		r.Path = r.paths[0]
 	}
 }
 

@@ -168,6 +168,13 @@ func DecideCases() []Case {
 				t.Fatalf("ext request %+v", v.ExtAuthz)
 			}
 		}},
+		{Name: "ext authz gets the canonical path", Path: "//ext/%61/./b?q=%2F", Headers: map[string]string{"authorization": "x"}, Kind: engine.CallExtAuthz, ExtraMatch: func(t *testing.T, v engine.Verdict) {
+			for _, h := range v.ExtAuthz.Headers {
+				if h.Name == ":path" && h.Value != "/check/ext/a/b?q=%2F" {
+					t.Fatalf("check :path %q", h.Value)
+				}
+			}
+		}},
 		{Name: "ext authz repeated header", Path: "/ext/a", Lines: [][2]string{{"authorization", "x"}, {"authorization", "y"}}, Kind: engine.Deny, Status: 401, Reason: engine.ReasonAmbiguousCredential, WWWAuth: "Bearer"},
 		{Name: "ext authz credential it does not read", Path: "/ext/a?api_key=" + APIKey, Kind: engine.Deny, Status: 401, Reason: engine.ReasonUnexpectedCredential},
 		{Name: "remote no keys: fetch", Path: "/remote", Headers: map[string]string{"x-remote-token": ES.Sign(map[string]any{"iss": "https://remote", "exp": NowS + 60})}, Kind: engine.FetchJWKS, ExtraMatch: func(t *testing.T, v engine.Verdict) {
