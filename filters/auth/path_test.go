@@ -83,13 +83,13 @@ func TestPathClassesThroughWasm(t *testing.T) {
 					}
 					served++
 					for _, p := range presets {
-						res := envoypath.Normalize(raw, p.o)
-						if res.Outcome != envoypath.Forward {
+						resPath, resAct := envoypath.Normalize(raw, p.o)
+						if resAct != envoypath.Continue {
 							continue // Envoy answered itself; no filter runs
 						}
 						sent++
-						resp := do(t, h, testenv.Request{Path: res.Path})
-						if !assert.Contains(t, []int{400, 401}, resp.Status, "%s: %q handed over as %q: %d %s", p.name, raw, res.Path, resp.Status, resp.Body) {
+						resp := do(t, h, testenv.Request{Path: resPath})
+						if !assert.Contains(t, []int{400, 401}, resp.Status, "%s: %q handed over as %q: %d %s", p.name, raw, resPath, resp.Status, resp.Body) {
 							continue
 						}
 						assert.Nil(t, resp.Upstream, "%q reached the upstream", raw)
@@ -147,11 +147,11 @@ func TestPathPolicyOptionsThroughWasm(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := start(t, testenv.Options{}, pathPolicy(c.spec))
-			res := envoypath.Normalize(c.path, envoypath.IstioBase)
-			if res.Outcome == envoypath.Reject {
-				res.Path = c.path // as NONE hands it over
+			resPath, resAct := envoypath.Normalize(c.path, envoypath.IstioBase)
+			if resAct == envoypath.Reject {
+				resPath = c.path // as NONE hands it over
 			}
-			resp := do(t, h, testenv.Request{Path: res.Path, Headers: c.headers})
+			resp := do(t, h, testenv.Request{Path: resPath, Headers: c.headers})
 			require.Equal(t, c.status, resp.Status, "%s", resp.Body)
 			if c.upstream == "" {
 				assert.Nil(t, resp.Upstream)
@@ -162,7 +162,7 @@ func TestPathPolicyOptionsThroughWasm(t *testing.T) {
 				return
 			}
 			require.NotNil(t, resp.Upstream)
-			assert.Equal(t, res.Path, resp.Upstream.Path, "the path goes upstream as the mesh handed it over")
+			assert.Equal(t, resPath, resp.Upstream.Path, "the path goes upstream as the mesh handed it over")
 		})
 	}
 }

@@ -15,7 +15,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/meshplug/meshplug/envoyfilters"
-	"github.com/meshplug/meshplug/internal/gateway/pathnorm"
+	"github.com/meshplug/meshplug/internal/envoypath"
 )
 
 // Envoy's defaults for what the rendered envoy.yaml leaves unset.
@@ -36,7 +36,7 @@ const (
 // rendering configures (envoyfilters.EdgeConnectionManager), with Envoy's defaults
 // for what it leaves unset.
 type edge struct {
-	path              pathnorm.Options
+	path              envoypath.Options
 	maxHeaderBytes    int  // max_request_headers_kb
 	maxHeaders        int  // common_http_protocol_options.max_headers_count
 	rejectUnderscores bool // headers_with_underscores_action REJECT_REQUEST
@@ -48,7 +48,7 @@ type edge struct {
 
 func edgeFrom(h *hcmv3.HttpConnectionManager) edge {
 	e := edge{
-		path: pathnorm.Options{
+		path: envoypath.Options{
 			NormalizePath: h.GetNormalizePath().GetValue(),
 			MergeSlashes:  h.GetMergeSlashes(),
 		},
@@ -61,11 +61,11 @@ func edgeFrom(h *hcmv3.HttpConnectionManager) edge {
 	}
 	switch h.GetPathWithEscapedSlashesAction() {
 	case hcmv3.HttpConnectionManager_REJECT_REQUEST:
-		e.path.EscapedSlashes = pathnorm.RejectRequest
+		e.path.EscapedSlashes = envoypath.RejectRequest
 	case hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT:
-		e.path.EscapedSlashes = pathnorm.UnescapeAndRedirect
+		e.path.EscapedSlashes = envoypath.UnescapeAndRedirect
 	case hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD:
-		e.path.EscapedSlashes = pathnorm.UnescapeAndForward
+		e.path.EscapedSlashes = envoypath.UnescapeAndForward
 	}
 	if kb := h.GetMaxRequestHeadersKb(); kb != nil {
 		e.maxHeaderBytes = int(kb.GetValue()) << 10
@@ -133,7 +133,7 @@ func target(r *http.Request) (string, bool) {
 // requestPath is the `:path` the filters see, or the connection manager's answer:
 // 426 for HTTP/1.0 (accept_http_10 false), 404 for a target that is not a path
 // (Envoy's absolute_path details), then the path pipeline of the rendered HCM
-// (pathnorm): 400 for a path it refuses, 307 to the finished path for escaped
+// (envoypath): 400 for a path it refuses, 307 to the finished path for escaped
 // slashes.
 func (e *edge) requestPath(r *http.Request) (string, *localReply) {
 	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && !e.acceptHTTP10 {
@@ -143,11 +143,11 @@ func (e *edge) requestPath(r *http.Request) (string, *localReply) {
 	if !ok {
 		return t, &localReply{status: http.StatusNotFound, details: "absolute_path"}
 	}
-	p, action := pathnorm.Normalize(t, e.path)
+	p, action := envoypath.Normalize(t, e.path)
 	switch action {
-	case pathnorm.Reject:
+	case envoypath.Reject:
 		return p, &localReply{status: http.StatusBadRequest, details: "path_normalization_failed"}
-	case pathnorm.Redirect:
+	case envoypath.Redirect:
 		return p, &localReply{status: http.StatusTemporaryRedirect, details: "path_normalization_failed", location: p}
 	}
 	return p, nil

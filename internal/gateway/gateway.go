@@ -12,7 +12,7 @@
 //
 //   - Path: normalize_path, merge_slashes and path_with_escaped_slashes_action
 //     UNESCAPE_AND_REDIRECT, exactly as Envoy's connection manager applies them before
-//     any filter (package pathnorm): `/%61dmin`, `/public/%2e%2e/admin` and
+//     any filter (package internal/envoypath): `/%61dmin`, `/public/%2e%2e/admin` and
 //     `/public\..\admin` reach the filters as `/admin`; escaped slashes are redirected
 //     (307) to the finished path, never to another host; a fragment or an escaped NUL
 //     gets 400; HTTP/1.0 gets 426 (accept_http_10 off); a target that is not a path
@@ -62,7 +62,7 @@
 //   - No request is internal (Envoy's default without internal_address_config), so
 //     x-envoy-internal is never set.
 //   - Normalization follows the Chromium snapshot Envoy forked (unreserved escapes
-//     decoded), see package pathnorm.
+//     decoded), see package envoypath.
 //   - Flow control counts body bytes read and written; a filter that changes the size
 //     of a streamed body skews the count (none of meshplug's filters does).
 //   - An upstream answer that comes before the request body ended waits for its end;

@@ -72,11 +72,11 @@ func TomcatServes(target string) (string, bool) {
 // DecodingServes is the path an upstream that decodes %2F and %5C before routing and
 // treats '\' as '/' serves (Envoy with DECODE_AND_MERGE_SLASHES in front of anything).
 func DecodingServes(target string) (string, bool) {
-	r := envoypath.Normalize(target, envoypath.IstioDecodeAndMergeSlashes)
-	if r.Outcome != envoypath.Forward {
+	r, action := envoypath.Normalize(target, envoypath.IstioDecodeAndMergeSlashes)
+	if action != envoypath.Continue {
 		return "", false
 	}
-	p, _, _ := strings.Cut(r.Path, "?")
+	p, _, _ := strings.Cut(r, "?")
 	d, err := url.PathUnescape(p)
 	if err != nil {
 		return "", false
