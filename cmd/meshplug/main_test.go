@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshplug/meshplug/internal/version"
 	"github.com/meshplug/meshplug/internal/yamldoc"
 )
 
@@ -146,10 +147,16 @@ func TestRenderUsageErrors(t *testing.T) {
 	}
 }
 
+// TestVersion: `version` and `--version` print the same line, the build's version.Info
+// (internal/release's TestImage runs a binary linked with a release version and commit).
 func TestVersion(t *testing.T) {
-	code, out, _ := runCLI(t, "", "version")
-	assert.Equal(t, 0, code)
-	assert.True(t, strings.HasPrefix(out, "meshplug "), out)
+	want := version.Get().String() + "\n"
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, out, errs := runCLI(t, "", args...)
+		assert.Equal(t, 0, code, errs)
+		assert.Equal(t, want, out, args)
+		assert.Regexp(t, `^meshplug \S+ commit \S+ go\S+ \w+/\w+\n$`, out)
+	}
 }
 
 func TestNewFilter(t *testing.T) {
