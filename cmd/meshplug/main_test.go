@@ -38,6 +38,14 @@ func TestValidateExample(t *testing.T) {
 	code, out, errs := runCLI(t, "", "validate", example)
 	assert.Equal(t, 0, code, errs)
 	assert.Equal(t, "3 policies valid\n", out)
+
+	ex, err := os.ReadFile(example)
+	require.NoError(t, err)
+	one := filepath.Join(t.TempDir(), "one.yaml")
+	require.NoError(t, os.WriteFile(one, yamldoc.Split(ex)[0].Data, 0o644))
+	code, out, errs = runCLI(t, "", "validate", one)
+	assert.Equal(t, 0, code, errs)
+	assert.Equal(t, "1 policy valid\n", out)
 }
 
 func TestValidateBrokenPolicies(t *testing.T) {

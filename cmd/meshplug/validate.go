@@ -25,7 +25,11 @@ field path; the exit status is 1 if there is any. "-" reads standard input.`,
 			if err := report(cmd.ErrOrStderr(), docs); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d policies valid\n", len(docs))
+			noun := "policies"
+			if len(docs) == 1 {
+				noun = "policy"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d %s valid\n", len(docs), noun)
 			return nil
 		},
 	}
