@@ -141,3 +141,17 @@ func TestPushCredentials(t *testing.T) {
 		})
 	}
 }
+
+// TestPushRefused: a registry that refuses the push (read-only) is quoted: the request
+// it refused and its answer (status, and the error codes of its body when it sends
+// any: see TestPushCredentials).
+func TestPushRefused(t *testing.T) {
+	addr := ocitest.RegistryReadOnly(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "fault.wasm"), []byte("\x00asm fault"), 0o644))
+	code, out, errs := runCLI(t, "", "push", "--wasm-dir", dir, "--repository", addr+"/mp", "--plain-http")
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out)
+	assert.Contains(t, errs, addr+"/mp/fault: ")
+	assert.Contains(t, errs, `POST "http://`+addr+`/v2/mp/fault/blobs/uploads/": response status code 405: Method Not Allowed`)
+}

@@ -21,7 +21,14 @@ import (
 // installs the docker-registry package).
 func Registry(t testing.TB) string {
 	t.Helper()
-	return start(t, "", http.StatusOK)
+	return start(t, "", "", http.StatusOK)
+}
+
+// RegistryReadOnly is Registry in read-only maintenance mode: every push is refused
+// (405 Method Not Allowed).
+func RegistryReadOnly(t testing.TB) string {
+	t.Helper()
+	return start(t, "", "  maintenance: {readonly: {enabled: true}}\n", http.StatusOK)
 }
 
 // RegistryWithAuth is Registry requiring HTTP basic authentication as user with
@@ -37,12 +44,12 @@ func RegistryWithAuth(t testing.TB, user, password string) string {
 	if err := os.WriteFile(file, []byte(user+":"+string(h)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return start(t, fmt.Sprintf("auth: {htpasswd: {realm: meshplug-test, path: %s}}\n", file), http.StatusUnauthorized)
+	return start(t, fmt.Sprintf("auth: {htpasswd: {realm: meshplug-test, path: %s}}\n", file), "", http.StatusUnauthorized)
 }
 
-// start runs the registry with extra top-level configuration and waits until /v2/
-// answers ready (200, or 401 with auth).
-func start(t testing.TB, extra string, ready int) string {
+// start runs the registry with extra top-level and storage configuration and waits
+// until /v2/ answers ready (200, or 401 with auth).
+func start(t testing.TB, extra, storage string, ready int) string {
 	t.Helper()
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
@@ -64,8 +71,8 @@ log: {level: error}
 storage:
   filesystem: {rootdirectory: %s}
   delete: {enabled: true}
-http: {addr: "%s"}
-`, filepath.Join(dir, "data"), addr)+extra), 0o644); err != nil {
+%shttp: {addr: "%s"}
+`, filepath.Join(dir, "data"), storage, addr)+extra), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "serve", cfg)
