@@ -14,7 +14,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshplug/meshplug/controller"
+	"github.com/meshplug/meshplug/internal/regauth"
 	"github.com/meshplug/meshplug/internal/wasmoci"
+	"github.com/meshplug/meshplug/internal/wasmoci/ocitest"
 )
 
 // TestWrite writes a release (with a stand-in binary: TestImage covers the real one)
@@ -101,4 +103,41 @@ func TestWrite(t *testing.T) {
 	assert.Equal(t, "v0.4.0", values.Image.Tag)
 	assert.Equal(t, d.String(), values.Image.Digest)
 	assert.True(t, strings.HasPrefix(string(vb), "# meshplug v0.4.0 (commit abc)"))
+}
+
+// TestPushImageCredentials pushes the image to a registry that requires
+// authentication with the credentials of a docker config file (regauth.Keychain, as
+// `hack/release push` does); without them the registry's 401 is reported.
+func TestPushImageCredentials(t *testing.T) {
+	const user, secret = "releaser", "image-secret-42"
+	addr := ocitest.RegistryWithAuth(t, user, secret)
+	img, err := Image(ImageOptions{Binary: []byte("bin"), Modules: testModules, CACerts: []byte("pem"),
+		Arch: "amd64", Version: "v0.4.0", Commit: "abc"})
+	require.NoError(t, err)
+	d, err := img.Digest()
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name, config string
+		err          string
+	}{
+		{"no credentials", `{}`, "401"},
+		{"wrong password", `{"auths":{"` + addr + `":{"username":"` + user + `","password":"nope"}}}`, "401"},
+		{"docker config", `{"auths":{"` + addr + `":{"username":"` + user + `","password":"` + secret + `"}}}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "config.json")
+			require.NoError(t, os.WriteFile(f, []byte(tc.config), 0o600))
+			store, err := regauth.Store(regauth.Options{ConfigPath: f})
+			require.NoError(t, err)
+			ref, err := PushImage(context.Background(), img, addr+"/meshplug:v0.4.0", true, regauth.Keychain(store))
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+				assert.NotContains(t, err.Error(), secret)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, addr+"/meshplug@"+d.String(), ref)
+		})
+	}
 }
