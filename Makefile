@@ -13,10 +13,39 @@ STATICCHECK ?= $(shell command -v staticcheck || echo $$($(GO) env GOPATH)/bin/s
 # (//go:wasmexport functions carry per-line //lint:ignore U1000 directives).
 WASIP1_PKGS := ./filters/... ./examples/... ./testenv/conformance/guest ./testenv/benchmarks/guest
 
-.PHONY: all build run test test-deps bench check lint fmt clean tools staticcheck generate
+.PHONY: all build run test test-deps bench check lint fmt clean tools staticcheck generate help install image release
 
 all: build
 
+# help: list the targets (the first line of the comment above each)
+help:
+	@awk '/^# [a-z-]+:/ {sub(/^# /, ""); split($$0, a, ":"); if (!seen[a[1]]++) printf "  %-12s %s\n", a[1], substr($$0, length(a[1]) + 3)}' $(MAKEFILE_LIST) | sort
+
+# install: the meshplug CLI into $(go env GOBIN) or $(go env GOPATH)/bin, with its
+# version and commit (meshplug version) from the checkout.
+GIT_VERSION = $(shell git describe --tags --match 'v[0-9]*' 2>/dev/null || echo v0.0.0-$$(git rev-parse --short=12 HEAD))$(GIT_DIRTY)
+GIT_COMMIT  = $(shell git rev-parse HEAD)$(GIT_DIRTY)
+GIT_DIRTY   = $(shell test -z "$$(git status --porcelain)" || echo -dirty)
+VERSION_PKG := github.com/meshplug/meshplug/internal/version
+install:
+	$(GO) install -trimpath -ldflags "-X $(VERSION_PKG).version=$(GIT_VERSION) -X $(VERSION_PKG).commit=$(GIT_COMMIT)" ./cmd/meshplug
+	@echo "installed meshplug $(GIT_VERSION) into $$(d=$$($(GO) env GOBIN); echo $${d:-$$($(GO) env GOPATH)/bin})"
+
+# image: the controller image (static meshplug + the filters' .wasm, user 65532, no
+# Docker needed) as an OCI layout in build/oci/meshplug; push it with
+# `go run ./hack/release push -layout build/oci/meshplug -ref REGISTRY/REPO:TAG`.
+image: build
+	$(GO) run ./hack/release image -wasm-dir $(BUILD) -out $(BUILD)/oci/meshplug
+
+# release: build/release: the image, the modules as Istio Wasm images (OCI layouts),
+# digests.txt, a kustomize tree and Helm values pinning them by digest. IMAGE_REPO and
+# MODULE_REPO name where they will be pushed.
+IMAGE_REPO  ?= ghcr.io/meshplug/meshplug
+MODULE_REPO ?= ghcr.io/meshplug/modules
+release: build
+	$(GO) run ./hack/release release -wasm-dir $(BUILD) -out $(BUILD)/release -image-repo $(IMAGE_REPO) -module-repo $(MODULE_REPO)
+
+# build: every filter to build/<name>.wasm
 build: $(WASMS)
 
 $(BUILD)/%.wasm: FORCE
@@ -53,9 +82,11 @@ test-deps: tools
 	@hack/cpphost.sh >/dev/null || { [ "$$CI" != true ] && \
 	  echo "test-deps: proxy-wasm-cpp-host not built (set MESHPLUG_PROXY_WASM_SRC); testenv/cpphost's tests will skip"; }
 
+# bench: the benchmarks of docs/benchmarks.md
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./testenv/... ./filters/...
 
+# check: gofmt, go vet and staticcheck, for the host and for wasip1
 check lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -68,21 +99,27 @@ staticcheck:
 	$(STATICCHECK) ./...
 	GOOS=wasip1 GOARCH=wasm $(STATICCHECK) $(WASIP1_PKGS)
 
+# tools: install staticcheck
 tools:
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+# fmt: gofmt every Go file
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
+# clean: remove build/
 clean:
 	rm -rf $(BUILD)
 
 # generate: deepcopy functions and the TrafficPolicy CRD from the API types
 # (api/v1alpha1 and the filters' config.Spec types), and the controller's RBAC from its
-# +kubebuilder:rbac markers. api/v1alpha1's tests fail when deploy/crds/ is stale,
-# deploy's when deploy/rbac/ is.
+# +kubebuilder:rbac markers; the Helm chart gets copies of both. api/v1alpha1's tests
+# fail when deploy/crds/ is stale, controller's when deploy/rbac/ or the chart's copies are.
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.21.0
 generate:
 	$(CONTROLLER_GEN) object paths=./api/... $(patsubst %,paths=./%,$(wildcard filters/*/config))
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./api/... output:crd:artifacts:config=deploy/crds
 	$(CONTROLLER_GEN) rbac:roleName=meshplug-controller paths=./controller/... output:rbac:artifacts:config=deploy/rbac
+	cp deploy/rbac/role.yaml $(CHART)/files/rbac/role.yaml
+	cp deploy/crds/meshplug.io_trafficpolicies.yaml $(CHART)/crds/
+CHART := deploy/helm/meshplug

@@ -25,6 +25,7 @@ import (
 
 	"github.com/meshplug/meshplug/api/v1alpha1"
 	"github.com/meshplug/meshplug/envoyfilters"
+	"github.com/meshplug/meshplug/internal/version"
 )
 
 // fakeModules stand in for the built filters: the controller only hashes and serves
@@ -479,6 +480,8 @@ func TestHealthAndMetrics(t *testing.T) {
 		if strings.HasSuffix(u, "/metrics") {
 			assert.Contains(t, body, `controller_runtime_reconcile_total{controller="trafficpolicy",result="success"}`)
 			assert.Contains(t, body, `leader_election_master_status{name="meshplug-controller"} 1`)
+			in := version.Get()
+			assert.Contains(t, body, fmt.Sprintf(`meshplug_build_info{commit=%q,go_version=%q,version=%q} 1`, in.Commit, in.GoVersion, in.Version))
 		}
 	}
 }

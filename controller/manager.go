@@ -21,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/meshplug/meshplug/api/v1alpha1"
+	"github.com/meshplug/meshplug/envoyfilters"
 )
 
 // Config configures a controller process (`meshplug controller` flags).
@@ -29,6 +30,10 @@ type Config struct {
 	Modules *Modules
 	// ModuleAddr is the module server's listen address (":8082"); "0" disables it.
 	ModuleAddr string
+	// ModuleOCIRepository, when set, points the WasmPlugins at the modules' Istio Wasm
+	// images under it (pushed by `meshplug push --repository`) instead of the module
+	// server: oci://<repository>/<filter>@sha256:<digest> (Modules.OCIRenderOptions).
+	ModuleOCIRepository string
 	// ModuleBaseURL is where proxies (Istio's agent) reach the module server, e.g.
 	// http://meshplug-controller.meshplug-system.svc:8082.
 	ModuleBaseURL string
@@ -76,14 +81,26 @@ func Scheme() *runtime.Scheme {
 
 // NewManager builds the controller's manager: the reconciler, leader election, the
 // metrics server (controller-runtime's: reconcile counts, durations, errors, work
-// queue depth, plus Go runtime and process metrics), /healthz and /readyz, and the
+// queue depth, plus Go runtime and process metrics, and meshplug_build_info), /healthz and /readyz, and the
 // module server.
 func NewManager(rc *rest.Config, c Config) (manager.Manager, error) {
 	if c.Modules == nil {
 		return nil, errors.New("no modules")
 	}
-	if c.ModuleBaseURL == "" {
-		return nil, errors.New("the module base URL (--module-base-url) is required")
+	var opts envoyfilters.Options
+	switch {
+	case c.ModuleOCIRepository != "" && c.ModuleBaseURL != "":
+		return nil, errors.New("a module base URL (--module-base-url) and a module OCI repository (--module-oci-repository) exclude each other")
+	case c.ModuleOCIRepository != "":
+		o, err := c.Modules.OCIRenderOptions(c.ModuleOCIRepository)
+		if err != nil {
+			return nil, err
+		}
+		opts = o
+	case c.ModuleBaseURL != "":
+		opts = c.Modules.RenderOptions(c.ModuleBaseURL)
+	default:
+		return nil, errors.New("one of the module base URL (--module-base-url) and the module OCI repository (--module-oci-repository) is required")
 	}
 	var cacheOpts cache.Options
 	if len(c.WatchNamespaces) > 0 {
@@ -95,6 +112,7 @@ func NewManager(rc *rest.Config, c Config) (manager.Manager, error) {
 			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
+	registerBuildInfoMetric()
 	mgr, err := ctrl.NewManager(rc, ctrl.Options{
 		Scheme:                  Scheme(),
 		Cache:                   cacheOpts,
@@ -111,7 +129,6 @@ func NewManager(rc *rest.Config, c Config) (manager.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := c.Modules.RenderOptions(c.ModuleBaseURL)
 	opts.ImagePullPolicy = c.ImagePullPolicy
 	workers := c.Workers
 	if workers <= 0 {

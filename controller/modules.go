@@ -13,8 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"oras.land/oras-go/v2/registry"
+
 	"github.com/meshplug/meshplug/api/v1alpha1"
 	"github.com/meshplug/meshplug/envoyfilters"
+	"github.com/meshplug/meshplug/internal/wasmoci"
 )
 
 // ModulePath is the URL path prefix the module server serves modules under:
@@ -89,6 +92,28 @@ func (m *Modules) RenderOptions(baseURL string) envoyfilters.Options {
 		o.Modules[f] = envoyfilters.Module{URL: base + ModulePath + x.SHA256 + ".wasm", SHA256: x.SHA256}
 	}
 	return o
+}
+
+// OCIRenderOptions point each filter at the Istio Wasm image `meshplug push
+// --repository <repository>` makes of the same module: oci://<repository>/<filter>@
+// sha256:<manifest digest>, with that digest as the sha256 (Istio compares it with the
+// manifest it pulls). wasmoci.Pack is deterministic, so the digest is computed here
+// from the module's bytes, without asking the registry.
+func (m *Modules) OCIRenderOptions(repository string) (envoyfilters.Options, error) {
+	repo := strings.TrimSuffix(strings.TrimPrefix(repository, "oci://"), "/")
+	if ref, err := registry.ParseReference(repo + "/x"); err != nil || ref.Reference != "" {
+		return envoyfilters.Options{}, fmt.Errorf("module OCI repository %q: want registry/path without tag or digest, e.g. ghcr.io/acme/meshplug", repository)
+	}
+	o := envoyfilters.Options{Modules: map[string]envoyfilters.Module{}}
+	for f, x := range m.byFilter {
+		img, err := wasmoci.Pack(x.Data)
+		if err != nil {
+			return o, fmt.Errorf("%s: %w", f, err)
+		}
+		d := img.Manifest.Digest
+		o.Modules[f] = envoyfilters.Module{URL: "oci://" + repo + "/" + f + "@" + d.String(), SHA256: d.Encoded()}
+	}
+	return o, nil
 }
 
 // ServeHTTP serves GET and HEAD /modules/<sha256>.wasm as application/wasm with the

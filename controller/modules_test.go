@@ -5,10 +5,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meshplug/meshplug/internal/wasmoci"
 )
 
 func TestModuleHandler(t *testing.T) {
@@ -76,4 +79,20 @@ func TestLoadModules(t *testing.T) {
 	o := m.RenderOptions("http://mods.example:8082/")
 	assert.Equal(t, "http://mods.example:8082/modules/"+f.SHA256+".wasm", o.Modules["fault"].URL)
 	assert.Equal(t, f.SHA256, o.Modules["fault"].SHA256)
+
+	// The OCI image meshplug push makes of the same bytes.
+	img, err := wasmoci.Pack([]byte("f"))
+	require.NoError(t, err)
+	for _, repo := range []string{"ghcr.io/acme/mp", "oci://ghcr.io/acme/mp/", "127.0.0.1:5000/mp"} {
+		o, err = m.OCIRenderOptions(repo)
+		require.NoError(t, err, repo)
+		want := strings.TrimSuffix(strings.TrimPrefix(repo, "oci://"), "/")
+		assert.Equal(t, "oci://"+want+"/fault@"+img.Manifest.Digest.String(), o.Modules["fault"].URL, repo)
+		assert.Equal(t, img.Manifest.Digest.Encoded(), o.Modules["fault"].SHA256, repo)
+		assert.NotEqual(t, f.SHA256, o.Modules["fault"].SHA256, "the manifest's digest, not the module's")
+	}
+	for _, bad := range []string{"", "oci://", "ghcr.io/acme/mp:v1", "ghcr.io/acme/mp@sha256:00", "Ghcr.io/x y"} {
+		_, err = m.OCIRenderOptions(bad)
+		assert.ErrorContains(t, err, "module OCI repository", bad)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/meshplug/meshplug/controller"
+	"github.com/meshplug/meshplug/internal/version"
 )
 
 func init() { addCommand(newControllerCmd) }
@@ -21,11 +22,15 @@ func newControllerCmd() *cobra.Command {
 		Long: `controller reconciles meshplug.io/v1alpha1 TrafficPolicies into Istio WasmPlugins
 (server-side apply, field manager "meshplug") and serves the filters' .wasm modules,
 read from --wasm-dir at start, at <--module-base-url>/modules/<sha256>.wasm. Every
-WasmPlugin carries that URL and the sha256. It uses the in-cluster configuration, or
+WasmPlugin carries that URL and the sha256. With --module-oci-repository the
+WasmPlugins point at the modules' Istio Wasm images there instead (meshplug push
+--repository, same .wasm files): oci://<repository>/<filter>@sha256:<digest>. It uses the in-cluster configuration, or
 $KUBECONFIG / ~/.kube/config. See controller/README.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctrl.SetLogger(zap.New(zap.WriteTo(cmd.ErrOrStderr())))
+			in := version.Get()
+			ctrl.Log.WithName("setup").Info("starting meshplug controller", "version", in.Version, "commit", in.Commit, "goVersion", in.GoVersion)
 			mods, err := controller.LoadModules(wasmDir)
 			if err != nil {
 				return err
@@ -44,7 +49,8 @@ $KUBECONFIG / ~/.kube/config. See controller/README.md.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&wasmDir, "wasm-dir", "build", "directory holding the filters' <filter>.wasm (make build)")
-	fl.StringVar(&c.ModuleBaseURL, "module-base-url", "", "URL proxies fetch modules from, e.g. http://meshplug-controller.meshplug-system.svc:8082 (required)")
+	fl.StringVar(&c.ModuleBaseURL, "module-base-url", "", "URL proxies fetch modules from, e.g. http://meshplug-controller.meshplug-system.svc:8082 (this or --module-oci-repository is required)")
+	fl.StringVar(&c.ModuleOCIRepository, "module-oci-repository", "", "point the WasmPlugins at the modules' images under this repository instead, e.g. ghcr.io/acme/meshplug (pushed by meshplug push --repository from the same .wasm files)")
 	fl.StringVar(&c.ModuleAddr, "module-bind-address", ":8082", "module server listen address (0 disables)")
 	fl.StringVar(&c.MetricsAddr, "metrics-bind-address", ":8080", "Prometheus /metrics listen address (0 disables)")
 	fl.StringVar(&c.ProbeAddr, "health-probe-bind-address", ":8081", "/healthz and /readyz listen address (0 disables)")
@@ -53,6 +59,7 @@ $KUBECONFIG / ~/.kube/config. See controller/README.md.`,
 	fl.StringVar(&c.ImagePullPolicy, "image-pull-policy", "IfNotPresent", "the WasmPlugins' imagePullPolicy: IfNotPresent or Always")
 	fl.IntVar(&c.Workers, "workers", 4, "policies reconciled concurrently")
 	fl.StringSliceVar(&c.WatchNamespaces, "watch-namespaces", nil, "comma-separated namespaces whose TrafficPolicies and WasmPlugins the controller reads and writes (default: all; then it needs the ClusterRoleBinding, else a RoleBinding to the ClusterRole in each)")
-	_ = cmd.MarkFlagRequired("module-base-url")
+	cmd.MarkFlagsOneRequired("module-base-url", "module-oci-repository")
+	cmd.MarkFlagsMutuallyExclusive("module-base-url", "module-oci-repository")
 	return cmd
 }

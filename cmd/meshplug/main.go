@@ -10,6 +10,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/meshplug/meshplug/internal/version"
 )
 
 // commands are the subcommands' constructors, registered by their files.
@@ -28,7 +30,9 @@ func newRoot() *cobra.Command {
 		Short:         "Render, validate and run meshplug's Envoy Wasm filters",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Get().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	for _, c := range commands {
 		root.AddCommand(c())
 	}

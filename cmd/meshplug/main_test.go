@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshplug/meshplug/internal/version"
 	"github.com/meshplug/meshplug/internal/yamldoc"
 )
 
@@ -37,6 +38,14 @@ func TestValidateExample(t *testing.T) {
 	code, out, errs := runCLI(t, "", "validate", example)
 	assert.Equal(t, 0, code, errs)
 	assert.Equal(t, "3 policies valid\n", out)
+
+	ex, err := os.ReadFile(example)
+	require.NoError(t, err)
+	one := filepath.Join(t.TempDir(), "one.yaml")
+	require.NoError(t, os.WriteFile(one, yamldoc.Split(ex)[0].Data, 0o644))
+	code, out, errs = runCLI(t, "", "validate", one)
+	assert.Equal(t, 0, code, errs)
+	assert.Equal(t, "1 policy valid\n", out)
 }
 
 func TestValidateBrokenPolicies(t *testing.T) {
@@ -146,10 +155,16 @@ func TestRenderUsageErrors(t *testing.T) {
 	}
 }
 
+// TestVersion: `version` and `--version` print the same line, the build's version.Info
+// (internal/release's TestImage runs a binary linked with a release version and commit).
 func TestVersion(t *testing.T) {
-	code, out, _ := runCLI(t, "", "version")
-	assert.Equal(t, 0, code)
-	assert.True(t, strings.HasPrefix(out, "meshplug "), out)
+	want := version.Get().String() + "\n"
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		code, out, errs := runCLI(t, "", args...)
+		assert.Equal(t, 0, code, errs)
+		assert.Equal(t, want, out, args)
+		assert.Regexp(t, `^meshplug \S+ commit \S+ go\S+ \w+/\w+\n$`, out)
+	}
 }
 
 func TestNewFilter(t *testing.T) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	b64 "encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"oras.land/oras-go/v2/registry/remote"
 
+	"github.com/meshplug/meshplug/internal/version"
 	"github.com/meshplug/meshplug/internal/wasmoci"
 	"github.com/meshplug/meshplug/internal/wasmoci/ocitest"
 )
@@ -54,8 +56,102 @@ func TestPush(t *testing.T) {
 func TestControllerFlags(t *testing.T) {
 	code, _, errs := runCLI(t, "", "controller", "--wasm-dir", t.TempDir())
 	assert.Equal(t, 1, code)
-	assert.Contains(t, errs, `required flag(s) "module-base-url" not set`)
+	assert.Contains(t, errs, `at least one of the flags in the group [module-base-url module-oci-repository] is required`)
+	code, _, errs = runCLI(t, "", "controller", "--module-base-url", "http://x", "--module-oci-repository", "r.example/mp")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, `[module-base-url module-oci-repository] were all set`)
 	code, _, errs = runCLI(t, "", "controller", "--wasm-dir", "/nonexistent", "--module-base-url", "http://x")
 	assert.Equal(t, 1, code)
+	in := version.Get()
+	assert.Contains(t, errs, fmt.Sprintf(`"msg":"starting meshplug controller","version":%q,"commit":%q`, in.Version, in.Commit), "the version is the first thing logged")
 	assert.Contains(t, errs, "no filter modules (<filter>.wasm) in /nonexistent")
+}
+
+// TestPushCredentials pushes to a registry that requires authentication, with each
+// way of giving credentials, and checks that secrets never reach the output and that
+// a refusal quotes the registry.
+func TestPushCredentials(t *testing.T) {
+	const user, secret = "ci-bot", "s3cret-Pa55-do-not-print"
+	addr := ocitest.RegistryWithAuth(t, user, secret)
+	wasmDir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(wasmDir, "fault.wasm"), []byte("\x00asm fault"), 0o644))
+	base64 := func(s string) string { return b64.StdEncoding.EncodeToString([]byte(s)) }
+
+	// A credential helper as docker runs them: `docker-credential-<name> get` reads the
+	// server on stdin and answers JSON.
+	bin := t.TempDir()
+	helper := "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n" +
+		"[ \"$server\" = \"" + addr + "\" ] || { echo 'credentials not found in native keychain'; exit 1; }\n" +
+		"printf '{\"ServerURL\":\"%s\",\"Username\":\"" + user + "\",\"Secret\":\"" + secret + "\"}' \"$server\"\n"
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "docker-credential-meshtest"), []byte(helper), 0o755))
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+
+	push := []string{"push", "--wasm-dir", wasmDir, "--repository", addr + "/mp", "--plain-http"}
+	for _, tc := range []struct {
+		name   string
+		stdin  string
+		args   []string
+		docker string // $DOCKER_CONFIG/config.json
+		file   string // --registry-config
+		ok     bool
+		err    string
+	}{
+		{name: "anonymous", err: "the registry requires authentication and no credentials were found for " + addr},
+		{name: "username and password on stdin", stdin: secret + "\n", args: []string{"--username", user, "--password-stdin"}, ok: true},
+		{name: "password without a trailing newline", stdin: secret, args: []string{"-u", user, "--password-stdin"}, ok: true},
+		{name: "wrong password", stdin: "wrong-" + secret + "\n", args: []string{"--username", user, "--password-stdin"}, err: "401"},
+		{name: "username without password-stdin", args: []string{"--username", user}, err: "--username needs --password-stdin"},
+		{name: "password-stdin without username", stdin: secret, args: []string{"--password-stdin"}, err: "--password-stdin needs --username"},
+		{name: "empty stdin", args: []string{"--username", user, "--password-stdin"}, err: "standard input holds no password"},
+		{name: "docker config auths", ok: true, docker: `{"auths":{"` + addr + `":{"auth":"` + base64(user+":"+secret) + `"}}}`},
+		{name: "docker config with a wrong password", err: "401", docker: `{"auths":{"` + addr + `":{"auth":"` + base64(user+":x"+secret) + `"}}}`},
+		{name: "docker config for another registry", err: "no credentials were found for " + addr, docker: `{"auths":{"other.example:5000":{"auth":"` + base64(user+":"+secret) + `"}}}`},
+		{name: "registry-config file", ok: true, file: `{"auths":{"` + addr + `":{"username":"` + user + `","password":"` + secret + `"}}}`},
+		{name: "credential helper", ok: true, docker: `{"credHelpers":{"` + addr + `":"meshtest"}}`},
+		{name: "credential store", ok: true, docker: `{"credsStore":"meshtest"}`},
+		{name: "missing credential helper", err: "docker-credential-nosuchhelper", docker: `{"credHelpers":{"` + addr + `":"nosuchhelper"}}`},
+		{name: "broken docker config", err: "docker config file", docker: `{"auths":`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			t.Setenv("DOCKER_CONFIG", dir) // never the machine's own
+			if tc.docker != "" {
+				require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(tc.docker), 0o600))
+			}
+			args := append(append([]string{}, push...), "--tag", strings.ReplaceAll(tc.name, " ", "-"))
+			if tc.file != "" {
+				f := filepath.Join(t.TempDir(), "registry.json")
+				require.NoError(t, os.WriteFile(f, []byte(tc.file), 0o600))
+				args = append(args, "--registry-config", f)
+			}
+			args = append(args, tc.args...)
+			code, out, errs := runCLI(t, tc.stdin, args...)
+			assert.NotContains(t, out+errs, secret, "the secret is never printed")
+			assert.NotContains(t, out+errs, base64(user+":"+secret))
+			if tc.ok {
+				require.Equal(t, 0, code, errs)
+				assert.Contains(t, out, "fault oci://"+addr+"/mp/fault:")
+				return
+			}
+			assert.Equal(t, 1, code, out)
+			assert.Contains(t, errs, tc.err)
+			if tc.err == "401" {
+				assert.Contains(t, errs, "response status code 401: Unauthorized", "the registry's answer")
+			}
+		})
+	}
+}
+
+// TestPushRefused: a registry that refuses the push (read-only) is quoted: the request
+// it refused and its answer (status, and the error codes of its body when it sends
+// any: see TestPushCredentials).
+func TestPushRefused(t *testing.T) {
+	addr := ocitest.RegistryReadOnly(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "fault.wasm"), []byte("\x00asm fault"), 0o644))
+	code, out, errs := runCLI(t, "", "push", "--wasm-dir", dir, "--repository", addr+"/mp", "--plain-http")
+	assert.Equal(t, 1, code)
+	assert.Empty(t, out)
+	assert.Contains(t, errs, addr+"/mp/fault: ")
+	assert.Contains(t, errs, `POST "http://`+addr+`/v2/mp/fault/blobs/uploads/": response status code 405: Method Not Allowed`)
 }

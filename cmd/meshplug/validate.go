@@ -35,7 +35,11 @@ path).`,
 					fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", d.where(), w)
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d policies valid\n", len(docs))
+			noun := "policies"
+			if len(docs) == 1 {
+				noun = "policy"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%d %s valid\n", len(docs), noun)
 			return nil
 		},
 	}

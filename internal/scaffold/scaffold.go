@@ -33,6 +33,7 @@ var validName = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
 type data struct {
 	Name       string // filter name, e.g. "tenant"
 	ImportPath string // import path of the generated folder
+	RelDir     string // the folder relative to the module root, slash-separated: "filters/tenant"
 }
 
 // Generate writes a new filter named name into dir, which must be inside a Go module
@@ -49,11 +50,11 @@ func Generate(dir, name string) error {
 	if entries, err := os.ReadDir(abs); err == nil && len(entries) > 0 {
 		return fmt.Errorf("scaffold: %s exists and is not empty", dir)
 	}
-	importPath, err := importPathOf(abs)
+	importPath, relDir, err := importPathOf(abs)
 	if err != nil {
 		return err
 	}
-	d := data{Name: name, ImportPath: importPath}
+	d := data{Name: name, ImportPath: importPath, RelDir: relDir}
 	return fs.WalkDir(templates, "templates", func(path string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
 			return err
@@ -86,26 +87,27 @@ func Generate(dir, name string) error {
 }
 
 // importPathOf returns the import path of folder abs from the module that holds it
-// (the nearest go.mod above it).
-func importPathOf(abs string) (string, error) {
+// (the nearest go.mod above it), and abs relative to the module root.
+func importPathOf(abs string) (importPath, relDir string, err error) {
 	for dir := abs; ; dir = filepath.Dir(dir) {
 		mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
 		if err == nil {
 			path := modulePath(mod)
 			if path == "" {
-				return "", fmt.Errorf("scaffold: %s has no module line", filepath.Join(dir, "go.mod"))
+				return "", "", fmt.Errorf("scaffold: %s has no module line", filepath.Join(dir, "go.mod"))
 			}
 			rel, err := filepath.Rel(dir, abs)
 			if err != nil {
-				return "", err
+				return "", "", err
 			}
-			return strings.TrimSuffix(path+"/"+filepath.ToSlash(rel), "/."), nil
+			rel = filepath.ToSlash(rel)
+			return strings.TrimSuffix(path+"/"+rel, "/."), rel, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
-			return "", err
+			return "", "", err
 		}
 		if filepath.Dir(dir) == dir {
-			return "", fmt.Errorf("scaffold: %s is not inside a Go module (no go.mod above it)", abs)
+			return "", "", fmt.Errorf("scaffold: %s is not inside a Go module (no go.mod above it)", abs)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -47,7 +48,17 @@ func TestGeneratedFilterPassesItsTests(t *testing.T) {
 		t.Log("staticcheck not installed (make tools): not run on the generated filter")
 	}
 	run(wasip1, "go", "build", "-buildmode=c-shared", "-o", os.DevNull, ".")
-	run(nil, "go", "test", "-count=1", "./...")
+	// The README's test command, run where it says: from the module root.
+	readme, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	require.NoError(t, err)
+	m := regexp.MustCompile("`(go test [^`]+)` from the module root").FindSubmatch(readme)
+	require.NotNil(t, m, "README has no go test command")
+	assert.Equal(t, "go test -count=1 ./internal/scaffold/"+filepath.ToSlash(dir)+"/...", string(m[1]))
+	cmd := exec.Command("sh", "-c", string(m[1]))
+	cmd.Dir = "../.."
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s:\n%s", m[1], out)
+	assert.Contains(t, string(out), "ok ")
 }
 
 // staticcheck returns the path of the staticcheck command, "" if it is not installed.
@@ -75,7 +86,8 @@ func TestGenerateRefuses(t *testing.T) {
 func TestImportPathOf(t *testing.T) {
 	abs, err := filepath.Abs("testdata/a/b")
 	require.NoError(t, err)
-	p, err := importPathOf(abs)
+	p, rel, err := importPathOf(abs)
 	require.NoError(t, err)
 	assert.Equal(t, "github.com/meshplug/meshplug/internal/scaffold/testdata/a/b", p)
+	assert.Equal(t, "internal/scaffold/testdata/a/b", rel)
 }

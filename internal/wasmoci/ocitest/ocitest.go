@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Registry starts docker-registry with filesystem storage in a temporary directory on
@@ -18,6 +20,36 @@ import (
 // no auth). Without the binary the test is skipped, or fails when CI=true (.ci/run
 // installs the docker-registry package).
 func Registry(t testing.TB) string {
+	t.Helper()
+	return start(t, "", "", http.StatusOK)
+}
+
+// RegistryReadOnly is Registry in read-only maintenance mode: every push is refused
+// (405 Method Not Allowed).
+func RegistryReadOnly(t testing.TB) string {
+	t.Helper()
+	return start(t, "", "  maintenance: {readonly: {enabled: true}}\n", http.StatusOK)
+}
+
+// RegistryWithAuth is Registry requiring HTTP basic authentication as user with
+// password (an htpasswd file with a bcrypt hash, the registry's htpasswd auth).
+// Requests without valid credentials get 401 with the registry's error body.
+func RegistryWithAuth(t testing.TB, user, password string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(file, []byte(user+":"+string(h)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return start(t, fmt.Sprintf("auth: {htpasswd: {realm: meshplug-test, path: %s}}\n", file), "", http.StatusUnauthorized)
+}
+
+// start runs the registry with extra top-level and storage configuration and waits
+// until /v2/ answers ready (200, or 401 with auth).
+func start(t testing.TB, extra, storage string, ready int) string {
 	t.Helper()
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
@@ -39,8 +71,8 @@ log: {level: error}
 storage:
   filesystem: {rootdirectory: %s}
   delete: {enabled: true}
-http: {addr: "%s"}
-`, filepath.Join(dir, "data"), addr)), 0o644); err != nil {
+%shttp: {addr: "%s"}
+`, filepath.Join(dir, "data"), storage, addr)+extra), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "serve", cfg)
@@ -54,7 +86,7 @@ http: {addr: "%s"}
 		resp, err := http.Get("http://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == ready {
 				return addr
 			}
 		}
