@@ -80,6 +80,7 @@ var chartCases = map[string]struct {
 	values map[string]any
 	err    string
 	check  func(t *testing.T, objs map[string]*unstructured.Unstructured)
+	kinds  map[string]int // objects by kind, when not the defaults'
 }{
 	"defaults": {check: func(t *testing.T, objs map[string]*unstructured.Unstructured) {
 		c := container(t, objs)
@@ -111,6 +112,17 @@ var chartCases = map[string]struct {
 	"module server elsewhere": {values: map[string]any{"modules": map[string]any{"baseURL": "http://mods.example:9000"}},
 		check: func(t *testing.T, objs map[string]*unstructured.Unstructured) {
 			assert.Contains(t, container(t, objs)["args"], "--module-base-url=http://mods.example:9000")
+		}},
+	"watch its own namespace only": {values: map[string]any{"watchNamespaces": []any{"helm-watch"}},
+		kinds: map[string]int{"ServiceAccount": 1, "ClusterRole": 1, "Role": 1, "RoleBinding": 2, "Deployment": 1, "Service": 1},
+		check: func(t *testing.T, objs map[string]*unstructured.Unstructured) {
+			assert.Contains(t, container(t, objs)["args"], "--watch-namespaces=helm-watch")
+			assert.Nil(t, objs["ClusterRoleBinding/meshplug"], "no cluster-wide binding")
+			rb := objs["RoleBinding/meshplug-watch"]
+			require.NotNil(t, rb)
+			assert.Equal(t, "helm-watch", rb.GetNamespace())
+			kind, _, _ := unstructured.NestedString(rb.Object, "roleRef", "kind")
+			assert.Equal(t, "ClusterRole", kind)
 		}},
 	"bad module source":          {values: map[string]any{"modules": map[string]any{"source": "s3"}}, err: `modules.source must be server or oci, got "s3"`},
 	"oci without its repository": {values: map[string]any{"modules": map[string]any{"source": "oci"}}, err: "modules.oci.repository is required when modules.source is oci"},
@@ -151,6 +163,9 @@ func TestHelmChart(t *testing.T) {
 				"Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1}
 			if byName["Service/meshplug"] == nil {
 				delete(want, "Service")
+			}
+			if tc.kinds != nil {
+				want = tc.kinds
 			}
 			assert.Equal(t, want, kinds)
 			tc.check(t, byName)
