@@ -297,7 +297,7 @@ func (v PairsView) AppendValuesLike(dst []string, name string) (_ []string, like
 			k := unsafe.String((*byte)(unsafe.Add(base, off)), ks)
 			if ks == 0 || k == name {
 				dst = append(dst, unsafeString(v[off+ks+1:off+ks+1+vs]))
-			} else if like == "" && foldsTo(k, name) {
+			} else if like == "" && HeaderNameIs(k, name) {
 				like = k
 			}
 		}
@@ -306,11 +306,17 @@ func (v PairsView) AppendValuesLike(dst []string, name string) (_ []string, like
 	return dst, like
 }
 
-// foldsTo reports whether header names a and b (of one length) are equal with ASCII
-// case folded and '_' read as '-'.
-func foldsTo(a, b string) bool {
-	for i := 0; i < len(a); i++ {
-		if foldHeaderByte(a[i]) != foldHeaderByte(b[i]) {
+// HeaderNameIs compares two header names ASCII case-insensitively with '_' read as
+// '-' (the spellings CGI-style upstreams fold into one variable).
+func HeaderNameIs(got, name string) bool {
+	if got == name {
+		return true
+	}
+	if len(got) != len(name) {
+		return false
+	}
+	for i := 0; i < len(got); i++ {
+		if foldHeaderByte(got[i]) != foldHeaderByte(name[i]) {
 			return false
 		}
 	}

@@ -204,29 +204,3 @@ func (r *Request) AppendHeaderValues(dst []string, name string) (_ []string, why
 	}
 	return dst, why
 }
-
-// HeaderNameIs compares two header names ASCII case-insensitively with '_' read as
-// '-'.
-func HeaderNameIs(got, name string) bool {
-	if got == name {
-		return true
-	}
-	if len(got) != len(name) {
-		return false
-	}
-	for i := 0; i < len(got); i++ {
-		if foldHeader(got[i]) != foldHeader(name[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func foldHeader(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	} else if c == '_' {
-		return '-'
-	}
-	return c
-}

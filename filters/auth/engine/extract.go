@@ -259,7 +259,7 @@ func (e *Engine) Read(req *Request, x *Extracted) {
 			}
 			for _, wi := range ex.byLen[len(name)] {
 				w := &ex.wants[wi]
-				if !httpreq.HeaderNameIs(name, w.name) {
+				if !abi.HeaderNameIs(name, w.name) {
 					continue
 				}
 				if w.identity {

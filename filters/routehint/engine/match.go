@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"github.com/meshplug/meshplug/filters/abi"
-	"github.com/meshplug/meshplug/filters/httpreq"
 	"github.com/meshplug/meshplug/filters/routehint/config"
 )
 
@@ -73,7 +72,7 @@ func holdsHeader(c *config.Condition, headers []abi.Pair) bool {
 	n, sat := 0, 0
 	for i := range headers {
 		if headers[i].Key != c.Name {
-			if len(headers[i].Key) == len(c.Name) && httpreq.HeaderNameIs(headers[i].Key, c.Name) {
+			if len(headers[i].Key) == len(c.Name) && abi.HeaderNameIs(headers[i].Key, c.Name) {
 				return false
 			}
 			continue
