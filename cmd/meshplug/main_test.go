@@ -203,7 +203,7 @@ spec:
 `
 	code, out, errs := runCLI(t, doc, "validate", "-")
 	assert.Equal(t, 0, code, errs)
-	assert.Equal(t, "1 policies valid\n", out)
+	assert.Equal(t, "1 policy valid\n", out)
 	assert.Contains(t, errs, `-:1: document 1 (TrafficPolicy ns/w): warning: spec.auth.path_normalization.path_params: "literal" relies on every upstream`)
 	assert.Contains(t, errs, `-:1: document 1 (TrafficPolicy ns/w): warning: spec.auth.rules[0].match.regex: the regex contains "//"`)
 }
