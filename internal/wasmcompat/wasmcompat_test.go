@@ -181,7 +181,7 @@ func instantiate(t *testing.T, wasm []byte) api.Module {
 
 func TestRewriteHandBuilt(t *testing.T) {
 	in := handBuilt(true)
-	require.NoError(t, validateOnly(in), "the input is a valid module")
+	require.NoError(t, validateOnlyWazero(in), "the input is a valid module")
 	out, res, err := Rewrite(in)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"sched_yield", "poll_oneoff", "fd_fdstat_set_flags", "fd_fdstat_get"}, res.Replaced)
@@ -262,13 +262,6 @@ func TestRewriteHandBuilt(t *testing.T) {
 	})
 }
 
-func validateOnly(wasm []byte) error {
-	ctx := context.Background()
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
-	defer rt.Close(ctx)
-	_, err := rt.CompileModule(ctx, wasm)
-	return err
-}
 
 func TestRewriteIdempotent(t *testing.T) {
 	out, _, err := Rewrite(handBuilt(true))
@@ -384,6 +377,41 @@ func TestRewriteGoModules(t *testing.T) {
 			require.NoError(t, err)
 			assert.True(t, res.Already)
 			assert.Equal(t, out, again)
+		})
+	}
+}
+
+// The V8 restriction emulation: Go's syscall init calls fd_fdstat_get and
+// fd_fdstat_set_flags from _initialize, which cpp-host before #427 does not allow, so
+// the untouched module (instrumented) traps while starting; rewritten, those calls are
+// inside the module and it starts and serves.
+func TestEmulateRestrictedCallbacks(t *testing.T) {
+	raw := testenv.MustBuildGuest(t, "../../examples/requireheader")
+	rewritten, _, err := Rewrite(raw)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name   string
+		wasm   []byte
+		starts bool
+	}{
+		{"untouched", raw, false},
+		{"rewritten", rewritten, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inst, err := EmulateRestrictedCallbacks(tc.wasm, StartAllowed63cb9c1, AllocAllowed63cb9c1)
+			require.NoError(t, err)
+			h, err := testenv.New(context.Background(), testenv.Options{}, testenv.Plugin{Name: "requireheader", Wasm: inst})
+			if !tc.starts {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "_initialize")
+				assert.Contains(t, err.Error(), "unreachable")
+				return
+			}
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = h.Close(context.Background()) })
+			for range 200 { // allocations with garbage collections in between
+				assert.Equal(t, 200, h.MustDo(t, testenv.Request{Path: "/", Headers: [][2]string{{"x-tenant", "acme"}}}).Status)
+			}
 		})
 	}
 }

@@ -37,6 +37,10 @@ func differential(t *testing.T, sc Scenario) {
 			Compare(t, want, RunCppHost(t, host, compat))
 		})
 	}
+	// On 63cb9c1 with V8's restricted callbacks emulated (EmulateRestrictedCallbacks).
+	t.Run("compat/"+Host63cb9c1+"/v8-restrictions", func(t *testing.T) {
+		Compare(t, want, RunCppHost(t, Host63cb9c1, RestrictedScenario(t, compat)))
+	})
 }
 
 // The auth README's api_keys example ("test" hashes to 9f86d0…), with the README's
