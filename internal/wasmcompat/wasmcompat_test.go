@@ -262,7 +262,6 @@ func TestRewriteHandBuilt(t *testing.T) {
 	})
 }
 
-
 func TestRewriteIdempotent(t *testing.T) {
 	out, _, err := Rewrite(handBuilt(true))
 	require.NoError(t, err)
