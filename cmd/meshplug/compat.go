@@ -100,6 +100,10 @@ func compatFile(w io.Writer, in, out, rawDir string) error {
 	if !res.Already {
 		fmt.Fprintf(w, "%s: %d → %d bytes, replaced %s\n", out, len(wasm), len(rewritten), strings.Join(res.Replaced, ", "))
 	}
+	if len(res.NeedsNewerHost) > 0 {
+		fmt.Fprintf(w, "%s: warning: still imports %s from %s, which Envoy provides only since 1.39 (proxy-wasm-cpp-host #533): it will not load on older Envoy\n",
+			out, strings.Join(res.NeedsNewerHost, ", "), wasmcompat.WASIModule)
+	}
 	return nil
 }
 

@@ -63,6 +63,17 @@ func TestCompat(t *testing.T) {
 		assert.NoFileExists(t, filepath.Join(rawDir, "b.wasm"), "nothing to keep for a module rewritten before")
 	})
 
+	t.Run("imports only newer hosts have", func(t *testing.T) {
+		in := filepath.Join(dir, "wasiguest.wasm")
+		require.NoError(t, os.WriteFile(in, testenv.MustBuildGuest(t, "../../testenv/testdata/wasiguest"), 0o644))
+		out := filepath.Join(dir, "wasiguest.compat.wasm")
+		code, stdout, stderr := runCLI(t, "", "compat", in, "-o", out)
+		require.Equal(t, 0, code, stderr)
+		assert.Contains(t, stdout, out+": warning: still imports ")
+		assert.Contains(t, stdout, "fd_tell")
+		assert.Contains(t, stdout, "which Envoy provides only since 1.39")
+	})
+
 	notGo := filepath.Join(dir, "notgo.wasm")
 	require.NoError(t, os.WriteFile(notGo, []byte("\x00asm\x01\x00\x00\x00"), 0o644))
 	text := filepath.Join(dir, "text.wat")

@@ -41,7 +41,17 @@ type Result struct {
 	// Already is true when the module had been rewritten before (it is returned
 	// unchanged).
 	Already bool
+	// NeedsNewerHost lists the WASI imports left in the module that proxy-wasm-cpp-host
+	// provides only since #533 (Envoy 1.39): the rewritten module still loads only there.
+	NeedsNewerHost []string
 }
+
+// wasiSince427 is what proxy-wasm-cpp-host provides from #427 (3930b7b, Envoy
+// 1.33–1.38) on: FOR_ALL_WASI_FUNCTIONS in include/proxy-wasm/exports.h.
+var wasiSince427 = []string{"fd_write", "fd_read", "fd_seek", "fd_close", "fd_fdstat_get",
+	"fd_fdstat_set_flags", "environ_get", "environ_sizes_get", "args_get", "args_sizes_get",
+	"clock_time_get", "random_get", "sched_yield", "poll_oneoff", "proc_exit", "path_open",
+	"fd_prestat_get", "fd_prestat_dir_name"}
 
 // Rewrite returns the module with the imports of Shims replaced by functions inside
 // it. It refuses a module that is not a Go wasip1 module (no go:buildid section or no
@@ -116,6 +126,9 @@ func Rewrite(in []byte) ([]byte, Result, error) {
 		wasi = true
 		sh, ok := byName[im.name]
 		if !ok {
+			if !slices.Contains(wasiSince427, im.name) && !slices.Contains(res.NeedsNewerHost, im.name) {
+				res.NeedsNewerHost = append(res.NeedsNewerHost, im.name)
+			}
 			continue
 		}
 		if int(im.typeIdx) >= len(types) {
@@ -131,7 +144,7 @@ func Rewrite(in []byte) ([]byte, Result, error) {
 	}
 	if len(removed) == 0 {
 		if marker {
-			return in, Result{Already: true}, nil
+			return in, Result{Already: true, NeedsNewerHost: res.NeedsNewerHost}, nil
 		}
 		if !wasi {
 			return nil, res, fmt.Errorf("%w: it imports nothing from %s", ErrNotGoWasip1, WASIModule)

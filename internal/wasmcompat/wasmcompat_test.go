@@ -372,12 +372,30 @@ func TestRewriteGoModules(t *testing.T) {
 			require.NoError(t, err)
 			assert.ElementsMatch(t, []string{"sched_yield", "poll_oneoff", "fd_fdstat_set_flags", "fd_fdstat_get"}, res.Replaced)
 			require.NoError(t, Validate(out))
+			assert.Empty(t, res.NeedsNewerHost, "every WASI import left is in cpp-host #427")
 			again, res, err := Rewrite(out)
 			require.NoError(t, err)
 			assert.True(t, res.Already)
 			assert.Equal(t, out, again)
 		})
 	}
+}
+
+// A module importing WASI calls that only cpp-host #533 has (testenv's wasiguest
+// imports every one) is rewritten, and the calls older hosts lack are named.
+func TestRewriteNamesWhatNeedsNewerHosts(t *testing.T) {
+	out, res, err := Rewrite(testenv.MustBuildGuest(t, "../../testenv/testdata/wasiguest"))
+	require.NoError(t, err)
+	require.NoError(t, Validate(out))
+	assert.Contains(t, res.NeedsNewerHost, "fd_tell")
+	assert.Contains(t, res.NeedsNewerHost, "clock_res_get")
+	for _, name := range res.NeedsNewerHost {
+		assert.NotContains(t, wasiSince427, name)
+	}
+	_, again, err := Rewrite(out)
+	require.NoError(t, err)
+	assert.True(t, again.Already)
+	assert.Equal(t, res.NeedsNewerHost, again.NeedsNewerHost)
 }
 
 // The V8 restriction emulation: Go's syscall init calls fd_fdstat_get and
