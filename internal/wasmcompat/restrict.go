@@ -165,6 +165,16 @@ func EmulateRestrictedCallbacks(in []byte, startAllowed, allocAllowed []string) 
 	if er.err != nil {
 		return nil, er.err
 	}
+	for _, w := range wrappers {
+		if int(w.typ) >= len(types) {
+			return nil, fmt.Errorf("import function %d: type index %d out of range", w.fn, w.typ)
+		}
+	}
+	for _, e := range exportWraps {
+		if int(e.typ) >= len(types) {
+			return nil, fmt.Errorf("function %d: type index %d out of range", e.fn, e.typ)
+		}
+	}
 	remap := func(fn uint32) (uint32, error) {
 		if to, ok := redirect[fn]; ok {
 			return to, nil

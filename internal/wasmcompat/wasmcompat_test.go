@@ -432,3 +432,67 @@ func TestEmulateRestrictedCallbacks(t *testing.T) {
 		})
 	}
 }
+
+// Any file given to meshplug compat: every truncation and every single-byte change of
+// the hand-built module is either refused with an error or rewritten into a module
+// wazero validates — never a panic, never an invalid module.
+func TestRewriteDamagedInputs(t *testing.T) {
+	in := handBuilt(true)
+	check := func(name string, b []byte) {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("%s: panic: %v", name, r)
+			}
+		}()
+		out, _, err := Rewrite(b)
+		if err == nil {
+			require.NoError(t, validateOnlyWazero(out), name)
+		}
+	}
+	for n := range len(in) {
+		check("truncated", in[:n])
+	}
+	for i := 8; i < len(in); i++ {
+		for _, x := range []byte{0x01, 0x80, 0xff} {
+			b := bytes.Clone(in)
+			b[i] ^= x
+			check("changed", b)
+		}
+	}
+}
+
+// The name section of the rewritten module: the kept functions keep their names at
+// their new indices, and the new functions are named after the imports they replace.
+func TestRewriteNames(t *testing.T) {
+	out, _, err := Rewrite(handBuilt(true))
+	require.NoError(t, err)
+	secs, err := parseSections(out)
+	require.NoError(t, err)
+	names := map[uint32]string{}
+	for _, s := range secs {
+		if s.id != secCustom || s.name != "name" {
+			continue
+		}
+		r := &reader{b: s.payload}
+		for !r.done() {
+			id := r.byte()
+			sub := &reader{b: r.bytes(int(r.u32()))}
+			if id != 1 {
+				continue
+			}
+			for n := sub.u32(); n > 0; n-- {
+				idx := sub.u32()
+				names[idx] = sub.name()
+			}
+			require.NoError(t, sub.err)
+		}
+	}
+	assert.Equal(t, map[uint32]string{
+		0: "env.other", 1: "random_get",
+		2: "poll", 3: "yield", 4: "setflags", 5: "fdstat", 6: "indirect", 7: "other", 8: "start", 9: "reffunc", 10: "pollfault",
+		11: "wasi_snapshot_preview1.sched_yield (meshplug compat)",
+		12: "wasi_snapshot_preview1.poll_oneoff (meshplug compat)",
+		13: "wasi_snapshot_preview1.fd_fdstat_set_flags (meshplug compat)",
+		14: "wasi_snapshot_preview1.fd_fdstat_get (meshplug compat)",
+	}, names)
+}
