@@ -45,8 +45,15 @@ MODULE_REPO ?= ghcr.io/meshplug/modules
 release: build
 	$(GO) run ./hack/release release -wasm-dir $(BUILD) -out $(BUILD)/release -image-repo $(IMAGE_REPO) -module-repo $(MODULE_REPO)
 
-# build: every filter to build/<name>.wasm
+# build: every filter to build/<name>.wasm, then every module in build/ rewritten by
+# `meshplug compat` (internal/wasmcompat) so that it runs on every Envoy since 1.33
+# (docs/compatibility.md); the linker's untouched modules are kept in build/raw/.
+# COMPAT=0 leaves the untouched modules in build/.
+COMPAT ?= 1
 build: $(WASMS)
+ifeq ($(COMPAT),1)
+	$(GO) run ./cmd/meshplug compat -i --raw-dir $(BUILD)/raw $(BUILD)/*.wasm
+endif
 
 $(BUILD)/%.wasm: FORCE
 	@mkdir -p $(BUILD)

@@ -29,6 +29,18 @@ func differential(t *testing.T, sc Scenario) {
 		require.NotEmpty(t, got.Loads)
 		assert.Contains(t, got.Loads[0].Errors, "wasi_snapshot_preview1.sched_yield")
 	})
+	// The same scenario with every module rewritten by `meshplug compat`
+	// (internal/wasmcompat) gives the untouched module's testenv answers on every era.
+	compat := CompatScenario(t, sc)
+	for _, host := range Hosts {
+		t.Run("compat/"+host, func(t *testing.T) {
+			Compare(t, want, RunCppHost(t, host, compat))
+		})
+	}
+	// On 63cb9c1 with V8's restricted callbacks emulated (EmulateRestrictedCallbacks).
+	t.Run("compat/"+Host63cb9c1+"/v8-restrictions", func(t *testing.T) {
+		Compare(t, want, RunCppHost(t, Host63cb9c1, RestrictedScenario(t, compat)))
+	})
 }
 
 // The auth README's api_keys example ("test" hashes to 9f86d0…), with the README's
