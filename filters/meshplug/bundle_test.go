@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -199,4 +200,19 @@ func TestBundleTrapFailurePolicies(t *testing.T) {
 			assert.True(t, exited, "the trap is logged")
 		})
 	}
+}
+
+// TestReadmeSnippet: the binding README's bundling snippet is the test bundle's code.
+func TestReadmeSnippet(t *testing.T) {
+	readme, err := os.ReadFile("../proxywasm/README.md")
+	require.NoError(t, err)
+	_, after, ok := strings.Cut(string(readme), "## Several filters in one module")
+	require.True(t, ok)
+	_, after, ok = strings.Cut(after, "```go\n")
+	require.True(t, ok)
+	snippet, _, ok := strings.Cut(after, "```")
+	require.True(t, ok)
+	src, err := os.ReadFile("testdata/trapbundle/main.go")
+	require.NoError(t, err)
+	assert.Contains(t, string(src), snippet)
 }
