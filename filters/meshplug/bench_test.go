@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 
@@ -111,6 +112,11 @@ func BenchmarkChain(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(start)/(1<<20), "MiB/worker-at-start")
 			b.ReportMetric(float64(memory())/(1<<20), "MiB/worker")
+			if !bundled {
+				for p, f := range []string{"auth", "ratelimit", "routehint", "fault"} {
+					b.ReportMetric(float64(h.GuestMemory(p, 0))/(1<<20), "MiB-"+f)
+				}
+			}
 			for _, s := range []int{200, 401, 429, 503} {
 				b.ReportMetric(float64(statuses[s])/float64(b.N), fmt.Sprintf("share-%d", s))
 			}
@@ -164,4 +170,34 @@ func compileAll(ctx context.Context, b *testing.B, cache wazero.CompilationCache
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkChainPaired sends each mixed request through the bundled chain and then
+// through the separate one, alternating request by request on two hosts, and reports
+// the time per request of each and their ratio: on a shared, noisy machine both sides
+// see the same noise, which sequential benchmarks do not.
+//
+//	go test -run '^$' -bench BenchmarkChainPaired -benchtime 20000x ./filters/meshplug
+func BenchmarkChainPaired(b *testing.B) {
+	hosts := []*testenv.Host{
+		testenv.NewForTest(b, testenv.Options{Workers: 1}, benchChain(b, "bundled")...),
+		testenv.NewForTest(b, testenv.Options{Workers: 1}, benchChain(b, "separate")...),
+	}
+	reqs := mixedRequests()
+	ctx := context.Background()
+	var spent [2]time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		for j, h := range hosts {
+			t0 := time.Now()
+			if _, err := h.Do(ctx, reqs[i%len(reqs)]); err != nil {
+				b.Fatal(err)
+			}
+			spent[j] += time.Since(t0)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(spent[0].Nanoseconds())/float64(b.N), "bundled-ns/req")
+	b.ReportMetric(float64(spent[1].Nanoseconds())/float64(b.N), "separate-ns/req")
+	b.ReportMetric(float64(spent[0])/float64(spent[1]), "bundled/separate")
 }

@@ -163,7 +163,7 @@ func TestBundleRootIDs(t *testing.T) {
 // plugin sharing it, and each applies its own failure policy: auth fails closed, so
 // in the bundle a trap in any filter stops the chain (503) until the VM is reloaded;
 // in separate VMs only the trapping, fail-open filter drops out. The trap is in a test
-// bundle (testdata/trapbundle: auth's glue beside a filter that exits on x-trap), as
+// bundle (testdata/trapbundle: auth's glue beside a filter that traps on x-trap), as
 // meshplug.wasm's filters recover their panics and cannot be made to trap on demand.
 func TestBundleTrapFailurePolicies(t *testing.T) {
 	trap := testenv.MustBuildGuest(t, "testdata/trapbundle")
@@ -195,7 +195,7 @@ func TestBundleTrapFailurePolicies(t *testing.T) {
 			assert.Equal(t, c.noKey, h.MustDo(t, req(0, "/")).Status, "no key is refused either way")
 			var exited bool
 			for _, l := range h.Logs() {
-				exited = exited || strings.Contains(l.Message, "exited with code 2")
+				exited = exited || strings.Contains(l.Message, "wasm trap")
 			}
 			assert.True(t, exited, "the trap is logged")
 		})

@@ -1,11 +1,14 @@
 // Command trapbundle is a test bundle in the shape of meshplug.wasm: auth's glue under
-// root id "auth" beside a fail-open filter "trap" whose streams end the Go runtime
-// (proc_exit, as a Go fatal error does: no recover catches it) when the request
-// carries x-trap. It shows what a trap in one filter does to the others sharing its VM.
+// root id "auth" beside a fail-open filter "trap" whose streams trap the VM when the
+// request carries x-trap: a load past the end of linear memory, which every Wasm engine
+// aborts ("out of bounds memory access") and no recover catches. It shows what a trap in
+// one filter does to the others sharing its VM. (Not os.Exit: proxy-wasm-cpp-host's
+// proc_exit only logs and returns, and the binding then recovers the panic that
+// follows.)
 package main
 
 import (
-	"os"
+	"unsafe"
 
 	auth "github.com/meshplug/meshplug/filters/auth/glue"
 	pw "github.com/meshplug/meshplug/filters/proxywasm"
@@ -28,10 +31,17 @@ type trapStream struct{ pw.DefaultHttpContext }
 
 func (trapStream) OnHttpRequestHeaders(int, bool) pw.Action {
 	if _, ok := pw.RequestHeaders.Get("x-trap"); ok {
-		os.Exit(2)
+		sink = *(*byte)(unsafe.Add(unsafe.Pointer(&sink), outOfBounds-uintptr(unsafe.Pointer(&sink))))
 	}
 	return pw.Continue
 }
+
+// sink keeps the trapping load; outOfBounds is an address past the end of the module's
+// linear memory (a few MiB; wasm32 addresses wrap at 4 GiB).
+var (
+	sink        byte
+	outOfBounds uintptr = 0xFFFF_FFF0
+)
 
 // main never runs: a c-shared wasip1 module starts from _initialize.
 func main() {}
