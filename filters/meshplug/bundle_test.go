@@ -216,3 +216,34 @@ func TestReadmeSnippet(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(src), snippet)
 }
+
+// A panic (recovered by the binding) fails the stream by the policy of the root id
+// that panicked, not by one policy per module: "strict" (FailClosed) answers 500,
+// "trap" (FailOpen) lets the request through, in the same VM.
+func TestBundlePanicPolicyPerRoot(t *testing.T) {
+	wasm := testenv.MustBuildGuest(t, "testdata/trapbundle")
+	cases := []struct {
+		rootID string
+		status int
+		local  bool
+	}{
+		{"strict", 500, true},
+		{"trap", 200, false},
+	}
+	h := testenv.NewForTest(t, testenv.Options{},
+		testenv.Plugin{Name: "strict", RootID: "strict", VMID: "bundle", Wasm: wasm, Config: []byte(`{}`), FailurePolicy: testenv.FailOpen},
+		testenv.Plugin{Name: "trap", RootID: "trap", VMID: "bundle", Wasm: wasm, Config: []byte(`{}`), FailurePolicy: testenv.FailOpen})
+	// Both plugins see x-panic; the strict one runs first.
+	resp := h.MustDo(t, req(0, "/", [2]string{"x-panic", "1"}))
+	assert.Equal(t, cases[0].status, resp.Status)
+	assert.Equal(t, cases[0].local, resp.LocalReply)
+	for _, c := range cases[1:] {
+		only := testenv.NewForTest(t, testenv.Options{},
+			testenv.Plugin{Name: c.rootID, RootID: c.rootID, VMID: "bundle", Wasm: wasm, Config: []byte(`{}`), FailurePolicy: testenv.FailOpen})
+		resp := only.MustDo(t, req(0, "/", [2]string{"x-panic", "1"}))
+		assert.Equal(t, c.status, resp.Status, c.rootID)
+		assert.Equal(t, c.local, resp.LocalReply, c.rootID)
+	}
+	// The VM survived both panics (no trap): the next request passes both plugins.
+	assert.Equal(t, 200, h.MustDo(t, req(0, "/")).Status)
+}

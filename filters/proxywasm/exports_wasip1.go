@@ -19,9 +19,13 @@ var (
 )
 
 type rootState struct {
-	ctx    PluginContext
-	vm     VMContext
-	policy FailurePolicy
+	ctx PluginContext
+	vm  VMContext
+	// policy is the failure policy of a filter added with Register; registered is
+	// false for the default filter, whose policy is SetFailurePolicy's at the time of
+	// the failure (a filter may set it from OnPluginStart).
+	policy     FailurePolicy
+	registered bool
 	// refused names why no filter serves this root id (proxy_on_configure then
 	// fails); empty when one does.
 	refused string
@@ -93,17 +97,17 @@ func registeredVM() VMContext {
 func newRoot(contextID uint32) *rootState {
 	if len(rootRegistry) == 0 {
 		vm := registeredVM()
-		return &rootState{ctx: vm.NewPluginContext(contextID), vm: vm, policy: failurePolicy}
+		return &rootState{ctx: vm.NewPluginContext(contextID), vm: vm}
 	}
 	id, err := GetPropertyString("plugin_root_id")
 	if err != nil {
 		LogCriticalf("proxywasm: reading the plugin_root_id property: %v", err)
 	}
 	if reg, ok := rootRegistry[id]; ok {
-		return &rootState{ctx: reg.VM.NewPluginContext(contextID), vm: reg.VM, policy: reg.Policy}
+		return &rootState{ctx: reg.VM.NewPluginContext(contextID), vm: reg.VM, policy: reg.Policy, registered: true}
 	}
 	if vmContext != nil {
-		return &rootState{ctx: vmContext.NewPluginContext(contextID), vm: vmContext, policy: failurePolicy}
+		return &rootState{ctx: vmContext.NewPluginContext(contextID), vm: vmContext}
 	}
 	why := fmt.Sprintf("proxywasm: no filter registered for root id %q; this module has %s (set the plugin's root_id, Istio's WasmPlugin pluginName, to one of them)",
 		id, strings.Join(RootIDs(), ", "))
@@ -125,7 +129,7 @@ func failStream(id uint32) Action {
 		return Continue
 	}
 	policy := failurePolicy
-	if r, ok := roots.get(s.rootID); ok {
+	if r, ok := roots.get(s.rootID); ok && r.registered {
 		policy = r.policy
 	}
 	if policy == FailOpen {

@@ -4,7 +4,8 @@
 // aborts ("out of bounds memory access") and no recover catches. It shows what a trap in
 // one filter does to the others sharing its VM. (Not os.Exit: proxy-wasm-cpp-host's
 // proc_exit only logs and returns, and the binding then recovers the panic that
-// follows.)
+// follows.) The same filter is also registered as "strict", failing closed; both panic
+// on x-panic, and each root's own policy applies.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 func init() {
 	auth.Register(auth.RootID)
 	pw.Register("trap", trapVM{}, pw.FailOpen)
+	pw.Register("strict", trapVM{}, pw.FailClosed)
 }
 
 type trapVM struct{ pw.DefaultVMContext }
@@ -30,6 +32,9 @@ func (trapPlugin) NewHttpContext(uint32) pw.HttpContext { return trapStream{} }
 type trapStream struct{ pw.DefaultHttpContext }
 
 func (trapStream) OnHttpRequestHeaders(int, bool) pw.Action {
+	if _, ok := pw.RequestHeaders.Get("x-panic"); ok {
+		panic("panicked on purpose")
+	}
 	if _, ok := pw.RequestHeaders.Get("x-trap"); ok {
 		sink = *(*byte)(unsafe.Add(unsafe.Pointer(&sink), outOfBounds-uintptr(unsafe.Pointer(&sink))))
 	}
