@@ -1,5 +1,6 @@
 # meshplug — build, test, benchmark.
-# Filters are the folders under filters/ that hold a main package; each builds to build/<name>.wasm.
+# Filters are the folders under filters/ that hold a main package; each builds to build/<name>.wasm
+# (filters/meshplug is the bundle of the four, build/meshplug.wasm).
 
 GO        ?= go
 BUILD     ?= build
@@ -45,7 +46,7 @@ MODULE_REPO ?= ghcr.io/meshplug/modules
 release: build
 	$(GO) run ./hack/release release -wasm-dir $(BUILD) -out $(BUILD)/release -image-repo $(IMAGE_REPO) -module-repo $(MODULE_REPO)
 
-# build: every filter to build/<name>.wasm
+# build: every filter to build/<name>.wasm, and the bundle build/meshplug.wasm
 build: $(WASMS)
 
 $(BUILD)/%.wasm: FORCE
