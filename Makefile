@@ -1,5 +1,6 @@
 # meshplug — build, test, benchmark.
-# Filters are the folders under filters/ that hold a main package; each builds to build/<name>.wasm.
+# Filters are the folders under filters/ that hold a main package; each builds to build/<name>.wasm
+# (filters/meshplug is the bundle of the four, build/meshplug.wasm).
 
 GO        ?= go
 BUILD     ?= build
@@ -45,10 +46,10 @@ MODULE_REPO ?= ghcr.io/meshplug/modules
 release: build
 	$(GO) run ./hack/release release -wasm-dir $(BUILD) -out $(BUILD)/release -image-repo $(IMAGE_REPO) -module-repo $(MODULE_REPO)
 
-# build: every filter to build/<name>.wasm, then every module in build/ rewritten by
-# `meshplug compat` (internal/wasmcompat) so that it runs on every Envoy since 1.33
-# (docs/compatibility.md); the linker's untouched modules are kept in build/raw/.
-# COMPAT=0 leaves the untouched modules in build/.
+# build: every filter to build/<name>.wasm and the bundle build/meshplug.wasm, then every
+# module in build/ rewritten by `meshplug compat` (internal/wasmcompat) so that it runs on
+# every Envoy since 1.33 (docs/compatibility.md); the linker's untouched modules are kept
+# in build/raw/. COMPAT=0 leaves the untouched modules in build/.
 COMPAT ?= 1
 build: $(WASMS)
 ifeq ($(COMPAT),1)

@@ -24,9 +24,9 @@ import (
 // /modules/<sha256>.wasm, so a URL names its content and never changes meaning.
 const ModulePath = "/modules/"
 
-// Module is one filter's compiled .wasm held in memory.
+// Module is one filter's compiled .wasm held in memory, or the bundle's.
 type Module struct {
-	Filter string // "auth"
+	Filter string // "auth", or Bundle
 	SHA256 string // hex
 	Data   []byte
 }
@@ -37,26 +37,38 @@ type Module struct {
 type Modules struct {
 	byFilter map[string]Module
 	bySum    map[string]Module
+	// PerFilter renders each filter from its own module even when the bundle is
+	// loaded (the controller's --per-filter-modules).
+	PerFilter bool
 }
 
-// LoadModules reads <filter>.wasm for each filter of v1alpha1.Sections from dir (the
-// output of `make build`). A filter whose file is missing is left out: policies using
-// it report Ready=False (RenderFailed) naming the module. At least one module is
-// required.
+// Bundle is the Module.Filter of the bundle meshplug.wasm (envoyfilters.BundleModule),
+// which holds every filter: when it is loaded, every WasmPlugin runs from it (one URL
+// and digest, pluginName selecting the filter, one VM per worker), unless PerFilter.
+const Bundle = "meshplug"
+
+// LoadModules reads the bundle meshplug.wasm and <filter>.wasm for each filter of
+// v1alpha1.Sections from dir (the output of `make build`). A file that is missing is
+// left out: with per-filter modules, policies using a filter without its module report
+// Ready=False (RenderFailed) naming it. At least one module is required.
 func LoadModules(dir string) (*Modules, error) {
 	var ms []Module
+	names := []string{Bundle}
 	for _, sec := range v1alpha1.Sections {
-		data, err := os.ReadFile(filepath.Join(dir, sec.Filter+".wasm"))
+		names = append(names, sec.Filter)
+	}
+	for _, name := range names {
+		data, err := os.ReadFile(filepath.Join(dir, name+".wasm"))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, NewModule(sec.Filter, data))
+		ms = append(ms, NewModule(name, data))
 	}
 	if len(ms) == 0 {
-		return nil, fmt.Errorf("no filter modules (<filter>.wasm) in %s: run make build", dir)
+		return nil, fmt.Errorf("no filter modules (meshplug.wasm or <filter>.wasm) in %s: run make build", dir)
 	}
 	return NewModules(ms...), nil
 }
@@ -84,18 +96,30 @@ func (m *Modules) Get(filter string) (Module, bool) {
 }
 
 // RenderOptions point each filter at baseURL + /modules/<sha256>.wasm, with the sha256
-// Istio's agent checks the download against.
+// Istio's agent checks the download against: the bundle's (see Bundle), or each
+// filter's own.
 func (m *Modules) RenderOptions(baseURL string) envoyfilters.Options {
 	o := envoyfilters.Options{Modules: map[string]envoyfilters.Module{}}
 	base := strings.TrimSuffix(baseURL, "/")
 	for f, x := range m.byFilter {
 		o.Modules[f] = envoyfilters.Module{URL: base + ModulePath + x.SHA256 + ".wasm", SHA256: x.SHA256}
 	}
+	m.selectBundle(&o)
 	return o
 }
 
-// OCIRenderOptions point each filter at the Istio Wasm image `meshplug push
-// --repository <repository>` makes of the same module: oci://<repository>/<filter>@
+// selectBundle makes o run every filter from the bundle, when it is loaded and
+// per-filter modules were not asked for.
+func (m *Modules) selectBundle(o *envoyfilters.Options) {
+	if b, ok := o.Modules[Bundle]; ok && !m.PerFilter {
+		o.Bundle = &b
+	}
+	delete(o.Modules, Bundle)
+}
+
+// OCIRenderOptions point each filter (or the bundle, see Bundle) at the Istio Wasm
+// image `meshplug push --repository <repository>` makes of the same module:
+// oci://<repository>/<filter or meshplug>@
 // sha256:<manifest digest>, with that digest as the sha256 (Istio compares it with the
 // manifest it pulls). wasmoci.Pack is deterministic, so the digest is computed here
 // from the module's bytes, without asking the registry.
@@ -113,6 +137,7 @@ func (m *Modules) OCIRenderOptions(repository string) (envoyfilters.Options, err
 		d := img.Manifest.Digest
 		o.Modules[f] = envoyfilters.Module{URL: "oci://" + repo + "/" + f + "@" + d.String(), SHA256: d.Encoded()}
 	}
+	m.selectBundle(&o)
 	return o, nil
 }
 

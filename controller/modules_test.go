@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshplug/meshplug/envoyfilters"
 	"github.com/meshplug/meshplug/internal/wasmoci"
 )
 
@@ -62,7 +64,7 @@ func TestModuleHandler(t *testing.T) {
 func TestLoadModules(t *testing.T) {
 	dir := t.TempDir()
 	_, err := LoadModules(dir)
-	assert.ErrorContains(t, err, "no filter modules (<filter>.wasm) in "+dir)
+	assert.ErrorContains(t, err, "no filter modules (meshplug.wasm or <filter>.wasm) in "+dir)
 
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "fault.wasm"), []byte("f"), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "other.wasm"), []byte("o"), 0o644))
@@ -77,6 +79,7 @@ func TestLoadModules(t *testing.T) {
 	_, ok = m.Get("other")
 	assert.False(t, ok, "only the filters of v1alpha1.Sections are loaded")
 	o := m.RenderOptions("http://mods.example:8082/")
+	assert.Nil(t, o.Bundle, "no bundle loaded: per-filter modules")
 	assert.Equal(t, "http://mods.example:8082/modules/"+f.SHA256+".wasm", o.Modules["fault"].URL)
 	assert.Equal(t, f.SHA256, o.Modules["fault"].SHA256)
 
@@ -89,10 +92,51 @@ func TestLoadModules(t *testing.T) {
 		want := strings.TrimSuffix(strings.TrimPrefix(repo, "oci://"), "/")
 		assert.Equal(t, "oci://"+want+"/fault@"+img.Manifest.Digest.String(), o.Modules["fault"].URL, repo)
 		assert.Equal(t, img.Manifest.Digest.Encoded(), o.Modules["fault"].SHA256, repo)
+		assert.Nil(t, o.Bundle, repo)
 		assert.NotEqual(t, f.SHA256, o.Modules["fault"].SHA256, "the manifest's digest, not the module's")
 	}
 	for _, bad := range []string{"", "oci://", "ghcr.io/acme/mp:v1", "ghcr.io/acme/mp@sha256:00", "Ghcr.io/x y"} {
 		_, err = m.OCIRenderOptions(bad)
 		assert.ErrorContains(t, err, "module OCI repository", bad)
 	}
+}
+
+// With meshplug.wasm in the directory, every filter runs from it unless PerFilter.
+func TestLoadModulesBundle(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "meshplug.wasm"), []byte("b"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "auth.wasm"), []byte("a"), 0o644))
+	m, err := LoadModules(dir)
+	require.NoError(t, err)
+	b, ok := m.Get(Bundle)
+	require.True(t, ok)
+	img, err := wasmoci.Pack([]byte("b"))
+	require.NoError(t, err)
+	cases := []struct {
+		perFilter bool
+		http, oci *envoyfilters.Module // the bundle the options select, nil for none
+	}{
+		{false, &envoyfilters.Module{URL: "http://m/modules/" + b.SHA256 + ".wasm", SHA256: b.SHA256},
+			&envoyfilters.Module{URL: "oci://ghcr.io/acme/mp/meshplug@" + img.Manifest.Digest.String(), SHA256: img.Manifest.Digest.Encoded()}},
+		{true, nil, nil},
+	}
+	for _, c := range cases {
+		m.PerFilter = c.perFilter
+		o := m.RenderOptions("http://m")
+		assert.Equal(t, c.http, o.Bundle, "per-filter %v", c.perFilter)
+		assert.NotContains(t, o.Modules, Bundle)
+		assert.Contains(t, o.Modules, "auth")
+		o, err = m.OCIRenderOptions("ghcr.io/acme/mp")
+		require.NoError(t, err)
+		assert.Equal(t, c.oci, o.Bundle, "per-filter %v", c.perFilter)
+		assert.NotContains(t, o.Modules, Bundle)
+	}
+	// The module server serves the bundle too.
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + ModulePath + b.SHA256 + ".wasm")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "b", string(body))
 }

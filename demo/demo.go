@@ -40,11 +40,14 @@ var Users = []string{"alice", "bob", "carol", "dave"}
 
 // Options configures Start.
 type Options struct {
-	Listen    string // gateway address; default 127.0.0.1:8080
-	WasmDir   string // default "build"
-	Workers   int
-	AccessLog io.Writer
-	LogWriter io.Writer
+	Listen  string // gateway address; default 127.0.0.1:8080
+	WasmDir string // default "build"
+	// PerFilterModules runs each filter from its own <filter>.wasm (default: the
+	// bundle meshplug.wasm).
+	PerFilterModules bool
+	Workers          int
+	AccessLog        io.Writer
+	LogWriter        io.Writer
 	// V1Listen, V2Listen and JWKSListen are the addresses of the demo upstreams and
 	// of the JWKS server; default 127.0.0.1:0 (any free port).
 	V1Listen, V2Listen, JWKSListen string
@@ -113,7 +116,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	}
 	d.LiveURL = "http://" + liveAddr + "/"
 	gw, err := gateway.New(ctx, gateway.Config{
-		Policy: p, WasmDir: o.WasmDir, Upstreams: ups, Workers: o.Workers, OnDecision: live.Record,
+		Policy: p, WasmDir: o.WasmDir, PerFilterModules: o.PerFilterModules, Upstreams: ups, Workers: o.Workers, OnDecision: live.Record,
 		Clusters:  map[string]string{JWKSCluster: jwksAddr},
 		AccessLog: o.AccessLog, LogWriter: o.LogWriter,
 	})

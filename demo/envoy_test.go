@@ -37,7 +37,7 @@ func TestEnvoyYAML(t *testing.T) {
 	for _, c := range b.StaticResources.Clusters {
 		clusters[c.Name] = true
 	}
-	filters := map[string]bool{}
+	filters := map[string]bool{envoyfilters.BundleModule: true}
 	for _, s := range v1alpha1.Sections {
 		filters[s.Filter+".wasm"] = true
 	}
@@ -53,9 +53,10 @@ func TestEnvoyYAML(t *testing.T) {
 		file := w.GetConfig().GetVmConfig().GetCode().GetLocal().GetFilename()
 		assert.Equal(t, EnvoyOptions.ModuleDir, path.Dir(file), f.Name)
 		assert.True(t, filters[path.Base(file)], "%s loads %s, which no filter builds", f.Name, file)
-		modules = append(modules, path.Base(file))
+		modules = append(modules, path.Base(file)+" "+w.GetConfig().GetRootId()+" "+w.GetConfig().GetVmConfig().GetVmId())
 	}
-	assert.Equal(t, []string{"auth.wasm", "ratelimit.wasm", "routehint.wasm", "fault.wasm"}, modules)
+	// The bundle: one module and one VM, each filter selected by its root id.
+	assert.Equal(t, []string{"meshplug.wasm auth meshplug", "meshplug.wasm ratelimit meshplug", "meshplug.wasm routehint meshplug", "meshplug.wasm fault meshplug"}, modules)
 	var routed []string
 	for _, vh := range hcm.GetRouteConfig().VirtualHosts {
 		for _, r := range vh.Routes {

@@ -33,9 +33,12 @@ import (
 
 // EnvoyOptions are the inputs of the envoy.yaml rendering that are not in the policy.
 type EnvoyOptions struct {
-	// ModuleDir is the directory holding <filter>.wasm where Envoy runs. Default
-	// "/etc/envoy/wasm".
+	// ModuleDir is the directory holding meshplug.wasm (or, with PerFilterModules,
+	// <filter>.wasm) where Envoy runs. Default "/etc/envoy/wasm".
 	ModuleDir string
+	// PerFilterModules runs each filter from its own <filter>.wasm in a VM of its own,
+	// instead of every filter from the bundle meshplug.wasm in one shared VM.
+	PerFilterModules bool
 	// ListenAddress is the listener's host:port. Default "0.0.0.0:10000".
 	ListenAddress string
 	// Upstream is the host:port every request is routed to. Default "127.0.0.1:8080".
@@ -96,8 +99,8 @@ func EnvoyBootstrap(p *v1alpha1.TrafficPolicy, o EnvoyOptions) (*bootstrapv3.Boo
 	var filters []*hcmv3.HttpFilter
 	for _, s := range secs {
 		wasm, err := wasmFilter(s, &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
-			Specifier: &corev3.DataSource_Filename{Filename: path.Join(o.ModuleDir, s.sec.Filter+".wasm")},
-		}}})
+			Specifier: &corev3.DataSource_Filename{Filename: path.Join(o.ModuleDir, moduleFile(s.sec, o.PerFilterModules))},
+		}}}, o.PerFilterModules)
 		if err != nil {
 			return nil, err
 		}

@@ -71,7 +71,7 @@ func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilt
 				Timeout:          durationpb.New(30e9),
 			},
 			Sha256: m.SHA256,
-		}}})
+		}}}, o.Bundle == nil)
 		if err != nil {
 			return nil, err
 		}

@@ -36,7 +36,13 @@ type Module struct {
 
 // Options are the rendering inputs that are not part of the policy.
 type Options struct {
-	// Modules by filter name (v1alpha1.Section.Filter: "auth", ...).
+	// Bundle is meshplug.wasm, the module holding every filter: when set, every
+	// section runs from it (one URL and digest, the filter selected by pluginName /
+	// root_id, one VM per worker) and Modules is not read. The CLI and the controller
+	// set it unless asked for per-filter modules.
+	Bundle *Module
+	// Modules by filter name (v1alpha1.Section.Filter: "auth", ...), when Bundle is
+	// nil: each filter from its own module, in a VM of its own.
 	Modules map[string]Module
 	// ImagePullPolicy of the WasmPlugins: "IfNotPresent" (the default) or "Always".
 	ImagePullPolicy string
@@ -55,6 +61,9 @@ func filterName(sec v1alpha1.Section) string { return "meshplug." + sec.Filter }
 
 func (o Options) module(sec v1alpha1.Section) (Module, error) {
 	m, ok := o.Modules[sec.Filter]
+	if o.Bundle != nil {
+		m, ok = *o.Bundle, true
+	}
 	if !ok {
 		return m, fmt.Errorf("no module given for filter %q", sec.Filter)
 	}

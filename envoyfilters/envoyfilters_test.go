@@ -247,7 +247,10 @@ func TestEnvoyBootstrap(t *testing.T) {
 				require.NoError(t, f.GetTypedConfig().UnmarshalTo(&wasm))
 				vm := wasm.GetConfig().GetVmConfig()
 				assert.Equal(t, envoyfilters.WasmRuntime, vm.GetRuntime())
-				filter := strings.TrimSuffix(filepath.Base(vm.GetCode().GetLocal().GetFilename()), ".wasm")
+				// The bundle by default: one module and VM, the filter chosen by root id.
+				assert.Equal(t, envoyfilters.BundleModule, filepath.Base(vm.GetCode().GetLocal().GetFilename()))
+				assert.Equal(t, envoyfilters.BundleVMID, vm.GetVmId())
+				filter := wasm.GetConfig().GetRootId()
 				var conf wrapperspb.StringValue
 				require.NoError(t, wasm.GetConfig().GetConfiguration().UnmarshalTo(&conf))
 				assert.NoError(t, sectionByFilter(t, filter).Parse([]byte(conf.GetValue())), "round trip through the filter's parser")
@@ -342,7 +345,7 @@ func TestValidatorsRefuse(t *testing.T) {
 	for name, c := range map[string]struct{ old, new, want string }{
 		"unknown field":            {"merge_slashes: true", "merge_slashez: true", "merge_slashez"},
 		"rule inside an Any (HCM)": {"stat_prefix: meshplug", "stat_prefix: \"\"", "StatPrefix"},
-		"rule inside the Wasm Any": {"filename: /etc/envoy/wasm/auth.wasm", "filename: \"\"", "Filename"},
+		"rule inside the Wasm Any": {"filename: /etc/envoy/wasm/meshplug.wasm", "filename: \"\"", "Filename"},
 		"unregistered Any type":    {"envoy.extensions.filters.http.router.v3.Router", "envoy.extensions.filters.http.routerx.v3.Router", "routerx"},
 	} {
 		doc := strings.Replace(string(y), c.old, c.new, 1)

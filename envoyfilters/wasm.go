@@ -15,14 +15,16 @@ import (
 // WasmRuntime is the Wasm runtime the Envoy renderings ask for.
 const WasmRuntime = "envoy.wasm.runtime.v8"
 
-// wasmFilter is the configuration of Envoy's Wasm HTTP filter running one section: a
-// VM of its own (vm_id "meshplug.<filter>", shared by every plugin of that filter on
-// the proxy, which is how the filter's shared data spans its worker threads), the
+// wasmFilter is the configuration of Envoy's Wasm HTTP filter running one section: its
+// filter selected by root id, in the bundle's VM (vm_id "meshplug", shared by every
+// plugin of the bundle) or, with perFilter, in a VM of its own (vm_id
+// "meshplug.<filter>", shared by every plugin of that filter on the proxy; shared data
+// spans a VM's worker threads either way), the
 // section's Spec as the plugin configuration (a StringValue holding JSON, as Istio
 // passes pluginConfig), and the section's failure policy.
 //
 // Reference: https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/wasm/v3/wasm.proto
-func wasmFilter(s present, code *corev3.AsyncDataSource) (*wasmfilterv3.Wasm, error) {
+func wasmFilter(s present, code *corev3.AsyncDataSource, perFilter bool) (*wasmfilterv3.Wasm, error) {
 	conf, err := anypb.New(wrapperspb.String(string(s.json)))
 	if err != nil {
 		return nil, err
@@ -35,7 +37,7 @@ func wasmFilter(s present, code *corev3.AsyncDataSource) (*wasmfilterv3.Wasm, er
 		Name:   filterName(s.sec),
 		RootId: s.sec.Filter,
 		Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{
-			VmId:    filterName(s.sec),
+			VmId:    vmID(s.sec, perFilter),
 			Runtime: WasmRuntime,
 			Code:    code,
 		}},

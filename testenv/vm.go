@@ -369,7 +369,14 @@ func (v *vm) callErr(f api.Function, n int, a, b uint64, more ...uint64) (uint64
 var errVMFailed = errors.New("wasm vm failed")
 
 // trap marks the VM failed (Envoy's fail_open=false: it is never called again) and logs why.
+// Every plugin sharing the instance fails with it: cpp-host's WasmBase::fail marks the
+// Wasm, which the handles of all plugins with its VM key share.
 func (v *vm) trap(err error) {
+	for _, o := range v.inst.vms {
+		if o != nil && o.inst == v.inst {
+			o.failed = true
+		}
+	}
 	v.failed = true
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {

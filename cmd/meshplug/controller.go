@@ -13,18 +13,21 @@ func init() { addCommand(newControllerCmd) }
 
 func newControllerCmd() *cobra.Command {
 	var (
-		c       controller.Config
-		wasmDir string
+		c         controller.Config
+		wasmDir   string
+		perFilter bool
 	)
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "Run the Kubernetes controller: TrafficPolicies to WasmPlugins, and the module server",
 		Long: `controller reconciles meshplug.io/v1alpha1 TrafficPolicies into Istio WasmPlugins
-(server-side apply, field manager "meshplug") and serves the filters' .wasm modules,
-read from --wasm-dir at start, at <--module-base-url>/modules/<sha256>.wasm. Every
-WasmPlugin carries that URL and the sha256. With --module-oci-repository the
+(server-side apply, field manager "meshplug") and serves the .wasm modules, read from
+--wasm-dir at start, at <--module-base-url>/modules/<sha256>.wasm. Every WasmPlugin
+carries that URL and the sha256: the bundle meshplug.wasm's when --wasm-dir has it
+(every filter in one module and one VM per worker, pluginName selecting the filter;
+--per-filter-modules: each filter's own <filter>.wasm). With --module-oci-repository the
 WasmPlugins point at the modules' Istio Wasm images there instead (meshplug push
---repository, same .wasm files): oci://<repository>/<filter>@sha256:<digest>. It uses the in-cluster configuration, or
+--repository, same .wasm files): oci://<repository>/<meshplug or filter>@sha256:<digest>. It uses the in-cluster configuration, or
 $KUBECONFIG / ~/.kube/config. See controller/README.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -35,6 +38,7 @@ $KUBECONFIG / ~/.kube/config. See controller/README.md.`,
 			if err != nil {
 				return err
 			}
+			mods.PerFilter = perFilter
 			c.Modules = mods
 			rc, err := ctrl.GetConfig()
 			if err != nil {
@@ -48,7 +52,8 @@ $KUBECONFIG / ~/.kube/config. See controller/README.md.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&wasmDir, "wasm-dir", "build", "directory holding the filters' <filter>.wasm (make build)")
+	fl.StringVar(&wasmDir, "wasm-dir", "build", "directory holding the bundle meshplug.wasm and the filters' <filter>.wasm (make build)")
+	fl.BoolVar(&perFilter, "per-filter-modules", false, "point each WasmPlugin at its filter's own <filter>.wasm instead of the bundle meshplug.wasm (used whenever --wasm-dir has it)")
 	fl.StringVar(&c.ModuleBaseURL, "module-base-url", "", "URL proxies fetch modules from, e.g. http://meshplug-controller.meshplug-system.svc:8082 (this or --module-oci-repository is required)")
 	fl.StringVar(&c.ModuleOCIRepository, "module-oci-repository", "", "point the WasmPlugins at the modules' images under this repository instead, e.g. ghcr.io/acme/meshplug (pushed by meshplug push --repository from the same .wasm files)")
 	fl.StringVar(&c.ModuleAddr, "module-bind-address", ":8082", "module server listen address (0 disables)")

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,7 +110,9 @@ func TestRender(t *testing.T) {
 	for _, f := range []string{"auth", "ratelimit", "routehint", "fault"} {
 		require.NoError(t, os.WriteFile(filepath.Join(wasm, f+".wasm"), []byte(f+".wasm"), 0o644))
 	}
-	mod := []string{"--wasm-dir", wasm, "--module-url", "oci://ghcr.io/meshplug/{filter}:v0.1.0"}
+	// The golden files are rendered with per-filter modules; TestRenderBundle checks the
+	// default, the bundle.
+	mod := []string{"--wasm-dir", wasm, "--module-url", "oci://ghcr.io/meshplug/{filter}:v0.1.0", "--per-filter-modules"}
 
 	code, out, errs := runCLI(t, "", append([]string{"render", example}, mod...)...)
 	require.Equal(t, 0, code, errs)
@@ -121,7 +125,7 @@ func TestRender(t *testing.T) {
 	b, err := os.ReadFile(example)
 	require.NoError(t, err)
 	docs := yamldoc.Split(b)
-	code, out, errs = runCLI(t, string(docs[2].Data), "render", "--format", "envoy", "-")
+	code, out, errs = runCLI(t, string(docs[2].Data), "render", "--format", "envoy", "-") // the bundle by default
 	require.Equal(t, 0, code, errs)
 	assert.Equal(t, golden(t, "public-gateway.envoy.yaml"), out)
 
@@ -134,6 +138,29 @@ func TestRender(t *testing.T) {
 	assert.Equal(t, golden(t, "checkout.ratelimit-config.yaml"), out)
 }
 
+// TestRenderBundle: by default every WasmPlugin and EnvoyFilter runs from the bundle
+// meshplug.wasm (one URL and digest), its pluginName / root_id naming the filter.
+func TestRenderBundle(t *testing.T) {
+	wasm := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(wasm, "meshplug.wasm"), []byte("bundle"), 0o644))
+	sum := sha256.Sum256([]byte("bundle"))
+	for _, format := range []string{"istio", "envoyfilter"} {
+		code, out, errs := runCLI(t, "", "render", "--format", format, "--wasm-dir", wasm, "--module-url", "oci://ghcr.io/meshplug/{filter}:v0.1.0", example)
+		require.Equal(t, 0, code, errs)
+		assert.NotContains(t, out, "/auth:v0.1.0", format)
+		urls := strings.Count(out, "oci://ghcr.io/meshplug/meshplug:v0.1.0")
+		sums := strings.Count(out, hex.EncodeToString(sum[:]))
+		filters := strings.Count(out, "meshplug.io/filter: ")
+		assert.Positive(t, filters, format)
+		assert.Equal(t, filters, urls, "%s: every plugin from the bundle's URL", format)
+		assert.Equal(t, filters, sums, "%s: and digest", format)
+		for _, f := range []string{"auth", "ratelimit", "routehint", "fault"} {
+			key := map[string]string{"istio": "pluginName: ", "envoyfilter": "rootId: "}[format]
+			assert.Equal(t, strings.Count(out, "meshplug.io/filter: "+f+"\n"), strings.Count(out, key+f+"\n"), "%s: %s selected by its root id", format, f)
+		}
+	}
+}
+
 func TestRenderUsageErrors(t *testing.T) {
 	for name, c := range map[string]struct {
 		args []string
@@ -143,7 +170,8 @@ func TestRenderUsageErrors(t *testing.T) {
 		"no global":      {[]string{"render", "--format", "ratelimit-config", example}, "no policy has a rateLimit section in mode global"},
 		"routes no host": {[]string{"render", "--format", "routes", example}, "the destination host is required"},
 		"no module url":  {[]string{"render", example}, "--module-url is required"},
-		"no wasm":        {[]string{"render", "--module-url", "https://m/", "--wasm-dir", "/nonexistent", example}, "module of section auth"},
+		"no wasm":        {[]string{"render", "--module-url", "https://m/", "--wasm-dir", "/nonexistent", example}, "module of the bundle"},
+		"no filter wasm": {[]string{"render", "--module-url", "https://m/", "--wasm-dir", "/nonexistent", "--per-filter-modules", example}, "module of section auth"},
 		"envoy 3 docs":   {[]string{"render", "--format", "envoy", example}, "--format envoy renders one policy, got 3 documents"},
 		"no file":        {[]string{"validate", "/nonexistent.yaml"}, "no such file"},
 		"no args":        {[]string{"validate"}, "requires at least 1 arg"},

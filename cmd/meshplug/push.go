@@ -26,10 +26,12 @@ func newPushCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "push",
 		Short: "Push the filters' .wasm modules to an OCI registry as Istio Wasm images",
-		Long: `push packs each <--wasm-dir>/<filter>.wasm as an OCI image Istio's agent pulls (the
-compat variant of the Wasm image spec: one tar+gzip layer holding plugin.wasm) and
-pushes it to <--repository>/<filter>:<--tag>. It prints, per filter, the oci:// url
-and the sha256 a WasmPlugin needs for it: the image manifest's digest.
+		Long: `push packs the bundle <--wasm-dir>/meshplug.wasm (every filter in one module, the
+one WasmPlugins use by default) and each <filter>.wasm found there as an OCI image
+Istio's agent pulls (the compat variant of the Wasm image spec: one tar+gzip layer
+holding plugin.wasm) and pushes it to <--repository>/<meshplug or filter>:<--tag>. It
+prints, per module, the oci:// url and the sha256 a WasmPlugin needs for it: the image
+manifest's digest.
 
 Credentials: --username with --password-stdin (the password is the first line of
 standard input), else the docker config file (--registry-config, default
@@ -66,6 +68,9 @@ printed; a registry that refuses the push is quoted (status and its error messag
 				}
 			}
 			sort.Strings(filters)
+			if _, ok := mods.Get(controller.Bundle); ok {
+				filters = append([]string{controller.Bundle}, filters...)
+			}
 			for _, f := range filters {
 				m, _ := mods.Get(f)
 				img, err := wasmoci.Pack(m.Data)
@@ -92,7 +97,7 @@ printed; a registry that refuses the push is quoted (status and its error messag
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&wasmDir, "wasm-dir", "build", "directory holding the filters' <filter>.wasm (make build)")
+	fl.StringVar(&wasmDir, "wasm-dir", "build", "directory holding the bundle meshplug.wasm and the filters' <filter>.wasm (make build)")
 	fl.StringVar(&repository, "repository", "", "registry and repository prefix, e.g. ghcr.io/acme/meshplug (required)")
 	fl.StringVar(&tag, "tag", "latest", "image tag")
 	fl.BoolVar(&plainHTTP, "plain-http", false, "talk HTTP instead of HTTPS to the registry (a local registry)")

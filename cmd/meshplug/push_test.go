@@ -20,19 +20,20 @@ import (
 	"github.com/meshplug/meshplug/internal/wasmoci/ocitest"
 )
 
-// TestPush pushes two modules to a real registry and pulls each back by the printed
+// TestPush pushes three modules (the bundle and two filters') to a real registry and pulls each back by the printed
 // reference: same bytes, and the printed sha256 is the manifest digest.
 func TestPush(t *testing.T) {
 	addr := ocitest.Registry(t)
 	dir := t.TempDir()
-	mods := map[string][]byte{"auth": []byte("\x00asm auth"), "fault": []byte("\x00asm fault")}
+	mods := map[string][]byte{"meshplug": []byte("\x00asm bundle"), "auth": []byte("\x00asm auth"), "fault": []byte("\x00asm fault")}
 	for f, b := range mods {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, f+".wasm"), b, 0o644))
 	}
 	code, out, errs := runCLI(t, "", "push", "--wasm-dir", dir, "--repository", addr+"/mp", "--tag", "v1", "--plain-http")
 	require.Equal(t, 0, code, errs)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	require.Len(t, lines, 2, out)
+	require.Len(t, lines, 3, out)
+	assert.True(t, strings.HasPrefix(lines[0], "meshplug "), "the bundle first: %s", out)
 	for _, l := range lines {
 		var f, url, sum string
 		_, err := fmt.Sscanf(l, "%s %s sha256=%s", &f, &url, &sum)
@@ -64,7 +65,7 @@ func TestControllerFlags(t *testing.T) {
 	assert.Equal(t, 1, code)
 	in := version.Get()
 	assert.Contains(t, errs, fmt.Sprintf(`"msg":"starting meshplug controller","version":%q,"commit":%q`, in.Version, in.Commit), "the version is the first thing logged")
-	assert.Contains(t, errs, "no filter modules (<filter>.wasm) in /nonexistent")
+	assert.Contains(t, errs, "no filter modules (meshplug.wasm or <filter>.wasm) in /nonexistent")
 }
 
 // TestPushCredentials pushes to a registry that requires authentication, with each

@@ -22,6 +22,7 @@ type renderFlags struct {
 	clusters                                 map[string]string
 	host, subsetLabel                        string
 	gateways                                 []string
+	perFilter                                bool
 }
 
 func newRenderCmd() *cobra.Command {
@@ -40,8 +41,11 @@ func newRenderCmd() *cobra.Command {
   --format routes       a DestinationRule and a VirtualService routing on the
                         routeHints section's headers to --host's subsets
 
-Istio formats take each module's URL from --module-url ({filter} is replaced by the
-filter's name) and its sha256 from <--wasm-dir>/<filter>.wasm.`,
+Every section runs from the bundle meshplug.wasm (one module and one VM per worker;
+each plugin's pluginName / root_id selects its filter); --per-filter-modules runs each
+from its own <filter>.wasm instead. Istio formats take the module's URL from
+--module-url ({filter} is replaced by "meshplug", or by the filter's name with
+--per-filter-modules) and its sha256 from the file in --wasm-dir.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			docs, err := readPolicies(args, cmd.InOrStdin())
@@ -62,9 +66,10 @@ filter's name) and its sha256 from <--wasm-dir>/<filter>.wasm.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.format, "format", "istio", "output: istio (WasmPlugin), envoyfilter (EnvoyFilter), envoy (envoy.yaml), routes (VirtualService, DestinationRule) or ratelimit-config (envoyproxy/ratelimit's config)")
 	fl.StringVar(&f.moduleURL, "module-url", "", "where proxies fetch the modules, e.g. oci://ghcr.io/org/{filter}:v1 or https://host/wasm/{filter}.wasm (istio, envoyfilter)")
-	fl.StringVar(&f.wasmDir, "wasm-dir", "build", "directory holding <filter>.wasm, whose sha256 is rendered (istio, envoyfilter)")
+	fl.StringVar(&f.wasmDir, "wasm-dir", "build", "directory holding meshplug.wasm (or <filter>.wasm), whose sha256 is rendered (istio, envoyfilter)")
+	fl.BoolVar(&f.perFilter, "per-filter-modules", false, "run each filter from its own <filter>.wasm in a VM of its own, instead of all from the bundle meshplug.wasm")
 	fl.StringVar(&f.pullPolicy, "image-pull-policy", "IfNotPresent", "WasmPlugin imagePullPolicy: IfNotPresent or Always (istio)")
-	fl.StringVar(&f.moduleDir, "module-dir", "/etc/envoy/wasm", "directory of <filter>.wasm where Envoy runs (envoy)")
+	fl.StringVar(&f.moduleDir, "module-dir", "/etc/envoy/wasm", "directory of meshplug.wasm (or <filter>.wasm) where Envoy runs (envoy)")
 	fl.StringVar(&f.listen, "listen", "0.0.0.0:10000", "listener address (envoy)")
 	fl.StringVar(&f.upstream, "upstream", "127.0.0.1:8080", "host:port requests are routed to (envoy)")
 	fl.StringVar(&f.adminListen, "admin", "127.0.0.1:9901", "admin interface address (envoy)")
@@ -83,7 +88,7 @@ func render(docs []policyDoc, f renderFlags) ([]byte, error) {
 		}
 		bs, err := envoyfilters.EnvoyBootstrap(docs[0].policy, envoyfilters.EnvoyOptions{
 			ModuleDir: f.moduleDir, ListenAddress: f.listen, Upstream: f.upstream,
-			AdminAddress: f.adminListen, Clusters: f.clusters,
+			AdminAddress: f.adminListen, Clusters: f.clusters, PerFilterModules: f.perFilter,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", docs[0].where(), err)
@@ -138,27 +143,40 @@ func render(docs []policyDoc, f renderFlags) ([]byte, error) {
 	return envoyfilters.MarshalYAML(objs...)
 }
 
-// modules reads the sha256 of each module the policies use.
+// modules reads the sha256 of each module the policies use: the bundle's, or with
+// --per-filter-modules each filter's.
 func modules(docs []policyDoc, f renderFlags) (envoyfilters.Options, error) {
 	opts := envoyfilters.Options{Modules: map[string]envoyfilters.Module{}, ImagePullPolicy: f.pullPolicy}
 	if f.moduleURL == "" {
 		return opts, fmt.Errorf("--module-url is required for --format %s", f.format)
+	}
+	u := f.moduleURL
+	if !strings.Contains(u, "{filter}") {
+		u = strings.TrimSuffix(u, "/") + "/{filter}.wasm"
+	}
+	module := func(name, what string) (envoyfilters.Module, error) {
+		b, err := os.ReadFile(filepath.Join(f.wasmDir, name+".wasm"))
+		if err != nil {
+			return envoyfilters.Module{}, fmt.Errorf("module of %s: %w (build it with make build, or point --wasm-dir at it)", what, err)
+		}
+		sum := sha256.Sum256(b)
+		return envoyfilters.Module{URL: strings.ReplaceAll(u, "{filter}", name), SHA256: hex.EncodeToString(sum[:])}, nil
+	}
+	if !f.perFilter {
+		m, err := module(strings.TrimSuffix(envoyfilters.BundleModule, ".wasm"), "the bundle")
+		opts.Bundle = &m
+		return opts, err
 	}
 	for _, d := range docs {
 		for _, sec := range v1alpha1.Sections {
 			if _, done := opts.Modules[sec.Filter]; done || sec.Spec(&d.policy.Spec) == nil {
 				continue
 			}
-			b, err := os.ReadFile(filepath.Join(f.wasmDir, sec.Filter+".wasm"))
+			m, err := module(sec.Filter, "section "+sec.Field)
 			if err != nil {
-				return opts, fmt.Errorf("module of section %s: %w (build it with make build, or point --wasm-dir at it)", sec.Field, err)
+				return opts, err
 			}
-			sum := sha256.Sum256(b)
-			u := f.moduleURL
-			if !strings.Contains(u, "{filter}") {
-				u = strings.TrimSuffix(u, "/") + "/{filter}.wasm"
-			}
-			opts.Modules[sec.Filter] = envoyfilters.Module{URL: strings.ReplaceAll(u, "{filter}", sec.Filter), SHA256: hex.EncodeToString(sum[:])}
+			opts.Modules[sec.Filter] = m
 		}
 	}
 	return opts, nil

@@ -30,6 +30,7 @@ type runFlags struct {
 	v1, v2, jwks    string
 	live            string
 	withParent      bool
+	perFilter       bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -38,8 +39,9 @@ func newRunCmd() *cobra.Command {
 		Use:   "run [FILE]",
 		Short: "Run a TrafficPolicy's filters in a local HTTP gateway (no Envoy needed)",
 		Long: `run serves HTTP/1.1 and cleartext HTTP/2 (h2c) on --listen, runs every request
-through the policy's filters (the same .wasm files Envoy loads, from --wasm-dir, on
-an embedded proxy-wasm host) and proxies what passes to an upstream:
+through the policy's filters (the same .wasm Envoy loads, from --wasm-dir: the bundle
+meshplug.wasm, or each filter's with --per-filter-modules, on an embedded proxy-wasm
+host) and proxies what passes to an upstream:
 
   --upstream NAME=HOST:PORT   repeatable; the first is the default route, the others
                               are chosen when the request carries the headers of the
@@ -66,7 +68,8 @@ outlives them holding its port.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address the gateway listens on")
-	fl.StringVar(&f.wasmDir, "wasm-dir", "build", "directory holding <filter>.wasm")
+	fl.StringVar(&f.wasmDir, "wasm-dir", "build", "directory holding the bundle meshplug.wasm (or, with --per-filter-modules, <filter>.wasm)")
+	fl.BoolVar(&f.perFilter, "per-filter-modules", false, "run each filter from its own <filter>.wasm in VMs of its own, instead of all from the bundle meshplug.wasm (one VM per worker)")
 	fl.StringArrayVar(&f.upstreams, "upstream", nil, "upstream cluster NAME=HOST:PORT (repeatable; the first is the default route)")
 	fl.StringToStringVar(&f.clusters, "cluster", nil, "address of a callout cluster (JWKS, ext_authz): NAME=HOST:PORT (repeatable)")
 	fl.IntVar(&f.workers, "workers", 0, "worker VMs per filter (default: the number of CPUs)")
@@ -95,7 +98,7 @@ func runGateway(ctx context.Context, cmd *cobra.Command, args []string, f runFla
 		if len(args) > 0 || len(f.upstreams) > 0 {
 			return fmt.Errorf("--demo takes no policy file and no --upstream")
 		}
-		d, err := demo.Start(ctx, demo.Options{Listen: f.listen, WasmDir: f.wasmDir, Workers: f.workers, AccessLog: access, LogWriter: errw,
+		d, err := demo.Start(ctx, demo.Options{Listen: f.listen, WasmDir: f.wasmDir, PerFilterModules: f.perFilter, Workers: f.workers, AccessLog: access, LogWriter: errw,
 			V1Listen: f.v1, V2Listen: f.v2, JWKSListen: f.jwks, BackendsOnly: f.backendsOnly, LiveListen: f.live})
 		if err != nil {
 			return err
@@ -125,7 +128,7 @@ func runGateway(ctx context.Context, cmd *cobra.Command, args []string, f runFla
 			return err
 		}
 		cfg := gateway.Config{
-			Policy: docs[0].policy, WasmDir: f.wasmDir, Upstreams: ups, Clusters: f.clusters,
+			Policy: docs[0].policy, WasmDir: f.wasmDir, PerFilterModules: f.perFilter, Upstreams: ups, Clusters: f.clusters,
 			Workers: f.workers, AccessLog: access, LogWriter: errw,
 		}
 		var liveLn net.Listener

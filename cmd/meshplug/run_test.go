@@ -31,6 +31,8 @@ spec:
 	}{
 		{"bad policy", []string{"run", bad, "--upstream", "v1=127.0.0.1:1"}, []string{"bad.yaml", "rateLimit.rules[0].limit.requests"}},
 		{"missing module", []string{"run", "../../demo/policy.yaml", "--upstream", "v1=127.0.0.1:1", "--wasm-dir", dir},
+			[]string{"spec.auth", filepath.Join(dir, "meshplug.wasm"), "make build"}},
+		{"missing filter module", []string{"run", "../../demo/policy.yaml", "--upstream", "v1=127.0.0.1:1", "--wasm-dir", dir, "--per-filter-modules"},
 			[]string{"spec.auth", filepath.Join(dir, "auth.wasm"), "make build"}},
 		{"no upstream", []string{"run", "../../demo/policy.yaml"}, []string{"--upstream NAME=HOST:PORT"}},
 		{"demo with a policy", []string{"run", "--demo", "../../demo/policy.yaml"}, []string{"--demo takes no policy file"}},

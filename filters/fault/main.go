@@ -5,24 +5,28 @@
 //
 // Layout: config/ parses and validates the plugin configuration (imported natively by
 // the controller too), engine/ decides each request as pure functions and holds the
-// delay queue and the shared active-fault counter; the files here are the thin
-// proxy-wasm glue (wasip1 only) and the tests that drive the compiled fault.wasm
-// through testenv.
+// delay queue and the shared active-fault counter; glue/ is the thin proxy-wasm glue
+// (importable: the bundle meshplug.wasm in filters/meshplug registers it under its root
+// id too); the files here register it as this module's only filter and hold the tests
+// that drive the compiled fault.wasm through testenv.
 //
 // Reference: README.md beside this file.
 package main
 
-// Metric names (Envoy's fault filter stats under meshplug.fault.).
+import "github.com/meshplug/meshplug/filters/fault/glue"
+
+// Metric names and the shared-data key prefix, kept here for the tests (glue/ owns
+// them).
 const (
-	MetricDelaysInjected = "meshplug.fault.delays_injected"
-	MetricAbortsInjected = "meshplug.fault.aborts_injected"
-	MetricFaultsOverflow = "meshplug.fault.faults_overflow"
-	MetricActiveFaults   = "meshplug.fault.active_faults"
+	MetricDelaysInjected = glue.MetricDelaysInjected
+	MetricAbortsInjected = glue.MetricAbortsInjected
+	MetricFaultsOverflow = glue.MetricFaultsOverflow
+	MetricActiveFaults   = glue.MetricActiveFaults
+	CounterKeyPrefix     = glue.CounterKeyPrefix
 )
 
-// CounterKeyPrefix + the plugin name is the shared-data key of the active-fault
-// counter.
-const CounterKeyPrefix = "meshplug.fault.active_faults."
+// fault.wasm holds one filter: it serves plugins of any root id.
+func init() { glue.Register("") }
 
 // main never runs: a c-shared wasip1 module starts from _initialize.
 func main() {}

@@ -493,8 +493,44 @@ func DefineHistogram(name string) (Histogram, error) {
 //	m.active = d.Gauge("meshplug.x.active")
 //	if err := d.Err(); err != nil { ... refuse the configuration ... }
 //
-// The zero value is ready to use.
-type MetricDefs struct{ err error }
+// The zero value is ready to use and defines the names as given; ScopedMetrics makes
+// them unique per plugin.
+type MetricDefs struct {
+	err error
+	// prefix, scope: a name starting with prefix gets scope inserted after it.
+	prefix, scope string
+}
+
+// ScopedMetrics returns MetricDefs that keep two plugins of one filter apart: a name
+// starting with prefix (the filter's, e.g. "meshplug.auth.") gets the current plugin's
+// name (the plugin_name property: Envoy's plugin name, Istio's
+// "<namespace>.<WasmPlugin name>") inserted after prefix, so plugin "default.api"
+// defines "meshplug.auth.default.api.allowed" for "meshplug.auth.allowed". Envoy (and
+// testenv) keep one stat per name in a proxy, whatever the VM: without a scope, two
+// auth plugins, bundled or not, would add into each other's counters. A plugin named
+// like its filter (name, e.g. "auth", or prefix without its dot, "meshplug.auth", as
+// the envoy.yaml and EnvoyFilter renderings name it), or unnamed, keeps the names as
+// given: one plugin per filter reads the documented names.
+func ScopedMetrics(prefix, name string) MetricDefs {
+	d := MetricDefs{prefix: prefix}
+	plugin, err := GetPropertyString("plugin_name")
+	if err != nil {
+		d.err = fmt.Errorf("reading the plugin_name property: %w", err)
+		return d
+	}
+	if plugin != "" && plugin != name && plugin+"." != prefix {
+		d.scope = plugin + "."
+	}
+	return d
+}
+
+// Name is name as d defines it (see ScopedMetrics).
+func (d *MetricDefs) Name(name string) string {
+	if d.scope == "" || !strings.HasPrefix(name, d.prefix) {
+		return name
+	}
+	return d.prefix + d.scope + name[len(d.prefix):]
+}
 
 func (d *MetricDefs) keep(name string, err error) {
 	if err != nil && d.err == nil {
@@ -504,6 +540,7 @@ func (d *MetricDefs) keep(name string, err error) {
 
 // Counter defines (or finds) a counter.
 func (d *MetricDefs) Counter(name string) Counter {
+	name = d.Name(name)
 	c, err := DefineCounter(name)
 	d.keep(name, err)
 	return c
@@ -511,6 +548,7 @@ func (d *MetricDefs) Counter(name string) Counter {
 
 // Gauge defines (or finds) a gauge.
 func (d *MetricDefs) Gauge(name string) Gauge {
+	name = d.Name(name)
 	g, err := DefineGauge(name)
 	d.keep(name, err)
 	return g
@@ -518,6 +556,7 @@ func (d *MetricDefs) Gauge(name string) Gauge {
 
 // Histogram defines (or finds) a histogram.
 func (d *MetricDefs) Histogram(name string) Histogram {
+	name = d.Name(name)
 	h, err := DefineHistogram(name)
 	d.keep(name, err)
 	return h

@@ -1,6 +1,10 @@
 package proxywasm
 
-import "github.com/meshplug/meshplug/filters/abi"
+import (
+	"sort"
+
+	"github.com/meshplug/meshplug/filters/abi"
+)
 
 // Action is what a stream callback returns: abi.ActionContinue or abi.ActionPause.
 type Action = abi.Action
@@ -100,19 +104,61 @@ const (
 	FailClosed
 )
 
-// The filter's registration. Natively nothing reads them (the exports that do are
+// The module's registrations. Natively nothing reads them (the exports that do are
 // wasip1-only), hence the U1000 ignores.
 var (
 	//lint:ignore U1000 read by the wasip1 exports
-	vmContext VMContext // nil until SetVMContext
+	vmContext VMContext // the default registration; nil until SetVMContext
 	//lint:ignore U1000 read by the wasip1 exports
 	failurePolicy = FailOpen
+	//lint:ignore U1000 read by the wasip1 exports
+	rootRegistry map[string]Registration // by root id; nil until Register
 )
 
-// SetVMContext registers the filter. Call it from an init function: a c-shared module
-// never runs main. A module that registers none logs a critical line when the host
-// starts it and then does nothing.
+// Registration is one filter of a module: its VMContext and its failure policy.
+type Registration struct {
+	VM     VMContext
+	Policy FailurePolicy
+}
+
+// SetVMContext registers the module's default filter: the one that serves every plugin
+// whose root id no Register call claimed (any root id, in a one-filter module). Call
+// it from an init function: a c-shared module never runs main. A module that
+// registers nothing logs a critical line when the host starts it and then does
+// nothing.
 func SetVMContext(ctx VMContext) { vmContext = ctx }
+
+// Register adds a filter to the module under root id rootID, with its own failure
+// policy: the host's proxy_on_context_create for a plugin whose root id (Envoy's
+// `root_id`, Istio's WasmPlugin `pluginName`, read through the plugin_root_id
+// property) is rootID creates vm's plugin context, and the streams of that plugin fail
+// by policy. This is how several filters share one module (and one VM per worker), as
+// the C++ SDK's RegisterContextFactory does: a bundle's init registers each filter by
+// its name. A root id that neither Register nor SetVMContext claimed is refused: the
+// plugin's configuration fails, naming the root ids the module has. Registering a root
+// id twice panics (at init, before the module can serve).
+func Register(rootID string, vm VMContext, policy FailurePolicy) {
+	if vm == nil {
+		panic("proxywasm: Register(" + rootID + "): nil VMContext")
+	}
+	if _, dup := rootRegistry[rootID]; dup {
+		panic("proxywasm: root id " + rootID + " registered twice")
+	}
+	if rootRegistry == nil {
+		rootRegistry = map[string]Registration{}
+	}
+	rootRegistry[rootID] = Registration{VM: vm, Policy: policy}
+}
+
+// RootIDs returns the root ids registered with Register, sorted.
+func RootIDs() []string {
+	ids := make([]string, 0, len(rootRegistry))
+	for id := range rootRegistry {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
 
 // SetHttpContext registers a filter that keeps no VM or plugin state: newStream
 // creates the context of each HTTP stream, under a DefaultVMContext and
@@ -139,6 +185,7 @@ type httpOnlyPlugin struct {
 
 func (p httpOnlyPlugin) NewHttpContext(id uint32) HttpContext { return p.newStream(id) }
 
-// SetFailurePolicy sets what a stream gets when one of its callbacks panics. Call it
-// from an init function; the default is FailOpen.
+// SetFailurePolicy sets what a stream of the default filter (SetVMContext,
+// SetHttpContext) gets when one of its callbacks panics. Call it from an init
+// function; the default is FailOpen. Filters added with Register carry their own.
 func SetFailurePolicy(p FailurePolicy) { failurePolicy = p }

@@ -3,7 +3,9 @@
 package proxywasm
 
 import (
+	"fmt"
 	"runtime/debug"
+	"strings"
 
 	"github.com/meshplug/meshplug/filters/abi"
 )
@@ -18,6 +20,15 @@ var (
 
 type rootState struct {
 	ctx PluginContext
+	vm  VMContext
+	// policy is the failure policy of a filter added with Register; registered is
+	// false for the default filter, whose policy is SetFailurePolicy's at the time of
+	// the failure (a filter may set it from OnPluginStart).
+	policy     FailurePolicy
+	registered bool
+	// refused names why no filter serves this root id (proxy_on_configure then
+	// fails); empty when one does.
+	refused string
 }
 
 type streamState struct {
@@ -69,15 +80,39 @@ func dropCallouts(contextID uint32) {
 	}
 }
 
-// registeredVM returns the VMContext the filter registered. Without one it says so at
+// registeredVM returns the module's default VMContext. Without one it says so at
 // critical level (once per VM, when the host creates the first root context) and uses
 // DefaultVMContext: the module loads but passes everything through untouched.
 func registeredVM() VMContext {
 	if vmContext == nil {
-		LogCritical("proxywasm: no VMContext registered: call proxywasm.SetVMContext from an init function of the filter's main package (main never runs in a c-shared module); this module does nothing")
+		LogCritical("proxywasm: no VMContext registered: call proxywasm.SetVMContext (or Register) from an init function of the filter's main package (main never runs in a c-shared module); this module does nothing")
 		vmContext = DefaultVMContext{}
 	}
 	return vmContext
+}
+
+// newRoot creates the root context contextID for the filter its root id selects: the
+// Register-ed filter of that id, else the default (SetVMContext). The root id is read
+// only when the module registered filters by id (a one-filter module serves any).
+func newRoot(contextID uint32) *rootState {
+	if len(rootRegistry) == 0 {
+		vm := registeredVM()
+		return &rootState{ctx: vm.NewPluginContext(contextID), vm: vm}
+	}
+	id, err := GetPropertyString("plugin_root_id")
+	if err != nil {
+		LogCriticalf("proxywasm: reading the plugin_root_id property: %v", err)
+	}
+	if reg, ok := rootRegistry[id]; ok {
+		return &rootState{ctx: reg.VM.NewPluginContext(contextID), vm: reg.VM, policy: reg.Policy, registered: true}
+	}
+	if vmContext != nil {
+		return &rootState{ctx: vmContext.NewPluginContext(contextID), vm: vmContext}
+	}
+	why := fmt.Sprintf("proxywasm: no filter registered for root id %q; this module has %s (set the plugin's root_id, Istio's WasmPlugin pluginName, to one of them)",
+		id, strings.Join(RootIDs(), ", "))
+	LogCritical(why)
+	return &rootState{ctx: DefaultPluginContext{}, vm: DefaultVMContext{}, refused: why}
 }
 
 // recovered logs a recovered panic at critical level, with the callback's name and
@@ -90,7 +125,14 @@ func recovered(where string, v any) {
 // action for the interrupted callback.
 func failStream(id uint32) Action {
 	s, _ := streams.get(id)
-	if failurePolicy == FailOpen || s == nil {
+	if s == nil {
+		return Continue
+	}
+	policy := failurePolicy
+	if r, ok := roots.get(s.rootID); ok && r.registered {
+		policy = r.policy
+	}
+	if policy == FailOpen {
 		return Continue
 	}
 	if !s.ended {
@@ -122,7 +164,7 @@ func proxyOnContextCreate(contextID, parentID uint32) {
 		}
 	}()
 	if parentID == 0 {
-		roots.put(contextID, &rootState{ctx: registeredVM().NewPluginContext(contextID)})
+		roots.put(contextID, newRoot(contextID))
 		return
 	}
 	root, ok := roots.get(parentID)
@@ -145,7 +187,15 @@ func proxyOnVMStart(rootID, vmConfigSize uint32) (ok bool) {
 			ok = false
 		}
 	}()
-	return registeredVM().OnVMStart(int(vmConfigSize))
+	root, found := roots.get(rootID)
+	if !found {
+		// A host that starts the VM before creating the root context: the default.
+		return registeredVM().OnVMStart(int(vmConfigSize))
+	}
+	if root.refused != "" {
+		return true // refused at proxy_on_configure, like a bad configuration
+	}
+	return root.vm.OnVMStart(int(vmConfigSize))
 }
 
 //lint:ignore U1000 called by the host through //go:wasmexport, not from Go
@@ -161,6 +211,10 @@ func proxyOnConfigure(rootID, pluginConfigSize uint32) (ok bool) {
 	root, found := roots.get(rootID)
 	if !found {
 		LogCriticalf("proxy_on_configure: unknown root context %d", rootID)
+		return false
+	}
+	if root.refused != "" {
+		LogCritical(root.refused)
 		return false
 	}
 	return root.ctx.OnPluginStart(int(pluginConfigSize))

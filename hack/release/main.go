@@ -39,7 +39,7 @@ func run(ctx context.Context, args []string) error {
 		return errors.New("usage: release image|push|release [flags]")
 	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	wasmDir := fs.String("wasm-dir", "build", "directory holding the filters' <filter>.wasm (make build)")
+	wasmDir := fs.String("wasm-dir", "build", "directory holding the bundle meshplug.wasm and the filters' <filter>.wasm (make build)")
 	arch := fs.String("arch", runtime.GOARCH, "GOARCH of the image")
 	switch args[0] {
 	case "image":
@@ -110,6 +110,16 @@ type built struct {
 	modules map[string][]byte
 }
 
+// filterNames are the filters of v1alpha1.Sections, whose <filter>.wasm a release
+// carries beside the bundle meshplug.wasm.
+func filterNames() []string {
+	var names []string
+	for _, s := range v1alpha1.Sections {
+		names = append(names, s.Filter)
+	}
+	return names
+}
+
 func build(ctx context.Context, wasmDir, arch string) (*built, error) {
 	g, err := release.Git(ctx, ".")
 	if err != nil {
@@ -123,9 +133,9 @@ func build(ctx context.Context, wasmDir, arch string) (*built, error) {
 		return nil, err
 	}
 	modules := map[string][]byte{}
-	for _, s := range v1alpha1.Sections {
-		if m, ok := mods.Get(s.Filter); ok {
-			modules[s.Filter] = m.Data
+	for _, name := range append([]string{controller.Bundle}, filterNames()...) {
+		if m, ok := mods.Get(name); ok {
+			modules[name] = m.Data
 		}
 	}
 	tmp, err := os.MkdirTemp("", "meshplug-release-")

@@ -106,8 +106,12 @@ type Upstream struct {
 // Config configures a Gateway.
 type Config struct {
 	Policy *v1alpha1.TrafficPolicy
-	// WasmDir holds <filter>.wasm for each section of the policy ("build").
+	// WasmDir holds the bundle meshplug.wasm, or with PerFilterModules <filter>.wasm
+	// for each section of the policy ("build").
 	WasmDir string
+	// PerFilterModules runs each filter from its own <filter>.wasm in a VM of its own
+	// instead of every filter from the bundle in one VM per worker.
+	PerFilterModules bool
 	// Upstreams: the first is the default route; the others are reached through the
 	// route hint targets of the same name (their headers become the route's header
 	// matchers). At least one.
@@ -225,7 +229,13 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	clusters := map[string]string{}
 	var chain []testenv.Plugin
 	for _, pc := range plugins {
-		file := filepath.Join(cfg.WasmDir, pc.Section.Filter+".wasm")
+		// The bundle by default, as the renderings: one module and one VM per worker,
+		// the filter selected by its root id.
+		module, vmID := envoyfilters.BundleModule, envoyfilters.BundleVMID
+		if cfg.PerFilterModules {
+			module, vmID = pc.Section.Filter+".wasm", pc.Section.Filter
+		}
+		file := filepath.Join(cfg.WasmDir, module)
 		wasm, err := os.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("%s: spec.%s needs the module %s: %v (run `make build`, or point --wasm-dir at the directory holding it)",
@@ -243,7 +253,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 			fp = testenv.FailOpen
 		}
 		chain = append(chain, testenv.Plugin{
-			Name: "meshplug." + pc.Section.Filter, VMID: pc.Section.Filter,
+			Name: "meshplug." + pc.Section.Filter, RootID: pc.Section.Filter, VMID: vmID,
 			Wasm: wasm, Config: pc.JSON, FailurePolicy: fp,
 		})
 	}

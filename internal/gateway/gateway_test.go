@@ -99,6 +99,12 @@ func (s *syncBuffer) String() string {
 
 func start(t testing.TB) *env {
 	t.Helper()
+	return startWith(t, false)
+}
+
+// startWith starts the gateway with the bundle (the default) or per-filter modules.
+func startWith(t testing.TB, perFilter bool) *env {
+	t.Helper()
 	e := &env{log: &syncBuffer{}, served: make(chan error, 1), released: make(chan struct{}), arrived: make(chan struct{}, 16), next: make(chan struct{}), upFirst: make(chan struct{}, 1)}
 	v1 := demo.Upstream("v1")
 	up1 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -145,7 +151,7 @@ func start(t testing.TB) *env {
 	up2 := httptest.NewServer(demo.Upstream("v2"))
 	t.Cleanup(up2.Close)
 	gw, err := gateway.New(context.Background(), gateway.Config{
-		Policy: policy(t), WasmDir: gatewaytest.WasmDir(t), Workers: 2,
+		Policy: policy(t), WasmDir: gatewaytest.WasmDir(t), Workers: 2, PerFilterModules: perFilter,
 		Upstreams: []gateway.Upstream{{Name: "v1", Address: up1.Listener.Addr().String()}, {Name: "v2", Address: up2.Listener.Addr().String()}},
 		AccessLog: e.log,
 	})
@@ -305,6 +311,21 @@ func TestGateway(t *testing.T) {
 }
 
 // Shutdown lets requests in flight finish and refuses new connections.
+// Both module layouts serve the same chain: the bundle (one VM per worker, the
+// default) and per-filter modules.
+func TestGatewayModuleLayouts(t *testing.T) {
+	for _, perFilter := range []bool{false, true} {
+		t.Run(fmt.Sprintf("per-filter=%v", perFilter), func(t *testing.T) {
+			e := startWith(t, perFilter)
+			c := &http.Client{}
+			resp, _ := e.do(t, c, "GET", "/", nil)
+			assert.Equal(t, 200, resp.StatusCode, "a good key passes auth")
+			resp, _ = e.do(t, c, "GET", "/", nil, "x-api-key", "wrong")
+			assert.Equal(t, 401, resp.StatusCode, "a bad key does not")
+		})
+	}
+}
+
 func TestGatewayShutdownInFlight(t *testing.T) {
 	e := start(t)
 	type result struct {
@@ -382,8 +403,10 @@ spec:
 		want []string
 	}{
 		{"missing wasm", gateway.Config{Policy: policy(t), WasmDir: empty, Upstreams: up},
+			[]string{"spec.auth", filepath.Join(empty, "meshplug.wasm"), "make build"}},
+		{"missing filter wasm", gateway.Config{Policy: policy(t), WasmDir: empty, Upstreams: up, PerFilterModules: true},
 			[]string{"spec.auth", filepath.Join(empty, "auth.wasm"), "make build"}},
-		{"one module missing", gateway.Config{Policy: policy(t), WasmDir: partial, Upstreams: up},
+		{"one module missing", gateway.Config{Policy: policy(t), WasmDir: partial, Upstreams: up, PerFilterModules: true},
 			[]string{"spec.routeHints", filepath.Join(partial, "routehint.wasm")}},
 		{"bad policy", gateway.Config{Policy: bad, WasmDir: full, Upstreams: up},
 			[]string{"rateLimit.rules[0].limit.requests"}},

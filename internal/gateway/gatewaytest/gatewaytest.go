@@ -11,16 +11,21 @@ import (
 	"github.com/meshplug/meshplug/testenv"
 )
 
-// WasmDir builds every filter of v1alpha1.Sections (memoized per test process, like
-// testenv.BuildGuest) into a new temporary directory as <filter>.wasm and returns it.
+// WasmDir builds the bundle (meshplug.wasm) and every filter of v1alpha1.Sections
+// (<filter>.wasm), memoized per test process like testenv.BuildGuest, into a new
+// temporary directory and returns it.
 func WasmDir(t testing.TB) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..", "..")
 	dir := t.TempDir()
+	names := []string{"meshplug"}
 	for _, sec := range v1alpha1.Sections {
-		wasm := testenv.MustBuildGuest(t, filepath.Join(root, "filters", sec.Filter))
-		if err := os.WriteFile(filepath.Join(dir, sec.Filter+".wasm"), wasm, 0o644); err != nil {
+		names = append(names, sec.Filter)
+	}
+	for _, name := range names {
+		wasm := testenv.MustBuildGuest(t, filepath.Join(root, "filters", name))
+		if err := os.WriteFile(filepath.Join(dir, name+".wasm"), wasm, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

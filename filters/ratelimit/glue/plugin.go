@@ -1,6 +1,10 @@
-//go:build wasip1
-
-package main
+// Package glue is ratelimit's proxy-wasm glue: the plugin and stream contexts that
+// read the configuration (../config), define the metrics, extract what the engine
+// (../engine) decides on and act on its verdict through the binding
+// (filters/proxywasm). It is importable so that one module can hold several filters:
+// ratelimit.wasm (../main.go) registers it as its only filter, the bundle meshplug.wasm
+// (filters/meshplug) under its root id.
+package glue
 
 import (
 	pw "github.com/meshplug/meshplug/filters/proxywasm"
@@ -9,9 +13,25 @@ import (
 	"github.com/meshplug/meshplug/filters/ratelimit/engine"
 )
 
-// Rate limiting fails open (the binding's default): a panic in a callback lets the
-// request through rather than turning a bug into an outage.
-func init() { pw.SetVMContext(vm{}) }
+// RootID is ratelimit's root id in the bundle (meshplug.wasm): Envoy's root_id, Istio's
+// WasmPlugin pluginName.
+const RootID = "ratelimit"
+
+// Policy is ratelimit's failure policy. Rate limiting fails open: a panic in a callback
+// lets the request through rather than turning a bug into an outage.
+const Policy = pw.FailOpen
+
+// Register adds ratelimit to the module under rootID with its Policy. rootID "" makes it the
+// module's default filter, serving plugins of any root id (the one-filter module
+// ratelimit.wasm); the bundle registers it under RootID. Call it from an init function.
+func Register(rootID string) {
+	if rootID == "" {
+		pw.SetVMContext(vm{})
+		pw.SetFailurePolicy(Policy)
+		return
+	}
+	pw.Register(rootID, vm{}, Policy)
+}
 
 type vm struct{ pw.DefaultVMContext }
 
@@ -96,7 +116,7 @@ func (p *plugin) OnPluginStart(int) bool {
 }
 
 func (m *metrics) define(cfg *config.Config) error {
-	var d pw.MetricDefs
+	d := pw.ScopedMetrics(metricPrefix, RootID)
 	m.keysTracked = d.Gauge(metricKeysTracked)
 	m.keysEvicted = d.Counter(metricKeysEvicted)
 	m.casRetries = d.Counter(metricCASRetries)

@@ -1,6 +1,4 @@
-//go:build wasip1
-
-package main
+package glue
 
 import (
 	pw "github.com/meshplug/meshplug/filters/proxywasm"

@@ -1,6 +1,10 @@
-//go:build wasip1
-
-package main
+// Package glue is fault's proxy-wasm glue: the plugin and stream contexts that
+// read the configuration (../config), define the metrics, extract what the engine
+// (../engine) decides on and act on its verdict through the binding
+// (filters/proxywasm). It is importable so that one module can hold several filters:
+// fault.wasm (../main.go) registers it as its only filter, the bundle meshplug.wasm
+// (filters/meshplug) under its root id.
+package glue
 
 import (
 	"crypto/rand"
@@ -15,8 +19,37 @@ import (
 	pw "github.com/meshplug/meshplug/filters/proxywasm"
 )
 
-// Fault fails open (the binding's default): a bug lets the request through unfaulted.
-func init() { pw.SetVMContext(vm{}) }
+// RootID is fault's root id in the bundle (meshplug.wasm): Envoy's root_id, Istio's
+// WasmPlugin pluginName.
+const RootID = "fault"
+
+// Policy is fault's failure policy. Fault fails open: a bug lets the request through
+// unfaulted.
+const Policy = pw.FailOpen
+
+// Register adds fault to the module under rootID with its Policy. rootID "" makes it the
+// module's default filter, serving plugins of any root id (the one-filter module
+// fault.wasm); the bundle registers it under RootID. Call it from an init function.
+func Register(rootID string) {
+	if rootID == "" {
+		pw.SetVMContext(vm{})
+		pw.SetFailurePolicy(Policy)
+		return
+	}
+	pw.Register(rootID, vm{}, Policy)
+}
+
+// Metric names (Envoy's fault filter stats under meshplug.fault.).
+const (
+	MetricDelaysInjected = "meshplug.fault.delays_injected"
+	MetricAbortsInjected = "meshplug.fault.aborts_injected"
+	MetricFaultsOverflow = "meshplug.fault.faults_overflow"
+	MetricActiveFaults   = "meshplug.fault.active_faults"
+)
+
+// CounterKeyPrefix + the plugin name is the shared-data key of the active-fault
+// counter.
+const CounterKeyPrefix = "meshplug.fault.active_faults."
 
 type vm struct{ pw.DefaultVMContext }
 
@@ -86,7 +119,7 @@ func (p *plugin) OnPluginStart(int) bool {
 }
 
 func (m *metrics) define() error {
-	var d pw.MetricDefs
+	d := pw.ScopedMetrics("meshplug.fault.", RootID)
 	m.delays = d.Counter(MetricDelaysInjected)
 	m.aborts = d.Counter(MetricAbortsInjected)
 	m.overflow = d.Counter(MetricFaultsOverflow)

@@ -1,6 +1,10 @@
-//go:build wasip1
-
-package main
+// Package glue is auth's proxy-wasm glue: the plugin and stream contexts that
+// read the configuration (../config), define the metrics, extract what the engine
+// (../engine) decides on and act on its verdict through the binding
+// (filters/proxywasm). It is importable so that one module can hold several filters:
+// auth.wasm (../main.go) registers it as its only filter, the bundle meshplug.wasm
+// (filters/meshplug) under its root id.
+package glue
 
 import (
 	"fmt"
@@ -12,11 +16,24 @@ import (
 	pw "github.com/meshplug/meshplug/filters/proxywasm"
 )
 
-// Auth fails closed: a panic in a callback answers 500 instead of letting the request
-// through unauthenticated.
-func init() {
-	pw.SetVMContext(vm{})
-	pw.SetFailurePolicy(pw.FailClosed)
+// RootID is auth's root id in the bundle (meshplug.wasm): Envoy's root_id, Istio's
+// WasmPlugin pluginName.
+const RootID = "auth"
+
+// Policy is auth's failure policy. Auth fails closed: a panic in a callback answers 500
+// instead of letting the request through unauthenticated.
+const Policy = pw.FailClosed
+
+// Register adds auth to the module under rootID with its Policy. rootID "" makes it the
+// module's default filter, serving plugins of any root id (the one-filter module
+// auth.wasm); the bundle registers it under RootID. Call it from an init function.
+func Register(rootID string) {
+	if rootID == "" {
+		pw.SetVMContext(vm{})
+		pw.SetFailurePolicy(Policy)
+		return
+	}
+	pw.Register(rootID, vm{}, Policy)
 }
 
 type vm struct{ pw.DefaultVMContext }
@@ -76,7 +93,7 @@ func (p *plugin) OnPluginStart(int) bool {
 }
 
 func (m *metrics) define() error {
-	var d pw.MetricDefs
+	d := pw.ScopedMetrics("meshplug.auth.", RootID)
 	m.allowed = d.Counter(engine.MetricAllowed)
 	m.cacheHit = d.Counter(engine.MetricCacheHit)
 	m.cacheMiss = d.Counter(engine.MetricCacheMiss)

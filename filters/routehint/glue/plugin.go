@@ -1,6 +1,10 @@
-//go:build wasip1
-
-package main
+// Package glue is routehint's proxy-wasm glue: the plugin and stream contexts that
+// read the configuration (../config), define the metrics, extract what the engine
+// (../engine) decides on and act on its verdict through the binding
+// (filters/proxywasm). It is importable so that one module can hold several filters:
+// routehint.wasm (../main.go) registers it as its only filter, the bundle meshplug.wasm
+// (filters/meshplug) under its root id.
+package glue
 
 import (
 	"math/rand/v2"
@@ -10,10 +14,27 @@ import (
 	"github.com/meshplug/meshplug/filters/routehint/engine"
 )
 
-// routehint fails open (the binding's default): a panic in a callback lets the request
-// through untagged, and the VirtualService's default route serves it. The client's hint
-// headers are removed before anything else runs, so a failure never forwards them.
-func init() { pw.SetVMContext(vm{}) }
+// RootID is routehint's root id in the bundle (meshplug.wasm): Envoy's root_id, Istio's
+// WasmPlugin pluginName.
+const RootID = "routehint"
+
+// Policy is routehint's failure policy. routehint fails open: a panic in a callback
+// lets the request through untagged, and the VirtualService's default route serves it.
+// The client's hint headers are removed before anything else runs, so a failure never
+// forwards them.
+const Policy = pw.FailOpen
+
+// Register adds routehint to the module under rootID with its Policy. rootID "" makes it the
+// module's default filter, serving plugins of any root id (the one-filter module
+// routehint.wasm); the bundle registers it under RootID. Call it from an init function.
+func Register(rootID string) {
+	if rootID == "" {
+		pw.SetVMContext(vm{})
+		pw.SetFailurePolicy(Policy)
+		return
+	}
+	pw.Register(rootID, vm{}, Policy)
+}
 
 type vm struct{ pw.DefaultVMContext }
 
@@ -47,7 +68,7 @@ func (p *plugin) OnPluginStart(int) bool {
 }
 
 func (m *metrics) define(cfg *config.Config) error {
-	var d pw.MetricDefs
+	d := pw.ScopedMetrics("meshplug.routehint.", RootID)
 	m.rule = make([]pw.Counter, len(cfg.Rules))
 	for i, r := range cfg.Rules {
 		m.rule[i] = d.Counter(engine.MetricRulePrefix + r.Name + engine.MetricRuleMatched)
