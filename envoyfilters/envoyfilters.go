@@ -29,8 +29,9 @@ type Module struct {
 	// URL where Istio's agent (WasmPlugin, EnvoyFilter) fetches the module: oci://,
 	// https:// or http://. Not used by the envoy.yaml rendering, which loads local files.
 	URL string
-	// SHA256 is the hex SHA-256 of the .wasm; proxies refuse a module that does not
-	// match it.
+	// SHA256 is what Istio's agent checks the download against, in hex: the .wasm's
+	// SHA-256 for https:// and http://, the image manifest's digest for oci:// (not the
+	// module's). NewModule computes it.
 	SHA256 string
 }
 
@@ -63,6 +64,9 @@ func (o Options) module(sec v1alpha1.Section) (Module, error) {
 	}
 	if !strings.HasPrefix(m.URL, "oci://") && !strings.HasPrefix(m.URL, "https://") && !strings.HasPrefix(m.URL, "http://") {
 		return m, fmt.Errorf("module %q: url must start with oci://, https:// or http://, got %q", sec.Filter, m.URL)
+	}
+	if pinned, ok := ociPinnedDigest(m.URL); ok && pinned != m.SHA256 {
+		return m, fmt.Errorf("module %q: url %q pins image sha256:%s but sha256 is %s: Istio's agent pulls the pinned image and refuses it as a mismatch", sec.Filter, m.URL, pinned, m.SHA256)
 	}
 	return m, nil
 }

@@ -36,13 +36,23 @@ func digest(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// options are the rendering inputs of the golden files.
+// options are the rendering inputs of the golden files: each filter's image as meshplug
+// push makes it of a module whose bytes are "<filter>.wasm" (the CLI's TestRender
+// writes those files).
 var options = envoyfilters.Options{Modules: map[string]envoyfilters.Module{
-	"auth":      {URL: "oci://ghcr.io/meshplug/auth:v0.1.0", SHA256: digest("auth.wasm")},
-	"ratelimit": {URL: "oci://ghcr.io/meshplug/ratelimit:v0.1.0", SHA256: digest("ratelimit.wasm")},
-	"routehint": {URL: "oci://ghcr.io/meshplug/routehint:v0.1.0", SHA256: digest("routehint.wasm")},
-	"fault":     {URL: "oci://ghcr.io/meshplug/fault:v0.1.0", SHA256: digest("fault.wasm")},
+	"auth":      mustModule("oci://ghcr.io/meshplug/auth:v0.1.0", "auth.wasm"),
+	"ratelimit": mustModule("oci://ghcr.io/meshplug/ratelimit:v0.1.0", "ratelimit.wasm"),
+	"routehint": mustModule("oci://ghcr.io/meshplug/routehint:v0.1.0", "routehint.wasm"),
+	"fault":     mustModule("oci://ghcr.io/meshplug/fault:v0.1.0", "fault.wasm"),
 }}
+
+func mustModule(url, wasm string) envoyfilters.Module {
+	m, err := envoyfilters.NewModule(url, []byte(wasm))
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
 
 func examples(t *testing.T) []*v1alpha1.TrafficPolicy {
 	t.Helper()

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -41,7 +39,10 @@ func newRenderCmd() *cobra.Command {
                         routeHints section's headers to --host's subsets
 
 Istio formats take each module's URL from --module-url ({filter} is replaced by the
-filter's name) and its sha256 from <--wasm-dir>/<filter>.wasm.`,
+filter's name) and its sha256 from <--wasm-dir>/<filter>.wasm: for https:// and http://
+the file's sha256; for oci:// the digest of the image manifest meshplug push makes of
+that file (the digest push prints, which is what Istio's agent compares), so render
+and push must see the same .wasm. An oci:// url pinning another digest is refused.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			docs, err := readPolicies(args, cmd.InOrStdin())
@@ -138,7 +139,9 @@ func render(docs []policyDoc, f renderFlags) ([]byte, error) {
 	return envoyfilters.MarshalYAML(objs...)
 }
 
-// modules reads the sha256 of each module the policies use.
+// modules gives each filter the policies use its module: the url from --module-url and
+// the sha256 Istio's agent checks it against (envoyfilters.NewModule: the file's for
+// https://, the manifest digest of the image meshplug push makes for oci://).
 func modules(docs []policyDoc, f renderFlags) (envoyfilters.Options, error) {
 	opts := envoyfilters.Options{Modules: map[string]envoyfilters.Module{}, ImagePullPolicy: f.pullPolicy}
 	if f.moduleURL == "" {
@@ -149,19 +152,35 @@ func modules(docs []policyDoc, f renderFlags) (envoyfilters.Options, error) {
 			if _, done := opts.Modules[sec.Filter]; done || sec.Spec(&d.policy.Spec) == nil {
 				continue
 			}
-			b, err := os.ReadFile(filepath.Join(f.wasmDir, sec.Filter+".wasm"))
+			m, err := moduleOf(f, sec)
 			if err != nil {
-				return opts, fmt.Errorf("module of section %s: %w (build it with make build, or point --wasm-dir at it)", sec.Field, err)
+				return opts, err
 			}
-			sum := sha256.Sum256(b)
-			u := f.moduleURL
-			if !strings.Contains(u, "{filter}") {
-				u = strings.TrimSuffix(u, "/") + "/{filter}.wasm"
-			}
-			opts.Modules[sec.Filter] = envoyfilters.Module{URL: strings.ReplaceAll(u, "{filter}", sec.Filter), SHA256: hex.EncodeToString(sum[:])}
+			opts.Modules[sec.Filter] = m
 		}
 	}
 	return opts, nil
+}
+
+// moduleOf is the module of sec's filter: <--wasm-dir>/<filter>.wasm served at
+// --module-url with {filter} replaced.
+func moduleOf(f renderFlags, sec v1alpha1.Section) (envoyfilters.Module, error) {
+	b, err := os.ReadFile(filepath.Join(f.wasmDir, sec.Filter+".wasm"))
+	if err != nil {
+		return envoyfilters.Module{}, fmt.Errorf("module of section %s: %w (build it with make build, or point --wasm-dir at it)", sec.Field, err)
+	}
+	u := f.moduleURL
+	if !strings.Contains(u, "{filter}") {
+		if strings.HasPrefix(u, "oci://") {
+			return envoyfilters.Module{}, fmt.Errorf("--module-url %q: an oci:// url names one image per filter; put {filter} in it, e.g. oci://ghcr.io/acme/meshplug/{filter}:v1 as meshplug push --repository ghcr.io/acme/meshplug --tag v1 pushes them", u)
+		}
+		u = strings.TrimSuffix(u, "/") + "/{filter}.wasm"
+	}
+	m, err := envoyfilters.NewModule(strings.ReplaceAll(u, "{filter}", sec.Filter), b)
+	if err != nil {
+		return m, fmt.Errorf("module of section %s: %w", sec.Field, err)
+	}
+	return m, nil
 }
 
 // renderRateLimitConfig writes the rate limit service's configuration of every policy
