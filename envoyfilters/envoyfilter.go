@@ -29,9 +29,10 @@ const WasmTypeURL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.W
 // downloads it and hands Envoy a local file, as for WasmPlugins), and an HTTP_FILTER
 // inserted before the router that takes its configuration from that extension config
 // over ECDS. The EnvoyFilters' priorities follow the chain order, so the filters end up
-// as auth, ratelimit, routehint, fault, router. The patch context is GATEWAY for Gateway
-// targetRefs and, for a selector, SIDECAR_INBOUND or SIDECAR_OUTBOUND by the section's
-// Mode; Service targetRefs (waypoints) are refused: render WasmPlugins for them.
+// as auth, ratelimit, routehint, fault, router. The patch context is GATEWAY when p
+// attaches to gateways (Gateway targetRefs, a selector of gateway pods: see
+// Policy.Attachment) and, on sidecars, SIDECAR_INBOUND or SIDECAR_OUTBOUND by the
+// section's Mode; waypoints are refused: render WasmPlugins for them.
 //
 // Reference: https://istio.io/latest/docs/reference/config/networking/envoy-filter/
 func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilter, error) {
@@ -39,12 +40,9 @@ func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilt
 	if err != nil {
 		return nil, err
 	}
-	gateway := false
-	for _, r := range p.Spec.TargetRefs {
-		if r.Kind != "Gateway" {
-			return nil, fmt.Errorf("%s: spec.targetRefs: the EnvoyFilter rendering supports selectors and Gateways, not %s targets (render WasmPlugins with --format istio)", p, r.Kind)
-		}
-		gateway = true
+	attach := p.Attachment()
+	if attach == v1alpha1.AttachWaypoint {
+		return nil, fmt.Errorf("%s: the EnvoyFilter rendering supports sidecars and gateways, not waypoints (render WasmPlugins with --format istio)", p)
 	}
 	var out []*networking.EnvoyFilter
 	for _, s := range secs {
@@ -54,7 +52,7 @@ func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilt
 		}
 		ctx := networkingapi.EnvoyFilter_SIDECAR_INBOUND
 		switch {
-		case gateway:
+		case attach == v1alpha1.AttachGateway:
 			ctx = networkingapi.EnvoyFilter_GATEWAY
 		case s.sec.Mode == v1alpha1.ModeClient:
 			ctx = networkingapi.EnvoyFilter_SIDECAR_OUTBOUND

@@ -374,7 +374,7 @@ func TestRenderErrors(t *testing.T) {
 	svc := gw.DeepCopy()
 	svc.Spec.TargetRefs[0] = v1alpha1.PolicyTargetReference{Kind: "Service", Name: "orders"}
 	_, err = envoyfilters.EnvoyFilters(svc, options)
-	assert.ErrorContains(t, err, "not Service targets")
+	assert.ErrorContains(t, err, "not waypoints")
 
 	noAddr := orders.DeepCopy()
 	noAddr.Spec.Auth.ExtAuthz.HTTPService.Cluster = "authz"
