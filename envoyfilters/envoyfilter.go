@@ -5,6 +5,7 @@ import (
 	"net/url"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -19,8 +20,25 @@ import (
 	"github.com/meshplug/meshplug/api/v1alpha1"
 )
 
-// WasmTypeURL is the type of the Wasm HTTP filter's configuration.
-const WasmTypeURL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+// Types an EnvoyFilter's ECDS filter accepts, as istiod lists them for a WasmPlugin:
+// the Wasm HTTP filter, and the RBAC HTTP filter Istio's agent sends instead when it
+// cannot fetch or verify the module (allow-all for FAIL_OPEN, deny-all for
+// FAIL_CLOSE). Without the RBAC type Envoy rejects that replacement and the listener
+// waits on the extension config: fail-open would not happen.
+const (
+	WasmTypeURL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+	RBACTypeURL = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+)
+
+// AnnotationAnalyzeSuppress lists istioctl analyze message codes not to report for an
+// object.
+const AnnotationAnalyzeSuppress = "galley.istio.io/analyze-suppress"
+
+// Environment variables of the Wasm VM that Istio's agent reads (and removes) before
+// it hands the configuration to Envoy; istiod sets them for WasmPlugins.
+const (
+	envPullPolicy = "ISTIO_META_WASM_IMAGE_PULL_POLICY"
+)
 
 // EnvoyFilters renders one Istio EnvoyFilter (networking.istio.io/v1alpha3) per section
 // of p, for meshes where WasmPlugin does not fit (older control planes, proxies that
@@ -44,6 +62,10 @@ func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilt
 	if attach == v1alpha1.AttachWaypoint {
 		return nil, fmt.Errorf("%s: the EnvoyFilter rendering supports sidecars and gateways, not waypoints (render WasmPlugins with --format istio)", p)
 	}
+	pull, err := pullPolicy(o)
+	if err != nil {
+		return nil, err
+	}
 	var out []*networking.EnvoyFilter
 	for _, s := range secs {
 		m, err := o.module(s.sec)
@@ -61,11 +83,15 @@ func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilt
 		if err != nil {
 			return nil, fmt.Errorf("module %q: %w", s.sec.Filter, err)
 		}
-		host, port := hostPort(u)
+		if u.Scheme == "" {
+			return nil, fmt.Errorf("module %q: url %q has no scheme", s.sec.Filter, m.URL)
+		}
+		// As istiod renders a WasmPlugin's module: Istio's agent downloads it (and
+		// hands Envoy a local file), so the cluster is a placeholder Envoy never uses.
 		wasm, err := wasmFilter(s, &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Remote{Remote: &corev3.RemoteDataSource{
 			HttpUri: &corev3.HttpUri{
 				Uri:              m.URL,
-				HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: istioCluster(host, port)},
+				HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: "_"},
 				Timeout:          durationpb.New(30e9),
 			},
 			Sha256: m.SHA256,
@@ -73,6 +99,7 @@ func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilt
 		if err != nil {
 			return nil, err
 		}
+		wasm.Config.GetVmConfig().EnvironmentVariables = &wasmv3.EnvironmentVariables{KeyValues: map[string]string{envPullPolicy: pull}}
 		typed, err := anypb.New(wasm)
 		if err != nil {
 			return nil, err
@@ -91,8 +118,11 @@ func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilt
 				ConfigSource: &corev3.ConfigSource{
 					ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 					ResourceApiVersion:    corev3.ApiVersion_V3,
+					// As istiod: the listener waits for the filter's configuration
+					// rather than serving without it (auth must not be skipped).
+					InitialFetchTimeout: durationpb.New(0),
 				},
-				TypeUrls: []string{WasmTypeURL},
+				TypeUrls: []string{WasmTypeURL, RBACTypeURL},
 			}},
 		})
 		if err != nil {
@@ -102,8 +132,15 @@ func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilt
 			TypeMeta:   metav1.TypeMeta{APIVersion: "networking.istio.io/v1alpha3", Kind: "EnvoyFilter"},
 			ObjectMeta: meta,
 		}
+		// Istio's own EnvoyFilter validation warns on every EnvoyFilter that the API
+		// exposes implementation details (istioctl analyze IST0133); the tests of
+		// istiocheck/ check it is the only warning ours get, and suppress it.
+		e.Annotations = map[string]string{AnnotationAnalyzeSuppress: "IST0133"}
 		e.Spec = networkingapi.EnvoyFilter{
-			Priority: int32(s.index),
+			// Non-zero: a relative operation (INSERT_BEFORE) without priority is
+			// applied in creation order (istioctl analyze IST0151). 1 + the section's
+			// place in the chain puts the filters in chain order before the router.
+			Priority: int32(s.index) + 1,
 			ConfigPatches: []*networkingapi.EnvoyFilter_EnvoyConfigObjectPatch{
 				{
 					ApplyTo: networkingapi.EnvoyFilter_EXTENSION_CONFIG,

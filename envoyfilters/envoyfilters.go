@@ -39,7 +39,9 @@ type Module struct {
 type Options struct {
 	// Modules by filter name (v1alpha1.Section.Filter: "auth", ...).
 	Modules map[string]Module
-	// ImagePullPolicy of the WasmPlugins: "IfNotPresent" (the default) or "Always".
+	// ImagePullPolicy of the modules, as Istio's agent applies it (WasmPlugin
+	// imagePullPolicy, EnvoyFilter VM environment): "IfNotPresent" (the default) or
+	// "Always".
 	ImagePullPolicy string
 }
 

@@ -185,8 +185,14 @@ func TestEnvoyFilters(t *testing.T) {
 			objs, err := envoyfilters.EnvoyFilters(p, options)
 			require.NoError(t, err)
 			var all []any
+			prev := int32(0)
 			for _, o := range objs {
 				all = append(all, o)
+				// Applied in chain order whatever the creation order, and never with
+				// a relative patch at priority 0 (istioctl analyze IST0151).
+				assert.Greater(t, o.Spec.Priority, prev, o.Name)
+				prev = o.Spec.Priority
+				assert.Equal(t, "IST0133", o.Annotations[envoyfilters.AnnotationAnalyzeSuppress], o.Name)
 			}
 			out, err := envoyfilters.MarshalYAML(all...)
 			require.NoError(t, err)
@@ -224,7 +230,14 @@ func TestEnvoyFilters(t *testing.T) {
 				require.NoError(t, envoyvalidate.UnmarshalYAML(e.Spec.ConfigPatches[1].Patch.Value, &hf))
 				require.NoError(t, envoyvalidate.Message(&hf))
 				assert.Equal(t, ext.GetName(), hf.GetName())
-				assert.Equal(t, []string{envoyfilters.WasmTypeURL}, hf.GetConfigDiscovery().GetTypeUrls())
+				// As istiod for a WasmPlugin: the agent's RBAC replacement is accepted,
+				// the listener waits for the configuration, the agent fetches the module.
+				assert.Equal(t, []string{envoyfilters.WasmTypeURL, envoyfilters.RBACTypeURL}, hf.GetConfigDiscovery().GetTypeUrls())
+				if ift := hf.GetConfigDiscovery().GetConfigSource().GetInitialFetchTimeout(); assert.NotNil(t, ift) {
+					assert.Zero(t, ift.AsDuration())
+				}
+				assert.Equal(t, "_", wasm.GetConfig().GetVmConfig().GetCode().GetRemote().GetHttpUri().GetCluster())
+				assert.Equal(t, "IfNotPresent", wasm.GetConfig().GetVmConfig().GetEnvironmentVariables().GetKeyValues()["ISTIO_META_WASM_IMAGE_PULL_POLICY"])
 			}
 		})
 	}

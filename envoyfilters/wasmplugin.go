@@ -31,14 +31,11 @@ func WasmPlugins(p *v1alpha1.TrafficPolicy, o Options) ([]*extensions.WasmPlugin
 	if err != nil {
 		return nil, err
 	}
-	pull := extensionsapi.PullPolicy_IfNotPresent
-	switch o.ImagePullPolicy {
-	case "", "IfNotPresent":
-	case "Always":
-		pull = extensionsapi.PullPolicy_Always
-	default:
-		return nil, fmt.Errorf("imagePullPolicy must be IfNotPresent or Always, got %q", o.ImagePullPolicy)
+	policy, err := pullPolicy(o)
+	if err != nil {
+		return nil, err
 	}
+	pull := extensionsapi.PullPolicy(extensionsapi.PullPolicy_value[policy])
 	var out []*extensions.WasmPlugin
 	for _, s := range secs {
 		m, err := o.module(s.sec)
@@ -88,4 +85,15 @@ func selectorMode(p *v1alpha1.TrafficPolicy, sec v1alpha1.Section) string {
 		return v1alpha1.ModeClient
 	}
 	return sec.Mode
+}
+
+// pullPolicy is o's image pull policy: IfNotPresent (the default) or Always.
+func pullPolicy(o Options) (string, error) {
+	switch o.ImagePullPolicy {
+	case "", "IfNotPresent":
+		return "IfNotPresent", nil
+	case "Always":
+		return "Always", nil
+	}
+	return "", fmt.Errorf("imagePullPolicy must be IfNotPresent or Always, got %q", o.ImagePullPolicy)
 }
