@@ -130,7 +130,7 @@ func MarshalYAML(objs ...any) ([]byte, error) {
 		if md, ok := m["metadata"].(map[string]any); ok && md["creationTimestamp"] == nil {
 			delete(md, "creationTimestamp")
 		}
-		if st, ok := m["status"].(map[string]any); ok && len(st) == 0 {
+		if st, ok := m["status"].(map[string]any); ok && emptyStatus(st) {
 			delete(m, "status")
 		}
 		// Istio's JSON leaves out enum zero values; FAIL_CLOSE and UNSPECIFIED_PHASE are
@@ -151,6 +151,17 @@ func MarshalYAML(objs ...any) ([]byte, error) {
 		b.Write(y)
 	}
 	return []byte(b.String()), nil
+}
+
+// emptyStatus: a status a client never sets ({} or only nulls, as an HTTPRoute's
+// `parents: null`).
+func emptyStatus(st map[string]any) bool {
+	for _, v := range st {
+		if v != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

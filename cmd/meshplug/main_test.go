@@ -125,9 +125,12 @@ func TestRender(t *testing.T) {
 	require.Equal(t, 0, code, errs)
 	assert.Equal(t, golden(t, "public-gateway.envoy.yaml"), out)
 
-	code, out, errs = runCLI(t, "", "render", "--format", "routes", "--host", "orders.shop.svc.cluster.local", example)
+	code, out, errs = runCLI(t, "", "render", "--format", "routes", "--host", "orders.shop.svc.cluster.local", "--port", "8080", example)
 	require.Equal(t, 0, code, errs)
-	assert.Equal(t, golden(t, "orders-canary.routes.yaml", "public-gateway.routes.yaml"), out)
+	assert.Equal(t, golden(t, "examples.routes.yaml"), out)
+	code, _, errs = runCLI(t, "", "render", "--format", "routes", "--host", "orders.shop.svc.cluster.local", example)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "TrafficPolicy ingress/public-gateway: runs on gateways, whose routes are HTTPRoutes: the destination service's port is required")
 
 	code, out, errs = runCLI(t, "", "render", "--format", "ratelimit-config", "../../deploy/examples/ratelimit-global.yaml")
 	require.Equal(t, 0, code, errs)

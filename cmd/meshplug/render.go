@@ -19,7 +19,8 @@ type renderFlags struct {
 	moduleDir, listen, upstream, adminListen string
 	clusters                                 map[string]string
 	host, subsetLabel                        string
-	gateways                                 []string
+	gateways, hosts, exportTo                []string
+	port                                     int32
 }
 
 func newRenderCmd() *cobra.Command {
@@ -35,8 +36,10 @@ func newRenderCmd() *cobra.Command {
   --format ratelimit-config
                         envoyproxy/ratelimit's configuration for the rate limits of
                         the policies in mode global (one YAML document per domain)
-  --format routes       a DestinationRule and a VirtualService routing on the
-                        routeHints section's headers to --host's subsets
+  --format routes       the routing the routeHints sections' headers feed, for --host:
+                        per namespace a DestinationRule and one VirtualService
+                        (sidecar and classic gateway policies), an HTTPRoute per
+                        policy on Gateway API gateways or waypoints
 
 Istio formats take each module's URL from --module-url ({filter} is replaced by the
 filter's name) and its sha256 from <--wasm-dir>/<filter>.wasm: for https:// and http://
@@ -71,7 +74,10 @@ and push must see the same .wasm. An oci:// url pinning another digest is refuse
 	fl.StringVar(&f.adminListen, "admin", "127.0.0.1:9901", "admin interface address (envoy)")
 	fl.StringVar(&f.host, "host", "", "destination service whose subsets the route hints select, e.g. reviews.default.svc.cluster.local (routes)")
 	fl.StringVar(&f.subsetLabel, "subset-label", "version", "pod label that tells the subsets apart (routes)")
-	fl.StringArrayVar(&f.gateways, "gateway", nil, "VirtualService gateway, e.g. istio-system/public (routes; repeatable)")
+	fl.StringArrayVar(&f.gateways, "gateway", nil, "Istio Gateway the routes of policies on classic gateway pods bind to, e.g. istio-system/public (routes; repeatable)")
+	fl.StringArrayVar(&f.hosts, "route-host", nil, "VirtualService host / HTTPRoute hostname, default the --host (VirtualService) or every hostname of the gateway (HTTPRoute) (routes; repeatable)")
+	fl.StringArrayVar(&f.exportTo, "export-to", nil, `namespaces the VirtualService and DestinationRule are exported to (routes; repeatable; default ".", the policy's)`)
+	fl.Int32Var(&f.port, "port", 0, "the --host service's port, which HTTPRoute backendRefs name (routes of policies on Gateway API gateways and waypoints)")
 	fl.StringToStringVar(&f.clusters, "cluster", nil, "address of a callout cluster named without a URL: NAME=HOST:PORT or NAME=https://HOST:PORT (envoy; repeatable)")
 	return cmd
 }
@@ -91,19 +97,19 @@ func render(docs []policyDoc, f renderFlags) ([]byte, error) {
 		}
 		return envoyfilters.MarshalEnvoyYAML(bs)
 	case "routes":
-		var objs []any
+		var ps []*v1alpha1.TrafficPolicy
 		for _, d := range docs {
-			if d.policy.Spec.RouteHints == nil {
-				continue
+			if d.policy.Spec.RouteHints != nil {
+				ps = append(ps, d.policy)
 			}
-			dr, vs, err := envoyfilters.Routes(d.policy, envoyfilters.RouteOptions{Host: f.host, Gateways: f.gateways, SubsetLabel: f.subsetLabel})
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", d.where(), err)
-			}
-			objs = append(objs, dr, vs)
 		}
-		if len(objs) == 0 {
+		if len(ps) == 0 {
 			return nil, fmt.Errorf("--format routes: no policy has a routeHints section")
+		}
+		objs, err := envoyfilters.Routes(ps, envoyfilters.RouteOptions{Host: f.host, Hosts: f.hosts, Gateways: f.gateways,
+			SubsetLabel: f.subsetLabel, Port: f.port, ExportTo: f.exportTo})
+		if err != nil {
+			return nil, err
 		}
 		return envoyfilters.MarshalYAML(objs...)
 	case "ratelimit-config":
