@@ -45,9 +45,8 @@ const (
 // must see the exact Envoy configuration). Each has two patches: an EXTENSION_CONFIG
 // holding the Wasm filter with its module as remote code (url and sha256; Istio's agent
 // downloads it and hands Envoy a local file, as for WasmPlugins), and an HTTP_FILTER
-// inserted before the router that takes its configuration from that extension config
-// over ECDS. The EnvoyFilters' priorities follow the chain order, so the filters end up
-// as auth, ratelimit, routehint, fault, router. The patch context is GATEWAY when p
+// (placement) that takes its configuration from that extension config over ECDS, as
+// istiod configures a WasmPlugin's filter. The patch context is GATEWAY when p
 // attaches to gateways (Gateway targetRefs, a selector of gateway pods: see
 // Policy.Attachment) and, on sidecars, SIDECAR_INBOUND or SIDECAR_OUTBOUND by the
 // section's Mode; waypoints are refused: render WasmPlugins for them.
@@ -136,11 +135,9 @@ func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilt
 		// exposes implementation details (istioctl analyze IST0133); the tests of
 		// istiocheck/ check it is the only warning ours get, and suppress it.
 		e.Annotations = map[string]string{AnnotationAnalyzeSuppress: "IST0133"}
+		op, priority := placement(s)
 		e.Spec = networkingapi.EnvoyFilter{
-			// Non-zero: a relative operation (INSERT_BEFORE) without priority is
-			// applied in creation order (istioctl analyze IST0151). 1 + the section's
-			// place in the chain puts the filters in chain order before the router.
-			Priority: int32(s.index) + 1,
+			Priority: priority,
 			ConfigPatches: []*networkingapi.EnvoyFilter_EnvoyConfigObjectPatch{
 				{
 					ApplyTo: networkingapi.EnvoyFilter_EXTENSION_CONFIG,
@@ -159,7 +156,7 @@ func EnvoyFilters(p *v1alpha1.TrafficPolicy, o Options) ([]*networking.EnvoyFilt
 							},
 						}},
 					},
-					Patch: &networkingapi.EnvoyFilter_Patch{Operation: networkingapi.EnvoyFilter_Patch_INSERT_BEFORE, Value: filter},
+					Patch: &networkingapi.EnvoyFilter_Patch{Operation: op, Value: filter},
 				},
 			},
 		}
@@ -182,4 +179,24 @@ func toStruct(m proto.Message) (*structpb.Struct, error) {
 	}
 	s := &structpb.Struct{}
 	return s, protojson.Unmarshal(b, s)
+}
+
+// placement is where a section's HTTP filter goes in the chain and the priority of its
+// EnvoyFilter (the order Istio applies the EnvoyFilters of a proxy in: lower first;
+// never 0, so that no relative patch waits on creation order, istioctl analyze
+// IST0151):
+//   - AUTHN and AUTHZ sections (auth, ratelimit): INSERT_FIRST, the top of the chain,
+//     before Istio's authentication and AuthorizationPolicy filters (CUSTOM ext_authz
+//     and RBAC), which istiod puts first. Applied in reverse chain order, so auth
+//     ends up first.
+//   - the others (routehint, fault): INSERT_BEFORE the router, in chain order: after
+//     Istio's own filters (RBAC, fault, CORS, stats), the one anchor every HTTP chain
+//     has.
+func placement(s present) (networkingapi.EnvoyFilter_Patch_Operation, int32) {
+	n := int32(len(v1alpha1.Sections))
+	switch s.sec.Phase {
+	case v1alpha1.PhaseAuthn, v1alpha1.PhaseAuthz:
+		return networkingapi.EnvoyFilter_Patch_INSERT_FIRST, n - int32(s.index)
+	}
+	return networkingapi.EnvoyFilter_Patch_INSERT_BEFORE, n + 1 + int32(s.index)
 }

@@ -187,13 +187,24 @@ func TestEnvoyFilters(t *testing.T) {
 			objs, err := envoyfilters.EnvoyFilters(p, options)
 			require.NoError(t, err)
 			var all []any
-			prev := int32(0)
+			// Where each filter goes and in which order the patches apply: auth and
+			// ratelimit first in the chain (applied ratelimit then auth, so auth is
+			// first), routehint and fault before the router (in chain order); never a
+			// relative patch at priority 0 (istioctl analyze IST0151).
+			want := map[string]struct {
+				op       networkingapi.EnvoyFilter_Patch_Operation
+				priority int32
+			}{
+				"auth":      {networkingapi.EnvoyFilter_Patch_INSERT_FIRST, 4},
+				"ratelimit": {networkingapi.EnvoyFilter_Patch_INSERT_FIRST, 3},
+				"routehint": {networkingapi.EnvoyFilter_Patch_INSERT_BEFORE, 7},
+				"fault":     {networkingapi.EnvoyFilter_Patch_INSERT_BEFORE, 8},
+			}
 			for _, o := range objs {
 				all = append(all, o)
-				// Applied in chain order whatever the creation order, and never with
-				// a relative patch at priority 0 (istioctl analyze IST0151).
-				assert.Greater(t, o.Spec.Priority, prev, o.Name)
-				prev = o.Spec.Priority
+				w := want[o.Labels[envoyfilters.LabelFilter]]
+				assert.Equal(t, w.op, o.Spec.ConfigPatches[1].Patch.Operation, o.Name)
+				assert.Equal(t, w.priority, o.Spec.Priority, o.Name)
 				assert.Equal(t, "IST0133", o.Annotations[envoyfilters.AnnotationAnalyzeSuppress], o.Name)
 			}
 			out, err := envoyfilters.MarshalYAML(all...)
