@@ -1,6 +1,13 @@
 package v1alpha1
 
-import "github.com/meshplug/meshplug/filters/configjson"
+import (
+	"fmt"
+	"strings"
+
+	authconfig "github.com/meshplug/meshplug/filters/auth/config"
+	"github.com/meshplug/meshplug/filters/configjson"
+	routehintconfig "github.com/meshplug/meshplug/filters/routehint/config"
+)
 
 // Proxies a policy attaches to (TrafficPolicySpec.AttachTo).
 const (
@@ -73,4 +80,55 @@ func (p *TrafficPolicy) validateAttachment(errs *configjson.Errors) {
 	case s.AttachTo == "" && s.TargetRefs != nil && p.Attachment() == "":
 		errs.Add("spec.attachTo", "required when targetRefs name both Gateways and Services: Waypoint if the Gateways are waypoints, else split the policy")
 	}
+}
+
+// DirectionWarnings lists what a sidecar policy's filters cannot do because they run
+// on different sides of the workload: auth, rateLimit and faults on the requests the
+// selected workloads receive (inbound), routeHints on the calls they make (outbound).
+// A routeHints rule or split key that reads a header auth writes (identity.
+// consumer_header, claim_to_headers, ...) never sees auth's value there: the caller's
+// identity is established on the callee's sidecar, after routing. On gateways and
+// waypoints every filter sees every request, in chain order, and nothing is reported.
+func (p *TrafficPolicy) DirectionWarnings() []Warning {
+	s := &p.Spec
+	if p.Attachment() != AttachSidecar || s.Auth == nil || s.RouteHints == nil {
+		return nil
+	}
+	c, err := authconfig.Compile(s.Auth)
+	if err != nil {
+		return nil // Validate reports it
+	}
+	written := map[string]bool{}
+	for _, h := range c.IdentityHeaders {
+		written[strings.ToLower(h)] = true
+	}
+	var out []Warning
+	msg := func(h string) string {
+		return fmt.Sprintf("reads %q, which auth writes on the inbound side of the selected workloads, while routeHints runs on their outbound calls (spec.attachTo Sidecar): it never sees auth's value; put both on a gateway or waypoint, or key on what the caller itself sends", h)
+	}
+	conds := func(path string, cs []routehintconfig.ConditionSpec) {
+		for j, c := range cs {
+			if c.From == "header" && written[strings.ToLower(c.Name)] {
+				out = append(out, Warning{configjson.Field(configjson.Index(path, j), "name"), msg(c.Name)})
+			}
+		}
+	}
+	for i, r := range s.RouteHints.Rules {
+		rp := configjson.Index("spec.routeHints.rules", i)
+		if r.Match != nil {
+			conds(configjson.Field(configjson.Field(rp, "match"), "all"), r.Match.All)
+			for g, grp := range r.Match.Any {
+				conds(configjson.Field(configjson.Index(configjson.Field(configjson.Field(rp, "match"), "any"), g), "all"), grp.All)
+			}
+		}
+		if r.Split != nil && r.Split.Key != nil && written[strings.ToLower(r.Split.Key.Header)] {
+			out = append(out, Warning{configjson.Field(configjson.Field(configjson.Field(rp, "split"), "key"), "header"), msg(r.Split.Key.Header)})
+		}
+	}
+	return out
+}
+
+// Warnings are every warning of p: PathWarnings and DirectionWarnings.
+func (p *TrafficPolicy) Warnings() []Warning {
+	return append(p.PathWarnings(), p.DirectionWarnings()...)
 }

@@ -210,3 +210,21 @@ spec:
 	assert.Contains(t, errs, `-:1: document 1 (TrafficPolicy ns/w): warning: spec.auth.path_normalization.path_params: "literal" relies on every upstream`)
 	assert.Contains(t, errs, `-:1: document 1 (TrafficPolicy ns/w): warning: spec.auth.rules[0].match.regex: the regex contains "//"`)
 }
+
+// TestWarnsOnSplitDirections: validate and render warn (exit status 0) about a sidecar
+// policy whose route hints read the header auth writes on the other side.
+func TestWarnsOnSplitDirections(t *testing.T) {
+	wasm := t.TempDir()
+	for _, f := range []string{"auth", "routehint"} {
+		require.NoError(t, os.WriteFile(filepath.Join(wasm, f+".wasm"), []byte(f), 0o644))
+	}
+	for _, args := range [][]string{
+		{"validate", "testdata/split-directions.yaml"},
+		{"render", "--wasm-dir", wasm, "--module-url", "https://m.example/", "testdata/split-directions.yaml"},
+	} {
+		code, out, errs := runCLI(t, "", args...)
+		require.Equal(t, 0, code, errs)
+		assert.NotEmpty(t, out)
+		assert.Contains(t, errs, `warning: spec.routeHints.rules[0].match.all[0].name: reads "x-consumer", which auth writes on the inbound side`, args[0])
+	}
+}

@@ -55,6 +55,11 @@ and push must see the same .wasm. An oci:// url pinning another digest is refuse
 			if err := report(cmd.ErrOrStderr(), docs); err != nil {
 				return err
 			}
+			for _, d := range docs {
+				for _, w := range d.policy.Warnings() {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", d.where(), w)
+				}
+			}
 			out, err := render(docs, f)
 			if err != nil {
 				return err
