@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshplug/meshplug/internal/envoyvalidate"
 	"github.com/meshplug/meshplug/internal/version"
 	"github.com/meshplug/meshplug/internal/yamldoc"
 )
@@ -226,5 +227,40 @@ func TestWarnsOnSplitDirections(t *testing.T) {
 		require.Equal(t, 0, code, errs)
 		assert.NotEmpty(t, out)
 		assert.Contains(t, errs, `warning: spec.routeHints.rules[0].match.all[0].name: reads "x-consumer", which auth writes on the inbound side`, args[0])
+	}
+}
+
+// TestRenderEnvoyUpstreams: render --format envoy takes --upstream as run does
+// (NAME=HOST:PORT, the first the default), so route hint targets get their upstream in
+// the envoy.yaml; a single HOST:PORT still works; wrong flags are refused.
+func TestRenderEnvoyUpstreams(t *testing.T) {
+	b, err := os.ReadFile(example)
+	require.NoError(t, err)
+	gw := string(yamldoc.Split(b)[2].Data) // public-gateway: targets beta {x-route-hint: beta}, stable
+	code, out, errs := runCLI(t, gw, "render", "--format", "envoy", "--upstream", "stable=10.0.0.1:8080", "--upstream", "beta=10.0.0.2:8080", "-")
+	require.Equal(t, 0, code, errs)
+	_, err = envoyvalidate.BootstrapYAML([]byte(out))
+	require.NoError(t, err)
+	assert.Regexp(t, `(?s)name: x-route-hint\s+string_match:\s+exact: beta.*cluster: upstream-beta.*cluster: upstream\b`, out)
+	assert.Contains(t, out, "address: 10.0.0.2")
+	assert.Contains(t, out, "address: 10.0.0.1")
+
+	code, out, errs = runCLI(t, gw, "render", "--format", "envoy", "--upstream", "10.0.0.9:80", "-")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "address: 10.0.0.9")
+	assert.NotContains(t, out, "upstream-beta")
+
+	for name, c := range map[string]struct {
+		args []string
+		want string
+	}{
+		"unknown target": {[]string{"--upstream", "a=10.0.0.1:80", "--upstream", "gamma=10.0.0.3:80"}, `"gamma" is not a routeHints target`},
+		"mixed forms":    {[]string{"--upstream", "10.0.0.1:80", "--upstream", "beta=10.0.0.3:80"}, `want NAME=HOST:PORT`},
+		"twice":          {[]string{"--upstream", "a=10.0.0.1:80", "--upstream", "beta=10.0.0.3:80", "--upstream", "beta=10.0.0.4:80"}, `--upstream beta given twice`},
+	} {
+		code, out, errs := runCLI(t, gw, append(append([]string{"render", "--format", "envoy"}, c.args...), "-")...)
+		assert.Equal(t, 1, code, name)
+		assert.Empty(t, out, name)
+		assert.Contains(t, errs, c.want, name)
 	}
 }

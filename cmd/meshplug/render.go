@@ -15,12 +15,13 @@ import (
 func init() { addCommand(newRenderCmd) }
 
 type renderFlags struct {
-	format, moduleURL, wasmDir, pullPolicy   string
-	moduleDir, listen, upstream, adminListen string
-	clusters                                 map[string]string
-	host, subsetLabel                        string
-	gateways, hosts, exportTo                []string
-	port                                     int32
+	format, moduleURL, wasmDir, pullPolicy string
+	moduleDir, listen, adminListen         string
+	upstreams                              []string
+	clusters                               map[string]string
+	host, subsetLabel                      string
+	gateways, hosts, exportTo              []string
+	port                                   int32
 }
 
 func newRenderCmd() *cobra.Command {
@@ -75,7 +76,7 @@ and push must see the same .wasm. An oci:// url pinning another digest is refuse
 	fl.StringVar(&f.pullPolicy, "image-pull-policy", "IfNotPresent", "WasmPlugin imagePullPolicy: IfNotPresent or Always (istio)")
 	fl.StringVar(&f.moduleDir, "module-dir", "/etc/envoy/wasm", "directory of <filter>.wasm where Envoy runs (envoy)")
 	fl.StringVar(&f.listen, "listen", "0.0.0.0:10000", "listener address (envoy)")
-	fl.StringVar(&f.upstream, "upstream", "127.0.0.1:8080", "host:port requests are routed to (envoy)")
+	fl.StringArrayVar(&f.upstreams, "upstream", nil, "where requests are routed (envoy): HOST:PORT, or NAME=HOST:PORT as meshplug run takes them (repeatable; the first is the default route, the others the route hint targets of the same name); default 127.0.0.1:8080")
 	fl.StringVar(&f.adminListen, "admin", "127.0.0.1:9901", "admin interface address (envoy)")
 	fl.StringVar(&f.host, "host", "", "destination service whose subsets the route hints select, e.g. reviews.default.svc.cluster.local (routes)")
 	fl.StringVar(&f.subsetLabel, "subset-label", "version", "pod label that tells the subsets apart (routes)")
@@ -93,9 +94,13 @@ func render(docs []policyDoc, f renderFlags) ([]byte, error) {
 		if len(docs) != 1 {
 			return nil, fmt.Errorf("--format envoy renders one policy, got %d documents", len(docs))
 		}
+		upstream, targets, err := envoyUpstreams(f.upstreams)
+		if err != nil {
+			return nil, err
+		}
 		bs, err := envoyfilters.EnvoyBootstrap(docs[0].policy, envoyfilters.EnvoyOptions{
-			ModuleDir: f.moduleDir, ListenAddress: f.listen, Upstream: f.upstream,
-			AdminAddress: f.adminListen, Clusters: f.clusters,
+			ModuleDir: f.moduleDir, ListenAddress: f.listen, Upstream: upstream,
+			AdminAddress: f.adminListen, Clusters: f.clusters, TargetUpstreams: targets,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", docs[0].where(), err)
@@ -148,6 +153,30 @@ func render(docs []policyDoc, f renderFlags) ([]byte, error) {
 		}
 	}
 	return envoyfilters.MarshalYAML(objs...)
+}
+
+// envoyUpstreams reads --upstream for the envoy.yaml: one HOST:PORT, or
+// NAME=HOST:PORT flags as meshplug run reads them (the first is the default route,
+// each other one the upstream of the route hint target of its name).
+func envoyUpstreams(flags []string) (string, map[string]string, error) {
+	if len(flags) == 0 {
+		return "", nil, nil
+	}
+	if len(flags) == 1 && !strings.Contains(flags[0], "=") {
+		return flags[0], nil, nil
+	}
+	ups, err := parseUpstreams(flags)
+	if err != nil {
+		return "", nil, err
+	}
+	targets := map[string]string{}
+	for _, u := range ups[1:] {
+		if _, dup := targets[u.Name]; dup {
+			return "", nil, fmt.Errorf("--upstream %s given twice", u.Name)
+		}
+		targets[u.Name] = u.Address
+	}
+	return ups[0].Address, targets, nil
 }
 
 // modules gives each filter the policies use its module: the url from --module-url and
