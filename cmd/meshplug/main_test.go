@@ -85,10 +85,12 @@ spec:
 	code, out, errs := runCLI(t, "", "validate", example, file)
 	assert.Equal(t, 1, code)
 	assert.Empty(t, out)
-	assert.Equal(t, file+`:1: document 1 (TrafficPolicy ns/a): spec: exactly one of selector and targetRefs is required
-`+file+`:1: document 1 (TrafficPolicy ns/a): spec.auth.rules[0].match.regex: invalid regexp: error parsing regexp: missing closing ]: `+"`[`"+`
-`+file+`:12: document 2: spec.auth.rulez: unknown field
-`+file+`:20: document 3 (TrafficPolicy c): spec.auth.providers.corp.remote_jwks.http_uri.cluster: required
+	// Each error at its field's line (a missing field: its parent's), unknown fields
+	// with the nearest known name.
+	assert.Equal(t, file+`:4: document 1 (TrafficPolicy ns/a): spec: exactly one of selector and targetRefs is required
+`+file+`:9: document 1 (TrafficPolicy ns/a): spec.auth.rules[0].match.regex: invalid regexp: error parsing regexp: missing closing ]: `+"`[`"+`
+`+file+`:18: document 2: spec.auth.rulez: unknown field (did you mean "rules"?)
+`+file+`:27: document 3 (TrafficPolicy c): spec.auth.providers.corp.remote_jwks.http_uri.cluster: required
 `, errs)
 
 	// render refuses the same documents with the same messages.
@@ -99,7 +101,7 @@ spec:
 
 	code, _, errs = runCLI(t, broken[:strings.Index(broken, "---")], "validate", "-")
 	assert.Equal(t, 1, code)
-	assert.Contains(t, errs, "-:1: document 1 (TrafficPolicy ns/a): spec: exactly one of")
+	assert.Contains(t, errs, "-:4: document 1 (TrafficPolicy ns/a): spec: exactly one of")
 }
 
 // TestRender: the CLI writes what envoyfilters renders (the golden files, validated
@@ -208,8 +210,8 @@ spec:
 	code, out, errs := runCLI(t, doc, "validate", "-")
 	assert.Equal(t, 0, code, errs)
 	assert.Equal(t, "1 policy valid\n", out)
-	assert.Contains(t, errs, `-:1: document 1 (TrafficPolicy ns/w): warning: spec.auth.path_normalization.path_params: "literal" relies on every upstream`)
-	assert.Contains(t, errs, `-:1: document 1 (TrafficPolicy ns/w): warning: spec.auth.rules[0].match.regex: the regex contains "//"`)
+	assert.Contains(t, errs, `-:7: document 1 (TrafficPolicy ns/w): warning: spec.auth.path_normalization.path_params: "literal" relies on every upstream`)
+	assert.Contains(t, errs, `-:9: document 1 (TrafficPolicy ns/w): warning: spec.auth.rules[0].match.regex: the regex contains "//"`)
 }
 
 // TestWarnsOnSplitDirections: validate and render warn (exit status 0) about a sidecar

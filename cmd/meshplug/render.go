@@ -58,7 +58,7 @@ and push must see the same .wasm. An oci:// url pinning another digest is refuse
 			}
 			for _, d := range docs {
 				for _, w := range d.policy.Warnings() {
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", d.where(), w)
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", d.at(w.Path), w)
 				}
 			}
 			out, err := render(docs, f)

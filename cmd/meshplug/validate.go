@@ -34,7 +34,7 @@ inbound).`,
 			}
 			for _, d := range docs {
 				for _, w := range d.policy.Warnings() {
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", d.where(), w)
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", d.at(w.Path), w)
 				}
 			}
 			noun := "policies"
