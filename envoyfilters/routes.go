@@ -9,6 +9,7 @@ import (
 	networking "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	"github.com/meshplug/meshplug/api/v1alpha1"
 	routehintconfig "github.com/meshplug/meshplug/filters/routehint/config"
@@ -353,9 +354,11 @@ func httpRoute(p *v1alpha1.TrafficPolicy, o RouteOptions) (*gwv1.HTTPRoute, erro
 }
 
 // referenceGrant lets HTTPRoutes of namespaces use the Services of host's namespace.
-func referenceGrant(host string, namespaces []string) *gwv1.ReferenceGrant {
-	g := &gwv1.ReferenceGrant{
-		TypeMeta: metav1.TypeMeta{APIVersion: "gateway.networking.k8s.io/v1", Kind: "ReferenceGrant"},
+// It is written as v1beta1, the version Istio reads (and the only one Gateway API
+// CRDs before v1.5 serve); newer CRDs serve it as v1 too.
+func referenceGrant(host string, namespaces []string) *gwv1beta1.ReferenceGrant {
+	g := &gwv1beta1.ReferenceGrant{
+		TypeMeta: metav1.TypeMeta{APIVersion: "gateway.networking.k8s.io/v1beta1", Kind: "ReferenceGrant"},
 		ObjectMeta: metav1.ObjectMeta{Name: routeName(host), Namespace: hostNamespace(host),
 			Labels: map[string]string{LabelManagedBy: "meshplug", LabelFilter: "routehint"}},
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	"github.com/meshplug/meshplug/api/v1alpha1"
 	"github.com/meshplug/meshplug/envoyfilters"
@@ -106,7 +107,7 @@ func TestRoutesByAttachment(t *testing.T) {
 					for _, r := range x.Spec.Rules {
 						assert.Equal(t, int32(8080), *r.BackendRefs[0].Port)
 					}
-				case *gwv1.ReferenceGrant:
+				case *gwv1beta1.ReferenceGrant:
 					grants++
 					assert.Equal(t, "shop", x.Namespace)
 				}

@@ -65,3 +65,59 @@ func TestRoutesStayInTheirNamespace(t *testing.T) {
 		})
 	}
 }
+
+// subsetServices are the per-target Services an HTTPRoute's rules send to.
+const subsetServices = `
+apiVersion: v1
+kind: Service
+metadata: {name: orders-beta, namespace: shop}
+spec:
+  clusterIP: 240.0.0.11
+  selector: {app: orders, version: beta}
+  ports:
+  - {name: http, port: 8080}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: orders-stable, namespace: shop}
+spec:
+  clusterIP: 240.0.0.12
+  selector: {app: orders, version: stable}
+  ports:
+  - {name: http, port: 8080}
+`
+
+// TestHTTPRouteOnGatewayAPIGateway: the HTTPRoute rendered for a Gateway targetRefs
+// policy attaches to the gateway (across namespaces, through the ReferenceGrant) and
+// routes requests with the hint header to the target's Service, others to the default.
+func TestHTTPRouteOnGatewayAPIGateway(t *testing.T) {
+	ps := policies(t, strings.NewReplacer("name: canary, headers: {x-route-hint: canary}", "name: beta, headers: {x-route-hint: beta}",
+		"target: canary", "target: beta").Replace(allFour("public", "ingress", "  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: public}]")))
+	objs, err := envoyfilters.Routes(ps, envoyfilters.RouteOptions{Host: "orders.shop.svc.cluster.local", Port: 8080})
+	require.NoError(t, err)
+	y, err := envoyfilters.MarshalYAML(objs...)
+	require.NoError(t, err)
+	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
+		ConfigString:           join(gatewayAPIGateway, string(y), gatewayAPIDeployment, ordersService),
+		KubernetesObjectString: join(gatewayAPIGateway, string(y), subsetServices),
+	})
+	gw := router(s, "ingress", map[string]string{"gateway.networking.k8s.io/gateway-name": "public"})
+	byCluster := map[string]string{} // cluster -> header it is matched on ("" = none)
+	for _, rc := range s.Routes(gw) {
+		for _, vh := range rc.GetVirtualHosts() {
+			for _, r := range vh.GetRoutes() {
+				h := ""
+				for _, m := range r.GetMatch().GetHeaders() {
+					h += m.GetName() + "=" + m.GetStringMatch().GetExact()
+				}
+				if c := r.GetRoute().GetCluster(); c != "" {
+					byCluster[c] = h
+				}
+			}
+		}
+	}
+	assert.Equal(t, map[string]string{
+		"outbound|8080||orders-beta.shop.svc.cluster.local":   "x-route-hint=beta",
+		"outbound|8080||orders-stable.shop.svc.cluster.local": "",
+	}, byCluster)
+}
