@@ -5,10 +5,14 @@ import (
 	"testing"
 
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"istio.io/istio/pilot/pkg/features"
+	"istio.io/istio/pilot/pkg/model"
 	"istio.io/istio/pilot/test/xds"
+	"istio.io/istio/pkg/test"
 
 	"github.com/meshplug/meshplug/envoyfilters"
 )
@@ -120,4 +124,51 @@ func TestHTTPRouteOnGatewayAPIGateway(t *testing.T) {
 		"outbound|8080||orders-beta.shop.svc.cluster.local":   "x-route-hint=beta",
 		"outbound|8080||orders-stable.shop.svc.cluster.local": "",
 	}, byCluster)
+}
+
+// TestHTTPRouteOnWaypoint: the HTTPRoute rendered for a Service targetRefs policy is a
+// producer route of the Service: the waypoint's chain for it routes hinted requests to
+// the target's Service, others to the default.
+func TestHTTPRouteOnWaypoint(t *testing.T) {
+	test.SetForTest(t, &features.EnableAmbient, true)
+	ps := policies(t, strings.NewReplacer("name: canary, headers: {x-route-hint: canary}", "name: beta, headers: {x-route-hint: beta}",
+		"target: canary", "target: beta").Replace(allFour("orders-wp", "shop", "  targetRefs: [{group: '', kind: Service, name: orders}]")))
+	objs, err := envoyfilters.Routes(ps, envoyfilters.RouteOptions{Host: "orders.shop.svc.cluster.local", Port: 8080})
+	require.NoError(t, err)
+	y, err := envoyfilters.MarshalYAML(objs...)
+	require.NoError(t, err)
+	kube := join(waypointObjects, subsetServices, string(y))
+	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{ConfigString: join(waypointObjects, string(y)), KubernetesObjectString: kube})
+	wp := s.SetupProxy(&model.Proxy{
+		Type: model.Waypoint, ConfigNamespace: "shop", IPAddresses: []string{"10.0.5.1"},
+		Labels: map[string]string{"gateway.networking.k8s.io/gateway-name": "waypoint", "gateway.istio.io/managed": "istio.io-mesh-controller"},
+	})
+	byCluster := map[string]string{}
+	for _, l := range s.Listeners(wp) {
+		for _, fc := range l.GetFilterChains() {
+			if !strings.Contains(fc.GetName(), "orders.shop.svc.cluster.local") {
+				continue
+			}
+			for _, f := range fc.GetFilters() {
+				m := &hcm.HttpConnectionManager{}
+				if f.GetName() != "envoy.filters.network.http_connection_manager" || f.GetTypedConfig().UnmarshalTo(m) != nil {
+					continue
+				}
+				for _, vh := range m.GetRouteConfig().GetVirtualHosts() {
+					for _, r := range vh.GetRoutes() {
+						h := ""
+						for _, hm := range r.GetMatch().GetHeaders() {
+							h += hm.GetName() + "=" + hm.GetStringMatch().GetExact()
+						}
+						if c := r.GetRoute().GetCluster(); c != "" {
+							byCluster[c] = h
+						}
+					}
+				}
+			}
+		}
+	}
+	assert.Equal(t, "x-route-hint=beta", byCluster["outbound|8080||orders-beta.shop.svc.cluster.local"], "%v", byCluster)
+	h, ok := byCluster["outbound|8080||orders-stable.shop.svc.cluster.local"]
+	assert.True(t, ok && h == "", "the default route: %v", byCluster)
 }
