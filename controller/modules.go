@@ -134,8 +134,12 @@ func (m *Modules) OCIRenderOptions(repository string) (envoyfilters.Options, err
 		if err != nil {
 			return o, fmt.Errorf("%s: %w", f, err)
 		}
-		d := img.Manifest.Digest
-		o.Modules[f] = envoyfilters.Module{URL: "oci://" + repo + "/" + f + "@" + d.String(), SHA256: d.Encoded()}
+		// NewModule checks the pinned digest is the image's and gives it as the sha256.
+		mod, err := envoyfilters.NewModule("oci://"+repo+"/"+f+"@"+img.Manifest.Digest.String(), x.Data)
+		if err != nil {
+			return o, fmt.Errorf("%s: %w", f, err)
+		}
+		o.Modules[f] = mod
 	}
 	m.selectBundle(&o)
 	return o, nil

@@ -29,8 +29,9 @@ type Module struct {
 	// URL where Istio's agent (WasmPlugin, EnvoyFilter) fetches the module: oci://,
 	// https:// or http://. Not used by the envoy.yaml rendering, which loads local files.
 	URL string
-	// SHA256 is the hex SHA-256 of the .wasm; proxies refuse a module that does not
-	// match it.
+	// SHA256 is what Istio's agent checks the download against, in hex: the .wasm's
+	// SHA-256 for https:// and http://, the image manifest's digest for oci:// (not the
+	// module's). NewModule computes it.
 	SHA256 string
 }
 
@@ -44,7 +45,9 @@ type Options struct {
 	// Modules by filter name (v1alpha1.Section.Filter: "auth", ...), when Bundle is
 	// nil: each filter from its own module, in a VM of its own.
 	Modules map[string]Module
-	// ImagePullPolicy of the WasmPlugins: "IfNotPresent" (the default) or "Always".
+	// ImagePullPolicy of the modules, as Istio's agent applies it (WasmPlugin
+	// imagePullPolicy, EnvoyFilter VM environment): "IfNotPresent" (the default) or
+	// "Always".
 	ImagePullPolicy string
 }
 
@@ -72,6 +75,9 @@ func (o Options) module(sec v1alpha1.Section) (Module, error) {
 	}
 	if !strings.HasPrefix(m.URL, "oci://") && !strings.HasPrefix(m.URL, "https://") && !strings.HasPrefix(m.URL, "http://") {
 		return m, fmt.Errorf("module %q: url must start with oci://, https:// or http://, got %q", sec.Filter, m.URL)
+	}
+	if pinned, ok := ociPinnedDigest(m.URL); ok && pinned != m.SHA256 {
+		return m, fmt.Errorf("module %q: url %q pins image sha256:%s but sha256 is %s: Istio's agent pulls the pinned image and refuses it as a mismatch", sec.Filter, m.URL, pinned, m.SHA256)
 	}
 	return m, nil
 }
@@ -133,7 +139,7 @@ func MarshalYAML(objs ...any) ([]byte, error) {
 		if md, ok := m["metadata"].(map[string]any); ok && md["creationTimestamp"] == nil {
 			delete(md, "creationTimestamp")
 		}
-		if st, ok := m["status"].(map[string]any); ok && len(st) == 0 {
+		if st, ok := m["status"].(map[string]any); ok && emptyStatus(st) {
 			delete(m, "status")
 		}
 		// Istio's JSON leaves out enum zero values; FAIL_CLOSE and UNSPECIFIED_PHASE are
@@ -154,6 +160,17 @@ func MarshalYAML(objs ...any) ([]byte, error) {
 		b.Write(y)
 	}
 	return []byte(b.String()), nil
+}
+
+// emptyStatus: a status a client never sets ({} or only nulls, as an HTTPRoute's
+// `parents: null`).
+func emptyStatus(st map[string]any) bool {
+	for _, v := range st {
+		if v != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -19,6 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networkingapi "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshplug/meshplug/api/v1alpha1"
@@ -36,13 +38,23 @@ func digest(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// options are the rendering inputs of the golden files.
+// options are the rendering inputs of the golden files: each filter's image as meshplug
+// push makes it of a module whose bytes are "<filter>.wasm" (the CLI's TestRender
+// writes those files).
 var options = envoyfilters.Options{Modules: map[string]envoyfilters.Module{
-	"auth":      {URL: "oci://ghcr.io/meshplug/auth:v0.1.0", SHA256: digest("auth.wasm")},
-	"ratelimit": {URL: "oci://ghcr.io/meshplug/ratelimit:v0.1.0", SHA256: digest("ratelimit.wasm")},
-	"routehint": {URL: "oci://ghcr.io/meshplug/routehint:v0.1.0", SHA256: digest("routehint.wasm")},
-	"fault":     {URL: "oci://ghcr.io/meshplug/fault:v0.1.0", SHA256: digest("fault.wasm")},
+	"auth":      mustModule("oci://ghcr.io/meshplug/auth:v0.1.0", "auth.wasm"),
+	"ratelimit": mustModule("oci://ghcr.io/meshplug/ratelimit:v0.1.0", "ratelimit.wasm"),
+	"routehint": mustModule("oci://ghcr.io/meshplug/routehint:v0.1.0", "routehint.wasm"),
+	"fault":     mustModule("oci://ghcr.io/meshplug/fault:v0.1.0", "fault.wasm"),
 }}
+
+func mustModule(url, wasm string) envoyfilters.Module {
+	m, err := envoyfilters.NewModule(url, []byte(wasm))
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
 
 func examples(t *testing.T) []*v1alpha1.TrafficPolicy {
 	t.Helper()
@@ -175,8 +187,25 @@ func TestEnvoyFilters(t *testing.T) {
 			objs, err := envoyfilters.EnvoyFilters(p, options)
 			require.NoError(t, err)
 			var all []any
+			// Where each filter goes and in which order the patches apply: auth and
+			// ratelimit first in the chain (applied ratelimit then auth, so auth is
+			// first), routehint and fault before the router (in chain order); never a
+			// relative patch at priority 0 (istioctl analyze IST0151).
+			want := map[string]struct {
+				op       networkingapi.EnvoyFilter_Patch_Operation
+				priority int32
+			}{
+				"auth":      {networkingapi.EnvoyFilter_Patch_INSERT_FIRST, 4},
+				"ratelimit": {networkingapi.EnvoyFilter_Patch_INSERT_FIRST, 3},
+				"routehint": {networkingapi.EnvoyFilter_Patch_INSERT_BEFORE, 7},
+				"fault":     {networkingapi.EnvoyFilter_Patch_INSERT_BEFORE, 8},
+			}
 			for _, o := range objs {
 				all = append(all, o)
+				w := want[o.Labels[envoyfilters.LabelFilter]]
+				assert.Equal(t, w.op, o.Spec.ConfigPatches[1].Patch.Operation, o.Name)
+				assert.Equal(t, w.priority, o.Spec.Priority, o.Name)
+				assert.Equal(t, "IST0133", o.Annotations[envoyfilters.AnnotationAnalyzeSuppress], o.Name)
 			}
 			out, err := envoyfilters.MarshalYAML(all...)
 			require.NoError(t, err)
@@ -214,7 +243,14 @@ func TestEnvoyFilters(t *testing.T) {
 				require.NoError(t, envoyvalidate.UnmarshalYAML(e.Spec.ConfigPatches[1].Patch.Value, &hf))
 				require.NoError(t, envoyvalidate.Message(&hf))
 				assert.Equal(t, ext.GetName(), hf.GetName())
-				assert.Equal(t, []string{envoyfilters.WasmTypeURL}, hf.GetConfigDiscovery().GetTypeUrls())
+				// As istiod for a WasmPlugin: the agent's RBAC replacement is accepted,
+				// the listener waits for the configuration, the agent fetches the module.
+				assert.Equal(t, []string{envoyfilters.WasmTypeURL, envoyfilters.RBACTypeURL}, hf.GetConfigDiscovery().GetTypeUrls())
+				if ift := hf.GetConfigDiscovery().GetConfigSource().GetInitialFetchTimeout(); assert.NotNil(t, ift) {
+					assert.Zero(t, ift.AsDuration())
+				}
+				assert.Equal(t, "_", wasm.GetConfig().GetVmConfig().GetCode().GetRemote().GetHttpUri().GetCluster())
+				assert.Equal(t, "IfNotPresent", wasm.GetConfig().GetVmConfig().GetEnvironmentVariables().GetKeyValues()["ISTIO_META_WASM_IMAGE_PULL_POLICY"])
 			}
 		})
 	}
@@ -271,50 +307,97 @@ func TestEnvoyBootstrap(t *testing.T) {
 	}
 }
 
-// TestRoutes: the VirtualService and DestinationRule that the routeHints section
-// feeds, validated against Istio's schemas; every target's headers are matched.
+// TestRoutes: the examples' routes (a sidecar policy: VirtualService; a Gateway API
+// gateway policy: HTTPRoute), validated against Istio's and Gateway API's schemas;
+// every target's headers are matched.
 func TestRoutes(t *testing.T) {
 	set := istioCRDs(t)
-	n := 0
+	gw := gatewayAPICRDs(t)
+	var ps []*v1alpha1.TrafficPolicy
 	for _, p := range examples(t) {
-		if p.Spec.RouteHints == nil {
+		if p.Spec.RouteHints != nil {
+			ps = append(ps, p)
+		}
+	}
+	require.Len(t, ps, 2)
+	objs, err := envoyfilters.Routes(ps, envoyfilters.RouteOptions{Host: "orders.shop.svc.cluster.local", Port: 8080})
+	require.NoError(t, err)
+	out, err := envoyfilters.MarshalYAML(objs...)
+	require.NoError(t, err)
+	golden(t, "examples.routes.yaml", out)
+	kinds := map[string]int{}
+	for _, doc := range crdschema.SplitYAML(out) {
+		var m struct{ APIVersion, Kind string }
+		require.NoError(t, yaml.Unmarshal(doc, &m))
+		kinds[m.Kind]++
+		if strings.HasPrefix(m.APIVersion, "gateway.networking.k8s.io/") {
+			require.NoError(t, gw.ValidateYAML(doc), "Gateway API's schema:\n%s", doc)
+		} else {
+			require.NoError(t, set.ValidateYAML(doc), "Istio's schema:\n%s", doc)
+		}
+	}
+	assert.Equal(t, map[string]int{"DestinationRule": 1, "VirtualService": 1, "HTTPRoute": 1, "ReferenceGrant": 1}, kinds)
+
+	vs := objs[1].(*networkingv1.VirtualService)
+	assert.Equal(t, []string{"."}, vs.Spec.ExportTo)
+	assert.Equal(t, []string{"."}, objs[0].(*networkingv1.DestinationRule).Spec.ExportTo)
+	routes := map[string]*networkingapi.HTTPRoute{}
+	for _, r := range vs.Spec.Http {
+		routes[r.Name] = r
+	}
+	require.Len(t, routes, len(vs.Spec.Http))
+	assert.Equal(t, "default", vs.Spec.Http[len(vs.Spec.Http)-1].Name, "the default route comes last")
+	for _, tg := range ps[0].Spec.RouteHints.Targets {
+		if len(tg.Headers) == 0 {
 			continue
 		}
-		n++
-		t.Run(p.Name, func(t *testing.T) {
-			dr, vs, err := envoyfilters.Routes(p, envoyfilters.RouteOptions{Host: "orders.shop.svc.cluster.local"})
-			require.NoError(t, err)
-			out, err := envoyfilters.MarshalYAML(dr, vs)
-			require.NoError(t, err)
-			golden(t, p.Name+".routes.yaml", out)
-			for _, doc := range crdschema.SplitYAML(out) {
-				require.NoError(t, set.ValidateYAML(doc), "Istio's schema:\n%s", doc)
-			}
-			routes := map[string]*networkingapi.HTTPRoute{}
-			for _, r := range vs.Spec.Http {
-				routes[r.Name] = r
-			}
-			require.Len(t, routes, len(vs.Spec.Http))
-			assert.Equal(t, "default", vs.Spec.Http[len(vs.Spec.Http)-1].Name, "the default route comes last")
-			for _, tg := range p.Spec.RouteHints.Targets {
-				if len(tg.Headers) == 0 {
-					continue
-				}
-				r := routes[tg.Name]
-				require.NotNil(t, r, tg.Name)
-				assert.Equal(t, tg.Name, r.Route[0].Destination.Subset)
-				for h, v := range tg.Headers {
-					assert.Equal(t, v, r.Match[0].Headers[h].GetExact())
-				}
-			}
-		})
+		r := routes[tg.Name]
+		require.NotNil(t, r, tg.Name)
+		assert.Equal(t, tg.Name, r.Route[0].Destination.Subset)
+		for h, v := range tg.Headers {
+			assert.Equal(t, v, r.Match[0].Headers[h].GetExact())
+		}
 	}
-	require.Equal(t, 2, n)
+	hr := objs[2].(*gwv1.HTTPRoute)
+	require.Len(t, hr.Spec.ParentRefs, 1)
+	assert.Equal(t, "public", string(hr.Spec.ParentRefs[0].Name))
+	for _, tg := range ps[1].Spec.RouteHints.Targets {
+		found := false
+		for _, r := range hr.Spec.Rules {
+			require.Len(t, r.Matches, 1)
+			if len(tg.Headers) > 0 && len(r.Matches[0].Headers) == len(tg.Headers) {
+				found = string(r.BackendRefs[0].Name) == "orders-"+tg.Name
+				for _, h := range r.Matches[0].Headers {
+					found = found && tg.Headers[string(h.Name)] == h.Value
+				}
+			}
+			if len(tg.Headers) == 0 && len(r.Matches[0].Headers) == 0 {
+				found = string(r.BackendRefs[0].Name) == "orders-"+tg.Name && *r.BackendRefs[0].Namespace == "shop"
+			}
+			if found {
+				break
+			}
+		}
+		assert.True(t, found, "target %s", tg.Name)
+	}
 
-	_, _, err := envoyfilters.Routes(byName(t, "orders"), envoyfilters.RouteOptions{Host: "x"})
+	_, err = envoyfilters.Routes([]*v1alpha1.TrafficPolicy{byName(t, "orders")}, envoyfilters.RouteOptions{Host: "x"})
 	assert.ErrorContains(t, err, "has no routeHints section")
-	_, _, err = envoyfilters.Routes(byName(t, "orders-canary"), envoyfilters.RouteOptions{})
+	_, err = envoyfilters.Routes(ps, envoyfilters.RouteOptions{})
 	assert.ErrorContains(t, err, "the destination host is required")
+}
+
+// gatewayAPICRDs are Gateway API's CRDs (standard channel) from the module this
+// repository requires.
+func gatewayAPICRDs(t *testing.T) *crdschema.Set {
+	t.Helper()
+	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
+	require.NoError(t, err)
+	crds := filepath.Join(strings.TrimSpace(string(dir)), "config", "crd", "standard")
+	set, err := crdschema.Load(filepath.Join(crds, "gateway.networking.k8s.io_httproutes.yaml"), filepath.Join(crds, "gateway.networking.k8s.io_referencegrants.yaml"))
+	require.NoError(t, err)
+	require.True(t, set.Has("gateway.networking.k8s.io/v1", "HTTPRoute"))
+	return set
 }
 
 // TestValidatorsRefuse: the validators the tests above rely on can fail.
@@ -367,7 +450,7 @@ func TestRenderErrors(t *testing.T) {
 	svc := gw.DeepCopy()
 	svc.Spec.TargetRefs[0] = v1alpha1.PolicyTargetReference{Kind: "Service", Name: "orders"}
 	_, err = envoyfilters.EnvoyFilters(svc, options)
-	assert.ErrorContains(t, err, "not Service targets")
+	assert.ErrorContains(t, err, "not waypoints")
 
 	noAddr := orders.DeepCopy()
 	noAddr.Spec.Auth.ExtAuthz.HTTPService.Cluster = "authz"

@@ -60,12 +60,6 @@ func hostPort(u *url.URL) (string, uint32) {
 	return host, uint32(n)
 }
 
-// istioCluster is Istio's name for the outbound cluster of host:port
-// (`outbound|443||idp.example.com`).
-func istioCluster(host string, port uint32) string {
-	return "outbound|" + strconv.FormatUint(uint64(port), 10) + "||" + host
-}
-
 // parseIstioCluster reads an Istio outbound cluster name back into host and port.
 func parseIstioCluster(name string) (string, uint32, bool) {
 	var parts [4]string

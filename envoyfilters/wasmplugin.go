@@ -18,9 +18,12 @@ import (
 // of p, named `<policy>-<filter>` in p's namespace: the module's url and sha256, the
 // section as pluginConfig, the section's phase, priority and failStrategy (FAIL_CLOSE
 // for auth, FAIL_OPEN for the others), and p's selector or targetRefs. With a selector
-// (sidecars) each plugin sees the traffic of its section's Mode only: inbound (SERVER)
-// for auth, so a workload's own outbound calls are not authenticated against its
-// policy.
+// each plugin is matched to the traffic mode that reaches it on the proxies p attaches
+// to (selectorMode): on sidecars its section's Mode (inbound SERVER for auth, so a
+// workload's own outbound calls are not authenticated against its policy; outbound
+// CLIENT for routehint), on gateways CLIENT, the only mode of a gateway's listeners.
+// targetRefs plugins carry no match: Istio applies them to every listener of the
+// targeted gateway or waypoint.
 //
 // Reference: https://istio.io/latest/docs/reference/config/proxy_extensions/wasm-plugin/
 func WasmPlugins(p *v1alpha1.TrafficPolicy, o Options) ([]*extensions.WasmPlugin, error) {
@@ -28,14 +31,11 @@ func WasmPlugins(p *v1alpha1.TrafficPolicy, o Options) ([]*extensions.WasmPlugin
 	if err != nil {
 		return nil, err
 	}
-	pull := extensionsapi.PullPolicy_IfNotPresent
-	switch o.ImagePullPolicy {
-	case "", "IfNotPresent":
-	case "Always":
-		pull = extensionsapi.PullPolicy_Always
-	default:
-		return nil, fmt.Errorf("imagePullPolicy must be IfNotPresent or Always, got %q", o.ImagePullPolicy)
+	policy, err := pullPolicy(o)
+	if err != nil {
+		return nil, err
 	}
+	pull := extensionsapi.PullPolicy(extensionsapi.PullPolicy_value[policy])
 	var out []*extensions.WasmPlugin
 	for _, s := range secs {
 		m, err := o.module(s.sec)
@@ -67,7 +67,7 @@ func WasmPlugins(p *v1alpha1.TrafficPolicy, o Options) ([]*extensions.WasmPlugin
 		}
 		if sel := p.Spec.Selector; sel != nil {
 			w.Spec.Selector = &typeapi.WorkloadSelector{MatchLabels: sel.MatchLabels}
-			w.Spec.Match = []*extensionsapi.WasmPlugin_TrafficSelector{{Mode: typeapi.WorkloadMode(typeapi.WorkloadMode_value[s.sec.Mode])}}
+			w.Spec.Match = []*extensionsapi.WasmPlugin_TrafficSelector{{Mode: typeapi.WorkloadMode(typeapi.WorkloadMode_value[selectorMode(p, s.sec)])}}
 		}
 		for _, r := range p.Spec.TargetRefs {
 			w.Spec.TargetRefs = append(w.Spec.TargetRefs, &typeapi.PolicyTargetReference{Group: r.Group, Kind: r.Kind, Name: r.Name})
@@ -75,4 +75,25 @@ func WasmPlugins(p *v1alpha1.TrafficPolicy, o Options) ([]*extensions.WasmPlugin
 		out = append(out, w)
 	}
 	return out, nil
+}
+
+// selectorMode is the WorkloadMode a selector policy's section is matched with:
+// CLIENT for every section on gateways (Istio builds a gateway's listeners as CLIENT
+// traffic and drops SERVER plugins there), the section's Mode on sidecars.
+func selectorMode(p *v1alpha1.TrafficPolicy, sec v1alpha1.Section) string {
+	if p.Attachment() == v1alpha1.AttachGateway {
+		return v1alpha1.ModeClient
+	}
+	return sec.Mode
+}
+
+// pullPolicy is o's image pull policy: IfNotPresent (the default) or Always.
+func pullPolicy(o Options) (string, error) {
+	switch o.ImagePullPolicy {
+	case "", "IfNotPresent":
+		return "IfNotPresent", nil
+	case "Always":
+		return "Always", nil
+	}
+	return "", fmt.Errorf("imagePullPolicy must be IfNotPresent or Always, got %q", o.ImagePullPolicy)
 }

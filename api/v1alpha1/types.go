@@ -52,6 +52,9 @@ type TrafficPolicy struct {
 //
 // +kubebuilder:validation:XValidation:rule="has(self.selector) != has(self.targetRefs)",message="exactly one of selector and targetRefs is required"
 // +kubebuilder:validation:XValidation:rule="has(self.auth) || has(self.rateLimit) || has(self.routeHints) || has(self.faults)",message="at least one section (auth, rateLimit, routeHints, faults) is required"
+// +kubebuilder:validation:XValidation:rule="!has(self.attachTo) || self.attachTo != 'Sidecar' || has(self.selector)",message="attachTo Sidecar needs a selector"
+// +kubebuilder:validation:XValidation:rule="!has(self.attachTo) || self.attachTo != 'Waypoint' || has(self.targetRefs)",message="attachTo Waypoint needs targetRefs"
+// +kubebuilder:validation:XValidation:rule="!has(self.attachTo) || self.attachTo != 'Gateway' || !has(self.targetRefs) || self.targetRefs.all(r, r.kind == 'Gateway')",message="attachTo Gateway cannot have Service targetRefs"
 type TrafficPolicySpec struct {
 	// Selector picks the workloads (pods) of the policy's namespace by their labels, as
 	// Istio's WorkloadSelector does. In the root namespace (istio-system) it applies to
@@ -66,6 +69,21 @@ type TrafficPolicySpec struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=atomic
 	TargetRefs []PolicyTargetReference `json:"targetRefs,omitempty"`
+	// AttachTo says which proxies run the filters, and so which of their traffic the
+	// filters see: "Sidecar" (the sidecars of the selected workloads: auth, rateLimit
+	// and faults on the requests the workloads receive, routeHints on the calls they
+	// make), "Gateway" (the gateway pods a selector picks, e.g. istio:
+	// ingressgateway, or the proxies of Gateway targetRefs: every request through the
+	// gateway) or "Waypoint" (the waypoint of Service targetRefs, or a waypoint named
+	// as a Gateway targetRef: every request to the service through it). Default:
+	// inferred from the target (Policy.Attachment): Gateway for a selector with a
+	// gateway label (istio: ingressgateway or egressgateway, app:
+	// istio-ingressgateway or istio-egressgateway, gateway.networking.k8s.io/gateway-name,
+	// istio.io/gateway-name) and for Gateway targetRefs, Waypoint for Service
+	// targetRefs, Sidecar for other selectors.
+	// +optional
+	// +kubebuilder:validation:Enum=Sidecar;Gateway;Waypoint
+	AttachTo string `json:"attachTo,omitempty"`
 	// Auth configures the auth filter (JWT, API keys, basic auth, external
 	// authorization, identity headers); see filters/auth/README.md for the reference.
 	// +optional

@@ -68,6 +68,7 @@ func (p *TrafficPolicy) Validate() error {
 			}
 		}
 	}
+	p.validateAttachment(&errs)
 	n := 0
 	for _, sec := range Sections {
 		spec := sec.Spec(s)

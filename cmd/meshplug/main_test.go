@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshplug/meshplug/internal/envoyvalidate"
 	"github.com/meshplug/meshplug/internal/version"
 	"github.com/meshplug/meshplug/internal/yamldoc"
 )
@@ -86,10 +87,12 @@ spec:
 	code, out, errs := runCLI(t, "", "validate", example, file)
 	assert.Equal(t, 1, code)
 	assert.Empty(t, out)
-	assert.Equal(t, file+`:1: document 1 (TrafficPolicy ns/a): spec: exactly one of selector and targetRefs is required
-`+file+`:1: document 1 (TrafficPolicy ns/a): spec.auth.rules[0].match.regex: invalid regexp: error parsing regexp: missing closing ]: `+"`[`"+`
-`+file+`:12: document 2: spec.auth.rulez: unknown field
-`+file+`:20: document 3 (TrafficPolicy c): spec.auth.providers.corp.remote_jwks.http_uri.cluster: required
+	// Each error at its field's line (a missing field: its parent's), unknown fields
+	// with the nearest known name.
+	assert.Equal(t, file+`:4: document 1 (TrafficPolicy ns/a): spec: exactly one of selector and targetRefs is required
+`+file+`:9: document 1 (TrafficPolicy ns/a): spec.auth.rules[0].match.regex: invalid regexp: error parsing regexp: missing closing ]: `+"`[`"+`
+`+file+`:18: document 2: spec.auth.rulez: unknown field (did you mean "rules"?)
+`+file+`:27: document 3 (TrafficPolicy c): spec.auth.providers.corp.remote_jwks.http_uri.cluster: required
 `, errs)
 
 	// render refuses the same documents with the same messages.
@@ -100,7 +103,7 @@ spec:
 
 	code, _, errs = runCLI(t, broken[:strings.Index(broken, "---")], "validate", "-")
 	assert.Equal(t, 1, code)
-	assert.Contains(t, errs, "-:1: document 1 (TrafficPolicy ns/a): spec: exactly one of")
+	assert.Contains(t, errs, "-:4: document 1 (TrafficPolicy ns/a): spec: exactly one of")
 }
 
 // TestRender: the CLI writes what envoyfilters renders (the golden files, validated
@@ -129,9 +132,12 @@ func TestRender(t *testing.T) {
 	require.Equal(t, 0, code, errs)
 	assert.Equal(t, golden(t, "public-gateway.envoy.yaml"), out)
 
-	code, out, errs = runCLI(t, "", "render", "--format", "routes", "--host", "orders.shop.svc.cluster.local", example)
+	code, out, errs = runCLI(t, "", "render", "--format", "routes", "--host", "orders.shop.svc.cluster.local", "--port", "8080", example)
 	require.Equal(t, 0, code, errs)
-	assert.Equal(t, golden(t, "orders-canary.routes.yaml", "public-gateway.routes.yaml"), out)
+	assert.Equal(t, golden(t, "examples.routes.yaml"), out)
+	code, _, errs = runCLI(t, "", "render", "--format", "routes", "--host", "orders.shop.svc.cluster.local", example)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "TrafficPolicy ingress/public-gateway: runs on gateways, whose routes are HTTPRoutes: the destination service's port is required")
 
 	code, out, errs = runCLI(t, "", "render", "--format", "ratelimit-config", "../../deploy/examples/ratelimit-global.yaml")
 	require.Equal(t, 0, code, errs)
@@ -232,6 +238,59 @@ spec:
 	code, out, errs := runCLI(t, doc, "validate", "-")
 	assert.Equal(t, 0, code, errs)
 	assert.Equal(t, "1 policy valid\n", out)
-	assert.Contains(t, errs, `-:1: document 1 (TrafficPolicy ns/w): warning: spec.auth.path_normalization.path_params: "literal" relies on every upstream`)
-	assert.Contains(t, errs, `-:1: document 1 (TrafficPolicy ns/w): warning: spec.auth.rules[0].match.regex: the regex contains "//"`)
+	assert.Contains(t, errs, `-:7: document 1 (TrafficPolicy ns/w): warning: spec.auth.path_normalization.path_params: "literal" relies on every upstream`)
+	assert.Contains(t, errs, `-:9: document 1 (TrafficPolicy ns/w): warning: spec.auth.rules[0].match.regex: the regex contains "//"`)
+}
+
+// TestWarnsOnSplitDirections: validate and render warn (exit status 0) about a sidecar
+// policy whose route hints read the header auth writes on the other side.
+func TestWarnsOnSplitDirections(t *testing.T) {
+	wasm := t.TempDir()
+	for _, f := range []string{"auth", "routehint"} {
+		require.NoError(t, os.WriteFile(filepath.Join(wasm, f+".wasm"), []byte(f), 0o644))
+	}
+	for _, args := range [][]string{
+		{"validate", "testdata/split-directions.yaml"},
+		{"render", "--wasm-dir", wasm, "--module-url", "https://m.example/", "testdata/split-directions.yaml"},
+	} {
+		code, out, errs := runCLI(t, "", args...)
+		require.Equal(t, 0, code, errs)
+		assert.NotEmpty(t, out)
+		assert.Contains(t, errs, `warning: spec.routeHints.rules[0].match.all[0].name: reads "x-consumer", which auth writes on the inbound side`, args[0])
+	}
+}
+
+// TestRenderEnvoyUpstreams: render --format envoy takes --upstream as run does
+// (NAME=HOST:PORT, the first the default), so route hint targets get their upstream in
+// the envoy.yaml; a single HOST:PORT still works; wrong flags are refused.
+func TestRenderEnvoyUpstreams(t *testing.T) {
+	b, err := os.ReadFile(example)
+	require.NoError(t, err)
+	gw := string(yamldoc.Split(b)[2].Data) // public-gateway: targets beta {x-route-hint: beta}, stable
+	code, out, errs := runCLI(t, gw, "render", "--format", "envoy", "--upstream", "stable=10.0.0.1:8080", "--upstream", "beta=10.0.0.2:8080", "-")
+	require.Equal(t, 0, code, errs)
+	_, err = envoyvalidate.BootstrapYAML([]byte(out))
+	require.NoError(t, err)
+	assert.Regexp(t, `(?s)name: x-route-hint\s+string_match:\s+exact: beta.*cluster: upstream-beta.*cluster: upstream\b`, out)
+	assert.Contains(t, out, "address: 10.0.0.2")
+	assert.Contains(t, out, "address: 10.0.0.1")
+
+	code, out, errs = runCLI(t, gw, "render", "--format", "envoy", "--upstream", "10.0.0.9:80", "-")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "address: 10.0.0.9")
+	assert.NotContains(t, out, "upstream-beta")
+
+	for name, c := range map[string]struct {
+		args []string
+		want string
+	}{
+		"unknown target": {[]string{"--upstream", "a=10.0.0.1:80", "--upstream", "gamma=10.0.0.3:80"}, `"gamma" is not a routeHints target`},
+		"mixed forms":    {[]string{"--upstream", "10.0.0.1:80", "--upstream", "beta=10.0.0.3:80"}, `want NAME=HOST:PORT`},
+		"twice":          {[]string{"--upstream", "a=10.0.0.1:80", "--upstream", "beta=10.0.0.3:80", "--upstream", "beta=10.0.0.4:80"}, `--upstream beta given twice`},
+	} {
+		code, out, errs := runCLI(t, gw, append(append([]string{"render", "--format", "envoy"}, c.args...), "-")...)
+		assert.Equal(t, 1, code, name)
+		assert.Empty(t, out, name)
+		assert.Contains(t, errs, c.want, name)
+	}
 }

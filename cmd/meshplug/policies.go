@@ -16,14 +16,27 @@ type policyDoc struct {
 	file   string
 	index  int // 1-based
 	line   int
+	data   []byte                  // the document's YAML
 	policy *v1alpha1.TrafficPolicy // nil when it could not be decoded
 	err    error
 }
 
 // where names the document for error messages: `file:line: document 2 (TrafficPolicy
 // shop/orders)`.
-func (d policyDoc) where() string {
-	s := fmt.Sprintf("%s:%d: document %d", d.file, d.line, d.index)
+func (d policyDoc) where() string { return d.whereLine(d.line) }
+
+// at names the field at path for messages about it: where(), with the line of the
+// field's key (`file:17: document 2 (...)`), or of the deepest part of the path the
+// document has.
+func (d policyDoc) at(path string) string {
+	if l := fieldLine(d.data, path); l > 0 {
+		return d.whereLine(d.line + l - 1)
+	}
+	return d.where()
+}
+
+func (d policyDoc) whereLine(line int) string {
+	s := fmt.Sprintf("%s:%d: document %d", d.file, line, d.index)
 	if d.policy != nil && d.policy.Name != "" {
 		s += " (" + d.policy.String() + ")"
 	}
@@ -45,7 +58,10 @@ func (d policyDoc) errorLines() []string {
 	}
 	out := make([]string, len(fes))
 	for i, fe := range fes {
-		out[i] = d.where() + ": " + fe.Error()
+		out[i] = d.at(fe.Path) + ": " + fe.Error()
+		if fe.Msg == "unknown field" {
+			out[i] += didYouMean(fe.Path)
+		}
 	}
 	return out
 }
@@ -69,7 +85,7 @@ func readPolicies(files []string, stdin io.Reader) ([]policyDoc, error) {
 			out = append(out, policyDoc{file: f, index: 1, line: 1, err: fmt.Errorf("no YAML document")})
 		}
 		for i, doc := range docs {
-			d := policyDoc{file: f, index: i + 1, line: doc.Line}
+			d := policyDoc{file: f, index: i + 1, line: doc.Line, data: doc.Data}
 			d.policy, d.err = v1alpha1.Decode(doc.Data)
 			if d.err == nil {
 				d.err = d.policy.Validate()

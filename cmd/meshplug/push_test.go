@@ -156,3 +156,68 @@ func TestPushRefused(t *testing.T) {
 	assert.Contains(t, errs, addr+"/mp/fault: ")
 	assert.Contains(t, errs, `POST "http://`+addr+`/v2/mp/fault/blobs/uploads/": response status code 405: Method Not Allowed`)
 }
+
+// TestPushThenRender: the sha256 render writes for an oci:// url is the digest of the
+// manifest the registry serves for what push pushed (what Istio's agent compares), for
+// tag and digest urls; a url pinning another image, or an oci:// url naming one image
+// for every filter, is refused.
+func TestPushThenRender(t *testing.T) {
+	addr := ocitest.Registry(t)
+	dir := t.TempDir()
+	for _, f := range []string{"auth", "ratelimit", "routehint", "fault"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, f+".wasm"), []byte("\x00asm\x01\x00\x00\x00 "+f), 0o644))
+	}
+	code, out, errs := runCLI(t, "", "push", "--wasm-dir", dir, "--repository", addr+"/mp", "--tag", "v2", "--plain-http")
+	require.Equal(t, 0, code, errs)
+	pushed := map[string]string{} // filter -> digest push printed
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var f, url, sum string
+		_, err := fmt.Sscanf(l, "%s %s sha256=%s", &f, &url, &sum)
+		require.NoError(t, err, l)
+		pushed[f] = sum
+	}
+	require.Len(t, pushed, 4)
+
+	served := func(f string) string { // the manifest digest the registry serves for the tag
+		repo, err := remote.NewRepository(addr + "/mp/" + f)
+		require.NoError(t, err)
+		repo.PlainHTTP = true
+		desc, err := repo.Resolve(context.Background(), "v2")
+		require.NoError(t, err)
+		return desc.Digest.Encoded()
+	}
+	fileSum := func(f string) string {
+		b, err := os.ReadFile(filepath.Join(dir, f+".wasm"))
+		require.NoError(t, err)
+		s := sha256.Sum256(b)
+		return hex.EncodeToString(s[:])
+	}
+	for _, format := range []string{"istio", "envoyfilter"} {
+		for _, url := range []string{"oci://" + addr + "/mp/{filter}:v2", "oci://" + addr + "/mp/{filter}"} {
+			code, out, errs := runCLI(t, "", "render", "--format", format, "--wasm-dir", dir, "--module-url", url, example)
+			require.Equal(t, 0, code, errs)
+			for f, sum := range pushed {
+				assert.Equal(t, served(f), sum, f)
+				assert.Contains(t, out, sum, "%s %s: the manifest digest of %s", format, url, f)
+				assert.NotContains(t, out, fileSum(f), "%s %s: the module's own sha256 of %s", format, url, f)
+			}
+		}
+	}
+	// Pinned by the digest push printed: accepted; pinned to another filter's image: refused.
+	code, out, errs = runCLI(t, "", "render", "--wasm-dir", dir, "--module-url", "oci://"+addr+"/mp/{filter}@sha256:"+pushed["auth"], "testdata/auth-only.yaml")
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "sha256: "+pushed["auth"])
+	for name, c := range map[string]struct{ url, want string }{
+		"pinned to another image": {"oci://" + addr + "/mp/{filter}@sha256:" + pushed["auth"], "pins image sha256:" + pushed["auth"]},
+		"one image for all":       {"oci://" + addr + "/mp/meshplug:v2", "put {filter} in it"},
+	} {
+		code, out, errs := runCLI(t, "", "render", "--wasm-dir", dir, "--module-url", c.url, example)
+		assert.Equal(t, 1, code, name)
+		assert.Empty(t, out, name)
+		assert.Contains(t, errs, c.want, name)
+	}
+	// https:// urls keep the module's own sha256.
+	code, out, errs = runCLI(t, "", "render", "--wasm-dir", dir, "--module-url", "https://m.example/wasm/", example)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "sha256: "+fileSum("auth"))
+}

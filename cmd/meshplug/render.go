@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,12 +15,14 @@ import (
 func init() { addCommand(newRenderCmd) }
 
 type renderFlags struct {
-	format, moduleURL, wasmDir, pullPolicy   string
-	moduleDir, listen, upstream, adminListen string
-	clusters                                 map[string]string
-	host, subsetLabel                        string
-	gateways                                 []string
-	perFilter                                bool
+	format, moduleURL, wasmDir, pullPolicy string
+	moduleDir, listen, adminListen         string
+	upstreams                              []string
+	clusters                               map[string]string
+	host, subsetLabel                      string
+	gateways, hosts, exportTo              []string
+	port                                   int32
+	perFilter                              bool
 }
 
 func newRenderCmd() *cobra.Command {
@@ -38,14 +38,19 @@ func newRenderCmd() *cobra.Command {
   --format ratelimit-config
                         envoyproxy/ratelimit's configuration for the rate limits of
                         the policies in mode global (one YAML document per domain)
-  --format routes       a DestinationRule and a VirtualService routing on the
-                        routeHints section's headers to --host's subsets
+  --format routes       the routing the routeHints sections' headers feed, for --host:
+                        per namespace a DestinationRule and one VirtualService
+                        (sidecar and classic gateway policies), an HTTPRoute per
+                        policy on Gateway API gateways or waypoints
 
 Every section runs from the bundle meshplug.wasm (one module and one VM per worker;
 each plugin's pluginName / root_id selects its filter); --per-filter-modules runs each
 from its own <filter>.wasm instead. Istio formats take the module's URL from
 --module-url ({filter} is replaced by "meshplug", or by the filter's name with
---per-filter-modules) and its sha256 from the file in --wasm-dir.`,
+--per-filter-modules) and its sha256 from the file in --wasm-dir: for https:// and
+http:// the file's sha256; for oci:// the digest of the image manifest meshplug push
+makes of that file (the digest push prints, which is what Istio's agent compares), so
+render and push must see the same .wasm. An oci:// url pinning another digest is refused.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			docs, err := readPolicies(args, cmd.InOrStdin())
@@ -54,6 +59,11 @@ from its own <filter>.wasm instead. Istio formats take the module's URL from
 			}
 			if err := report(cmd.ErrOrStderr(), docs); err != nil {
 				return err
+			}
+			for _, d := range docs {
+				for _, w := range d.policy.Warnings() {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", d.at(w.Path), w)
+				}
 			}
 			out, err := render(docs, f)
 			if err != nil {
@@ -71,11 +81,14 @@ from its own <filter>.wasm instead. Istio formats take the module's URL from
 	fl.StringVar(&f.pullPolicy, "image-pull-policy", "IfNotPresent", "WasmPlugin imagePullPolicy: IfNotPresent or Always (istio)")
 	fl.StringVar(&f.moduleDir, "module-dir", "/etc/envoy/wasm", "directory of meshplug.wasm (or <filter>.wasm) where Envoy runs (envoy)")
 	fl.StringVar(&f.listen, "listen", "0.0.0.0:10000", "listener address (envoy)")
-	fl.StringVar(&f.upstream, "upstream", "127.0.0.1:8080", "host:port requests are routed to (envoy)")
+	fl.StringArrayVar(&f.upstreams, "upstream", nil, "where requests are routed (envoy): HOST:PORT, or NAME=HOST:PORT as meshplug run takes them (repeatable; the first is the default route, the others the route hint targets of the same name); default 127.0.0.1:8080")
 	fl.StringVar(&f.adminListen, "admin", "127.0.0.1:9901", "admin interface address (envoy)")
 	fl.StringVar(&f.host, "host", "", "destination service whose subsets the route hints select, e.g. reviews.default.svc.cluster.local (routes)")
 	fl.StringVar(&f.subsetLabel, "subset-label", "version", "pod label that tells the subsets apart (routes)")
-	fl.StringArrayVar(&f.gateways, "gateway", nil, "VirtualService gateway, e.g. istio-system/public (routes; repeatable)")
+	fl.StringArrayVar(&f.gateways, "gateway", nil, "Istio Gateway the routes of policies on classic gateway pods bind to, e.g. istio-system/public (routes; repeatable)")
+	fl.StringArrayVar(&f.hosts, "route-host", nil, "VirtualService host / HTTPRoute hostname, default the --host (VirtualService) or every hostname of the gateway (HTTPRoute) (routes; repeatable)")
+	fl.StringArrayVar(&f.exportTo, "export-to", nil, `namespaces the VirtualService and DestinationRule are exported to (routes; repeatable; default ".", the policy's)`)
+	fl.Int32Var(&f.port, "port", 0, "the --host service's port, which HTTPRoute backendRefs name (routes of policies on Gateway API gateways and waypoints)")
 	fl.StringToStringVar(&f.clusters, "cluster", nil, "address of a callout cluster named without a URL: NAME=HOST:PORT or NAME=https://HOST:PORT (envoy; repeatable)")
 	return cmd
 }
@@ -86,28 +99,33 @@ func render(docs []policyDoc, f renderFlags) ([]byte, error) {
 		if len(docs) != 1 {
 			return nil, fmt.Errorf("--format envoy renders one policy, got %d documents", len(docs))
 		}
+		upstream, targets, err := envoyUpstreams(f.upstreams)
+		if err != nil {
+			return nil, err
+		}
 		bs, err := envoyfilters.EnvoyBootstrap(docs[0].policy, envoyfilters.EnvoyOptions{
-			ModuleDir: f.moduleDir, ListenAddress: f.listen, Upstream: f.upstream,
-			AdminAddress: f.adminListen, Clusters: f.clusters, PerFilterModules: f.perFilter,
+			ModuleDir: f.moduleDir, ListenAddress: f.listen, Upstream: upstream,
+			AdminAddress: f.adminListen, Clusters: f.clusters, TargetUpstreams: targets,
+			PerFilterModules: f.perFilter,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", docs[0].where(), err)
 		}
 		return envoyfilters.MarshalEnvoyYAML(bs)
 	case "routes":
-		var objs []any
+		var ps []*v1alpha1.TrafficPolicy
 		for _, d := range docs {
-			if d.policy.Spec.RouteHints == nil {
-				continue
+			if d.policy.Spec.RouteHints != nil {
+				ps = append(ps, d.policy)
 			}
-			dr, vs, err := envoyfilters.Routes(d.policy, envoyfilters.RouteOptions{Host: f.host, Gateways: f.gateways, SubsetLabel: f.subsetLabel})
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", d.where(), err)
-			}
-			objs = append(objs, dr, vs)
 		}
-		if len(objs) == 0 {
+		if len(ps) == 0 {
 			return nil, fmt.Errorf("--format routes: no policy has a routeHints section")
+		}
+		objs, err := envoyfilters.Routes(ps, envoyfilters.RouteOptions{Host: f.host, Hosts: f.hosts, Gateways: f.gateways,
+			SubsetLabel: f.subsetLabel, Port: f.port, ExportTo: f.exportTo})
+		if err != nil {
+			return nil, err
 		}
 		return envoyfilters.MarshalYAML(objs...)
 	case "ratelimit-config":
@@ -143,27 +161,40 @@ func render(docs []policyDoc, f renderFlags) ([]byte, error) {
 	return envoyfilters.MarshalYAML(objs...)
 }
 
-// modules reads the sha256 of each module the policies use: the bundle's, or with
-// --per-filter-modules each filter's.
+// envoyUpstreams reads --upstream for the envoy.yaml: one HOST:PORT, or
+// NAME=HOST:PORT flags as meshplug run reads them (the first is the default route,
+// each other one the upstream of the route hint target of its name).
+func envoyUpstreams(flags []string) (string, map[string]string, error) {
+	if len(flags) == 0 {
+		return "", nil, nil
+	}
+	if len(flags) == 1 && !strings.Contains(flags[0], "=") {
+		return flags[0], nil, nil
+	}
+	ups, err := parseUpstreams(flags)
+	if err != nil {
+		return "", nil, err
+	}
+	targets := map[string]string{}
+	for _, u := range ups[1:] {
+		if _, dup := targets[u.Name]; dup {
+			return "", nil, fmt.Errorf("--upstream %s given twice", u.Name)
+		}
+		targets[u.Name] = u.Address
+	}
+	return ups[0].Address, targets, nil
+}
+
+// modules gives each filter the policies use its module: the url from --module-url and
+// the sha256 Istio's agent checks it against (envoyfilters.NewModule: the file's for
+// https://, the manifest digest of the image meshplug push makes for oci://).
 func modules(docs []policyDoc, f renderFlags) (envoyfilters.Options, error) {
 	opts := envoyfilters.Options{Modules: map[string]envoyfilters.Module{}, ImagePullPolicy: f.pullPolicy}
 	if f.moduleURL == "" {
 		return opts, fmt.Errorf("--module-url is required for --format %s", f.format)
 	}
-	u := f.moduleURL
-	if !strings.Contains(u, "{filter}") {
-		u = strings.TrimSuffix(u, "/") + "/{filter}.wasm"
-	}
-	module := func(name, what string) (envoyfilters.Module, error) {
-		b, err := os.ReadFile(filepath.Join(f.wasmDir, name+".wasm"))
-		if err != nil {
-			return envoyfilters.Module{}, fmt.Errorf("module of %s: %w (build it with make build, or point --wasm-dir at it)", what, err)
-		}
-		sum := sha256.Sum256(b)
-		return envoyfilters.Module{URL: strings.ReplaceAll(u, "{filter}", name), SHA256: hex.EncodeToString(sum[:])}, nil
-	}
 	if !f.perFilter {
-		m, err := module(strings.TrimSuffix(envoyfilters.BundleModule, ".wasm"), "the bundle")
+		m, err := moduleOf(f, strings.TrimSuffix(envoyfilters.BundleModule, ".wasm"), "the bundle")
 		opts.Bundle = &m
 		return opts, err
 	}
@@ -172,7 +203,7 @@ func modules(docs []policyDoc, f renderFlags) (envoyfilters.Options, error) {
 			if _, done := opts.Modules[sec.Filter]; done || sec.Spec(&d.policy.Spec) == nil {
 				continue
 			}
-			m, err := module(sec.Filter, "section "+sec.Field)
+			m, err := moduleOf(f, sec.Filter, "section "+sec.Field)
 			if err != nil {
 				return opts, err
 			}
@@ -180,6 +211,31 @@ func modules(docs []policyDoc, f renderFlags) (envoyfilters.Options, error) {
 		}
 	}
 	return opts, nil
+}
+
+// moduleOf is the module name.wasm ("meshplug" for the bundle, else a filter's name)
+// from --wasm-dir, served at --module-url with {filter} replaced by name; what names
+// it in errors. An oci:// url without {filter} is one image: the bundle's, refused with
+// --per-filter-modules (each filter needs an image of its own).
+func moduleOf(f renderFlags, name, what string) (envoyfilters.Module, error) {
+	b, err := os.ReadFile(filepath.Join(f.wasmDir, name+".wasm"))
+	if err != nil {
+		return envoyfilters.Module{}, fmt.Errorf("module of %s: %w (build it with make build, or point --wasm-dir at it)", what, err)
+	}
+	u := f.moduleURL
+	if !strings.Contains(u, "{filter}") {
+		switch {
+		case strings.HasPrefix(u, "oci://") && f.perFilter:
+			return envoyfilters.Module{}, fmt.Errorf("--module-url %q: with --per-filter-modules an oci:// url names one image per filter; put {filter} in it, e.g. oci://ghcr.io/acme/meshplug/{filter}:v1 as meshplug push --repository ghcr.io/acme/meshplug --tag v1 pushes them", u)
+		case !strings.HasPrefix(u, "oci://"):
+			u = strings.TrimSuffix(u, "/") + "/{filter}.wasm"
+		}
+	}
+	m, err := envoyfilters.NewModule(strings.ReplaceAll(u, "{filter}", name), b)
+	if err != nil {
+		return m, fmt.Errorf("module of %s: %w", what, err)
+	}
+	return m, nil
 }
 
 // renderRateLimitConfig writes the rate limit service's configuration of every policy

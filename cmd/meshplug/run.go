@@ -47,6 +47,11 @@ host) and proxies what passes to an upstream:
                               are chosen when the request carries the headers of the
                               route hint target of the same name
 
+At start, run refuses an upstream no route reaches (a name that is no route hint
+target with headers) and warns about a target with headers but no upstream (its
+requests go to the default) and about a callout cluster (JWKS, ext_authz, rate limit
+service) that does not accept a connection.
+
 --demo runs the demo of make run instead: demo/policy.yaml in front of two demo
 upstreams, with signed tokens and curl commands printed at start.
 
@@ -126,6 +131,13 @@ func runGateway(ctx context.Context, cmd *cobra.Command, args []string, f runFla
 		ups, err := parseUpstreams(f.upstreams)
 		if err != nil {
 			return err
+		}
+		warnings, err := checkRun(ctx, docs[0].policy, ups, f.clusters, dialTCP)
+		if err != nil {
+			return err
+		}
+		for _, w := range warnings {
+			fmt.Fprintf(errw, "%s: warning: %s\n", docs[0].where(), w)
 		}
 		cfg := gateway.Config{
 			Policy: docs[0].policy, WasmDir: f.wasmDir, PerFilterModules: f.perFilter, Upstreams: ups, Clusters: f.clusters,

@@ -20,7 +20,9 @@ field path; the exit status is 1 if there is any. "-" reads standard input.
 Valid policies may get warnings (exit status 0): path rules that rely on something
 the filters cannot check for themselves (TrafficPolicy.PathWarnings: a regex written
 for un-normalized spellings, auth's path_params "literal" or "strip", ';' in an auth rule's
-path).`,
+path), and sidecar policies whose routeHints read a header auth writes, which they
+never see there (TrafficPolicy.DirectionWarnings: routeHints runs outbound, auth
+inbound).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			docs, err := readPolicies(args, cmd.InOrStdin())
@@ -31,8 +33,8 @@ path).`,
 				return err
 			}
 			for _, d := range docs {
-				for _, w := range d.policy.PathWarnings() {
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", d.where(), w)
+				for _, w := range d.policy.Warnings() {
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", d.at(w.Path), w)
 				}
 			}
 			noun := "policies"

@@ -337,6 +337,12 @@ func hintRoutes(rh *routehintconfig.Spec, upstreams map[string]string) []testenv
 	return routes
 }
 
+// CalloutAddress is the host:port the gateway sends a callout cluster's requests to:
+// given (Config.Clusters, --cluster), or from the cluster's URL.
+func CalloutAddress(c v1alpha1.Callout, given map[string]string) (string, error) {
+	return calloutAddress(c, given)
+}
+
 // calloutAddress is the host:port of a callout cluster: given, or from its URL.
 func calloutAddress(c v1alpha1.Callout, given map[string]string) (string, error) {
 	if a, ok := given[c.Cluster]; ok {
