@@ -325,6 +325,26 @@ func (h *Host) Reconfigure(ctx context.Context, plugin int, config []byte) error
 // Workers returns the number of workers.
 func (h *Host) Workers() int { return len(h.workers) }
 
+// Settle runs, on each worker, the work posted to it (a shared queue's
+// proxy_on_queue_ready for a root context there, resumed streams) until no worker has
+// any left, so that what one worker's enqueue caused on another is done when Settle
+// returns. Callouts in flight are not waited for. It gives up after 1000 rounds (a guest
+// that keeps posting to itself).
+func (h *Host) Settle() {
+	for range 1000 {
+		for _, w := range h.workers {
+			w.run(nil)
+		}
+		busy := false
+		for _, w := range h.workers {
+			busy = busy || w.npen.Load() > 0
+		}
+		if !busy {
+			return
+		}
+	}
+}
+
 // Logs returns a copy of all kept log lines, oldest first.
 func (h *Host) Logs() []LogEntry {
 	h.logMu.Lock()

@@ -46,6 +46,11 @@ var Hosts = []string{Host52a0291, Host3930b7b, Host63cb9c1}
 // advances). The JSON form is what the driver reads.
 type Scenario struct {
 	Plugins []Plugin `json:"plugins"`
+	// Workers is the number of worker threads (default 1). Each worker has its own VM
+	// per VM key and its own root context per plugin (Envoy's thread-local plugin:
+	// cpp-host's getOrCreateThreadLocalPlugin on each worker thread); shared data and
+	// queues are the host's, across workers. Step.Worker picks the worker of a request.
+	Workers int `json:"workers,omitempty"`
 	// LogLevel is the host's log level (abi.LogLevel; default info).
 	LogLevel abi.LogLevel `json:"log_level"`
 	// NodeID is the xds.node.id property (testenv's is testenv.NodeID).
@@ -94,6 +99,8 @@ type Step struct {
 	// testenv, whose callouts go to real loopback servers, waits until the metric
 	// reaches the value (a guest's own signal that the answer was handled).
 	WaitMetric *MetricAtLeast `json:"wait_metric,omitempty"`
+	// Worker is the worker (0 … Workers-1) that runs the request.
+	Worker int `json:"worker,omitempty"`
 }
 
 // MetricAtLeast names a metric and the value it must reach.
@@ -104,21 +111,30 @@ type MetricAtLeast struct {
 
 // Request is a downstream request.
 type Request struct {
-	Method        string            `json:"method,omitempty"`
-	Path          string            `json:"path,omitempty"`
-	Authority     string            `json:"authority,omitempty"`
-	Scheme        string            `json:"scheme,omitempty"`
-	Headers       [][2]string       `json:"headers,omitempty"`
-	Body          string            `json:"body,omitempty"`
+	Method    string      `json:"method,omitempty"`
+	Path      string      `json:"path,omitempty"`
+	Authority string      `json:"authority,omitempty"`
+	Scheme    string      `json:"scheme,omitempty"`
+	Headers   [][2]string `json:"headers,omitempty"`
+	// Body is sent in one piece; both hosts hand it to the filters in 16 KiB chunks, as
+	// Envoy's HTTP/2 codec does with default frames (testenv.DefaultChunkSize).
+	Body string `json:"body,omitempty"`
+	// BodyChunks, instead of Body, is the body as the scenario chunks it: each chunk
+	// is one body callback (the last with end_of_stream, unless Trailers follow).
+	BodyChunks []string `json:"body_chunks,omitempty"`
+	// Trailers end the request after its body.
+	Trailers      [][2]string       `json:"trailers,omitempty"`
 	SourceAddress string            `json:"source_address,omitempty"`
 	Properties    map[string]string `json:"properties,omitempty"`
 }
 
-// Upstream is the upstream's response (default 200, no headers, empty body).
+// Upstream is the upstream's response (default 200, no headers, empty body). Its body
+// reaches the filters in 16 KiB chunks on both hosts.
 type Upstream struct {
-	Status  int         `json:"status,omitempty"`
-	Headers [][2]string `json:"headers,omitempty"`
-	Body    string      `json:"body,omitempty"`
+	Status   int         `json:"status,omitempty"`
+	Headers  [][2]string `json:"headers,omitempty"`
+	Body     string      `json:"body,omitempty"`
+	Trailers [][2]string `json:"trailers,omitempty"`
 }
 
 // Result is what the client got for one request step.
@@ -126,6 +142,7 @@ type Result struct {
 	Status     int         `json:"status"`
 	Headers    [][2]string `json:"headers"`
 	Body       string      `json:"body"`
+	Trailers   [][2]string `json:"trailers,omitempty"`
 	LocalReply bool        `json:"local_reply"`
 	Details    string      `json:"details,omitempty"`
 	GrpcStatus *int        `json:"grpc_status,omitempty"`
@@ -138,8 +155,9 @@ type Result struct {
 
 // Sent is the request as it reached the upstream.
 type Sent struct {
-	Headers [][2]string `json:"headers"`
-	Body    string      `json:"body"`
+	Headers  [][2]string `json:"headers"`
+	Body     string      `json:"body"`
+	Trailers [][2]string `json:"trailers,omitempty"`
 }
 
 // Stats counts a repeated step's outcomes.
@@ -164,6 +182,9 @@ type Log struct {
 	Level   abi.LogLevel `json:"level"`
 	Plugin  string       `json:"plugin"`
 	Message string       `json:"message"`
+	// Worker is the worker whose VM logged the line (-1: the main thread's base VM and
+	// configuration canary, Phase "base").
+	Worker int `json:"worker"`
 	// Phase is "base" for lines logged while createWasm ran: the base VM and its
 	// configuration canary (cpp-host's WasmHandleBase::canary starts and configures
 	// the plugin in a throwaway clone), which testenv does not run.
@@ -198,6 +219,20 @@ func (o *Outcome) Loaded() bool {
 		}
 	}
 	return len(o.Loads) > 0
+}
+
+// Shared returns the shared data value under key in vmID's namespace, from either host's
+// run.
+func (o *Outcome) Shared(vmID, key string) (string, bool) {
+	if o.sharedGet != nil {
+		return o.sharedGet(vmID, key)
+	}
+	h, ok := o.SharedData[vmID][key]
+	if !ok {
+		return "", false
+	}
+	b, err := hex.DecodeString(h)
+	return string(b), err == nil
 }
 
 // repoRoot is the repository's root (this file is testenv/cpphost/cpphost.go).
@@ -360,9 +395,9 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		if status == 0 {
 			status = 200
 		}
-		return &testenv.UpstreamResponse{Status: status, Headers: up.Headers, Body: []byte(up.Body)}
+		return &testenv.UpstreamResponse{Status: status, Headers: up.Headers, Body: []byte(up.Body), Trailers: up.Trailers}
 	}
-	h, err := testenv.New(context.Background(), testenv.Options{Workers: 1, Clock: clock, Clusters: clusters,
+	h, err := testenv.New(context.Background(), testenv.Options{Workers: max(sc.Workers, 1), Clock: clock, Clusters: clusters,
 		LogLevel: level, Upstream: upstream}, plugins...)
 	for _, p := range sc.Plugins {
 		l := Load{Name: p.Name, Loaded: err == nil, Started: err == nil}
@@ -376,13 +411,18 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 	}
 	t.Cleanup(func() { _ = h.Close(context.Background()) })
 	ctx := context.Background()
+	// Work one worker posted to another (a shared queue's proxy_on_queue_ready) is
+	// done by the end of each step, as the driver's settle does.
+	h.Settle()
 	for _, st := range sc.Steps {
 		if st.AdvanceMS > 0 {
 			clock.Advance(time.Duration(st.AdvanceMS) * time.Millisecond)
+			h.Settle()
 			continue
 		}
 		if w := st.WaitMetric; w != nil {
 			waitMetric(t, h, w)
+			h.Settle()
 			continue
 		}
 		if st.Request == nil {
@@ -403,10 +443,11 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 			last.Repeat = stats
 		}
 		out.Results = append(out.Results, last)
+		h.Settle()
 	}
 	for _, l := range h.Logs() {
 		if l.Level >= level {
-			out.Logs = append(out.Logs, Log{Level: l.Level, Plugin: l.Plugin, Message: l.Message})
+			out.Logs = append(out.Logs, Log{Level: l.Level, Plugin: l.Plugin, Message: l.Message, Worker: l.Worker})
 		}
 	}
 	out.Metrics = h.Metrics()
@@ -423,7 +464,7 @@ func testenvRequest(ctx context.Context, t testing.TB, h *testenv.Host, st Step)
 	t.Helper()
 	r := st.Request
 	req := testenv.Request{Method: r.Method, Path: r.Path, Authority: r.Authority, Scheme: r.Scheme,
-		Headers: r.Headers, SourceAddress: r.SourceAddress}
+		Headers: r.Headers, SourceAddress: r.SourceAddress, Worker: st.Worker}
 	if r.Body != "" {
 		req.Body = []byte(r.Body)
 	}
@@ -433,12 +474,34 @@ func testenvRequest(ctx context.Context, t testing.TB, h *testenv.Host, st Step)
 			req.Properties[k] = []byte(v)
 		}
 	}
-	resp, err := h.Do(ctx, req)
+	var resp *testenv.Response
+	var err error
+	if len(r.BodyChunks) > 0 || len(r.Trailers) > 0 {
+		// The scenario's chunking: each chunk is its own frame (Stream.Data).
+		req.Body, req.OpenBody = nil, true
+		s := h.Start(req)
+		chunks := r.BodyChunks
+		if len(chunks) == 0 && r.Body != "" {
+			chunks = []string{r.Body}
+		}
+		for i, c := range chunks {
+			s.Data([]byte(c), i == len(chunks)-1 && len(r.Trailers) == 0)
+		}
+		if len(r.Trailers) > 0 {
+			s.Trailers(r.Trailers)
+		}
+		resp, err = s.Wait(ctx)
+	} else {
+		resp, err = h.Do(ctx, req)
+	}
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	res := Result{Status: resp.Status, Body: string(resp.Body), LocalReply: resp.LocalReply,
 		Details: resp.Details, Reset: resp.Reset, Headers: pairs(resp.Headers)}
+	if len(resp.Trailers) > 0 {
+		res.Trailers = pairs(resp.Trailers)
+	}
 	if resp.GrpcStatus != nil {
 		g := int(*resp.GrpcStatus)
 		res.GrpcStatus = &g
@@ -448,6 +511,9 @@ func testenvRequest(ctx context.Context, t testing.TB, h *testenv.Host, st Step)
 		hs := append([][2]string{{":authority", u.Authority}, {":path", u.Path}, {":method", u.Method},
 			{":scheme", u.Scheme}}, pairs(u.Headers)...)
 		res.Upstream = &Sent{Headers: hs, Body: string(u.Body)}
+		if len(u.Trailers) > 0 {
+			res.Upstream.Trailers = pairs(u.Trailers)
+		}
 	}
 	return res
 }

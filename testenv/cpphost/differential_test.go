@@ -1,6 +1,7 @@
 package cpphost
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/meshplug/meshplug/filters/auth/jwt"
@@ -342,4 +343,138 @@ func TestSharedVM(t *testing.T) {
 		},
 		Steps: []Step{op("config"), get("/plain")},
 	})
+}
+
+// Several workers, each with its own VM and root context per plugin (Envoy's
+// thread-local plugin), sharing the host's shared data and queues: the same on testenv
+// and cpp-host, worker by worker (each log line is compared with its worker).
+func TestWorkers(t *testing.T) {
+	rl := BuildGuest(t, "../../filters/ratelimit")
+	conf := BuildGuest(t, "../conformance/guest")
+	rlCfg := `{"rules": [{"name": "per-consumer", "descriptors": [{"key": "consumer", "header": "x-consumer"}],
+  "limit": {"requests": 2, "unit": "minute"}, "missing_key": "deny"}], "headers_on_allowed": true}`
+	on := func(w int, s Step) Step { s.Worker = w; return s }
+	op := func(w int, name string, h ...[2]string) Step {
+		return on(w, get("/op/"+name, append([][2]string{{"x-op", name}}, h...)...))
+	}
+	zeta := get("/api", [2]string{"x-consumer", "zeta"})
+	for _, tc := range []struct {
+		name string
+		sc   Scenario
+		// check holds what the testenv run must show whatever cpp-host says.
+		check func(t *testing.T, o Outcome)
+	}{
+		{
+			// The bucket is in shared data: the third request of a consumer is refused
+			// whichever worker its first two went to.
+			name: "ratelimit-shared-bucket",
+			sc: Scenario{Workers: 3,
+				Plugins:          []Plugin{{Name: "ratelimit", RootID: "ratelimit", VMID: "rl", Wasm: rl, Config: rlCfg}},
+				SeededSharedData: []string{"meshplug.ratelimit/ratelimit/"},
+				Steps:            []Step{on(0, zeta), on(1, zeta), on(2, zeta), on(1, zeta), {AdvanceMS: 60_000}, on(2, zeta)},
+			},
+			check: func(t *testing.T, o Outcome) {
+				var got []int
+				for _, r := range o.Results {
+					got = append(got, r.Status)
+				}
+				assert.Equal(t, []int{200, 200, 429, 429, 200}, got)
+			},
+		},
+		{
+			// Each worker's root context registers the queue at configure; the last
+			// registration (worker 1) owns it, so an item enqueued on worker 0 is
+			// dequeued by worker 1's proxy_on_queue_ready. Shared data written on
+			// worker 0 is read on worker 1; both workers' ticks fire.
+			name: "conformance-queue-shared-data-ticks",
+			sc: Scenario{Workers: 2,
+				Plugins: []Plugin{{Name: "conformance", RootID: "conformance_root", VMID: "conf", Wasm: conf,
+					Config: `{"queue":"q","tick_ms":1000}`}},
+				Steps: []Step{
+					op(0, "queue", [2]string{"x-queue", "q"}, [2]string{"x-item", "from-w0"}),
+					op(1, "queue", [2]string{"x-queue", "q"}, [2]string{"x-item", "from-w1"}),
+					op(0, "shared-data", [2]string{"x-key", "k"}),
+					op(1, "shared-data", [2]string{"x-key", "k"}),
+					{AdvanceMS: 2500},
+					op(1, "config"), op(0, "config"),
+				},
+			},
+			check: func(t *testing.T, o Outcome) {
+				v, ok := o.Shared("conf", "queue_items")
+				assert.True(t, ok)
+				assert.Equal(t, "from-w0,from-w1", v)
+				assert.Equal(t, int64(4), o.Metrics["conformance.ticks"], "two ticks on each of two workers")
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := RunTestenv(t, tc.sc)
+			require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+			tc.check(t, want)
+			for _, host := range []string{Host52a0291, Host3930b7b} {
+				t.Run(host, func(t *testing.T) {
+					got := RunCppHost(t, host, tc.sc)
+					tc.check(t, got)
+					Compare(t, want, got)
+				})
+			}
+		})
+	}
+}
+
+// Bodies and trailers in chunks: a body sent in one piece reaches the filters in 16 KiB
+// chunks on both hosts; the scenario may chunk it itself; trailers end it. A plugin
+// buffering (Pause from its body callback) past Envoy's 1 MiB buffer limit gets the
+// filter manager's 413, also when the test sends the body in one piece.
+func TestBodiesAndTrailers(t *testing.T) {
+	wasm := BuildGuest(t, "../conformance/guest")
+	op := func(name string, r Request) Step {
+		r.Method = "POST"
+		r.Path = "/op/" + name
+		r.Headers = append([][2]string{{"x-op", name}}, r.Headers...)
+		return Step{Request: &r, Upstream: &Upstream{Status: 200, Body: "ok"}}
+	}
+	big := strings.Repeat("x", 40000)
+	// 1 MiB + 1 byte is not too big: the last 16 KiB chunk ends the stream and is not
+	// buffered, so the plugin never holds more than 1 MiB. 1 MiB + 16 KiB + 1 is.
+	limit := strings.Repeat("w", 1<<20+1)
+	tooBig := strings.Repeat("y", 1<<20+16<<10+1)
+	up := Step{Request: &Request{Path: "/download"}, Upstream: &Upstream{Status: 200,
+		Body: strings.Repeat("z", 40000), Trailers: [][2]string{{"grpc-status", "0"}, {"X-Checksum", "abc"}}}}
+	sc := Scenario{
+		Plugins: []Plugin{{Name: "conformance", RootID: "conformance_root", VMID: "conf", Wasm: wasm, Config: `{}`}},
+		Steps: []Step{
+			op("buffer-body", Request{Body: big}),
+			op("buffer-body", Request{BodyChunks: []string{"ab", "cd", "ef"}}),
+			op("buffer-body", Request{Body: tooBig}),
+			op("buffer-body", Request{Body: limit}),
+			op("buffer-body", Request{BodyChunks: []string{"ab", "cd"}, Trailers: [][2]string{{"x-t", "1"}}}),
+			op("trailers", Request{BodyChunks: []string{"a", "b"}, Trailers: [][2]string{{"X-Trailer", "v"}}}),
+			op("trailers", Request{Trailers: [][2]string{{"x-trailer", "only"}}}),
+			up,
+		},
+	}
+	want := RunTestenv(t, sc)
+	require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+	// What testenv must show whatever cpp-host says.
+	r := want.Results
+	require.Len(t, r, 8)
+	require.NotNil(t, r[0].Upstream)
+	assert.Equal(t, digest(big+"|sizes=16384,32768,40000"), digest(r[0].Upstream.Body), "three 16 KiB chunks, buffered")
+	require.NotNil(t, r[1].Upstream)
+	assert.Equal(t, "abcdef|sizes=2,4,6", r[1].Upstream.Body)
+	assert.Equal(t, 413, r[2].Status)
+	assert.Equal(t, "request_payload_too_large", r[2].Details)
+	assert.Nil(t, r[2].Upstream)
+	assert.Equal(t, 200, r[3].Status)
+	require.NotNil(t, r[4].Upstream)
+	assert.Equal(t, "abcd", r[4].Upstream.Body, "the buffered body goes on with the trailers")
+	assert.Equal(t, [][2]string{{"x-t", "1"}}, r[4].Upstream.Trailers)
+	require.NotNil(t, r[5].Upstream)
+	assert.Equal(t, [][2]string{{"x-trailer", "v"}, {"x-trailer-seen", "v/ok/1"}}, r[5].Upstream.Trailers)
+	assert.Equal(t, digest(strings.Repeat("z", 40000)), digest(r[7].Body))
+	assert.Equal(t, [][2]string{{"grpc-status", "0"}, {"x-checksum", "abc"}}, r[7].Trailers)
+	for _, host := range []string{Host52a0291, Host3930b7b} {
+		t.Run(host, func(t *testing.T) { Compare(t, want, RunCppHost(t, host, sc)) })
+	}
 }

@@ -281,7 +281,7 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 	case "resp-call":
 		s.cluster, _ = pw.RequestHeaders.Get("x-cluster") // gone by the response
 		return pw.Continue
-	case "trailers", "response", "log-phase", "body-set", "add-trailers", "resp-buffer":
+	case "trailers", "response", "log-phase", "body-set", "add-trailers", "resp-buffer", "buffer-body":
 		return pw.Continue
 	case "buffers":
 		return s.opBuffers()
@@ -533,6 +533,17 @@ func (s *stream) OnHttpRequestBody(size int, end bool) pw.Action {
 			_, err := getHeader(pw.RequestTrailers, "x-any")
 			pw.RequestBody.Append([]byte("|early:" + st(err)))
 		}
+		return pw.Continue
+	}
+	if s.op == "buffer-body" {
+		// Buffer the body (headers went on): each callback sees all of it so far; at
+		// the end, the sizes seen are appended to what goes upstream. A body above
+		// the host's buffer limit gets the host's 413 instead.
+		s.bodySizes = append(s.bodySizes, strconv.Itoa(size))
+		if !end {
+			return pw.Pause
+		}
+		pw.RequestBody.Append([]byte("|sizes=" + strings.Join(s.bodySizes, ",")))
 		return pw.Continue
 	}
 	if s.op == "http-call" || s.op == "resp-call" {

@@ -18,9 +18,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <fstream>
+#include <functional>
+#include <future>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -28,6 +32,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -49,6 +54,10 @@ using json = nlohmann::json;
 using namespace proxy_wasm;
 
 namespace {
+
+// The worker whose thread this is (-1: the main thread, where createWasm runs the base VM
+// and its configuration canary, as on Envoy's main thread).
+thread_local int current_worker = -1;
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
@@ -204,6 +213,7 @@ struct PendingCall {
   uint32_t token;
   uint32_t context_id;
   WasmBase *wasm;
+  int worker; // the thread of the VM that made it: the answer is delivered there
   std::string cluster;
   Headers headers;
   std::string body;
@@ -211,6 +221,7 @@ struct PendingCall {
 
 struct Timer {
   WasmBase *wasm;
+  int worker;
   uint32_t root_context_id;
   uint64_t period_ms;
   uint64_t next_ms;
@@ -241,11 +252,95 @@ void logLine(uint32_t level, std::string_view plugin, std::string_view msg) {
   if (level < env.log_level) {
     return;
   }
-  json l = {{"level", level}, {"plugin", plugin}, {"message", msg}};
+  json l = {{"level", level}, {"plugin", plugin}, {"message", msg}, {"worker", current_worker}};
   if (!env.phase.empty()) {
     l["phase"] = env.phase;
   }
   env.logs.push_back(l);
+}
+
+// Worker is one of Envoy's worker threads: a real thread, because cpp-host keeps its
+// thread-local VMs and plugins (getOrCreateThreadLocalPlugin's local_wasms /
+// local_plugins) and the current context in thread_local variables. The main thread
+// hands it one task at a time and waits (runOn), so exactly one thread runs at a time
+// and the run is deterministic. Work posted to it from a VM of another worker (a shared
+// queue's onQueueReady, cpp-host's callOnThreadFunction, as Envoy's dispatcher post) runs
+// after its current task, or at the end of the step (settle).
+struct Worker {
+  int id = 0;
+  std::thread thread;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::function<void()>> tasks;  // from the main thread (runOn)
+  std::deque<std::function<void()>> posted; // callOnThreadFunction
+  bool stop = false;
+
+  void loop() {
+    current_worker = id;
+    while (true) {
+      std::function<void()> f;
+      {
+        std::unique_lock<std::mutex> l(mu);
+        cv.wait(l, [&] { return stop || !tasks.empty(); });
+        if (tasks.empty()) {
+          return;
+        }
+        f = std::move(tasks.front());
+        tasks.pop_front();
+      }
+      f();
+    }
+  }
+  bool hasPosted() {
+    std::lock_guard<std::mutex> l(mu);
+    return !posted.empty();
+  }
+  // Runs what was posted to this worker (on its thread).
+  void drainPosted() {
+    while (true) {
+      std::function<void()> f;
+      {
+        std::lock_guard<std::mutex> l(mu);
+        if (posted.empty()) {
+          return;
+        }
+        f = std::move(posted.front());
+        posted.pop_front();
+      }
+      f();
+    }
+  }
+};
+std::vector<std::unique_ptr<Worker>> workers;
+
+// runOn runs f on worker w's thread and waits for it (w < 0 or the current worker: here).
+void runOn(int w, const std::function<void()> &f) {
+  if (w < 0 || w == current_worker || w >= static_cast<int>(workers.size())) {
+    f();
+    return;
+  }
+  auto &wk = *workers[w];
+  std::promise<void> done;
+  auto fut = done.get_future();
+  {
+    std::lock_guard<std::mutex> l(wk.mu);
+    wk.tasks.emplace_back([&] {
+      f();
+      wk.drainPosted();
+      done.set_value();
+    });
+  }
+  wk.cv.notify_one();
+  fut.wait();
+}
+
+void post(int w, std::function<void()> f) {
+  if (w < 0 || w >= static_cast<int>(workers.size())) {
+    f();
+    return;
+  }
+  std::lock_guard<std::mutex> l(workers[w]->mu);
+  workers[w]->posted.push_back(std::move(f));
 }
 
 // Per-stream state shared by the contexts of the chain.
@@ -283,6 +378,9 @@ public:
   DriverWasm(const std::shared_ptr<WasmHandleBase> &base, const WasmVmFactory &factory)
       : WasmBase(base, factory) {}
 
+  // The worker whose thread created this VM (-1: the base VM and the canary's clone).
+  const int worker = current_worker;
+
   // Envoy cancels a VM's callouts and timers with it (the configuration canary's
   // clone is destroyed right after it configured).
   ~DriverWasm() override {
@@ -306,14 +404,16 @@ public:
                                     }),
                      env.timers.end());
     if (period.count() > 0) {
-      env.timers.push_back(Timer{this, root_context_id, static_cast<uint64_t>(period.count()),
+      env.timers.push_back(Timer{this, worker, root_context_id, static_cast<uint64_t>(period.count()),
                                  env.now_ms + static_cast<uint64_t>(period.count())});
     }
   }
 
-  // Shared queues: one worker, so "on its thread" is now.
+  // Shared queues: onQueueReady runs on the thread of the VM that registered the queue
+  // (Envoy's Wasm::callOnThreadFunction posts to that worker's dispatcher).
   CallOnThreadFunction callOnThreadFunction() override {
-    return [](const std::function<void()> &f) { f(); };
+    int w = worker;
+    return [w](const std::function<void()> &f) { post(w, f); };
   }
 
   void error(std::string_view message) override {
@@ -623,6 +723,7 @@ public:
     c.token = env.next_token++;
     c.context_id = id();
     c.wasm = wasm();
+    c.worker = current_worker;
     c.cluster = cluster;
     bool method = false, path = false, authority = false;
     for (const auto &p : request_headers) {
@@ -837,7 +938,7 @@ std::shared_ptr<WasmHandleBase> cloneWasm(const std::shared_ptr<WasmHandleBase> 
 struct PluginSlot {
   std::shared_ptr<PluginBase> plugin;
   std::shared_ptr<WasmHandleBase> base;
-  std::shared_ptr<PluginHandleBase> local; // this worker's
+  std::vector<std::shared_ptr<PluginHandleBase>> locals; // per worker (thread-local plugin)
   std::string load_error;
 };
 
@@ -906,12 +1007,17 @@ std::string grpcPercentEncode(const std::string &s) {
   return out;
 }
 
-// Answers every pending callout from the scenario and runs its callback on the context
-// that made it. Returns the contexts that got an answer.
+// Answers every pending callout of the current thread's VMs from the scenario and runs
+// its callback on the context that made it.
 void deliverCallouts() {
-  while (!env.calls.empty()) {
-    auto call = env.calls.front();
-    env.calls.erase(env.calls.begin());
+  while (true) {
+    auto it = std::find_if(env.calls.begin(), env.calls.end(),
+                           [](const PendingCall &c) { return c.worker == current_worker; });
+    if (it == env.calls.end()) {
+      return;
+    }
+    auto call = *it;
+    env.calls.erase(it);
     auto *ctx = dynamic_cast<DriverContext *>(call.wasm->getContext(call.context_id));
     if (ctx == nullptr) {
       ctx = dynamic_cast<DriverContext *>(call.wasm->getRootContext(nullptr, true));
@@ -940,6 +1046,44 @@ void deliverCallouts() {
   }
 }
 
+// settle runs, on each worker's thread, what other workers posted to it and the answers
+// to its callouts in flight, until nothing is left (bounded: a guest that keeps
+// re-posting stops after 1000 rounds).
+void settle() {
+  deliverCallouts(); // the main thread's VMs (base / canary)
+  for (int round = 0; round < 1000; round++) {
+    bool any = false;
+    for (auto &wk : workers) {
+      int w = wk->id;
+      bool calls = std::any_of(env.calls.begin(), env.calls.end(),
+                               [w](const PendingCall &c) { return c.worker == w; });
+      if (calls || wk->hasPosted()) {
+        any = true;
+        runOn(w, [] { deliverCallouts(); });
+      }
+    }
+    if (!any) {
+      return;
+    }
+  }
+}
+
+// Envoy's per_connection_buffer_limit_bytes default (1 MiB): the most a filter may
+// buffer (StopIterationAndBuffer) before the filter manager answers 413 / 500
+// (FilterManager's requestDataTooLarge / responseDataTooLarge).
+constexpr size_t kBufferLimit = 1 << 20;
+// A body sent in one piece reaches the filters in 16 KiB chunks, one per HTTP/2 DATA
+// frame of the default SETTINGS_MAX_FRAME_SIZE (testenv's DefaultChunkSize).
+constexpr size_t kChunk = 16 << 10;
+
+std::vector<std::string> cut(const std::string &body) {
+  std::vector<std::string> out;
+  for (size_t off = 0; off < body.size(); off += kChunk) {
+    out.push_back(body.substr(off, kChunk));
+  }
+  return out;
+}
+
 // Runs one request through the chain; returns what the client got.
 json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &upstream) {
   Stream s;
@@ -957,7 +1101,7 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
       chunks.push_back(c.get<std::string>());
     }
   } else if (req.contains("body")) {
-    chunks.push_back(req["body"].get<std::string>());
+    chunks = cut(req["body"].get<std::string>());
   }
   s.req_trailers = headersFrom(req.value("trailers", json::array()));
   if (req.contains("source_address")) {
@@ -1001,10 +1145,11 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
   bool stopped = false;
   for (size_t i = 0; i < slots.size() && !stopped; i++) {
     auto &slot = slots[i];
-    if (!slot.local) {
+    auto &local = slot.locals[static_cast<size_t>(current_worker)];
+    if (!local) {
       continue;
     }
-    auto *root = slot.local->wasm()->getRootContext(slot.plugin, false);
+    auto *root = local->wasm()->getRootContext(slot.plugin, false);
     if (root == nullptr) {
       if (!slot.plugin->fail_open_) {
         LocalReply r;
@@ -1016,7 +1161,7 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
       }
       continue;
     }
-    auto *c = new DriverContext(slot.local->wasm().get(), root->id(), slot.local);
+    auto *c = new DriverContext(local->wasm().get(), root->id(), local);
     c->stream = &s;
     ctxs.push_back(c);
     c->onCreate();
@@ -1042,8 +1187,12 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
     }
     c->hold_req_headers = false;
     c->continue_request = false;
-    // Body: each chunk as it comes; a body Pause buffers (StopIterationAndBuffer).
+    // Body: each chunk as it comes; a body Pause buffers (StopIterationAndBuffer) up to
+    // the buffer limit, then 413; trailers end the body, and a Continue from them sends
+    // the buffered body on.
+    std::vector<std::string> next; // what this plugin passes on
     std::string pending;
+    bool holding = false;
     for (size_t k = 0; k < chunks.size(); k++) {
       bool last = k + 1 == chunks.size() && s.req_trailers.empty();
       pending += chunks[k];
@@ -1060,20 +1209,54 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
         break;
       }
       if (bst == FilterDataStatus::Continue || c->continue_request) {
+        next.push_back(s.req_body); // what goes on, as the plugin left it
         pending.clear();
+        holding = false;
         c->continue_request = false;
-        chunks[k] = s.req_body; // what goes on
       } else {
-        chunks[k].clear();
+        pending = s.req_body;
+        holding = true;
+        if (pending.size() > kBufferLimit) {
+          LocalReply r;
+          r.code = 413;
+          r.body = "Payload Too Large";
+          r.details = "request_payload_too_large";
+          reply = r;
+          break;
+        }
         if (last) {
           out["paused"] = true;
           stopped = true;
         }
       }
     }
-    if (reply || failed) {
+    if (reply || failed || stopped) {
       break;
     }
+    if (!s.req_trailers.empty()) {
+      s.req_eos = true;
+      c->hold_req_trailers = true;
+      auto tst = c->onRequestTrailers(static_cast<uint32_t>(s.req_trailers.size()));
+      c->hold_req_trailers = false;
+      if (vmFailed(c, i)) {
+        break;
+      }
+      finishReply(c);
+      if (reply) {
+        break;
+      }
+      if (tst == FilterTrailersStatus::Continue || c->continue_request) {
+        c->continue_request = false;
+        if (holding) {
+          next.push_back(pending);
+        }
+      } else {
+        out["paused"] = true;
+        stopped = true;
+        break;
+      }
+    }
+    chunks = std::move(next);
   }
 
   if (!reply && !stopped) {
@@ -1083,12 +1266,16 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
       body += c;
     }
     out["upstream"] = {{"headers", headersJSON(s.req_headers)}, {"body", body}};
+    if (!s.req_trailers.empty()) {
+      out["upstream"]["trailers"] = headersJSON(s.req_trailers);
+    }
     s.resp_headers.clear();
     s.resp_headers.emplace_back(":status", std::to_string(upstream.value("status", 200)));
     for (const auto &p : headersFrom(upstream.value("headers", json::array()))) {
       s.resp_headers.push_back(p);
     }
     s.resp_body = upstream.value("body", "");
+    s.resp_trailers = headersFrom(upstream.value("trailers", json::array()));
   }
   if (reply) {
     // The reply's encoding is Envoy's HTTP connection manager (Utility::sendLocalReply),
@@ -1130,6 +1317,10 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
       }
     }
   }
+  std::vector<std::string> rchunks = cut(s.resp_body);
+  if (stopped) {
+    rchunks.clear();
+  }
   if (!stopped) {
     // Response path, reverse order.
     for (size_t j = ctxs.size(); j-- > 0;) {
@@ -1137,19 +1328,51 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
       if (failed && j + 1 == ctxs.size()) {
         continue;
       }
-      bool eos = s.resp_body.empty();
+      bool eos = rchunks.empty() && s.resp_trailers.empty();
       s.resp_eos = eos;
       c->hold_resp_headers = true;
       c->onResponseHeaders(static_cast<uint32_t>(s.resp_headers.size()), eos);
       c->hold_resp_headers = false;
       finishReply(c);
-      if (!s.resp_body.empty()) {
-        s.resp_eos = true;
+      // Body chunks as they come (16 KiB each); a body Pause buffers until a later
+      // chunk or the trailers continue (not modelled: the 500 / reset beyond the buffer
+      // limit on the response path).
+      std::vector<std::string> next;
+      std::string pending;
+      bool holding = false;
+      for (size_t k = 0; k < rchunks.size(); k++) {
+        bool last = k + 1 == rchunks.size() && s.resp_trailers.empty();
+        pending += rchunks[k];
+        s.resp_body = pending;
+        s.resp_eos = last;
         c->hold_resp_body = true;
-        c->onResponseBody(static_cast<uint32_t>(s.resp_body.size()), true);
+        auto bst = c->onResponseBody(static_cast<uint32_t>(s.resp_body.size()), last);
         c->hold_resp_body = false;
+        if (bst == FilterDataStatus::Continue || c->continue_response || last) {
+          next.push_back(s.resp_body);
+          pending.clear();
+          holding = false;
+          c->continue_response = false;
+        } else {
+          pending = s.resp_body;
+          holding = true;
+        }
       }
+      if (!s.resp_trailers.empty()) {
+        s.resp_eos = true;
+        c->hold_resp_trailers = true;
+        c->onResponseTrailers(static_cast<uint32_t>(s.resp_trailers.size()));
+        c->hold_resp_trailers = false;
+        if (holding) {
+          next.push_back(pending);
+        }
+      }
+      rchunks = std::move(next);
     }
+  }
+  s.resp_body.clear();
+  for (const auto &c : rchunks) {
+    s.resp_body += c;
   }
   std::string status;
   for (const auto &p : s.resp_headers) {
@@ -1160,6 +1383,9 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
   out["status"] = status.empty() ? 0 : std::stoi(status);
   out["headers"] = headersJSON(s.resp_headers);
   out["body"] = s.resp_body;
+  if (!s.resp_trailers.empty()) {
+    out["trailers"] = headersJSON(s.resp_trailers);
+  }
   for (auto *c : ctxs) {
     out["reset"] = out["reset"].get<bool>() || c->closed;
   }
@@ -1192,11 +1418,14 @@ void advance(uint64_t ms) {
     next->next_ms += next->period_ms;
     auto *w = next->wasm;
     auto id = next->root_context_id;
-    // Envoy's Wasm::tickHandler: onTick on the root context that set the period.
-    if (auto *ctx = w->getContext(id); ctx != nullptr) {
-      ctx->onTick(0);
-    }
-    deliverCallouts();
+    // Envoy's Wasm::tickHandler, on the VM's worker: onTick on the root context that
+    // set the period.
+    runOn(next->worker, [&] {
+      if (auto *ctx = w->getContext(id); ctx != nullptr) {
+        ctx->onTick(0);
+      }
+      deliverCallouts();
+    });
   }
   env.now_ms = target;
 }
@@ -1233,6 +1462,15 @@ int main(int argc, char **argv) {
     env.known_clusters.push_back(c.get<std::string>());
   }
 
+  int nworkers = std::max(1, sc.value("workers", 1));
+  for (int w = 0; w < nworkers; w++) {
+    auto wk = std::make_unique<Worker>();
+    wk->id = w;
+    auto *raw = wk.get();
+    wk->thread = std::thread([raw] { raw->loop(); });
+    workers.push_back(std::move(wk));
+  }
+
   json out = {{"host", MESHPLUG_CPPHOST_COMMIT}, {"engine", "wamr"}};
   std::vector<PluginSlot> slots;
   std::map<std::string, std::string> code_cache;
@@ -1266,13 +1504,22 @@ int main(int argc, char **argv) {
         cloneWasm, false);
     env.phase.clear();
     json l = {{"name", p.value("name", "")}, {"loaded", slot.base != nullptr}};
+    slot.locals.resize(static_cast<size_t>(nworkers));
     if (slot.base) {
-      slot.local = getOrCreateThreadLocalPlugin(
-          slot.base, slot.plugin, cloneWasm,
-          [](std::shared_ptr<WasmHandleBase> w, std::shared_ptr<PluginBase> pl) {
-            return std::make_shared<PluginHandleBase>(w, pl);
-          });
-      l["started"] = slot.local != nullptr;
+      // Envoy's PluginConfig: each worker gets its thread-local VM (a clone of the base
+      // VM) and plugin (root context started and configured there).
+      bool started = true;
+      for (int w = 0; w < nworkers; w++) {
+        runOn(w, [&] {
+          slot.locals[static_cast<size_t>(w)] = getOrCreateThreadLocalPlugin(
+              slot.base, slot.plugin, cloneWasm,
+              [](std::shared_ptr<WasmHandleBase> wh, std::shared_ptr<PluginBase> pl) {
+                return std::make_shared<PluginHandleBase>(wh, pl);
+              });
+        });
+        started = started && slot.locals[static_cast<size_t>(w)] != nullptr;
+      }
+      l["started"] = started;
     }
     std::string why;
     for (size_t i = errs; i < env.errors.size(); i++) {
@@ -1283,16 +1530,18 @@ int main(int argc, char **argv) {
     slots.push_back(std::move(slot));
   }
   out["loads"] = loads;
+  settle();
 
   json results = json::array();
   for (const auto &step : sc.value("steps", json::array())) {
     if (step.contains("advance_ms")) {
       advance(step["advance_ms"].get<uint64_t>());
+      settle();
       continue;
     }
     if (step.contains("wait_metric")) {
       // The callouts in flight are answered now (the driver's network is instant).
-      deliverCallouts();
+      settle();
       continue;
     }
     if (!step.contains("request")) {
@@ -1302,8 +1551,11 @@ int main(int argc, char **argv) {
     json last;
     json statuses = json::object();
     int64_t first_failure = -1;
+    int worker = std::clamp(step.value("worker", 0), 0, nworkers - 1);
     for (uint64_t n = 0; n < repeat; n++) {
-      last = runRequest(slots, step["request"], step.value("upstream", json::object()));
+      runOn(worker, [&] {
+        last = runRequest(slots, step["request"], step.value("upstream", json::object()));
+      });
       auto key = std::to_string(last["status"].get<int>());
       statuses[key] = statuses.value(key, 0) + 1;
       if (first_failure < 0 && last.value("details", "") == "wasm_fail_stream") {
@@ -1314,6 +1566,7 @@ int main(int argc, char **argv) {
       last["repeat"] = {{"count", repeat}, {"statuses", statuses}, {"first_failure", first_failure}};
     }
     results.push_back(last);
+    settle();
   }
   out["results"] = results;
   out["logs"] = env.logs;
@@ -1348,8 +1601,10 @@ int main(int argc, char **argv) {
   out["shared_data"] = shared;
   bool vm_failed = false;
   for (const auto &slot : slots) {
-    if (slot.local && slot.local->wasm()->isFailed()) {
-      vm_failed = true;
+    for (const auto &local : slot.locals) {
+      if (local && local->wasm()->isFailed()) {
+        vm_failed = true;
+      }
     }
   }
   out["vm_failed"] = vm_failed;
