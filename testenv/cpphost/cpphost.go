@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,6 +87,14 @@ type CalloutAnswer struct {
 	Status  int         `json:"status"`
 	Headers [][2]string `json:"headers,omitempty"`
 	Body    string      `json:"body,omitempty"`
+	// Failure, instead of an answer, makes the callout fail as Envoy's async client
+	// reports it: "timeout" (the router's 504 "upstream request timeout" once the
+	// callout's timeout passed; testenv's server holds the request until then),
+	// "connect" (503 "upstream connect error or disconnect/reset before headers. reset
+	// reason: connection failure": testenv's server drops the connection), "reset"
+	// (the response breaks off after its headers: the callback gets no headers, body
+	// or trailers, and proxy_get_status answers BrokenConnection "reset").
+	Failure string `json:"failure,omitempty"`
 }
 
 // Step is a request (with the upstream's answer) or a clock advance.
@@ -101,6 +111,9 @@ type Step struct {
 	WaitMetric *MetricAtLeast `json:"wait_metric,omitempty"`
 	// Worker is the worker (0 … Workers-1) that runs the request.
 	Worker int `json:"worker,omitempty"`
+	// Callouts replace the scenario's callout answers (by cluster) while this step
+	// runs, e.g. an authorization service's answer per request.
+	Callouts map[string]CalloutAnswer `json:"callouts,omitempty"`
 }
 
 // MetricAtLeast names a metric and the value it must reach.
@@ -352,18 +365,76 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		start = time.Unix(0, sc.StartUnixNS).UTC()
 	}
 	clock := testenv.NewFakeClock(start)
+	// One loopback server per cluster answers with the step's answer, else the
+	// scenario's (steps run one at a time).
+	var answerMu sync.Mutex
+	var stepAnswers map[string]CalloutAnswer
+	answer := func(cluster string) (CalloutAnswer, bool) {
+		answerMu.Lock()
+		defer answerMu.Unlock()
+		if a, ok := stepAnswers[cluster]; ok {
+			return a, true
+		}
+		a, ok := sc.Callouts[cluster]
+		return a, ok
+	}
 	clusters := map[string]string{}
-	for name, a := range sc.Callouts {
-		a := a
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	addCluster := func(name string) {
+		if _, ok := clusters[name]; ok {
+			return
+		}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			a, _ := answer(name)
+			switch a.Failure {
+			case "timeout":
+				// The callout's timeout cancels the request (the server notices the
+				// closed connection once the body was read); the run's end frees it.
+				_, _ = io.Copy(io.Discard, r.Body)
+				select {
+				case <-r.Context().Done():
+				case <-stop:
+				}
+				return
+			case "connect", "reset":
+				hj, ok := w.(http.Hijacker)
+				if !ok {
+					panic("cpphost: no hijacker")
+				}
+				conn, buf, err := hj.Hijack()
+				if err != nil {
+					return
+				}
+				if a.Failure == "reset" {
+					_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+					_ = buf.Flush()
+				}
+				_ = conn.Close()
+				return
+			}
+			// Exactly the answer's headers plus content-length, as the driver answers:
+			// no Date, no sniffed Content-Type.
+			w.Header()["Date"] = nil
+			w.Header()["Content-Type"] = nil
 			for _, h := range a.Headers {
 				w.Header().Add(h[0], h[1])
 			}
+			w.Header().Set("Content-Length", strconv.Itoa(len(a.Body)))
 			w.WriteHeader(a.Status)
 			_, _ = w.Write([]byte(a.Body))
 		}))
 		t.Cleanup(srv.Close)
+		t.Cleanup(func() { stopOnce.Do(func() { close(stop) }) }) // runs before srv.Close
 		clusters[name] = strings.TrimPrefix(srv.URL, "http://")
+	}
+	for name := range sc.Callouts {
+		addCluster(name)
+	}
+	for _, st := range sc.Steps {
+		for name := range st.Callouts {
+			addCluster(name)
+		}
 	}
 	var plugins []testenv.Plugin
 	for _, p := range sc.Plugins {
@@ -429,6 +500,9 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 			continue
 		}
 		current = st.Upstream
+		answerMu.Lock()
+		stepAnswers = st.Callouts
+		answerMu.Unlock()
 		n := max(st.Repeat, 1)
 		var last Result
 		stats := &Stats{Count: n, Statuses: map[string]int{}, FirstFailure: -1}
@@ -444,6 +518,9 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		}
 		out.Results = append(out.Results, last)
 		h.Settle()
+		answerMu.Lock()
+		stepAnswers = nil
+		answerMu.Unlock()
 	}
 	for _, l := range h.Logs() {
 		if l.Level >= level {

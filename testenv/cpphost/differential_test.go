@@ -478,3 +478,118 @@ func TestBodiesAndTrailers(t *testing.T) {
 		t.Run(host, func(t *testing.T) { Compare(t, want, RunCppHost(t, host, sc)) })
 	}
 }
+
+// HTTP callouts answered from the scenario, failures included: auth's ext_authz (the
+// README's decision table: allow with upstream headers, deny with the service's status,
+// body and client headers, and each way the service can fail → status_on_error, or a
+// pass with failure_mode_allow), and a remote JWKS whose fetch fails.
+func TestCallouts(t *testing.T) {
+	wasm := BuildGuest(t, "../../filters/auth")
+	authz := func(extra string) string {
+		return `{"ext_authz": {"http_service": {"cluster": "authz", "timeout": "100ms"},
+  "allowed_request_headers": ["x-tenant"], "allowed_upstream_headers": ["x-user"],
+  "allowed_client_headers": ["www-authenticate"]` + extra + `},
+  "rules": [{"match": {"prefix": "/"}, "requires": ["ext_authz"]}]}`
+	}
+	with := func(a CalloutAnswer, h ...[2]string) Step {
+		s := get("/orders", h...)
+		s.Callouts = map[string]CalloutAnswer{"authz": a}
+		return s
+	}
+	allow := CalloutAnswer{Status: 200, Headers: [][2]string{{"x-user", "alice"}}}
+	failures := []Step{
+		with(CalloutAnswer{Status: 503, Body: "down"}),
+		with(CalloutAnswer{Failure: "timeout"}),
+		with(CalloutAnswer{Failure: "connect"}),
+		with(CalloutAnswer{Failure: "reset"}),
+	}
+	jwtCfg := `{"providers": {"corp": {"issuer": "https://idp.example.com", "audiences": ["orders"], "algorithms": ["ES256"],
+  "remote_jwks": {"http_uri": {"uri": "https://idp.example.com/jwks", "cluster": "idp", "timeout": "100ms"}}}},
+  "rules": [{"match": {"prefix": "/"}, "requires": ["corp"]}]}`
+	conf := BuildGuest(t, "../conformance/guest")
+	call := func(cluster string, a CalloutAnswer, h ...[2]string) Step {
+		s := get("/op/http-call", append([][2]string{{"x-op", "http-call"}, {"x-cluster", cluster}, {"x-call-path", "/check"}}, h...)...)
+		s.Callouts = map[string]CalloutAnswer{cluster: a}
+		return s
+	}
+	es := jwttest.New(jwt.ES256, "k1")
+	tok := es.Sign(map[string]any{"iss": "https://idp.example.com", "aud": "orders", "sub": "alice",
+		"exp": DefaultStart.Unix() + 600})
+	for _, tc := range []struct {
+		name     string
+		cfg      string
+		callouts map[string]CalloutAnswer
+		steps    []Step
+		statuses []int // what testenv must answer, whatever cpp-host says
+	}{
+		{
+			name: "ext_authz",
+			cfg:  authz(""),
+			steps: append([]Step{
+				with(allow, [2]string{"x-tenant", "acme"}),
+				with(allow, [2]string{"x-user", "mallory"}),
+				with(CalloutAnswer{Status: 401, Body: "who are you", Headers: [][2]string{{"www-authenticate", `Bearer realm="x"`}, {"x-internal", "no"}}}),
+				with(CalloutAnswer{Status: 302}),
+			}, failures...),
+			statuses: []int{200, 200, 401, 403, 403, 403, 403, 403},
+		},
+		{
+			name:     "ext_authz-failure-mode-allow",
+			cfg:      authz(`, "failure_mode_allow": true`),
+			steps:    append([]Step{with(CalloutAnswer{Status: 403})}, failures...),
+			statuses: []int{403, 200, 200, 200, 200},
+		},
+		{
+			name:     "remote-jwks-connect-failure",
+			cfg:      jwtCfg,
+			callouts: map[string]CalloutAnswer{"idp": {Failure: "connect"}},
+			steps: []Step{{WaitMetric: &MetricAtLeast{Name: "meshplug.auth.jwks.fetch_failure", AtLeast: 1}},
+				get("/orders", [2]string{"authorization", "Bearer " + tok})},
+			statuses: []int{401},
+		},
+		{
+			name:     "remote-jwks-timeout",
+			cfg:      jwtCfg,
+			callouts: map[string]CalloutAnswer{"idp": {Failure: "timeout"}},
+			steps: []Step{{WaitMetric: &MetricAtLeast{Name: "meshplug.auth.jwks.fetch_failure", AtLeast: 1}},
+				get("/orders", [2]string{"authorization", "Bearer " + tok})},
+			statuses: []int{401},
+		},
+		{
+			// The conformance guest's callout probe: the callback runs with the stream
+			// as the effective context and reads the response (held by the root
+			// context, Envoy's rootContext()->http_call_response_).
+			name: "conformance-http-call",
+			steps: []Step{
+				call("backend", CalloutAnswer{Status: 201, Headers: [][2]string{{"x-echo", "e"}}, Body: "pong"}),
+				call("backend", CalloutAnswer{Failure: "connect"}),
+				call("backend", CalloutAnswer{Failure: "reset"}),
+				call("backend", CalloutAnswer{Failure: "timeout"}, [2]string{"x-timeout-ms", "100"}),
+				call("nowhere", CalloutAnswer{Status: 200}, [2]string{"x-cluster", "unknown-cluster"}),
+			},
+			statuses: []int{200, 200, 200, 200, 200},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Plugin{Name: "auth", RootID: "auth", VMID: "auth", Wasm: wasm, Config: tc.cfg}
+			if tc.cfg == "" {
+				p = Plugin{Name: "conformance", RootID: "conformance_root", VMID: "conf", Wasm: conf, Config: `{}`}
+			}
+			sc := Scenario{
+				Plugins:  []Plugin{p},
+				Callouts: tc.callouts,
+				Steps:    tc.steps,
+			}
+			want := RunTestenv(t, sc)
+			require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+			var got []int
+			for _, r := range want.Results {
+				got = append(got, r.Status)
+			}
+			assert.Equal(t, tc.statuses, got, "testenv statuses")
+			for _, host := range []string{Host52a0291, Host3930b7b} {
+				t.Run(host, func(t *testing.T) { Compare(t, want, RunCppHost(t, host, sc)) })
+			}
+		})
+	}
+}

@@ -455,6 +455,15 @@ public:
 
   std::string pluginName() const { return plugin_ ? plugin_->name_ : std::string(); }
 
+  // The context holding a callout's response while its callback runs: the root context
+  // (cpp-host's http_call dispatches from the caller's root context, and Envoy's
+  // Context::getMap / getBuffer read rootContext()->http_call_response_, so a stream
+  // made effective by the guest reads it too).
+  DriverContext *callRoot() {
+    auto *r = dynamic_cast<DriverContext *>(root_context());
+    return r != nullptr ? r : this;
+  }
+
   // cpp-host's ContextBase::error() aborts the process; Envoy logs and fails the VM.
   void error(std::string_view message) override {
     env.errors.emplace_back(message);
@@ -485,7 +494,7 @@ public:
     case WasmHeaderMapType::ResponseTrailers:
       return stream && hold_resp_trailers ? &stream->resp_trailers : nullptr;
     case WasmHeaderMapType::HttpCallResponseHeaders:
-      return call_headers;
+      return callRoot()->call_headers;
     default:
       return nullptr;
     }
@@ -599,8 +608,8 @@ public:
       }
       return nullptr;
     case WasmBufferType::HttpCallResponseBody:
-      if (call_body != nullptr) {
-        return setBuf(call_body, false);
+      if (auto *b = callRoot()->call_body; b != nullptr) {
+        return setBuf(b, false);
       }
       return nullptr;
     default:
@@ -741,7 +750,12 @@ public:
     return WasmResult::Ok;
   }
 
-  std::pair<uint32_t, std::string_view> getStatus() override { return {0, ""}; }
+  // proxy_get_status: set while a failed callout's callback runs.
+  uint32_t status_code = 0;
+  std::string status_message;
+  std::pair<uint32_t, std::string_view> getStatus() override {
+    return {status_code, status_message};
+  }
 
   // Properties, as Envoy's Context::findValue: the path's segments are separated by NUL.
   static void i64(std::string *out, int64_t v) {
@@ -1027,13 +1041,44 @@ void deliverCallouts() {
     }
     Headers h;
     std::string body;
+    // Envoy's async client: a timeout is the router's 504 local reply, a refused or
+    // dropped connection its 503 (both go to onSuccess, testenv's localHTTP); a reset
+    // after the response headers is onFailure: Context::onHttpCallFailure calls
+    // proxy_on_http_call_response(token, 0, 0, 0) with status BrokenConnection "reset".
+    std::string failure;
     if (env.callouts.contains(call.cluster)) {
+      failure = env.callouts[call.cluster].value("failure", "");
+    }
+    auto local = [&](int code, const std::string &b) {
+      h.emplace_back(":status", std::to_string(code));
+      h.emplace_back("content-length", std::to_string(b.size()));
+      h.emplace_back("content-type", "text/plain");
+      body = b;
+    };
+    if (failure == "reset") {
+      ctx->status_code = static_cast<uint32_t>(WasmResult::BrokenConnection);
+      ctx->status_message = "reset";
+      ctx->onHttpCallResponse(call.token, 0, 0, 0);
+      ctx->status_code = 0;
+      ctx->status_message.clear();
+      continue;
+    }
+    if (failure == "timeout") {
+      local(504, "upstream request timeout");
+    } else if (failure == "connect") {
+      local(503, "upstream connect error or disconnect/reset before headers. reset reason: "
+                 "connection failure");
+    } else if (env.callouts.contains(call.cluster)) {
       const auto &a = env.callouts[call.cluster];
       h.emplace_back(":status", std::to_string(a.value("status", 200)));
       for (const auto &p : headersFrom(a.value("headers", json::array()))) {
-        h.push_back(p);
+        if (p.first != "content-length") {
+          h.push_back(p);
+        }
       }
       body = a.value("body", "");
+      // An HTTP/1.1 upstream's answer carries its length (testenv's server sends it).
+      h.emplace_back("content-length", std::to_string(body.size()));
     } else {
       h.emplace_back(":status", "503"); // the router's local reply for no healthy upstream
     }
@@ -1107,7 +1152,8 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
   if (req.contains("source_address")) {
     s.source_address = req["source_address"].get<std::string>();
   }
-  for (auto &[k, v] : req.value("properties", json::object()).items()) {
+  const json props = req.value("properties", json::object()); // outlives the loop
+  for (auto &[k, v] : props.items()) {
     s.properties[k] = v.get<std::string>();
   }
 
@@ -1461,6 +1507,13 @@ int main(int argc, char **argv) {
   for (const auto &c : sc.value("clusters", json::array())) {
     env.known_clusters.push_back(c.get<std::string>());
   }
+  for (const auto &step : sc.value("steps", json::array())) {
+    const json step_callouts = step.value("callouts", json::object()); // outlives the loop
+    for (auto &[k, v] : step_callouts.items()) {
+      (void)v;
+      env.known_clusters.push_back(k);
+    }
+  }
 
   int nworkers = std::max(1, sc.value("workers", 1));
   for (int w = 0; w < nworkers; w++) {
@@ -1547,6 +1600,12 @@ int main(int argc, char **argv) {
     if (!step.contains("request")) {
       continue;
     }
+    // The step's own callout answers replace the scenario's for its duration.
+    json saved = env.callouts;
+    const json step_callouts = step.value("callouts", json::object()); // outlives the loop
+    for (auto &[k, v] : step_callouts.items()) {
+      env.callouts[k] = v;
+    }
     uint64_t repeat = step.value("repeat", 1);
     json last;
     json statuses = json::object();
@@ -1567,6 +1626,7 @@ int main(int argc, char **argv) {
     }
     results.push_back(last);
     settle();
+    env.callouts = saved;
   }
   out["results"] = results;
   out["logs"] = env.logs;
