@@ -61,6 +61,9 @@ type Scenario struct {
 	StartUnixNS int64 `json:"start_unix_ns,omitempty"`
 	// Callouts answers HTTP callouts by cluster name.
 	Callouts map[string]CalloutAnswer `json:"callouts,omitempty"`
+	// GrpcCallouts answers unary gRPC calls by cluster name (the service argument of
+	// proxy_grpc_call as a raw cluster name; testenv calls a loopback gRPC server).
+	GrpcCallouts map[string]GrpcAnswer `json:"grpc_callouts,omitempty"`
 	Steps    []Step                   `json:"steps"`
 	// SeededSharedData lists shared-data key prefixes whose layout depends on a random
 	// seed the module draws from the host (ratelimit's table: slots are chosen by a keyed
@@ -97,6 +100,20 @@ type CalloutAnswer struct {
 	Failure string `json:"failure,omitempty"`
 }
 
+// GrpcAnswer is the answer to a unary gRPC call: the response message (Code 0), or a
+// non-OK status with its message (proxy_on_grpc_close, the message in
+// proxy_get_status).
+type GrpcAnswer struct {
+	Code     uint32 `json:"code"`
+	Message  string `json:"message,omitempty"`
+	Response []byte `json:"-"`
+	// ResponseHex carries Response to the driver.
+	ResponseHex string `json:"response_hex,omitempty"`
+}
+
+// noGrpcAnswer is what a gRPC cluster answers outside the steps that give its answer.
+var noGrpcAnswer = GrpcAnswer{Code: 14, Message: "no answer in this step"}
+
 // Step is a request (with the upstream's answer) or a clock advance.
 type Step struct {
 	Request   *Request  `json:"request,omitempty"`
@@ -114,6 +131,9 @@ type Step struct {
 	// Callouts replace the scenario's callout answers (by cluster) while this step
 	// runs, e.g. an authorization service's answer per request.
 	Callouts map[string]CalloutAnswer `json:"callouts,omitempty"`
+	// GrpcCallouts replace the scenario's gRPC answers while this step runs (outside
+	// the steps that name it, a cluster answers UNAVAILABLE "no answer in this step").
+	GrpcCallouts map[string]GrpcAnswer `json:"grpc_callouts,omitempty"`
 }
 
 // MetricAtLeast names a metric and the value it must reach.
@@ -329,6 +349,12 @@ func RunCppHost(t testing.TB, host string, sc Scenario) Outcome {
 	if sc.LogLevel == 0 {
 		sc.LogLevel = abi.LogInfo // testenv's default, Envoy's --log-level info
 	}
+	sc.GrpcCallouts = withHex(sc.GrpcCallouts)
+	steps := slices.Clone(sc.Steps)
+	for i := range steps {
+		steps[i].GrpcCallouts = withHex(steps[i].GrpcCallouts)
+	}
+	sc.Steps = steps
 	in, err := json.Marshal(sc)
 	if err != nil {
 		t.Fatal(err)
@@ -343,6 +369,19 @@ func RunCppHost(t testing.TB, host string, sc Scenario) Outcome {
 	var out Outcome
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
 		t.Fatalf("cpp-host %s driver output: %v\n%s", host, err, tail(stdout.String()))
+	}
+	return out
+}
+
+// withHex returns a copy of m whose answers carry their responses in hex.
+func withHex(m map[string]GrpcAnswer) map[string]GrpcAnswer {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]GrpcAnswer, len(m))
+	for k, a := range m {
+		a.ResponseHex = hex.EncodeToString(a.Response)
+		out[k] = a
 	}
 	return out
 }
@@ -369,6 +408,7 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 	// scenario's (steps run one at a time).
 	var answerMu sync.Mutex
 	var stepAnswers map[string]CalloutAnswer
+	var stepGrpc map[string]GrpcAnswer
 	answer := func(cluster string) (CalloutAnswer, bool) {
 		answerMu.Lock()
 		defer answerMu.Unlock()
@@ -427,6 +467,31 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		t.Cleanup(srv.Close)
 		t.Cleanup(func() { stopOnce.Do(func() { close(stop) }) }) // runs before srv.Close
 		clusters[name] = strings.TrimPrefix(srv.URL, "http://")
+	}
+	grpcAnswer := func(cluster string) GrpcAnswer {
+		answerMu.Lock()
+		defer answerMu.Unlock()
+		if a, ok := stepGrpc[cluster]; ok {
+			return a
+		}
+		if a, ok := sc.GrpcCallouts[cluster]; ok {
+			return a
+		}
+		return noGrpcAnswer
+	}
+	addGrpc := func(name string) {
+		if _, ok := clusters[name]; ok {
+			return
+		}
+		clusters[name] = grpcServer(t, func() GrpcAnswer { return grpcAnswer(name) })
+	}
+	for name := range sc.GrpcCallouts {
+		addGrpc(name)
+	}
+	for _, st := range sc.Steps {
+		for name := range st.GrpcCallouts {
+			addGrpc(name)
+		}
 	}
 	for name := range sc.Callouts {
 		addCluster(name)
@@ -501,7 +566,7 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		}
 		current = st.Upstream
 		answerMu.Lock()
-		stepAnswers = st.Callouts
+		stepAnswers, stepGrpc = st.Callouts, st.GrpcCallouts
 		answerMu.Unlock()
 		n := max(st.Repeat, 1)
 		var last Result
@@ -519,7 +584,7 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		out.Results = append(out.Results, last)
 		h.Settle()
 		answerMu.Lock()
-		stepAnswers = nil
+		stepAnswers, stepGrpc = nil, nil
 		answerMu.Unlock()
 	}
 	for _, l := range h.Logs() {

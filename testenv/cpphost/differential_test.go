@@ -3,6 +3,12 @@ package cpphost
 import (
 	"strings"
 	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/meshplug/meshplug/filters/auth/jwt"
 	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
@@ -579,6 +585,78 @@ func TestCallouts(t *testing.T) {
 				Plugins:  []Plugin{p},
 				Callouts: tc.callouts,
 				Steps:    tc.steps,
+			}
+			want := RunTestenv(t, sc)
+			require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+			var got []int
+			for _, r := range want.Results {
+				got = append(got, r.Status)
+			}
+			assert.Equal(t, tc.statuses, got, "testenv statuses")
+			for _, host := range []string{Host52a0291, Host3930b7b} {
+				t.Run(host, func(t *testing.T) { Compare(t, want, RunCppHost(t, host, sc)) })
+			}
+		})
+	}
+}
+
+// The ratelimit README's global example: each request's descriptors go to
+// envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit over a gRPC callout
+// answered from the scenario (a loopback gRPC server on testenv), per step: OK with
+// headers_on_allowed, OVER_LIMIT → 429 with Retry-After and RateLimit-*, the service's
+// request/response headers, a non-OK grpc-status and a reply that does not parse →
+// the failure mode (pass by default, status_on_error with failure_mode_deny).
+func TestRatelimitGlobal(t *testing.T) {
+	wasm := BuildGuest(t, "../../filters/ratelimit")
+	const cluster = "outbound|8081||ratelimit.shop.svc.cluster.local"
+	cfg := func(extra string) string {
+		return `{"mode": "global", "domain": "checkout", "headers_on_allowed": true,
+  "global": {"cluster": "` + cluster + `", "timeout": "50ms"` + extra + `},
+  "rules": [{"name": "per-user", "descriptors": [{"key": "user", "header": "x-user-id"}],
+     "limit": {"requests": 100, "unit": "minute"},
+     "overrides": [{"values": {"user": "ci-bot"}, "unlimited": true}], "missing_key": "deny"}]}`
+	}
+	limit := &rlsv3.RateLimitResponse_RateLimit{RequestsPerUnit: 100, Unit: rlsv3.RateLimitResponse_RateLimit_MINUTE}
+	msg := func(m *rlsv3.RateLimitResponse) GrpcAnswer {
+		b, err := proto.Marshal(m)
+		require.NoError(t, err)
+		return GrpcAnswer{Response: b}
+	}
+	ok := msg(&rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK,
+		Statuses: []*rlsv3.RateLimitResponse_DescriptorStatus{{Code: rlsv3.RateLimitResponse_OK,
+			CurrentLimit: limit, LimitRemaining: 41, DurationUntilReset: durationpb.New(30 * time.Second)}},
+		RequestHeadersToAdd: []*corev3.HeaderValue{{Key: "x-ratelimit-checked", Value: "yes"}}})
+	over := msg(&rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OVER_LIMIT,
+		Statuses: []*rlsv3.RateLimitResponse_DescriptorStatus{{Code: rlsv3.RateLimitResponse_OVER_LIMIT,
+			CurrentLimit: limit, DurationUntilReset: durationpb.New(12500 * time.Millisecond)}},
+		ResponseHeadersToAdd: []*corev3.HeaderValue{{Key: "x-limited-by", Value: "rls"}}})
+	broken := GrpcAnswer{Response: []byte{0xff, 0xff}}
+	unavailable := GrpcAnswer{Code: 14, Message: "redis down"}
+	user := func(id string, a GrpcAnswer, h ...[2]string) Step {
+		s := get("/checkout", append([][2]string{{"x-user-id", id}}, h...)...)
+		s.GrpcCallouts = map[string]GrpcAnswer{cluster: a}
+		return s
+	}
+	steps := []Step{
+		user("alice", ok, [2]string{"x-ratelimit-checked", "forged"}),
+		user("alice", over),
+		user("alice", over, [2]string{"content-type", "application/grpc"}),
+		user("bob", unavailable),
+		user("bob", broken),
+		get("/checkout"), // missing_key: deny, no call
+	}
+	for _, tc := range []struct {
+		name     string
+		cfg      string
+		statuses []int
+	}{
+		{name: "failure-mode-allow", cfg: cfg(""), statuses: []int{200, 429, 200, 200, 200, 429}},
+		{name: "failure-mode-deny", cfg: cfg(`, "failure_mode_deny": true, "status_on_error": 503`), statuses: []int{200, 429, 200, 503, 503, 429}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := Scenario{
+				Plugins: []Plugin{{Name: "ratelimit", RootID: "ratelimit", VMID: "rl", Wasm: wasm, Config: tc.cfg}},
+				Steps:   steps,
 			}
 			want := RunTestenv(t, sc)
 			require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)

@@ -210,6 +210,7 @@ struct LocalReply {
 };
 
 struct PendingCall {
+  bool grpc = false; // a unary gRPC call (else HTTP)
   uint32_t token;
   uint32_t context_id;
   WasmBase *wasm;
@@ -240,6 +241,8 @@ struct Env {
   uint32_t next_token = 1;
   std::vector<std::string> errors;
   json callouts = json::object(); // cluster → {status, headers, body}
+  json grpc_callouts = json::object(); // cluster → {code, message, response_hex}
+  uint32_t next_grpc_token = 1;      // odd: calls (Envoy's are odd, streams even)
   // "base" while createWasm runs (the base VM and its configuration canary, which
   // testenv does not have), "" after.
   std::string phase;
@@ -607,6 +610,11 @@ public:
         return setBuf(&config_copy_, false);
       }
       return nullptr;
+    case WasmBufferType::GrpcReceiveBuffer:
+      if (auto *b = callRoot()->grpc_body; b != nullptr) {
+        return setBuf(b, false);
+      }
+      return nullptr;
     case WasmBufferType::HttpCallResponseBody:
       if (auto *b = callRoot()->call_body; b != nullptr) {
         return setBuf(b, false);
@@ -749,6 +757,49 @@ public:
     env.calls.push_back(std::move(c));
     return WasmResult::Ok;
   }
+
+  // gRPC calls (unary), answered from the scenario after the current callback. The
+  // service is a cluster the scenario answers for (as a raw cluster name: Envoy's
+  // Context::grpcCall treats bytes that are not a GrpcService as one); cpp-host's
+  // grpc_call export dispatches from the caller's root context.
+  WasmResult grpcCall(std::string_view grpc_service, std::string_view service_name,
+                      std::string_view method_name, const Pairs & /*initial_metadata*/,
+                      std::string_view request, std::chrono::milliseconds /*timeout*/,
+                      GrpcToken *token_ptr) override {
+    std::string cluster(grpc_service);
+    if (!env.grpc_callouts.contains(cluster)) {
+      return WasmResult::ParseFailure;
+    }
+    PendingCall c;
+    c.grpc = true;
+    c.token = env.next_grpc_token;
+    env.next_grpc_token += 2;
+    c.context_id = id();
+    c.wasm = wasm();
+    c.worker = current_worker;
+    c.cluster = cluster;
+    c.headers.emplace_back(":path", "/" + std::string(service_name) + "/" + std::string(method_name));
+    c.body = std::string(request);
+    *token_ptr = c.token;
+    env.calls.push_back(std::move(c));
+    return WasmResult::Ok;
+  }
+  WasmResult grpcCancel(uint32_t token) override { return dropCall(token); }
+  WasmResult grpcClose(uint32_t token) override { return dropCall(token); }
+  WasmResult dropCall(uint32_t token) {
+    auto *w = wasm();
+    auto it = std::find_if(env.calls.begin(), env.calls.end(), [&](const PendingCall &c) {
+      return c.grpc && c.wasm == w && c.token == token;
+    });
+    if (it == env.calls.end()) {
+      return WasmResult::NotFound;
+    }
+    env.calls.erase(it);
+    return WasmResult::Ok;
+  }
+  // The message of a gRPC call's answer while proxy_on_grpc_receive runs (read through
+  // the root context, as Envoy's rootContext()->grpc_receive_buffer_).
+  std::string *grpc_body = nullptr;
 
   // proxy_get_status: set while a failed callout's callback runs.
   uint32_t status_code = 0;
@@ -1021,6 +1072,17 @@ std::string grpcPercentEncode(const std::string &s) {
   return out;
 }
 
+std::string unhex(const std::string &h) {
+  auto nib = [](char c) -> int {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c - 'A' + 10;
+  };
+  std::string out;
+  for (size_t i = 0; i + 1 < h.size(); i += 2) {
+    out.push_back(static_cast<char>(nib(h[i]) << 4 | nib(h[i + 1])));
+  }
+  return out;
+}
+
 // Answers every pending callout of the current thread's VMs from the scenario and runs
 // its callback on the context that made it.
 void deliverCallouts() {
@@ -1037,6 +1099,26 @@ void deliverCallouts() {
       ctx = dynamic_cast<DriverContext *>(call.wasm->getRootContext(nullptr, true));
     }
     if (ctx == nullptr) {
+      continue;
+    }
+    if (call.grpc) {
+      // Success: proxy_on_grpc_receive with the message only; failure:
+      // proxy_on_grpc_close with the status, its message in proxy_get_status (Envoy's
+      // Context::onGrpcReceive / onGrpcClose for a unary call).
+      const auto &a = env.grpc_callouts[call.cluster];
+      uint32_t code = a.value("code", 0U);
+      if (code == 0) {
+        std::string msg = unhex(a.value("response_hex", ""));
+        ctx->grpc_body = &msg;
+        ctx->onGrpcReceive(call.token, static_cast<uint32_t>(msg.size()));
+        ctx->grpc_body = nullptr;
+      } else {
+        ctx->status_code = code;
+        ctx->status_message = a.value("message", "");
+        ctx->onGrpcClose(call.token, static_cast<GrpcStatusCode>(code));
+        ctx->status_code = 0;
+        ctx->status_message.clear();
+      }
       continue;
     }
     Headers h;
@@ -1499,6 +1581,16 @@ int main(int argc, char **argv) {
     env.start_unix_ns = sc["start_unix_ns"].get<uint64_t>();
   }
   env.callouts = sc.value("callouts", json::object());
+  env.grpc_callouts = sc.value("grpc_callouts", json::object());
+  for (const auto &step : sc.value("steps", json::array())) {
+    const json g = step.value("grpc_callouts", json::object());
+    for (auto &[k, v] : g.items()) {
+      if (!env.grpc_callouts.contains(k)) {
+        env.grpc_callouts[k] = json{{"code", 14}, {"message", "no answer in this step"}};
+      }
+      (void)v;
+    }
+  }
   env.node_id = sc.value("node_id", "");
   for (auto &[k, v] : env.callouts.items()) {
     (void)v;
@@ -1601,10 +1693,14 @@ int main(int argc, char **argv) {
       continue;
     }
     // The step's own callout answers replace the scenario's for its duration.
-    json saved = env.callouts;
+    json saved = env.callouts, saved_grpc = env.grpc_callouts;
     const json step_callouts = step.value("callouts", json::object()); // outlives the loop
     for (auto &[k, v] : step_callouts.items()) {
       env.callouts[k] = v;
+    }
+    const json step_grpc = step.value("grpc_callouts", json::object());
+    for (auto &[k, v] : step_grpc.items()) {
+      env.grpc_callouts[k] = v;
     }
     uint64_t repeat = step.value("repeat", 1);
     json last;
@@ -1627,6 +1723,7 @@ int main(int argc, char **argv) {
     results.push_back(last);
     settle();
     env.callouts = saved;
+    env.grpc_callouts = saved_grpc;
   }
   out["results"] = results;
   out["logs"] = env.logs;
