@@ -64,7 +64,7 @@ type Scenario struct {
 	// GrpcCallouts answers unary gRPC calls by cluster name (the service argument of
 	// proxy_grpc_call as a raw cluster name; testenv calls a loopback gRPC server).
 	GrpcCallouts map[string]GrpcAnswer `json:"grpc_callouts,omitempty"`
-	Steps    []Step                   `json:"steps"`
+	Steps        []Step                `json:"steps"`
 	// SeededSharedData lists shared-data key prefixes whose layout depends on a random
 	// seed the module draws from the host (ratelimit's table: slots are chosen by a keyed
 	// hash under a secret seed stored at "<prefix><groups>/seed"). Compare checks that each run
