@@ -60,6 +60,7 @@ func Compare(t testing.TB, want, got Outcome) {
 		assert.Len(t, want.histGet(name), n, "histogram %s: samples", name)
 	}
 	assert.Equal(t, messages(want.Logs), messages(got.Logs), "log messages")
+	assert.Equal(t, hostFailures(want.Logs), hostFailures(got.Logs), "workers whose VM failure the host reported")
 	require.NotNil(t, want.sharedGet, "want must come from RunTestenv")
 	for _, prefix := range want.seeded {
 		seeds := 0
@@ -97,7 +98,7 @@ func Compare(t testing.TB, want, got Outcome) {
 func messages(logs []Log) []string {
 	out := []string{}
 	for _, l := range logs {
-		if l.Phase == "base" {
+		if l.Phase == "base" || l.Host {
 			continue
 		}
 		out = append(out, fmt.Sprintf("w%d %s %s", l.Worker, l.Level, l.Message))
@@ -128,4 +129,17 @@ func digest(b string) string {
 		return b
 	}
 	return fmt.Sprintf("%d bytes, sha256 %x, %q … %q", len(b), sha256.Sum256([]byte(b)), b[:64], b[len(b)-64:])
+}
+
+// hostFailures lists the workers whose VM failure the host reported (Log.Host), once
+// each.
+func hostFailures(logs []Log) []int {
+	out := []int{}
+	for _, l := range logs {
+		if l.Host && l.Phase != "base" && !slices.Contains(out, l.Worker) {
+			out = append(out, l.Worker)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -71,6 +71,9 @@ type Scenario struct {
 	// holds a 16-byte seed under the prefix, and no entry of the prefix byte by byte: two hosts
 	// draw two seeds. The decisions, headers and metrics are compared as always.
 	SeededSharedData []string `json:"-"`
+	// PollOneoffENOSYS runs testenv as the 3930b7b era's host answers poll_oneoff
+	// (testenv.Options.PollOneoffENOSYS); the driver ignores it (each build is its era).
+	PollOneoffENOSYS bool `json:"-"`
 }
 
 // Plugin is one filter of the chain.
@@ -218,6 +221,11 @@ type Log struct {
 	// Worker is the worker whose VM logged the line (-1: the main thread's base VM and
 	// configuration canary, Phase "base").
 	Worker int `json:"worker"`
+	// Host marks the host's own report of a VM failure (a trap, a failed call), whose
+	// text is the engine's (wazero's "wasm trap: wasm error: unreachable…", WAMR's
+	// "Function: … failed: Exception: unreachable"): Compare checks that both hosts
+	// report one, not the text.
+	Host bool `json:"host,omitempty"`
 	// Phase is "base" for lines logged while createWasm ran: the base VM and its
 	// configuration canary (cpp-host's WasmHandleBase::canary starts and configures
 	// the plugin in a throwaway clone), which testenv does not run.
@@ -534,7 +542,7 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		return &testenv.UpstreamResponse{Status: status, Headers: up.Headers, Body: []byte(up.Body), Trailers: up.Trailers}
 	}
 	h, err := testenv.New(context.Background(), testenv.Options{Workers: max(sc.Workers, 1), Clock: clock, Clusters: clusters,
-		LogLevel: level, Upstream: upstream}, plugins...)
+		LogLevel: level, Upstream: upstream, PollOneoffENOSYS: sc.PollOneoffENOSYS}, plugins...)
 	for _, p := range sc.Plugins {
 		l := Load{Name: p.Name, Loaded: err == nil, Started: err == nil}
 		if err != nil {
@@ -589,7 +597,9 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 	}
 	for _, l := range h.Logs() {
 		if l.Level >= level {
-			out.Logs = append(out.Logs, Log{Level: l.Level, Plugin: l.Plugin, Message: l.Message, Worker: l.Worker})
+			host := l.Level == abi.LogCritical && (strings.HasPrefix(l.Message, "wasm trap: ") ||
+				strings.HasPrefix(l.Message, "wasm vm exited"))
+			out.Logs = append(out.Logs, Log{Level: l.Level, Plugin: l.Plugin, Message: l.Message, Worker: l.Worker, Host: host})
 		}
 	}
 	out.Metrics = h.Metrics()

@@ -671,3 +671,74 @@ func TestRatelimitGlobal(t *testing.T) {
 		})
 	}
 }
+
+// A VM that fails at runtime (a Go fatal error: the conformance guest's "fatal" op) and
+// Envoy's failure policy: fail closed (the default: that
+// stream and every later one get 503 wasm_fail_stream, grpc-status 14 for gRPC), fail
+// open (the stream goes on, later streams skip the plugin). A panic the binding
+// recovers is the plugin's own policy (guest's fail_closed), not a VM failure;
+// proc_exit (os.Exit) returns to the guest on both hosts (cpp-host's
+// wasi_unstable_proc_exit). A bad configuration is refused before any request (both
+// hosts: no plugin started).
+func TestFailurePolicy(t *testing.T) {
+	wasm := BuildGuest(t, "../conformance/guest")
+	op := func(name string, h ...[2]string) Step {
+		return get("/op/"+name, append([][2]string{{"x-op", name}}, h...)...)
+	}
+	steps := []Step{
+		op("panic"), get("/plain"), op("exit"),
+		op("fatal"), get("/plain"), get("/plain", [2]string{"content-type", "application/grpc"}), op("headers"),
+	}
+	for _, tc := range []struct {
+		name     string
+		failOpen bool
+		config   string
+		statuses []int
+	}{
+		{name: "fail-closed", config: `{}`, statuses: []int{200, 200, 200, 503, 503, 200, 503}},
+		{name: "fail-open", failOpen: true, config: `{}`, statuses: []int{200, 200, 200, 200, 200, 200, 200}},
+		{name: "guest-fail-closed", config: `{"fail_closed": true}`, statuses: []int{500, 200, 200, 503, 503, 200, 503}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := Scenario{
+				Plugins: []Plugin{{Name: "conformance", RootID: "conformance_root", VMID: "conf", Wasm: wasm,
+					Config: tc.config, FailOpen: tc.failOpen}},
+				Steps: steps,
+			}
+			want := RunTestenv(t, sc)
+			require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+			var got []int
+			for _, r := range want.Results {
+				got = append(got, r.Status)
+			}
+			assert.Equal(t, tc.statuses, got, "testenv statuses")
+			t.Run(Host52a0291, func(t *testing.T) { Compare(t, want, RunCppHost(t, Host52a0291, sc)) })
+			// The Go runtime's fatal-error path sleeps: on the 3930b7b era poll_oneoff
+			// fails there too ("panic during panic"), as testenv shows when it answers
+			// poll_oneoff as that era does.
+			t.Run(Host3930b7b, func(t *testing.T) {
+				sc := sc
+				sc.PollOneoffENOSYS = true
+				Compare(t, RunTestenv(t, sc), RunCppHost(t, Host3930b7b, sc))
+			})
+		})
+	}
+	t.Run("bad-configuration", func(t *testing.T) {
+		for _, cfg := range []string{`{"fail_configure": true}`, `{"panic_on_configure": true}`} {
+			sc := Scenario{
+				Plugins: []Plugin{{Name: "conformance", RootID: "conformance_root", VMID: "conf", Wasm: wasm, Config: cfg}},
+				Steps:   []Step{get("/plain")},
+			}
+			want := RunTestenv(t, sc)
+			assert.False(t, want.Loaded(), "testenv refuses %s", cfg)
+			for _, host := range []string{Host52a0291, Host3930b7b} {
+				got := RunCppHost(t, host, sc)
+				require.Len(t, got.Loads, 1)
+				assert.False(t, got.Loads[0].Loaded, "%s refuses %s in createWasm's canary", host, cfg)
+				for _, l := range got.Logs {
+					assert.Equal(t, "base", l.Phase, "%s: only the canary ran the configuration: %+v", host, l)
+				}
+			}
+		}
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meshplug/meshplug/filters/abi"
@@ -266,9 +267,17 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 	case "panic":
 		panic("request headers panicked on purpose")
 	case "exit":
-		// A VM failure the binding cannot recover: proc_exit (as a Go fatal error
-		// ends), which the host sees as a runtime failure of the VM.
+		// proc_exit: Envoy's host logs it and returns (cpp-host's
+		// wasi_unstable_proc_exit), so the guest goes on and reports it.
 		os.Exit(3)
+		s.report["exit_returned"] = true
+		return s.reply()
+	case "fatal":
+		// A VM failure the binding cannot recover: a Go fatal error (the runtime
+		// prints it, calls proc_exit, then traps), which the host sees as a runtime
+		// failure of the VM.
+		var mu sync.Mutex
+		mu.Unlock()
 	case "panic-response":
 		return pw.Continue
 	case "reset":

@@ -251,11 +251,14 @@ struct Env {
 };
 Env env;
 
-void logLine(uint32_t level, std::string_view plugin, std::string_view msg) {
+void logLine(uint32_t level, std::string_view plugin, std::string_view msg, bool host = false) {
   if (level < env.log_level) {
     return;
   }
   json l = {{"level", level}, {"plugin", plugin}, {"message", msg}, {"worker", current_worker}};
+  if (host) {
+    l["host"] = true; // the host's report of a VM failure (engine-specific text)
+  }
   if (!env.phase.empty()) {
     l["phase"] = env.phase;
   }
@@ -363,7 +366,7 @@ public:
   LogLevel getLogLevel() override { return static_cast<LogLevel>(env.log_level); }
   void error(std::string_view message) override {
     env.errors.emplace_back(message);
-    logLine(4, "", message);
+    logLine(4, "", message, true);
   }
   void trace(std::string_view /*message*/) override {}
   bool getNullVmFunction(std::string_view, bool, int, NullPlugin *, void *) override {
@@ -421,7 +424,7 @@ public:
 
   void error(std::string_view message) override {
     env.errors.emplace_back(message);
-    logLine(4, "", message);
+    logLine(4, "", message, true);
   }
 };
 
@@ -467,10 +470,11 @@ public:
     return r != nullptr ? r : this;
   }
 
-  // cpp-host's ContextBase::error() aborts the process; Envoy logs and fails the VM.
+  // cpp-host's ContextBase::error() aborts the process; Envoy's Context::error only
+  // logs at trace level and returns (e.g. for wasi_unstable_proc_exit).
   void error(std::string_view message) override {
     env.errors.emplace_back(message);
-    logLine(4, pluginName(), message);
+    logLine(0, pluginName(), message);
   }
 
   WasmResult log(uint32_t level, std::string_view message) override {
@@ -1259,12 +1263,12 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
     if (slots[i].plugin->fail_open_) {
       return false;
     }
+    // Envoy's Context::failStream: sendLocalReply(503, "", …, Unavailable,
+    // "wasm_fail_stream") whatever the request.
     LocalReply r;
     r.code = 503;
     r.details = "wasm_fail_stream";
-    if (isGrpc(s.req_headers)) {
-      r.grpc_status = 14;
-    }
+    r.grpc_status = 14;
     reply = r;
     failed = true;
     return true;
@@ -1283,6 +1287,7 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
         LocalReply r;
         r.code = 503;
         r.details = "wasm_fail_stream";
+        r.grpc_status = 14;
         reply = r;
         failed = true;
         break;
