@@ -308,6 +308,9 @@ func (h *Host) Reconfigure(ctx context.Context, plugin int, config []byte) error
 	if plugin < 0 || plugin >= len(h.plugins) {
 		return fmt.Errorf("testenv: Reconfigure: no plugin %d", plugin)
 	}
+	if err := h.canary(ctx, plugin, config); err != nil {
+		return err
+	}
 	var errs []error
 	for _, w := range h.workers {
 		w.run(func() {
@@ -320,6 +323,38 @@ func (h *Host) Reconfigure(ctx context.Context, plugin int, config []byte) error
 		h.plugins[plugin].Config = config
 	}
 	return errors.Join(errs...)
+}
+
+// canary configures plugin with config in a throwaway VM first, as Envoy does for every
+// new plugin configuration (cpp-host's createWasm → WasmHandleBase::canary: the plugin is
+// started and configured in a clone of the base VM, destroyed right after, before any
+// worker's thread-local plugin): a configuration the plugin refuses never reaches a
+// worker. The canary's log lines have worker -1; its callouts and tick are cancelled with
+// it. New does not run one: a refused initial configuration fails New at worker 0
+// before any request (the cost of one more VM per plugin for every host is not paid).
+func (h *Host) canary(ctx context.Context, plugin int, config []byte) error {
+	w := &worker{id: -1, h: h}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	v, err := newVMWith(ctx, h, w, plugin, h.mods[plugin], config)
+	if v != nil {
+		v.stopTick()
+		for token, cancel := range v.httpCalls {
+			cancel()
+			delete(v.httpCalls, token)
+		}
+		for token, c := range v.grpcCalls {
+			c.cancel()
+			delete(v.grpcCalls, token)
+		}
+		if v.mod != nil {
+			_ = v.mod.Close(ctx)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("configuration canary: %w", err)
+	}
+	return nil
 }
 
 // Workers returns the number of workers.

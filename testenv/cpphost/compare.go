@@ -37,6 +37,7 @@ func Compare(t testing.TB, want, got Outcome) {
 		assert.Equal(t, want.Loads[i].Loaded && want.Loads[i].Started, got.Loads[i].Loaded && got.Loads[i].Started,
 			"plugin %d loaded (cpp-host errors: %s)", i, got.Loads[i].Errors)
 	}
+	assert.Equal(t, fmt.Sprint(want.Reconfigures), fmt.Sprint(got.Reconfigures), "reconfigurations taken")
 	require.Len(t, got.Results, len(want.Results), "results")
 	for i := range want.Results {
 		w, g := want.Results[i], got.Results[i]

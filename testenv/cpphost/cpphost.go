@@ -131,12 +131,23 @@ type Step struct {
 	WaitMetric *MetricAtLeast `json:"wait_metric,omitempty"`
 	// Worker is the worker (0 … Workers-1) that runs the request.
 	Worker int `json:"worker,omitempty"`
+	// Reconfigure delivers a new configuration to a plugin of the chain, as an xDS
+	// update does (testenv.Host.Reconfigure; the driver's createWasm + thread-local
+	// plugin for the new configuration, the old root context shut down). Whether it
+	// was taken is Outcome.Reconfigures.
+	Reconfigure *Reconfigure `json:"reconfigure,omitempty"`
 	// Callouts replace the scenario's callout answers (by cluster) while this step
 	// runs, e.g. an authorization service's answer per request.
 	Callouts map[string]CalloutAnswer `json:"callouts,omitempty"`
 	// GrpcCallouts replace the scenario's gRPC answers while this step runs (outside
 	// the steps that name it, a cluster answers UNAVAILABLE "no answer in this step").
 	GrpcCallouts map[string]GrpcAnswer `json:"grpc_callouts,omitempty"`
+}
+
+// Reconfigure is a new configuration for the plugin at index Plugin of the chain.
+type Reconfigure struct {
+	Plugin int    `json:"plugin"`
+	Config string `json:"config"`
 }
 
 // MetricAtLeast names a metric and the value it must reach.
@@ -234,11 +245,13 @@ type Log struct {
 
 // Outcome is everything a run produced.
 type Outcome struct {
-	Host    string           `json:"host"`
-	Loads   []Load           `json:"loads"`
-	Results []Result         `json:"results"`
-	Logs    []Log            `json:"logs"`
-	Metrics map[string]int64 `json:"metrics"` // counters and gauges
+	Host    string   `json:"host"`
+	Loads   []Load   `json:"loads"`
+	Results []Result `json:"results"`
+	// Reconfigures says, per Reconfigure step, whether the configuration was taken.
+	Reconfigures []bool           `json:"reconfigures"`
+	Logs         []Log            `json:"logs"`
+	Metrics      map[string]int64 `json:"metrics"` // counters and gauges
 	// Histograms counts the samples recorded per histogram (cpp-host runs).
 	Histograms map[string]int               `json:"histograms"`
 	SharedData map[string]map[string]string `json:"shared_data"` // vm_id → key → hex of the value (cpp-host runs)
@@ -569,6 +582,11 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 			h.Settle()
 			continue
 		}
+		if rc := st.Reconfigure; rc != nil {
+			out.Reconfigures = append(out.Reconfigures, h.Reconfigure(ctx, rc.Plugin, []byte(rc.Config)) == nil)
+			h.Settle()
+			continue
+		}
 		if st.Request == nil {
 			continue
 		}
@@ -599,7 +617,11 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		if l.Level >= level {
 			host := l.Level == abi.LogCritical && (strings.HasPrefix(l.Message, "wasm trap: ") ||
 				strings.HasPrefix(l.Message, "wasm vm exited"))
-			out.Logs = append(out.Logs, Log{Level: l.Level, Plugin: l.Plugin, Message: l.Message, Worker: l.Worker, Host: host})
+			lg := Log{Level: l.Level, Plugin: l.Plugin, Message: l.Message, Worker: l.Worker, Host: host}
+			if l.Worker < 0 {
+				lg.Phase = "base" // the configuration canary of a Reconfigure
+			}
+			out.Logs = append(out.Logs, lg)
 		}
 	}
 	out.Metrics = h.Metrics()

@@ -742,3 +742,47 @@ func TestFailurePolicy(t *testing.T) {
 		}
 	})
 }
+
+// Reconfigure (an xDS update of the plugin's configuration) on two workers: a new root
+// context per worker takes the new configuration; the old one is shut down, and its
+// switching its tick off in proxy_on_done (the guest's stop_tick_on_done) does not stop
+// the new one's (ticks are per root context: Envoy's Wasm::setTimerPeriod). A refused
+// configuration leaves the previous one serving.
+func TestReconfigure(t *testing.T) {
+	wasm := BuildGuest(t, "../conformance/guest")
+	cfgA := `{"tick_ms":1000,"stop_tick_on_done":true}`
+	cfgB := `{"tick_ms":1000,"stop_tick_on_done":true,"queue":"b"}`
+	config := func(w int) Step {
+		s := get("/op/config", [2]string{"x-op", "config"})
+		s.Worker = w
+		return s
+	}
+	sc := Scenario{Workers: 2,
+		Plugins: []Plugin{{Name: "conformance", RootID: "conformance_root", VMID: "conf", Wasm: wasm, Config: cfgA}},
+		Steps: []Step{
+			{AdvanceMS: 1500},
+			{Reconfigure: &Reconfigure{Config: cfgB}},
+			{AdvanceMS: 2000},
+			config(0), config(1),
+			{Reconfigure: &Reconfigure{Config: `{"fail_configure": true}`}},
+			{AdvanceMS: 1000},
+			config(1),
+		},
+	}
+	want := RunTestenv(t, sc)
+	require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+	assert.Equal(t, []bool{true, false}, want.Reconfigures)
+	// One tick of A and two of B on each worker, then one more of B.
+	assert.Equal(t, int64(2*(1+2+1)), want.Metrics["conformance.ticks"])
+	for _, i := range []int{0, 1, 2} {
+		assert.Contains(t, want.Results[i].Body, `"queue\":\"b\"`, "request %d sees configuration B", i)
+	}
+	// The refused configuration never reached a worker: no root context of it was
+	// created there (the guest records each root context's configuration when it is
+	// done; Envoy's canary ran it in a clone of its own).
+	done, _ := want.Shared("conf", "plugins_done")
+	assert.NotContains(t, done, "fail_configure")
+	for _, host := range []string{Host52a0291, Host3930b7b} {
+		t.Run(host, func(t *testing.T) { Compare(t, want, RunCppHost(t, host, sc)) })
+	}
+}

@@ -1009,6 +1009,8 @@ struct PluginSlot {
   std::shared_ptr<WasmHandleBase> base;
   std::vector<std::shared_ptr<PluginHandleBase>> locals; // per worker (thread-local plugin)
   std::string load_error;
+  std::string vm_key, code; // for a Reconfigure's createWasm
+  std::function<std::shared_ptr<WasmHandleBase>(std::string_view)> factory;
 };
 
 std::string readFile(const std::string &path) {
@@ -1643,15 +1645,15 @@ int main(int argc, char **argv) {
                                                p.value("name", "") + "|" + root_id);
     size_t errs = env.errors.size();
     env.phase = "base";
-    slot.base = createWasm(
-        vm_key, code, slot.plugin,
-        [&](std::string_view key) -> std::shared_ptr<WasmHandleBase> {
-          auto vm = createWamrVm();
-          vm->integration() = std::make_unique<DriverIntegration>();
-          return std::make_shared<WasmHandleBase>(
-              std::make_shared<DriverWasm>(std::move(vm), vm_id, vm_config, key));
-        },
-        cloneWasm, false);
+    slot.vm_key = vm_key;
+    slot.code = code;
+    slot.factory = [vm_id, vm_config](std::string_view key) -> std::shared_ptr<WasmHandleBase> {
+      auto vm = createWamrVm();
+      vm->integration() = std::make_unique<DriverIntegration>();
+      return std::make_shared<WasmHandleBase>(
+          std::make_shared<DriverWasm>(std::move(vm), vm_id, vm_config, key));
+    };
+    slot.base = createWasm(vm_key, code, slot.plugin, slot.factory, cloneWasm, false);
     env.phase.clear();
     json l = {{"name", p.value("name", "")}, {"loaded", slot.base != nullptr}};
     slot.locals.resize(static_cast<size_t>(nworkers));
@@ -1683,7 +1685,50 @@ int main(int argc, char **argv) {
   settle();
 
   json results = json::array();
+  json reconfigures = json::array();
   for (const auto &step : sc.value("steps", json::array())) {
+    if (step.contains("reconfigure")) {
+      // An xDS update of the plugin's configuration: Envoy's createWasm for the new
+      // plugin (same VM key: the base VM is reused; the canary configures it in a
+      // clone), then each worker's thread-local plugin; dropping the old plugin handle
+      // shuts its root context down on that worker (PluginHandleBase's destructor →
+      // WasmBase::startShutdown: proxy_on_done, proxy_on_delete). A refused
+      // configuration leaves the old plugin in place.
+      const auto &rc = step["reconfigure"];
+      auto &slot = slots.at(rc.value("plugin", 0U));
+      const auto &old = *slot.plugin;
+      auto np = std::make_shared<PluginBase>(old.name_, old.root_id_, old.vm_id_, "wamr",
+                                             rc.value("config", ""), old.fail_open_,
+                                             old.name_ + "|" + old.root_id_);
+      env.phase = "base";
+      auto base = slot.base ? createWasm(slot.vm_key, slot.code, np, slot.factory, cloneWasm, false)
+                            : nullptr;
+      env.phase.clear();
+      bool ok = base != nullptr;
+      if (ok) {
+        std::vector<std::shared_ptr<PluginHandleBase>> fresh(slot.locals.size());
+        for (int w = 0; w < nworkers && ok; w++) {
+          runOn(w, [&] {
+            fresh[static_cast<size_t>(w)] = getOrCreateThreadLocalPlugin(
+                base, np, cloneWasm,
+                [](std::shared_ptr<WasmHandleBase> wh, std::shared_ptr<PluginBase> pl) {
+                  return std::make_shared<PluginHandleBase>(wh, pl);
+                });
+          });
+          ok = fresh[static_cast<size_t>(w)] != nullptr;
+        }
+        if (ok) {
+          for (int w = 0; w < nworkers; w++) {
+            runOn(w, [&] { slot.locals[static_cast<size_t>(w)] = fresh[static_cast<size_t>(w)]; });
+          }
+          slot.plugin = np;
+          slot.base = base;
+        }
+      }
+      reconfigures.push_back(ok);
+      settle();
+      continue;
+    }
     if (step.contains("advance_ms")) {
       advance(step["advance_ms"].get<uint64_t>());
       settle();
@@ -1731,6 +1776,7 @@ int main(int argc, char **argv) {
     env.grpc_callouts = saved_grpc;
   }
   out["results"] = results;
+  out["reconfigures"] = reconfigures;
   out["logs"] = env.logs;
   json metrics = json::object();
   json histograms = json::object();
