@@ -786,3 +786,56 @@ func TestReconfigure(t *testing.T) {
 		t.Run(host, func(t *testing.T) { Compare(t, want, RunCppHost(t, host, sc)) })
 	}
 }
+
+// The ratelimit README's shadow and cookie examples, with its responses table's rows
+// for an empty bucket, a shadow rule (nothing refused, headers and metrics still
+// there) and an ambiguous key (400).
+func TestRatelimitExamples(t *testing.T) {
+	wasm := BuildGuest(t, "../../filters/ratelimit")
+	post := func(path string, h ...[2]string) Step {
+		s := get(path, h...)
+		s.Request.Method = "POST"
+		return s
+	}
+	repeat := func(s Step, n int) Step { s.Repeat = n; return s }
+	for _, tc := range []struct {
+		name  string
+		cfg   string
+		steps []Step
+	}{
+		{name: "shadow", cfg: `{
+  "rules": [
+    {"name": "writes", "match": {"methods": ["POST", "PUT", "DELETE"]},
+     "descriptors": [{"key": "path", "path": true}, {"key": "method", "method": true}],
+     "limit": {"requests": 50, "per": "10s", "burst": 10},
+     "shadow": true}
+  ],
+  "headers": "x-ratelimit"
+}`, steps: []Step{repeat(post("/orders"), 12), post("/orders"), get("/orders"), {AdvanceMS: 10_000}, post("/orders")}},
+		{name: "cookie", cfg: `{
+  "xff_num_trusted_hops": 1,
+  "rules": [
+    {"name": "per-session", "descriptors": [{"key": "session", "cookie": "sid"}],
+     "limit": {"requests": 600, "unit": "minute", "burst": 60}, "missing_key": "anonymous"}
+  ]
+}`, steps: []Step{
+			repeat(get("/", [2]string{"cookie", "sid=abc"}), 61),
+			get("/", [2]string{"cookie", "sid=abc"}),
+			get("/", [2]string{"cookie", "sid=other"}),
+			repeat(get("/"), 61),
+			get("/", [2]string{"cookie", "sid=abc; sid=def"}),
+			get("/", [2]string{"cookie", "sid=abc"}, [2]string{"cookie", "sid=def"}),
+			get("/", [2]string{"cookie", "sid=abc"}, [2]string{"content-type", "application/grpc"}),
+			{AdvanceMS: 1000},
+			get("/", [2]string{"cookie", "sid=abc"}),
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			differential(t, Scenario{
+				Plugins:          []Plugin{{Name: "ratelimit", RootID: "ratelimit", VMID: "ratelimit", Wasm: wasm, Config: tc.cfg}},
+				SeededSharedData: []string{"meshplug.ratelimit/ratelimit/"},
+				Steps:            tc.steps,
+			})
+		})
+	}
+}
