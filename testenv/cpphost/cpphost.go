@@ -173,6 +173,11 @@ type Request struct {
 	Trailers      [][2]string       `json:"trailers,omitempty"`
 	SourceAddress string            `json:"source_address,omitempty"`
 	Properties    map[string]string `json:"properties,omitempty"`
+	// ClockStepMS moves the scripted clock this far while the request is in flight:
+	// ticks run, so a plugin that paused the request waiting for one (fault's delay)
+	// resumes or answers it (the driver moves the clock when a plugin pauses the
+	// request at its headers, or after the request completed).
+	ClockStepMS int64 `json:"clock_step_ms,omitempty"`
 }
 
 // Upstream is the upstream's response (default 200, no headers, empty body). Its body
@@ -598,7 +603,7 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		var last Result
 		stats := &Stats{Count: n, Statuses: map[string]int{}, FirstFailure: -1}
 		for i := range n {
-			last = testenvRequest(ctx, t, h, st)
+			last = testenvRequest(ctx, t, h, clock, st)
 			stats.Statuses[strconv.Itoa(last.Status)]++
 			if stats.FirstFailure < 0 && last.Details == "wasm_fail_stream" {
 				stats.FirstFailure = i
@@ -634,7 +639,7 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 	return out
 }
 
-func testenvRequest(ctx context.Context, t testing.TB, h *testenv.Host, st Step) Result {
+func testenvRequest(ctx context.Context, t testing.TB, h *testenv.Host, clock *testenv.FakeClock, st Step) Result {
 	t.Helper()
 	r := st.Request
 	req := testenv.Request{Method: r.Method, Path: r.Path, Authority: r.Authority, Scheme: r.Scheme,
@@ -650,19 +655,27 @@ func testenvRequest(ctx context.Context, t testing.TB, h *testenv.Host, st Step)
 	}
 	var resp *testenv.Response
 	var err error
-	if len(r.BodyChunks) > 0 || len(r.Trailers) > 0 {
-		// The scenario's chunking: each chunk is its own frame (Stream.Data).
-		req.Body, req.OpenBody = nil, true
+	if chunked := len(r.BodyChunks) > 0 || len(r.Trailers) > 0; chunked || r.ClockStepMS > 0 {
+		if chunked {
+			// The scenario's chunking: each chunk is its own frame (Stream.Data).
+			req.Body, req.OpenBody = nil, true
+		}
 		s := h.Start(req)
 		chunks := r.BodyChunks
 		if len(chunks) == 0 && r.Body != "" {
 			chunks = []string{r.Body}
 		}
 		for i, c := range chunks {
+			if !chunked {
+				break
+			}
 			s.Data([]byte(c), i == len(chunks)-1 && len(r.Trailers) == 0)
 		}
 		if len(r.Trailers) > 0 {
 			s.Trailers(r.Trailers)
+		}
+		if r.ClockStepMS > 0 {
+			clock.Advance(time.Duration(r.ClockStepMS) * time.Millisecond)
 		}
 		resp, err = s.Wait(ctx)
 	} else {

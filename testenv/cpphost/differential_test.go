@@ -847,3 +847,54 @@ func TestRatelimitExamples(t *testing.T) {
 		})
 	}
 }
+
+// The fault README's delay examples with the scripted clock: Istio bookinfo's "jason
+// gets a 7 s delay" (the request waits for the plugin's tick: not sent upstream before
+// the clock moved 7 s), and a header-chosen delay capped by max_delay, with an abort.
+func TestFaultDelay(t *testing.T) {
+	wasm := BuildGuest(t, "../../filters/fault")
+	step := func(ms int64, h ...[2]string) Step {
+		s := get("/reviews", h...)
+		s.Request.ClockStepMS = ms
+		return s
+	}
+	for _, tc := range []struct {
+		name     string
+		cfg      string
+		steps    []Step
+		statuses []int
+	}{
+		{name: "jason-delay", cfg: `{"faults": [{
+  "name": "jason-delay",
+  "headers": [{"name": "end-user", "string_match": {"exact": "jason"}}],
+  "delay": {"fixed_delay": "7s", "percentage": {"numerator": 100}}
+}]}`, steps: []Step{
+			step(7000, [2]string{"end-user", "jason"}),
+			step(0, [2]string{"end-user", "alice"}),
+			step(8000, [2]string{"end-user", "jason"}),
+		}, statuses: []int{200, 200, 200}},
+		{name: "header-controlled", cfg: `{"faults": [{
+  "downstream_nodes": ["chaos"],
+  "delay": {"header_delay": {"max_delay": "10s"}, "percentage": {"numerator": 100}},
+  "abort": {"header_abort": {}, "percentage": {"numerator": 100}}
+}]}`, steps: []Step{
+			step(2000, [2]string{"x-envoy-downstream-service-node", "chaos"}, [2]string{"x-envoy-fault-delay-request", "1500"}),
+			step(10000, [2]string{"x-envoy-downstream-service-node", "chaos"}, [2]string{"x-envoy-fault-delay-request", "60000"}),
+			step(1000, [2]string{"x-envoy-downstream-service-node", "chaos"}, [2]string{"x-envoy-fault-delay-request", "500"},
+				[2]string{"x-envoy-fault-abort-request", "503"}),
+		}, statuses: []int{200, 200, 503}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := Scenario{
+				Plugins: []Plugin{{Name: "fault", RootID: "fault", VMID: "fault", Wasm: wasm, Config: tc.cfg}},
+				Steps:   tc.steps,
+			}
+			var got []int
+			for _, r := range RunTestenv(t, sc).Results {
+				got = append(got, r.Status)
+			}
+			assert.Equal(t, tc.statuses, got, "testenv statuses")
+			differential(t, sc)
+		})
+	}
+}

@@ -1218,7 +1218,13 @@ std::vector<std::string> cut(const std::string &body) {
 }
 
 // Runs one request through the chain; returns what the client got.
+void advance(uint64_t ms);
+
 json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &upstream) {
+  // clock_step_ms: the scripted clock moves this far while the request is in flight:
+  // when a plugin pauses it at its headers (e.g. waiting for a tick, as fault's delay
+  // does), else once it completed.
+  uint64_t clock_step = req.value("clock_step_ms", 0ULL);
   Stream s;
   // The order Envoy's HTTP/1 codec and connection manager leave them in (testenv's too).
   s.req_headers.emplace_back(":method", req.value("method", "GET"));
@@ -1314,6 +1320,20 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
     finishReply(c);
     if (reply) {
       break;
+    }
+    if (st != FilterHeadersStatus::Continue && !c->continue_request && clock_step > 0) {
+      // Ticks run as the clock moves (on this worker: here); the plugin may resume the
+      // stream or answer it from one.
+      advance(clock_step);
+      clock_step = 0;
+      deliverCallouts();
+      if (vmFailed(c, i)) {
+        break;
+      }
+      finishReply(c);
+      if (reply) {
+        break;
+      }
     }
     if (st != FilterHeadersStatus::Continue && !c->continue_request) {
       out["paused"] = true;
@@ -1533,6 +1553,9 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
     c->onDelete();
     c->stream = nullptr;
     delete c;
+  }
+  if (clock_step > 0) {
+    advance(clock_step);
   }
   return out;
 }
