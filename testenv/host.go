@@ -308,6 +308,9 @@ func (h *Host) Reconfigure(ctx context.Context, plugin int, config []byte) error
 	if plugin < 0 || plugin >= len(h.plugins) {
 		return fmt.Errorf("testenv: Reconfigure: no plugin %d", plugin)
 	}
+	if err := h.canary(ctx, plugin, config); err != nil {
+		return err
+	}
 	var errs []error
 	for _, w := range h.workers {
 		w.run(func() {
@@ -322,8 +325,60 @@ func (h *Host) Reconfigure(ctx context.Context, plugin int, config []byte) error
 	return errors.Join(errs...)
 }
 
+// canary configures plugin with config in a throwaway VM first, as Envoy does for every
+// new plugin configuration (cpp-host's createWasm → WasmHandleBase::canary: the plugin is
+// started and configured in a clone of the base VM, destroyed right after, before any
+// worker's thread-local plugin): a configuration the plugin refuses never reaches a
+// worker. The canary's log lines have worker -1; its callouts and tick are cancelled with
+// it. New does not run one: a refused initial configuration fails New at worker 0
+// before any request (the cost of one more VM per plugin for every host is not paid).
+func (h *Host) canary(ctx context.Context, plugin int, config []byte) error {
+	w := &worker{id: -1, h: h}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	v, err := newVMWith(ctx, h, w, plugin, h.mods[plugin], config)
+	if v != nil {
+		v.stopTick()
+		for token, cancel := range v.httpCalls {
+			cancel()
+			delete(v.httpCalls, token)
+		}
+		for token, c := range v.grpcCalls {
+			c.cancel()
+			delete(v.grpcCalls, token)
+		}
+		if v.mod != nil {
+			_ = v.mod.Close(ctx)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("configuration canary: %w", err)
+	}
+	return nil
+}
+
 // Workers returns the number of workers.
 func (h *Host) Workers() int { return len(h.workers) }
+
+// Settle runs, on each worker, the work posted to it (a shared queue's
+// proxy_on_queue_ready for a root context there, resumed streams) until no worker has
+// any left, so that what one worker's enqueue caused on another is done when Settle
+// returns. Callouts in flight are not waited for. It gives up after 1000 rounds (a guest
+// that keeps posting to itself).
+func (h *Host) Settle() {
+	for range 1000 {
+		for _, w := range h.workers {
+			w.run(nil)
+		}
+		busy := false
+		for _, w := range h.workers {
+			busy = busy || w.npen.Load() > 0
+		}
+		if !busy {
+			return
+		}
+	}
+}
 
 // Logs returns a copy of all kept log lines, oldest first.
 func (h *Host) Logs() []LogEntry {

@@ -244,7 +244,13 @@ func vmKeyOf(p Plugin) string {
 // (cpp-host's WasmBase::start, ContextBase::onStart and onConfigure run per root
 // context, also in a shared VM).
 func newVM(ctx context.Context, h *Host, w *worker, idx int, cm wazero.CompiledModule) (*vm, error) {
+	return newVMWith(ctx, h, w, idx, cm, h.plugins[idx].Config)
+}
+
+// newVMWith is newVM with the plugin configured with config.
+func newVMWith(ctx context.Context, h *Host, w *worker, idx int, cm wazero.CompiledModule, config []byte) (*vm, error) {
 	p := h.plugins[idx]
+	p.Config = config
 	key := h.vmKeys[idx]
 	fail := func(phase string, err error) error {
 		return fmt.Errorf("plugin %q worker %d: %s: %v%s", p.Name, w.id, phase, err, h.errorLogs(p.Name, w.id))

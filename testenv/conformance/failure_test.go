@@ -10,11 +10,11 @@ import (
 	"github.com/meshplug/meshplug/testenv"
 )
 
-// TestFailurePolicy drives a VM failure (the guest calls proc_exit, as a Go fatal error
-// does) under each of Envoy's failure policies.
+// TestFailurePolicy drives a VM failure (a Go fatal error: the runtime calls proc_exit,
+// which returns, then traps) under each of Envoy's failure policies.
 func TestFailurePolicy(t *testing.T) {
 	wasm := guest(t)
-	exit := testenv.Request{Path: "/exit", Headers: [][2]string{{"x-op", "exit"}}}
+	exit := testenv.Request{Path: "/fatal", Headers: [][2]string{{"x-op", "fatal"}}}
 	plain := testenv.Request{Path: "/plain"}
 	grpcReq := testenv.Request{Method: "POST", Path: "/pkg.Svc/M", Headers: [][2]string{{"content-type", "application/grpc"}}}
 	failed := func(t *testing.T, resp *testenv.Response) {

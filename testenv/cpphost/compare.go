@@ -1,7 +1,9 @@
 package cpphost
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -35,6 +37,7 @@ func Compare(t testing.TB, want, got Outcome) {
 		assert.Equal(t, want.Loads[i].Loaded && want.Loads[i].Started, got.Loads[i].Loaded && got.Loads[i].Started,
 			"plugin %d loaded (cpp-host errors: %s)", i, got.Loads[i].Errors)
 	}
+	assert.Equal(t, fmt.Sprint(want.Reconfigures), fmt.Sprint(got.Reconfigures), "reconfigurations taken")
 	require.Len(t, got.Results, len(want.Results), "results")
 	for i := range want.Results {
 		w, g := want.Results[i], got.Results[i]
@@ -43,11 +46,13 @@ func Compare(t testing.TB, want, got Outcome) {
 		assert.Equal(t, w.Details, g.Details, "request %d: details", i)
 		assert.Equal(t, w.GrpcStatus, g.GrpcStatus, "request %d: grpc-status", i)
 		assert.Equal(t, w.Reset, g.Reset, "request %d: reset", i)
-		assert.Equal(t, w.Body, g.Body, "request %d: body", i)
+		assert.Equal(t, digest(w.Body), digest(g.Body), "request %d: body", i)
 		assert.Equal(t, w.Headers, g.Headers, "request %d: response headers", i)
+		assert.Equal(t, w.Trailers, g.Trailers, "request %d: response trailers", i)
 		if assert.Equal(t, w.Upstream == nil, g.Upstream == nil, "request %d: reached the upstream", i) && w.Upstream != nil {
 			assert.Equal(t, normalize(w.Upstream.Headers), normalize(g.Upstream.Headers), "request %d: upstream headers", i)
-			assert.Equal(t, w.Upstream.Body, g.Upstream.Body, "request %d: upstream body", i)
+			assert.Equal(t, digest(w.Upstream.Body), digest(g.Upstream.Body), "request %d: upstream body", i)
+			assert.Equal(t, w.Upstream.Trailers, g.Upstream.Trailers, "request %d: upstream trailers", i)
 		}
 		assert.Equal(t, w.Repeat, g.Repeat, "request %d: repeat counts", i)
 	}
@@ -56,6 +61,7 @@ func Compare(t testing.TB, want, got Outcome) {
 		assert.Len(t, want.histGet(name), n, "histogram %s: samples", name)
 	}
 	assert.Equal(t, messages(want.Logs), messages(got.Logs), "log messages")
+	assert.Equal(t, hostFailures(want.Logs), hostFailures(got.Logs), "workers whose VM failure the host reported")
 	require.NotNil(t, want.sharedGet, "want must come from RunTestenv")
 	for _, prefix := range want.seeded {
 		seeds := 0
@@ -87,15 +93,16 @@ func Compare(t testing.TB, want, got Outcome) {
 	}
 }
 
-// messages is the sorted list of log lines, without those of the base VM and its
-// configuration canary (Log.Phase "base"), which testenv does not run.
+// messages is the sorted list of log lines, each with the worker that logged it,
+// without those of the base VM and its configuration canary (Log.Phase "base"), which
+// testenv does not run.
 func messages(logs []Log) []string {
 	out := []string{}
 	for _, l := range logs {
-		if l.Phase == "base" {
+		if l.Phase == "base" || l.Host {
 			continue
 		}
-		out = append(out, l.Level.String()+" "+l.Message)
+		out = append(out, fmt.Sprintf("w%d %s %s", l.Worker, l.Level, l.Message))
 	}
 	slices.Sort(out)
 	return out
@@ -114,4 +121,26 @@ func normalize(h [][2]string) [][2]string {
 	}
 	slices.SortFunc(pseudo, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
 	return append(pseudo, regular...)
+}
+
+// digest is a body as compared: itself up to 1 KiB, else its size, sha256 and ends (a
+// failure must not print megabytes).
+func digest(b string) string {
+	if len(b) <= 1024 {
+		return b
+	}
+	return fmt.Sprintf("%d bytes, sha256 %x, %q … %q", len(b), sha256.Sum256([]byte(b)), b[:64], b[len(b)-64:])
+}
+
+// hostFailures lists the workers whose VM failure the host reported (Log.Host), once
+// each.
+func hostFailures(logs []Log) []int {
+	out := []int{}
+	for _, l := range logs {
+		if l.Host && l.Phase != "base" && !slices.Contains(out, l.Worker) {
+			out = append(out, l.Worker)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

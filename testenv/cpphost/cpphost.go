@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,6 +48,11 @@ var Hosts = []string{Host52a0291, Host3930b7b, Host63cb9c1}
 // advances). The JSON form is what the driver reads.
 type Scenario struct {
 	Plugins []Plugin `json:"plugins"`
+	// Workers is the number of worker threads (default 1). Each worker has its own VM
+	// per VM key and its own root context per plugin (Envoy's thread-local plugin:
+	// cpp-host's getOrCreateThreadLocalPlugin on each worker thread); shared data and
+	// queues are the host's, across workers. Step.Worker picks the worker of a request.
+	Workers int `json:"workers,omitempty"`
 	// LogLevel is the host's log level (abi.LogLevel; default info).
 	LogLevel abi.LogLevel `json:"log_level"`
 	// NodeID is the xds.node.id property (testenv's is testenv.NodeID).
@@ -54,13 +61,19 @@ type Scenario struct {
 	StartUnixNS int64 `json:"start_unix_ns,omitempty"`
 	// Callouts answers HTTP callouts by cluster name.
 	Callouts map[string]CalloutAnswer `json:"callouts,omitempty"`
-	Steps    []Step                   `json:"steps"`
+	// GrpcCallouts answers unary gRPC calls by cluster name (the service argument of
+	// proxy_grpc_call as a raw cluster name; testenv calls a loopback gRPC server).
+	GrpcCallouts map[string]GrpcAnswer `json:"grpc_callouts,omitempty"`
+	Steps        []Step                `json:"steps"`
 	// SeededSharedData lists shared-data key prefixes whose layout depends on a random
 	// seed the module draws from the host (ratelimit's table: slots are chosen by a keyed
 	// hash under a secret seed stored at "<prefix><groups>/seed"). Compare checks that each run
 	// holds a 16-byte seed under the prefix, and no entry of the prefix byte by byte: two hosts
 	// draw two seeds. The decisions, headers and metrics are compared as always.
 	SeededSharedData []string `json:"-"`
+	// PollOneoffENOSYS runs testenv as the 3930b7b era's host answers poll_oneoff
+	// (testenv.Options.PollOneoffENOSYS); the driver ignores it (each build is its era).
+	PollOneoffENOSYS bool `json:"-"`
 }
 
 // Plugin is one filter of the chain.
@@ -80,7 +93,29 @@ type CalloutAnswer struct {
 	Status  int         `json:"status"`
 	Headers [][2]string `json:"headers,omitempty"`
 	Body    string      `json:"body,omitempty"`
+	// Failure, instead of an answer, makes the callout fail as Envoy's async client
+	// reports it: "timeout" (the router's 504 "upstream request timeout" once the
+	// callout's timeout passed; testenv's server holds the request until then),
+	// "connect" (503 "upstream connect error or disconnect/reset before headers. reset
+	// reason: connection failure": testenv's server drops the connection), "reset"
+	// (the response breaks off after its headers: the callback gets no headers, body
+	// or trailers, and proxy_get_status answers BrokenConnection "reset").
+	Failure string `json:"failure,omitempty"`
 }
+
+// GrpcAnswer is the answer to a unary gRPC call: the response message (Code 0), or a
+// non-OK status with its message (proxy_on_grpc_close, the message in
+// proxy_get_status).
+type GrpcAnswer struct {
+	Code     uint32 `json:"code"`
+	Message  string `json:"message,omitempty"`
+	Response []byte `json:"-"`
+	// ResponseHex carries Response to the driver.
+	ResponseHex string `json:"response_hex,omitempty"`
+}
+
+// noGrpcAnswer is what a gRPC cluster answers outside the steps that give its answer.
+var noGrpcAnswer = GrpcAnswer{Code: 14, Message: "no answer in this step"}
 
 // Step is a request (with the upstream's answer) or a clock advance.
 type Step struct {
@@ -94,6 +129,25 @@ type Step struct {
 	// testenv, whose callouts go to real loopback servers, waits until the metric
 	// reaches the value (a guest's own signal that the answer was handled).
 	WaitMetric *MetricAtLeast `json:"wait_metric,omitempty"`
+	// Worker is the worker (0 … Workers-1) that runs the request.
+	Worker int `json:"worker,omitempty"`
+	// Reconfigure delivers a new configuration to a plugin of the chain, as an xDS
+	// update does (testenv.Host.Reconfigure; the driver's createWasm + thread-local
+	// plugin for the new configuration, the old root context shut down). Whether it
+	// was taken is Outcome.Reconfigures.
+	Reconfigure *Reconfigure `json:"reconfigure,omitempty"`
+	// Callouts replace the scenario's callout answers (by cluster) while this step
+	// runs, e.g. an authorization service's answer per request.
+	Callouts map[string]CalloutAnswer `json:"callouts,omitempty"`
+	// GrpcCallouts replace the scenario's gRPC answers while this step runs (outside
+	// the steps that name it, a cluster answers UNAVAILABLE "no answer in this step").
+	GrpcCallouts map[string]GrpcAnswer `json:"grpc_callouts,omitempty"`
+}
+
+// Reconfigure is a new configuration for the plugin at index Plugin of the chain.
+type Reconfigure struct {
+	Plugin int    `json:"plugin"`
+	Config string `json:"config"`
 }
 
 // MetricAtLeast names a metric and the value it must reach.
@@ -104,21 +158,35 @@ type MetricAtLeast struct {
 
 // Request is a downstream request.
 type Request struct {
-	Method        string            `json:"method,omitempty"`
-	Path          string            `json:"path,omitempty"`
-	Authority     string            `json:"authority,omitempty"`
-	Scheme        string            `json:"scheme,omitempty"`
-	Headers       [][2]string       `json:"headers,omitempty"`
-	Body          string            `json:"body,omitempty"`
+	Method    string      `json:"method,omitempty"`
+	Path      string      `json:"path,omitempty"`
+	Authority string      `json:"authority,omitempty"`
+	Scheme    string      `json:"scheme,omitempty"`
+	Headers   [][2]string `json:"headers,omitempty"`
+	// Body is sent in one piece; both hosts hand it to the filters in 16 KiB chunks, as
+	// Envoy's HTTP/2 codec does with default frames (testenv.DefaultChunkSize).
+	Body string `json:"body,omitempty"`
+	// BodyChunks, instead of Body, is the body as the scenario chunks it: each chunk
+	// is one body callback (the last with end_of_stream, unless Trailers follow).
+	BodyChunks []string `json:"body_chunks,omitempty"`
+	// Trailers end the request after its body.
+	Trailers      [][2]string       `json:"trailers,omitempty"`
 	SourceAddress string            `json:"source_address,omitempty"`
 	Properties    map[string]string `json:"properties,omitempty"`
+	// ClockStepMS moves the scripted clock this far while the request is in flight:
+	// ticks run, so a plugin that paused the request waiting for one (fault's delay)
+	// resumes or answers it (the driver moves the clock when a plugin pauses the
+	// request at its headers, or after the request completed).
+	ClockStepMS int64 `json:"clock_step_ms,omitempty"`
 }
 
-// Upstream is the upstream's response (default 200, no headers, empty body).
+// Upstream is the upstream's response (default 200, no headers, empty body). Its body
+// reaches the filters in 16 KiB chunks on both hosts.
 type Upstream struct {
-	Status  int         `json:"status,omitempty"`
-	Headers [][2]string `json:"headers,omitempty"`
-	Body    string      `json:"body,omitempty"`
+	Status   int         `json:"status,omitempty"`
+	Headers  [][2]string `json:"headers,omitempty"`
+	Body     string      `json:"body,omitempty"`
+	Trailers [][2]string `json:"trailers,omitempty"`
 }
 
 // Result is what the client got for one request step.
@@ -126,6 +194,7 @@ type Result struct {
 	Status     int         `json:"status"`
 	Headers    [][2]string `json:"headers"`
 	Body       string      `json:"body"`
+	Trailers   [][2]string `json:"trailers,omitempty"`
 	LocalReply bool        `json:"local_reply"`
 	Details    string      `json:"details,omitempty"`
 	GrpcStatus *int        `json:"grpc_status,omitempty"`
@@ -138,8 +207,9 @@ type Result struct {
 
 // Sent is the request as it reached the upstream.
 type Sent struct {
-	Headers [][2]string `json:"headers"`
-	Body    string      `json:"body"`
+	Headers  [][2]string `json:"headers"`
+	Body     string      `json:"body"`
+	Trailers [][2]string `json:"trailers,omitempty"`
 }
 
 // Stats counts a repeated step's outcomes.
@@ -164,6 +234,14 @@ type Log struct {
 	Level   abi.LogLevel `json:"level"`
 	Plugin  string       `json:"plugin"`
 	Message string       `json:"message"`
+	// Worker is the worker whose VM logged the line (-1: the main thread's base VM and
+	// configuration canary, Phase "base").
+	Worker int `json:"worker"`
+	// Host marks the host's own report of a VM failure (a trap, a failed call), whose
+	// text is the engine's (wazero's "wasm trap: wasm error: unreachable…", WAMR's
+	// "Function: … failed: Exception: unreachable"): Compare checks that both hosts
+	// report one, not the text.
+	Host bool `json:"host,omitempty"`
 	// Phase is "base" for lines logged while createWasm ran: the base VM and its
 	// configuration canary (cpp-host's WasmHandleBase::canary starts and configures
 	// the plugin in a throwaway clone), which testenv does not run.
@@ -172,11 +250,13 @@ type Log struct {
 
 // Outcome is everything a run produced.
 type Outcome struct {
-	Host    string           `json:"host"`
-	Loads   []Load           `json:"loads"`
-	Results []Result         `json:"results"`
-	Logs    []Log            `json:"logs"`
-	Metrics map[string]int64 `json:"metrics"` // counters and gauges
+	Host    string   `json:"host"`
+	Loads   []Load   `json:"loads"`
+	Results []Result `json:"results"`
+	// Reconfigures says, per Reconfigure step, whether the configuration was taken.
+	Reconfigures []bool           `json:"reconfigures"`
+	Logs         []Log            `json:"logs"`
+	Metrics      map[string]int64 `json:"metrics"` // counters and gauges
 	// Histograms counts the samples recorded per histogram (cpp-host runs).
 	Histograms map[string]int               `json:"histograms"`
 	SharedData map[string]map[string]string `json:"shared_data"` // vm_id → key → hex of the value (cpp-host runs)
@@ -198,6 +278,20 @@ func (o *Outcome) Loaded() bool {
 		}
 	}
 	return len(o.Loads) > 0
+}
+
+// Shared returns the shared data value under key in vmID's namespace, from either host's
+// run.
+func (o *Outcome) Shared(vmID, key string) (string, bool) {
+	if o.sharedGet != nil {
+		return o.sharedGet(vmID, key)
+	}
+	h, ok := o.SharedData[vmID][key]
+	if !ok {
+		return "", false
+	}
+	b, err := hex.DecodeString(h)
+	return string(b), err == nil
 }
 
 // repoRoot is the repository's root (this file is testenv/cpphost/cpphost.go).
@@ -281,6 +375,12 @@ func RunCppHost(t testing.TB, host string, sc Scenario) Outcome {
 	if sc.LogLevel == 0 {
 		sc.LogLevel = abi.LogInfo // testenv's default, Envoy's --log-level info
 	}
+	sc.GrpcCallouts = withHex(sc.GrpcCallouts)
+	steps := slices.Clone(sc.Steps)
+	for i := range steps {
+		steps[i].GrpcCallouts = withHex(steps[i].GrpcCallouts)
+	}
+	sc.Steps = steps
 	in, err := json.Marshal(sc)
 	if err != nil {
 		t.Fatal(err)
@@ -295,6 +395,19 @@ func RunCppHost(t testing.TB, host string, sc Scenario) Outcome {
 	var out Outcome
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
 		t.Fatalf("cpp-host %s driver output: %v\n%s", host, err, tail(stdout.String()))
+	}
+	return out
+}
+
+// withHex returns a copy of m whose answers carry their responses in hex.
+func withHex(m map[string]GrpcAnswer) map[string]GrpcAnswer {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]GrpcAnswer, len(m))
+	for k, a := range m {
+		a.ResponseHex = hex.EncodeToString(a.Response)
+		out[k] = a
 	}
 	return out
 }
@@ -317,18 +430,102 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		start = time.Unix(0, sc.StartUnixNS).UTC()
 	}
 	clock := testenv.NewFakeClock(start)
+	// One loopback server per cluster answers with the step's answer, else the
+	// scenario's (steps run one at a time).
+	var answerMu sync.Mutex
+	var stepAnswers map[string]CalloutAnswer
+	var stepGrpc map[string]GrpcAnswer
+	answer := func(cluster string) (CalloutAnswer, bool) {
+		answerMu.Lock()
+		defer answerMu.Unlock()
+		if a, ok := stepAnswers[cluster]; ok {
+			return a, true
+		}
+		a, ok := sc.Callouts[cluster]
+		return a, ok
+	}
 	clusters := map[string]string{}
-	for name, a := range sc.Callouts {
-		a := a
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	addCluster := func(name string) {
+		if _, ok := clusters[name]; ok {
+			return
+		}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			a, _ := answer(name)
+			switch a.Failure {
+			case "timeout":
+				// The callout's timeout cancels the request (the server notices the
+				// closed connection once the body was read); the run's end frees it.
+				_, _ = io.Copy(io.Discard, r.Body)
+				select {
+				case <-r.Context().Done():
+				case <-stop:
+				}
+				return
+			case "connect", "reset":
+				hj, ok := w.(http.Hijacker)
+				if !ok {
+					panic("cpphost: no hijacker")
+				}
+				conn, buf, err := hj.Hijack()
+				if err != nil {
+					return
+				}
+				if a.Failure == "reset" {
+					_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+					_ = buf.Flush()
+				}
+				_ = conn.Close()
+				return
+			}
+			// Exactly the answer's headers plus content-length, as the driver answers:
+			// no Date, no sniffed Content-Type.
+			w.Header()["Date"] = nil
+			w.Header()["Content-Type"] = nil
 			for _, h := range a.Headers {
 				w.Header().Add(h[0], h[1])
 			}
+			w.Header().Set("Content-Length", strconv.Itoa(len(a.Body)))
 			w.WriteHeader(a.Status)
 			_, _ = w.Write([]byte(a.Body))
 		}))
 		t.Cleanup(srv.Close)
+		t.Cleanup(func() { stopOnce.Do(func() { close(stop) }) }) // runs before srv.Close
 		clusters[name] = strings.TrimPrefix(srv.URL, "http://")
+	}
+	grpcAnswer := func(cluster string) GrpcAnswer {
+		answerMu.Lock()
+		defer answerMu.Unlock()
+		if a, ok := stepGrpc[cluster]; ok {
+			return a
+		}
+		if a, ok := sc.GrpcCallouts[cluster]; ok {
+			return a
+		}
+		return noGrpcAnswer
+	}
+	addGrpc := func(name string) {
+		if _, ok := clusters[name]; ok {
+			return
+		}
+		clusters[name] = grpcServer(t, func() GrpcAnswer { return grpcAnswer(name) })
+	}
+	for name := range sc.GrpcCallouts {
+		addGrpc(name)
+	}
+	for _, st := range sc.Steps {
+		for name := range st.GrpcCallouts {
+			addGrpc(name)
+		}
+	}
+	for name := range sc.Callouts {
+		addCluster(name)
+	}
+	for _, st := range sc.Steps {
+		for name := range st.Callouts {
+			addCluster(name)
+		}
 	}
 	var plugins []testenv.Plugin
 	for _, p := range sc.Plugins {
@@ -360,10 +557,10 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		if status == 0 {
 			status = 200
 		}
-		return &testenv.UpstreamResponse{Status: status, Headers: up.Headers, Body: []byte(up.Body)}
+		return &testenv.UpstreamResponse{Status: status, Headers: up.Headers, Body: []byte(up.Body), Trailers: up.Trailers}
 	}
-	h, err := testenv.New(context.Background(), testenv.Options{Workers: 1, Clock: clock, Clusters: clusters,
-		LogLevel: level, Upstream: upstream}, plugins...)
+	h, err := testenv.New(context.Background(), testenv.Options{Workers: max(sc.Workers, 1), Clock: clock, Clusters: clusters,
+		LogLevel: level, Upstream: upstream, PollOneoffENOSYS: sc.PollOneoffENOSYS}, plugins...)
 	for _, p := range sc.Plugins {
 		l := Load{Name: p.Name, Loaded: err == nil, Started: err == nil}
 		if err != nil {
@@ -376,24 +573,37 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 	}
 	t.Cleanup(func() { _ = h.Close(context.Background()) })
 	ctx := context.Background()
+	// Work one worker posted to another (a shared queue's proxy_on_queue_ready) is
+	// done by the end of each step, as the driver's settle does.
+	h.Settle()
 	for _, st := range sc.Steps {
 		if st.AdvanceMS > 0 {
 			clock.Advance(time.Duration(st.AdvanceMS) * time.Millisecond)
+			h.Settle()
 			continue
 		}
 		if w := st.WaitMetric; w != nil {
 			waitMetric(t, h, w)
+			h.Settle()
+			continue
+		}
+		if rc := st.Reconfigure; rc != nil {
+			out.Reconfigures = append(out.Reconfigures, h.Reconfigure(ctx, rc.Plugin, []byte(rc.Config)) == nil)
+			h.Settle()
 			continue
 		}
 		if st.Request == nil {
 			continue
 		}
 		current = st.Upstream
+		answerMu.Lock()
+		stepAnswers, stepGrpc = st.Callouts, st.GrpcCallouts
+		answerMu.Unlock()
 		n := max(st.Repeat, 1)
 		var last Result
 		stats := &Stats{Count: n, Statuses: map[string]int{}, FirstFailure: -1}
 		for i := range n {
-			last = testenvRequest(ctx, t, h, st)
+			last = testenvRequest(ctx, t, h, clock, st)
 			stats.Statuses[strconv.Itoa(last.Status)]++
 			if stats.FirstFailure < 0 && last.Details == "wasm_fail_stream" {
 				stats.FirstFailure = i
@@ -403,10 +613,20 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 			last.Repeat = stats
 		}
 		out.Results = append(out.Results, last)
+		h.Settle()
+		answerMu.Lock()
+		stepAnswers, stepGrpc = nil, nil
+		answerMu.Unlock()
 	}
 	for _, l := range h.Logs() {
 		if l.Level >= level {
-			out.Logs = append(out.Logs, Log{Level: l.Level, Plugin: l.Plugin, Message: l.Message})
+			host := l.Level == abi.LogCritical && (strings.HasPrefix(l.Message, "wasm trap: ") ||
+				strings.HasPrefix(l.Message, "wasm vm exited"))
+			lg := Log{Level: l.Level, Plugin: l.Plugin, Message: l.Message, Worker: l.Worker, Host: host}
+			if l.Worker < 0 {
+				lg.Phase = "base" // the configuration canary of a Reconfigure
+			}
+			out.Logs = append(out.Logs, lg)
 		}
 	}
 	out.Metrics = h.Metrics()
@@ -419,11 +639,11 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 	return out
 }
 
-func testenvRequest(ctx context.Context, t testing.TB, h *testenv.Host, st Step) Result {
+func testenvRequest(ctx context.Context, t testing.TB, h *testenv.Host, clock *testenv.FakeClock, st Step) Result {
 	t.Helper()
 	r := st.Request
 	req := testenv.Request{Method: r.Method, Path: r.Path, Authority: r.Authority, Scheme: r.Scheme,
-		Headers: r.Headers, SourceAddress: r.SourceAddress}
+		Headers: r.Headers, SourceAddress: r.SourceAddress, Worker: st.Worker}
 	if r.Body != "" {
 		req.Body = []byte(r.Body)
 	}
@@ -433,12 +653,42 @@ func testenvRequest(ctx context.Context, t testing.TB, h *testenv.Host, st Step)
 			req.Properties[k] = []byte(v)
 		}
 	}
-	resp, err := h.Do(ctx, req)
+	var resp *testenv.Response
+	var err error
+	if chunked := len(r.BodyChunks) > 0 || len(r.Trailers) > 0; chunked || r.ClockStepMS > 0 {
+		if chunked {
+			// The scenario's chunking: each chunk is its own frame (Stream.Data).
+			req.Body, req.OpenBody = nil, true
+		}
+		s := h.Start(req)
+		chunks := r.BodyChunks
+		if len(chunks) == 0 && r.Body != "" {
+			chunks = []string{r.Body}
+		}
+		for i, c := range chunks {
+			if !chunked {
+				break
+			}
+			s.Data([]byte(c), i == len(chunks)-1 && len(r.Trailers) == 0)
+		}
+		if len(r.Trailers) > 0 {
+			s.Trailers(r.Trailers)
+		}
+		if r.ClockStepMS > 0 {
+			clock.Advance(time.Duration(r.ClockStepMS) * time.Millisecond)
+		}
+		resp, err = s.Wait(ctx)
+	} else {
+		resp, err = h.Do(ctx, req)
+	}
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	res := Result{Status: resp.Status, Body: string(resp.Body), LocalReply: resp.LocalReply,
 		Details: resp.Details, Reset: resp.Reset, Headers: pairs(resp.Headers)}
+	if len(resp.Trailers) > 0 {
+		res.Trailers = pairs(resp.Trailers)
+	}
 	if resp.GrpcStatus != nil {
 		g := int(*resp.GrpcStatus)
 		res.GrpcStatus = &g
@@ -448,6 +698,9 @@ func testenvRequest(ctx context.Context, t testing.TB, h *testenv.Host, st Step)
 		hs := append([][2]string{{":authority", u.Authority}, {":path", u.Path}, {":method", u.Method},
 			{":scheme", u.Scheme}}, pairs(u.Headers)...)
 		res.Upstream = &Sent{Headers: hs, Body: string(u.Body)}
+		if len(u.Trailers) > 0 {
+			res.Upstream.Trailers = pairs(u.Trailers)
+		}
 	}
 	return res
 }

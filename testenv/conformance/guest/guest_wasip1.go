@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meshplug/meshplug/filters/abi"
@@ -266,9 +267,17 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 	case "panic":
 		panic("request headers panicked on purpose")
 	case "exit":
-		// A VM failure the binding cannot recover: proc_exit (as a Go fatal error
-		// ends), which the host sees as a runtime failure of the VM.
+		// proc_exit: Envoy's host logs it and returns (cpp-host's
+		// wasi_unstable_proc_exit), so the guest goes on and reports it.
 		os.Exit(3)
+		s.report["exit_returned"] = true
+		return s.reply()
+	case "fatal":
+		// A VM failure the binding cannot recover: a Go fatal error (the runtime
+		// prints it, calls proc_exit, then traps), which the host sees as a runtime
+		// failure of the VM.
+		var mu sync.Mutex
+		mu.Unlock()
 	case "panic-response":
 		return pw.Continue
 	case "reset":
@@ -281,7 +290,7 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 	case "resp-call":
 		s.cluster, _ = pw.RequestHeaders.Get("x-cluster") // gone by the response
 		return pw.Continue
-	case "trailers", "response", "log-phase", "body-set", "add-trailers", "resp-buffer":
+	case "trailers", "response", "log-phase", "body-set", "add-trailers", "resp-buffer", "buffer-body":
 		return pw.Continue
 	case "buffers":
 		return s.opBuffers()
@@ -533,6 +542,17 @@ func (s *stream) OnHttpRequestBody(size int, end bool) pw.Action {
 			_, err := getHeader(pw.RequestTrailers, "x-any")
 			pw.RequestBody.Append([]byte("|early:" + st(err)))
 		}
+		return pw.Continue
+	}
+	if s.op == "buffer-body" {
+		// Buffer the body (headers went on): each callback sees all of it so far; at
+		// the end, the sizes seen are appended to what goes upstream. A body above
+		// the host's buffer limit gets the host's 413 instead.
+		s.bodySizes = append(s.bodySizes, strconv.Itoa(size))
+		if !end {
+			return pw.Pause
+		}
+		pw.RequestBody.Append([]byte("|sizes=" + strings.Join(s.bodySizes, ",")))
 		return pw.Continue
 	}
 	if s.op == "http-call" || s.op == "resp-call" {

@@ -18,9 +18,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <fstream>
+#include <functional>
+#include <future>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -28,6 +32,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -49,6 +54,10 @@ using json = nlohmann::json;
 using namespace proxy_wasm;
 
 namespace {
+
+// The worker whose thread this is (-1: the main thread, where createWasm runs the base VM
+// and its configuration canary, as on Envoy's main thread).
+thread_local int current_worker = -1;
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
@@ -201,9 +210,11 @@ struct LocalReply {
 };
 
 struct PendingCall {
+  bool grpc = false; // a unary gRPC call (else HTTP)
   uint32_t token;
   uint32_t context_id;
   WasmBase *wasm;
+  int worker; // the thread of the VM that made it: the answer is delivered there
   std::string cluster;
   Headers headers;
   std::string body;
@@ -211,6 +222,7 @@ struct PendingCall {
 
 struct Timer {
   WasmBase *wasm;
+  int worker;
   uint32_t root_context_id;
   uint64_t period_ms;
   uint64_t next_ms;
@@ -229,6 +241,8 @@ struct Env {
   uint32_t next_token = 1;
   std::vector<std::string> errors;
   json callouts = json::object(); // cluster → {status, headers, body}
+  json grpc_callouts = json::object(); // cluster → {code, message, response_hex}
+  uint32_t next_grpc_token = 1;      // odd: calls (Envoy's are odd, streams even)
   // "base" while createWasm runs (the base VM and its configuration canary, which
   // testenv does not have), "" after.
   std::string phase;
@@ -237,15 +251,102 @@ struct Env {
 };
 Env env;
 
-void logLine(uint32_t level, std::string_view plugin, std::string_view msg) {
+void logLine(uint32_t level, std::string_view plugin, std::string_view msg, bool host = false) {
   if (level < env.log_level) {
     return;
   }
-  json l = {{"level", level}, {"plugin", plugin}, {"message", msg}};
+  json l = {{"level", level}, {"plugin", plugin}, {"message", msg}, {"worker", current_worker}};
+  if (host) {
+    l["host"] = true; // the host's report of a VM failure (engine-specific text)
+  }
   if (!env.phase.empty()) {
     l["phase"] = env.phase;
   }
   env.logs.push_back(l);
+}
+
+// Worker is one of Envoy's worker threads: a real thread, because cpp-host keeps its
+// thread-local VMs and plugins (getOrCreateThreadLocalPlugin's local_wasms /
+// local_plugins) and the current context in thread_local variables. The main thread
+// hands it one task at a time and waits (runOn), so exactly one thread runs at a time
+// and the run is deterministic. Work posted to it from a VM of another worker (a shared
+// queue's onQueueReady, cpp-host's callOnThreadFunction, as Envoy's dispatcher post) runs
+// after its current task, or at the end of the step (settle).
+struct Worker {
+  int id = 0;
+  std::thread thread;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::function<void()>> tasks;  // from the main thread (runOn)
+  std::deque<std::function<void()>> posted; // callOnThreadFunction
+  bool stop = false;
+
+  void loop() {
+    current_worker = id;
+    while (true) {
+      std::function<void()> f;
+      {
+        std::unique_lock<std::mutex> l(mu);
+        cv.wait(l, [&] { return stop || !tasks.empty(); });
+        if (tasks.empty()) {
+          return;
+        }
+        f = std::move(tasks.front());
+        tasks.pop_front();
+      }
+      f();
+    }
+  }
+  bool hasPosted() {
+    std::lock_guard<std::mutex> l(mu);
+    return !posted.empty();
+  }
+  // Runs what was posted to this worker (on its thread).
+  void drainPosted() {
+    while (true) {
+      std::function<void()> f;
+      {
+        std::lock_guard<std::mutex> l(mu);
+        if (posted.empty()) {
+          return;
+        }
+        f = std::move(posted.front());
+        posted.pop_front();
+      }
+      f();
+    }
+  }
+};
+std::vector<std::unique_ptr<Worker>> workers;
+
+// runOn runs f on worker w's thread and waits for it (w < 0 or the current worker: here).
+void runOn(int w, const std::function<void()> &f) {
+  if (w < 0 || w == current_worker || w >= static_cast<int>(workers.size())) {
+    f();
+    return;
+  }
+  auto &wk = *workers[w];
+  std::promise<void> done;
+  auto fut = done.get_future();
+  {
+    std::lock_guard<std::mutex> l(wk.mu);
+    wk.tasks.emplace_back([&] {
+      f();
+      wk.drainPosted();
+      done.set_value();
+    });
+  }
+  wk.cv.notify_one();
+  fut.wait();
+}
+
+void post(int w, std::function<void()> f) {
+  if (w < 0 || w >= static_cast<int>(workers.size())) {
+    f();
+    return;
+  }
+  std::lock_guard<std::mutex> l(workers[w]->mu);
+  workers[w]->posted.push_back(std::move(f));
 }
 
 // Per-stream state shared by the contexts of the chain.
@@ -265,7 +366,7 @@ public:
   LogLevel getLogLevel() override { return static_cast<LogLevel>(env.log_level); }
   void error(std::string_view message) override {
     env.errors.emplace_back(message);
-    logLine(4, "", message);
+    logLine(4, "", message, true);
   }
   void trace(std::string_view /*message*/) override {}
   bool getNullVmFunction(std::string_view, bool, int, NullPlugin *, void *) override {
@@ -282,6 +383,9 @@ public:
       : WasmBase(std::move(vm), vm_id, vm_config, vm_key, {}, {}) {}
   DriverWasm(const std::shared_ptr<WasmHandleBase> &base, const WasmVmFactory &factory)
       : WasmBase(base, factory) {}
+
+  // The worker whose thread created this VM (-1: the base VM and the canary's clone).
+  const int worker = current_worker;
 
   // Envoy cancels a VM's callouts and timers with it (the configuration canary's
   // clone is destroyed right after it configured).
@@ -306,19 +410,21 @@ public:
                                     }),
                      env.timers.end());
     if (period.count() > 0) {
-      env.timers.push_back(Timer{this, root_context_id, static_cast<uint64_t>(period.count()),
+      env.timers.push_back(Timer{this, worker, root_context_id, static_cast<uint64_t>(period.count()),
                                  env.now_ms + static_cast<uint64_t>(period.count())});
     }
   }
 
-  // Shared queues: one worker, so "on its thread" is now.
+  // Shared queues: onQueueReady runs on the thread of the VM that registered the queue
+  // (Envoy's Wasm::callOnThreadFunction posts to that worker's dispatcher).
   CallOnThreadFunction callOnThreadFunction() override {
-    return [](const std::function<void()> &f) { f(); };
+    int w = worker;
+    return [w](const std::function<void()> &f) { post(w, f); };
   }
 
   void error(std::string_view message) override {
     env.errors.emplace_back(message);
-    logLine(4, "", message);
+    logLine(4, "", message, true);
   }
 };
 
@@ -355,10 +461,20 @@ public:
 
   std::string pluginName() const { return plugin_ ? plugin_->name_ : std::string(); }
 
-  // cpp-host's ContextBase::error() aborts the process; Envoy logs and fails the VM.
+  // The context holding a callout's response while its callback runs: the root context
+  // (cpp-host's http_call dispatches from the caller's root context, and Envoy's
+  // Context::getMap / getBuffer read rootContext()->http_call_response_, so a stream
+  // made effective by the guest reads it too).
+  DriverContext *callRoot() {
+    auto *r = dynamic_cast<DriverContext *>(root_context());
+    return r != nullptr ? r : this;
+  }
+
+  // cpp-host's ContextBase::error() aborts the process; Envoy's Context::error only
+  // logs at trace level and returns (e.g. for wasi_unstable_proc_exit).
   void error(std::string_view message) override {
     env.errors.emplace_back(message);
-    logLine(4, pluginName(), message);
+    logLine(0, pluginName(), message);
   }
 
   WasmResult log(uint32_t level, std::string_view message) override {
@@ -385,7 +501,7 @@ public:
     case WasmHeaderMapType::ResponseTrailers:
       return stream && hold_resp_trailers ? &stream->resp_trailers : nullptr;
     case WasmHeaderMapType::HttpCallResponseHeaders:
-      return call_headers;
+      return callRoot()->call_headers;
     default:
       return nullptr;
     }
@@ -498,9 +614,14 @@ public:
         return setBuf(&config_copy_, false);
       }
       return nullptr;
+    case WasmBufferType::GrpcReceiveBuffer:
+      if (auto *b = callRoot()->grpc_body; b != nullptr) {
+        return setBuf(b, false);
+      }
+      return nullptr;
     case WasmBufferType::HttpCallResponseBody:
-      if (call_body != nullptr) {
-        return setBuf(call_body, false);
+      if (auto *b = callRoot()->call_body; b != nullptr) {
+        return setBuf(b, false);
       }
       return nullptr;
     default:
@@ -623,6 +744,7 @@ public:
     c.token = env.next_token++;
     c.context_id = id();
     c.wasm = wasm();
+    c.worker = current_worker;
     c.cluster = cluster;
     bool method = false, path = false, authority = false;
     for (const auto &p : request_headers) {
@@ -640,7 +762,55 @@ public:
     return WasmResult::Ok;
   }
 
-  std::pair<uint32_t, std::string_view> getStatus() override { return {0, ""}; }
+  // gRPC calls (unary), answered from the scenario after the current callback. The
+  // service is a cluster the scenario answers for (as a raw cluster name: Envoy's
+  // Context::grpcCall treats bytes that are not a GrpcService as one); cpp-host's
+  // grpc_call export dispatches from the caller's root context.
+  WasmResult grpcCall(std::string_view grpc_service, std::string_view service_name,
+                      std::string_view method_name, const Pairs & /*initial_metadata*/,
+                      std::string_view request, std::chrono::milliseconds /*timeout*/,
+                      GrpcToken *token_ptr) override {
+    std::string cluster(grpc_service);
+    if (!env.grpc_callouts.contains(cluster)) {
+      return WasmResult::ParseFailure;
+    }
+    PendingCall c;
+    c.grpc = true;
+    c.token = env.next_grpc_token;
+    env.next_grpc_token += 2;
+    c.context_id = id();
+    c.wasm = wasm();
+    c.worker = current_worker;
+    c.cluster = cluster;
+    c.headers.emplace_back(":path", "/" + std::string(service_name) + "/" + std::string(method_name));
+    c.body = std::string(request);
+    *token_ptr = c.token;
+    env.calls.push_back(std::move(c));
+    return WasmResult::Ok;
+  }
+  WasmResult grpcCancel(uint32_t token) override { return dropCall(token); }
+  WasmResult grpcClose(uint32_t token) override { return dropCall(token); }
+  WasmResult dropCall(uint32_t token) {
+    auto *w = wasm();
+    auto it = std::find_if(env.calls.begin(), env.calls.end(), [&](const PendingCall &c) {
+      return c.grpc && c.wasm == w && c.token == token;
+    });
+    if (it == env.calls.end()) {
+      return WasmResult::NotFound;
+    }
+    env.calls.erase(it);
+    return WasmResult::Ok;
+  }
+  // The message of a gRPC call's answer while proxy_on_grpc_receive runs (read through
+  // the root context, as Envoy's rootContext()->grpc_receive_buffer_).
+  std::string *grpc_body = nullptr;
+
+  // proxy_get_status: set while a failed callout's callback runs.
+  uint32_t status_code = 0;
+  std::string status_message;
+  std::pair<uint32_t, std::string_view> getStatus() override {
+    return {status_code, status_message};
+  }
 
   // Properties, as Envoy's Context::findValue: the path's segments are separated by NUL.
   static void i64(std::string *out, int64_t v) {
@@ -837,8 +1007,10 @@ std::shared_ptr<WasmHandleBase> cloneWasm(const std::shared_ptr<WasmHandleBase> 
 struct PluginSlot {
   std::shared_ptr<PluginBase> plugin;
   std::shared_ptr<WasmHandleBase> base;
-  std::shared_ptr<PluginHandleBase> local; // this worker's
+  std::vector<std::shared_ptr<PluginHandleBase>> locals; // per worker (thread-local plugin)
   std::string load_error;
+  std::string vm_key, code; // for a Reconfigure's createWasm
+  std::function<std::shared_ptr<WasmHandleBase>(std::string_view)> factory;
 };
 
 std::string readFile(const std::string &path) {
@@ -906,12 +1078,28 @@ std::string grpcPercentEncode(const std::string &s) {
   return out;
 }
 
-// Answers every pending callout from the scenario and runs its callback on the context
-// that made it. Returns the contexts that got an answer.
+std::string unhex(const std::string &h) {
+  auto nib = [](char c) -> int {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c - 'A' + 10;
+  };
+  std::string out;
+  for (size_t i = 0; i + 1 < h.size(); i += 2) {
+    out.push_back(static_cast<char>(nib(h[i]) << 4 | nib(h[i + 1])));
+  }
+  return out;
+}
+
+// Answers every pending callout of the current thread's VMs from the scenario and runs
+// its callback on the context that made it.
 void deliverCallouts() {
-  while (!env.calls.empty()) {
-    auto call = env.calls.front();
-    env.calls.erase(env.calls.begin());
+  while (true) {
+    auto it = std::find_if(env.calls.begin(), env.calls.end(),
+                           [](const PendingCall &c) { return c.worker == current_worker; });
+    if (it == env.calls.end()) {
+      return;
+    }
+    auto call = *it;
+    env.calls.erase(it);
     auto *ctx = dynamic_cast<DriverContext *>(call.wasm->getContext(call.context_id));
     if (ctx == nullptr) {
       ctx = dynamic_cast<DriverContext *>(call.wasm->getRootContext(nullptr, true));
@@ -919,15 +1107,66 @@ void deliverCallouts() {
     if (ctx == nullptr) {
       continue;
     }
+    if (call.grpc) {
+      // Success: proxy_on_grpc_receive with the message only; failure:
+      // proxy_on_grpc_close with the status, its message in proxy_get_status (Envoy's
+      // Context::onGrpcReceive / onGrpcClose for a unary call).
+      const auto &a = env.grpc_callouts[call.cluster];
+      uint32_t code = a.value("code", 0U);
+      if (code == 0) {
+        std::string msg = unhex(a.value("response_hex", ""));
+        ctx->grpc_body = &msg;
+        ctx->onGrpcReceive(call.token, static_cast<uint32_t>(msg.size()));
+        ctx->grpc_body = nullptr;
+      } else {
+        ctx->status_code = code;
+        ctx->status_message = a.value("message", "");
+        ctx->onGrpcClose(call.token, static_cast<GrpcStatusCode>(code));
+        ctx->status_code = 0;
+        ctx->status_message.clear();
+      }
+      continue;
+    }
     Headers h;
     std::string body;
+    // Envoy's async client: a timeout is the router's 504 local reply, a refused or
+    // dropped connection its 503 (both go to onSuccess, testenv's localHTTP); a reset
+    // after the response headers is onFailure: Context::onHttpCallFailure calls
+    // proxy_on_http_call_response(token, 0, 0, 0) with status BrokenConnection "reset".
+    std::string failure;
     if (env.callouts.contains(call.cluster)) {
+      failure = env.callouts[call.cluster].value("failure", "");
+    }
+    auto local = [&](int code, const std::string &b) {
+      h.emplace_back(":status", std::to_string(code));
+      h.emplace_back("content-length", std::to_string(b.size()));
+      h.emplace_back("content-type", "text/plain");
+      body = b;
+    };
+    if (failure == "reset") {
+      ctx->status_code = static_cast<uint32_t>(WasmResult::BrokenConnection);
+      ctx->status_message = "reset";
+      ctx->onHttpCallResponse(call.token, 0, 0, 0);
+      ctx->status_code = 0;
+      ctx->status_message.clear();
+      continue;
+    }
+    if (failure == "timeout") {
+      local(504, "upstream request timeout");
+    } else if (failure == "connect") {
+      local(503, "upstream connect error or disconnect/reset before headers. reset reason: "
+                 "connection failure");
+    } else if (env.callouts.contains(call.cluster)) {
       const auto &a = env.callouts[call.cluster];
       h.emplace_back(":status", std::to_string(a.value("status", 200)));
       for (const auto &p : headersFrom(a.value("headers", json::array()))) {
-        h.push_back(p);
+        if (p.first != "content-length") {
+          h.push_back(p);
+        }
       }
       body = a.value("body", "");
+      // An HTTP/1.1 upstream's answer carries its length (testenv's server sends it).
+      h.emplace_back("content-length", std::to_string(body.size()));
     } else {
       h.emplace_back(":status", "503"); // the router's local reply for no healthy upstream
     }
@@ -940,8 +1179,52 @@ void deliverCallouts() {
   }
 }
 
+// settle runs, on each worker's thread, what other workers posted to it and the answers
+// to its callouts in flight, until nothing is left (bounded: a guest that keeps
+// re-posting stops after 1000 rounds).
+void settle() {
+  deliverCallouts(); // the main thread's VMs (base / canary)
+  for (int round = 0; round < 1000; round++) {
+    bool any = false;
+    for (auto &wk : workers) {
+      int w = wk->id;
+      bool calls = std::any_of(env.calls.begin(), env.calls.end(),
+                               [w](const PendingCall &c) { return c.worker == w; });
+      if (calls || wk->hasPosted()) {
+        any = true;
+        runOn(w, [] { deliverCallouts(); });
+      }
+    }
+    if (!any) {
+      return;
+    }
+  }
+}
+
+// Envoy's per_connection_buffer_limit_bytes default (1 MiB): the most a filter may
+// buffer (StopIterationAndBuffer) before the filter manager answers 413 / 500
+// (FilterManager's requestDataTooLarge / responseDataTooLarge).
+constexpr size_t kBufferLimit = 1 << 20;
+// A body sent in one piece reaches the filters in 16 KiB chunks, one per HTTP/2 DATA
+// frame of the default SETTINGS_MAX_FRAME_SIZE (testenv's DefaultChunkSize).
+constexpr size_t kChunk = 16 << 10;
+
+std::vector<std::string> cut(const std::string &body) {
+  std::vector<std::string> out;
+  for (size_t off = 0; off < body.size(); off += kChunk) {
+    out.push_back(body.substr(off, kChunk));
+  }
+  return out;
+}
+
 // Runs one request through the chain; returns what the client got.
+void advance(uint64_t ms);
+
 json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &upstream) {
+  // clock_step_ms: the scripted clock moves this far while the request is in flight:
+  // when a plugin pauses it at its headers (e.g. waiting for a tick, as fault's delay
+  // does), else once it completed.
+  uint64_t clock_step = req.value("clock_step_ms", 0ULL);
   Stream s;
   // The order Envoy's HTTP/1 codec and connection manager leave them in (testenv's too).
   s.req_headers.emplace_back(":method", req.value("method", "GET"));
@@ -957,13 +1240,14 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
       chunks.push_back(c.get<std::string>());
     }
   } else if (req.contains("body")) {
-    chunks.push_back(req["body"].get<std::string>());
+    chunks = cut(req["body"].get<std::string>());
   }
   s.req_trailers = headersFrom(req.value("trailers", json::array()));
   if (req.contains("source_address")) {
     s.source_address = req["source_address"].get<std::string>();
   }
-  for (auto &[k, v] : req.value("properties", json::object()).items()) {
+  const json props = req.value("properties", json::object()); // outlives the loop
+  for (auto &[k, v] : props.items()) {
     s.properties[k] = v.get<std::string>();
   }
 
@@ -987,12 +1271,12 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
     if (slots[i].plugin->fail_open_) {
       return false;
     }
+    // Envoy's Context::failStream: sendLocalReply(503, "", …, Unavailable,
+    // "wasm_fail_stream") whatever the request.
     LocalReply r;
     r.code = 503;
     r.details = "wasm_fail_stream";
-    if (isGrpc(s.req_headers)) {
-      r.grpc_status = 14;
-    }
+    r.grpc_status = 14;
     reply = r;
     failed = true;
     return true;
@@ -1001,22 +1285,24 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
   bool stopped = false;
   for (size_t i = 0; i < slots.size() && !stopped; i++) {
     auto &slot = slots[i];
-    if (!slot.local) {
+    auto &local = slot.locals[static_cast<size_t>(current_worker)];
+    if (!local) {
       continue;
     }
-    auto *root = slot.local->wasm()->getRootContext(slot.plugin, false);
+    auto *root = local->wasm()->getRootContext(slot.plugin, false);
     if (root == nullptr) {
       if (!slot.plugin->fail_open_) {
         LocalReply r;
         r.code = 503;
         r.details = "wasm_fail_stream";
+        r.grpc_status = 14;
         reply = r;
         failed = true;
         break;
       }
       continue;
     }
-    auto *c = new DriverContext(slot.local->wasm().get(), root->id(), slot.local);
+    auto *c = new DriverContext(local->wasm().get(), root->id(), local);
     c->stream = &s;
     ctxs.push_back(c);
     c->onCreate();
@@ -1035,6 +1321,20 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
     if (reply) {
       break;
     }
+    if (st != FilterHeadersStatus::Continue && !c->continue_request && clock_step > 0) {
+      // Ticks run as the clock moves (on this worker: here); the plugin may resume the
+      // stream or answer it from one.
+      advance(clock_step);
+      clock_step = 0;
+      deliverCallouts();
+      if (vmFailed(c, i)) {
+        break;
+      }
+      finishReply(c);
+      if (reply) {
+        break;
+      }
+    }
     if (st != FilterHeadersStatus::Continue && !c->continue_request) {
       out["paused"] = true;
       stopped = true;
@@ -1042,8 +1342,12 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
     }
     c->hold_req_headers = false;
     c->continue_request = false;
-    // Body: each chunk as it comes; a body Pause buffers (StopIterationAndBuffer).
+    // Body: each chunk as it comes; a body Pause buffers (StopIterationAndBuffer) up to
+    // the buffer limit, then 413; trailers end the body, and a Continue from them sends
+    // the buffered body on.
+    std::vector<std::string> next; // what this plugin passes on
     std::string pending;
+    bool holding = false;
     for (size_t k = 0; k < chunks.size(); k++) {
       bool last = k + 1 == chunks.size() && s.req_trailers.empty();
       pending += chunks[k];
@@ -1060,20 +1364,54 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
         break;
       }
       if (bst == FilterDataStatus::Continue || c->continue_request) {
+        next.push_back(s.req_body); // what goes on, as the plugin left it
         pending.clear();
+        holding = false;
         c->continue_request = false;
-        chunks[k] = s.req_body; // what goes on
       } else {
-        chunks[k].clear();
+        pending = s.req_body;
+        holding = true;
+        if (pending.size() > kBufferLimit) {
+          LocalReply r;
+          r.code = 413;
+          r.body = "Payload Too Large";
+          r.details = "request_payload_too_large";
+          reply = r;
+          break;
+        }
         if (last) {
           out["paused"] = true;
           stopped = true;
         }
       }
     }
-    if (reply || failed) {
+    if (reply || failed || stopped) {
       break;
     }
+    if (!s.req_trailers.empty()) {
+      s.req_eos = true;
+      c->hold_req_trailers = true;
+      auto tst = c->onRequestTrailers(static_cast<uint32_t>(s.req_trailers.size()));
+      c->hold_req_trailers = false;
+      if (vmFailed(c, i)) {
+        break;
+      }
+      finishReply(c);
+      if (reply) {
+        break;
+      }
+      if (tst == FilterTrailersStatus::Continue || c->continue_request) {
+        c->continue_request = false;
+        if (holding) {
+          next.push_back(pending);
+        }
+      } else {
+        out["paused"] = true;
+        stopped = true;
+        break;
+      }
+    }
+    chunks = std::move(next);
   }
 
   if (!reply && !stopped) {
@@ -1083,12 +1421,16 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
       body += c;
     }
     out["upstream"] = {{"headers", headersJSON(s.req_headers)}, {"body", body}};
+    if (!s.req_trailers.empty()) {
+      out["upstream"]["trailers"] = headersJSON(s.req_trailers);
+    }
     s.resp_headers.clear();
     s.resp_headers.emplace_back(":status", std::to_string(upstream.value("status", 200)));
     for (const auto &p : headersFrom(upstream.value("headers", json::array()))) {
       s.resp_headers.push_back(p);
     }
     s.resp_body = upstream.value("body", "");
+    s.resp_trailers = headersFrom(upstream.value("trailers", json::array()));
   }
   if (reply) {
     // The reply's encoding is Envoy's HTTP connection manager (Utility::sendLocalReply),
@@ -1130,6 +1472,10 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
       }
     }
   }
+  std::vector<std::string> rchunks = cut(s.resp_body);
+  if (stopped) {
+    rchunks.clear();
+  }
   if (!stopped) {
     // Response path, reverse order.
     for (size_t j = ctxs.size(); j-- > 0;) {
@@ -1137,19 +1483,51 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
       if (failed && j + 1 == ctxs.size()) {
         continue;
       }
-      bool eos = s.resp_body.empty();
+      bool eos = rchunks.empty() && s.resp_trailers.empty();
       s.resp_eos = eos;
       c->hold_resp_headers = true;
       c->onResponseHeaders(static_cast<uint32_t>(s.resp_headers.size()), eos);
       c->hold_resp_headers = false;
       finishReply(c);
-      if (!s.resp_body.empty()) {
-        s.resp_eos = true;
+      // Body chunks as they come (16 KiB each); a body Pause buffers until a later
+      // chunk or the trailers continue (not modelled: the 500 / reset beyond the buffer
+      // limit on the response path).
+      std::vector<std::string> next;
+      std::string pending;
+      bool holding = false;
+      for (size_t k = 0; k < rchunks.size(); k++) {
+        bool last = k + 1 == rchunks.size() && s.resp_trailers.empty();
+        pending += rchunks[k];
+        s.resp_body = pending;
+        s.resp_eos = last;
         c->hold_resp_body = true;
-        c->onResponseBody(static_cast<uint32_t>(s.resp_body.size()), true);
+        auto bst = c->onResponseBody(static_cast<uint32_t>(s.resp_body.size()), last);
         c->hold_resp_body = false;
+        if (bst == FilterDataStatus::Continue || c->continue_response || last) {
+          next.push_back(s.resp_body);
+          pending.clear();
+          holding = false;
+          c->continue_response = false;
+        } else {
+          pending = s.resp_body;
+          holding = true;
+        }
       }
+      if (!s.resp_trailers.empty()) {
+        s.resp_eos = true;
+        c->hold_resp_trailers = true;
+        c->onResponseTrailers(static_cast<uint32_t>(s.resp_trailers.size()));
+        c->hold_resp_trailers = false;
+        if (holding) {
+          next.push_back(pending);
+        }
+      }
+      rchunks = std::move(next);
     }
+  }
+  s.resp_body.clear();
+  for (const auto &c : rchunks) {
+    s.resp_body += c;
   }
   std::string status;
   for (const auto &p : s.resp_headers) {
@@ -1160,6 +1538,9 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
   out["status"] = status.empty() ? 0 : std::stoi(status);
   out["headers"] = headersJSON(s.resp_headers);
   out["body"] = s.resp_body;
+  if (!s.resp_trailers.empty()) {
+    out["trailers"] = headersJSON(s.resp_trailers);
+  }
   for (auto *c : ctxs) {
     out["reset"] = out["reset"].get<bool>() || c->closed;
   }
@@ -1172,6 +1553,9 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
     c->onDelete();
     c->stream = nullptr;
     delete c;
+  }
+  if (clock_step > 0) {
+    advance(clock_step);
   }
   return out;
 }
@@ -1192,11 +1576,14 @@ void advance(uint64_t ms) {
     next->next_ms += next->period_ms;
     auto *w = next->wasm;
     auto id = next->root_context_id;
-    // Envoy's Wasm::tickHandler: onTick on the root context that set the period.
-    if (auto *ctx = w->getContext(id); ctx != nullptr) {
-      ctx->onTick(0);
-    }
-    deliverCallouts();
+    // Envoy's Wasm::tickHandler, on the VM's worker: onTick on the root context that
+    // set the period.
+    runOn(next->worker, [&] {
+      if (auto *ctx = w->getContext(id); ctx != nullptr) {
+        ctx->onTick(0);
+      }
+      deliverCallouts();
+    });
   }
   env.now_ms = target;
 }
@@ -1224,6 +1611,16 @@ int main(int argc, char **argv) {
     env.start_unix_ns = sc["start_unix_ns"].get<uint64_t>();
   }
   env.callouts = sc.value("callouts", json::object());
+  env.grpc_callouts = sc.value("grpc_callouts", json::object());
+  for (const auto &step : sc.value("steps", json::array())) {
+    const json g = step.value("grpc_callouts", json::object());
+    for (auto &[k, v] : g.items()) {
+      if (!env.grpc_callouts.contains(k)) {
+        env.grpc_callouts[k] = json{{"code", 14}, {"message", "no answer in this step"}};
+      }
+      (void)v;
+    }
+  }
   env.node_id = sc.value("node_id", "");
   for (auto &[k, v] : env.callouts.items()) {
     (void)v;
@@ -1231,6 +1628,22 @@ int main(int argc, char **argv) {
   }
   for (const auto &c : sc.value("clusters", json::array())) {
     env.known_clusters.push_back(c.get<std::string>());
+  }
+  for (const auto &step : sc.value("steps", json::array())) {
+    const json step_callouts = step.value("callouts", json::object()); // outlives the loop
+    for (auto &[k, v] : step_callouts.items()) {
+      (void)v;
+      env.known_clusters.push_back(k);
+    }
+  }
+
+  int nworkers = std::max(1, sc.value("workers", 1));
+  for (int w = 0; w < nworkers; w++) {
+    auto wk = std::make_unique<Worker>();
+    wk->id = w;
+    auto *raw = wk.get();
+    wk->thread = std::thread([raw] { raw->loop(); });
+    workers.push_back(std::move(wk));
   }
 
   json out = {{"host", MESHPLUG_CPPHOST_COMMIT}, {"engine", "wamr"}};
@@ -1255,24 +1668,33 @@ int main(int argc, char **argv) {
                                                p.value("name", "") + "|" + root_id);
     size_t errs = env.errors.size();
     env.phase = "base";
-    slot.base = createWasm(
-        vm_key, code, slot.plugin,
-        [&](std::string_view key) -> std::shared_ptr<WasmHandleBase> {
-          auto vm = createWamrVm();
-          vm->integration() = std::make_unique<DriverIntegration>();
-          return std::make_shared<WasmHandleBase>(
-              std::make_shared<DriverWasm>(std::move(vm), vm_id, vm_config, key));
-        },
-        cloneWasm, false);
+    slot.vm_key = vm_key;
+    slot.code = code;
+    slot.factory = [vm_id, vm_config](std::string_view key) -> std::shared_ptr<WasmHandleBase> {
+      auto vm = createWamrVm();
+      vm->integration() = std::make_unique<DriverIntegration>();
+      return std::make_shared<WasmHandleBase>(
+          std::make_shared<DriverWasm>(std::move(vm), vm_id, vm_config, key));
+    };
+    slot.base = createWasm(vm_key, code, slot.plugin, slot.factory, cloneWasm, false);
     env.phase.clear();
     json l = {{"name", p.value("name", "")}, {"loaded", slot.base != nullptr}};
+    slot.locals.resize(static_cast<size_t>(nworkers));
     if (slot.base) {
-      slot.local = getOrCreateThreadLocalPlugin(
-          slot.base, slot.plugin, cloneWasm,
-          [](std::shared_ptr<WasmHandleBase> w, std::shared_ptr<PluginBase> pl) {
-            return std::make_shared<PluginHandleBase>(w, pl);
-          });
-      l["started"] = slot.local != nullptr;
+      // Envoy's PluginConfig: each worker gets its thread-local VM (a clone of the base
+      // VM) and plugin (root context started and configured there).
+      bool started = true;
+      for (int w = 0; w < nworkers; w++) {
+        runOn(w, [&] {
+          slot.locals[static_cast<size_t>(w)] = getOrCreateThreadLocalPlugin(
+              slot.base, slot.plugin, cloneWasm,
+              [](std::shared_ptr<WasmHandleBase> wh, std::shared_ptr<PluginBase> pl) {
+                return std::make_shared<PluginHandleBase>(wh, pl);
+              });
+        });
+        started = started && slot.locals[static_cast<size_t>(w)] != nullptr;
+      }
+      l["started"] = started;
     }
     std::string why;
     for (size_t i = errs; i < env.errors.size(); i++) {
@@ -1283,27 +1705,85 @@ int main(int argc, char **argv) {
     slots.push_back(std::move(slot));
   }
   out["loads"] = loads;
+  settle();
 
   json results = json::array();
+  json reconfigures = json::array();
   for (const auto &step : sc.value("steps", json::array())) {
+    if (step.contains("reconfigure")) {
+      // An xDS update of the plugin's configuration: Envoy's createWasm for the new
+      // plugin (same VM key: the base VM is reused; the canary configures it in a
+      // clone), then each worker's thread-local plugin; dropping the old plugin handle
+      // shuts its root context down on that worker (PluginHandleBase's destructor →
+      // WasmBase::startShutdown: proxy_on_done, proxy_on_delete). A refused
+      // configuration leaves the old plugin in place.
+      const auto &rc = step["reconfigure"];
+      auto &slot = slots.at(rc.value("plugin", 0U));
+      const auto &old = *slot.plugin;
+      auto np = std::make_shared<PluginBase>(old.name_, old.root_id_, old.vm_id_, "wamr",
+                                             rc.value("config", ""), old.fail_open_,
+                                             old.name_ + "|" + old.root_id_);
+      env.phase = "base";
+      auto base = slot.base ? createWasm(slot.vm_key, slot.code, np, slot.factory, cloneWasm, false)
+                            : nullptr;
+      env.phase.clear();
+      bool ok = base != nullptr;
+      if (ok) {
+        std::vector<std::shared_ptr<PluginHandleBase>> fresh(slot.locals.size());
+        for (int w = 0; w < nworkers && ok; w++) {
+          runOn(w, [&] {
+            fresh[static_cast<size_t>(w)] = getOrCreateThreadLocalPlugin(
+                base, np, cloneWasm,
+                [](std::shared_ptr<WasmHandleBase> wh, std::shared_ptr<PluginBase> pl) {
+                  return std::make_shared<PluginHandleBase>(wh, pl);
+                });
+          });
+          ok = fresh[static_cast<size_t>(w)] != nullptr;
+        }
+        if (ok) {
+          for (int w = 0; w < nworkers; w++) {
+            runOn(w, [&] { slot.locals[static_cast<size_t>(w)] = fresh[static_cast<size_t>(w)]; });
+          }
+          slot.plugin = np;
+          slot.base = base;
+        }
+      }
+      reconfigures.push_back(ok);
+      settle();
+      continue;
+    }
     if (step.contains("advance_ms")) {
       advance(step["advance_ms"].get<uint64_t>());
+      settle();
       continue;
     }
     if (step.contains("wait_metric")) {
       // The callouts in flight are answered now (the driver's network is instant).
-      deliverCallouts();
+      settle();
       continue;
     }
     if (!step.contains("request")) {
       continue;
     }
+    // The step's own callout answers replace the scenario's for its duration.
+    json saved = env.callouts, saved_grpc = env.grpc_callouts;
+    const json step_callouts = step.value("callouts", json::object()); // outlives the loop
+    for (auto &[k, v] : step_callouts.items()) {
+      env.callouts[k] = v;
+    }
+    const json step_grpc = step.value("grpc_callouts", json::object());
+    for (auto &[k, v] : step_grpc.items()) {
+      env.grpc_callouts[k] = v;
+    }
     uint64_t repeat = step.value("repeat", 1);
     json last;
     json statuses = json::object();
     int64_t first_failure = -1;
+    int worker = std::clamp(step.value("worker", 0), 0, nworkers - 1);
     for (uint64_t n = 0; n < repeat; n++) {
-      last = runRequest(slots, step["request"], step.value("upstream", json::object()));
+      runOn(worker, [&] {
+        last = runRequest(slots, step["request"], step.value("upstream", json::object()));
+      });
       auto key = std::to_string(last["status"].get<int>());
       statuses[key] = statuses.value(key, 0) + 1;
       if (first_failure < 0 && last.value("details", "") == "wasm_fail_stream") {
@@ -1314,8 +1794,12 @@ int main(int argc, char **argv) {
       last["repeat"] = {{"count", repeat}, {"statuses", statuses}, {"first_failure", first_failure}};
     }
     results.push_back(last);
+    settle();
+    env.callouts = saved;
+    env.grpc_callouts = saved_grpc;
   }
   out["results"] = results;
+  out["reconfigures"] = reconfigures;
   out["logs"] = env.logs;
   json metrics = json::object();
   json histograms = json::object();
@@ -1348,8 +1832,10 @@ int main(int argc, char **argv) {
   out["shared_data"] = shared;
   bool vm_failed = false;
   for (const auto &slot : slots) {
-    if (slot.local && slot.local->wasm()->isFailed()) {
-      vm_failed = true;
+    for (const auto &local : slot.locals) {
+      if (local && local->wasm()->isFailed()) {
+        vm_failed = true;
+      }
     }
   }
   out["vm_failed"] = vm_failed;
