@@ -81,27 +81,47 @@ func (r *Request) Pairs() []abi.Pair {
 	return r.pairs
 }
 
+// Parts are the parts of a request ReadParts takes from the header map up front.
+type Parts uint8
+
+const (
+	// PartMethod: Method.
+	PartMethod Parts = 1 << iota
+	// PartTarget: Path and RawQuery (query parameters are read from RawQuery).
+	PartTarget
+	// PartContentType: ContentType.
+	PartContentType
+	// AllParts is what Read takes.
+	AllParts = PartMethod | PartTarget | PartContentType
+)
+
 // Read resets r to the request whose headers are view.
-func (r *Request) Read(view abi.PairsView) {
+func (r *Request) Read(view abi.PairsView) { r.ReadParts(view, AllParts) }
+
+// ReadParts is Read for a filter that knows (from its configuration) which parts it
+// needs: each part is one scan of the header map, so a part no rule reads is left
+// empty rather than read on every request.
+func (r *Request) ReadParts(view abi.PairsView, parts Parts) {
 	r.View = view
 	r.Method, r.Path, r.RawQuery, r.ContentType = "", "", "", ""
 	r.scratch = r.scratch[:0]
 	r.pairsRead, r.cookiesOK = false, false
-	r.Method, _ = view.Get(":method")
-	rawPath, _ := view.Get(":path")
-	r.ContentType, _ = view.Get("content-type")
-	r.Path, r.RawQuery = SplitTarget(rawPath)
+	if parts&PartMethod != 0 {
+		r.Method, _ = view.Get(":method")
+	}
+	if parts&PartTarget != 0 {
+		rawPath, _ := view.Get(":path")
+		r.Path, r.RawQuery = SplitTarget(rawPath)
+	}
+	if parts&PartContentType != 0 {
+		r.ContentType, _ = view.Get("content-type")
+	}
 }
 
 // ReadHeaders is Read for a filter that only reads named headers (Header, Coalesced,
 // AppendHeaderValues, Cookie, ClientAddress): it scans nothing up front, and leaves
 // Method, Path, RawQuery and ContentType empty.
-func (r *Request) ReadHeaders(view abi.PairsView) {
-	r.View = view
-	r.Method, r.Path, r.RawQuery, r.ContentType = "", "", "", ""
-	r.scratch = r.scratch[:0]
-	r.pairsRead, r.cookiesOK = false, false
-}
+func (r *Request) ReadHeaders(view abi.PairsView) { r.ReadParts(view, 0) }
 
 // ReadAll is Read for a filter that looks at every header: it decodes the view once
 // (Pairs) and takes the method, path, content type and Cookie lines from that pass
@@ -198,7 +218,22 @@ func (r *Request) Coalesced(name string) (string, bool) {
 // dst. why is not empty when a line's name equals name only with '_' read as '-' or
 // case folded (upstreams that fold such names read it as name).
 func (r *Request) AppendHeaderValues(dst []string, name string) (_ []string, why string) {
-	dst, like := r.View.AppendValuesLike(dst, name)
+	var like string
+	if r.pairsRead {
+		// Decoded already (ReadAll, Pairs): a walk over the entries is cheaper than
+		// one over the encoding.
+		for i := range r.pairs {
+			if k := r.pairs[i].Key; len(k) == len(name) {
+				if k == name {
+					dst = append(dst, r.pairs[i].Value)
+				} else if like == "" && abi.HeaderNameIs(k, name) {
+					like = k
+				}
+			}
+		}
+	} else {
+		dst, like = r.View.AppendValuesLike(dst, name)
+	}
 	if like != "" {
 		why = "header " + name + " also spelled " + like
 	}

@@ -94,6 +94,9 @@ type Config struct {
 	// decoded parameter names), and whether a rule needs the client address.
 	HeaderNames, CookieNames, ParamNames []string
 	NeedsClientAddress                   bool
+	// NeedsPath: a rule matches on the path or has a path descriptor, so requests'
+	// paths are put in canonical form (the reader skips that work otherwise).
+	NeedsPath bool
 	// Global is non-nil in the global mode: the rules' descriptors go to the rate
 	// limit service, which holds the counters.
 	Global *Global
@@ -279,7 +282,12 @@ func Compile(s *Spec) (*Config, error) {
 				params[e.Name] = true
 			case SourceClientAddress:
 				c.NeedsClientAddress = true
+			case SourcePath:
+				c.NeedsPath = true
 			}
+		}
+		if r.Match.Path != "" || r.Match.Prefix != "" || r.Match.Regex != nil {
+			c.NeedsPath = true
 		}
 		for _, h := range r.Match.Headers {
 			headers[h.Name] = true

@@ -134,3 +134,28 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// NeedsPath: the reader puts paths in canonical form only for configurations that read
+// them (a path condition or a path descriptor).
+func TestNeedsPath(t *testing.T) {
+	limit := `"limit": {"requests": 1, "unit": "second"}`
+	cases := []struct {
+		name string
+		rule string
+		want bool
+	}{
+		{"header descriptor only", `"descriptors": [{"key": "c", "header": "x-c"}]`, false},
+		{"method descriptor and condition", `"match": {"methods": ["GET"]}, "descriptors": [{"key": "m", "method": true}]`, false},
+		{"path descriptor", `"descriptors": [{"key": "p", "path": true}]`, true},
+		{"exact path condition", `"match": {"path": "/a"}, "descriptors": [{"key": "c", "header": "x-c"}]`, true},
+		{"prefix condition", `"match": {"prefix": "/a"}, "descriptors": [{"key": "c", "header": "x-c"}]`, true},
+		{"regex condition", `"match": {"regex": "/a.*"}, "descriptors": [{"key": "c", "header": "x-c"}]`, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(`{"rules": [{"name": "r", ` + c.rule + `, ` + limit + `}]}`))
+			require.NoError(t, err)
+			assert.Equal(t, c.want, cfg.NeedsPath)
+		})
+	}
+}

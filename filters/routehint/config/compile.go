@@ -294,6 +294,7 @@ func (c *compiler) condition(path string, s *ConditionSpec) Condition {
 		cond.From = FromQuery
 	case "path":
 		cond.From = FromPath
+		c.cfg.NeedPath = true
 	case "method":
 		cond.From = FromMethod
 	case "":

@@ -60,6 +60,9 @@ type Config struct {
 	// NeedClientAddress says that a split hashes the client address, so the glue
 	// reads the source.address property only then.
 	NeedClientAddress bool
+	// NeedPath says that a condition reads the path, so requests' paths are put in
+	// canonical form only then.
+	NeedPath bool
 	// Path is how the request path is read for path conditions (path_normalization).
 	Path httpreq.PathOptions
 }

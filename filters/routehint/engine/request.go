@@ -19,7 +19,9 @@ import (
 // ParamValues).
 type Request struct {
 	Method string
-	Path   string // :path without the query string (and fragment), in canonical form
+	// Path is :path without the query string (and fragment), in canonical form when a
+	// condition reads the path (config.Config.NeedPath), else as sent.
+	Path string
 	// Headers is every regular header entry in order, repeated names once per copy,
 	// minus the hint headers removed as spoofed. Pseudo-headers are left out (path and
 	// method have their own inputs). Names are as the host gives them: lower case in
@@ -88,8 +90,8 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 			}
 		}
 	}
-	r.paths, r.Path = r.paths[:0], ""
-	if r.r.Path != "" { // absent :path (a malformed header map) stays ""
+	r.paths, r.Path = r.paths[:0], r.r.Path
+	if cfg.NeedPath && r.r.Path != "" { // absent :path (a malformed header map) stays ""
 		r.paths, _ = httpreq.PathReadings(r.paths, r.r.Path, cfg.Path)
 		r.Path = r.paths[0]
 	}
