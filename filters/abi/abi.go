@@ -309,13 +309,15 @@ func (v PairsView) AppendValuesLike(dst []string, name string) (_ []string, like
 // HeaderNameIs compares two header names ASCII case-insensitively with '_' read as
 // '-' (the spellings CGI-style upstreams fold into one variable).
 func HeaderNameIs(got, name string) bool {
-	if got == name {
-		return true
-	}
+	// (Small enough to inline: callers compare lengths first for free.)
 	return len(got) == len(name) && foldedEqual(got, name)
 }
 
-// foldedEqual is HeaderNameIs for two names of the same length.
+// foldedEqual is HeaderNameIs for two names of the same length. Not inlined, so that
+// HeaderNameIs is: most names of equal length differ at once, and a call costs more
+// than that in a wasm guest.
+//
+//go:noinline
 func foldedEqual(got, name string) bool {
 	for i := 0; i < len(got) && i < len(name); i++ {
 		if foldHeaderByte(got[i]) != foldHeaderByte(name[i]) {

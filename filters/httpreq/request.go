@@ -222,10 +222,11 @@ func (r *Request) AppendHeaderValues(dst []string, name string) (_ []string, why
 	if r.pairsRead {
 		// Decoded already (ReadAll, Pairs): a walk over the entries is cheaper than
 		// one over the encoding.
-		for i := range r.pairs {
-			if k := r.pairs[i].Key; len(k) == len(name) {
+		pairs := r.pairs
+		for i := range pairs {
+			if k := pairs[i].Key; len(k) == len(name) {
 				if k == name {
-					dst = append(dst, r.pairs[i].Value)
+					dst = append(dst, pairs[i].Value)
 				} else if like == "" && abi.HeaderNameIs(k, name) {
 					like = k
 				}

@@ -56,11 +56,11 @@ func (r *Request) Holds(c *config.Condition) bool {
 	case config.FromHeader:
 		return holdsHeader(c, r.Headers)
 	case config.FromCookie:
-		vals, ambiguous := r.CookieValues(c.Name)
-		return !ambiguous && holdsValues(c, vals)
+		in := r.cookie(c)
+		return !in.ambiguous && holdsValues(c, in.vals)
 	case config.FromQuery:
-		vals, ambiguous := r.ParamValues(c.Name)
-		return !ambiguous && holdsValues(c, vals)
+		in := r.param(c)
+		return !in.ambiguous && holdsValues(c, in.vals)
 	}
 	return false
 }
