@@ -22,7 +22,17 @@ func (r *Request) Cookie(name string) Value {
 // CookieLines returns the value of every Cookie line, in order.
 func (r *Request) CookieLines() []string {
 	if !r.cookiesOK {
-		r.cookies, r.cookiesOK = r.View.AppendValues(r.cookies[:0], "cookie"), true
+		if r.pairsRead {
+			r.cookies = r.cookies[:0]
+			for i := range r.pairs {
+				if r.pairs[i].Key == "cookie" {
+					r.cookies = append(r.cookies, r.pairs[i].Value)
+				}
+			}
+		} else {
+			r.cookies = r.View.AppendValues(r.cookies[:0], "cookie")
+		}
+		r.cookiesOK = true
 	}
 	return r.cookies
 }
@@ -39,8 +49,43 @@ func (r *Request) AppendCookieValues(dst []string, name string) (_ []string, why
 	}
 	for _, line := range lines {
 		for line != "" {
-			var raw string
-			raw, line, _ = strings.Cut(line, ";")
+			// One pass over the crumb finds its end and whether it needs the full
+			// reading below: a ',' anywhere, or an escape or '+' in its name.
+			end, eq, comma, esc := len(line), -1, false, false
+		scan:
+			for i := 0; i < len(line); i++ {
+				switch line[i] {
+				case ';':
+					end = i
+					break scan
+				case '=':
+					if eq < 0 {
+						eq = i
+					}
+				case ',':
+					comma = true
+				case '%', '+':
+					esc = esc || eq < 0
+				}
+			}
+			raw := line[:end]
+			if end < len(line) {
+				line = line[end+1:]
+			} else {
+				line = ""
+			}
+			if !comma && !esc {
+				// A name whose length differs from name's however it is trimmed
+				// names it in no reading (Go's trims fewer spaces than the inclusive
+				// form; neither adds any).
+				rawName := raw
+				if eq >= 0 {
+					rawName = raw[:eq]
+				}
+				if gn, cn := trimGoSpace(rawName), trimCookieSpace(rawName); len(gn) != len(name) && len(cn) != len(name) && (name == "" || name[0] != ' ') {
+					continue
+				}
+			}
 			crumb := trimCookieSpace(raw)
 			if crumb == "" {
 				continue

@@ -229,6 +229,11 @@ func TestRead(t *testing.T) {
 	assert.Equal(t, r.CookieLines(), h.CookieLines())
 	v, _ := h.Coalesced("cookie")
 	assert.Equal(t, "a=1,b=2", v)
+	var d httpreq.Request // entries decoded first: Cookie lines and headers from them
+	d.ReadHeaders(r.View)
+	assert.Len(t, d.Pairs(), 5)
+	assert.Equal(t, r.CookieLines(), d.CookieLines())
+	assert.Equal(t, r.Header("content-type"), d.Header("content-type"))
 	for _, c := range []struct {
 		parts                      httpreq.Parts
 		method, path, query, ctype string

@@ -63,18 +63,25 @@ type Request struct {
 func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 	r.ClientAddress, r.Spoofed = "", false
 	r.Strip = r.Strip[:0]
-	// Method and path (two scans that stop at the first copy, early in Envoy's maps),
-	// then every entry decoded once; Cookie lines are read when a cookie is.
-	r.r.ReadParts(headers, httpreq.PartMethod|httpreq.PartTarget)
-	r.Method = r.r.Method
+	// Every entry decoded once (the reader's Pairs); method and path (their first
+	// copies, as httpreq.Request.Read takes them) found in the same pass; Cookie lines
+	// are read when a cookie is.
+	r.r.ReadParts(headers, 0)
 	r.cfg = cfg
 	r.cookies, r.params = resetInputs(r.cookies, len(cfg.CookieNames)), resetInputs(r.params, len(cfg.ParamNames))
 	// Every entry but the pseudo-headers and the spoofed hints.
 	all := r.r.Pairs()
 	r.Headers = r.Headers[:0]
+	method, rawPath, gotMethod, gotPath := "", "", false, false
 	for i := range all {
 		k := all[i].Key
 		if len(k) > 0 && k[0] == ':' {
+			switch {
+			case k == ":method" && !gotMethod:
+				method, gotMethod = all[i].Value, true
+			case k == ":path" && !gotPath:
+				rawPath, gotPath = all[i].Value, true
+			}
 			continue
 		}
 		if isHint(cfg, k) {
@@ -94,6 +101,8 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 			}
 		}
 	}
+	r.Method, r.r.Method = method, method
+	r.r.Path, r.r.RawQuery = httpreq.SplitTarget(rawPath)
 	r.paths, r.Path = r.paths[:0], r.r.Path
 	if cfg.NeedPath && r.r.Path != "" { // absent :path (a malformed header map) stays ""
 		r.paths, _ = httpreq.PathReadings(r.paths, r.r.Path, cfg.Path)
