@@ -26,17 +26,19 @@ func (r *Request) AppendParamValues(dst []string, name string) (_ []string, why 
 		end, eq, semi, esc := len(q), -1, false, false
 	scan:
 		for i := 0; i < len(q); i++ {
-			switch q[i] {
-			case '&':
+			switch queryScan[q[i]] {
+			case scanPlain:
+				continue
+			case scanEnd:
 				end = i
 				break scan
-			case '=':
+			case scanEq:
 				if eq < 0 {
 					eq = i
 				}
-			case ';':
+			case scanComma:
 				semi = true
-			case '%', '+':
+			case scanEscape:
 				esc = true
 			}
 		}
