@@ -297,7 +297,9 @@ func (v PairsView) AppendValuesLike(dst []string, name string) (_ []string, like
 			k := unsafe.String((*byte)(unsafe.Add(base, off)), ks)
 			if ks == 0 || k == name {
 				dst = append(dst, unsafeString(v[off+ks+1:off+ks+1+vs]))
-			} else if like == "" && foldedEqual(k, name) {
+			} else if like == "" && headerFold[k[0]] == headerFold[name[0]] && foldedEqual(k, name) {
+				// (The first bytes compared here: most names of the same length
+				// differ there, and a call costs more than that in a wasm guest.)
 				like = k
 			}
 		}
@@ -326,6 +328,14 @@ func foldedEqual(got, name string) bool {
 	}
 	return true
 }
+
+// headerFold is foldHeaderByte as a table.
+var headerFold = func() (t [256]byte) {
+	for c := range 256 {
+		t[c] = foldHeaderByte(byte(c))
+	}
+	return t
+}()
 
 func foldHeaderByte(c byte) byte {
 	if 'A' <= c && c <= 'Z' {

@@ -162,7 +162,10 @@ func (r *Request) ReadAll(view abi.PairsView) {
 // (Envoy refuses or strips one before filters run; a host that passes it must not
 // make it part of either).
 func SplitTarget(target string) (path, query string) {
-	path, query, _ = strings.Cut(target, "?")
+	path = target
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		path, query = target[:i], target[i+1:]
+	}
 	if i := strings.IndexByte(query, '#'); i >= 0 {
 		query = query[:i]
 	} else if i := strings.IndexByte(path, '#'); i >= 0 {
