@@ -128,26 +128,35 @@ func resetInputs(in []input, n int) []input {
 	return in
 }
 
-// cookie returns the cookie condition c reads (config.Condition.Slot).
+// cookie returns the cookie condition c reads (config.Condition.Slot). (Small
+// enough to inline into Holds: after the first, a condition's read is two loads.)
 func (r *Request) cookie(c *config.Condition) *input {
 	in := &r.cookies[c.Slot]
 	if !in.read {
-		var why string
-		in.vals, why = r.r.AppendCookieValues(in.vals[:0], c.Name)
-		in.ambiguous, in.read = why != "", true
+		r.readCookie(in, c.Name)
 	}
 	return in
+}
+
+func (r *Request) readCookie(in *input, name string) {
+	var why string
+	in.vals, why = r.r.AppendCookieValues(in.vals[:0], name)
+	in.ambiguous, in.read = why != "", true
 }
 
 // param returns the query parameter condition c reads.
 func (r *Request) param(c *config.Condition) *input {
 	in := &r.params[c.Slot]
 	if !in.read {
-		var why string
-		in.vals, why = r.r.AppendParamValues(in.vals[:0], c.Name)
-		in.ambiguous, in.read = why != "", true
+		r.readParam(in, c.Name)
 	}
 	return in
+}
+
+func (r *Request) readParam(in *input, name string) {
+	var why string
+	in.vals, why = r.r.AppendParamValues(in.vals[:0], name)
+	in.ambiguous, in.read = why != "", true
 }
 
 // CookieValues returns the value of every copy of cookie name over all Cookie lines,
