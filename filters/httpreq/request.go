@@ -197,8 +197,22 @@ func single(vals []string, why, what, name string) Value {
 // Header reads the header name (lower case, as Envoy's header maps hold names).
 func (r *Request) Header(name string) Value {
 	var why string
-	r.vals, why = r.AppendHeaderValues(r.vals[:0], name)
+	if r.pairsRead {
+		r.vals, why = r.AppendHeaderValues(r.vals[:0], name)
+	} else { // AppendHeaderValues' scan of the encoding, one call less
+		var like string
+		r.vals, like = r.View.AppendValuesLike(r.vals[:0], name)
+		why = spelledWhy(name, like)
+	}
 	return single(r.vals, why, "header", name)
+}
+
+// spelledWhy is the Why of a header also given as like ("" if none).
+func spelledWhy(name, like string) string {
+	if like == "" {
+		return ""
+	}
+	return "header " + name + " also spelled " + like
 }
 
 // Coalesced returns every copy of header name (lower case) joined with ',', as
@@ -238,8 +252,5 @@ func (r *Request) AppendHeaderValues(dst []string, name string) (_ []string, why
 	} else {
 		dst, like = r.View.AppendValuesLike(dst, name)
 	}
-	if like != "" {
-		why = "header " + name + " also spelled " + like
-	}
-	return dst, why
+	return dst, spelledWhy(name, like)
 }

@@ -125,6 +125,11 @@ type Match struct {
 	Headers      []HeaderMatch
 }
 
+// Empty reports whether m matches every request (no condition).
+func (m *Match) Empty() bool {
+	return m.Prefix == "" && m.Path == "" && m.Regex == nil && len(m.Methods) == 0 && len(m.Headers) == 0
+}
+
 // HeaderMatch is a compiled header condition.
 type HeaderMatch struct {
 	Name          string // lower-case
@@ -168,6 +173,9 @@ type Limit struct {
 	// Header is the RateLimit-Limit value: "100, 100;w=60" (the quota policy only
 	// when Period is whole seconds), "3" otherwise.
 	Header string
+	// Step is how long the bucket takes to refill one request's tokens (Period /
+	// Requests, rounded up), stored with every bucket for eviction.
+	Step int64
 }
 
 // Override is a compiled override.
@@ -639,6 +647,7 @@ func compileLimit(errs *configjson.Errors, p string, s *LimitSpec) (Limit, bool)
 	}
 	// Compact (three uvarints): it is hashed, compared and stored with every bucket.
 	l.ID = string(binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(nil, uint64(l.Requests)), uint64(l.Period)), uint64(l.Burst)))
+	l.Step = (int64(l.Period) + l.Requests - 1) / l.Requests
 	l.Header = strconv.FormatInt(l.Requests, 10)
 	if l.Period%time.Second == 0 {
 		l.Header += ", " + l.Header + ";w=" + strconv.FormatInt(int64(l.Period/time.Second), 10)
