@@ -297,7 +297,9 @@ func (v PairsView) AppendValuesLike(dst []string, name string) (_ []string, like
 			k := unsafe.String((*byte)(unsafe.Add(base, off)), ks)
 			if ks == 0 || k == name {
 				dst = append(dst, unsafeString(v[off+ks+1:off+ks+1+vs]))
-			} else if like == "" && HeaderNameIs(k, name) {
+			} else if like == "" && headerFold[k[0]] == headerFold[name[0]] && foldedEqual(k, name) {
+				// (The first bytes compared here: most names of the same length
+				// differ there, and a call costs more than that in a wasm guest.)
 				like = k
 			}
 		}
@@ -309,19 +311,31 @@ func (v PairsView) AppendValuesLike(dst []string, name string) (_ []string, like
 // HeaderNameIs compares two header names ASCII case-insensitively with '_' read as
 // '-' (the spellings CGI-style upstreams fold into one variable).
 func HeaderNameIs(got, name string) bool {
-	if got == name {
-		return true
-	}
-	if len(got) != len(name) {
-		return false
-	}
-	for i := 0; i < len(got); i++ {
+	// (Small enough to inline: callers compare lengths first for free.)
+	return len(got) == len(name) && foldedEqual(got, name)
+}
+
+// foldedEqual is HeaderNameIs for two names of the same length. Not inlined, so that
+// HeaderNameIs is: most names of equal length differ at once, and a call costs more
+// than that in a wasm guest.
+//
+//go:noinline
+func foldedEqual(got, name string) bool {
+	for i := 0; i < len(got) && i < len(name); i++ {
 		if foldHeaderByte(got[i]) != foldHeaderByte(name[i]) {
 			return false
 		}
 	}
 	return true
 }
+
+// headerFold is foldHeaderByte as a table.
+var headerFold = func() (t [256]byte) {
+	for c := range 256 {
+		t[c] = foldHeaderByte(byte(c))
+	}
+	return t
+}()
 
 func foldHeaderByte(c byte) byte {
 	if 'A' <= c && c <= 'Z' {
@@ -385,9 +399,10 @@ func (v PairsView) scan(name string, first bool) (value string, count int, found
 
 // le32 reads a little-endian uint32 at base+off (wasm and every host Go runs this
 // code on are little-endian; bounds are the caller's).
+// It is one unaligned load: the Go wasm backend does not merge four byte loads, and
+// the scans below read two sizes per entry.
 func le32(base unsafe.Pointer, off int) uint32 {
-	b := (*[4]byte)(unsafe.Add(base, off))
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+	return *(*uint32)(unsafe.Add(base, off))
 }
 
 func unsafeString(b []byte) string {

@@ -22,7 +22,17 @@ func (r *Request) Cookie(name string) Value {
 // CookieLines returns the value of every Cookie line, in order.
 func (r *Request) CookieLines() []string {
 	if !r.cookiesOK {
-		r.cookies, r.cookiesOK = r.View.AppendValues(r.cookies[:0], "cookie"), true
+		if r.pairsRead {
+			r.cookies = r.cookies[:0]
+			for i := range r.pairs {
+				if r.pairs[i].Key == "cookie" {
+					r.cookies = append(r.cookies, r.pairs[i].Value)
+				}
+			}
+		} else {
+			r.cookies = r.View.AppendValues(r.cookies[:0], "cookie")
+		}
+		r.cookiesOK = true
 	}
 	return r.cookies
 }
@@ -35,12 +45,53 @@ func (r *Request) AppendCookieValues(dst []string, name string) (_ []string, why
 	lines := r.CookieLines()
 	count := 0
 	for _, line := range lines {
-		count += strings.Count(line, ";") + 1
-	}
-	for _, line := range lines {
+		// Crumbs as Go counts them: the ';'-separated pieces (the loop below skips
+		// a last empty one).
+		if line == "" || line[len(line)-1] == ';' {
+			count++
+		}
 		for line != "" {
-			var raw string
-			raw, line, _ = strings.Cut(line, ";")
+			count++
+			// One pass over the crumb finds its end and whether it needs the full
+			// reading below: a ',' anywhere, or an escape or '+' in its name. (One
+			// table load per ordinary byte: the cheapest loop in a wasm guest.)
+			end, eq, comma, esc := len(line), -1, false, false
+		scan:
+			for i := 0; i < len(line); i++ {
+				switch cookieScan[line[i]] {
+				case scanPlain:
+					continue
+				case scanEnd:
+					end = i
+					break scan
+				case scanEq:
+					if eq < 0 {
+						eq = i
+					}
+				case scanComma:
+					comma = true
+				case scanEscape:
+					esc = esc || eq < 0
+				}
+			}
+			raw := line[:end]
+			if end < len(line) {
+				line = line[end+1:]
+			} else {
+				line = ""
+			}
+			if !comma && !esc {
+				// A name whose length differs from name's however it is trimmed
+				// names it in no reading (Go's trims fewer spaces than the inclusive
+				// form; neither adds any).
+				rawName := raw
+				if eq >= 0 {
+					rawName = raw[:eq]
+				}
+				if gn, cn := trimGoSpace(rawName), trimCookieSpace(rawName); len(gn) != len(name) && len(cn) != len(name) && (name == "" || name[0] != ' ') {
+					continue
+				}
+			}
 			crumb := trimCookieSpace(raw)
 			if crumb == "" {
 				continue
@@ -99,14 +150,36 @@ func goCookieValue(raw string) (string, bool) {
 	return raw, true
 }
 
+// Classes of bytes for the one-pass scans of cookie crumbs and query pairs.
+const (
+	scanPlain  = iota // nothing to note
+	scanEnd           // ';' in a Cookie line, '&' in a query
+	scanEq            // '='
+	scanComma         // ',' in a Cookie line, ';' in a query
+	scanEscape        // '%' or '+'
+)
+
+var cookieScan, queryScan = func() (c, q [256]uint8) {
+	c[';'], c['='], c[','], c['%'], c['+'] = scanEnd, scanEq, scanComma, scanEscape, scanEscape
+	q['&'], q['='], q[';'], q['%'], q['+'] = scanEnd, scanEq, scanComma, scanEscape, scanEscape
+	return c, q
+}()
+
+// tokenByte marks the bytes of an RFC 9110 token.
+var tokenByte = func() (t [256]bool) {
+	for c := '!'; c < 0x7f; c++ {
+		t[c] = !strings.ContainsRune("\"(),/:;<=>?@[\\]{}", c)
+	}
+	return t
+}()
+
 // isToken reports whether s is an RFC 9110 token (Go's cookie-name check).
 func isToken(s string) bool {
 	if s == "" {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x7f || c <= ' ' || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+		if !tokenByte[s[i]] {
 			return false
 		}
 	}

@@ -252,26 +252,55 @@ var pchar = func() (t [256]bool) {
 	return t
 }()
 
+// Classes of a path's bytes for isCanonical.
+const (
+	byteBad   = iota // not canonical as is
+	byteOK           // pchar
+	byteSlash        // '/'
+)
+
+// canonicalByte classifies every byte for isCanonical; the second table is for
+// IgnoreCase, where upper-case letters are not canonical.
+var canonicalByte = func() (t [2][256]uint8) {
+	for c := range 256 {
+		switch {
+		case c == '/':
+			t[0][c], t[1][c] = byteSlash, byteSlash
+		case pchar[c]:
+			t[0][c] = byteOK
+			if c < 'A' || c > 'Z' {
+				t[1][c] = byteOK
+			}
+		}
+	}
+	return t
+}()
+
 // isCanonical reports whether raw is canonical and unambiguous: only pchar bytes
 // and '/', a leading '/', no empty, "." or ".." segment except a final empty one, and
-// under ignoreCase no upper-case letter.
+// under ignoreCase no upper-case letter. (One table load per byte: it runs on every
+// request.)
 func isCanonical(raw string, ignoreCase bool) bool {
 	if len(raw) == 0 || raw[0] != '/' {
 		return false
 	}
+	t := &canonicalByte[0]
+	if ignoreCase {
+		t = &canonicalByte[1]
+	}
 	seg := 1
 	for i := 1; i < len(raw); i++ {
-		c := raw[i]
-		if c == '/' {
+		switch t[raw[i]] {
+		case byteOK:
+			continue
+		case byteSlash:
 			if n := i - seg; n == 0 || (raw[i-1] == '.' && (n == 1 || (n == 2 && raw[i-2] == '.'))) {
 				return false
 			}
 			seg = i + 1
 			continue
 		}
-		if !pchar[c] || (ignoreCase && c >= 'A' && c <= 'Z') {
-			return false
-		}
+		return false
 	}
 	n := len(raw) - seg
 	return !(n > 0 && raw[len(raw)-1] == '.' && (n == 1 || (n == 2 && raw[len(raw)-2] == '.')))

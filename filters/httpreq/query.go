@@ -20,12 +20,54 @@ func (r *Request) AppendParamValues(dst []string, name string) (_ []string, why 
 	n := namer{buf: r.scratch}
 	q := r.RawQuery
 	for q != "" {
-		var pair string
-		pair, q, _ = strings.Cut(q, "&")
+		// One pass over the pair finds its end, its '=' and whether it needs the
+		// slow path (';', an escape or '+'): cheaper in a wasm guest than a
+		// strings.IndexByte call per question.
+		end, eq, semi, esc := len(q), -1, false, false
+	scan:
+		for i := 0; i < len(q); i++ {
+			switch queryScan[q[i]] {
+			case scanPlain:
+				continue
+			case scanEnd:
+				end = i
+				break scan
+			case scanEq:
+				if eq < 0 {
+					eq = i
+				}
+			case scanComma:
+				semi = true
+			case scanEscape:
+				esc = true
+			}
+		}
+		pair := q[:end]
+		if end < len(q) {
+			q = q[end+1:]
+		} else {
+			q = ""
+		}
 		if pair == "" {
 			continue
 		}
-		if strings.IndexByte(pair, ';') >= 0 {
+		if !semi && !esc {
+			// Plain text: the name is name, or cannot name it in the inclusive
+			// form unless it has leading spaces or is name in another case or
+			// spelling of the same length (the general path below).
+			rawName, rawValue := pair, ""
+			if eq >= 0 {
+				rawName, rawValue = pair[:eq], pair[eq+1:]
+			}
+			if rawName == name {
+				dst = append(dst, rawValue)
+				continue
+			}
+			if len(rawName) != len(name) && (rawName == "" || rawName[0] != ' ') && (name == "" || name[0] != ' ') {
+				continue
+			}
+		}
+		if semi {
 			// Go drops the pair; parsers splitting on ';' read every piece.
 			if why != "" {
 				continue

@@ -81,27 +81,47 @@ func (r *Request) Pairs() []abi.Pair {
 	return r.pairs
 }
 
+// Parts are the parts of a request ReadParts takes from the header map up front.
+type Parts uint8
+
+const (
+	// PartMethod: Method.
+	PartMethod Parts = 1 << iota
+	// PartTarget: Path and RawQuery (query parameters are read from RawQuery).
+	PartTarget
+	// PartContentType: ContentType.
+	PartContentType
+	// AllParts is what Read takes.
+	AllParts = PartMethod | PartTarget | PartContentType
+)
+
 // Read resets r to the request whose headers are view.
-func (r *Request) Read(view abi.PairsView) {
+func (r *Request) Read(view abi.PairsView) { r.ReadParts(view, AllParts) }
+
+// ReadParts is Read for a filter that knows (from its configuration) which parts it
+// needs: each part is one scan of the header map, so a part no rule reads is left
+// empty rather than read on every request.
+func (r *Request) ReadParts(view abi.PairsView, parts Parts) {
 	r.View = view
 	r.Method, r.Path, r.RawQuery, r.ContentType = "", "", "", ""
 	r.scratch = r.scratch[:0]
 	r.pairsRead, r.cookiesOK = false, false
-	r.Method, _ = view.Get(":method")
-	rawPath, _ := view.Get(":path")
-	r.ContentType, _ = view.Get("content-type")
-	r.Path, r.RawQuery = SplitTarget(rawPath)
+	if parts&PartMethod != 0 {
+		r.Method, _ = view.Get(":method")
+	}
+	if parts&PartTarget != 0 {
+		rawPath, _ := view.Get(":path")
+		r.Path, r.RawQuery = SplitTarget(rawPath)
+	}
+	if parts&PartContentType != 0 {
+		r.ContentType, _ = view.Get("content-type")
+	}
 }
 
 // ReadHeaders is Read for a filter that only reads named headers (Header, Coalesced,
 // AppendHeaderValues, Cookie, ClientAddress): it scans nothing up front, and leaves
 // Method, Path, RawQuery and ContentType empty.
-func (r *Request) ReadHeaders(view abi.PairsView) {
-	r.View = view
-	r.Method, r.Path, r.RawQuery, r.ContentType = "", "", "", ""
-	r.scratch = r.scratch[:0]
-	r.pairsRead, r.cookiesOK = false, false
-}
+func (r *Request) ReadHeaders(view abi.PairsView) { r.ReadParts(view, 0) }
 
 // ReadAll is Read for a filter that looks at every header: it decodes the view once
 // (Pairs) and takes the method, path, content type and Cookie lines from that pass
@@ -142,7 +162,10 @@ func (r *Request) ReadAll(view abi.PairsView) {
 // (Envoy refuses or strips one before filters run; a host that passes it must not
 // make it part of either).
 func SplitTarget(target string) (path, query string) {
-	path, query, _ = strings.Cut(target, "?")
+	path = target
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		path, query = target[:i], target[i+1:]
+	}
 	if i := strings.IndexByte(query, '#'); i >= 0 {
 		query = query[:i]
 	} else if i := strings.IndexByte(path, '#'); i >= 0 {
@@ -174,8 +197,22 @@ func single(vals []string, why, what, name string) Value {
 // Header reads the header name (lower case, as Envoy's header maps hold names).
 func (r *Request) Header(name string) Value {
 	var why string
-	r.vals, why = r.AppendHeaderValues(r.vals[:0], name)
+	if r.pairsRead {
+		r.vals, why = r.AppendHeaderValues(r.vals[:0], name)
+	} else { // AppendHeaderValues' scan of the encoding, one call less
+		var like string
+		r.vals, like = r.View.AppendValuesLike(r.vals[:0], name)
+		why = spelledWhy(name, like)
+	}
 	return single(r.vals, why, "header", name)
+}
+
+// spelledWhy is the Why of a header also given as like ("" if none).
+func spelledWhy(name, like string) string {
+	if like == "" {
+		return ""
+	}
+	return "header " + name + " also spelled " + like
 }
 
 // Coalesced returns every copy of header name (lower case) joined with ',', as
@@ -198,9 +235,22 @@ func (r *Request) Coalesced(name string) (string, bool) {
 // dst. why is not empty when a line's name equals name only with '_' read as '-' or
 // case folded (upstreams that fold such names read it as name).
 func (r *Request) AppendHeaderValues(dst []string, name string) (_ []string, why string) {
-	dst, like := r.View.AppendValuesLike(dst, name)
-	if like != "" {
-		why = "header " + name + " also spelled " + like
+	var like string
+	if r.pairsRead {
+		// Decoded already (ReadAll, Pairs): a walk over the entries is cheaper than
+		// one over the encoding.
+		pairs := r.pairs
+		for i := range pairs {
+			if k := pairs[i].Key; len(k) == len(name) {
+				if k == name {
+					dst = append(dst, pairs[i].Value)
+				} else if like == "" && abi.HeaderNameIs(k, name) {
+					like = k
+				}
+			}
+		}
+	} else {
+		dst, like = r.View.AppendValuesLike(dst, name)
 	}
-	return dst, why
+	return dst, spelledWhy(name, like)
 }

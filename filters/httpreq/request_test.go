@@ -130,15 +130,26 @@ func TestHeader(t *testing.T) {
 		{"underscore spelling", []string{"x_user", "eve"}, httpreq.Ambiguous, ""},
 		{"underscore beside", []string{"x-user", "bob", "x_user", "eve"}, httpreq.Ambiguous, ""},
 		{"upper case (a host that keeps case)", []string{"X-User", "eve"}, httpreq.Ambiguous, ""},
+		{"upper case after the value", []string{"x-user", "bob", "X-USER", "eve"}, httpreq.Ambiguous, ""},
+		{"other names of the same length", []string{"x-usex", "1", "y-user", "2", "x-user", "bob", "x-users", "3"}, httpreq.Present, "bob"},
+		{"empty copy beside a value", []string{"x-user", "", "x-user", "bob"}, httpreq.Repeated, ""},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			v := read(c.pairs...).Header("x-user")
-			assert.Equal(t, c.want, v.State, "why: %s", v.Why)
-			if c.want == httpreq.Present || c.want == httpreq.Repeated {
-				assert.Equal(t, c.value, v.S)
-			}
-		})
+		// Read scans the header map's encoding, ReadAll its decoded entries: both
+		// must read the same.
+		for _, how := range []string{"Read", "ReadAll"} {
+			t.Run(c.name+"/"+how, func(t *testing.T) {
+				r := read(c.pairs...)
+				if how == "ReadAll" {
+					r.ReadAll(r.View)
+				}
+				v := r.Header("x-user")
+				assert.Equal(t, c.want, v.State, "why: %s", v.Why)
+				if c.want == httpreq.Present || c.want == httpreq.Repeated {
+					assert.Equal(t, c.value, v.S)
+				}
+			})
+		}
 	}
 }
 
@@ -218,6 +229,25 @@ func TestRead(t *testing.T) {
 	assert.Equal(t, r.CookieLines(), h.CookieLines())
 	v, _ := h.Coalesced("cookie")
 	assert.Equal(t, "a=1,b=2", v)
+	var d httpreq.Request // entries decoded first: Cookie lines and headers from them
+	d.ReadHeaders(r.View)
+	assert.Len(t, d.Pairs(), 5)
+	assert.Equal(t, r.CookieLines(), d.CookieLines())
+	assert.Equal(t, r.Header("content-type"), d.Header("content-type"))
+	for _, c := range []struct {
+		parts                      httpreq.Parts
+		method, path, query, ctype string
+	}{
+		{httpreq.PartTarget, "", "/a/b", "x=1", ""},
+		{httpreq.PartMethod | httpreq.PartContentType, r.Method, "", "", "application/grpc"},
+		{httpreq.AllParts, r.Method, "/a/b", "x=1", "application/grpc"},
+	} {
+		var p httpreq.Request
+		p.Read(abi.PairsView(abi.EncodePairs([]abi.Pair{{Key: ":path", Value: "/old?y=2"}}))) // reused: nothing of it may show
+		p.ReadParts(r.View, c.parts)
+		assert.Equal(t, [4]string{c.method, c.path, c.query, c.ctype}, [4]string{p.Method, p.Path, p.RawQuery, p.ContentType}, "parts %b", c.parts)
+		assert.Equal(t, r.CookieLines(), p.CookieLines())
+	}
 	r.Read(abi.PairsView(abi.EncodePairs([]abi.Pair{{Key: ":path", Value: "/x#y"}})))
 	assert.Equal(t, "/x", r.Path)
 	assert.Empty(t, r.Method)

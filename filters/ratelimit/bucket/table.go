@@ -317,8 +317,14 @@ func (t *Table) rebuild(dst []byte, own int, key []byte, l *config.Limit, st Sta
 	return dst, added, removed, evicted
 }
 
-// stepOf is how long l takes to refill one request's tokens (rounded up).
-func stepOf(l *config.Limit) int64 { return ceilDiv(int64(l.Period), l.Requests) }
+// stepOf is how long l takes to refill one request's tokens (rounded up): l.Step,
+// computed at configure time, or for a Limit built otherwise (tests) from its period.
+func stepOf(l *config.Limit) int64 {
+	if l.Step > 0 {
+		return l.Step
+	}
+	return ceilDiv(int64(l.Period), l.Requests)
+}
 
 // missing is how many requests' tokens e misses at now.
 func (e *entry) missing(now int64) int64 {

@@ -94,6 +94,9 @@ type Config struct {
 	// decoded parameter names), and whether a rule needs the client address.
 	HeaderNames, CookieNames, ParamNames []string
 	NeedsClientAddress                   bool
+	// NeedsPath: a rule matches on the path or has a path descriptor, so requests'
+	// paths are put in canonical form (the reader skips that work otherwise).
+	NeedsPath bool
 	// Global is non-nil in the global mode: the rules' descriptors go to the rate
 	// limit service, which holds the counters.
 	Global *Global
@@ -120,6 +123,11 @@ type Match struct {
 	Regex        *regexp.Regexp
 	Methods      []string // upper-case; nil = any
 	Headers      []HeaderMatch
+}
+
+// Empty reports whether m matches every request (no condition).
+func (m *Match) Empty() bool {
+	return m.Prefix == "" && m.Path == "" && m.Regex == nil && len(m.Methods) == 0 && len(m.Headers) == 0
 }
 
 // HeaderMatch is a compiled header condition.
@@ -165,6 +173,9 @@ type Limit struct {
 	// Header is the RateLimit-Limit value: "100, 100;w=60" (the quota policy only
 	// when Period is whole seconds), "3" otherwise.
 	Header string
+	// Step is how long the bucket takes to refill one request's tokens (Period /
+	// Requests, rounded up), stored with every bucket for eviction.
+	Step int64
 }
 
 // Override is a compiled override.
@@ -279,7 +290,12 @@ func Compile(s *Spec) (*Config, error) {
 				params[e.Name] = true
 			case SourceClientAddress:
 				c.NeedsClientAddress = true
+			case SourcePath:
+				c.NeedsPath = true
 			}
+		}
+		if r.Match.Path != "" || r.Match.Prefix != "" || r.Match.Regex != nil {
+			c.NeedsPath = true
 		}
 		for _, h := range r.Match.Headers {
 			headers[h.Name] = true
@@ -631,6 +647,7 @@ func compileLimit(errs *configjson.Errors, p string, s *LimitSpec) (Limit, bool)
 	}
 	// Compact (three uvarints): it is hashed, compared and stored with every bucket.
 	l.ID = string(binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(nil, uint64(l.Requests)), uint64(l.Period)), uint64(l.Burst)))
+	l.Step = (int64(l.Period) + l.Requests - 1) / l.Requests
 	l.Header = strconv.FormatInt(l.Requests, 10)
 	if l.Period%time.Second == 0 {
 		l.Header += ", " + l.Header + ";w=" + strconv.FormatInt(int64(l.Period/time.Second), 10)

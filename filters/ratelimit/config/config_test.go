@@ -42,7 +42,7 @@ func TestParseExample(t *testing.T) {
 	assert.Equal(t, "x-tier", r.Match.Headers[0].Name)
 	assert.Equal(t, config.Entry{Key: "consumer", Source: config.SourceHeader, Name: "x-consumer", Slot: 0}, r.Entries[0])
 	assert.Equal(t, 1, r.Match.Headers[0].Slot)
-	assert.Equal(t, config.Limit{Requests: 100, Burst: 150, Period: time.Minute, Unit: "minute", ID: "d\x80\xb0\x9d\xc2\xdf\x01\x96\x01", Header: "100, 100;w=60"}, r.Limit)
+	assert.Equal(t, config.Limit{Requests: 100, Burst: 150, Period: time.Minute, Unit: "minute", ID: "d\x80\xb0\x9d\xc2\xdf\x01\x96\x01", Header: "100, 100;w=60", Step: int64(600 * time.Millisecond)}, r.Limit)
 	require.Len(t, r.Overrides, 2)
 	assert.Equal(t, []config.ValueMatch{{Entry: 0, Value: "gold-", Prefix: true}}, r.Overrides[0].Values)
 	assert.Equal(t, int64(1000), r.Overrides[0].Limit.Burst)
@@ -133,4 +133,49 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// NeedsPath: the reader puts paths in canonical form only for configurations that read
+// them (a path condition or a path descriptor).
+func TestNeedsPath(t *testing.T) {
+	limit := `"limit": {"requests": 1, "unit": "second"}`
+	cases := []struct {
+		name string
+		rule string
+		want bool
+	}{
+		{"header descriptor only", `"descriptors": [{"key": "c", "header": "x-c"}]`, false},
+		{"method descriptor and condition", `"match": {"methods": ["GET"]}, "descriptors": [{"key": "m", "method": true}]`, false},
+		{"path descriptor", `"descriptors": [{"key": "p", "path": true}]`, true},
+		{"exact path condition", `"match": {"path": "/a"}, "descriptors": [{"key": "c", "header": "x-c"}]`, true},
+		{"prefix condition", `"match": {"prefix": "/a"}, "descriptors": [{"key": "c", "header": "x-c"}]`, true},
+		{"regex condition", `"match": {"regex": "/a.*"}, "descriptors": [{"key": "c", "header": "x-c"}]`, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(`{"rules": [{"name": "r", ` + c.rule + `, ` + limit + `}]}`))
+			require.NoError(t, err)
+			assert.Equal(t, c.want, cfg.NeedsPath)
+		})
+	}
+}
+
+// Step (one request's refill time, rounded up) and Match.Empty are computed once at
+// configure time for the per-request path.
+func TestLimitStepAndEmptyMatch(t *testing.T) {
+	c, err := config.Parse([]byte(example))
+	require.NoError(t, err)
+	assert.Equal(t, int64(600*time.Millisecond), c.Rules[0].Limit.Step) // 100 per minute
+	assert.Equal(t, int64(500*time.Millisecond), c.Rules[1].Limit.Step) // 3 per 1.5s
+	assert.Equal(t, int64(60*time.Millisecond), c.Rules[0].Overrides[0].Limit.Step)
+	assert.False(t, c.Rules[0].Match.Empty())
+	assert.True(t, c.Rules[1].Match.Empty())
+	c, err = config.Parse([]byte(`{"rules": [{"name": "r", "descriptors": [{"key": "c", "header": "x-c"}], "limit": {"requests": 7, "per": "1s"}}]}`))
+	require.NoError(t, err)
+	assert.Equal(t, int64(142857143), c.Rules[0].Limit.Step, "rounded up")
+	for _, m := range []string{`{"path": "/a"}`, `{"prefix": "/a"}`, `{"regex": "/a"}`, `{"methods": ["GET"]}`, `{"headers": [{"name": "x-a", "present": true}]}`} {
+		c, err := config.Parse([]byte(`{"rules": [{"name": "r", "match": ` + m + `, "descriptors": [{"key": "c", "header": "x-c"}], "limit": {"requests": 1, "unit": "second"}}]}`))
+		require.NoError(t, err, m)
+		assert.False(t, c.Rules[0].Match.Empty(), m)
+	}
 }

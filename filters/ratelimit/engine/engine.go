@@ -98,7 +98,10 @@ func (e *Engine) Decide(r *Request, now int64, v *Verdict) {
 	e.pend = e.pend[:0]
 	var retry time.Duration
 	for _, rule := range e.cfg.Rules {
-		ok, why := matches(&rule.Match, r)
+		ok, why := true, ""
+		if !rule.Match.Empty() {
+			ok, why = matches(&rule.Match, r)
+		}
 		if !ok && why == "" {
 			continue
 		}

@@ -21,8 +21,12 @@ type Request struct {
 	Method string
 	// Path is :path without the query string in canonical form, its most decoded
 	// reading (httpreq.PathReadings) when it is ambiguous: the path descriptor value.
+	// When no rule reads the path (config.Config.NeedsPath false) it is the path as
+	// sent, for logs only.
 	Path string
-	GRPC bool // gRPC as Envoy decides it (httpreq.IsGRPC)
+	// GRPC: a gRPC request as Envoy decides it (httpreq.IsGRPC); read only when the
+	// configuration answers gRPC requests in gRPC form (config.Config.GRPC).
+	GRPC bool
 	// paths are all readings of the path; a rule's path condition holds if one does.
 	paths []string
 
@@ -57,12 +61,25 @@ func fromReader(v httpreq.Value) value {
 // request (Decide). An empty value counts as absent. The client address is
 // X-Forwarded-For's entry xff_num_trusted_hops from the right (Envoy's rule), in
 // canonical form.
+//
+// Only what the configuration uses is read (config.Config's NeedsPath, GRPC,
+// HeaderNames...): each part costs a scan of the header map or of the path on every
+// request.
 func (r *Request) Read(cfg *config.Config, h abi.PairsView, sourceAddress string) {
-	r.r.Read(h)
+	parts := httpreq.PartMethod | httpreq.PartTarget
+	if cfg.GRPC {
+		parts |= httpreq.PartContentType
+	}
+	r.r.ReadParts(h, parts)
 	r.Method = r.r.Method
-	r.paths, _ = httpreq.PathReadings(r.paths[:0], r.r.Path, cfg.Path)
-	r.Path = r.paths[len(r.paths)-1]
-	r.GRPC = httpreq.IsGRPC(r.r.ContentType)
+	r.paths = r.paths[:0]
+	if cfg.NeedsPath {
+		r.paths, _ = httpreq.PathReadings(r.paths, r.r.Path, cfg.Path)
+		r.Path = r.paths[len(r.paths)-1]
+	} else {
+		r.Path = r.r.Path
+	}
+	r.GRPC = cfg.GRPC && httpreq.IsGRPC(r.r.ContentType)
 	r.headers = resize(r.headers, len(cfg.HeaderNames))
 	for i, name := range cfg.HeaderNames {
 		r.headers[i] = fromReader(r.r.Header(name))

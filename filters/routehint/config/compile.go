@@ -294,6 +294,7 @@ func (c *compiler) condition(path string, s *ConditionSpec) Condition {
 		cond.From = FromQuery
 	case "path":
 		cond.From = FromPath
+		c.cfg.NeedPath = true
 	case "method":
 		cond.From = FromMethod
 	case "":
@@ -318,8 +319,12 @@ func (c *compiler) condition(path string, s *ConditionSpec) Condition {
 			c.errs.Add(namePath, "invalid cookie name %q", s.Name)
 		}
 		cond.Name = s.Name
+		cond.Slot, c.cfg.CookieNames = slot(c.cfg.CookieNames, s.Name)
 	default:
 		cond.Name = s.Name
+		if cond.From == FromQuery {
+			cond.Slot, c.cfg.ParamNames = slot(c.cfg.ParamNames, s.Name)
+		}
 	}
 
 	op := -1
@@ -635,4 +640,14 @@ func validValue(s string) bool {
 		}
 	}
 	return strings.TrimSpace(s) == s
+}
+
+// slot returns name's position in names, appending it when it is not there yet.
+func slot(names []string, name string) (int, []string) {
+	for i, n := range names {
+		if n == name {
+			return i, names
+		}
+	}
+	return len(names), append(names, name)
 }

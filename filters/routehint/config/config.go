@@ -60,6 +60,12 @@ type Config struct {
 	// NeedClientAddress says that a split hashes the client address, so the glue
 	// reads the source.address property only then.
 	NeedClientAddress bool
+	// NeedPath says that a condition reads the path, so requests' paths are put in
+	// canonical form only then.
+	NeedPath bool
+	// CookieNames and ParamNames are the cookie and query parameter names conditions
+	// read, in the order first seen (Condition.Slot indexes them).
+	CookieNames, ParamNames []string
 	// Path is how the request path is read for path conditions (path_normalization).
 	Path httpreq.PathOptions
 }
@@ -147,6 +153,10 @@ type Condition struct {
 	Values     []string
 	Regex      *regexp.Regexp // anchored: the whole value must match
 	IgnoreCase bool
+	// Slot is the position of Name in Config.CookieNames (FromCookie) or
+	// Config.ParamNames (FromQuery): a request reads each name once, whatever
+	// number of conditions test it.
+	Slot int
 }
 
 // Split spreads requests over weighted targets.

@@ -151,3 +151,26 @@ func TestTrustedHint(t *testing.T) {
 	  "rules": [{"name": "r", "match": {"all": [{"from": "header", "name": "x-h", "op": "exists"}]}, "split": {"key": {"header": "x-h"}, "weights": [{"target": "a", "weight": 100}]}}]}`))
 	require.NoError(t, err)
 }
+
+// NeedPath: the reader puts paths in canonical form only when a condition (a rule's
+// or the override's) reads the path.
+func TestNeedPath(t *testing.T) {
+	cases := []struct {
+		name  string
+		extra string
+		want  bool
+	}{
+		{"no condition", `"rules": [{"name": "r", "target": "t"}]`, false},
+		{"header and method conditions", `"rules": [{"name": "r", "match": {"all": [{"from": "header", "name": "x-a", "op": "exists"}, {"from": "method", "op": "equal", "value": "GET"}]}, "target": "t"}]`, false},
+		{"path in all", `"rules": [{"name": "r", "match": {"all": [{"from": "path", "op": "prefix", "value": "/a/"}]}, "target": "t"}]`, true},
+		{"path in any", `"rules": [{"name": "r", "match": {"any": [{"all": [{"from": "path", "op": "equal", "value": "/a"}]}]}, "target": "t"}]`, true},
+		{"path in the override's condition", `"override": {"header": "x-force", "allowed": ["t"], "when": {"all": [{"from": "path", "op": "prefix", "value": "/a/"}]}}, "rules": [{"name": "r", "target": "t"}]`, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(`{"targets": [{"name": "t", "headers": {"x-route-hint": "t"}}], ` + c.extra + `}`))
+			require.NoError(t, err)
+			assert.Equal(t, c.want, cfg.NeedPath)
+		})
+	}
+}

@@ -19,7 +19,9 @@ import (
 // ParamValues).
 type Request struct {
 	Method string
-	Path   string // :path without the query string (and fragment), in canonical form
+	// Path is :path without the query string (and fragment), in canonical form when a
+	// condition reads the path (config.Config.NeedPath), else as sent.
+	Path string
 	// Headers is every regular header entry in order, repeated names once per copy,
 	// minus the hint headers removed as spoofed. Pseudo-headers are left out (path and
 	// method have their own inputs). Names are as the host gives them: lower case in
@@ -33,13 +35,14 @@ type Request struct {
 	// hashes it.
 	ClientAddress string
 
-	r httpreq.Request
-	// The last cookie and query parameter read, by name: rules often test one input
-	// many times.
-	cookieName, paramName string
-	cookieVals, paramVals []string
-	cookieAmb, paramAmb   bool
-	cookieRead, paramRead bool
+	r   httpreq.Request
+	cfg *config.Config
+	// The cookies and query parameters conditions read, by config slot
+	// (config.Condition.Slot), each read on its first use in a request: rules often
+	// test one input many times.
+	cookies, params []input
+	// An input no condition reads (CookieValues and ParamValues of other names).
+	other input
 
 	// Strip lists the exact names of the request headers to remove before the request
 	// goes upstream: client-sent hint headers (and their underscore spellings) and the
@@ -60,15 +63,25 @@ type Request struct {
 func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 	r.ClientAddress, r.Spoofed = "", false
 	r.Strip = r.Strip[:0]
-	r.r.ReadAll(headers)
-	r.Method = r.r.Method
-	r.cookieRead, r.paramRead = false, false
+	// Every entry decoded once (the reader's Pairs); method and path (their first
+	// copies, as httpreq.Request.Read takes them) found in the same pass; Cookie lines
+	// are read when a cookie is.
+	r.r.ReadParts(headers, 0)
+	r.cfg = cfg
+	r.cookies, r.params = resetInputs(r.cookies, len(cfg.CookieNames)), resetInputs(r.params, len(cfg.ParamNames))
 	// Every entry but the pseudo-headers and the spoofed hints.
 	all := r.r.Pairs()
 	r.Headers = r.Headers[:0]
+	method, rawPath, gotMethod, gotPath := "", "", false, false
 	for i := range all {
 		k := all[i].Key
 		if len(k) > 0 && k[0] == ':' {
+			switch {
+			case k == ":method" && !gotMethod:
+				method, gotMethod = all[i].Value, true
+			case k == ":path" && !gotPath:
+				rawPath, gotPath = all[i].Value, true
+			}
 			continue
 		}
 		if isHint(cfg, k) {
@@ -88,39 +101,101 @@ func (r *Request) Read(cfg *config.Config, headers abi.PairsView) {
 			}
 		}
 	}
-	r.paths, r.Path = r.paths[:0], ""
-	if r.r.Path != "" { // absent :path (a malformed header map) stays ""
+	r.Method, r.r.Method = method, method
+	r.r.Path, r.r.RawQuery = httpreq.SplitTarget(rawPath)
+	r.paths, r.Path = r.paths[:0], r.r.Path
+	if cfg.NeedPath && r.r.Path != "" { // absent :path (a malformed header map) stays ""
 		r.paths, _ = httpreq.PathReadings(r.paths, r.r.Path, cfg.Path)
 		r.Path = r.paths[0]
 	}
+}
+
+// input is the values of one cookie or query parameter name in a request.
+type input struct {
+	vals      []string
+	ambiguous bool
+	read      bool
+}
+
+func resetInputs(in []input, n int) []input {
+	if cap(in) < n {
+		return make([]input, n)
+	}
+	in = in[:n]
+	for i := range in {
+		in[i].read = false
+	}
+	return in
+}
+
+// cookie returns the cookie condition c reads (config.Condition.Slot). (Small
+// enough to inline into Holds: after the first, a condition's read is two loads.)
+func (r *Request) cookie(c *config.Condition) *input {
+	in := &r.cookies[c.Slot]
+	if !in.read {
+		r.readCookie(in, c.Name)
+	}
+	return in
+}
+
+func (r *Request) readCookie(in *input, name string) {
+	var why string
+	in.vals, why = r.r.AppendCookieValues(in.vals[:0], name)
+	in.ambiguous, in.read = why != "", true
+}
+
+// param returns the query parameter condition c reads.
+func (r *Request) param(c *config.Condition) *input {
+	in := &r.params[c.Slot]
+	if !in.read {
+		r.readParam(in, c.Name)
+	}
+	return in
+}
+
+func (r *Request) readParam(in *input, name string) {
+	var why string
+	in.vals, why = r.r.AppendParamValues(in.vals[:0], name)
+	in.ambiguous, in.read = why != "", true
 }
 
 // CookieValues returns the value of every copy of cookie name over all Cookie lines,
 // as Go's net/http reads them (a quoted value unquoted); ambiguous reports that some
 // common upstream parser reads the request's cookies differently for this name
 // (httpreq's rule: a value Go skips, a spelling such as SID or s%69d, a name after
-// ','). The slice is valid until the next Read.
+// ','). The slice is valid until the next Read (or CookieValues or ParamValues of a
+// name no condition reads).
 func (r *Request) CookieValues(name string) (vals []string, ambiguous bool) {
-	if !r.cookieRead || r.cookieName != name {
-		var why string
-		r.cookieVals, why = r.r.AppendCookieValues(r.cookieVals[:0], name)
-		r.cookieName, r.cookieAmb, r.cookieRead = name, why != "", true
+	if r.cfg != nil {
+		for i, n := range r.cfg.CookieNames {
+			if n == name {
+				in := r.cookie(&config.Condition{Name: name, Slot: i})
+				return in.vals, in.ambiguous
+			}
+		}
 	}
-	return r.cookieVals, r.cookieAmb
+	var why string
+	r.other.vals, why = r.r.AppendCookieValues(r.other.vals[:0], name)
+	return r.other.vals, why != ""
 }
 
 // ParamValues returns the value of every copy of query parameter name, decoded as
 // url.ParseQuery decodes it ('+' as space); ambiguous reports a pair for this name
 // that some common upstream parser reads differently (an invalid escape, a ';', a
 // spelling such as Name or a double-encoded name). The slice is valid until the next
-// Read.
+// Read (or CookieValues or ParamValues of a name no condition reads).
 func (r *Request) ParamValues(name string) (vals []string, ambiguous bool) {
-	if !r.paramRead || r.paramName != name {
-		var why string
-		r.paramVals, why = r.r.AppendParamValues(r.paramVals[:0], name)
-		r.paramName, r.paramAmb, r.paramRead = name, why != "", true
+	if r.cfg != nil {
+		for i, n := range r.cfg.ParamNames {
+			if n == name {
+				in := r.param(&config.Condition{Name: name, Slot: i})
+				return in.vals, in.ambiguous
+			}
+		}
 	}
-	return r.paramVals, r.paramAmb
+	var why string
+	r.other.vals, why = r.r.AppendParamValues(r.other.vals[:0], name)
+	return r.other.vals, why != ""
 }
 
 // isHint reports whether header name k, normalized (config.Normalize), is a hint.
