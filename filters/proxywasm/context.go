@@ -136,10 +136,18 @@ func SetVMContext(ctx VMContext) { vmContext = ctx }
 // the C++ SDK's RegisterContextFactory does: a bundle's init registers each filter by
 // its name. A root id that neither Register nor SetVMContext claimed is refused: the
 // plugin's configuration fails, naming the root ids the module has. Registering a root
-// id twice panics (at init, before the module can serve).
+// id twice panics (at init, before the module can serve). rootID "" registers the
+// module's default filter instead (SetVMContext and SetFailurePolicy): a filter's glue
+// takes its root id as a parameter, "" in its own one-filter module, its name in a
+// bundle.
 func Register(rootID string, vm VMContext, policy FailurePolicy) {
 	if vm == nil {
 		panic("proxywasm: Register(" + rootID + "): nil VMContext")
+	}
+	if rootID == "" {
+		SetVMContext(vm)
+		SetFailurePolicy(policy)
+		return
 	}
 	if _, dup := rootRegistry[rootID]; dup {
 		panic("proxywasm: root id " + rootID + " registered twice")

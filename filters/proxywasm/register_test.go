@@ -36,3 +36,18 @@ func TestRegister(t *testing.T) {
 	}
 	assert.Equal(t, []string{"auth", "ratelimit"}, RootIDs(), "a refused registration leaves the others")
 }
+
+// Register with root id "" sets the module's default filter and its policy (what a
+// one-filter module's glue does), and adds no root id.
+func TestRegisterDefault(t *testing.T) {
+	savedRegistry, savedVM, savedPolicy := rootRegistry, vmContext, failurePolicy
+	t.Cleanup(func() { rootRegistry, vmContext, failurePolicy = savedRegistry, savedVM, savedPolicy })
+	rootRegistry, vmContext, failurePolicy = nil, nil, FailOpen
+
+	vm := &DefaultVMContext{}
+	Register("", vm, FailClosed)
+	assert.Same(t, vm, vmContext)
+	assert.Equal(t, FailClosed, failurePolicy)
+	assert.Empty(t, RootIDs())
+	require.PanicsWithValue(t, "proxywasm: Register(): nil VMContext", func() { Register("", nil, FailOpen) })
+}

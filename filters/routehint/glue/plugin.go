@@ -28,11 +28,6 @@ const Policy = pw.FailOpen
 // module's default filter, serving plugins of any root id (the one-filter module
 // routehint.wasm); the bundle registers it under RootID. Call it from an init function.
 func Register(rootID string) {
-	if rootID == "" {
-		pw.SetVMContext(vm{})
-		pw.SetFailurePolicy(Policy)
-		return
-	}
 	pw.Register(rootID, vm{}, Policy)
 }
 
