@@ -1,0 +1,238 @@
+package istiocheck
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	httpwasm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"oras.land/oras-go/v2/registry/remote"
+
+	"istio.io/istio/pilot/pkg/features"
+	"istio.io/istio/pilot/pkg/model"
+	"istio.io/istio/pilot/test/xds"
+	"istio.io/istio/pkg/test"
+	"istio.io/istio/pkg/util/sets"
+	"istio.io/istio/pkg/wasm"
+
+	"github.com/meshplug/meshplug/envoyfilters"
+	"github.com/meshplug/meshplug/internal/wasmoci"
+	"github.com/meshplug/meshplug/internal/wasmoci/ocitest"
+)
+
+// bundleRegistry pushes meshplug.wasm (bundleWasm) as meshplug push does to a registry
+// on loopback, behind a proxy that counts the downloads of the module's layer, and
+// returns the image's oci:// URL (by tag), the proxy's host and the download counter.
+func bundleRegistry(t *testing.T) (string, string, *atomic.Int64) {
+	t.Helper()
+	addr := ocitest.Registry(t)
+	img, err := wasmoci.Pack([]byte(bundleWasm))
+	require.NoError(t, err)
+	repo, err := remote.NewRepository(addr + "/meshplug/meshplug")
+	require.NoError(t, err)
+	repo.PlainHTTP = true
+	require.NoError(t, wasmoci.Push(context.Background(), repo, img, "v1"))
+
+	var layerGets atomic.Int64
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: addr})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+img.Layer.Digest.String()) {
+			layerGets.Add(1)
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	return "oci://" + host + "/meshplug/meshplug:v1", host, &layerGets
+}
+
+// bundleCase is one kind of proxy a policy attaches to: the mesh it lives in, the
+// policy's target, and the proxy istiod generates for.
+type bundleCase struct {
+	name, ns, policy, target string
+	formats                  []string
+	mesh, kube               string // ConfigString and KubernetesObjectString fixtures
+	ambient                  bool
+	proxy                    func(*xds.FakeDiscoveryServer) *model.Proxy
+}
+
+var bundleCases = []bundleCase{
+	{
+		name: "sidecar", ns: "shop", policy: "orders", target: "  selector: {matchLabels: {app: orders}}",
+		formats: []string{"istio", "envoyfilter"},
+		mesh:    join(ordersService, ordersWorkload, ordersAuthz),
+		proxy:   func(s *xds.FakeDiscoveryServer) *model.Proxy { return sidecar(s, "shop", "10.0.0.1") },
+	},
+	{
+		name: "classic gateway", ns: "istio-system", policy: "edge", target: "  selector: {matchLabels: {istio: ingressgateway}}",
+		formats: []string{"istio", "envoyfilter"},
+		mesh:    join(classicGateway, ordersService),
+		proxy: func(s *xds.FakeDiscoveryServer) *model.Proxy {
+			return router(s, "istio-system", map[string]string{"istio": "ingressgateway"})
+		},
+	},
+	{
+		name: "Gateway API gateway", ns: "ingress", policy: "public", target: "  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: public}]",
+		formats: []string{"istio", "envoyfilter"},
+		mesh:    join(gatewayAPIGateway, gatewayAPIDeployment, ordersService), kube: gatewayAPIGateway,
+		proxy: func(s *xds.FakeDiscoveryServer) *model.Proxy {
+			return router(s, "ingress", map[string]string{"gateway.networking.k8s.io/gateway-name": "public", "istio.io/gateway-name": "public"})
+		},
+	},
+	{
+		name: "waypoint", ns: "shop", policy: "orders-wp", target: "  targetRefs: [{group: '', kind: Service, name: orders}]",
+		formats: []string{"istio"},
+		mesh:    waypointObjects, kube: waypointObjects, ambient: true,
+		proxy: func(s *xds.FakeDiscoveryServer) *model.Proxy {
+			return s.SetupProxy(&model.Proxy{
+				Type: model.Waypoint, ConfigNamespace: "shop", IPAddresses: []string{"10.0.5.1"},
+				Labels: map[string]string{
+					"gateway.networking.k8s.io/gateway-name": "waypoint",
+					"gateway.istio.io/managed":               "istio.io-mesh-controller",
+				},
+			})
+		},
+	},
+}
+
+// TestBundleOneVM: with the default rendering (the bundle meshplug.wasm), on a sidecar,
+// a classic gateway, a Gateway API gateway and a waypoint, in both renderings, the
+// Wasm configuration istiod sends over ECDS for each of the four filters fetches the
+// bundle (its URL and sha256), selects the filter by root_id = the filter's name, and
+// keeps its own failure policy (auth closed, the others open); istio-agent's fetcher
+// stores the bundle once and hands Envoy, for all four, the same VM configuration
+// (vm_id, runtime, the same local file, no environment) — the VM key Envoy shares one
+// VM per worker on — and a later push downloads nothing.
+func TestBundleOneVM(t *testing.T) {
+	url, host, layerGets := bundleRegistry(t)
+	o := bundle(t, url)
+	for _, bc := range bundleCases {
+		for _, format := range bc.formats {
+			t.Run(bc.name+"/"+format, func(t *testing.T) {
+				if bc.ambient {
+					test.SetForTest(t, &features.EnableAmbient, true)
+				}
+				ps := policies(t, allFour(bc.policy, bc.ns, bc.target))
+				s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{ConfigString: join(bc.mesh, render(t, format, o, ps)), KubernetesObjectString: bc.kube})
+				p := bc.proxy(s)
+
+				filterOf := map[string]string{} // ECDS resource name -> filter
+				var names []string
+				for name := range ecdsFilters(t, s.Listeners(p)) {
+					for _, f := range []string{"auth", "ratelimit", "routehint", "fault"} {
+						if objectName(name) == bc.ns+"."+bc.policy+"-"+f {
+							filterOf[name] = f
+							names = append(names, name)
+						}
+					}
+				}
+				require.Len(t, names, 4, "the four filters over ECDS: %v", names)
+
+				ecs := s.ConfigGen.BuildExtensionConfiguration(p, s.PushContext(), names, nil)
+				require.Len(t, ecs, 4)
+				var resources []*anypb.Any
+				for _, ec := range ecs {
+					f := filterOf[ec.GetName()]
+					require.NotEmpty(t, f, ec.GetName())
+					w := &httpwasm.Wasm{}
+					require.NoError(t, ec.GetTypedConfig().UnmarshalTo(w), f)
+					c := w.GetConfig()
+					assert.Equal(t, f, c.GetRootId(), "root_id of %s", f)
+					remote := c.GetVmConfig().GetCode().GetRemote()
+					assert.Equal(t, url, remote.GetHttpUri().GetUri(), f)
+					assert.Equal(t, o.Bundle.SHA256, remote.GetSha256(), f)
+					want := wasmv3.FailurePolicy_FAIL_OPEN
+					if f == "auth" {
+						want = wasmv3.FailurePolicy_FAIL_CLOSED
+					}
+					assert.Equal(t, want, c.GetFailurePolicy(), f)
+					a, err := anypb.New(ec)
+					require.NoError(t, err)
+					resources = append(resources, a)
+				}
+
+				dir := t.TempDir()
+				cache := wasm.NewLocalFileCache(dir, wasm.Options{InsecureRegistries: sets.New(host), HTTPRequestTimeout: 10 * time.Second, HTTPRequestMaxRetries: 1})
+				t.Cleanup(cache.Cleanup)
+				before := layerGets.Load()
+				vms := convert(t, resources, cache, filterOf)
+				downloads := layerGets.Load() - before
+				t.Logf("first push: %d download(s) of the bundle's layer for 4 plugins", downloads)
+				// The agent converts the four ECDS resources of a push concurrently and
+				// does not coalesce the fetches: one to four downloads, one stored file.
+				assert.GreaterOrEqual(t, downloads, int64(1))
+				assert.LessOrEqual(t, downloads, int64(4))
+				files, err := filepath.Glob(filepath.Join(dir, "*", "*.wasm"))
+				require.NoError(t, err)
+				require.Len(t, files, 1, "the agent stores the bundle once")
+
+				wantVMID := "" // istiod sets none: plugins with the same code share a VM
+				if format == "envoyfilter" {
+					wantVMID = envoyfilters.BundleVMID
+				}
+				var first *wasmv3.VmConfig
+				for f, vm := range vms {
+					assert.Equal(t, files[0], vm.GetCode().GetLocal().GetFilename(), f)
+					assert.Equal(t, wantVMID, vm.GetVmId(), f)
+					assert.Empty(t, vm.GetEnvironmentVariables().GetKeyValues(), "%s: the agent strips ISTIO_META_* (pull policy, resource version)", f)
+					if first == nil {
+						first = vm
+						continue
+					}
+					assert.True(t, proto.Equal(first, vm), "%s: VM configuration differs from another plugin's:\n%v\n%v", f, vm, first)
+				}
+				b, err := os.ReadFile(files[0])
+				require.NoError(t, err)
+				assert.Equal(t, bundleWasm, string(b))
+
+				// The next push of the same configuration: from the cache, same file.
+				resources = resources[:0]
+				for _, ec := range ecs {
+					a, err := anypb.New(ec)
+					require.NoError(t, err)
+					resources = append(resources, a)
+				}
+				before = layerGets.Load()
+				for f, vm := range convert(t, resources, cache, filterOf) {
+					assert.Equal(t, files[0], vm.GetCode().GetLocal().GetFilename(), f)
+				}
+				assert.Zero(t, layerGets.Load()-before, "a later push downloads nothing")
+			})
+		}
+	}
+}
+
+// convert runs istio-agent's conversion of ECDS resources with cache and returns each
+// filter's resulting VM configuration; each must still be the Wasm filter (not the
+// agent's RBAC fallback).
+func convert(t *testing.T, resources []*anypb.Any, cache wasm.Cache, filterOf map[string]string) map[string]*wasmv3.VmConfig {
+	t.Helper()
+	require.NoError(t, wasm.MaybeConvertWasmExtensionConfig(resources, cache))
+	out := map[string]*wasmv3.VmConfig{}
+	for _, r := range resources {
+		ec := &core.TypedExtensionConfig{}
+		require.NoError(t, r.UnmarshalTo(ec))
+		f := filterOf[ec.GetName()]
+		require.Equal(t, envoyfilters.WasmTypeURL, ec.GetTypedConfig().GetTypeUrl(), "%s: the agent fetched the bundle", f)
+		w := &httpwasm.Wasm{}
+		require.NoError(t, ec.GetTypedConfig().UnmarshalTo(w))
+		assert.Equal(t, f, w.GetConfig().GetRootId(), f)
+		out[f] = w.GetConfig().GetVmConfig()
+	}
+	require.Len(t, out, 4)
+	return out
+}
