@@ -63,22 +63,30 @@ func bundleRegistry(t *testing.T) (string, string, *atomic.Int64) {
 // bundleCase is one kind of proxy a policy attaches to: the mesh it lives in, the
 // policy's target, and the proxy istiod generates for.
 type bundleCase struct {
-	name, ns, policy, target string
-	formats                  []string
-	mesh, kube               string // ConfigString and KubernetesObjectString fixtures
-	ambient                  bool
-	proxy                    func(*xds.FakeDiscoveryServer) *model.Proxy
+	name, ns, target string
+	policies         []string // names of the policies, each with the four sections on target
+	formats          []string
+	mesh, kube       string // ConfigString and KubernetesObjectString fixtures
+	ambient          bool
+	proxy            func(*xds.FakeDiscoveryServer) *model.Proxy
 }
 
 var bundleCases = []bundleCase{
 	{
-		name: "sidecar", ns: "shop", policy: "orders", target: "  selector: {matchLabels: {app: orders}}",
+		name: "sidecar", ns: "shop", policies: []string{"orders"}, target: "  selector: {matchLabels: {app: orders}}",
 		formats: []string{"istio", "envoyfilter"},
 		mesh:    join(ordersService, ordersWorkload, ordersAuthz),
 		proxy:   func(s *xds.FakeDiscoveryServer) *model.Proxy { return sidecar(s, "shop", "10.0.0.1") },
 	},
 	{
-		name: "classic gateway", ns: "istio-system", policy: "edge", target: "  selector: {matchLabels: {istio: ingressgateway}}",
+		// Two policies on one workload: eight plugins, two of each filter, one VM.
+		name: "sidecar, two policies", ns: "shop", policies: []string{"orders", "orders-extra"}, target: "  selector: {matchLabels: {app: orders}}",
+		formats: []string{"istio", "envoyfilter"},
+		mesh:    join(ordersService, ordersWorkload, ordersAuthz),
+		proxy:   func(s *xds.FakeDiscoveryServer) *model.Proxy { return sidecar(s, "shop", "10.0.0.1") },
+	},
+	{
+		name: "classic gateway", ns: "istio-system", policies: []string{"edge"}, target: "  selector: {matchLabels: {istio: ingressgateway}}",
 		formats: []string{"istio", "envoyfilter"},
 		mesh:    join(classicGateway, ordersService),
 		proxy: func(s *xds.FakeDiscoveryServer) *model.Proxy {
@@ -86,7 +94,7 @@ var bundleCases = []bundleCase{
 		},
 	},
 	{
-		name: "Gateway API gateway", ns: "ingress", policy: "public", target: "  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: public}]",
+		name: "Gateway API gateway", ns: "ingress", policies: []string{"public"}, target: "  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: public}]",
 		formats: []string{"istio", "envoyfilter"},
 		mesh:    join(gatewayAPIGateway, gatewayAPIDeployment, ordersService), kube: gatewayAPIGateway,
 		proxy: func(s *xds.FakeDiscoveryServer) *model.Proxy {
@@ -94,7 +102,7 @@ var bundleCases = []bundleCase{
 		},
 	},
 	{
-		name: "waypoint", ns: "shop", policy: "orders-wp", target: "  targetRefs: [{group: '', kind: Service, name: orders}]",
+		name: "waypoint", ns: "shop", policies: []string{"orders-wp"}, target: "  targetRefs: [{group: '', kind: Service, name: orders}]",
 		formats: []string{"istio"},
 		mesh:    waypointObjects, kube: waypointObjects, ambient: true,
 		proxy: func(s *xds.FakeDiscoveryServer) *model.Proxy {
@@ -109,12 +117,13 @@ var bundleCases = []bundleCase{
 	},
 }
 
-// TestBundleOneVM: with the default rendering (the bundle meshplug.wasm), on a sidecar,
-// a classic gateway, a Gateway API gateway and a waypoint, in both renderings, the
+// TestBundleOneVM: with the default rendering (the bundle meshplug.wasm), on a sidecar
+// (one policy, and two), a classic gateway, a Gateway API gateway and a waypoint, in
+// both renderings (EnvoyFilters: not on the waypoint, which they refuse), the
 // Wasm configuration istiod sends over ECDS for each of the four filters fetches the
 // bundle (its URL and sha256), selects the filter by root_id = the filter's name, and
 // keeps its own failure policy (auth closed, the others open); istio-agent's fetcher
-// stores the bundle once and hands Envoy, for all four, the same VM configuration
+// stores the bundle once and hands Envoy, for every plugin, the same VM configuration
 // (vm_id, runtime, the same local file, no environment) — the VM key Envoy shares one
 // VM per worker on — and a later push downloads nothing.
 func TestBundleOneVM(t *testing.T) {
@@ -126,24 +135,31 @@ func TestBundleOneVM(t *testing.T) {
 				if bc.ambient {
 					test.SetForTest(t, &features.EnableAmbient, true)
 				}
-				ps := policies(t, allFour(bc.policy, bc.ns, bc.target))
+				var docs []string
+				for _, name := range bc.policies {
+					docs = append(docs, allFour(name, bc.ns, bc.target))
+				}
+				ps := policies(t, join(docs...))
 				s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{ConfigString: join(bc.mesh, render(t, format, o, ps)), KubernetesObjectString: bc.kube})
 				p := bc.proxy(s)
 
 				filterOf := map[string]string{} // ECDS resource name -> filter
 				var names []string
 				for name := range ecdsFilters(t, s.Listeners(p)) {
-					for _, f := range []string{"auth", "ratelimit", "routehint", "fault"} {
-						if objectName(name) == bc.ns+"."+bc.policy+"-"+f {
-							filterOf[name] = f
-							names = append(names, name)
+					for _, policy := range bc.policies {
+						for _, f := range []string{"auth", "ratelimit", "routehint", "fault"} {
+							if objectName(name) == bc.ns+"."+policy+"-"+f {
+								filterOf[name] = f
+								names = append(names, name)
+							}
 						}
 					}
 				}
-				require.Len(t, names, 4, "the four filters over ECDS: %v", names)
+				n := 4 * len(bc.policies)
+				require.Len(t, names, n, "the four filters of each policy over ECDS: %v", names)
 
 				ecs := s.ConfigGen.BuildExtensionConfiguration(p, s.PushContext(), names, nil)
-				require.Len(t, ecs, 4)
+				require.Len(t, ecs, n)
 				var resources []*anypb.Any
 				for _, ec := range ecs {
 					f := filterOf[ec.GetName()]
@@ -171,11 +187,11 @@ func TestBundleOneVM(t *testing.T) {
 				before := layerGets.Load()
 				vms := convert(t, resources, cache, filterOf)
 				downloads := layerGets.Load() - before
-				t.Logf("first push: %d download(s) of the bundle's layer for 4 plugins", downloads)
-				// The agent converts the four ECDS resources of a push concurrently and
-				// does not coalesce the fetches: one to four downloads, one stored file.
+				t.Logf("first push: %d download(s) of the bundle's layer for %d plugins", downloads, n)
+				// The agent converts the ECDS resources of a push concurrently and does
+				// not coalesce the fetches: one to n downloads, one stored file.
 				assert.GreaterOrEqual(t, downloads, int64(1))
-				assert.LessOrEqual(t, downloads, int64(4))
+				assert.LessOrEqual(t, downloads, int64(n))
 				files, err := filepath.Glob(filepath.Join(dir, "*", "*.wasm"))
 				require.NoError(t, err)
 				require.Len(t, files, 1, "the agent stores the bundle once")
@@ -185,7 +201,8 @@ func TestBundleOneVM(t *testing.T) {
 					wantVMID = envoyfilters.BundleVMID
 				}
 				var first *wasmv3.VmConfig
-				for f, vm := range vms {
+				for name, vm := range vms {
+					f := filterOf[name]
 					assert.Equal(t, files[0], vm.GetCode().GetLocal().GetFilename(), f)
 					assert.Equal(t, wantVMID, vm.GetVmId(), f)
 					assert.Empty(t, vm.GetEnvironmentVariables().GetKeyValues(), "%s: the agent strips ISTIO_META_* (pull policy, resource version)", f)
@@ -207,8 +224,8 @@ func TestBundleOneVM(t *testing.T) {
 					resources = append(resources, a)
 				}
 				before = layerGets.Load()
-				for f, vm := range convert(t, resources, cache, filterOf) {
-					assert.Equal(t, files[0], vm.GetCode().GetLocal().GetFilename(), f)
+				for name, vm := range convert(t, resources, cache, filterOf) {
+					assert.Equal(t, files[0], vm.GetCode().GetLocal().GetFilename(), name)
 				}
 				assert.Zero(t, layerGets.Load()-before, "a later push downloads nothing")
 			})
@@ -217,8 +234,8 @@ func TestBundleOneVM(t *testing.T) {
 }
 
 // convert runs istio-agent's conversion of ECDS resources with cache and returns each
-// filter's resulting VM configuration; each must still be the Wasm filter (not the
-// agent's RBAC fallback).
+// resource's resulting VM configuration by resource name; each must still be the Wasm
+// filter (not the agent's RBAC fallback) with its filter as root_id.
 func convert(t *testing.T, resources []*anypb.Any, cache wasm.Cache, filterOf map[string]string) map[string]*wasmv3.VmConfig {
 	t.Helper()
 	require.NoError(t, wasm.MaybeConvertWasmExtensionConfig(resources, cache))
@@ -231,8 +248,8 @@ func convert(t *testing.T, resources []*anypb.Any, cache wasm.Cache, filterOf ma
 		w := &httpwasm.Wasm{}
 		require.NoError(t, ec.GetTypedConfig().UnmarshalTo(w))
 		assert.Equal(t, f, w.GetConfig().GetRootId(), f)
-		out[f] = w.GetConfig().GetVmConfig()
+		out[ec.GetName()] = w.GetConfig().GetVmConfig()
 	}
-	require.Len(t, out, 4)
+	require.Len(t, out, len(filterOf))
 	return out
 }
