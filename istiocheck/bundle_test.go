@@ -2,6 +2,7 @@ package istiocheck
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	"oras.land/oras-go/v2/registry/remote"
 
 	"istio.io/istio/pilot/pkg/features"
@@ -122,7 +124,8 @@ var bundleCases = []bundleCase{
 // both renderings (EnvoyFilters: not on the waypoint, which they refuse), the
 // Wasm configuration istiod sends over ECDS for each of the four filters fetches the
 // bundle (its URL and sha256), selects the filter by root_id = the filter's name, and
-// keeps its own failure policy (auth closed, the others open); istio-agent's fetcher
+// keeps its own failure policy (auth closed, the others open) and configuration (two
+// policies' ratelimit plugins their own limits); istio-agent's fetcher
 // stores the bundle once and hands Envoy, for every plugin, the same VM configuration
 // (vm_id, runtime, the same local file, no environment) — the VM key Envoy shares one
 // VM per worker on — and a later push downloads nothing.
@@ -135,9 +138,12 @@ func TestBundleOneVM(t *testing.T) {
 				if bc.ambient {
 					test.SetForTest(t, &features.EnableAmbient, true)
 				}
+				// Each policy its own rate limit, to tell the plugins' configurations apart.
+				limit := map[string]string{} // policy -> its limit as the filter's JSON has it
 				var docs []string
-				for _, name := range bc.policies {
-					docs = append(docs, allFour(name, bc.ns, bc.target))
+				for i, name := range bc.policies {
+					limit[name] = fmt.Sprintf(`"requests":%d`, 100+i)
+					docs = append(docs, strings.Replace(allFour(name, bc.ns, bc.target), "requests: 100", fmt.Sprintf("requests: %d", 100+i), 1))
 				}
 				ps := policies(t, join(docs...))
 				s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{ConfigString: join(bc.mesh, render(t, format, o, ps)), KubernetesObjectString: bc.kube})
@@ -176,6 +182,14 @@ func TestBundleOneVM(t *testing.T) {
 						want = wasmv3.FailurePolicy_FAIL_CLOSED
 					}
 					assert.Equal(t, want, c.GetFailurePolicy(), f)
+					if f == "ratelimit" {
+						// Each plugin keeps its own configuration in the shared VM.
+						conf := &wrapperspb.StringValue{}
+						require.NoError(t, c.GetConfiguration().UnmarshalTo(conf))
+						policy := strings.TrimSuffix(objectName(ec.GetName())[len(bc.ns)+1:], "-ratelimit")
+						require.Contains(t, limit, policy, ec.GetName())
+						assert.Contains(t, conf.GetValue(), limit[policy], "%s: the configuration of policy %s", ec.GetName(), policy)
+					}
 					a, err := anypb.New(ec)
 					require.NoError(t, err)
 					resources = append(resources, a)
