@@ -67,10 +67,10 @@ func TestAnalyzeClean(t *testing.T) {
 	unsuppressed := func(y string) string {
 		return strings.ReplaceAll(y, "galley.istio.io/analyze-suppress: IST0133", "meshplug.io/x: z")
 	}
-	clean := map[string]string{
-		"WasmPlugins":  render(t, "istio", all),
-		"EnvoyFilters": render(t, "envoyfilter", noWaypoint),
-		"routes":       routesOf(t, all, o),
+	clean := map[string]string{"routes": routesOf(t, all, o)}
+	for _, l := range layouts {
+		clean["WasmPlugins/"+l] = render(t, "istio", layout(t, l), all)
+		clean["EnvoyFilters/"+l] = render(t, "envoyfilter", layout(t, l), noWaypoint)
 	}
 	for name, y := range clean {
 		t.Run(name, func(t *testing.T) {
@@ -80,7 +80,7 @@ func TestAnalyzeClean(t *testing.T) {
 	}
 
 	// What the analyzers said of the renderings before issue 20.
-	efs := render(t, "envoyfilter", side)
+	efs := render(t, "envoyfilter", bundle(t, bundleURL), side)
 	noSuppress := unsuppressed(efs)
 	zeroPriority := strings.Replace(strings.Replace(noSuppress, "priority: 7", "priority: 0", 1), "priority: 8", "priority: 0", 1)
 	wide := strings.ReplaceAll(routesOf(t, append(append([]*v1alpha1.TrafficPolicy{}, side...), web...), o), "exportTo:\n  - .", "exportTo:\n  - '*'")
@@ -97,7 +97,7 @@ func TestAnalyzeClean(t *testing.T) {
 		assert.True(t, found, "%s: want %s in %v", name, c.code, msgs)
 	}
 	// IST0133 says only that EnvoyFilter is an unstable API: no other schema warning.
-	for _, m := range analyze(t, join(routesFixtures, unsuppressed(render(t, "envoyfilter", noWaypoint)))) {
+	for _, m := range analyze(t, join(routesFixtures, unsuppressed(render(t, "envoyfilter", bundle(t, bundleURL), noWaypoint)))) {
 		assert.Contains(t, m, "[IST0133]")
 		assert.Contains(t, m, "EnvoyFilter exposes internal implementation details")
 	}

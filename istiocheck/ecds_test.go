@@ -56,10 +56,11 @@ func ecdsFilters(t *testing.T, ls []*listener.Listener) map[string]*core.Extensi
 // others (FAIL_OPEN).
 func TestECDSFailOpen(t *testing.T) {
 	ps := policies(t, allFour("orders", "shop", "  selector: {matchLabels: {app: orders}}"))
-	var istiod map[string]*core.ExtensionConfigSource // the WasmPlugin rendering's, by filter
-	for _, format := range []string{"istio", "envoyfilter"} {
-		t.Run(format, func(t *testing.T) {
-			s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{ConfigString: join(ordersService, ordersWorkload, render(t, format, ps))})
+	istiod := map[string]map[string]*core.ExtensionConfigSource{} // the WasmPlugin rendering's, by layout and filter
+	for _, c := range formatsAndLayouts("istio", "envoyfilter") {
+		format := c.format
+		t.Run(c.name, func(t *testing.T) {
+			s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{ConfigString: join(ordersService, ordersWorkload, render(t, format, layout(t, c.layout), ps))})
 			p := sidecar(s, "shop", "10.0.0.1")
 			subs := ecdsFilters(t, s.Listeners(p))
 			byFilter := map[string]*core.ExtensionConfigSource{}
@@ -74,13 +75,14 @@ func TestECDSFailOpen(t *testing.T) {
 			}
 			require.Len(t, byFilter, 4, "ECDS filters: %v", subs)
 			if format == "istio" {
-				istiod = byFilter
+				istiod[c.layout] = byFilter
 			} else {
-				require.NotNil(t, istiod, "the istio subtest runs first")
+				want := istiod[c.layout]
+				require.NotNil(t, want, "the istio subtests run first")
 				for f, cd := range byFilter {
-					assert.Equal(t, istiod[f].GetTypeUrls(), cd.GetTypeUrls(), f)
-					assert.Equal(t, istiod[f].GetConfigSource().GetInitialFetchTimeout().AsDuration(), cd.GetConfigSource().GetInitialFetchTimeout().AsDuration(), f)
-					assert.Equal(t, istiod[f].GetApplyDefaultConfigWithoutWarming(), cd.GetApplyDefaultConfigWithoutWarming(), f)
+					assert.Equal(t, want[f].GetTypeUrls(), cd.GetTypeUrls(), f)
+					assert.Equal(t, want[f].GetConfigSource().GetInitialFetchTimeout().AsDuration(), cd.GetConfigSource().GetInitialFetchTimeout().AsDuration(), f)
+					assert.Equal(t, want[f].GetApplyDefaultConfigWithoutWarming(), cd.GetApplyDefaultConfigWithoutWarming(), f)
 				}
 			}
 

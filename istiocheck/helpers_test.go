@@ -14,8 +14,24 @@ import (
 	"github.com/meshplug/meshplug/internal/crdschema"
 )
 
-// modules are the four filters' images as meshplug push makes them of stand-in bytes.
-func modules(t *testing.T) envoyfilters.Options {
+// bundleWasm and bundleURL are meshplug.wasm (stand-in bytes) and where it is pushed.
+const (
+	bundleWasm = "\x00asm\x01\x00\x00\x00 meshplug bundle"
+	bundleURL  = "oci://registry.example/meshplug/meshplug:v1"
+)
+
+// bundle is the default rendering input (meshplug render, the controller): every
+// filter from the one module meshplug.wasm at url.
+func bundle(t *testing.T, url string) envoyfilters.Options {
+	t.Helper()
+	m, err := envoyfilters.NewModule(url, []byte(bundleWasm))
+	require.NoError(t, err)
+	return envoyfilters.Options{Bundle: &m}
+}
+
+// perFilter are the four filters' own images (render --per-filter-modules), as
+// meshplug push makes them of stand-in bytes.
+func perFilter(t *testing.T) envoyfilters.Options {
 	t.Helper()
 	o := envoyfilters.Options{Modules: map[string]envoyfilters.Module{}}
 	for _, s := range v1alpha1.Sections {
@@ -24,6 +40,22 @@ func modules(t *testing.T) envoyfilters.Options {
 		o.Modules[s.Filter] = m
 	}
 	return o
+}
+
+// layouts are the two module layouts a rendering can use, by name: the bundle (the
+// default) and per-filter modules.
+var layouts = []string{"bundle", "per-filter"}
+
+func layout(t *testing.T, name string) envoyfilters.Options {
+	t.Helper()
+	switch name {
+	case "bundle":
+		return bundle(t, bundleURL)
+	case "per-filter":
+		return perFilter(t)
+	}
+	t.Fatalf("layout %q", name)
+	return envoyfilters.Options{}
 }
 
 // policies decodes and validates TrafficPolicy YAML documents.
@@ -39,20 +71,21 @@ func policies(t *testing.T, y string) []*v1alpha1.TrafficPolicy {
 	return out
 }
 
-// render is what `meshplug render --format istio|envoyfilter` writes for ps.
-func render(t *testing.T, format string, ps []*v1alpha1.TrafficPolicy) string {
+// render is what `meshplug render --format istio|envoyfilter` writes for ps with the
+// modules of o.
+func render(t *testing.T, format string, o envoyfilters.Options, ps []*v1alpha1.TrafficPolicy) string {
 	t.Helper()
 	var objs []any
 	for _, p := range ps {
 		switch format {
 		case "istio":
-			ws, err := envoyfilters.WasmPlugins(p, modules(t))
+			ws, err := envoyfilters.WasmPlugins(p, o)
 			require.NoError(t, err)
 			for _, w := range ws {
 				objs = append(objs, w)
 			}
 		case "envoyfilter":
-			es, err := envoyfilters.EnvoyFilters(p, modules(t))
+			es, err := envoyfilters.EnvoyFilters(p, o)
 			require.NoError(t, err)
 			for _, e := range es {
 				objs = append(objs, e)

@@ -157,9 +157,10 @@ spec:
 // a workload with the same labels in another namespace gets none of them.
 func TestSidecar(t *testing.T) {
 	ps := policies(t, allFour("orders", "shop", "  selector: {matchLabels: {app: orders}}"))
-	for _, format := range []string{"istio", "envoyfilter"} {
-		t.Run(format, func(t *testing.T) {
-			s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{ConfigString: join(ordersService, ordersWorkload, ordersAuthz, render(t, format, ps))})
+	for _, c := range formatsAndLayouts("istio", "envoyfilter") {
+		format := c.format
+		t.Run(c.name, func(t *testing.T) {
+			s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{ConfigString: join(ordersService, ordersWorkload, ordersAuthz, render(t, format, layout(t, c.layout), ps))})
 			p := sidecar(s, "shop", "10.0.0.1")
 			cs := chains(t, s.Listeners(p))
 			inbound, outbound := 0, 0
@@ -207,22 +208,29 @@ func TestSidecar(t *testing.T) {
 // policy forced to sidecar modes loses auth, rateLimit and faults there, as issue 20
 // found.
 func TestClassicGateway(t *testing.T) {
-	for _, c := range []struct {
-		format, attachTo string
-		want             []string
-	}{
-		{"istio", "", []string{"auth", "ratelimit", "routehint", "fault"}},
-		{"envoyfilter", "", []string{"auth", "ratelimit", "routehint", "fault"}},
-		{"istio", "Sidecar", []string{"routehint"}},
-		{"envoyfilter", "Sidecar", nil},
-	} {
-		t.Run(c.format+"/"+c.attachTo, func(t *testing.T) {
+	var cases []struct {
+		format, layout, attachTo string
+		want                     []string
+	}
+	for _, l := range layouts {
+		cases = append(cases, []struct {
+			format, layout, attachTo string
+			want                     []string
+		}{
+			{"istio", l, "", []string{"auth", "ratelimit", "routehint", "fault"}},
+			{"envoyfilter", l, "", []string{"auth", "ratelimit", "routehint", "fault"}},
+			{"istio", l, "Sidecar", []string{"routehint"}},
+			{"envoyfilter", l, "Sidecar", nil},
+		}...)
+	}
+	for _, c := range cases {
+		t.Run(c.format+"/"+c.layout+"/"+c.attachTo, func(t *testing.T) {
 			target := "  selector: {matchLabels: {istio: ingressgateway}}"
 			if c.attachTo != "" {
 				target += "\n  attachTo: " + c.attachTo
 			}
 			ps := policies(t, allFour("edge", "istio-system", target))
-			s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{ConfigString: join(classicGateway, ordersService, render(t, c.format, ps))})
+			s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{ConfigString: join(classicGateway, ordersService, render(t, c.format, layout(t, c.layout), ps))})
 			gw := router(s, "istio-system", map[string]string{"istio": "ingressgateway"})
 			cs := chains(t, s.Listeners(gw))
 			require.NotEmpty(t, cs, "the gateway has an HTTP listener")
@@ -240,10 +248,10 @@ func TestClassicGateway(t *testing.T) {
 // gateway's listeners, in both renderings.
 func TestGatewayAPIGateway(t *testing.T) {
 	ps := policies(t, allFour("public", "ingress", "  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: public}]"))
-	for _, format := range []string{"istio", "envoyfilter"} {
-		t.Run(format, func(t *testing.T) {
+	for _, c := range formatsAndLayouts("istio", "envoyfilter") {
+		t.Run(c.name, func(t *testing.T) {
 			s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
-				ConfigString:           join(gatewayAPIGateway, gatewayAPIDeployment, ordersService, render(t, format, ps)),
+				ConfigString:           join(gatewayAPIGateway, gatewayAPIDeployment, ordersService, render(t, c.format, layout(t, c.layout), ps)),
 				KubernetesObjectString: gatewayAPIGateway, // the Gateway API controller reads the Gateway from Kubernetes
 			})
 			gw := router(s, "ingress", map[string]string{
@@ -322,10 +330,11 @@ func TestWaypoint(t *testing.T) {
 		"Service":          "  targetRefs: [{group: '', kind: Service, name: orders}]",
 		"waypoint Gateway": "  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: waypoint}]\n  attachTo: Waypoint",
 	} {
-		t.Run(name, func(t *testing.T) {
-			test.SetForTest(t, &features.EnableAmbient, true)
-			ps := policies(t, allFour("orders-wp", "shop", target))
-			authz := `
+		for _, l := range layouts {
+			t.Run(name+"/"+l, func(t *testing.T) {
+				test.SetForTest(t, &features.EnableAmbient, true)
+				ps := policies(t, allFour("orders-wp", "shop", target))
+				authz := `
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: waypoint-allow, namespace: shop}
@@ -336,30 +345,45 @@ spec:
   - to:
     - operation: {methods: [GET]}
 `
-			c := join(waypointObjects, authz, render(t, "istio", ps))
-			s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{ConfigString: c, KubernetesObjectString: waypointObjects})
-			wp := s.SetupProxy(&model.Proxy{
-				Type: model.Waypoint, ConfigNamespace: "shop", IPAddresses: []string{"10.0.5.1"},
-				Labels: map[string]string{
-					"gateway.networking.k8s.io/gateway-name": "waypoint",
-					"gateway.istio.io/managed":               "istio.io-mesh-controller",
-				},
-			})
-			n := 0
-			for key, chain := range chains(t, s.Listeners(wp)) {
-				got := ours(chain, "shop", "orders-wp")
-				if len(got) == 0 {
-					continue
+				c := join(waypointObjects, authz, render(t, "istio", layout(t, l), ps))
+				s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{ConfigString: c, KubernetesObjectString: waypointObjects})
+				wp := s.SetupProxy(&model.Proxy{
+					Type: model.Waypoint, ConfigNamespace: "shop", IPAddresses: []string{"10.0.5.1"},
+					Labels: map[string]string{
+						"gateway.networking.k8s.io/gateway-name": "waypoint",
+						"gateway.istio.io/managed":               "istio.io-mesh-controller",
+					},
+				})
+				n := 0
+				for key, chain := range chains(t, s.Listeners(wp)) {
+					got := ours(chain, "shop", "orders-wp")
+					if len(got) == 0 {
+						continue
+					}
+					n++
+					assert.Equal(t, []string{"auth", "ratelimit", "routehint", "fault"}, got, key)
+					assertBefore(t, chain, "shop.orders-wp-auth", "envoy.filters.http.rbac", key)
+					assertBefore(t, chain, "shop.orders-wp-ratelimit", "envoy.filters.http.rbac", key)
+					assertBefore(t, chain, "shop.orders-wp-fault", "envoy.filters.http.router", key)
+					// On waypoints UNSPECIFIED_PHASE plugins come after Istio's fault and CORS.
+					assertBefore(t, chain, "envoy.filters.http.cors", "shop.orders-wp-routehint", key)
 				}
-				n++
-				assert.Equal(t, []string{"auth", "ratelimit", "routehint", "fault"}, got, key)
-				assertBefore(t, chain, "shop.orders-wp-auth", "envoy.filters.http.rbac", key)
-				assertBefore(t, chain, "shop.orders-wp-ratelimit", "envoy.filters.http.rbac", key)
-				assertBefore(t, chain, "shop.orders-wp-fault", "envoy.filters.http.router", key)
-				// On waypoints UNSPECIFIED_PHASE plugins come after Istio's fault and CORS.
-				assertBefore(t, chain, "envoy.filters.http.cors", "shop.orders-wp-routehint", key)
-			}
-			assert.Positive(t, n, "a waypoint chain runs the policy")
-		})
+				assert.Positive(t, n, "a waypoint chain runs the policy")
+			})
+		}
 	}
+}
+
+// formatAndLayout is one rendering: a format of meshplug render with a module layout.
+type formatAndLayout struct{ name, format, layout string }
+
+// formatsAndLayouts are the renderings of formats with each module layout.
+func formatsAndLayouts(formats ...string) []formatAndLayout {
+	var out []formatAndLayout
+	for _, f := range formats {
+		for _, l := range layouts {
+			out = append(out, formatAndLayout{f + "/" + l, f, l})
+		}
+	}
+	return out
 }
