@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/meshplug/meshplug/internal/envoyvalidate"
 	"github.com/meshplug/meshplug/internal/version"
+	"github.com/meshplug/meshplug/internal/wasmoci"
 	"github.com/meshplug/meshplug/internal/yamldoc"
 )
 
@@ -149,13 +148,14 @@ func TestRender(t *testing.T) {
 func TestRenderBundle(t *testing.T) {
 	wasm := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(wasm, "meshplug.wasm"), []byte("bundle"), 0o644))
-	sum := sha256.Sum256([]byte("bundle"))
+	img, err := wasmoci.Pack([]byte("bundle")) // oci://: the digest of the image meshplug push makes
+	require.NoError(t, err)
 	for _, format := range []string{"istio", "envoyfilter"} {
 		code, out, errs := runCLI(t, "", "render", "--format", format, "--wasm-dir", wasm, "--module-url", "oci://ghcr.io/meshplug/{filter}:v0.1.0", example)
 		require.Equal(t, 0, code, errs)
 		assert.NotContains(t, out, "/auth:v0.1.0", format)
 		urls := strings.Count(out, "oci://ghcr.io/meshplug/meshplug:v0.1.0")
-		sums := strings.Count(out, hex.EncodeToString(sum[:]))
+		sums := strings.Count(out, img.Manifest.Digest.Encoded())
 		filters := strings.Count(out, "meshplug.io/filter: ")
 		assert.Positive(t, filters, format)
 		assert.Equal(t, filters, urls, "%s: every plugin from the bundle's URL", format)
@@ -246,9 +246,7 @@ spec:
 // policy whose route hints read the header auth writes on the other side.
 func TestWarnsOnSplitDirections(t *testing.T) {
 	wasm := t.TempDir()
-	for _, f := range []string{"auth", "routehint"} {
-		require.NoError(t, os.WriteFile(filepath.Join(wasm, f+".wasm"), []byte(f), 0o644))
-	}
+	require.NoError(t, os.WriteFile(filepath.Join(wasm, "meshplug.wasm"), []byte("bundle"), 0o644))
 	for _, args := range [][]string{
 		{"validate", "testdata/split-directions.yaml"},
 		{"render", "--wasm-dir", wasm, "--module-url", "https://m.example/", "testdata/split-directions.yaml"},

@@ -159,12 +159,13 @@ func TestPushRefused(t *testing.T) {
 
 // TestPushThenRender: the sha256 render writes for an oci:// url is the digest of the
 // manifest the registry serves for what push pushed (what Istio's agent compares), for
-// tag and digest urls; a url pinning another image, or an oci:// url naming one image
+// tag and digest urls, for the bundle (the default) and per-filter modules; a url
+// pinning another image, or with --per-filter-modules an oci:// url naming one image
 // for every filter, is refused.
 func TestPushThenRender(t *testing.T) {
 	addr := ocitest.Registry(t)
 	dir := t.TempDir()
-	for _, f := range []string{"auth", "ratelimit", "routehint", "fault"} {
+	for _, f := range []string{"meshplug", "auth", "ratelimit", "routehint", "fault"} {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, f+".wasm"), []byte("\x00asm\x01\x00\x00\x00 "+f), 0o644))
 	}
 	code, out, errs := runCLI(t, "", "push", "--wasm-dir", dir, "--repository", addr+"/mp", "--tag", "v2", "--plain-http")
@@ -176,7 +177,7 @@ func TestPushThenRender(t *testing.T) {
 		require.NoError(t, err, l)
 		pushed[f] = sum
 	}
-	require.Len(t, pushed, 4)
+	require.Len(t, pushed, 5)
 
 	served := func(f string) string { // the manifest digest the registry serves for the tag
 		repo, err := remote.NewRepository(addr + "/mp/" + f)
@@ -192,32 +193,62 @@ func TestPushThenRender(t *testing.T) {
 		s := sha256.Sum256(b)
 		return hex.EncodeToString(s[:])
 	}
+	for f, sum := range pushed {
+		assert.Equal(t, served(f), sum, f)
+	}
 	for _, format := range []string{"istio", "envoyfilter"} {
 		for _, url := range []string{"oci://" + addr + "/mp/{filter}:v2", "oci://" + addr + "/mp/{filter}"} {
-			code, out, errs := runCLI(t, "", "render", "--format", format, "--wasm-dir", dir, "--module-url", url, example)
+			code, out, errs := runCLI(t, "", "render", "--format", format, "--wasm-dir", dir, "--module-url", url, "--per-filter-modules", example)
 			require.Equal(t, 0, code, errs)
 			for f, sum := range pushed {
-				assert.Equal(t, served(f), sum, f)
+				if f == "meshplug" {
+					assert.NotContains(t, out, sum, "%s %s --per-filter-modules: not the bundle", format, url)
+					continue
+				}
 				assert.Contains(t, out, sum, "%s %s: the manifest digest of %s", format, url, f)
 				assert.NotContains(t, out, fileSum(f), "%s %s: the module's own sha256 of %s", format, url, f)
 			}
 		}
+		// The bundle (default): one image, named by {filter} or outright.
+		for _, url := range []string{"oci://" + addr + "/mp/{filter}:v2", "oci://" + addr + "/mp/meshplug:v2"} {
+			code, out, errs := runCLI(t, "", "render", "--format", format, "--wasm-dir", dir, "--module-url", url, example)
+			require.Equal(t, 0, code, errs)
+			assert.Contains(t, out, pushed["meshplug"], "%s %s: the manifest digest of the bundle", format, url)
+			assert.NotContains(t, out, fileSum("meshplug"), "%s %s: the bundle's own sha256", format, url)
+			for _, f := range []string{"auth", "ratelimit", "routehint", "fault"} {
+				assert.NotContains(t, out, pushed[f], "%s %s: the bundle, not %s's image", format, url, f)
+			}
+		}
 	}
 	// Pinned by the digest push printed: accepted; pinned to another filter's image: refused.
-	code, out, errs = runCLI(t, "", "render", "--wasm-dir", dir, "--module-url", "oci://"+addr+"/mp/{filter}@sha256:"+pushed["auth"], "testdata/auth-only.yaml")
+	code, out, errs = runCLI(t, "", "render", "--wasm-dir", dir, "--module-url", "oci://"+addr+"/mp/{filter}@sha256:"+pushed["auth"], "--per-filter-modules", "testdata/auth-only.yaml")
 	require.Equal(t, 0, code, errs)
 	assert.Contains(t, out, "sha256: "+pushed["auth"])
-	for name, c := range map[string]struct{ url, want string }{
-		"pinned to another image": {"oci://" + addr + "/mp/{filter}@sha256:" + pushed["auth"], "pins image sha256:" + pushed["auth"]},
-		"one image for all":       {"oci://" + addr + "/mp/meshplug:v2", "put {filter} in it"},
+	code, out, errs = runCLI(t, "", "render", "--wasm-dir", dir, "--module-url", "oci://"+addr+"/mp/meshplug@sha256:"+pushed["meshplug"], example)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "sha256: "+pushed["meshplug"])
+	for name, c := range map[string]struct {
+		url, want string
+		perFilter bool
+	}{
+		"pinned to another image":         {"oci://" + addr + "/mp/{filter}@sha256:" + pushed["auth"], "pins image sha256:" + pushed["auth"], true},
+		"bundle pinned to a filter image": {"oci://" + addr + "/mp/meshplug@sha256:" + pushed["auth"], "pins image sha256:" + pushed["auth"], false},
+		"one image for all filters":       {"oci://" + addr + "/mp/meshplug:v2", "put {filter} in it", true},
 	} {
-		code, out, errs := runCLI(t, "", "render", "--wasm-dir", dir, "--module-url", c.url, example)
+		args := []string{"render", "--wasm-dir", dir, "--module-url", c.url, example}
+		if c.perFilter {
+			args = append(args, "--per-filter-modules")
+		}
+		code, out, errs := runCLI(t, "", args...)
 		assert.Equal(t, 1, code, name)
 		assert.Empty(t, out, name)
 		assert.Contains(t, errs, c.want, name)
 	}
 	// https:// urls keep the module's own sha256.
 	code, out, errs = runCLI(t, "", "render", "--wasm-dir", dir, "--module-url", "https://m.example/wasm/", example)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "sha256: "+fileSum("meshplug"))
+	code, out, errs = runCLI(t, "", "render", "--wasm-dir", dir, "--module-url", "https://m.example/wasm/", "--per-filter-modules", example)
 	require.Equal(t, 0, code, errs)
 	assert.Contains(t, out, "sha256: "+fileSum("auth"))
 }
