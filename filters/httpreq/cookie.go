@@ -88,7 +88,7 @@ func (r *Request) AppendCookieValues(dst []string, name string) (_ []string, why
 				if eq >= 0 {
 					rawName = raw[:eq]
 				}
-				if gn, cn := trimGoSpace(rawName), trimCookieSpace(rawName); len(gn) != len(name) && len(cn) != len(name) && (name == "" || name[0] != ' ') {
+				if gn, cn := trimGoSpace(rawName), trimCookieSpace(rawName); len(gn) != len(name) && len(cn) != len(name) && (name == "" || name[0] != ' ') && !mayBeStructured(cn, name) {
 					continue
 				}
 			}
@@ -156,12 +156,15 @@ const (
 	scanEnd           // ';' in a Cookie line, '&' in a query
 	scanEq            // '='
 	scanComma         // ',' in a Cookie line, ';' in a query
-	scanEscape        // '%' or '+'
+	scanEscape        // '%' or '+'; in a query also a non-ASCII byte (its value is checked for UTF-8)
 )
 
 var cookieScan, queryScan = func() (c, q [256]uint8) {
 	c[';'], c['='], c[','], c['%'], c['+'] = scanEnd, scanEq, scanComma, scanEscape, scanEscape
 	q['&'], q['='], q[';'], q['%'], q['+'] = scanEnd, scanEq, scanComma, scanEscape, scanEscape
+	for b := 0x80; b < 0x100; b++ {
+		q[b] = scanEscape
+	}
 	return c, q
 }()
 

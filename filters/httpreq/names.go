@@ -78,6 +78,29 @@ func inclusiveEq(a, b string) bool {
 	return true
 }
 
+// namesStructured reports whether the decoded name s names name as the base of a
+// structured name: PHP ($_GET, $_COOKIE), Rack and Express's qs read `user[]=x`,
+// `user[0]=x` and `user[k]=x` as parameter user (an array or a map), Rack 2 also
+// `user]=x`, and qs and Rack 2 read `[user]=x` as user. The base is what is left after
+// leading spaces (PHP) and a leading run of brackets (Rack 2's name pattern), up to the
+// next bracket.
+func namesStructured(s, name string) bool {
+	t := strings.TrimLeft(s, " ")
+	u := strings.TrimLeft(t, "[]")
+	if i := strings.IndexAny(u, "[]"); i >= 0 {
+		u = u[:i]
+	} else if len(u) == len(t) {
+		return false // no bracket: not structured
+	}
+	return inclusiveEq(u, name)
+}
+
+// mayBeStructured reports whether a raw name without escapes may name name as the
+// base of a structured name (namesStructured) although its length differs.
+func mayBeStructured(raw, name string) bool {
+	return raw != "" && (raw[0] == '[' || raw[0] == ']') || len(raw) > len(name) && (raw[len(name)] == '[' || raw[len(name)] == ']')
+}
+
 // namer compares raw (undecoded) names with a configured name; it keeps a decoding
 // buffer so that comparisons allocate nothing once warm.
 type namer struct{ buf []byte }
@@ -90,22 +113,22 @@ func (n *namer) names(raw, name string) (match, suspicious bool) {
 		return true, false
 	}
 	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 {
-		if len(raw) != len(name) && (raw == "" || raw[0] != ' ') && (name == "" || name[0] != ' ') {
-			return false, false // no leading spaces to drop: lengths must match
+		if len(raw) != len(name) && (raw == "" || raw[0] != ' ') && (name == "" || name[0] != ' ') && !mayBeStructured(raw, name) {
+			return false, false // no leading spaces to drop nor brackets: lengths must match
 		}
-		return inclusiveEq(raw, name), false
+		return inclusiveEq(raw, name) || namesStructured(raw, name), false
 	}
-	if len(raw) > 3*len(name)+8 {
-		return false, false // cannot decode to name, even twice
+	if len(raw) > 3*len(name)+8 && !strings.ContainsAny(raw, "[]5") {
+		return false, false // cannot decode to name, even twice, nor hold a bracket
 	}
 	dec, bad := DecodeLenient(n.buf[:0], raw)
 	n.buf = dec
-	if inclusiveEq(string(dec), name) {
+	if inclusiveEq(string(dec), name) || namesStructured(string(dec), name) {
 		return true, bad
 	}
 	if strings.IndexByte(string(dec), '%') >= 0 {
 		dec2, _ := DecodeLenient(nil, string(dec))
-		if inclusiveEq(string(dec2), name) {
+		if inclusiveEq(string(dec2), name) || namesStructured(string(dec2), name) {
 			return true, true
 		}
 	}

@@ -3,6 +3,7 @@ package httpreq
 import (
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // Param reads the query parameter name (decoded).
@@ -21,7 +22,7 @@ func (r *Request) AppendParamValues(dst []string, name string) (_ []string, why 
 	q := r.RawQuery
 	for q != "" {
 		// One pass over the pair finds its end, its '=' and whether it needs the
-		// slow path (';', an escape or '+'): cheaper in a wasm guest than a
+		// slow path (';', an escape, '+' or a non-ASCII byte): cheaper in a wasm guest than a
 		// strings.IndexByte call per question.
 		end, eq, semi, esc := len(q), -1, false, false
 	scan:
@@ -63,7 +64,7 @@ func (r *Request) AppendParamValues(dst []string, name string) (_ []string, why 
 				dst = append(dst, rawValue)
 				continue
 			}
-			if len(rawName) != len(name) && (rawName == "" || rawName[0] != ' ') && (name == "" || name[0] != ' ') {
+			if len(rawName) != len(name) && (rawName == "" || rawName[0] != ' ') && (name == "" || name[0] != ' ') && !mayBeStructured(rawName, name) {
 				continue
 			}
 		}
@@ -97,6 +98,15 @@ func (r *Request) AppendParamValues(dst []string, name string) (_ []string, why 
 		if err != nil {
 			if why == "" {
 				why = "query parameter " + name + " with an invalid escape in its value"
+			}
+			continue
+		}
+		if !utf8.ValidString(v) {
+			// Go keeps the bytes; Python's parse_qs, Node's URLSearchParams and
+			// servlet containers decode UTF-8 with U+FFFD for what is not, so
+			// `x%FF` and `x%FE` are one value to them and two to Go.
+			if why == "" {
+				why = "query parameter " + name + " whose value is not UTF-8"
 			}
 			continue
 		}
