@@ -88,7 +88,7 @@ func (r *Request) AppendCookieValues(dst []string, name string) (_ []string, why
 				if eq >= 0 {
 					rawName = raw[:eq]
 				}
-				if gn, cn := trimGoSpace(rawName), trimCookieSpace(rawName); len(gn) != len(name) && len(cn) != len(name) && (name == "" || name[0] != ' ') && !mayBeStructured(cn, name) {
+				if gn, cn := trimGoSpace(rawName), trimCookieSpace(rawName); len(gn) != len(name) && len(cn) != len(name) && (name == "" || name[0] != ' ') {
 					continue
 				}
 			}
@@ -152,16 +152,18 @@ func goCookieValue(raw string) (string, bool) {
 
 // Classes of bytes for the one-pass scans of cookie crumbs and query pairs.
 const (
-	scanPlain  = iota // nothing to note
-	scanEnd           // ';' in a Cookie line, '&' in a query
-	scanEq            // '='
-	scanComma         // ',' in a Cookie line, ';' in a query
-	scanEscape        // '%' or '+'; in a query also a non-ASCII byte (its value is checked for UTF-8)
+	scanPlain = iota // nothing to note
+	scanEnd          // ';' in a Cookie line, '&' in a query
+	scanEq           // '='
+	scanComma        // ',' in a Cookie line, ';' in a query
+	// scanEscape: '%' or '+', '[' or ']' (a structured name, see namesStructured),
+	// in a query also a non-ASCII byte (its value is checked for UTF-8).
+	scanEscape
 )
 
 var cookieScan, queryScan = func() (c, q [256]uint8) {
-	c[';'], c['='], c[','], c['%'], c['+'] = scanEnd, scanEq, scanComma, scanEscape, scanEscape
-	q['&'], q['='], q[';'], q['%'], q['+'] = scanEnd, scanEq, scanComma, scanEscape, scanEscape
+	c[';'], c['='], c[','], c['%'], c['+'], c['['], c[']'] = scanEnd, scanEq, scanComma, scanEscape, scanEscape, scanEscape, scanEscape
+	q['&'], q['='], q[';'], q['%'], q['+'], q['['], q[']'] = scanEnd, scanEq, scanComma, scanEscape, scanEscape, scanEscape, scanEscape
 	for b := 0x80; b < 0x100; b++ {
 		q[b] = scanEscape
 	}

@@ -22,7 +22,7 @@ func (r *Request) AppendParamValues(dst []string, name string) (_ []string, why 
 	q := r.RawQuery
 	for q != "" {
 		// One pass over the pair finds its end, its '=' and whether it needs the
-		// slow path (';', an escape, '+' or a non-ASCII byte): cheaper in a wasm guest than a
+		// slow path (';', an escape, '+', a bracket or a non-ASCII byte): cheaper in a wasm guest than a
 		// strings.IndexByte call per question.
 		end, eq, semi, esc := len(q), -1, false, false
 	scan:
@@ -55,7 +55,8 @@ func (r *Request) AppendParamValues(dst []string, name string) (_ []string, why 
 		if !semi && !esc {
 			// Plain text: the name is name, or cannot name it in the inclusive
 			// form unless it has leading spaces or is name in another case or
-			// spelling of the same length (the general path below).
+			// spelling of the same length (the general path below; brackets
+			// of structured names take it too).
 			rawName, rawValue := pair, ""
 			if eq >= 0 {
 				rawName, rawValue = pair[:eq], pair[eq+1:]
@@ -64,7 +65,7 @@ func (r *Request) AppendParamValues(dst []string, name string) (_ []string, why 
 				dst = append(dst, rawValue)
 				continue
 			}
-			if len(rawName) != len(name) && (rawName == "" || rawName[0] != ' ') && (name == "" || name[0] != ' ') && !mayBeStructured(rawName, name) {
+			if len(rawName) != len(name) && (rawName == "" || rawName[0] != ' ') && (name == "" || name[0] != ' ') {
 				continue
 			}
 		}
