@@ -156,14 +156,18 @@ const (
 	scanEnd          // ';' in a Cookie line, '&' in a query
 	scanEq           // '='
 	scanComma        // ',' in a Cookie line, ';' in a query
-	// scanEscape: '%' or '+', '[' or ']' (a structured name, see namesStructured),
-	// in a query also a non-ASCII byte (its value is checked for UTF-8).
+	// scanEscape: '%' or '+', '[', ']' or NUL (a structured name, see
+	// namesStructured), in a query also a non-ASCII byte (its value is checked for
+	// UTF-8).
 	scanEscape
 )
 
 var cookieScan, queryScan = func() (c, q [256]uint8) {
-	c[';'], c['='], c[','], c['%'], c['+'], c['['], c[']'] = scanEnd, scanEq, scanComma, scanEscape, scanEscape, scanEscape, scanEscape
-	q['&'], q['='], q[';'], q['%'], q['+'], q['['], q[']'] = scanEnd, scanEq, scanComma, scanEscape, scanEscape, scanEscape, scanEscape
+	c[';'], c['='], c[','] = scanEnd, scanEq, scanComma
+	q['&'], q['='], q[';'] = scanEnd, scanEq, scanComma
+	for _, b := range []byte("%+[]\x00") {
+		c[b], q[b] = scanEscape, scanEscape
+	}
 	for b := 0x80; b < 0x100; b++ {
 		q[b] = scanEscape
 	}

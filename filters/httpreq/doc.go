@@ -55,7 +55,8 @@
 //     Rack and Express's qs read `user[]`, `user[0]` and `user[k]` as parameter user
 //     (an array or a map), Rack 2 also `user]`, qs and Rack 2 `[user]`; the base is
 //     what is left after leading spaces and a leading run of '[' and ']', up to the
-//     next bracket.
+//     next bracket. A decoded name holding NUL also names what precedes the NUL (PHP
+//     reads names as C strings: `user%00x` is user).
 //
 // The client address follows Envoy's xff_num_trusted_hops (see ClientAddress) and is
 // canonical: IPv4-mapped IPv6 (::ffff:a.b.c.d) is the IPv4 address, zones and ports

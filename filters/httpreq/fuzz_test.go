@@ -73,6 +73,11 @@ func lenientNames(raw string, trim bool) []string {
 	}
 	d := lenientDecode(raw)
 	names := []string{fold(d)}
+	if c, _, ok := strings.Cut(d, "\x00"); ok {
+		// PHP reads a decoded name as a C string.
+		d = c
+		names = append(names, fold(d))
+	}
 	if b, ok := structuredBase(d); ok {
 		names = append(names, b)
 	}
@@ -182,7 +187,7 @@ func FuzzCookie(f *testing.F) {
 		{"sid=abc", ""}, {`sid=x"1; sid=abc`, ""}, {"sid =abc", "a=1"}, {"SID=1", "sid=2"},
 		{"a=1, sid=2", ""}, {`sid="abc"`, ""}, {"sid= abc", ""}, {"s%69d=1", "sid=2"},
 		{"sid=a,b", ""}, {"\vsid=1", ""}, {"sid", "sid=x"}, {"sid=\"\"", ""},
-		{"sid[]=1", ""}, {"sid=1", "sid[x]=2"}, {"[sid]=1", ""}, {"s%69d%5B%5D=1", ""},
+		{"sid[]=1", ""}, {"sid=1", "sid[x]=2"}, {"[sid]=1", ""}, {"s%69d%5B%5D=1", ""}, {"sid%00x=1", "sid=2"},
 	} {
 		f.Add(s[0], s[1])
 	}
@@ -219,6 +224,7 @@ func FuzzQuery(f *testing.F) {
 		// not UTF-8.
 		"user =0", "user%20=0", "user+=0", "user%09=0", "%09user=0", " user=0", "user=a&user[]=b",
 		"user[]=a", "user%5B0%5D=a", "[user]=a", "user]=a", "user=%FF", "user=a\xff", "user=%C3%A9",
+		"user%00x=bob&user=alice", "user\x00=bob",
 	} {
 		f.Add(s)
 	}

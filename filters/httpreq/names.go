@@ -83,9 +83,16 @@ func inclusiveEq(a, b string) bool {
 // `user[0]=x` and `user[k]=x` as parameter user (an array or a map), Rack 2 also
 // `user]=x`, and qs and Rack 2 read `[user]=x` as user. The base is what is left after
 // leading spaces (PHP) and a leading run of brackets (Rack 2's name pattern), up to the
-// next bracket.
+// next bracket. PHP also reads names as C strings (php_register_variable_ex takes
+// strlen of the decoded name): `user%00x=y` is user there.
 func namesStructured(s, name string) bool {
 	t := strings.TrimLeft(s, " ")
+	if i := strings.IndexByte(t, 0); i >= 0 {
+		t = t[:i]
+		if inclusiveEq(t, name) {
+			return true
+		}
+	}
 	u := strings.TrimLeft(t, "[]")
 	if i := strings.IndexAny(u, "[]"); i >= 0 {
 		u = u[:i]
@@ -93,12 +100,6 @@ func namesStructured(s, name string) bool {
 		return false // no bracket: not structured
 	}
 	return inclusiveEq(u, name)
-}
-
-// mayBeStructured reports whether a raw name without escapes may name name as the
-// base of a structured name (namesStructured) although its length differs.
-func mayBeStructured(raw, name string) bool {
-	return raw != "" && (raw[0] == '[' || raw[0] == ']') || len(raw) > len(name) && (raw[len(name)] == '[' || raw[len(name)] == ']')
 }
 
 // namer compares raw (undecoded) names with a configured name; it keeps a decoding
@@ -113,13 +114,10 @@ func (n *namer) names(raw, name string) (match, suspicious bool) {
 		return true, false
 	}
 	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 {
-		if len(raw) != len(name) && (raw == "" || raw[0] != ' ') && (name == "" || name[0] != ' ') && !mayBeStructured(raw, name) {
-			return false, false // no leading spaces to drop nor brackets: lengths must match
+		if len(raw) != len(name) && (raw == "" || raw[0] != ' ') && (name == "" || name[0] != ' ') && !strings.ContainsAny(raw, "[]\x00") {
+			return false, false // no leading spaces to drop, brackets or NUL: lengths must match
 		}
 		return inclusiveEq(raw, name) || namesStructured(raw, name), false
-	}
-	if len(raw) > 3*len(name)+8 && !strings.ContainsAny(raw, "[]5") {
-		return false, false // cannot decode to name, even twice, nor hold a bracket
 	}
 	dec, bad := DecodeLenient(n.buf[:0], raw)
 	n.buf = dec

@@ -57,6 +57,7 @@ func TestCookie(t *testing.T) {
 		{"structured name beside the real one", []string{"sid=abc; sid[x]=def"}, httpreq.Ambiguous, ""},
 		{"encoded structured name", []string{"sid%5B0%5D=abc"}, httpreq.Ambiguous, ""},
 		{"structured other name", []string{"sids[]=1; sid=abc"}, httpreq.Present, "abc"},
+		{"name cut at an encoded NUL", []string{"sid=abc; sid%00x=def"}, httpreq.Ambiguous, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -131,6 +132,10 @@ func TestParam(t *testing.T) {
 		{"user]=bob", httpreq.Ambiguous, ""},
 		{"users[]=bob&user=alice", httpreq.Present, "alice"},
 		{"x[user]=bob&user=alice", httpreq.Present, "alice"},
+		// PHP reads names as C strings.
+		{"user%00x=bob&user=alice", httpreq.Ambiguous, ""},
+		{"user\x00=bob", httpreq.Ambiguous, ""},
+		{"x%00user=bob&user=alice", httpreq.Present, "alice"},
 		// Values that are not UTF-8: one U+FFFD for Python, Node and servlets.
 		{"user=%FF", httpreq.Ambiguous, ""},
 		{"user=alice%C0", httpreq.Ambiguous, ""},
