@@ -78,28 +78,34 @@ func inclusiveEq(a, b string) bool {
 	return true
 }
 
-// namesStructured reports whether the decoded name s names name as the base of a
-// structured name: PHP ($_GET, $_COOKIE), Rack and Express's qs read `user[]=x`,
-// `user[0]=x` and `user[k]=x` as parameter user (an array or a map), Rack 2 also
-// `user]=x`, and qs and Rack 2 read `[user]=x` as user. The base is what is left after
-// leading spaces (PHP) and a leading run of brackets (Rack 2's name pattern), up to the
-// next bracket. PHP also reads names as C strings (php_register_variable_ex takes
-// strlen of the decoded name): `user%00x=y` is user there.
-func namesStructured(s, name string) bool {
+// StructuredBase is the name a decoded query or cookie name s also names, when some
+// common parser reads it as the base of a structured name: PHP ($_GET, $_COOKIE),
+// Rack and Express's qs read `user[]=x`, `user[0]=x` and `user[k]=x` as parameter user
+// (an array or a map), Rack 2 also `user]=x`, and qs and Rack 2 read `[user]=x` as
+// user. The base is what is left after leading spaces (PHP) and a leading run of
+// brackets (Rack 2's name pattern), up to the next bracket. PHP also reads names as C
+// strings (php_register_variable_ex takes strlen of the decoded name): `user%00x=y`
+// is user there. ok is false when s is no such name (no bracket, no NUL).
+func StructuredBase(s string) (base string, ok bool) {
 	t := strings.TrimLeft(s, " ")
 	if i := strings.IndexByte(t, 0); i >= 0 {
-		t = t[:i]
-		if inclusiveEq(t, name) {
-			return true
-		}
+		t, ok = t[:i], true
 	}
 	u := strings.TrimLeft(t, "[]")
 	if i := strings.IndexAny(u, "[]"); i >= 0 {
-		u = u[:i]
-	} else if len(u) == len(t) {
-		return false // no bracket: not structured
+		return u[:i], true
 	}
-	return inclusiveEq(u, name)
+	if len(u) != len(t) {
+		return u, true
+	}
+	return t, ok
+}
+
+// namesStructured reports whether the decoded name s names name as the base of a
+// structured name (StructuredBase).
+func namesStructured(s, name string) bool {
+	base, ok := StructuredBase(s)
+	return ok && inclusiveEq(base, name)
 }
 
 // namer compares raw (undecoded) names with a configured name; it keeps a decoding
