@@ -152,16 +152,25 @@ func goCookieValue(raw string) (string, bool) {
 
 // Classes of bytes for the one-pass scans of cookie crumbs and query pairs.
 const (
-	scanPlain  = iota // nothing to note
-	scanEnd           // ';' in a Cookie line, '&' in a query
-	scanEq            // '='
-	scanComma         // ',' in a Cookie line, ';' in a query
-	scanEscape        // '%' or '+'
+	scanPlain = iota // nothing to note
+	scanEnd          // ';' in a Cookie line, '&' in a query
+	scanEq           // '='
+	scanComma        // ',' in a Cookie line, ';' in a query
+	// scanEscape: '%' or '+', '[', ']' or NUL (a structured name, see
+	// namesStructured), in a query also a non-ASCII byte (its value is checked for
+	// UTF-8).
+	scanEscape
 )
 
 var cookieScan, queryScan = func() (c, q [256]uint8) {
-	c[';'], c['='], c[','], c['%'], c['+'] = scanEnd, scanEq, scanComma, scanEscape, scanEscape
-	q['&'], q['='], q[';'], q['%'], q['+'] = scanEnd, scanEq, scanComma, scanEscape, scanEscape
+	c[';'], c['='], c[','] = scanEnd, scanEq, scanComma
+	q['&'], q['='], q[';'] = scanEnd, scanEq, scanComma
+	for _, b := range []byte("%+[]\x00") {
+		c[b], q[b] = scanEscape, scanEscape
+	}
+	for b := 0x80; b < 0x100; b++ {
+		q[b] = scanEscape
+	}
 	return c, q
 }()
 

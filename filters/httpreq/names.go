@@ -78,6 +78,36 @@ func inclusiveEq(a, b string) bool {
 	return true
 }
 
+// StructuredBase is the name a decoded query or cookie name s also names, when some
+// common parser reads it as the base of a structured name: PHP ($_GET, $_COOKIE),
+// Rack and Express's qs read `user[]=x`, `user[0]=x` and `user[k]=x` as parameter user
+// (an array or a map), Rack 2 also `user]=x`, and qs and Rack 2 read `[user]=x` as
+// user. The base is what is left after leading spaces (PHP) and a leading run of
+// brackets (Rack 2's name pattern), up to the next bracket. PHP also reads names as C
+// strings (php_register_variable_ex takes strlen of the decoded name): `user%00x=y`
+// is user there. ok is false when s is no such name (no bracket, no NUL).
+func StructuredBase(s string) (base string, ok bool) {
+	t := strings.TrimLeft(s, " ")
+	if i := strings.IndexByte(t, 0); i >= 0 {
+		t, ok = t[:i], true
+	}
+	u := strings.TrimLeft(t, "[]")
+	if i := strings.IndexAny(u, "[]"); i >= 0 {
+		return u[:i], true
+	}
+	if len(u) != len(t) {
+		return u, true
+	}
+	return t, ok
+}
+
+// namesStructured reports whether the decoded name s names name as the base of a
+// structured name (StructuredBase).
+func namesStructured(s, name string) bool {
+	base, ok := StructuredBase(s)
+	return ok && inclusiveEq(base, name)
+}
+
 // namer compares raw (undecoded) names with a configured name; it keeps a decoding
 // buffer so that comparisons allocate nothing once warm.
 type namer struct{ buf []byte }
@@ -90,22 +120,19 @@ func (n *namer) names(raw, name string) (match, suspicious bool) {
 		return true, false
 	}
 	if strings.IndexByte(raw, '%') < 0 && strings.IndexByte(raw, '+') < 0 {
-		if len(raw) != len(name) && (raw == "" || raw[0] != ' ') && (name == "" || name[0] != ' ') {
-			return false, false // no leading spaces to drop: lengths must match
+		if len(raw) != len(name) && (raw == "" || raw[0] != ' ') && (name == "" || name[0] != ' ') && !strings.ContainsAny(raw, "[]\x00") {
+			return false, false // no leading spaces to drop, brackets or NUL: lengths must match
 		}
-		return inclusiveEq(raw, name), false
-	}
-	if len(raw) > 3*len(name)+8 {
-		return false, false // cannot decode to name, even twice
+		return inclusiveEq(raw, name) || namesStructured(raw, name), false
 	}
 	dec, bad := DecodeLenient(n.buf[:0], raw)
 	n.buf = dec
-	if inclusiveEq(string(dec), name) {
+	if inclusiveEq(string(dec), name) || namesStructured(string(dec), name) {
 		return true, bad
 	}
 	if strings.IndexByte(string(dec), '%') >= 0 {
 		dec2, _ := DecodeLenient(nil, string(dec))
-		if inclusiveEq(string(dec2), name) {
+		if inclusiveEq(string(dec2), name) || namesStructured(string(dec2), name) {
 			return true, true
 		}
 	}

@@ -22,7 +22,8 @@ import (
 //     "_", "~") are decoded, so `%61dmin` is `admin` and `%2e%2e` is a dot segment;
 //   - other escapes are kept, with upper-case hex digits; bytes outside RFC 3986's
 //     pchar (space, '"', '<', '{', non-ASCII, ...) are percent-encoded, as Envoy's
-//     URL canonicalizer does;
+//     URL canonicalizer does, and so are '[' and ']', which it passes raw (Go's
+//     net/http serves "/a[b" and "/a%5Bb" as one resource: one canonical form);
 //   - dot segments are removed (RFC 3986 §5.2.4) and empty segments dropped (runs of
 //     '/' merged: Envoy's merge_slashes, Go's net/http path cleaning); a trailing '/'
 //     (also the one a final "." or ".." segment leaves) is kept.

@@ -33,6 +33,9 @@ var canonCases = []struct {
 	{"canonical sub-delims", "/a!$&'()*+,=:@~-_.b", "/a!$&'()*+,=:@~-_.b", 0},
 	{"double slash leading", "//admin/users", "/admin/users", 0},
 	{"triple slash", "///admin", "/admin", 0},
+	{"slashes only", "//", "/", 0},
+	{"slashes only, three", "///", "/", 0},
+	{"slashes and dot only", "/.//", "/", 0},
 	{"double slash inside", "/admin//users", "/admin/users", 0},
 	{"double slash trailing", "/admin//", "/admin/", 0},
 	{"dot segment", "/./admin", "/admin", 0},
@@ -59,6 +62,8 @@ var canonCases = []struct {
 	{"encoded non-ASCII kept", "/caf%c3%a9", "/caf%C3%A9", 0},
 	{"raw non-ASCII encoded", "/caf\xc3\xa9", "/caf%C3%A9", 0},
 	{"raw brace encoded", "/a{b}", "/a%7Bb%7D", 0},
+	{"raw brackets encoded", "/a[b]", "/a%5Bb%5D", 0},
+	{"encoded brackets kept", "/a%5bb%5D", "/a%5Bb%5D", 0},
 	{"percent escape kept", "/100%25", "/100%25", 0},
 	{"escaped slash", "/admin%2Fusers", "/admin%2Fusers", slash},
 	{"escaped slash lower", "/admin%2fusers", "/admin%2Fusers", slash},
@@ -260,7 +265,20 @@ func checkPath(t *testing.T, raw string) {
 			require.Equal(t, envoypath.Continue, strictAct, raw)
 			// Legacy normalize_path keeps the case of the escapes it keeps; the
 			// canonical form writes them upper-case (RFC 3986 6.2.2.1).
-			require.Equal(t, c, upperEscapes(strictPath), "canonical form = Envoy normalize_path + merge_slashes for %q", raw)
+			// Chromium's canonicalizer (Envoy's normalize_path) passes '[' and ']'
+			// raw; the canonical form encodes them, as every byte outside RFC 3986's
+			// pchar, so that "/a[b" and "/a%5Bb", which Go's net/http and other
+			// decoding upstreams serve as one resource, have one form.
+			want := strings.NewReplacer("[", "%5B", "]", "%5D").Replace(upperEscapes(strictPath))
+			if strings.Trim(want, "/") == "" {
+				// Envoy's merge_slashes (PathTransformer::mergeSlashes) keeps a leading
+				// and a trailing '/' around the joined segments, so a path of slashes
+				// only ("//", "/.//") stays "//"; the upstream serves "/" for it (Go's
+				// net/http cleans it to "/" and redirects there, Tomcat normalizes it
+				// to "/"), which is the canonical form.
+				want = "/"
+			}
+			require.Equal(t, c, want, "canonical form = Envoy normalize_path + merge_slashes for %q", raw)
 		}
 		var views []string
 		for _, r := range readings {

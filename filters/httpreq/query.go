@@ -3,6 +3,7 @@ package httpreq
 import (
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // Param reads the query parameter name (decoded).
@@ -21,7 +22,7 @@ func (r *Request) AppendParamValues(dst []string, name string) (_ []string, why 
 	q := r.RawQuery
 	for q != "" {
 		// One pass over the pair finds its end, its '=' and whether it needs the
-		// slow path (';', an escape or '+'): cheaper in a wasm guest than a
+		// slow path (';', an escape, '+', a bracket or a non-ASCII byte): cheaper in a wasm guest than a
 		// strings.IndexByte call per question.
 		end, eq, semi, esc := len(q), -1, false, false
 	scan:
@@ -54,7 +55,8 @@ func (r *Request) AppendParamValues(dst []string, name string) (_ []string, why 
 		if !semi && !esc {
 			// Plain text: the name is name, or cannot name it in the inclusive
 			// form unless it has leading spaces or is name in another case or
-			// spelling of the same length (the general path below).
+			// spelling of the same length (the general path below; brackets
+			// of structured names take it too).
 			rawName, rawValue := pair, ""
 			if eq >= 0 {
 				rawName, rawValue = pair[:eq], pair[eq+1:]
@@ -97,6 +99,15 @@ func (r *Request) AppendParamValues(dst []string, name string) (_ []string, why 
 		if err != nil {
 			if why == "" {
 				why = "query parameter " + name + " with an invalid escape in its value"
+			}
+			continue
+		}
+		if !utf8.ValidString(v) {
+			// Go keeps the bytes; Python's parse_qs, Node's URLSearchParams and
+			// servlet containers decode UTF-8 with U+FFFD for what is not, so
+			// `x%FF` and `x%FE` are one value to them and two to Go.
+			if why == "" {
+				why = "query parameter " + name + " whose value is not UTF-8"
 			}
 			continue
 		}

@@ -52,6 +52,12 @@ func TestCookie(t *testing.T) {
 		{"after comma", []string{"a=1, sid=abc"}, httpreq.Ambiguous, ""},
 		{"comma in value is Go's value", []string{"sid=a,b"}, httpreq.Present, "a,b"},
 		{"PHP dot is another name", []string{"s.id=1; sid=abc"}, httpreq.Present, "abc"},
+		// PHP's $_COOKIE reads structured names as sid (an array).
+		{"structured name", []string{"sid[]=abc"}, httpreq.Ambiguous, ""},
+		{"structured name beside the real one", []string{"sid=abc; sid[x]=def"}, httpreq.Ambiguous, ""},
+		{"encoded structured name", []string{"sid%5B0%5D=abc"}, httpreq.Ambiguous, ""},
+		{"structured other name", []string{"sids[]=1; sid=abc"}, httpreq.Present, "abc"},
+		{"name cut at an encoded NUL", []string{"sid=abc; sid%00x=def"}, httpreq.Ambiguous, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -104,6 +110,39 @@ func TestParam(t *testing.T) {
 		{"+user=bob&user=alice", httpreq.Ambiguous, ""},
 		{"user%zz=bob", httpreq.Absent, ""},
 		{"us%zer=1", httpreq.Absent, ""},
+		// Spaces around a name: no common parser trims the trailing ones (Go,
+		// Python, Node, Rack, servlets keep "user "; PHP reads "user_"), PHP drops
+		// leading spaces only.
+		{"user =bob&user=alice", httpreq.Present, "alice"},
+		{"user%20=bob&user=alice", httpreq.Present, "alice"},
+		{"user+=bob&user=alice", httpreq.Present, "alice"},
+		{"user%09=bob&user=alice", httpreq.Present, "alice"},
+		{"%09user=bob&user=alice", httpreq.Present, "alice"},
+		{"user%0A=bob", httpreq.Absent, ""},
+		{"%20user=bob&user=alice", httpreq.Ambiguous, ""},
+		{" user=bob", httpreq.Ambiguous, ""},
+		// Structured names: PHP, Rack and Express's qs read them as user.
+		{"user[]=bob", httpreq.Ambiguous, ""},
+		{"user=alice&user[]=bob", httpreq.Ambiguous, ""},
+		{"user[0]=bob&user=alice", httpreq.Ambiguous, ""},
+		{"user[name]=bob", httpreq.Ambiguous, ""},
+		{"user%5B%5D=bob", httpreq.Ambiguous, ""},
+		{"User[]=bob", httpreq.Ambiguous, ""},
+		{"[user]=bob", httpreq.Ambiguous, ""},
+		{"user]=bob", httpreq.Ambiguous, ""},
+		{"users[]=bob&user=alice", httpreq.Present, "alice"},
+		{"x[user]=bob&user=alice", httpreq.Present, "alice"},
+		// PHP reads names as C strings.
+		{"user%00x=bob&user=alice", httpreq.Ambiguous, ""},
+		{"user\x00=bob", httpreq.Ambiguous, ""},
+		{"x%00user=bob&user=alice", httpreq.Present, "alice"},
+		// Values that are not UTF-8: one U+FFFD for Python, Node and servlets.
+		{"user=%FF", httpreq.Ambiguous, ""},
+		{"user=alice%C0", httpreq.Ambiguous, ""},
+		{"user=alice\xff", httpreq.Ambiguous, ""},
+		{"user=caf%C3%A9", httpreq.Present, "caf\u00e9"},
+		{"user=caf\xc3\xa9", httpreq.Present, "caf\u00e9"},
+		{"other=%FF&user=alice", httpreq.Present, "alice"},
 	}
 	for _, c := range cases {
 		t.Run(c.query, func(t *testing.T) {

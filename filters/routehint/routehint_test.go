@@ -183,6 +183,13 @@ func decisionTable() []tableCase {
 		{name: "query bare percent, not_equal", cfg: cond(c("query", "group", "not_equal", "beta")), path: "/x?group=%&group=dev", want: none},
 		{name: "query other case, not_equal", cfg: cond(c("query", "group", "not_equal", "beta")), path: "/x?Group=beta", want: none},
 		{name: "query double-encoded name, not_exists", cfg: cond(c("query", "group", "not_exists", "")), path: "/x?%2567roup=beta", want: none},
+		{name: "query structured name beside the real one", cfg: cond(c("query", "group", "equal", "beta")), path: "/x?group=beta&group[]=x", want: none},
+		{name: "query structured name, not_exists", cfg: cond(c("query", "group", "not_exists", "")), path: "/x?group%5Bk%5D=beta", want: none},
+		{name: "query bracketed name, not_equal", cfg: cond(c("query", "group", "not_equal", "beta")), path: "/x?[group]=beta", want: none},
+		{name: "query leading space, not_exists", cfg: cond(c("query", "group", "not_exists", "")), path: "/x?%20group=beta", want: none},
+		{name: "query value not UTF-8, not_equal", cfg: cond(c("query", "group", "not_equal", "beta")), path: "/x?group=beta%FF", want: none},
+		{name: "query trailing space is another name", cfg: cond(c("query", "group", "equal", "beta")), path: "/x?group%20=x&group+=y&group=beta", want: canary, targets: []string{"canary"}},
+		{name: "query trailing space alone, not_exists", cfg: cond(c("query", "group", "not_exists", "")), path: "/x?group%09=beta", want: canary, targets: []string{"canary"}},
 		{name: "header underscore spelling, not_equal", cfg: cond(c("header", "x-env", "not_equal", "prod")), headers: h("x_env", "prod"), want: none},
 
 		// AND/OR groups.

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"net/url"
 	"strings"
 	"time"
@@ -373,7 +374,7 @@ func canonName(s string) string {
 func needsWork(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c == '%' || c == '+' || c == '.' || c == '[' || c == ' ' || 'A' <= c && c <= 'Z' {
+		if c == '%' || c == '+' || c == '.' || c == '[' || c == ']' || c == 0 || c == ' ' || 'A' <= c && c <= 'Z' {
 			return true
 		}
 	}
@@ -381,18 +382,36 @@ func needsWork(s string) bool {
 }
 
 // lookupName finds the location (among locs) a raw parameter or cookie name denotes.
-// suspicious reports an invalid escape or a name that matches only after a second
-// decoding.
+// suspicious reports an invalid escape, a name that matches only after a second
+// decoding, or one that names it only as the base of a structured name (`key[]`,
+// `[key]`, `key%00x`: httpreq.StructuredBase).
 func (e *Engine) lookupName(x *Extracted, raw string, locs []int32) (loc int32, suspicious bool) {
 	ex := e.ex
 	if len(raw) > 3*ex.maxName+8 {
-		return -1, false // cannot decode to any configured name
+		// Cannot decode to any configured name; the base of a structured name
+		// lies within the first 3*maxName+8 bytes if it is one.
+		dec, _ := httpreq.DecodeLenient(x.nameBuf[:0], raw[:3*ex.maxName+8])
+		x.nameBuf = dec
+		if base, ok := httpreq.StructuredBase(string(dec)); ok && len(base) < len(dec) {
+			if l := ex.find(locs, canonName(base)); l >= 0 {
+				return l, true
+			}
+		}
+		return -1, false
 	}
 	name := raw
 	if needsWork(raw) {
 		var dec []byte
 		dec, suspicious = httpreq.DecodeLenient(x.nameBuf[:0], raw)
 		n := len(dec)
+		if bytes.ContainsAny(dec, "[]\x00") {
+			if base, ok := httpreq.StructuredBase(string(dec)); ok {
+				if l := ex.find(locs, canonName(base)); l >= 0 {
+					x.nameBuf = dec
+					return l, true
+				}
+			}
+		}
 		dec = httpreq.AppendInclusive(dec, string(dec)) // canonical form appended after the decoded bytes
 		name = string(dec[n:])
 		x.nameBuf = dec

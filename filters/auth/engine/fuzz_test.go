@@ -17,13 +17,30 @@ func canon(name string) string {
 	return strings.NewReplacer(" ", "_", ".", "_", "[", "_").Replace(name)
 }
 
+// structuredBase is the parameter PHP, Rack and Express's qs fill from a decoded
+// name: up to a NUL (PHP's C strings), then, if it has brackets, what lies between a
+// leading run of '[' and ']' (Rack 2, qs) and the next bracket (`api_key[]`,
+// `[api_key]`).
+func structuredBase(name string) string {
+	name, _, _ = strings.Cut(strings.TrimLeft(name, " "), "\x00")
+	if !strings.ContainsAny(name, "[]") {
+		return name
+	}
+	name = strings.TrimLeft(name, "[]")
+	if i := strings.IndexAny(name, "[]"); i >= 0 {
+		name = name[:i]
+	}
+	return name
+}
+
 // FuzzReadQuery: whatever the query, a request auth lets through on /v1 (api_keys and
 // corp, allow_missing, forward false) never carries a parameter that Go's net/url, a
 // ';'-splitting parser or a case-folding one reads as api_key, or as hs's
 // access_token (a credential this rule does not read).
 func FuzzReadQuery(f *testing.F) {
 	for _, q := range []string{"api_key=x", "api%5Fkey=x", "API_KEY=x", "a=1;api_key=x", "api_key=" + enginetest.APIKey,
-		"api.key=x", "api+key=x", "access%5ftoken=x", "api%255Fkey=x", "x=%zz&api_key=" + enginetest.APIKey, "b=1&&c"} {
+		"api.key=x", "api+key=x", "access%5ftoken=x", "api%255Fkey=x", "x=%zz&api_key=" + enginetest.APIKey, "b=1&&c",
+		"api_key[]=x", "[access_token]=x", "api_key%00x=x", "API%5Fkey%5B0%5D=x"} {
 		f.Add(q)
 	}
 	e := newEngine(f, nil)
@@ -53,6 +70,9 @@ func FuzzReadQuery(f *testing.F) {
 					}
 					if c := canon(dec); c == "api_key" || c == "access_token" {
 						t.Fatalf("%q: upstream query %q still holds %q", path, up, piece)
+					}
+					if c := canon(structuredBase(dec)); c == "api_key" || c == "access_token" {
+						t.Fatalf("%q: upstream query %q still holds %q (a structured name)", path, up, piece)
 					}
 				}
 			}

@@ -222,6 +222,15 @@ func SmugglingCases() []Case {
 		{Name: "param repeated other spelling", Path: "/v1/x?api_key=" + APIKey + "&Api%5Fkey=" + APIKey, Kind: engine.Deny, Status: 401, Reason: engine.ReasonAmbiguousCredential},
 		{Name: "param value percent-encoded ok", Path: "/v1/x?a=1&api_key=" + enc + "&b=2", Kind: engine.Allow, Set: apiOK, NewPath: "/v1/x?a=1&b=2"},
 		{Name: "param other spelling stripped", Path: "/v1/x?API%5FKey=" + APIKey + "&b=2", Kind: engine.Allow, Set: apiOK, NewPath: "/v1/x?b=2"},
+		// Structured names: PHP, Rails/Rack and Express read them as api_key; PHP reads
+		// a name up to a NUL.
+		{Name: "param structured name", Path: "/v1/x?api_key[]=forged", Kind: engine.Deny, Status: 401, Reason: engine.ReasonAmbiguousCredential},
+		{Name: "param structured name beside a good key", Path: "/v1/x?api_key=" + APIKey + "&api_key[]=forged", Kind: engine.Deny, Status: 401, Reason: engine.ReasonAmbiguousCredential},
+		{Name: "param encoded structured name", Path: "/v1/x?API%5Fkey%5Bx%5D=forged", Kind: engine.Deny, Status: 401, Reason: engine.ReasonAmbiguousCredential},
+		{Name: "param bracketed name", Path: "/v1/x?[api_key]=forged", Kind: engine.Deny, Status: 401, Reason: engine.ReasonAmbiguousCredential},
+		{Name: "param name cut at NUL", Path: "/v1/x?api_key%00x=forged", Kind: engine.Deny, Status: 401, Reason: engine.ReasonAmbiguousCredential},
+		{Name: "param long structured name", Path: "/v1/x?api_key[" + strings.Repeat("x", 200) + "]=forged", Kind: engine.Deny, Status: 401, Reason: engine.ReasonAmbiguousCredential},
+		{Name: "param structured other name", Path: "/v1/x?api_keys[]=x&x[api_key]=y", Kind: engine.Allow, Set: map[string]string{}},
 		{Name: "jwt param %5F", Path: "/hs?access%5Ftoken=" + hsForged, Kind: engine.Deny, Status: 401, Reason: engine.ReasonBadSignature},
 		{Name: "jwt param of another route", Path: "/v1/x?access%5Ftoken=" + hsForged, Kind: engine.Deny, Status: 401, Reason: engine.ReasonUnexpectedCredential, WWWAuth: bearerCh},
 		// 2. Every Cookie line.
@@ -259,6 +268,7 @@ func SmugglingCases() []Case {
 		claimRow("array element empty", map[string]string{"x-groups": ""}, "groups", []any{"a", ""}),
 		claimRow("array of numbers and bools", map[string]string{"x-groups": "1,true,b c"}, "groups", []any{1, true, "b c"}),
 		// Public routes verify nothing and pass no credential the configuration knows.
+		{Name: "public strips structured credential names", Path: "/healthz?x=1&api_key[]=forged&[access_token]=forged", Kind: engine.Allow, Set: map[string]string{}, NewPath: "/healthz?x=1"},
 		{Name: "public strips every credential", Path: "/healthz?x=1&api%5Fkey=forged&access_token=forged", Headers: map[string]string{"x-api-key": "forged"},
 			Lines: [][2]string{{"cookie", "a=1; jwt=forged"}, {"x_api_key", "forged"}, {"authorization", "Bearer forged"}, {"authorization", "Basic forged"}},
 			Kind:  engine.Allow, Set: map[string]string{}, Remove: []string{"x-api-key", "x_api_key", "authorization"}, NewPath: "/healthz?x=1"},

@@ -146,6 +146,31 @@ var Cases = []Case{
 			refused(get("/x?user%2520id=bob2")),
 			ok(get("/x?userid=bob")), ok(get("/x?userid=bob")), // no such parameter: allowed (default missing_key)
 		}},
+	{Name: "query parameter: spaces around the name, structured names, values not UTF-8", Config: `{"rules":[{"name":"r","descriptors":[{"key":"u","query_param":"user"}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			ok(get("/login?user=alice")),
+			// "user " is another parameter for Go, Python, Node, Rack and servlets
+			// ("user_" for PHP): the key is alice, as the upstream reads it.
+			limited(get("/login?user=alice&user%20=bob")),
+			limited(get("/login?user+=bob&user=alice")),
+			limited(get("/login?user%09=bob&user=alice")),
+			limited(get("/login?%09user=bob&user=alice")),
+			ok(get("/login?user%20=alice")), // no user for Go either: default missing_key
+			// PHP drops leading spaces: " user" is user there.
+			refused(get("/login?%20user=bob&user=alice")),
+			// PHP, Rack and Express's qs read structured names as user.
+			refused(get("/login?user[]=bob")),
+			refused(get("/login?user=alice&user[]=bob")),
+			refused(get("/login?user%5B0%5D=bob")),
+			refused(get("/login?User[name]=bob")),
+			refused(get("/login?[user]=bob")),
+			refused(get("/login?user=alice&user%00x=bob")), // PHP reads names as C strings
+			// Not UTF-8: one U+FFFD value for Python, Node and servlets, many keys for Go.
+			refused(get("/login?user=alice%FF")),
+			refused(get("/login?user=alice%C0%80")),
+			ok(get("/login?user=caf%C3%A9")),
+			limited(get("/login?user=caf%c3%a9")),
+		}},
 	{Name: "client address from the connection", Config: `{"rules":[{"name":"ip","descriptors":[{"key":"remote_address","client_address":true}],"limit":{"requests":1,"unit":"hour"},"missing_key":"deny"}]}`,
 		Steps: []Step{
 			ok(from("10.0.0.1:1000", get("/"))),
