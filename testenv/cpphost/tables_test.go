@@ -14,6 +14,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	authconfig "github.com/meshplug/meshplug/filters/auth/config"
+	"github.com/meshplug/meshplug/filters/auth/engine"
+	"github.com/meshplug/meshplug/filters/auth/engine/enginetest"
+	"github.com/meshplug/meshplug/filters/auth/jwt"
+	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
 	"github.com/meshplug/meshplug/filters/routehint/routehinttest"
 )
 
@@ -110,4 +115,153 @@ func hintsOf(h [][2]string) map[string]string {
 		}
 	}
 	return out
+}
+
+// TestAuthDecisionTable: auth's decision table (enginetest.DecideCases, the rows
+// filters/auth's TestDecisionTable replays through auth.wasm on testenv: every rule
+// kind, method and rejection reason, and the credential-smuggling classes), each
+// request also carrying a client's copy of every identity header in three spellings.
+// Rows that need a callout are left to TestAuthJWT and TestCallouts (as on testenv);
+// the remote provider's key set is answered so the module starts as it does there.
+func TestAuthDecisionTable(t *testing.T) {
+	cfgJSON, err := json.Marshal(enginetest.Config())
+	require.NoError(t, err)
+	cfg, err := authconfig.Parse(cfgJSON)
+	require.NoError(t, err)
+	var rows []enginetest.Case
+	steps := []Step{{WaitMetric: &MetricAtLeast{Name: "meshplug.auth.jwks.fetch_success", AtLeast: 1}}}
+	for _, c := range enginetest.DecideCases() {
+		if c.Kind == engine.FetchJWKS || c.Kind == engine.CallExtAuthz {
+			continue
+		}
+		hdrs := c.HeaderLines()
+		for _, name := range cfg.IdentityHeaders {
+			hdrs = append(hdrs, [2]string{name, "spoofed"}, [2]string{strings.ReplaceAll(name, "-", "_"), "spoofed"},
+				[2]string{strings.ToUpper(strings.ReplaceAll(name, "-", "_")), "spoofed"})
+		}
+		st := get(c.Path, hdrs...)
+		st.Request.Method = c.Method
+		rows = append(rows, c)
+		steps = append(steps, st)
+	}
+	require.Greater(t, len(rows), 40, "table rows")
+	for _, p := range modules(t, "auth") {
+		t.Run(moduleName(p), func(t *testing.T) {
+			p.Config = string(cfgJSON)
+			sc := Scenario{
+				Plugins:     []Plugin{p},
+				StartUnixNS: enginetest.Now.UnixNano(),
+				Callouts: map[string]CalloutAnswer{"remote": {Status: 200,
+					Headers: [][2]string{{"content-type", "application/json"}}, Body: jwttest.JWKS(enginetest.ES)}},
+				Steps: steps,
+			}
+			want := RunTestenv(t, sc)
+			require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+			require.Len(t, want.Results, len(rows))
+			// The scenario does what the table says (on testenv; the hosts are
+			// compared with it below).
+			for i, c := range rows {
+				r := want.Results[i]
+				switch c.Kind {
+				case engine.Allow:
+					if assert.NotNil(t, r.Upstream, "%s: allowed, got %d %s", c.Name, r.Status, r.Details) {
+						for _, kv := range r.Upstream.Headers {
+							assert.NotEqual(t, "spoofed", kv[1], "%s: client's %s upstream", c.Name, kv[0])
+						}
+						for name, v := range c.Set {
+							assert.Contains(t, r.Upstream.Headers, [2]string{name, v}, "%s: identity header", c.Name)
+						}
+					}
+				case engine.Deny:
+					assert.Nil(t, r.Upstream, "%s: denied", c.Name)
+					assert.Equal(t, c.Status, r.Status, c.Name)
+					assert.Equal(t, "meshplug_auth_"+string(c.Reason), r.Details, c.Name)
+				}
+			}
+			differential(t, sc)
+		})
+	}
+}
+
+// The auth README's example (a JWT provider with a remote key set, API keys, a public
+// prefix, an admin rule with required claims, JWT or API key elsewhere) with the rows
+// of its responses table, per-filter module and bundle.
+func TestAuthReadmeExample(t *testing.T) {
+	es := jwttest.New(jwt.ES256, "k1")
+	cfg := `{
+  "providers": {
+    "corp": {
+      "issuer": "https://idp.example.com", "audiences": ["orders"], "algorithms": ["RS256", "ES256"],
+      "remote_jwks": {"http_uri": {"uri": "https://idp.example.com/.well-known/jwks.json", "cluster": "outbound|443||idp.example.com", "timeout": "2s"}},
+      "claim_to_headers": [{"claim": "sub", "header": "x-user-id"}]
+    }
+  },
+  "api_keys": {"keys": [{"consumer": "ci-bot", "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}]},
+  "rules": [
+    {"match": {"prefix": "/healthz"}, "public": true},
+    {"match": {"path": "/admin", "methods": ["POST"]}, "requires": ["corp"], "required_claims": {"scope": "admin"}},
+    {"match": {"prefix": "/"}, "requires": ["corp", "api_keys"]}
+  ]
+}`
+	now := DefaultStart.Unix()
+	sign := func(kv ...any) string {
+		c := map[string]any{"iss": "https://idp.example.com", "aud": "orders", "sub": "alice", "iat": now - 10, "exp": now + 600}
+		for i := 0; i < len(kv); i += 2 {
+			c[kv[i].(string)] = kv[i+1]
+		}
+		return es.Sign(c)
+	}
+	bearer := func(tok string) [2]string { return [2]string{"authorization", "Bearer " + tok} }
+	key := [2]string{"x-api-key", "test"}
+	post := func(path string, h ...[2]string) Step {
+		s := get(path, h...)
+		s.Request.Method = "POST"
+		return s
+	}
+	grpc := [2]string{"content-type", "application/grpc"}
+	steps := []Step{
+		{WaitMetric: &MetricAtLeast{Name: "meshplug.auth.jwks.fetch_success", AtLeast: 1}},
+		get("/healthz", key, [2]string{"x-consumer", "spoofed"}), // public: credentials and identity stripped
+		get("/orders"),                      // no credential: 401, Bearer and ApiKey challenges
+		get("/orders", key),                 // API key
+		get("/orders", bearer(sign())),      // JWT
+		get("/orders", bearer(sign()), key), // both verify
+		get("/orders", bearer(sign()), [2]string{"x-api-key", "wrong"}),  // a bad key beside a good token
+		get("/orders", bearer(sign("exp", now-100))),                     // expired
+		get("/orders", bearer(sign("iss", "https://other"))),             // another issuer
+		get("/orders", key, key),                                         // given twice
+		get("/orders?api_key=test"),                                      // not a source of this configuration: no credential
+		post("/admin", key),                                              // the rule reads no API key
+		post("/admin", bearer(sign())),                                   // 403 insufficient_scope
+		post("/admin", bearer(sign("scope", "admin"))),                   // allowed
+		get("/admin", key),                                               // GET: the catch-all rule
+		get("/admin%2Fx", key),                                           // ambiguous path: 400
+		{Request: &Request{Path: "/orders", Headers: [][2]string{grpc}}}, // gRPC: grpc-status 16
+		{Request: &Request{Method: "POST", Path: "/admin", Headers: [][2]string{grpc, bearer(sign())}}}, // grpc-status 7
+	}
+	wantStatus := []int{200, 401, 200, 200, 200, 401, 401, 401, 401, 401, 401, 403, 200, 200, 400, 200, 200}
+	for _, p := range modules(t, "auth") {
+		t.Run(moduleName(p), func(t *testing.T) {
+			p.Config = cfg
+			sc := Scenario{
+				Plugins: []Plugin{p},
+				Callouts: map[string]CalloutAnswer{"outbound|443||idp.example.com": {Status: 200,
+					Headers: [][2]string{{"content-type", "application/json"}}, Body: jwttest.JWKS(es)}},
+				Steps: steps,
+			}
+			want := RunTestenv(t, sc)
+			require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+			var got []int
+			for _, r := range want.Results {
+				got = append(got, r.Status)
+			}
+			assert.Equal(t, wantStatus, got, "statuses on testenv")
+			for i, code := range map[int]int{15: 16, 16: 7} {
+				if assert.NotNil(t, want.Results[i].GrpcStatus, "request %d: grpc-status", i) {
+					assert.Equal(t, code, *want.Results[i].GrpcStatus, "request %d: grpc-status", i)
+				}
+			}
+			differential(t, sc)
+		})
+	}
 }
