@@ -265,3 +265,76 @@ func TestAuthReadmeExample(t *testing.T) {
 		})
 	}
 }
+
+// The fault README's percentage examples: half a percent of DELETE /items/… on the
+// reviews cluster aborted with 503 (at most 50 at a time), and every tenth call of
+// pkg.Inventory aborted with gRPC UNAVAILABLE and a retry hint. The draws come from the
+// module's own generator; `random_seed` (the README's "for tests only" field) makes both
+// hosts draw the same sequence, so each request's fate is compared, not only the share.
+func TestFaultPercentages(t *testing.T) {
+	reviews := map[string]string{"xds.cluster_name": "reviews"}
+	req := func(method, path string, props map[string]string, h ...[2]string) Step {
+		s := get(path, h...)
+		s.Request.Method = method
+		s.Request.Properties = props
+		return s
+	}
+	grpc := [2]string{"content-type", "application/grpc"}
+	var inventory []Step
+	for range 100 {
+		inventory = append(inventory, req("POST", "/pkg.Inventory/Get", nil, grpc))
+	}
+	for _, tc := range []struct {
+		name  string
+		cfg   string
+		steps []Step
+		check func(t *testing.T, o Outcome)
+	}{
+		{name: "delete-items", cfg: `{"random_seed": 7, "max_active_faults": 50, "faults": [{
+  "upstream_cluster": "reviews",
+  "headers": [{"name": ":method", "exact_match": "DELETE"},
+              {"name": ":path", "safe_regex_match": {"regex": "/items/[0-9]+"}}],
+  "abort": {"http_status": 503, "percentage": {"numerator": 50, "denominator": "TEN_THOUSAND"}}
+}]}`, steps: []Step{
+			{Request: req("DELETE", "/items/42", reviews).Request, Repeat: 2000},
+			{Request: req("GET", "/items/42", reviews).Request, Repeat: 200},
+			{Request: req("DELETE", "/items/42/x", reviews).Request, Repeat: 200},
+			{Request: req("DELETE", "/items/42", map[string]string{"xds.cluster_name": "ratings"}).Request, Repeat: 200},
+		}, check: func(t *testing.T, o Outcome) {
+			aborted := o.Results[0].Repeat.Statuses["503"]
+			assert.Positive(t, aborted, "some of 2000 aborted")
+			assert.Less(t, aborted, 40, "about 0.5%% of 2000 aborted")
+			for i := 1; i < 4; i++ {
+				assert.Equal(t, map[string]int{"200": 200}, o.Results[i].Repeat.Statuses, "step %d: not targeted", i)
+			}
+		}},
+		{name: "grpc-inventory", cfg: `{"random_seed": 7, "faults": [{
+  "headers": [{"name": ":path", "prefix_match": "/pkg.Inventory/"}],
+  "abort": {"grpc_status": 14, "percentage": {"numerator": 10},
+            "response_headers": [{"name": "retry-after", "value": "1"}]}
+}]}`, steps: append(inventory, req("POST", "/pkg.Other/Get", nil, grpc)), check: func(t *testing.T, o Outcome) {
+			aborted := 0
+			for _, r := range o.Results[:100] {
+				if r.GrpcStatus != nil && *r.GrpcStatus == 14 {
+					aborted++
+					assert.Nil(t, r.Upstream)
+					assert.Contains(t, r.Headers, [2]string{"retry-after", "1"})
+				}
+			}
+			assert.Positive(t, aborted, "some of 100 calls aborted")
+			assert.Less(t, aborted, 30, "about 10%% of 100 calls aborted")
+			assert.NotNil(t, o.Results[100].Upstream, "another service is not targeted")
+		}},
+	} {
+		for _, p := range modules(t, "fault") {
+			t.Run(tc.name+"/"+moduleName(p), func(t *testing.T) {
+				p.Config = tc.cfg
+				sc := Scenario{Plugins: []Plugin{p}, Steps: tc.steps}
+				want := RunTestenv(t, sc)
+				require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+				tc.check(t, want)
+				differential(t, sc)
+			})
+		}
+	}
+}
