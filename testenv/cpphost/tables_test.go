@@ -338,3 +338,33 @@ func TestFaultPercentages(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedAtStart: a configuration the plugin refuses at start is stopped by the
+// configuration canary (cpp-host's createWasm → WasmHandleBase::canary; testenv.New's
+// Host.canary) before any worker's VM starts, on every host as at Reconfigure
+// (TestReconfigure): testenv's error names the canary (worker -1), cpp-host's
+// createWasm fails and no worker gets the plugin.
+func TestRefusedAtStart(t *testing.T) {
+	wasm := BuildGuest(t, "../conformance/guest")
+	sc := Scenario{
+		Plugins: []Plugin{{Name: "conformance", RootID: "conformance_root", VMID: "conf", Wasm: wasm,
+			Config: `{"fail_configure": true}`}},
+		Steps: []Step{get("/")},
+	}
+	want := RunTestenv(t, sc)
+	require.Len(t, want.Loads, 1)
+	assert.False(t, want.Loads[0].Loaded, "testenv refuses it")
+	assert.Contains(t, want.Loads[0].Errors, "configuration canary")
+	assert.Contains(t, want.Loads[0].Errors, "worker -1")
+	for _, host := range []string{Host52a0291, Host3930b7b} {
+		t.Run(host, func(t *testing.T) {
+			got := RunCppHost(t, host, sc)
+			require.Len(t, got.Loads, 1)
+			assert.False(t, got.Loads[0].Loaded, "createWasm fails: %+v", got.Loads[0])
+			assert.False(t, got.Loads[0].Started, "no worker started it: %+v", got.Loads[0])
+			// Not compared further: Envoy rejects such a filter configuration (no
+			// listener serves with it), while the driver goes on serving the chain
+			// without the plugin and testenv.New returns no host.
+		})
+	}
+}
