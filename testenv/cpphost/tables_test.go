@@ -296,16 +296,16 @@ func TestFaultPercentages(t *testing.T) {
               {"name": ":path", "safe_regex_match": {"regex": "/items/[0-9]+"}}],
   "abort": {"http_status": 503, "percentage": {"numerator": 50, "denominator": "TEN_THOUSAND"}}
 }]}`, steps: []Step{
-			{Request: req("DELETE", "/items/42", reviews).Request, Repeat: 2000},
-			{Request: req("GET", "/items/42", reviews).Request, Repeat: 200},
-			{Request: req("DELETE", "/items/42/x", reviews).Request, Repeat: 200},
-			{Request: req("DELETE", "/items/42", map[string]string{"xds.cluster_name": "ratings"}).Request, Repeat: 200},
+			{Request: req("DELETE", "/items/42", reviews).Request, Repeat: 1000},
+			{Request: req("GET", "/items/42", reviews).Request, Repeat: 50},
+			{Request: req("DELETE", "/items/42/x", reviews).Request, Repeat: 50},
+			{Request: req("DELETE", "/items/42", map[string]string{"xds.cluster_name": "ratings"}).Request, Repeat: 50},
 		}, check: func(t *testing.T, o Outcome) {
 			aborted := o.Results[0].Repeat.Statuses["503"]
-			assert.Positive(t, aborted, "some of 2000 aborted")
-			assert.Less(t, aborted, 40, "about 0.5%% of 2000 aborted")
+			assert.Positive(t, aborted, "some of 1000 aborted")
+			assert.Less(t, aborted, 25, "about 0.5%% of 1000 aborted")
 			for i := 1; i < 4; i++ {
-				assert.Equal(t, map[string]int{"200": 200}, o.Results[i].Repeat.Statuses, "step %d: not targeted", i)
+				assert.Equal(t, map[string]int{"200": 50}, o.Results[i].Repeat.Statuses, "step %d: not targeted", i)
 			}
 		}},
 		{name: "grpc-inventory", cfg: `{"random_seed": 7, "faults": [{
