@@ -185,10 +185,12 @@ type worker struct {
 }
 
 // New compiles each plugin's module (once per process, with wazero's compilation cache
-// on disk), checks its imports, and starts opts.Workers VMs per plugin: _initialize,
-// proxy_on_context_create(root, 0), proxy_on_vm_start, proxy_on_configure. A false
-// return, a trap or a failed check is an error naming the plugin, the worker and the
-// phase, with the plugin's error and critical log lines.
+// on disk), checks its imports, runs each plugin's configuration canary (Host.canary, as
+// Envoy's createWasm does: worker -1), and starts opts.Workers VMs per plugin:
+// _initialize, proxy_on_context_create(root, 0), proxy_on_vm_start,
+// proxy_on_configure. A false return, a trap or a failed check is an error naming the
+// plugin, the worker (-1: the canary, which refuses a bad configuration before any
+// worker starts) and the phase, with the plugin's error and critical log lines.
 func New(ctx context.Context, opts Options, chain ...Plugin) (*Host, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = 1
@@ -231,6 +233,15 @@ func New(ctx context.Context, opts Options, chain ...Plugin) (*Host, error) {
 	h.mods = mods
 	for _, p := range h.plugins {
 		h.vmKeys = append(h.vmKeys, vmKeyOf(p))
+	}
+	// Envoy's createWasm runs the configuration canary for each plugin before any
+	// worker gets it (cpp-host's createWasm → WasmHandleBase::canary): a configuration
+	// the plugin refuses fails here, as at Reconfigure, and no worker VM is started.
+	for i := range h.plugins {
+		if err := h.canary(ctx, i, h.plugins[i].Config); err != nil {
+			_ = h.Close(ctx)
+			return nil, err
+		}
 	}
 	for wi := 0; wi < opts.Workers; wi++ {
 		w := &worker{id: wi, h: h}
@@ -330,8 +341,7 @@ func (h *Host) Reconfigure(ctx context.Context, plugin int, config []byte) error
 // started and configured in a clone of the base VM, destroyed right after, before any
 // worker's thread-local plugin): a configuration the plugin refuses never reaches a
 // worker. The canary's log lines have worker -1; its callouts and tick are cancelled with
-// it. New does not run one: a refused initial configuration fails New at worker 0
-// before any request (the cost of one more VM per plugin for every host is not paid).
+// it. New and Reconfigure both run one.
 func (h *Host) canary(ctx context.Context, plugin int, config []byte) error {
 	w := &worker{id: -1, h: h}
 	w.mu.Lock()

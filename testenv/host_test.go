@@ -187,7 +187,7 @@ func TestConfigureFailure(t *testing.T) {
 	if err == nil {
 		t.Fatal("want error")
 	}
-	for _, want := range []string{`plugin "auth"`, "worker 0", "proxy_on_configure", "rules[2].limit: must be > 0, got -1"} {
+	for _, want := range []string{`plugin "auth"`, "configuration canary", "worker -1", "proxy_on_configure", "rules[2].limit: must be > 0, got -1"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/meshplug/meshplug/filters/abi"
 	"github.com/meshplug/meshplug/filters/routehint/config"
 	"github.com/meshplug/meshplug/filters/routehint/engine"
+	"github.com/meshplug/meshplug/filters/routehint/routehinttest"
 	"github.com/meshplug/meshplug/internal/race"
 	"github.com/meshplug/meshplug/testenv"
 )
@@ -33,203 +34,26 @@ func mustJSON(t testing.TB, v any) []byte {
 	return b
 }
 
-// targets used by every table config: canary and beta set two hint headers, stable one,
-// plain none.
-var tableTargets = []any{
-	map[string]any{"name": "canary", "headers": map[string]any{"x-route-hint": "canary", "x-version": "v2"}},
-	map[string]any{"name": "stable", "headers": map[string]any{"x-route-hint": "stable"}},
-	map[string]any{"name": "beta", "headers": map[string]any{"x-route-hint": "beta", "x-beta": "1"}},
-	map[string]any{"name": "plain"},
-}
-
-// cond is a config with one rule: conditions all → canary.
-func cond(conds ...map[string]any) map[string]any {
-	all := make([]any, len(conds))
-	for i, c := range conds {
-		all[i] = c
-	}
-	return map[string]any{"targets": tableTargets, "rules": []any{
-		map[string]any{"name": "r", "match": map[string]any{"all": all}, "target": "canary"},
-	}}
-}
-
-func c(from, name, op string, value any) map[string]any {
-	m := map[string]any{"from": from, "op": op}
-	if name != "" {
-		m["name"] = name
-	}
-	switch v := value.(type) {
-	case string:
-		if v != "" {
-			m["value"] = v
-		}
-	case []string:
-		m["values"] = v
-	}
-	return m
-}
-
-func with(m map[string]any, k string, v any) map[string]any {
-	out := map[string]any{}
-	for kk, vv := range m {
-		out[kk] = vv
-	}
-	out[k] = v
-	return out
-}
-
+// The decision table and its configurations live in routehinttest (testenv/cpphost
+// runs the same rows on proxy-wasm-cpp-host).
 var (
-	canary = map[string]string{"x-route-hint": "canary", "x-version": "v2"}
-	stable = map[string]string{"x-route-hint": "stable"}
-	beta   = map[string]string{"x-route-hint": "beta", "x-beta": "1"}
-	none   = map[string]string{}
+	tableTargets  = routehinttest.Targets
+	c             = routehinttest.C
+	cond          = routehinttest.Cond
+	with          = routehinttest.With
+	orderCfg      = routehinttest.OrderCfg
+	hintNames     = routehinttest.HintNames
+	decisionTable = routehinttest.DecisionTable
 )
 
-// orderCfg: first-match (or all) over three rules.
-func orderCfg(mode string) map[string]any {
-	return map[string]any{"mode": mode, "targets": tableTargets, "rules": []any{
-		map[string]any{"name": "beta-users", "match": map[string]any{"all": []any{c("header", "x-group", "equal", "beta")}}, "target": "beta"},
-		map[string]any{"name": "api", "match": map[string]any{"all": []any{c("path", "", "prefix", "/api/")}}, "target": "canary"},
-		map[string]any{"name": "rest", "target": "stable"},
-	}}
-}
-
-var overrideCfg = map[string]any{"targets": tableTargets,
-	"rules": []any{map[string]any{"name": "rest", "target": "stable"}},
-	"override": map[string]any{"header": "x-canary-override", "cookie": "canary_override", "allowed": []string{"canary", "beta"},
-		"when": map[string]any{"all": []any{c("header", "x-consumer-group", "equal", "testers")}}},
-}
-
-var groupCfg = map[string]any{"targets": tableTargets, "rules": []any{
-	map[string]any{"name": "g", "match": map[string]any{
-		"all": []any{c("method", "", "in", []string{"GET", "HEAD"})},
-		"any": []any{
-			map[string]any{"all": []any{c("header", "x-tier", "equal", "gold"), c("cookie", "region", "equal", "eu")}},
-			map[string]any{"all": []any{c("query", "canary", "exists", "")}},
-		}}, "target": "canary"},
-}}
-
-var trustedCfg = map[string]any{"targets": tableTargets, "trusted_headers": []string{"x-version"},
-	"rules": []any{map[string]any{"name": "r", "match": map[string]any{"all": []any{c("header", "x-version", "equal", "v3")}}, "target": "beta"}}}
-
-type tableCase struct {
-	name    string
-	cfg     map[string]any
-	method  string
-	path    string
-	headers [][2]string
-	want    map[string]string // hint headers upstream (x-route-hint, x-version, x-beta)
-	targets []string          // targets applied, in order
-}
-
-var hintNames = []string{"x-route-hint", "x-version", "x-beta", "x_route_hint", "x_version", "x-canary-override"}
-
-func decisionTable() []tableCase {
-	h := func(kv ...string) [][2]string {
-		var out [][2]string
-		for i := 0; i < len(kv); i += 2 {
-			out = append(out, [2]string{kv[i], kv[i+1]})
-		}
-		return out
-	}
-	return []tableCase{
-		// Every operator, holding and not.
-		{name: "equal", cfg: cond(c("header", "x-user", "equal", "alice")), headers: h("x-user", "alice"), want: canary, targets: []string{"canary"}},
-		{name: "equal other value", cfg: cond(c("header", "x-user", "equal", "alice")), headers: h("x-user", "alicea"), want: none},
-		{name: "equal is case-sensitive", cfg: cond(c("header", "x-user", "equal", "alice")), headers: h("x-user", "Alice"), want: none},
-		{name: "equal ignore_case", cfg: cond(with(c("header", "x-user", "equal", "ALICE"), "ignore_case", true)), headers: h("x-user", "aLiCe"), want: canary, targets: []string{"canary"}},
-		{name: "equal header name any case", cfg: cond(c("header", "X-User", "equal", "alice")), headers: h("X-USER", "alice"), want: canary, targets: []string{"canary"}},
-		{name: "equal absent", cfg: cond(c("header", "x-user", "equal", "alice")), want: none},
-		{name: "not_equal", cfg: cond(c("header", "x-env", "not_equal", "prod")), headers: h("x-env", "dev"), want: canary, targets: []string{"canary"}},
-		{name: "not_equal equal", cfg: cond(c("header", "x-env", "not_equal", "prod")), headers: h("x-env", "prod"), want: none},
-		{name: "not_equal absent holds", cfg: cond(c("header", "x-env", "not_equal", "prod")), want: canary, targets: []string{"canary"}},
-		{name: "prefix", cfg: cond(c("path", "", "prefix", "/api/v2/")), path: "/api/v2/users?x=1", want: canary, targets: []string{"canary"}},
-		{name: "prefix no", cfg: cond(c("path", "", "prefix", "/api/v2/")), path: "/api/v1/users", want: none},
-		{name: "prefix ignores query", cfg: cond(c("path", "", "suffix", "/users")), path: "/api/users?next=/x", want: canary, targets: []string{"canary"}},
-		{name: "suffix no", cfg: cond(c("path", "", "suffix", "/users")), path: "/api/users/1", want: none},
-		{name: "contains", cfg: cond(c("header", "user-agent", "contains", "Mobile")), headers: h("user-agent", "Foo Mobile/1.0"), want: canary, targets: []string{"canary"}},
-		{name: "contains ignore_case", cfg: cond(with(c("header", "user-agent", "contains", "mobile"), "ignore_case", true)), headers: h("user-agent", "Foo MOBILE/1.0"), want: canary, targets: []string{"canary"}},
-		{name: "contains no", cfg: cond(c("header", "user-agent", "contains", "Mobile")), headers: h("user-agent", "Desktop"), want: none},
-		{name: "in", cfg: cond(c("method", "", "in", []string{"GET", "HEAD"})), method: "HEAD", want: canary, targets: []string{"canary"}},
-		{name: "in no", cfg: cond(c("method", "", "in", []string{"GET", "HEAD"})), method: "POST", want: none},
-		{name: "not_in", cfg: cond(c("method", "", "not_in", []string{"GET", "HEAD"})), method: "POST", want: canary, targets: []string{"canary"}},
-		{name: "not_in no", cfg: cond(c("method", "", "not_in", []string{"GET", "HEAD"})), method: "GET", want: none},
-		{name: "regex", cfg: cond(c("query", "v", "regex", "2|3")), path: "/?v=3", want: canary, targets: []string{"canary"}},
-		{name: "regex is anchored", cfg: cond(c("query", "v", "regex", "2|3")), path: "/?v=23", want: none},
-		{name: "exists", cfg: cond(c("cookie", "beta", "exists", "")), headers: h("cookie", "a=1; beta=yes"), want: canary, targets: []string{"canary"}},
-		{name: "exists no", cfg: cond(c("cookie", "beta", "exists", "")), headers: h("cookie", "a=1; betax=yes"), want: none},
-		{name: "not_exists", cfg: cond(c("header", "x-debug", "not_exists", "")), want: canary, targets: []string{"canary"}},
-		{name: "not_exists no", cfg: cond(c("header", "x-debug", "not_exists", "")), headers: h("x-debug", ""), want: none},
-
-		// Repeated inputs: a copy never makes a condition hold.
-		{name: "repeated header, one copy differs", cfg: cond(c("header", "x-group", "equal", "beta")), headers: h("x-group", "beta", "x-group", "other"), want: none},
-		{name: "repeated header, all equal", cfg: cond(c("header", "x-group", "equal", "beta")), headers: h("x-group", "beta", "x-group", "beta"), want: canary, targets: []string{"canary"}},
-		{name: "repeated header, not_equal", cfg: cond(c("header", "x-env", "not_equal", "prod")), headers: h("x-env", "dev", "x-env", "prod"), want: none},
-		{name: "cookie on the second Cookie line", cfg: cond(c("cookie", "tier", "equal", "gold")), headers: h("cookie", "a=1", "cookie", "tier=gold"), want: canary, targets: []string{"canary"}},
-		{name: "cookie repeated across lines", cfg: cond(c("cookie", "tier", "equal", "gold")), headers: h("cookie", "tier=gold", "cookie", "tier=free"), want: none},
-		{name: "quoted cookie", cfg: cond(c("cookie", "tier", "equal", "gold")), headers: h("cookie", `tier="gold"`), want: canary, targets: []string{"canary"}},
-		{name: "query name percent-decoded", cfg: cond(c("query", "group", "equal", "beta testers")), path: "/x?gr%6Fup=beta+testers", want: canary, targets: []string{"canary"}},
-		{name: "query repeated", cfg: cond(c("query", "group", "equal", "beta")), path: "/x?group=beta&group=x", want: none},
-		{name: "query with semicolon dropped", cfg: cond(c("query", "group", "equal", "beta")), path: "/x?group=beta;x=1", want: none},
-
-		// Ambiguous inputs (filters/httpreq's rule): read differently by some upstream,
-		// they hold no condition, positive or negated.
-		{name: "cookie value Go skips beside the real one", cfg: cond(c("cookie", "tier", "equal", "gold")), headers: h("cookie", `tier=x"1; tier=gold`), want: none},
-		{name: "cookie spelled in upper case, not_equal", cfg: cond(c("cookie", "tier", "not_equal", "gold")), headers: h("cookie", "TIER=gold"), want: none},
-		{name: "cookie percent-encoded name, not_exists", cfg: cond(c("cookie", "tier", "not_exists", "")), headers: h("cookie", "t%69er=gold"), want: none},
-		{name: "cookie after a comma", cfg: cond(c("cookie", "tier", "not_equal", "gold")), headers: h("cookie", "a=1, tier=gold"), want: none},
-		{name: "cookie name with spaces, as Go reads it", cfg: cond(c("cookie", "tier", "equal", "gold")), headers: h("cookie", "tier =gold"), want: canary, targets: []string{"canary"}},
-		{name: "query invalid escape beside the real one", cfg: cond(c("query", "group", "equal", "beta")), path: "/x?group=x%zz&group=beta", want: none},
-		{name: "query bare percent, not_equal", cfg: cond(c("query", "group", "not_equal", "beta")), path: "/x?group=%&group=dev", want: none},
-		{name: "query other case, not_equal", cfg: cond(c("query", "group", "not_equal", "beta")), path: "/x?Group=beta", want: none},
-		{name: "query double-encoded name, not_exists", cfg: cond(c("query", "group", "not_exists", "")), path: "/x?%2567roup=beta", want: none},
-		{name: "query structured name beside the real one", cfg: cond(c("query", "group", "equal", "beta")), path: "/x?group=beta&group[]=x", want: none},
-		{name: "query structured name, not_exists", cfg: cond(c("query", "group", "not_exists", "")), path: "/x?group%5Bk%5D=beta", want: none},
-		{name: "query bracketed name, not_equal", cfg: cond(c("query", "group", "not_equal", "beta")), path: "/x?[group]=beta", want: none},
-		{name: "query leading space, not_exists", cfg: cond(c("query", "group", "not_exists", "")), path: "/x?%20group=beta", want: none},
-		{name: "query value not UTF-8, not_equal", cfg: cond(c("query", "group", "not_equal", "beta")), path: "/x?group=beta%FF", want: none},
-		{name: "query trailing space is another name", cfg: cond(c("query", "group", "equal", "beta")), path: "/x?group%20=x&group+=y&group=beta", want: canary, targets: []string{"canary"}},
-		{name: "query trailing space alone, not_exists", cfg: cond(c("query", "group", "not_exists", "")), path: "/x?group%09=beta", want: canary, targets: []string{"canary"}},
-		{name: "header underscore spelling, not_equal", cfg: cond(c("header", "x-env", "not_equal", "prod")), headers: h("x_env", "prod"), want: none},
-
-		// AND/OR groups.
-		{name: "group: method and first group", cfg: groupCfg, headers: h("x-tier", "gold", "cookie", "region=eu"), want: canary, targets: []string{"canary"}},
-		{name: "group: second group", cfg: groupCfg, path: "/?canary", want: canary, targets: []string{"canary"}},
-		{name: "group: first group half", cfg: groupCfg, headers: h("x-tier", "gold", "cookie", "region=us"), want: none},
-		{name: "group: method fails", cfg: groupCfg, method: "POST", path: "/?canary=1", want: none},
-
-		// Rule order.
-		{name: "first match wins", cfg: orderCfg("first"), path: "/api/x", headers: h("x-group", "beta"), want: beta, targets: []string{"beta"}},
-		{name: "second rule", cfg: orderCfg("first"), path: "/api/x", want: canary, targets: []string{"canary"}},
-		{name: "catch-all", cfg: orderCfg("first"), path: "/web", want: stable, targets: []string{"stable"}},
-		{name: "mode all: later rule wins a header", cfg: orderCfg("all"), path: "/api/x", headers: h("x-group", "beta"),
-			want: map[string]string{"x-route-hint": "stable", "x-version": "v2", "x-beta": "1"}, targets: []string{"beta", "canary", "stable"}},
-
-		// Spoofing: client hint headers go, whatever their spelling.
-		{name: "spoofed hints removed", cfg: cond(c("header", "x-user", "equal", "alice")),
-			headers: h("x-route-hint", "canary", "X-Version", "v2", "x_route_hint", "canary", "x-beta", "1"), want: none},
-		{name: "spoofed hint replaced", cfg: orderCfg("first"), path: "/web", headers: h("x-route-hint", "canary", "x-version", "v9"), want: stable, targets: []string{"stable"}},
-		{name: "trusted hint kept and matched", cfg: trustedCfg, headers: h("x-version", "v3", "x-route-hint", "canary"),
-			want: map[string]string{"x-route-hint": "beta", "x-version": "v3", "x-beta": "1"}, targets: []string{"beta"}},
-		{name: "trusted hint's underscore spelling removed", cfg: trustedCfg, headers: h("x_version", "v3"), want: none},
-
-		// Overrides.
-		{name: "override accepted", cfg: overrideCfg, headers: h("x-canary-override", "canary", "x-consumer-group", "testers"), want: canary, targets: []string{"canary"}},
-		{name: "override by cookie", cfg: overrideCfg, headers: h("cookie", "canary_override=beta", "x-consumer-group", "testers"), want: beta, targets: []string{"beta"}},
-		{name: "override header wins over cookie", cfg: overrideCfg, headers: h("cookie", "canary_override=beta", "x-canary-override", "canary", "x-consumer-group", "testers"), want: canary, targets: []string{"canary"}},
-		{name: "override to a target not allowed", cfg: overrideCfg, headers: h("x-canary-override", "stable2", "x-consumer-group", "testers"), want: stable, targets: []string{"stable"}},
-		{name: "override to plain not allowed", cfg: overrideCfg, headers: h("x-canary-override", "plain", "x-consumer-group", "testers"), want: stable, targets: []string{"stable"}},
-		{name: "override outside its condition", cfg: overrideCfg, headers: h("x-canary-override", "canary"), want: stable, targets: []string{"stable"}},
-		{name: "override repeated and differing", cfg: overrideCfg, headers: h("x-canary-override", "canary", "x-canary-override", "beta", "x-consumer-group", "testers"), want: stable, targets: []string{"stable"}},
-	}
-}
+type tableCase = routehinttest.Case
 
 // applyNative runs the engine on the request and returns the upstream's view of the
 // hint headers, applying Strip and Headers as the glue does.
 func applyNative(t *testing.T, cfgJSON []byte, tc tableCase) (map[string]string, []string) {
 	cfg, err := config.Parse(cfgJSON)
 	require.NoError(t, err)
-	method, path := tc.method, tc.path
+	method, path := tc.Method, tc.Path
 	if method == "" {
 		method = "GET"
 	}
@@ -237,7 +61,7 @@ func applyNative(t *testing.T, cfgJSON []byte, tc tableCase) (map[string]string,
 		path = "/"
 	}
 	pairs := []abi.Pair{{Key: ":method", Value: method}, {Key: ":path", Value: path}}
-	for _, kv := range tc.headers {
+	for _, kv := range tc.Headers {
 		pairs = append(pairs, abi.Pair{Key: strings.ToLower(kv[0]), Value: kv[1]})
 	}
 	var req engine.Request
@@ -275,20 +99,20 @@ func hints(get func(string) (string, bool)) map[string]string {
 func TestDecisionTable(t *testing.T) {
 	wasm := testenv.MustBuildGuest(t, ".")
 	for _, tc := range decisionTable() {
-		t.Run(tc.name, func(t *testing.T) {
-			raw := mustJSON(t, tc.cfg)
+		t.Run(tc.Name, func(t *testing.T) {
+			raw := mustJSON(t, tc.Cfg)
 			got, targets := applyNative(t, raw, tc)
-			assert.Equal(t, tc.want, got, "native")
-			assert.Equal(t, tc.targets, targets, "native targets")
+			assert.Equal(t, tc.Want, got, "native")
+			assert.Equal(t, tc.Targets, targets, "native targets")
 
 			h := testenv.NewForTest(t, testenv.Options{Routes: routes}, testenv.Plugin{Name: "routehint", Wasm: wasm,
-				Config: mustJSON(t, with(tc.cfg, "echo_header", "x-route-target"))})
-			resp := h.MustDo(t, testenv.Request{Method: tc.method, Path: tc.path, Headers: tc.headers})
+				Config: mustJSON(t, with(tc.Cfg, "echo_header", "x-route-target"))})
+			resp := h.MustDo(t, testenv.Request{Method: tc.Method, Path: tc.Path, Headers: tc.Headers})
 			require.NotNil(t, resp.Upstream, "status %d", resp.Status)
-			assert.Equal(t, tc.want, hints(resp.Upstream.Headers.Get), "wasm")
-			assert.Equal(t, subsetOf[tc.want["x-route-hint"]], resp.Cluster, "the router's choice")
+			assert.Equal(t, tc.Want, hints(resp.Upstream.Headers.Get), "wasm")
+			assert.Equal(t, subsetOf[tc.Want["x-route-hint"]], resp.Cluster, "the router's choice")
 			echo, _ := resp.Headers.Get("x-route-target")
-			wantEcho := strings.Join(tc.targets, ",")
+			wantEcho := strings.Join(tc.Targets, ",")
 			if wantEcho == "" {
 				wantEcho = "-"
 			}
