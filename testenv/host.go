@@ -80,7 +80,7 @@ type Options struct {
 }
 
 // FailurePolicy is what happens to requests when a plugin's VM fails at runtime (a
-// trap, a panic that escaped, proc_exit), Envoy's PluginConfig.failure_policy (Istio's
+// trap or a panic that escaped; not proc_exit, which returns as in cpp-host), Envoy's PluginConfig.failure_policy (Istio's
 // WasmPlugin failStrategy: FAIL_CLOSE, FAIL_OPEN, FAIL_RELOAD).
 type FailurePolicy uint8
 

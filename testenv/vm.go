@@ -10,7 +10,6 @@ import (
 	"github.com/meshplug/meshplug/filters/abi"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/sys"
 )
 
 type vmKey struct{}
@@ -384,11 +383,6 @@ func (v *vm) trap(err error) {
 		}
 	}
 	v.failed = true
-	var exit *sys.ExitError
-	if errors.As(err, &exit) {
-		v.h.log(v.name, v.w.id, abi.LogCritical, fmt.Sprintf("wasm vm exited with code %d", exit.ExitCode()))
-		return
-	}
 	v.h.log(v.name, v.w.id, abi.LogCritical, "wasm trap: "+err.Error())
 }
 
