@@ -41,10 +41,8 @@ func TestBundle(t *testing.T) {
 			get("/public/x"),    // public: no consumer, ratelimit skips, stable
 		},
 	}
-	var statuses []int
-	for _, r := range RunTestenv(t, sc).Results {
-		statuses = append(statuses, r.Status)
-	}
+	out := RunTestenv(t, sc)
+	statuses := out.Statuses()
 	assert.Equal(t, []int{401, 200, 503, 429, 200}, statuses, "each filter of the bundle decided")
 	differential(t, sc)
 }

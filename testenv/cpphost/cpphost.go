@@ -280,6 +280,15 @@ func (o *Outcome) Loaded() bool {
 	return len(o.Loads) > 0
 }
 
+// Statuses returns each result's status, in step order.
+func (o *Outcome) Statuses() []int {
+	var s []int
+	for _, r := range o.Results {
+		s = append(s, r.Status)
+	}
+	return s
+}
+
 // Shared returns the shared data value under key in vmID's namespace, from either host's
 // run.
 func (o *Outcome) Shared(vmID, key string) (string, bool) {

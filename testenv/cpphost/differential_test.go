@@ -392,10 +392,7 @@ func TestWorkers(t *testing.T) {
 				Steps:            []Step{on(0, zeta), on(1, zeta), on(2, zeta), on(1, zeta), {AdvanceMS: 60_000}, on(2, zeta)},
 			},
 			check: func(t *testing.T, o Outcome) {
-				var got []int
-				for _, r := range o.Results {
-					got = append(got, r.Status)
-				}
+				got := o.Statuses()
 				assert.Equal(t, []int{200, 200, 429, 429, 200}, got)
 			},
 		},
@@ -600,10 +597,7 @@ func TestCallouts(t *testing.T) {
 			}
 			want := RunTestenv(t, sc)
 			require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
-			var got []int
-			for _, r := range want.Results {
-				got = append(got, r.Status)
-			}
+			got := want.Statuses()
 			assert.Equal(t, tc.statuses, got, "testenv statuses")
 			for _, host := range []string{Host52a0291, Host3930b7b} {
 				t.Run(host, func(t *testing.T) { Compare(t, want, RunCppHost(t, host, sc)) })
@@ -672,10 +666,7 @@ func TestRatelimitGlobal(t *testing.T) {
 			}
 			want := RunTestenv(t, sc)
 			require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
-			var got []int
-			for _, r := range want.Results {
-				got = append(got, r.Status)
-			}
+			got := want.Statuses()
 			assert.Equal(t, tc.statuses, got, "testenv statuses")
 			for _, host := range []string{Host52a0291, Host3930b7b} {
 				t.Run(host, func(t *testing.T) { Compare(t, want, RunCppHost(t, host, sc)) })
@@ -719,10 +710,7 @@ func TestFailurePolicy(t *testing.T) {
 			}
 			want := RunTestenv(t, sc)
 			require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
-			var got []int
-			for _, r := range want.Results {
-				got = append(got, r.Status)
-			}
+			got := want.Statuses()
 			assert.Equal(t, tc.statuses, got, "testenv statuses")
 			t.Run(Host52a0291, func(t *testing.T) { Compare(t, want, RunCppHost(t, Host52a0291, sc)) })
 			// The Go runtime's fatal-error path sleeps: on the 3930b7b era poll_oneoff
@@ -850,10 +838,8 @@ func TestRatelimitExamples(t *testing.T) {
 				Steps:            tc.steps,
 			}
 			// What testenv must answer, whatever cpp-host says.
-			var got []int
-			for _, r := range RunTestenv(t, sc).Results {
-				got = append(got, r.Status)
-			}
+			out := RunTestenv(t, sc)
+			got := out.Statuses()
 			assert.Equal(t, tc.statuses, got, "testenv statuses (a repeated step: its last)")
 			differential(t, sc)
 		})
@@ -901,10 +887,8 @@ func TestFaultDelay(t *testing.T) {
 				Plugins: []Plugin{{Name: "fault", RootID: "fault", VMID: "fault", Wasm: wasm, Config: tc.cfg}},
 				Steps:   tc.steps,
 			}
-			var got []int
-			for _, r := range RunTestenv(t, sc).Results {
-				got = append(got, r.Status)
-			}
+			out := RunTestenv(t, sc)
+			got := out.Statuses()
 			assert.Equal(t, tc.statuses, got, "testenv statuses")
 			differential(t, sc)
 		})

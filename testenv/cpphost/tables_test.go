@@ -251,10 +251,7 @@ func TestAuthReadmeExample(t *testing.T) {
 			}
 			want := RunTestenv(t, sc)
 			require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
-			var got []int
-			for _, r := range want.Results {
-				got = append(got, r.Status)
-			}
+			got := want.Statuses()
 			assert.Equal(t, wantStatus, got, "statuses on testenv")
 			for i, code := range map[int]int{15: 16, 16: 7} {
 				if assert.NotNil(t, want.Results[i].GrpcStatus, "request %d: grpc-status", i) {
