@@ -90,20 +90,19 @@ func Routes(ps []*v1alpha1.TrafficPolicy, o RouteOptions) ([]any, error) {
 		if p.Spec.RouteHints == nil {
 			return nil, fmt.Errorf("%s: has no routeHints section", p)
 		}
-		switch p.Attachment() {
-		case v1alpha1.AttachSidecar, v1alpha1.AttachGateway:
-			if p.Spec.Selector == nil { // Gateway targetRefs: Gateway API
-				hr, err := httpRoute(p, o)
-				if err != nil {
-					return nil, err
-				}
-				routes = append(routes, hr)
-				if p.Namespace != hostNamespace(o.Host) {
-					grants[p.Namespace] = true
-				}
-				continue
+		switch att := p.Attachment(); {
+		case att == v1alpha1.AttachWaypoint,
+			(att == v1alpha1.AttachSidecar || att == v1alpha1.AttachGateway) && p.Spec.Selector == nil: // Gateway targetRefs: Gateway API
+			hr, err := httpRoute(p, o)
+			if err != nil {
+				return nil, err
 			}
-			if p.Attachment() == v1alpha1.AttachGateway && len(o.Gateways) == 0 {
+			routes = append(routes, hr)
+			if p.Namespace != hostNamespace(o.Host) {
+				grants[p.Namespace] = true
+			}
+		case att == v1alpha1.AttachSidecar, att == v1alpha1.AttachGateway:
+			if att == v1alpha1.AttachGateway && len(o.Gateways) == 0 {
 				return nil, fmt.Errorf("%s: runs on classic gateway pods: name the Istio Gateways its routes bind to (RouteOptions.Gateways, meshplug render --gateway NAMESPACE/NAME)", p)
 			}
 			var g *nsRoutes
@@ -117,15 +116,6 @@ func Routes(ps []*v1alpha1.TrafficPolicy, o RouteOptions) ([]any, error) {
 				vsNS = append(vsNS, g)
 			}
 			g.policies = append(g.policies, p)
-		case v1alpha1.AttachWaypoint:
-			hr, err := httpRoute(p, o)
-			if err != nil {
-				return nil, err
-			}
-			routes = append(routes, hr)
-			if p.Namespace != hostNamespace(o.Host) {
-				grants[p.Namespace] = true
-			}
 		default:
 			return nil, fmt.Errorf("%s: no proxies to route on (spec.attachTo)", p)
 		}
