@@ -229,13 +229,13 @@ func EmulateRestrictedCallbacks(in []byte, startAllowed, allocAllowed []string) 
 			s.payload = append(p, valI32, 0x01, 0x41, 0x00, 0x0b) // (mut i32) (i32.const 0)
 			s.payload, err = rewriteGlobals(s.payload, remap)
 		case secExport:
-			s.payload, err = redirectExports(s.payload, func(name string, fn uint32) uint32 {
+			s.payload, err = rewriteExports(s.payload, func(name string, fn uint32) (uint32, error) {
 				for _, e := range exportWraps {
 					if e.fn == fn && (name == "_initialize" || name == "proxy_on_memory_allocate" || name == "malloc") {
-						return e.wrapper
+						return e.wrapper, nil
 					}
 				}
-				return mustRemap(remap, fn)
+				return remap(fn)
 			})
 		case secStart:
 			r := &reader{b: s.payload}
@@ -270,22 +270,4 @@ func EmulateRestrictedCallbacks(in []byte, startAllowed, allocAllowed []string) 
 func mustRemap(remap func(uint32) (uint32, error), fn uint32) uint32 {
 	v, _ := remap(fn) // the remaps here never fail
 	return v
-}
-
-func redirectExports(p []byte, to func(name string, fn uint32) uint32) ([]byte, error) {
-	r := &reader{b: p}
-	n := r.u32()
-	out := appendU32(nil, n)
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		name := r.name()
-		kind := r.byte()
-		v := r.u32()
-		if kind == 0 {
-			v = to(name, v)
-		}
-		out = appendName(out, name)
-		out = append(out, kind)
-		out = appendU32(out, v)
-	}
-	return out, r.err
 }

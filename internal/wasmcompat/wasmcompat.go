@@ -197,7 +197,7 @@ func Rewrite(in []byte) ([]byte, Result, error) {
 		case secGlobal:
 			s.payload, err = rewriteGlobals(s.payload, remap)
 		case secExport:
-			s.payload, err = rewriteExports(s.payload, remap)
+			s.payload, err = rewriteExports(s.payload, func(_ string, fn uint32) (uint32, error) { return remap(fn) })
 		case secStart:
 			r := &reader{b: s.payload}
 			var v uint32
@@ -326,7 +326,9 @@ func rewriteGlobals(p []byte, remap func(uint32) (uint32, error)) ([]byte, error
 	return out, r.err
 }
 
-func rewriteExports(p []byte, remap func(uint32) (uint32, error)) ([]byte, error) {
+// rewriteExports maps each function export's index through remap, which also sees
+// the export's name.
+func rewriteExports(p []byte, remap func(name string, fn uint32) (uint32, error)) ([]byte, error) {
 	r := &reader{b: p}
 	n := r.u32()
 	out := appendU32(nil, n)
@@ -336,7 +338,7 @@ func rewriteExports(p []byte, remap func(uint32) (uint32, error)) ([]byte, error
 		v := r.u32()
 		if kind == 0 {
 			var err error
-			if v, err = remap(v); err != nil {
+			if v, err = remap(name, v); err != nil {
 				return nil, fmt.Errorf("export %q: %w", name, err)
 			}
 		}
