@@ -74,6 +74,12 @@ type Scenario struct {
 	// PollOneoffENOSYS runs testenv as the 3930b7b era's host answers poll_oneoff
 	// (testenv.Options.PollOneoffENOSYS); the driver ignores it (each build is its era).
 	PollOneoffENOSYS bool `json:"-"`
+	// AllowOnHeadersStopIteration is Envoy's allow_on_headers_stop_iteration of the
+	// wasm filter (testenv.Options.AllowOnHeadersStopIteration; cpp-host's
+	// ContextBase field of that name, which 63cb9c1 does not have): a headers Pause
+	// stays StopIteration, so the plugin still gets the body and holds the headers
+	// until a body or trailers callback continues.
+	AllowOnHeadersStopIteration bool `json:"allow_on_headers_stop_iteration,omitempty"`
 }
 
 // Plugin is one filter of the chain.
@@ -569,7 +575,8 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		return &testenv.UpstreamResponse{Status: status, Headers: up.Headers, Body: []byte(up.Body), Trailers: up.Trailers}
 	}
 	h, err := testenv.New(context.Background(), testenv.Options{Workers: max(sc.Workers, 1), Clock: clock, Clusters: clusters,
-		LogLevel: level, Upstream: upstream, PollOneoffENOSYS: sc.PollOneoffENOSYS}, plugins...)
+		LogLevel: level, Upstream: upstream, PollOneoffENOSYS: sc.PollOneoffENOSYS,
+		AllowOnHeadersStopIteration: sc.AllowOnHeadersStopIteration}, plugins...)
 	for _, p := range sc.Plugins {
 		l := Load{Name: p.Name, Loaded: err == nil, Started: err == nil}
 		if err != nil {

@@ -248,6 +248,9 @@ struct Env {
   std::string phase;
   std::vector<std::string> known_clusters;
   std::string node_id; // xds.node.id
+  // Envoy's allow_on_headers_stop_iteration (cpp-host's ContextBase field of that
+  // name): a headers Pause stays StopIteration instead of StopAllIterationAndWatermark.
+  bool allow_on_headers_stop_iteration = false;
 };
 Env env;
 
@@ -356,6 +359,9 @@ struct Stream {
   bool req_eos = false, resp_eos = false;
   std::string source_address = "127.0.0.1:40000";
   std::string destination_address = "127.0.0.1:10000";
+  // The upstream host's address once the router called it (Envoy's upstream.*
+  // properties; testenv's DefaultUpstreamAddress), empty before.
+  std::string upstream_address;
   std::map<std::string, std::string> properties; // dotted path → raw bytes
   std::string request_id;
 };
@@ -435,7 +441,17 @@ public:
       : ContextBase(wasm, plugin) {}
   DriverContext(WasmBase *wasm, uint32_t parent_context_id,
                 std::shared_ptr<PluginHandleBase> &plugin_handle)
-      : ContextBase(wasm, parent_context_id, plugin_handle) {}
+      : ContextBase(wasm, parent_context_id, plugin_handle) {
+    setAllowStop(this, env.allow_on_headers_stop_iteration, 0);
+  }
+
+  // ContextBase::allow_on_headers_stop_iteration_ is on 52a0291 and 3930b7b, not on
+  // 63cb9c1 (which always turns a headers StopIteration into StopAllIterationAndWatermark).
+  template <typename C>
+  static auto setAllowStop(C *c, bool v, int) -> decltype(c->allow_on_headers_stop_iteration_ = v, void()) {
+    c->allow_on_headers_stop_iteration_ = v;
+  }
+  template <typename C> static void setAllowStop(C *, bool, long) {}
 
   // Envoy's Context destructor cancels the context's pending callouts.
   ~DriverContext() override {
@@ -910,6 +926,9 @@ public:
     if (top == "destination") {
       return address(stream->destination_address, field, result);
     }
+    if (top == "upstream" && !stream->upstream_address.empty()) {
+      return address(stream->upstream_address, field, result);
+    }
     if (top == "request") {
       if (field == "protocol") {
         *result = "HTTP/1.1";
@@ -1217,6 +1236,134 @@ std::vector<std::string> cut(const std::string &body) {
   return out;
 }
 
+// How one plugin's body and trailers callbacks of one direction ended.
+enum class BodyEnd {
+  Passed,   // everything went on (in the chunks left for the next plugin)
+  Stopped,  // the caller's stop check said so (a local reply, a failed VM)
+  Paused,   // the plugin holds the end of the stream (request only)
+  TooLarge, // the plugin buffered more than the buffer limit
+};
+
+// passBody runs plugin c's body callbacks of one direction over chunks as they come,
+// then its trailers callback, and leaves in chunks what the plugin passes on. A body
+// Pause buffers (StopIterationAndBuffer: the next callback sees the buffered body plus
+// the new chunk, Envoy's Context::getBuffer on the encoding / decoding buffer) up to
+// the buffer limit; trailers end the body, and a Continue from them sends the buffered
+// body on. *headers_held says whether the plugin holds its headers (a headers Pause with
+// allow_on_headers_stop_iteration: the header map stays writable); a Continue from a
+// body or trailers callback sends them on (FilterManager's commonContinue). On the
+// response, a Pause of the end of the stream passes it on (the driver does not model a
+// response that never ends). stop runs after each callback.
+BodyEnd passBody(DriverContext *c, Stream &s, bool request, std::vector<std::string> &chunks,
+                 bool *headers_held, const std::function<bool()> &stop) {
+  auto &body = request ? s.req_body : s.resp_body;
+  auto &eos = request ? s.req_eos : s.resp_eos;
+  const auto &trailers = request ? s.req_trailers : s.resp_trailers;
+  auto &hold_headers = request ? c->hold_req_headers : c->hold_resp_headers;
+  auto &hold_body = request ? c->hold_req_body : c->hold_resp_body;
+  auto &hold_trailers = request ? c->hold_req_trailers : c->hold_resp_trailers;
+  auto &cont = request ? c->continue_request : c->continue_response;
+  auto release = [&] {
+    cont = false;
+    *headers_held = false;
+    hold_headers = false;
+  };
+  std::vector<std::string> next; // what this plugin passes on
+  std::string pending;
+  bool holding = false;
+  for (size_t k = 0; k < chunks.size(); k++) {
+    bool last = k + 1 == chunks.size() && trailers.empty();
+    pending += chunks[k];
+    body = pending;
+    eos = last;
+    hold_headers = *headers_held;
+    hold_body = true;
+    auto size = static_cast<uint32_t>(body.size());
+    auto st = request ? c->onRequestBody(size, last) : c->onResponseBody(size, last);
+    hold_body = false;
+    if (stop()) {
+      return BodyEnd::Stopped;
+    }
+    if (st == FilterDataStatus::Continue || cont) {
+      next.push_back(body); // what goes on, as the plugin left it
+      pending.clear();
+      holding = false;
+      release();
+      continue;
+    }
+    pending = body;
+    holding = true;
+    if (pending.size() > kBufferLimit) {
+      return BodyEnd::TooLarge;
+    }
+    if (last) {
+      if (request) {
+        return BodyEnd::Paused;
+      }
+      next.push_back(pending);
+      pending.clear();
+      holding = false;
+      release();
+    }
+  }
+  if (!trailers.empty()) {
+    eos = true;
+    hold_headers = *headers_held;
+    hold_trailers = true;
+    auto n = static_cast<uint32_t>(trailers.size());
+    auto st = request ? c->onRequestTrailers(n) : c->onResponseTrailers(n);
+    hold_trailers = false;
+    if (stop()) {
+      return BodyEnd::Stopped;
+    }
+    if (st == FilterTrailersStatus::Continue || cont || !request) {
+      if (holding) {
+        next.push_back(pending);
+      }
+      release();
+    } else {
+      return BodyEnd::Paused;
+    }
+  }
+  hold_headers = false;
+  chunks = std::move(next);
+  return BodyEnd::Passed;
+}
+
+// encodeReply writes the local reply r as the client gets it: the HTTP connection
+// manager's encoding (Utility::sendLocalReply), modelled as testenv's applyLocal does.
+void encodeReply(const LocalReply &r, bool grpc, Headers &h, std::string &body) {
+  h.clear();
+  if (grpc) {
+    int64_t gs = r.grpc_status;
+    if (gs < 0 || gs > 16) {
+      gs = grpcStatusForHTTP(r.code);
+    }
+    h.emplace_back(":status", "200");
+    h.emplace_back("content-type", "application/grpc");
+    h.emplace_back("grpc-status", std::to_string(gs));
+    if (!r.body.empty()) {
+      h.emplace_back("grpc-message", grpcPercentEncode(r.body));
+    }
+    for (const auto &p : r.headers) {
+      h.push_back(p);
+    }
+    body.clear();
+    return;
+  }
+  h.emplace_back(":status", std::to_string(r.code));
+  for (const auto &p : r.headers) {
+    h.push_back(p);
+  }
+  body = r.body;
+  if (!body.empty()) {
+    h.emplace_back("content-length", std::to_string(body.size()));
+    if (contentType(h).empty()) {
+      h.emplace_back("content-type", "text/plain");
+    }
+  }
+}
+
 // Runs one request through the chain; returns what the client got.
 void advance(uint64_t ms);
 
@@ -1335,83 +1482,41 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
         break;
       }
     }
-    if (st != FilterHeadersStatus::Continue && !c->continue_request) {
+    // A headers Pause is StopAllIterationAndWatermark (cpp-host's
+    // convertVmCallResultToFilterHeadersStatus) unless allow_on_headers_stop_iteration
+    // keeps it StopIteration: then the body still comes to the plugin, which holds the
+    // headers until a body or trailers callback continues.
+    bool held = st != FilterHeadersStatus::Continue && !c->continue_request;
+    if (held && (st != FilterHeadersStatus::StopIteration || eos)) {
       out["paused"] = true;
       stopped = true;
       break;
     }
     c->hold_req_headers = false;
     c->continue_request = false;
-    // Body: each chunk as it comes; a body Pause buffers (StopIterationAndBuffer) up to
-    // the buffer limit, then 413; trailers end the body, and a Continue from them sends
-    // the buffered body on.
-    std::vector<std::string> next; // what this plugin passes on
-    std::string pending;
-    bool holding = false;
-    for (size_t k = 0; k < chunks.size(); k++) {
-      bool last = k + 1 == chunks.size() && s.req_trailers.empty();
-      pending += chunks[k];
-      s.req_body = pending;
-      s.req_eos = last;
-      c->hold_req_body = true;
-      auto bst = c->onRequestBody(static_cast<uint32_t>(s.req_body.size()), last);
-      c->hold_req_body = false;
+    auto end = passBody(c, s, true, chunks, &held, [&] {
       if (vmFailed(c, i)) {
-        break;
+        return true;
       }
       finishReply(c);
-      if (reply) {
-        break;
-      }
-      if (bst == FilterDataStatus::Continue || c->continue_request) {
-        next.push_back(s.req_body); // what goes on, as the plugin left it
-        pending.clear();
-        holding = false;
-        c->continue_request = false;
-      } else {
-        pending = s.req_body;
-        holding = true;
-        if (pending.size() > kBufferLimit) {
-          LocalReply r;
-          r.code = 413;
-          r.body = "Payload Too Large";
-          r.details = "request_payload_too_large";
-          reply = r;
-          break;
-        }
-        if (last) {
-          out["paused"] = true;
-          stopped = true;
-        }
-      }
-    }
-    if (reply || failed || stopped) {
+      return reply.has_value();
+    });
+    if (end == BodyEnd::TooLarge) {
+      LocalReply r;
+      r.code = 413;
+      r.body = "Payload Too Large";
+      r.details = "request_payload_too_large";
+      reply = r;
       break;
     }
-    if (!s.req_trailers.empty()) {
-      s.req_eos = true;
-      c->hold_req_trailers = true;
-      auto tst = c->onRequestTrailers(static_cast<uint32_t>(s.req_trailers.size()));
-      c->hold_req_trailers = false;
-      if (vmFailed(c, i)) {
-        break;
-      }
-      finishReply(c);
-      if (reply) {
-        break;
-      }
-      if (tst == FilterTrailersStatus::Continue || c->continue_request) {
-        c->continue_request = false;
-        if (holding) {
-          next.push_back(pending);
-        }
-      } else {
-        out["paused"] = true;
-        stopped = true;
-        break;
-      }
+    if (end == BodyEnd::Stopped) {
+      break;
     }
-    chunks = std::move(next);
+    if (end == BodyEnd::Paused || held) {
+      out["paused"] = true;
+      stopped = true;
+      break;
+    }
   }
 
   if (!reply && !stopped) {
@@ -1421,6 +1526,7 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
       body += c;
     }
     out["upstream"] = {{"headers", headersJSON(s.req_headers)}, {"body", body}};
+    s.upstream_address = "127.0.0.1:8080";
     if (!s.req_trailers.empty()) {
       out["upstream"]["trailers"] = headersJSON(s.req_trailers);
     }
@@ -1442,87 +1548,64 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
     if (reply->grpc_status >= 0) {
       out["grpc_status"] = reply->grpc_status;
     }
-    s.resp_headers.clear();
-    if (isGrpc(s.req_headers)) {
-      int64_t gs = reply->grpc_status;
-      if (gs < 0 || gs > 16) {
-        gs = grpcStatusForHTTP(reply->code);
-      }
-      s.resp_headers.emplace_back(":status", "200");
-      s.resp_headers.emplace_back("content-type", "application/grpc");
-      s.resp_headers.emplace_back("grpc-status", std::to_string(gs));
-      if (!reply->body.empty()) {
-        s.resp_headers.emplace_back("grpc-message", grpcPercentEncode(reply->body));
-      }
-      for (const auto &p : reply->headers) {
-        s.resp_headers.push_back(p);
-      }
-      s.resp_body.clear();
-    } else {
-      s.resp_headers.emplace_back(":status", std::to_string(reply->code));
-      for (const auto &p : reply->headers) {
-        s.resp_headers.push_back(p);
-      }
-      s.resp_body = reply->body;
-      if (!s.resp_body.empty()) {
-        s.resp_headers.emplace_back("content-length", std::to_string(s.resp_body.size()));
-        if (contentType(s.resp_headers).empty()) {
-          s.resp_headers.emplace_back("content-type", "text/plain");
-        }
-      }
-    }
+    encodeReply(*reply, isGrpc(s.req_headers), s.resp_headers, s.resp_body);
   }
   std::vector<std::string> rchunks = cut(s.resp_body);
+  bool reset = false;
   if (stopped) {
     rchunks.clear();
-  }
-  if (!stopped) {
-    // Response path, reverse order.
+  } else {
+    // Response path, reverse order: the headers through every plugin, then the body
+    // and trailers through each in turn (the headers go before the first body frame,
+    // as Envoy's filter manager sends them when no plugin holds them).
+    std::vector<size_t> order;
     for (size_t j = ctxs.size(); j-- > 0;) {
-      auto *c = ctxs[j];
-      if (failed && j + 1 == ctxs.size()) {
-        continue;
+      if (!(failed && j + 1 == ctxs.size())) {
+        order.push_back(j);
       }
-      bool eos = rchunks.empty() && s.resp_trailers.empty();
+    }
+    std::vector<bool> held(ctxs.size(), false);
+    bool eos = rchunks.empty() && s.resp_trailers.empty();
+    for (auto j : order) {
+      auto *c = ctxs[j];
       s.resp_eos = eos;
       c->hold_resp_headers = true;
-      c->onResponseHeaders(static_cast<uint32_t>(s.resp_headers.size()), eos);
+      auto st = c->onResponseHeaders(static_cast<uint32_t>(s.resp_headers.size()), eos);
       c->hold_resp_headers = false;
       finishReply(c);
-      // Body chunks as they come (16 KiB each); a body Pause buffers until a later
-      // chunk or the trailers continue (not modelled: the 500 / reset beyond the buffer
-      // limit on the response path).
-      std::vector<std::string> next;
-      std::string pending;
-      bool holding = false;
-      for (size_t k = 0; k < rchunks.size(); k++) {
-        bool last = k + 1 == rchunks.size() && s.resp_trailers.empty();
-        pending += rchunks[k];
-        s.resp_body = pending;
-        s.resp_eos = last;
-        c->hold_resp_body = true;
-        auto bst = c->onResponseBody(static_cast<uint32_t>(s.resp_body.size()), last);
-        c->hold_resp_body = false;
-        if (bst == FilterDataStatus::Continue || c->continue_response || last) {
-          next.push_back(s.resp_body);
-          pending.clear();
-          holding = false;
-          c->continue_response = false;
-        } else {
-          pending = s.resp_body;
-          holding = true;
-        }
+      held[j] = st != FilterHeadersStatus::Continue && !c->continue_response;
+      c->continue_response = false;
+    }
+    for (auto j : order) {
+      auto *c = ctxs[j];
+      bool h = held[j];
+      auto end = passBody(c, s, false, rchunks, &h, [&] {
+        finishReply(c);
+        return false;
+      });
+      held[j] = h;
+      if (end != BodyEnd::TooLarge) {
+        continue;
       }
-      if (!s.resp_trailers.empty()) {
-        s.resp_eos = true;
-        c->hold_resp_trailers = true;
-        c->onResponseTrailers(static_cast<uint32_t>(s.resp_trailers.size()));
-        c->hold_resp_trailers = false;
-        if (holding) {
-          next.push_back(pending);
-        }
+      // Envoy's ActiveStreamEncoderFilter::responseDataTooLarge → sendLocalReply: while
+      // the response headers have not reached the client (a plugin still holds them),
+      // a 500 "Internal Server Error" goes to the client directly, past the filters
+      // (sendDirectLocalReply); once they have, the stream is reset.
+      if (std::find(held.begin(), held.end(), true) != held.end()) {
+        LocalReply r;
+        r.code = 500;
+        r.body = "Internal Server Error";
+        r.details = "response_payload_too_large";
+        out["local_reply"] = true;
+        out["details"] = r.details;
+        out.erase("grpc_status");
+        encodeReply(r, isGrpc(s.req_headers), s.resp_headers, s.resp_body);
+        s.resp_trailers.clear();
+        rchunks = {s.resp_body};
+      } else {
+        reset = true;
       }
-      rchunks = std::move(next);
+      break;
     }
   }
   s.resp_body.clear();
@@ -1541,6 +1624,14 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
   if (!s.resp_trailers.empty()) {
     out["trailers"] = headersJSON(s.resp_trailers);
   }
+  if (reset) {
+    // The client gets no response (testenv's Response of a reset stream).
+    out["status"] = 0;
+    out["headers"] = json::array();
+    out["body"] = "";
+    out.erase("trailers");
+  }
+  out["reset"] = reset;
   for (auto *c : ctxs) {
     out["reset"] = out["reset"].get<bool>() || c->closed;
   }
@@ -1622,6 +1713,7 @@ int main(int argc, char **argv) {
     }
   }
   env.node_id = sc.value("node_id", "");
+  env.allow_on_headers_stop_iteration = sc.value("allow_on_headers_stop_iteration", false);
   for (auto &[k, v] : env.callouts.items()) {
     (void)v;
     env.known_clusters.push_back(k);
