@@ -92,6 +92,12 @@ type Plugin struct {
 	// Wasm is the module's path (testenv reads the same file).
 	Wasm     string `json:"wasm"`
 	FailOpen bool   `json:"fail_open,omitempty"`
+	// FailReload is Envoy's failure_policy FAIL_RELOAD (1.34+; testenv.FailReload): a
+	// later stream reloads a VM that failed at run time once ReloadBackoffMS (Envoy's
+	// reload_config.backoff.base_interval, default 1000) passed on the scripted clock
+	// since the worker's plugin was last loaded.
+	FailReload      bool  `json:"fail_reload,omitempty"`
+	ReloadBackoffMS int64 `json:"reload_backoff_ms,omitempty"`
 }
 
 // CalloutAnswer is the response to an HTTP callout.
@@ -552,6 +558,10 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 			Config: []byte(p.Config), VMConfig: []byte(p.VMConfig)}
 		if p.FailOpen {
 			tp.FailurePolicy = testenv.FailOpen
+		}
+		if p.FailReload {
+			tp.FailurePolicy = testenv.FailReload
+			tp.ReloadBackoff = time.Duration(p.ReloadBackoffMS) * time.Millisecond
 		}
 		plugins = append(plugins, tp)
 	}

@@ -1030,7 +1030,46 @@ struct PluginSlot {
   std::string load_error;
   std::string vm_key, code; // for a Reconfigure's createWasm
   std::function<std::shared_ptr<WasmHandleBase>(std::string_view)> factory;
+  // Envoy's failure_policy FAIL_RELOAD (1.34+) and reload_config.backoff.base_interval.
+  bool fail_reload = false;
+  uint64_t reload_backoff_ms = 1000;
+  std::vector<uint64_t> last_load; // per worker: when its plugin handle was last (re)loaded
 };
+
+std::shared_ptr<PluginHandleBase> threadLocalPlugin(const std::shared_ptr<WasmHandleBase> &base,
+                                                    const std::shared_ptr<PluginBase> &plugin) {
+  return getOrCreateThreadLocalPlugin(
+      base, plugin, cloneWasm,
+      [](std::shared_ptr<WasmHandleBase> wh, std::shared_ptr<PluginBase> pl) {
+        return std::make_shared<PluginHandleBase>(wh, pl);
+      });
+}
+
+// maybeReload is Envoy's PluginConfig::maybeReloadHandleIfNeeded, run on the worker when
+// a stream is to get a context of the plugin: with FAIL_RELOAD, a VM that failed with a
+// runtime error is replaced once the backoff since the handle's last load elapsed (the
+// load time is updated either way). cpp-host's thread-local caches dropped the failed VM
+// and plugin (the fail callbacks of getOrCreateThreadLocalWasm / Plugin), so
+// getOrCreateThreadLocalPlugin clones a new VM from the base VM and starts and configures
+// the plugin there. Envoy draws the backoff from JitteredLowerBoundBackOffStrategy
+// (base_interval plus up to half of it); the driver waits exactly base_interval, as
+// testenv does.
+void maybeReload(PluginSlot &slot) {
+  auto w = static_cast<size_t>(current_worker);
+  auto &local = slot.locals[w];
+  if (!slot.fail_reload || !slot.base || !local ||
+      local->wasm()->fail_state() != FailState::RuntimeError) {
+    return;
+  }
+  if (env.now_ms - slot.last_load[w] < slot.reload_backoff_ms) {
+    return;
+  }
+  slot.last_load[w] = env.now_ms;
+  auto fresh = threadLocalPlugin(slot.base, slot.plugin);
+  if (fresh && !fresh->wasm()->isFailed()) {
+    local = fresh;
+  }
+}
 
 std::string readFile(const std::string &path) {
   std::ifstream f(path, std::ios::binary);
@@ -1432,6 +1471,7 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
   bool stopped = false;
   for (size_t i = 0; i < slots.size() && !stopped; i++) {
     auto &slot = slots[i];
+    maybeReload(slot);
     auto &local = slot.locals[static_cast<size_t>(current_worker)];
     if (!local) {
       continue;
@@ -1753,6 +1793,9 @@ int main(int argc, char **argv) {
     std::string vm_config = p.value("vm_config", "");
     std::string root_id = p.value("root_id", "");
     bool fail_open = p.value("fail_open", false);
+    slot.fail_reload = p.value("fail_reload", false);
+    slot.reload_backoff_ms = p.value("reload_backoff_ms", 1000ULL);
+    slot.last_load.assign(static_cast<size_t>(nworkers), env.now_ms);
     // Envoy's VM key: vm_id, vm configuration and the code's hash.
     std::string vm_key = vm_id + "||" + vm_config + "||" + std::to_string(std::hash<std::string>{}(code));
     slot.plugin = std::make_shared<PluginBase>(p.value("name", ""), root_id, vm_id, "wamr",
@@ -1777,13 +1820,7 @@ int main(int argc, char **argv) {
       // VM) and plugin (root context started and configured there).
       bool started = true;
       for (int w = 0; w < nworkers; w++) {
-        runOn(w, [&] {
-          slot.locals[static_cast<size_t>(w)] = getOrCreateThreadLocalPlugin(
-              slot.base, slot.plugin, cloneWasm,
-              [](std::shared_ptr<WasmHandleBase> wh, std::shared_ptr<PluginBase> pl) {
-                return std::make_shared<PluginHandleBase>(wh, pl);
-              });
-        });
+        runOn(w, [&] { slot.locals[static_cast<size_t>(w)] = threadLocalPlugin(slot.base, slot.plugin); });
         started = started && slot.locals[static_cast<size_t>(w)] != nullptr;
       }
       l["started"] = started;
@@ -1823,18 +1860,13 @@ int main(int argc, char **argv) {
       if (ok) {
         std::vector<std::shared_ptr<PluginHandleBase>> fresh(slot.locals.size());
         for (int w = 0; w < nworkers && ok; w++) {
-          runOn(w, [&] {
-            fresh[static_cast<size_t>(w)] = getOrCreateThreadLocalPlugin(
-                base, np, cloneWasm,
-                [](std::shared_ptr<WasmHandleBase> wh, std::shared_ptr<PluginBase> pl) {
-                  return std::make_shared<PluginHandleBase>(wh, pl);
-                });
-          });
+          runOn(w, [&] { fresh[static_cast<size_t>(w)] = threadLocalPlugin(base, np); });
           ok = fresh[static_cast<size_t>(w)] != nullptr;
         }
         if (ok) {
           for (int w = 0; w < nworkers; w++) {
             runOn(w, [&] { slot.locals[static_cast<size_t>(w)] = fresh[static_cast<size_t>(w)]; });
+            slot.last_load[static_cast<size_t>(w)] = env.now_ms;
           }
           slot.plugin = np;
           slot.base = base;
