@@ -124,6 +124,19 @@ type GrpcAnswer struct {
 	Response []byte `json:"-"`
 	// ResponseHex carries Response to the driver.
 	ResponseHex string `json:"response_hex,omitempty"`
+	// Failure "timeout": the service answers nothing and the call's timeout passes
+	// (testenv's server holds the call until the deadline, real time); Envoy's async
+	// client then closes the call with grpc-status 14 "upstream request timeout" (its
+	// router's 504, Grpc::Utility::httpToGrpcStatus).
+	Failure string `json:"failure,omitempty"`
+	// A gRPC stream (proxy_grpc_stream) is answered, after the client's first message,
+	// with InitialMetadata, each of Messages (then no Response), TrailingMetadata, and
+	// the status Code / Message. A unary call gets the metadata too.
+	InitialMetadata  [][2]string `json:"initial_metadata,omitempty"`
+	Messages         [][]byte    `json:"-"`
+	TrailingMetadata [][2]string `json:"trailing_metadata,omitempty"`
+	// MessagesHex carries Messages to the driver.
+	MessagesHex []string `json:"messages_hex,omitempty"`
 }
 
 // noGrpcAnswer is what a gRPC cluster answers outside the steps that give its answer.
@@ -428,6 +441,10 @@ func withHex(m map[string]GrpcAnswer) map[string]GrpcAnswer {
 	out := make(map[string]GrpcAnswer, len(m))
 	for k, a := range m {
 		a.ResponseHex = hex.EncodeToString(a.Response)
+		a.MessagesHex = nil
+		for _, m := range a.Messages {
+			a.MessagesHex = append(a.MessagesHex, hex.EncodeToString(m))
+		}
 		out[k] = a
 	}
 	return out

@@ -617,7 +617,7 @@ func TestRatelimitGlobal(t *testing.T) {
 	const cluster = "outbound|8081||ratelimit.shop.svc.cluster.local"
 	cfg := func(extra string) string {
 		return `{"mode": "global", "domain": "checkout", "headers_on_allowed": true,
-  "global": {"cluster": "` + cluster + `", "timeout": "50ms"` + extra + `},
+  "global": {"cluster": "` + cluster + `", "timeout": "1s"` + extra + `},
   "rules": [{"name": "per-user", "descriptors": [{"key": "user", "header": "x-user-id"}],
      "limit": {"requests": 100, "unit": "minute"},
      "overrides": [{"values": {"user": "ci-bot"}, "unlimited": true}], "missing_key": "deny"}]}`
@@ -650,14 +650,18 @@ func TestRatelimitGlobal(t *testing.T) {
 		user("bob", unavailable),
 		user("bob", broken),
 		get("/checkout"), // missing_key: deny, no call
+		// The service lets the call's timeout pass: Envoy closes it with UNAVAILABLE
+		// "upstream request timeout" (1 s of real time on testenv, long enough for the
+		// other calls' loopback answers on a loaded machine).
+		user("bob", GrpcAnswer{Failure: "timeout"}),
 	}
 	for _, tc := range []struct {
 		name     string
 		cfg      string
 		statuses []int
 	}{
-		{name: "failure-mode-allow", cfg: cfg(""), statuses: []int{200, 429, 200, 200, 200, 429}},
-		{name: "failure-mode-deny", cfg: cfg(`, "failure_mode_deny": true, "status_on_error": 503`), statuses: []int{200, 429, 200, 503, 503, 429}},
+		{name: "failure-mode-allow", cfg: cfg(""), statuses: []int{200, 429, 200, 200, 200, 429, 200}},
+		{name: "failure-mode-deny", cfg: cfg(`, "failure_mode_deny": true, "status_on_error": 503`), statuses: []int{200, 429, 200, 503, 503, 429, 503}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := Scenario{

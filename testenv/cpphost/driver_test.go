@@ -1,6 +1,7 @@
 package cpphost
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -90,5 +91,55 @@ func TestResponseBufferLimit(t *testing.T) {
 				t.Run(host, func(t *testing.T) { Compare(t, ref, RunCppHost(t, host, sc)) })
 			}
 		})
+	}
+}
+
+// gRPC streams (proxy_grpc_stream) and unary call timeouts, driven by the conformance
+// guest: its grpc-stream op opens grpc.health.v1.Health/Watch, sends one request
+// (end_stream) and reports the callbacks it got; after the first message it cancels the
+// stream (no more callbacks); a stream the service fails gets initial metadata (empty:
+// a trailers-only answer), trailing metadata and the close with the status. Its
+// grpc-call op with a timeout the service lets pass gets Envoy's close: grpc-status 14
+// "upstream request timeout".
+func TestGrpcStreamsAndTimeouts(t *testing.T) {
+	wasm := BuildGuest(t, "../conformance/guest")
+	op := func(name string, a GrpcAnswer, h ...[2]string) Step {
+		s := get("/op/"+name, append([][2]string{{"x-op", name}, {"x-cluster", "health"}, {"x-service", "ready"}}, h...)...)
+		s.GrpcCallouts = map[string]GrpcAnswer{"health": a}
+		return s
+	}
+	serving, notServing := []byte{0x08, 0x01}, []byte{0x08, 0x02} // HealthCheckResponse{status}
+	sc := Scenario{
+		Plugins: []Plugin{{Name: "conformance", RootID: "conformance_root", VMID: "conf", Wasm: wasm, Config: `{}`}},
+		Steps: []Step{
+			op("grpc-stream", GrpcAnswer{InitialMetadata: [][2]string{{"x-md", "1"}}, Messages: [][]byte{serving, notServing},
+				TrailingMetadata: [][2]string{{"x-trailer", "2"}}}),
+			op("grpc-stream", GrpcAnswer{Code: 14, Message: "health service down"}),
+			op("grpc-stream", GrpcAnswer{Code: 5, Message: "unknown service", Messages: [][]byte{}}),
+			op("grpc-call", GrpcAnswer{Failure: "timeout"}, [2]string{"x-timeout-ms", "50"}),
+			op("grpc-call", GrpcAnswer{Response: serving}, [2]string{"x-timeout-ms", "5000"}),
+			op("grpc-call", GrpcAnswer{Code: 7, Message: "denied"}),
+		},
+	}
+	want := RunTestenv(t, sc)
+	require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+	require.Len(t, want.Results, 6)
+	for i, w := range []map[string]any{
+		{"open": "ok", "send": "ok", "events": []any{"initial_metadata", "message"}, "messages": []any{"0801/ok"},
+			"cancel": "ok", "close_status": 0.0, "close_message": "cancelled by guest"},
+		{"events": []any{"initial_metadata", "trailing_metadata", "close"}, "close_status": 14.0, "close_message": "health service down"},
+		{"events": []any{"initial_metadata", "trailing_metadata", "close"}, "close_status": 5.0, "close_message": "unknown service"},
+		{"dispatch": "ok", "grpc_status": 14.0, "grpc_message": "upstream request timeout", "response_hex": ""},
+		{"dispatch": "ok", "grpc_status": 0.0, "grpc_message": "", "response_hex": "0801"},
+		{"dispatch": "ok", "grpc_status": 7.0, "grpc_message": "denied", "response_hex": ""},
+	} {
+		var got map[string]any
+		require.NoError(t, json.Unmarshal([]byte(want.Results[i].Body), &got), "testenv request %d: %s", i, want.Results[i].Body)
+		for k, v := range w {
+			assert.Equal(t, v, got[k], "testenv request %d: %s", i, k)
+		}
+	}
+	for _, host := range []string{Host52a0291, Host3930b7b} {
+		t.Run(host, func(t *testing.T) { Compare(t, want, RunCppHost(t, host, sc)) })
 	}
 }

@@ -211,6 +211,12 @@ struct LocalReply {
 
 struct PendingCall {
   bool grpc = false; // a unary gRPC call (else HTTP)
+  // A gRPC stream (proxy_grpc_stream, even token): answered one callback at a time
+  // (stage 0: initial metadata, then each message, trailing metadata, close), so a
+  // cancel from a callback stops the rest.
+  bool stream = false;
+  size_t stage = 0;
+  bool local_closed = false; // proxy_grpc_send with end_stream, or proxy_grpc_close
   uint32_t token;
   uint32_t context_id;
   WasmBase *wasm;
@@ -243,6 +249,7 @@ struct Env {
   json callouts = json::object(); // cluster → {status, headers, body}
   json grpc_callouts = json::object(); // cluster → {code, message, response_hex}
   uint32_t next_grpc_token = 1;      // odd: calls (Envoy's are odd, streams even)
+  uint32_t next_stream_token = 2;    // even: streams
   // "base" while createWasm runs (the base VM and its configuration canary, which
   // testenv does not have), "" after.
   std::string phase;
@@ -518,15 +525,23 @@ public:
       return stream && hold_resp_trailers ? &stream->resp_trailers : nullptr;
     case WasmHeaderMapType::HttpCallResponseHeaders:
       return callRoot()->call_headers;
+    case WasmHeaderMapType::GrpcReceiveInitialMetadata:
+    case WasmHeaderMapType::GrpcReceiveTrailingMetadata:
+      return callRoot()->grpc_metadata;
     default:
       return nullptr;
     }
   }
 
+  static bool readOnly(WasmHeaderMapType type) {
+    return type == WasmHeaderMapType::HttpCallResponseHeaders ||
+           type == WasmHeaderMapType::GrpcReceiveInitialMetadata ||
+           type == WasmHeaderMapType::GrpcReceiveTrailingMetadata;
+  }
   WasmResult addHeaderMapValue(WasmHeaderMapType type, std::string_view key,
                                std::string_view value) override {
     auto *m = map(type);
-    if (m == nullptr || type == WasmHeaderMapType::HttpCallResponseHeaders) {
+    if (m == nullptr || readOnly(type)) {
       return WasmResult::BadArgument;
     }
     addHeader(*m, type, lower(key), value);
@@ -559,7 +574,7 @@ public:
   }
   WasmResult setHeaderMapPairs(WasmHeaderMapType type, const Pairs &pairs) override {
     auto *m = map(type);
-    if (m == nullptr || type == WasmHeaderMapType::HttpCallResponseHeaders) {
+    if (m == nullptr || readOnly(type)) {
       return WasmResult::BadArgument;
     }
     Headers copy;
@@ -571,7 +586,7 @@ public:
   }
   WasmResult removeHeaderMapValue(WasmHeaderMapType type, std::string_view key) override {
     auto *m = map(type);
-    if (m == nullptr || type == WasmHeaderMapType::HttpCallResponseHeaders) {
+    if (m == nullptr || readOnly(type)) {
       return WasmResult::BadArgument;
     }
     removeHeader(*m, lower(key));
@@ -580,7 +595,7 @@ public:
   WasmResult replaceHeaderMapValue(WasmHeaderMapType type, std::string_view key,
                                    std::string_view value) override {
     auto *m = map(type);
-    if (m == nullptr || type == WasmHeaderMapType::HttpCallResponseHeaders) {
+    if (m == nullptr || readOnly(type)) {
       return WasmResult::BadArgument;
     }
     auto k = lower(key);
@@ -804,19 +819,67 @@ public:
     env.calls.push_back(std::move(c));
     return WasmResult::Ok;
   }
-  WasmResult grpcCancel(uint32_t token) override { return dropCall(token); }
-  WasmResult grpcClose(uint32_t token) override { return dropCall(token); }
-  WasmResult dropCall(uint32_t token) {
+  // gRPC streams (Envoy's Context::grpcStream / grpcSend / grpcClose / grpcCancel),
+  // answered from the scenario after the current callback, one callback at a time.
+  WasmResult grpcStream(std::string_view grpc_service, std::string_view service_name,
+                        std::string_view method_name, const Pairs & /*initial_metadata*/,
+                        GrpcToken *token_ptr) override {
+    std::string cluster(grpc_service);
+    if (!env.grpc_callouts.contains(cluster)) {
+      return WasmResult::ParseFailure;
+    }
+    PendingCall c;
+    c.grpc = c.stream = true;
+    c.token = env.next_stream_token;
+    env.next_stream_token += 2;
+    c.context_id = id();
+    c.wasm = wasm();
+    c.worker = current_worker;
+    c.cluster = cluster;
+    c.headers.emplace_back(":path", "/" + std::string(service_name) + "/" + std::string(method_name));
+    *token_ptr = c.token;
+    env.calls.push_back(std::move(c));
+    return WasmResult::Ok;
+  }
+  PendingCall *findCall(uint32_t token) {
     auto *w = wasm();
     auto it = std::find_if(env.calls.begin(), env.calls.end(), [&](const PendingCall &c) {
       return c.grpc && c.wasm == w && c.token == token;
     });
-    if (it == env.calls.end()) {
+    return it == env.calls.end() ? nullptr : &*it;
+  }
+  WasmResult grpcSend(uint32_t token, std::string_view /*message*/, bool end_stream) override {
+    if (token % 2 == 1) {
+      return WasmResult::BadArgument; // a call's token
+    }
+    auto *c = findCall(token);
+    if (c == nullptr) {
       return WasmResult::NotFound;
     }
-    env.calls.erase(it);
+    c->local_closed = c->local_closed || end_stream;
     return WasmResult::Ok;
   }
+  // Cancel on a call, reset on a stream: no more callbacks.
+  WasmResult grpcCancel(uint32_t token) override { return dropCall(token); }
+  // Cancel on a call; on a stream, close our side: the peer's answer still arrives.
+  WasmResult grpcClose(uint32_t token) override {
+    auto *c = findCall(token);
+    if (c != nullptr && c->stream) {
+      c->local_closed = true;
+      return WasmResult::Ok;
+    }
+    return dropCall(token);
+  }
+  WasmResult dropCall(uint32_t token) {
+    auto *c = findCall(token);
+    if (c == nullptr) {
+      return WasmResult::NotFound;
+    }
+    env.calls.erase(env.calls.begin() + (c - env.calls.data()));
+    return WasmResult::Ok;
+  }
+  // The metadata of a gRPC stream while its metadata callback runs.
+  Headers *grpc_metadata = nullptr;
   // The message of a gRPC call's answer while proxy_on_grpc_receive runs (read through
   // the root context, as Envoy's rootContext()->grpc_receive_buffer_).
   std::string *grpc_body = nullptr;
@@ -1147,6 +1210,81 @@ std::string unhex(const std::string &h) {
   return out;
 }
 
+// The context a callout's answer goes to: the one that made it, else its VM's root
+// context.
+DriverContext *calloutContext(const PendingCall &call) {
+  auto *ctx = dynamic_cast<DriverContext *>(call.wasm->getContext(call.context_id));
+  if (ctx == nullptr) {
+    ctx = dynamic_cast<DriverContext *>(call.wasm->getRootContext(nullptr, true));
+  }
+  return ctx;
+}
+
+// The status a unary gRPC call's answer closes it with: the scenario's code and message,
+// or for a "timeout" failure what Envoy's async client reports once the call's timeout
+// passed: its router answers 504 "upstream request timeout" (Router::Filter::
+// onUpstreamTimeoutAbort), which a gRPC request gets as grpc-status 14 (UNAVAILABLE,
+// Grpc::Utility::httpToGrpcStatus) with that message.
+std::pair<uint32_t, std::string> grpcStatusOf(const json &a) {
+  if (a.value("failure", "") == "timeout") {
+    return {14, "upstream request timeout"};
+  }
+  return {a.value("code", 0U), a.value("message", "")};
+}
+
+// deliverStreamEvent runs the next callback of gRPC stream pc (Envoy's
+// Grpc::AsyncStreamImpl order, through Context::onGrpcReceiveInitialMetadata /
+// onGrpcReceive / onGrpcReceiveTrailingMetadata / onGrpcClose): initial metadata, each
+// message, trailing metadata, then the close with the answer's status (proxy_get_status
+// gives its message). One callback per call, so a proxy_grpc_cancel from one stops the
+// rest.
+void deliverStreamEvent(PendingCall &pc) {
+  PendingCall call = pc; // pc moves if the callback makes a callout
+  size_t stage = pc.stage++;
+  const json a = env.grpc_callouts[call.cluster];
+  std::vector<std::string> msgs;
+  for (const auto &m : a.value("messages_hex", json::array())) {
+    msgs.push_back(unhex(m.get<std::string>()));
+  }
+  auto erase = [&] {
+    env.calls.erase(std::remove_if(env.calls.begin(), env.calls.end(),
+                                   [&](const PendingCall &c) {
+                                     return c.grpc && c.wasm == call.wasm && c.token == call.token;
+                                   }),
+                    env.calls.end());
+  };
+  auto *ctx = calloutContext(call);
+  if (ctx == nullptr) {
+    erase();
+    return;
+  }
+  if (stage == 0 || stage == msgs.size() + 1) {
+    Headers md = headersFrom(a.value(stage == 0 ? "initial_metadata" : "trailing_metadata", json::array()));
+    ctx->grpc_metadata = &md;
+    if (stage == 0) {
+      ctx->onGrpcReceiveInitialMetadata(call.token, static_cast<uint32_t>(md.size()));
+    } else {
+      ctx->onGrpcReceiveTrailingMetadata(call.token, static_cast<uint32_t>(md.size()));
+    }
+    ctx->grpc_metadata = nullptr;
+    return;
+  }
+  if (stage <= msgs.size()) {
+    std::string m = msgs[stage - 1];
+    ctx->grpc_body = &m;
+    ctx->onGrpcReceive(call.token, static_cast<uint32_t>(m.size()));
+    ctx->grpc_body = nullptr;
+    return;
+  }
+  erase();
+  auto [code, message] = grpcStatusOf(a);
+  ctx->status_code = code;
+  ctx->status_message = message;
+  ctx->onGrpcClose(call.token, static_cast<GrpcStatusCode>(code));
+  ctx->status_code = 0;
+  ctx->status_message.clear();
+}
+
 // Answers every pending callout of the current thread's VMs from the scenario and runs
 // its callback on the context that made it.
 void deliverCallouts() {
@@ -1156,12 +1294,13 @@ void deliverCallouts() {
     if (it == env.calls.end()) {
       return;
     }
+    if (it->stream) {
+      deliverStreamEvent(*it);
+      continue;
+    }
     auto call = *it;
     env.calls.erase(it);
-    auto *ctx = dynamic_cast<DriverContext *>(call.wasm->getContext(call.context_id));
-    if (ctx == nullptr) {
-      ctx = dynamic_cast<DriverContext *>(call.wasm->getRootContext(nullptr, true));
-    }
+    auto *ctx = calloutContext(call);
     if (ctx == nullptr) {
       continue;
     }
@@ -1170,7 +1309,7 @@ void deliverCallouts() {
       // proxy_on_grpc_close with the status, its message in proxy_get_status (Envoy's
       // Context::onGrpcReceive / onGrpcClose for a unary call).
       const auto &a = env.grpc_callouts[call.cluster];
-      uint32_t code = a.value("code", 0U);
+      auto [code, message] = grpcStatusOf(a);
       if (code == 0) {
         std::string msg = unhex(a.value("response_hex", ""));
         ctx->grpc_body = &msg;
@@ -1178,7 +1317,7 @@ void deliverCallouts() {
         ctx->grpc_body = nullptr;
       } else {
         ctx->status_code = code;
-        ctx->status_message = a.value("message", "");
+        ctx->status_message = message;
         ctx->onGrpcClose(call.token, static_cast<GrpcStatusCode>(code));
         ctx->status_code = 0;
         ctx->status_message.clear();
