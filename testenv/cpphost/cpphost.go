@@ -61,8 +61,9 @@ type Scenario struct {
 	StartUnixNS int64 `json:"start_unix_ns,omitempty"`
 	// Callouts answers HTTP callouts by cluster name.
 	Callouts map[string]CalloutAnswer `json:"callouts,omitempty"`
-	// GrpcCallouts answers unary gRPC calls by cluster name (the service argument of
-	// proxy_grpc_call as a raw cluster name; testenv calls a loopback gRPC server).
+	// GrpcCallouts answers gRPC calls and streams by cluster name (the service argument
+	// of proxy_grpc_call / proxy_grpc_stream as a raw cluster name; testenv calls a
+	// loopback gRPC server).
 	GrpcCallouts map[string]GrpcAnswer `json:"grpc_callouts,omitempty"`
 	Steps        []Step                `json:"steps"`
 	// SeededSharedData lists shared-data key prefixes whose layout depends on a random
@@ -115,7 +116,7 @@ type CalloutAnswer struct {
 	Failure string `json:"failure,omitempty"`
 }
 
-// GrpcAnswer is the answer to a unary gRPC call: the response message (Code 0), or a
+// GrpcAnswer is the answer to a gRPC call (or stream, see Messages): the response message (Code 0), or a
 // non-OK status with its message (proxy_on_grpc_close, the message in
 // proxy_get_status).
 type GrpcAnswer struct {
@@ -131,7 +132,8 @@ type GrpcAnswer struct {
 	Failure string `json:"failure,omitempty"`
 	// A gRPC stream (proxy_grpc_stream) is answered, after the client's first message,
 	// with InitialMetadata, each of Messages (then no Response), TrailingMetadata, and
-	// the status Code / Message. A unary call gets the metadata too.
+	// the status Code / Message (a unary call has no metadata callbacks in Envoy's
+	// Wasm context).
 	InitialMetadata  [][2]string `json:"initial_metadata,omitempty"`
 	Messages         [][]byte    `json:"-"`
 	TrailingMetadata [][2]string `json:"trailing_metadata,omitempty"`

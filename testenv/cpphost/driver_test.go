@@ -143,3 +143,34 @@ func TestGrpcStreamsAndTimeouts(t *testing.T) {
 		t.Run(host, func(t *testing.T) { Compare(t, want, RunCppHost(t, host, sc)) })
 	}
 }
+
+// A response paused at its headers on an HTTP callout and resumed from the callout's
+// callback (the conformance guest's resp-call op), Envoy's default
+// StopAllIterationAndWatermark: the callback sees no body yet and writes a response
+// header; the body, arrived meanwhile, then reaches the body callback in one piece
+// (three 16 KiB chunks merged).
+func TestResponsePausedOnCallout(t *testing.T) {
+	wasm := BuildGuest(t, "../conformance/guest")
+	call := func(body string) Step {
+		return Step{Request: &Request{Path: "/r", Headers: [][2]string{{"x-op", "resp-call"}, {"x-cluster", "backend"}}},
+			Upstream: &Upstream{Status: 200, Body: body}}
+	}
+	big := strings.Repeat("b", 40000)
+	sc := Scenario{
+		Plugins:  []Plugin{{Name: "conformance", RootID: "conformance_root", VMID: "conf", Wasm: wasm, Config: `{}`}},
+		Callouts: map[string]CalloutAnswer{"backend": {Status: 200, Body: "pong"}},
+		Steps:    []Step{call("ok"), call(big)},
+	}
+	want := RunTestenv(t, sc)
+	require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+	require.Len(t, want.Results, 2)
+	for i, body := range []string{"ok", big} {
+		r := want.Results[i]
+		assert.Equal(t, 200, r.Status)
+		assert.Equal(t, digest(body+"|body-callback resumed=true"), digest(r.Body), "request %d: one body callback, after the resume", i)
+		assert.Contains(t, r.Headers, [2]string{"x-paused-body", "0/ok/calls=0"}, "request %d: what the callout's callback saw", i)
+	}
+	for _, host := range []string{Host52a0291, Host3930b7b} {
+		t.Run(host, func(t *testing.T) { Compare(t, want, RunCppHost(t, host, sc)) })
+	}
+}

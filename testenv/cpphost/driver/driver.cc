@@ -11,9 +11,10 @@
 // Envoy (vm_id + code), per-stream contexts through a chain of plugins, header maps with
 // Envoy's HeaderMapImpl semantics (lower-case names, inline headers append, setCopy
 // replaces all), deferred local replies, properties, cpp-host's own shared data and
-// queues, ticks from a scripted clock, HTTP callouts answered from the scenario, logs
-// (including the guest's stderr), metrics, and VM failure (failStream: 503 unless
-// fail_open). What it does not model is Envoy's filter manager beyond one chain in
+// queues, ticks from a scripted clock, HTTP callouts, gRPC calls and streams answered
+// from the scenario, logs (including the guest's stderr), metrics, the buffer limit on
+// both directions, and VM failure (failStream: 503 unless fail_open; FAIL_RELOAD's
+// reload after the backoff). What it does not model is Envoy's filter manager beyond one chain in
 // order: see testenv/cpphost/README.md.
 
 #include <algorithm>
@@ -210,7 +211,7 @@ struct LocalReply {
 };
 
 struct PendingCall {
-  bool grpc = false; // a unary gRPC call (else HTTP)
+  bool grpc = false; // a gRPC call or stream (else HTTP)
   // A gRPC stream (proxy_grpc_stream, even token): answered one callback at a time
   // (stage 0: initial metadata, then each message, trailing metadata, close), so a
   // cancel from a callback stops the rest.
@@ -247,7 +248,7 @@ struct Env {
   uint32_t next_token = 1;
   std::vector<std::string> errors;
   json callouts = json::object(); // cluster → {status, headers, body}
-  json grpc_callouts = json::object(); // cluster → {code, message, response_hex}
+  json grpc_callouts = json::object(); // cluster → GrpcAnswer (cpphost.go)
   uint32_t next_grpc_token = 1;      // odd: calls (Envoy's are odd, streams even)
   uint32_t next_stream_token = 2;    // even: streams
   // "base" while createWasm runs (the base VM and its configuration canary, which
@@ -1745,18 +1746,37 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
     }
     std::vector<bool> held(ctxs.size(), false);
     bool eos = rchunks.empty() && s.resp_trailers.empty();
+    std::vector<bool> merge(ctxs.size(), false);
     for (auto j : order) {
       auto *c = ctxs[j];
       s.resp_eos = eos;
       c->hold_resp_headers = true;
       auto st = c->onResponseHeaders(static_cast<uint32_t>(s.resp_headers.size()), eos);
+      held[j] = st != FilterHeadersStatus::Continue && !c->continue_response;
+      if (held[j] && st != FilterHeadersStatus::StopIteration) {
+        // StopAllIterationAndWatermark: the plugin gets no body callback until it
+        // resumes, e.g. from a callout's answer (answered now, with the headers still
+        // writable). The body arrived meanwhile: it comes to the plugin as one chunk
+        // (the filter manager's buffered_response_data_, as testenv merges it).
+        deliverCallouts();
+        if (c->continue_response) {
+          held[j] = false;
+          merge[j] = true;
+        }
+      }
       c->hold_resp_headers = false;
       finishReply(c);
-      held[j] = st != FilterHeadersStatus::Continue && !c->continue_response;
       c->continue_response = false;
     }
     for (auto j : order) {
       auto *c = ctxs[j];
+      if (merge[j] && rchunks.size() > 1) {
+        std::string all;
+        for (const auto &ch : rchunks) {
+          all += ch;
+        }
+        rchunks = {all};
+      }
       bool h = held[j];
       auto end = passBody(c, s, false, rchunks, &h, [&] {
         finishReply(c);
