@@ -697,6 +697,7 @@ func TestFailurePolicy(t *testing.T) {
 		op("fatal"), get("/plain"), get("/plain", [2]string{"content-type", "application/grpc"}), op("headers"),
 	}
 	advance := func(ms int64) Step { return Step{AdvanceMS: ms} }
+	on := func(w int, s Step) Step { s.Worker = w; return s }
 	grpc := [2]string{"content-type", "application/grpc"}
 	for _, tc := range []struct {
 		name     string
@@ -707,6 +708,7 @@ func TestFailurePolicy(t *testing.T) {
 		// 1.5× the backoff or later and not before 1× it, true whatever the jitter.
 		reload    bool
 		backoffMS int64
+		workers   int
 		steps     []Step
 		statuses  []int
 	}{
@@ -731,12 +733,21 @@ func TestFailurePolicy(t *testing.T) {
 				advance(4999), get("/plain"), advance(2501), get("/plain")},
 			statuses: []int{503, 200, 503, 503, 503, 200},
 		},
+		{
+			// Two workers, each with its own VM (the thread-local plugin): worker 1's
+			// VM fails and is reloaded on worker 1 alone; worker 0's serves throughout.
+			name: "fail-reload-workers", config: `{}`, reload: true, workers: 2,
+			steps: []Step{on(1, op("fatal")), on(0, get("/plain")), on(1, get("/plain")), advance(1500),
+				on(1, op("config")), on(0, op("config"))},
+			statuses: []int{503, 200, 503, 200, 200},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := Scenario{
 				Plugins: []Plugin{{Name: "conformance", RootID: "conformance_root", VMID: "conf", Wasm: wasm,
 					Config: tc.config, FailOpen: tc.failOpen, FailReload: tc.reload, ReloadBackoffMS: tc.backoffMS}},
-				Steps: steps,
+				Workers: tc.workers,
+				Steps:   steps,
 			}
 			if tc.steps != nil {
 				sc.Steps = tc.steps
