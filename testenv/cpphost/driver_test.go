@@ -97,8 +97,9 @@ func TestResponseBufferLimit(t *testing.T) {
 // gRPC streams (proxy_grpc_stream) and unary call timeouts, driven by the conformance
 // guest: its grpc-stream op opens grpc.health.v1.Health/Watch, sends one request
 // (end_stream) and reports the callbacks it got; after the first message it cancels the
-// stream (no more callbacks); a stream the service fails gets initial metadata (empty:
-// a trailers-only answer), trailing metadata and the close with the status. Its
+// stream (no more callbacks); a stream the service fails, or ends without a message,
+// gets initial metadata (empty: a trailers-only answer), trailing metadata and the close
+// with the status. Its
 // grpc-call op with a timeout the service lets pass gets Envoy's close: grpc-status 14
 // "upstream request timeout".
 func TestGrpcStreamsAndTimeouts(t *testing.T) {
@@ -116,6 +117,7 @@ func TestGrpcStreamsAndTimeouts(t *testing.T) {
 				TrailingMetadata: [][2]string{{"x-trailer", "2"}}}),
 			op("grpc-stream", GrpcAnswer{Code: 14, Message: "health service down"}),
 			op("grpc-stream", GrpcAnswer{Code: 5, Message: "unknown service", Messages: [][]byte{}}),
+			op("grpc-stream", GrpcAnswer{Messages: [][]byte{}}), // ends OK without a message
 			op("grpc-call", GrpcAnswer{Failure: "timeout"}, [2]string{"x-timeout-ms", "50"}),
 			op("grpc-call", GrpcAnswer{Response: serving}, [2]string{"x-timeout-ms", "5000"}),
 			op("grpc-call", GrpcAnswer{Code: 7, Message: "denied"}),
@@ -123,12 +125,13 @@ func TestGrpcStreamsAndTimeouts(t *testing.T) {
 	}
 	want := RunTestenv(t, sc)
 	require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
-	require.Len(t, want.Results, 6)
+	require.Len(t, want.Results, 7)
 	for i, w := range []map[string]any{
 		{"open": "ok", "send": "ok", "events": []any{"initial_metadata", "message"}, "messages": []any{"0801/ok"},
 			"cancel": "ok", "close_status": 0.0, "close_message": "cancelled by guest"},
 		{"events": []any{"initial_metadata", "trailing_metadata", "close"}, "close_status": 14.0, "close_message": "health service down"},
 		{"events": []any{"initial_metadata", "trailing_metadata", "close"}, "close_status": 5.0, "close_message": "unknown service"},
+		{"events": []any{"initial_metadata", "trailing_metadata", "close"}, "close_status": 0.0, "close_message": ""},
 		{"dispatch": "ok", "grpc_status": 14.0, "grpc_message": "upstream request timeout", "response_hex": ""},
 		{"dispatch": "ok", "grpc_status": 0.0, "grpc_message": "", "response_hex": "0801"},
 		{"dispatch": "ok", "grpc_status": 7.0, "grpc_message": "denied", "response_hex": ""},
