@@ -247,6 +247,16 @@ func (v *vm) grpcCallStart(st []uint64) abi.Status {
 		var resp []byte
 		err := cc.Invoke(cctx, method, &req, &resp, grpc.ForceCodec(rawCodec{}))
 		code, msg := grpcStatusOf(err)
+		// The deadline passed (the server, which got it as grpc-timeout rounded up, may
+		// reset the stream before our context's timer fires).
+		deadline, _ := cctx.Deadline()
+		if err != nil && timeout > 0 && !time.Now().Before(deadline) {
+			// Envoy's async client runs the call's timeout as its router's: the 504
+			// "upstream request timeout" local reply (Router::Filter::
+			// onUpstreamTimeoutAbort) reaches a gRPC request as grpc-status 14
+			// (Grpc::Utility::httpToGrpcStatus) with that message.
+			code, msg = uint32(codes.Unavailable), "upstream request timeout"
+		}
 		v.w.run(func() {
 			if _, ok := v.grpcCalls[token]; !ok {
 				return

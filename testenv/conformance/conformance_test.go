@@ -607,6 +607,24 @@ func TestGrpcCallouts(t *testing.T) {
 	r = report(t, h, "grpc-call", [2]string{"x-cluster", "nope"})
 	expect(t, r, map[string]any{"dispatch": "parse failure"})
 
+	// A call whose timeout passes: Envoy's async client runs it as its router's
+	// timeout, whose 504 "upstream request timeout" a gRPC call gets as UNAVAILABLE (14)
+	// with that message (Router::Filter::onUpstreamTimeoutAbort,
+	// Grpc::Utility::httpToGrpcStatus), not DEADLINE_EXCEEDED.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := grpc.NewServer(grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+		<-ss.Context().Done() // never answers
+		return ss.Context().Err()
+	}))
+	go slow.Serve(lis)
+	t.Cleanup(slow.Stop)
+	hs := start(t, setup{opts: testenv.Options{Clusters: map[string]string{"slow": lis.Addr().String()}}})
+	r = report(t, hs, "grpc-call", [2]string{"x-cluster", "slow"}, [2]string{"x-timeout-ms", "20"})
+	expect(t, r, map[string]any{"dispatch": "ok", "grpc_status": 14, "grpc_message": "upstream request timeout"})
+
 	// Server streaming: the first Watch message arrives, then the guest cancels.
 	r = report(t, h, "grpc-stream", [2]string{"x-cluster", "health"}, [2]string{"x-service", "ready"})
 	expect(t, r, map[string]any{"open": "ok", "send": "ok", "messages": "[0801/ok]", "cancel": "ok"})

@@ -61,8 +61,9 @@ type Scenario struct {
 	StartUnixNS int64 `json:"start_unix_ns,omitempty"`
 	// Callouts answers HTTP callouts by cluster name.
 	Callouts map[string]CalloutAnswer `json:"callouts,omitempty"`
-	// GrpcCallouts answers unary gRPC calls by cluster name (the service argument of
-	// proxy_grpc_call as a raw cluster name; testenv calls a loopback gRPC server).
+	// GrpcCallouts answers gRPC calls and streams by cluster name (the service argument
+	// of proxy_grpc_call / proxy_grpc_stream as a raw cluster name; testenv calls a
+	// loopback gRPC server).
 	GrpcCallouts map[string]GrpcAnswer `json:"grpc_callouts,omitempty"`
 	Steps        []Step                `json:"steps"`
 	// SeededSharedData lists shared-data key prefixes whose layout depends on a random
@@ -74,6 +75,12 @@ type Scenario struct {
 	// PollOneoffENOSYS runs testenv as the 3930b7b era's host answers poll_oneoff
 	// (testenv.Options.PollOneoffENOSYS); the driver ignores it (each build is its era).
 	PollOneoffENOSYS bool `json:"-"`
+	// AllowOnHeadersStopIteration is Envoy's allow_on_headers_stop_iteration of the
+	// wasm filter (testenv.Options.AllowOnHeadersStopIteration; cpp-host's
+	// ContextBase field of that name, which 63cb9c1 does not have): a headers Pause
+	// stays StopIteration, so the plugin still gets the body and holds the headers
+	// until a body or trailers callback continues.
+	AllowOnHeadersStopIteration bool `json:"allow_on_headers_stop_iteration,omitempty"`
 }
 
 // Plugin is one filter of the chain.
@@ -86,6 +93,12 @@ type Plugin struct {
 	// Wasm is the module's path (testenv reads the same file).
 	Wasm     string `json:"wasm"`
 	FailOpen bool   `json:"fail_open,omitempty"`
+	// FailReload is Envoy's failure_policy FAIL_RELOAD (1.34+; testenv.FailReload): a
+	// later stream reloads a VM that failed at run time once ReloadBackoffMS (Envoy's
+	// reload_config.backoff.base_interval, default 1000) passed on the scripted clock
+	// since the worker's plugin was last loaded.
+	FailReload      bool  `json:"fail_reload,omitempty"`
+	ReloadBackoffMS int64 `json:"reload_backoff_ms,omitempty"`
 }
 
 // CalloutAnswer is the response to an HTTP callout.
@@ -103,7 +116,7 @@ type CalloutAnswer struct {
 	Failure string `json:"failure,omitempty"`
 }
 
-// GrpcAnswer is the answer to a unary gRPC call: the response message (Code 0), or a
+// GrpcAnswer is the answer to a gRPC call (or stream, see Messages): the response message (Code 0), or a
 // non-OK status with its message (proxy_on_grpc_close, the message in
 // proxy_get_status).
 type GrpcAnswer struct {
@@ -112,6 +125,20 @@ type GrpcAnswer struct {
 	Response []byte `json:"-"`
 	// ResponseHex carries Response to the driver.
 	ResponseHex string `json:"response_hex,omitempty"`
+	// Failure "timeout": the service answers nothing and the call's timeout passes
+	// (testenv's server holds the call until the deadline, real time); Envoy's async
+	// client then closes the call with grpc-status 14 "upstream request timeout" (its
+	// router's 504, Grpc::Utility::httpToGrpcStatus).
+	Failure string `json:"failure,omitempty"`
+	// A gRPC stream (proxy_grpc_stream) is answered, after the client's first message,
+	// with InitialMetadata, each of Messages (then no Response), TrailingMetadata, and
+	// the status Code / Message (a unary call has no metadata callbacks in Envoy's
+	// Wasm context).
+	InitialMetadata  [][2]string `json:"initial_metadata,omitempty"`
+	Messages         [][]byte    `json:"-"`
+	TrailingMetadata [][2]string `json:"trailing_metadata,omitempty"`
+	// MessagesHex carries Messages to the driver.
+	MessagesHex []string `json:"messages_hex,omitempty"`
 }
 
 // noGrpcAnswer is what a gRPC cluster answers outside the steps that give its answer.
@@ -416,6 +443,10 @@ func withHex(m map[string]GrpcAnswer) map[string]GrpcAnswer {
 	out := make(map[string]GrpcAnswer, len(m))
 	for k, a := range m {
 		a.ResponseHex = hex.EncodeToString(a.Response)
+		a.MessagesHex = nil
+		for _, m := range a.Messages {
+			a.MessagesHex = append(a.MessagesHex, hex.EncodeToString(m))
+		}
 		out[k] = a
 	}
 	return out
@@ -547,6 +578,10 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		if p.FailOpen {
 			tp.FailurePolicy = testenv.FailOpen
 		}
+		if p.FailReload {
+			tp.FailurePolicy = testenv.FailReload
+			tp.ReloadBackoff = time.Duration(p.ReloadBackoffMS) * time.Millisecond
+		}
 		plugins = append(plugins, tp)
 	}
 	level := sc.LogLevel
@@ -569,7 +604,8 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		return &testenv.UpstreamResponse{Status: status, Headers: up.Headers, Body: []byte(up.Body), Trailers: up.Trailers}
 	}
 	h, err := testenv.New(context.Background(), testenv.Options{Workers: max(sc.Workers, 1), Clock: clock, Clusters: clusters,
-		LogLevel: level, Upstream: upstream, PollOneoffENOSYS: sc.PollOneoffENOSYS}, plugins...)
+		LogLevel: level, Upstream: upstream, PollOneoffENOSYS: sc.PollOneoffENOSYS,
+		AllowOnHeadersStopIteration: sc.AllowOnHeadersStopIteration}, plugins...)
 	for _, p := range sc.Plugins {
 		l := Load{Name: p.Name, Loaded: err == nil, Started: err == nil}
 		if err != nil {

@@ -617,7 +617,7 @@ func TestRatelimitGlobal(t *testing.T) {
 	const cluster = "outbound|8081||ratelimit.shop.svc.cluster.local"
 	cfg := func(extra string) string {
 		return `{"mode": "global", "domain": "checkout", "headers_on_allowed": true,
-  "global": {"cluster": "` + cluster + `", "timeout": "50ms"` + extra + `},
+  "global": {"cluster": "` + cluster + `", "timeout": "1s"` + extra + `},
   "rules": [{"name": "per-user", "descriptors": [{"key": "user", "header": "x-user-id"}],
      "limit": {"requests": 100, "unit": "minute"},
      "overrides": [{"values": {"user": "ci-bot"}, "unlimited": true}], "missing_key": "deny"}]}`
@@ -650,14 +650,18 @@ func TestRatelimitGlobal(t *testing.T) {
 		user("bob", unavailable),
 		user("bob", broken),
 		get("/checkout"), // missing_key: deny, no call
+		// The service lets the call's timeout pass: Envoy closes it with UNAVAILABLE
+		// "upstream request timeout" (1 s of real time on testenv, long enough for the
+		// other calls' loopback answers on a loaded machine).
+		user("bob", GrpcAnswer{Failure: "timeout"}),
 	}
 	for _, tc := range []struct {
 		name     string
 		cfg      string
 		statuses []int
 	}{
-		{name: "failure-mode-allow", cfg: cfg(""), statuses: []int{200, 429, 200, 200, 200, 429}},
-		{name: "failure-mode-deny", cfg: cfg(`, "failure_mode_deny": true, "status_on_error": 503`), statuses: []int{200, 429, 200, 503, 503, 429}},
+		{name: "failure-mode-allow", cfg: cfg(""), statuses: []int{200, 429, 200, 200, 200, 429, 200}},
+		{name: "failure-mode-deny", cfg: cfg(`, "failure_mode_deny": true, "status_on_error": 503`), statuses: []int{200, 429, 200, 503, 503, 429, 503}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := Scenario{
@@ -692,21 +696,61 @@ func TestFailurePolicy(t *testing.T) {
 		op("panic"), get("/plain"), op("exit"),
 		op("fatal"), get("/plain"), get("/plain", [2]string{"content-type", "application/grpc"}), op("headers"),
 	}
+	advance := func(ms int64) Step { return Step{AdvanceMS: ms} }
+	on := func(w int, s Step) Step { s.Worker = w; return s }
+	grpc := [2]string{"content-type", "application/grpc"}
 	for _, tc := range []struct {
 		name     string
 		failOpen bool
 		config   string
-		statuses []int
+		// FAIL_RELOAD with its backoff (ms, 0: Envoy's 1 s) and its own steps. Envoy
+		// waits base_interval plus a jitter of up to half of it: the rows reload at
+		// 1.5× the backoff or later and not before 1× it, true whatever the jitter.
+		reload    bool
+		backoffMS int64
+		workers   int
+		steps     []Step
+		statuses  []int
 	}{
 		{name: "fail-closed", config: `{}`, statuses: []int{200, 200, 200, 503, 503, 200, 503}},
 		{name: "fail-open", failOpen: true, config: `{}`, statuses: []int{200, 200, 200, 200, 200, 200, 200}},
 		{name: "guest-fail-closed", config: `{"fail_closed": true}`, statuses: []int{500, 200, 200, 503, 503, 200, 503}},
+		{
+			// Loaded at 0: the failure at 0 and the streams before 1 s get the 503;
+			// at 1.5 s a stream reloads the VM (a new one: vm_starts 1 in its config
+			// report) and passes; it fails again and reloads 5 s later.
+			name: "fail-reload", config: `{}`, reload: true,
+			steps: []Step{op("fatal"), get("/plain"), advance(999), get("/plain", grpc), advance(501),
+				get("/plain"), op("config"), op("fatal"), get("/plain"), advance(5000), op("headers")},
+			statuses: []int{503, 503, 200, 200, 200, 503, 503, 200},
+		},
+		{
+			// A 5 s backoff counted from the last load, not from the failure: a VM
+			// failing 10 s after it was loaded is reloaded by the next stream; failing
+			// again right after that reload, it waits for the backoff.
+			name: "fail-reload-backoff", config: `{}`, reload: true, backoffMS: 5000,
+			steps: []Step{advance(10000), op("fatal"), get("/plain"), op("fatal"), get("/plain"),
+				advance(4999), get("/plain"), advance(2501), get("/plain")},
+			statuses: []int{503, 200, 503, 503, 503, 200},
+		},
+		{
+			// Two workers, each with its own VM (the thread-local plugin): worker 1's
+			// VM fails and is reloaded on worker 1 alone; worker 0's serves throughout.
+			name: "fail-reload-workers", config: `{}`, reload: true, workers: 2,
+			steps: []Step{on(1, op("fatal")), on(0, get("/plain")), on(1, get("/plain")), advance(1500),
+				on(1, op("config")), on(0, op("config"))},
+			statuses: []int{503, 200, 503, 200, 200},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := Scenario{
 				Plugins: []Plugin{{Name: "conformance", RootID: "conformance_root", VMID: "conf", Wasm: wasm,
-					Config: tc.config, FailOpen: tc.failOpen}},
-				Steps: steps,
+					Config: tc.config, FailOpen: tc.failOpen, FailReload: tc.reload, ReloadBackoffMS: tc.backoffMS}},
+				Workers: tc.workers,
+				Steps:   steps,
+			}
+			if tc.steps != nil {
+				sc.Steps = tc.steps
 			}
 			want := RunTestenv(t, sc)
 			require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
@@ -721,6 +765,15 @@ func TestFailurePolicy(t *testing.T) {
 				sc.PollOneoffENOSYS = true
 				Compare(t, RunTestenv(t, sc), RunCppHost(t, Host3930b7b, sc))
 			})
+			if tc.reload {
+				// cpp-host 63cb9c1 drops a VM failed at run time from its thread-local
+				// caches as the newer commits do, so the module rewritten by
+				// `meshplug compat` reloads there too (Envoy ≤ 1.32 itself has no
+				// failure_policy: FAIL_RELOAD came with Envoy 1.34).
+				t.Run("compat/"+Host63cb9c1, func(t *testing.T) {
+					Compare(t, want, RunCppHost(t, Host63cb9c1, CompatScenario(t, sc)))
+				})
+			}
 		})
 	}
 	t.Run("bad-configuration", func(t *testing.T) {

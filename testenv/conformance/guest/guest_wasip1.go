@@ -755,7 +755,12 @@ func (s *stream) opGrpcCall() pw.Action {
 	if method == "" {
 		method = "Check"
 	}
-	_, err := pw.DispatchGrpcCall(cluster, "grpc.health.v1.Health", method, nil, healthRequest(svc), 2*time.Second,
+	timeout := 2 * time.Second
+	if t, err := getHeader(pw.RequestHeaders, "x-timeout-ms"); err == nil {
+		n, _ := strconv.Atoi(t)
+		timeout = time.Duration(n) * time.Millisecond
+	}
+	_, err := pw.DispatchGrpcCall(cluster, "grpc.health.v1.Health", method, nil, healthRequest(svc), timeout,
 		func(status uint32, message string, response []byte) {
 			s.report["grpc_status"], s.report["grpc_message"] = status, message
 			s.report["response_hex"] = fmt.Sprintf("%x", response)

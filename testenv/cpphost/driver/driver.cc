@@ -11,9 +11,10 @@
 // Envoy (vm_id + code), per-stream contexts through a chain of plugins, header maps with
 // Envoy's HeaderMapImpl semantics (lower-case names, inline headers append, setCopy
 // replaces all), deferred local replies, properties, cpp-host's own shared data and
-// queues, ticks from a scripted clock, HTTP callouts answered from the scenario, logs
-// (including the guest's stderr), metrics, and VM failure (failStream: 503 unless
-// fail_open). What it does not model is Envoy's filter manager beyond one chain in
+// queues, ticks from a scripted clock, HTTP callouts, gRPC calls and streams answered
+// from the scenario, logs (including the guest's stderr), metrics, the buffer limit on
+// both directions, and VM failure (failStream: 503 unless fail_open; FAIL_RELOAD's
+// reload after the backoff). What it does not model is Envoy's filter manager beyond one chain in
 // order: see testenv/cpphost/README.md.
 
 #include <algorithm>
@@ -210,7 +211,13 @@ struct LocalReply {
 };
 
 struct PendingCall {
-  bool grpc = false; // a unary gRPC call (else HTTP)
+  bool grpc = false; // a gRPC call or stream (else HTTP)
+  // A gRPC stream (proxy_grpc_stream, even token): answered one callback at a time
+  // (stage 0: initial metadata, then each message, trailing metadata, close), so a
+  // cancel from a callback stops the rest.
+  bool stream = false;
+  size_t stage = 0;
+  bool local_closed = false; // proxy_grpc_send with end_stream, or proxy_grpc_close
   uint32_t token;
   uint32_t context_id;
   WasmBase *wasm;
@@ -241,13 +248,17 @@ struct Env {
   uint32_t next_token = 1;
   std::vector<std::string> errors;
   json callouts = json::object(); // cluster → {status, headers, body}
-  json grpc_callouts = json::object(); // cluster → {code, message, response_hex}
+  json grpc_callouts = json::object(); // cluster → GrpcAnswer (cpphost.go)
   uint32_t next_grpc_token = 1;      // odd: calls (Envoy's are odd, streams even)
+  uint32_t next_stream_token = 2;    // even: streams
   // "base" while createWasm runs (the base VM and its configuration canary, which
   // testenv does not have), "" after.
   std::string phase;
   std::vector<std::string> known_clusters;
   std::string node_id; // xds.node.id
+  // Envoy's allow_on_headers_stop_iteration (cpp-host's ContextBase field of that
+  // name): a headers Pause stays StopIteration instead of StopAllIterationAndWatermark.
+  bool allow_on_headers_stop_iteration = false;
 };
 Env env;
 
@@ -356,6 +367,9 @@ struct Stream {
   bool req_eos = false, resp_eos = false;
   std::string source_address = "127.0.0.1:40000";
   std::string destination_address = "127.0.0.1:10000";
+  // The upstream host's address once the router called it (Envoy's upstream.*
+  // properties; testenv's DefaultUpstreamAddress), empty before.
+  std::string upstream_address;
   std::map<std::string, std::string> properties; // dotted path → raw bytes
   std::string request_id;
 };
@@ -435,7 +449,17 @@ public:
       : ContextBase(wasm, plugin) {}
   DriverContext(WasmBase *wasm, uint32_t parent_context_id,
                 std::shared_ptr<PluginHandleBase> &plugin_handle)
-      : ContextBase(wasm, parent_context_id, plugin_handle) {}
+      : ContextBase(wasm, parent_context_id, plugin_handle) {
+    setAllowStop(this, env.allow_on_headers_stop_iteration, 0);
+  }
+
+  // ContextBase::allow_on_headers_stop_iteration_ is on 52a0291 and 3930b7b, not on
+  // 63cb9c1 (which always turns a headers StopIteration into StopAllIterationAndWatermark).
+  template <typename C>
+  static auto setAllowStop(C *c, bool v, int) -> decltype(c->allow_on_headers_stop_iteration_ = v, void()) {
+    c->allow_on_headers_stop_iteration_ = v;
+  }
+  template <typename C> static void setAllowStop(C *, bool, long) {}
 
   // Envoy's Context destructor cancels the context's pending callouts.
   ~DriverContext() override {
@@ -502,15 +526,23 @@ public:
       return stream && hold_resp_trailers ? &stream->resp_trailers : nullptr;
     case WasmHeaderMapType::HttpCallResponseHeaders:
       return callRoot()->call_headers;
+    case WasmHeaderMapType::GrpcReceiveInitialMetadata:
+    case WasmHeaderMapType::GrpcReceiveTrailingMetadata:
+      return callRoot()->grpc_metadata;
     default:
       return nullptr;
     }
   }
 
+  static bool readOnly(WasmHeaderMapType type) {
+    return type == WasmHeaderMapType::HttpCallResponseHeaders ||
+           type == WasmHeaderMapType::GrpcReceiveInitialMetadata ||
+           type == WasmHeaderMapType::GrpcReceiveTrailingMetadata;
+  }
   WasmResult addHeaderMapValue(WasmHeaderMapType type, std::string_view key,
                                std::string_view value) override {
     auto *m = map(type);
-    if (m == nullptr || type == WasmHeaderMapType::HttpCallResponseHeaders) {
+    if (m == nullptr || readOnly(type)) {
       return WasmResult::BadArgument;
     }
     addHeader(*m, type, lower(key), value);
@@ -543,7 +575,7 @@ public:
   }
   WasmResult setHeaderMapPairs(WasmHeaderMapType type, const Pairs &pairs) override {
     auto *m = map(type);
-    if (m == nullptr || type == WasmHeaderMapType::HttpCallResponseHeaders) {
+    if (m == nullptr || readOnly(type)) {
       return WasmResult::BadArgument;
     }
     Headers copy;
@@ -555,7 +587,7 @@ public:
   }
   WasmResult removeHeaderMapValue(WasmHeaderMapType type, std::string_view key) override {
     auto *m = map(type);
-    if (m == nullptr || type == WasmHeaderMapType::HttpCallResponseHeaders) {
+    if (m == nullptr || readOnly(type)) {
       return WasmResult::BadArgument;
     }
     removeHeader(*m, lower(key));
@@ -564,7 +596,7 @@ public:
   WasmResult replaceHeaderMapValue(WasmHeaderMapType type, std::string_view key,
                                    std::string_view value) override {
     auto *m = map(type);
-    if (m == nullptr || type == WasmHeaderMapType::HttpCallResponseHeaders) {
+    if (m == nullptr || readOnly(type)) {
       return WasmResult::BadArgument;
     }
     auto k = lower(key);
@@ -788,19 +820,67 @@ public:
     env.calls.push_back(std::move(c));
     return WasmResult::Ok;
   }
-  WasmResult grpcCancel(uint32_t token) override { return dropCall(token); }
-  WasmResult grpcClose(uint32_t token) override { return dropCall(token); }
-  WasmResult dropCall(uint32_t token) {
+  // gRPC streams (Envoy's Context::grpcStream / grpcSend / grpcClose / grpcCancel),
+  // answered from the scenario after the current callback, one callback at a time.
+  WasmResult grpcStream(std::string_view grpc_service, std::string_view service_name,
+                        std::string_view method_name, const Pairs & /*initial_metadata*/,
+                        GrpcToken *token_ptr) override {
+    std::string cluster(grpc_service);
+    if (!env.grpc_callouts.contains(cluster)) {
+      return WasmResult::ParseFailure;
+    }
+    PendingCall c;
+    c.grpc = c.stream = true;
+    c.token = env.next_stream_token;
+    env.next_stream_token += 2;
+    c.context_id = id();
+    c.wasm = wasm();
+    c.worker = current_worker;
+    c.cluster = cluster;
+    c.headers.emplace_back(":path", "/" + std::string(service_name) + "/" + std::string(method_name));
+    *token_ptr = c.token;
+    env.calls.push_back(std::move(c));
+    return WasmResult::Ok;
+  }
+  PendingCall *findCall(uint32_t token) {
     auto *w = wasm();
     auto it = std::find_if(env.calls.begin(), env.calls.end(), [&](const PendingCall &c) {
       return c.grpc && c.wasm == w && c.token == token;
     });
-    if (it == env.calls.end()) {
+    return it == env.calls.end() ? nullptr : &*it;
+  }
+  WasmResult grpcSend(uint32_t token, std::string_view /*message*/, bool end_stream) override {
+    if (token % 2 == 1) {
+      return WasmResult::BadArgument; // a call's token
+    }
+    auto *c = findCall(token);
+    if (c == nullptr) {
       return WasmResult::NotFound;
     }
-    env.calls.erase(it);
+    c->local_closed = c->local_closed || end_stream;
     return WasmResult::Ok;
   }
+  // Cancel on a call, reset on a stream: no more callbacks.
+  WasmResult grpcCancel(uint32_t token) override { return dropCall(token); }
+  // Cancel on a call; on a stream, close our side: the peer's answer still arrives.
+  WasmResult grpcClose(uint32_t token) override {
+    auto *c = findCall(token);
+    if (c != nullptr && c->stream) {
+      c->local_closed = true;
+      return WasmResult::Ok;
+    }
+    return dropCall(token);
+  }
+  WasmResult dropCall(uint32_t token) {
+    auto *c = findCall(token);
+    if (c == nullptr) {
+      return WasmResult::NotFound;
+    }
+    env.calls.erase(env.calls.begin() + (c - env.calls.data()));
+    return WasmResult::Ok;
+  }
+  // The metadata of a gRPC stream while its metadata callback runs.
+  Headers *grpc_metadata = nullptr;
   // The message of a gRPC call's answer while proxy_on_grpc_receive runs (read through
   // the root context, as Envoy's rootContext()->grpc_receive_buffer_).
   std::string *grpc_body = nullptr;
@@ -910,6 +990,9 @@ public:
     if (top == "destination") {
       return address(stream->destination_address, field, result);
     }
+    if (top == "upstream" && !stream->upstream_address.empty()) {
+      return address(stream->upstream_address, field, result);
+    }
     if (top == "request") {
       if (field == "protocol") {
         *result = "HTTP/1.1";
@@ -1011,7 +1094,46 @@ struct PluginSlot {
   std::string load_error;
   std::string vm_key, code; // for a Reconfigure's createWasm
   std::function<std::shared_ptr<WasmHandleBase>(std::string_view)> factory;
+  // Envoy's failure_policy FAIL_RELOAD (1.34+) and reload_config.backoff.base_interval.
+  bool fail_reload = false;
+  uint64_t reload_backoff_ms = 1000;
+  std::vector<uint64_t> last_load; // per worker: when its plugin handle was last (re)loaded
 };
+
+std::shared_ptr<PluginHandleBase> threadLocalPlugin(const std::shared_ptr<WasmHandleBase> &base,
+                                                    const std::shared_ptr<PluginBase> &plugin) {
+  return getOrCreateThreadLocalPlugin(
+      base, plugin, cloneWasm,
+      [](std::shared_ptr<WasmHandleBase> wh, std::shared_ptr<PluginBase> pl) {
+        return std::make_shared<PluginHandleBase>(wh, pl);
+      });
+}
+
+// maybeReload is Envoy's PluginConfig::maybeReloadHandleIfNeeded, run on the worker when
+// a stream is to get a context of the plugin: with FAIL_RELOAD, a VM that failed with a
+// runtime error is replaced once the backoff since the handle's last load elapsed (the
+// load time is updated either way). cpp-host's thread-local caches dropped the failed VM
+// and plugin (the fail callbacks of getOrCreateThreadLocalWasm / Plugin), so
+// getOrCreateThreadLocalPlugin clones a new VM from the base VM and starts and configures
+// the plugin there. Envoy draws the backoff from JitteredLowerBoundBackOffStrategy
+// (base_interval plus up to half of it); the driver waits exactly base_interval, as
+// testenv does.
+void maybeReload(PluginSlot &slot) {
+  auto w = static_cast<size_t>(current_worker);
+  auto &local = slot.locals[w];
+  if (!slot.fail_reload || !slot.base || !local ||
+      local->wasm()->fail_state() != FailState::RuntimeError) {
+    return;
+  }
+  if (env.now_ms - slot.last_load[w] < slot.reload_backoff_ms) {
+    return;
+  }
+  slot.last_load[w] = env.now_ms;
+  auto fresh = threadLocalPlugin(slot.base, slot.plugin);
+  if (fresh && !fresh->wasm()->isFailed()) {
+    local = fresh;
+  }
+}
 
 std::string readFile(const std::string &path) {
   std::ifstream f(path, std::ios::binary);
@@ -1089,6 +1211,81 @@ std::string unhex(const std::string &h) {
   return out;
 }
 
+// The context a callout's answer goes to: the one that made it, else its VM's root
+// context.
+DriverContext *calloutContext(const PendingCall &call) {
+  auto *ctx = dynamic_cast<DriverContext *>(call.wasm->getContext(call.context_id));
+  if (ctx == nullptr) {
+    ctx = dynamic_cast<DriverContext *>(call.wasm->getRootContext(nullptr, true));
+  }
+  return ctx;
+}
+
+// The status a unary gRPC call's answer closes it with: the scenario's code and message,
+// or for a "timeout" failure what Envoy's async client reports once the call's timeout
+// passed: its router answers 504 "upstream request timeout" (Router::Filter::
+// onUpstreamTimeoutAbort), which a gRPC request gets as grpc-status 14 (UNAVAILABLE,
+// Grpc::Utility::httpToGrpcStatus) with that message.
+std::pair<uint32_t, std::string> grpcStatusOf(const json &a) {
+  if (a.value("failure", "") == "timeout") {
+    return {14, "upstream request timeout"};
+  }
+  return {a.value("code", 0U), a.value("message", "")};
+}
+
+// deliverStreamEvent runs the next callback of gRPC stream pc (Envoy's
+// Grpc::AsyncStreamImpl order, through Context::onGrpcReceiveInitialMetadata /
+// onGrpcReceive / onGrpcReceiveTrailingMetadata / onGrpcClose): initial metadata, each
+// message, trailing metadata, then the close with the answer's status (proxy_get_status
+// gives its message). One callback per call, so a proxy_grpc_cancel from one stops the
+// rest.
+void deliverStreamEvent(PendingCall &pc) {
+  PendingCall call = pc; // pc moves if the callback makes a callout
+  size_t stage = pc.stage++;
+  const json a = env.grpc_callouts[call.cluster];
+  std::vector<std::string> msgs;
+  for (const auto &m : a.value("messages_hex", json::array())) {
+    msgs.push_back(unhex(m.get<std::string>()));
+  }
+  auto erase = [&] {
+    env.calls.erase(std::remove_if(env.calls.begin(), env.calls.end(),
+                                   [&](const PendingCall &c) {
+                                     return c.grpc && c.wasm == call.wasm && c.token == call.token;
+                                   }),
+                    env.calls.end());
+  };
+  auto *ctx = calloutContext(call);
+  if (ctx == nullptr) {
+    erase();
+    return;
+  }
+  if (stage == 0 || stage == msgs.size() + 1) {
+    Headers md = headersFrom(a.value(stage == 0 ? "initial_metadata" : "trailing_metadata", json::array()));
+    ctx->grpc_metadata = &md;
+    if (stage == 0) {
+      ctx->onGrpcReceiveInitialMetadata(call.token, static_cast<uint32_t>(md.size()));
+    } else {
+      ctx->onGrpcReceiveTrailingMetadata(call.token, static_cast<uint32_t>(md.size()));
+    }
+    ctx->grpc_metadata = nullptr;
+    return;
+  }
+  if (stage <= msgs.size()) {
+    std::string m = msgs[stage - 1];
+    ctx->grpc_body = &m;
+    ctx->onGrpcReceive(call.token, static_cast<uint32_t>(m.size()));
+    ctx->grpc_body = nullptr;
+    return;
+  }
+  erase();
+  auto [code, message] = grpcStatusOf(a);
+  ctx->status_code = code;
+  ctx->status_message = message;
+  ctx->onGrpcClose(call.token, static_cast<GrpcStatusCode>(code));
+  ctx->status_code = 0;
+  ctx->status_message.clear();
+}
+
 // Answers every pending callout of the current thread's VMs from the scenario and runs
 // its callback on the context that made it.
 void deliverCallouts() {
@@ -1098,12 +1295,13 @@ void deliverCallouts() {
     if (it == env.calls.end()) {
       return;
     }
+    if (it->stream) {
+      deliverStreamEvent(*it);
+      continue;
+    }
     auto call = *it;
     env.calls.erase(it);
-    auto *ctx = dynamic_cast<DriverContext *>(call.wasm->getContext(call.context_id));
-    if (ctx == nullptr) {
-      ctx = dynamic_cast<DriverContext *>(call.wasm->getRootContext(nullptr, true));
-    }
+    auto *ctx = calloutContext(call);
     if (ctx == nullptr) {
       continue;
     }
@@ -1112,7 +1310,7 @@ void deliverCallouts() {
       // proxy_on_grpc_close with the status, its message in proxy_get_status (Envoy's
       // Context::onGrpcReceive / onGrpcClose for a unary call).
       const auto &a = env.grpc_callouts[call.cluster];
-      uint32_t code = a.value("code", 0U);
+      auto [code, message] = grpcStatusOf(a);
       if (code == 0) {
         std::string msg = unhex(a.value("response_hex", ""));
         ctx->grpc_body = &msg;
@@ -1120,7 +1318,7 @@ void deliverCallouts() {
         ctx->grpc_body = nullptr;
       } else {
         ctx->status_code = code;
-        ctx->status_message = a.value("message", "");
+        ctx->status_message = message;
         ctx->onGrpcClose(call.token, static_cast<GrpcStatusCode>(code));
         ctx->status_code = 0;
         ctx->status_message.clear();
@@ -1217,6 +1415,134 @@ std::vector<std::string> cut(const std::string &body) {
   return out;
 }
 
+// How one plugin's body and trailers callbacks of one direction ended.
+enum class BodyEnd {
+  Passed,   // everything went on (in the chunks left for the next plugin)
+  Stopped,  // the caller's stop check said so (a local reply, a failed VM)
+  Paused,   // the plugin holds the end of the stream (request only)
+  TooLarge, // the plugin buffered more than the buffer limit
+};
+
+// passBody runs plugin c's body callbacks of one direction over chunks as they come,
+// then its trailers callback, and leaves in chunks what the plugin passes on. A body
+// Pause buffers (StopIterationAndBuffer: the next callback sees the buffered body plus
+// the new chunk, Envoy's Context::getBuffer on the encoding / decoding buffer) up to
+// the buffer limit; trailers end the body, and a Continue from them sends the buffered
+// body on. *headers_held says whether the plugin holds its headers (a headers Pause with
+// allow_on_headers_stop_iteration: the header map stays writable); a Continue from a
+// body or trailers callback sends them on (FilterManager's commonContinue). On the
+// response, a Pause of the end of the stream passes it on (the driver does not model a
+// response that never ends). stop runs after each callback.
+BodyEnd passBody(DriverContext *c, Stream &s, bool request, std::vector<std::string> &chunks,
+                 bool *headers_held, const std::function<bool()> &stop) {
+  auto &body = request ? s.req_body : s.resp_body;
+  auto &eos = request ? s.req_eos : s.resp_eos;
+  const auto &trailers = request ? s.req_trailers : s.resp_trailers;
+  auto &hold_headers = request ? c->hold_req_headers : c->hold_resp_headers;
+  auto &hold_body = request ? c->hold_req_body : c->hold_resp_body;
+  auto &hold_trailers = request ? c->hold_req_trailers : c->hold_resp_trailers;
+  auto &cont = request ? c->continue_request : c->continue_response;
+  auto release = [&] {
+    cont = false;
+    *headers_held = false;
+    hold_headers = false;
+  };
+  std::vector<std::string> next; // what this plugin passes on
+  std::string pending;
+  bool holding = false;
+  for (size_t k = 0; k < chunks.size(); k++) {
+    bool last = k + 1 == chunks.size() && trailers.empty();
+    pending += chunks[k];
+    body = pending;
+    eos = last;
+    hold_headers = *headers_held;
+    hold_body = true;
+    auto size = static_cast<uint32_t>(body.size());
+    auto st = request ? c->onRequestBody(size, last) : c->onResponseBody(size, last);
+    hold_body = false;
+    if (stop()) {
+      return BodyEnd::Stopped;
+    }
+    if (st == FilterDataStatus::Continue || cont) {
+      next.push_back(body); // what goes on, as the plugin left it
+      pending.clear();
+      holding = false;
+      release();
+      continue;
+    }
+    pending = body;
+    holding = true;
+    if (pending.size() > kBufferLimit) {
+      return BodyEnd::TooLarge;
+    }
+    if (last) {
+      if (request) {
+        return BodyEnd::Paused;
+      }
+      next.push_back(pending);
+      pending.clear();
+      holding = false;
+      release();
+    }
+  }
+  if (!trailers.empty()) {
+    eos = true;
+    hold_headers = *headers_held;
+    hold_trailers = true;
+    auto n = static_cast<uint32_t>(trailers.size());
+    auto st = request ? c->onRequestTrailers(n) : c->onResponseTrailers(n);
+    hold_trailers = false;
+    if (stop()) {
+      return BodyEnd::Stopped;
+    }
+    if (st == FilterTrailersStatus::Continue || cont || !request) {
+      if (holding) {
+        next.push_back(pending);
+      }
+      release();
+    } else {
+      return BodyEnd::Paused;
+    }
+  }
+  hold_headers = false;
+  chunks = std::move(next);
+  return BodyEnd::Passed;
+}
+
+// encodeReply writes the local reply r as the client gets it: the HTTP connection
+// manager's encoding (Utility::sendLocalReply), modelled as testenv's applyLocal does.
+void encodeReply(const LocalReply &r, bool grpc, Headers &h, std::string &body) {
+  h.clear();
+  if (grpc) {
+    int64_t gs = r.grpc_status;
+    if (gs < 0 || gs > 16) {
+      gs = grpcStatusForHTTP(r.code);
+    }
+    h.emplace_back(":status", "200");
+    h.emplace_back("content-type", "application/grpc");
+    h.emplace_back("grpc-status", std::to_string(gs));
+    if (!r.body.empty()) {
+      h.emplace_back("grpc-message", grpcPercentEncode(r.body));
+    }
+    for (const auto &p : r.headers) {
+      h.push_back(p);
+    }
+    body.clear();
+    return;
+  }
+  h.emplace_back(":status", std::to_string(r.code));
+  for (const auto &p : r.headers) {
+    h.push_back(p);
+  }
+  body = r.body;
+  if (!body.empty()) {
+    h.emplace_back("content-length", std::to_string(body.size()));
+    if (contentType(h).empty()) {
+      h.emplace_back("content-type", "text/plain");
+    }
+  }
+}
+
 // Runs one request through the chain; returns what the client got.
 void advance(uint64_t ms);
 
@@ -1285,6 +1611,7 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
   bool stopped = false;
   for (size_t i = 0; i < slots.size() && !stopped; i++) {
     auto &slot = slots[i];
+    maybeReload(slot);
     auto &local = slot.locals[static_cast<size_t>(current_worker)];
     if (!local) {
       continue;
@@ -1335,83 +1662,41 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
         break;
       }
     }
-    if (st != FilterHeadersStatus::Continue && !c->continue_request) {
+    // A headers Pause is StopAllIterationAndWatermark (cpp-host's
+    // convertVmCallResultToFilterHeadersStatus) unless allow_on_headers_stop_iteration
+    // keeps it StopIteration: then the body still comes to the plugin, which holds the
+    // headers until a body or trailers callback continues.
+    bool held = st != FilterHeadersStatus::Continue && !c->continue_request;
+    if (held && (st != FilterHeadersStatus::StopIteration || eos)) {
       out["paused"] = true;
       stopped = true;
       break;
     }
     c->hold_req_headers = false;
     c->continue_request = false;
-    // Body: each chunk as it comes; a body Pause buffers (StopIterationAndBuffer) up to
-    // the buffer limit, then 413; trailers end the body, and a Continue from them sends
-    // the buffered body on.
-    std::vector<std::string> next; // what this plugin passes on
-    std::string pending;
-    bool holding = false;
-    for (size_t k = 0; k < chunks.size(); k++) {
-      bool last = k + 1 == chunks.size() && s.req_trailers.empty();
-      pending += chunks[k];
-      s.req_body = pending;
-      s.req_eos = last;
-      c->hold_req_body = true;
-      auto bst = c->onRequestBody(static_cast<uint32_t>(s.req_body.size()), last);
-      c->hold_req_body = false;
+    auto end = passBody(c, s, true, chunks, &held, [&] {
       if (vmFailed(c, i)) {
-        break;
+        return true;
       }
       finishReply(c);
-      if (reply) {
-        break;
-      }
-      if (bst == FilterDataStatus::Continue || c->continue_request) {
-        next.push_back(s.req_body); // what goes on, as the plugin left it
-        pending.clear();
-        holding = false;
-        c->continue_request = false;
-      } else {
-        pending = s.req_body;
-        holding = true;
-        if (pending.size() > kBufferLimit) {
-          LocalReply r;
-          r.code = 413;
-          r.body = "Payload Too Large";
-          r.details = "request_payload_too_large";
-          reply = r;
-          break;
-        }
-        if (last) {
-          out["paused"] = true;
-          stopped = true;
-        }
-      }
-    }
-    if (reply || failed || stopped) {
+      return reply.has_value();
+    });
+    if (end == BodyEnd::TooLarge) {
+      LocalReply r;
+      r.code = 413;
+      r.body = "Payload Too Large";
+      r.details = "request_payload_too_large";
+      reply = r;
       break;
     }
-    if (!s.req_trailers.empty()) {
-      s.req_eos = true;
-      c->hold_req_trailers = true;
-      auto tst = c->onRequestTrailers(static_cast<uint32_t>(s.req_trailers.size()));
-      c->hold_req_trailers = false;
-      if (vmFailed(c, i)) {
-        break;
-      }
-      finishReply(c);
-      if (reply) {
-        break;
-      }
-      if (tst == FilterTrailersStatus::Continue || c->continue_request) {
-        c->continue_request = false;
-        if (holding) {
-          next.push_back(pending);
-        }
-      } else {
-        out["paused"] = true;
-        stopped = true;
-        break;
-      }
+    if (end == BodyEnd::Stopped) {
+      break;
     }
-    chunks = std::move(next);
+    if (end == BodyEnd::Paused || held) {
+      out["paused"] = true;
+      stopped = true;
+      break;
+    }
   }
 
   if (!reply && !stopped) {
@@ -1421,6 +1706,7 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
       body += c;
     }
     out["upstream"] = {{"headers", headersJSON(s.req_headers)}, {"body", body}};
+    s.upstream_address = "127.0.0.1:8080";
     if (!s.req_trailers.empty()) {
       out["upstream"]["trailers"] = headersJSON(s.req_trailers);
     }
@@ -1442,87 +1728,83 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
     if (reply->grpc_status >= 0) {
       out["grpc_status"] = reply->grpc_status;
     }
-    s.resp_headers.clear();
-    if (isGrpc(s.req_headers)) {
-      int64_t gs = reply->grpc_status;
-      if (gs < 0 || gs > 16) {
-        gs = grpcStatusForHTTP(reply->code);
-      }
-      s.resp_headers.emplace_back(":status", "200");
-      s.resp_headers.emplace_back("content-type", "application/grpc");
-      s.resp_headers.emplace_back("grpc-status", std::to_string(gs));
-      if (!reply->body.empty()) {
-        s.resp_headers.emplace_back("grpc-message", grpcPercentEncode(reply->body));
-      }
-      for (const auto &p : reply->headers) {
-        s.resp_headers.push_back(p);
-      }
-      s.resp_body.clear();
-    } else {
-      s.resp_headers.emplace_back(":status", std::to_string(reply->code));
-      for (const auto &p : reply->headers) {
-        s.resp_headers.push_back(p);
-      }
-      s.resp_body = reply->body;
-      if (!s.resp_body.empty()) {
-        s.resp_headers.emplace_back("content-length", std::to_string(s.resp_body.size()));
-        if (contentType(s.resp_headers).empty()) {
-          s.resp_headers.emplace_back("content-type", "text/plain");
-        }
-      }
-    }
+    encodeReply(*reply, isGrpc(s.req_headers), s.resp_headers, s.resp_body);
   }
   std::vector<std::string> rchunks = cut(s.resp_body);
+  bool reset = false;
   if (stopped) {
     rchunks.clear();
-  }
-  if (!stopped) {
-    // Response path, reverse order.
+  } else {
+    // Response path, reverse order: the headers through every plugin, then the body
+    // and trailers through each in turn (the headers go before the first body frame,
+    // as Envoy's filter manager sends them when no plugin holds them).
+    std::vector<size_t> order;
     for (size_t j = ctxs.size(); j-- > 0;) {
-      auto *c = ctxs[j];
-      if (failed && j + 1 == ctxs.size()) {
-        continue;
+      if (!(failed && j + 1 == ctxs.size())) {
+        order.push_back(j);
       }
-      bool eos = rchunks.empty() && s.resp_trailers.empty();
+    }
+    std::vector<bool> held(ctxs.size(), false);
+    bool eos = rchunks.empty() && s.resp_trailers.empty();
+    std::vector<bool> merge(ctxs.size(), false);
+    for (auto j : order) {
+      auto *c = ctxs[j];
       s.resp_eos = eos;
       c->hold_resp_headers = true;
-      c->onResponseHeaders(static_cast<uint32_t>(s.resp_headers.size()), eos);
+      auto st = c->onResponseHeaders(static_cast<uint32_t>(s.resp_headers.size()), eos);
+      held[j] = st != FilterHeadersStatus::Continue && !c->continue_response;
+      if (held[j] && st != FilterHeadersStatus::StopIteration) {
+        // StopAllIterationAndWatermark: the plugin gets no body callback until it
+        // resumes, e.g. from a callout's answer (answered now, with the headers still
+        // writable). The body arrived meanwhile: it comes to the plugin as one chunk
+        // (the filter manager's buffered_response_data_, as testenv merges it).
+        deliverCallouts();
+        if (c->continue_response) {
+          held[j] = false;
+          merge[j] = true;
+        }
+      }
       c->hold_resp_headers = false;
       finishReply(c);
-      // Body chunks as they come (16 KiB each); a body Pause buffers until a later
-      // chunk or the trailers continue (not modelled: the 500 / reset beyond the buffer
-      // limit on the response path).
-      std::vector<std::string> next;
-      std::string pending;
-      bool holding = false;
-      for (size_t k = 0; k < rchunks.size(); k++) {
-        bool last = k + 1 == rchunks.size() && s.resp_trailers.empty();
-        pending += rchunks[k];
-        s.resp_body = pending;
-        s.resp_eos = last;
-        c->hold_resp_body = true;
-        auto bst = c->onResponseBody(static_cast<uint32_t>(s.resp_body.size()), last);
-        c->hold_resp_body = false;
-        if (bst == FilterDataStatus::Continue || c->continue_response || last) {
-          next.push_back(s.resp_body);
-          pending.clear();
-          holding = false;
-          c->continue_response = false;
-        } else {
-          pending = s.resp_body;
-          holding = true;
+      c->continue_response = false;
+    }
+    for (auto j : order) {
+      auto *c = ctxs[j];
+      if (merge[j] && rchunks.size() > 1) {
+        std::string all;
+        for (const auto &ch : rchunks) {
+          all += ch;
         }
+        rchunks = {all};
       }
-      if (!s.resp_trailers.empty()) {
-        s.resp_eos = true;
-        c->hold_resp_trailers = true;
-        c->onResponseTrailers(static_cast<uint32_t>(s.resp_trailers.size()));
-        c->hold_resp_trailers = false;
-        if (holding) {
-          next.push_back(pending);
-        }
+      bool h = held[j];
+      auto end = passBody(c, s, false, rchunks, &h, [&] {
+        finishReply(c);
+        return false;
+      });
+      held[j] = h;
+      if (end != BodyEnd::TooLarge) {
+        continue;
       }
-      rchunks = std::move(next);
+      // Envoy's ActiveStreamEncoderFilter::responseDataTooLarge → sendLocalReply: while
+      // the response headers have not reached the client (a plugin still holds them),
+      // a 500 "Internal Server Error" goes to the client directly, past the filters
+      // (sendDirectLocalReply); once they have, the stream is reset.
+      if (std::find(held.begin(), held.end(), true) != held.end()) {
+        LocalReply r;
+        r.code = 500;
+        r.body = "Internal Server Error";
+        r.details = "response_payload_too_large";
+        out["local_reply"] = true;
+        out["details"] = r.details;
+        out.erase("grpc_status");
+        encodeReply(r, isGrpc(s.req_headers), s.resp_headers, s.resp_body);
+        s.resp_trailers.clear();
+        rchunks = {s.resp_body};
+      } else {
+        reset = true;
+      }
+      break;
     }
   }
   s.resp_body.clear();
@@ -1541,6 +1823,14 @@ json runRequest(std::vector<PluginSlot> &slots, const json &req, const json &ups
   if (!s.resp_trailers.empty()) {
     out["trailers"] = headersJSON(s.resp_trailers);
   }
+  if (reset) {
+    // The client gets no response (testenv's Response of a reset stream).
+    out["status"] = 0;
+    out["headers"] = json::array();
+    out["body"] = "";
+    out.erase("trailers");
+  }
+  out["reset"] = reset;
   for (auto *c : ctxs) {
     out["reset"] = out["reset"].get<bool>() || c->closed;
   }
@@ -1622,6 +1912,7 @@ int main(int argc, char **argv) {
     }
   }
   env.node_id = sc.value("node_id", "");
+  env.allow_on_headers_stop_iteration = sc.value("allow_on_headers_stop_iteration", false);
   for (auto &[k, v] : env.callouts.items()) {
     (void)v;
     env.known_clusters.push_back(k);
@@ -1661,6 +1952,9 @@ int main(int argc, char **argv) {
     std::string vm_config = p.value("vm_config", "");
     std::string root_id = p.value("root_id", "");
     bool fail_open = p.value("fail_open", false);
+    slot.fail_reload = p.value("fail_reload", false);
+    slot.reload_backoff_ms = p.value("reload_backoff_ms", 1000ULL);
+    slot.last_load.assign(static_cast<size_t>(nworkers), env.now_ms);
     // Envoy's VM key: vm_id, vm configuration and the code's hash.
     std::string vm_key = vm_id + "||" + vm_config + "||" + std::to_string(std::hash<std::string>{}(code));
     slot.plugin = std::make_shared<PluginBase>(p.value("name", ""), root_id, vm_id, "wamr",
@@ -1685,13 +1979,7 @@ int main(int argc, char **argv) {
       // VM) and plugin (root context started and configured there).
       bool started = true;
       for (int w = 0; w < nworkers; w++) {
-        runOn(w, [&] {
-          slot.locals[static_cast<size_t>(w)] = getOrCreateThreadLocalPlugin(
-              slot.base, slot.plugin, cloneWasm,
-              [](std::shared_ptr<WasmHandleBase> wh, std::shared_ptr<PluginBase> pl) {
-                return std::make_shared<PluginHandleBase>(wh, pl);
-              });
-        });
+        runOn(w, [&] { slot.locals[static_cast<size_t>(w)] = threadLocalPlugin(slot.base, slot.plugin); });
         started = started && slot.locals[static_cast<size_t>(w)] != nullptr;
       }
       l["started"] = started;
@@ -1731,18 +2019,13 @@ int main(int argc, char **argv) {
       if (ok) {
         std::vector<std::shared_ptr<PluginHandleBase>> fresh(slot.locals.size());
         for (int w = 0; w < nworkers && ok; w++) {
-          runOn(w, [&] {
-            fresh[static_cast<size_t>(w)] = getOrCreateThreadLocalPlugin(
-                base, np, cloneWasm,
-                [](std::shared_ptr<WasmHandleBase> wh, std::shared_ptr<PluginBase> pl) {
-                  return std::make_shared<PluginHandleBase>(wh, pl);
-                });
-          });
+          runOn(w, [&] { fresh[static_cast<size_t>(w)] = threadLocalPlugin(base, np); });
           ok = fresh[static_cast<size_t>(w)] != nullptr;
         }
         if (ok) {
           for (int w = 0; w < nworkers; w++) {
             runOn(w, [&] { slot.locals[static_cast<size_t>(w)] = fresh[static_cast<size_t>(w)]; });
+            slot.last_load[static_cast<size_t>(w)] = env.now_ms;
           }
           slot.plugin = np;
           slot.base = base;
