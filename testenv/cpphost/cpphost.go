@@ -71,6 +71,11 @@ type Scenario struct {
 	// holds a 16-byte seed under the prefix, and no entry of the prefix byte by byte: two hosts
 	// draw two seeds. The decisions, headers and metrics are compared as always.
 	SeededSharedData []string `json:"-"`
+	// SeededMetrics lists metrics whose value depends on that seeded layout
+	// (ratelimit's keys_tracked: a bucket that is full again is dropped when another
+	// key's write lands in its entry, and which keys share an entry depends on the
+	// seed). Compare checks that both hosts have each, not its value.
+	SeededMetrics []string `json:"-"`
 	// PollOneoffENOSYS runs testenv as the 3930b7b era's host answers poll_oneoff
 	// (testenv.Options.PollOneoffENOSYS); the driver ignores it (each build is its era).
 	PollOneoffENOSYS bool `json:"-"`
@@ -268,6 +273,8 @@ type Outcome struct {
 	histGet func(name string) []uint64
 	// seeded is the scenario's SeededSharedData (testenv runs).
 	seeded []string
+	// seededMetrics is the scenario's SeededMetrics (testenv runs).
+	seededMetrics []string
 }
 
 // Loaded reports whether every plugin loaded and started.
@@ -645,6 +652,7 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		return string(v), ok
 	}
 	out.seeded = sc.SeededSharedData
+	out.seededMetrics = sc.SeededMetrics
 	return out
 }
 
