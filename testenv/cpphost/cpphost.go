@@ -495,16 +495,27 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 				_ = conn.Close()
 				return
 			}
-			// Exactly the answer's headers plus content-length, as the driver answers:
-			// no Date, no sniffed Content-Type.
-			w.Header()["Date"] = nil
-			w.Header()["Content-Type"] = nil
-			for _, h := range a.Headers {
-				w.Header().Add(h[0], h[1])
+			// Exactly the answer's headers, in its order, then content-length, as the
+			// driver answers (net/http would sort them and add Date and a sniffed
+			// Content-Type): written on the hijacked connection, which then closes.
+			_, _ = io.Copy(io.Discard, r.Body)
+			hj, ok := w.(http.Hijacker)
+			if !ok {
+				panic("cpphost: no hijacker")
 			}
-			w.Header().Set("Content-Length", strconv.Itoa(len(a.Body)))
-			w.WriteHeader(a.Status)
-			_, _ = w.Write([]byte(a.Body))
+			conn, buf, err := hj.Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\n", a.Status, http.StatusText(a.Status))
+			for _, h := range a.Headers {
+				if !strings.EqualFold(h[0], "content-length") {
+					fmt.Fprintf(buf, "%s: %s\r\n", h[0], h[1])
+				}
+			}
+			fmt.Fprintf(buf, "Content-Length: %d\r\nConnection: close\r\n\r\n%s", len(a.Body), a.Body)
+			_ = buf.Flush()
 		}))
 		t.Cleanup(srv.Close)
 		t.Cleanup(func() { stopOnce.Do(func() { close(stop) }) }) // runs before srv.Close
