@@ -8,9 +8,14 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+	"time"
 
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/meshplug/meshplug/filters/ratelimit/engine/enginetest"
 )
@@ -185,4 +190,85 @@ func checkRatelimitRow(t *testing.T, row rlTableRow, r Result) {
 	}[r.Details]
 	assert.JSONEq(t, body, r.Body, name)
 	assert.Equal(t, "application/json", headers["content-type"], name)
+}
+
+// TestRatelimitGlobalPrecheck: the global mode's hybrid local pre-check (README
+// "Hybrid local pre-check"): each request first takes a token from a local bucket of
+// the same limit, and a key this proxy alone has used up is answered 429 at once,
+// without a call (the step answers UNAVAILABLE: a call would let it pass under the
+// default failure mode); once the local bucket refills the service is asked again, and
+// its OVER_LIMIT still rejects; on two workers sharing the local buckets; ratelimit.wasm
+// and meshplug.wasm.
+func TestRatelimitGlobalPrecheck(t *testing.T) {
+	const cluster = "outbound|8081||ratelimit.shop.svc.cluster.local"
+	cfg := `{"mode": "global", "domain": "checkout", "headers_on_allowed": true,
+  "global": {"cluster": "` + cluster + `", "timeout": "50ms", "local_precheck": true},
+  "rules": [{"name": "per-user", "descriptors": [{"key": "user", "header": "x-user-id"}],
+     "limit": {"requests": 2, "unit": "minute"}, "missing_key": "deny"}]}`
+	msg := func(m *rlsv3.RateLimitResponse) GrpcAnswer {
+		b, err := proto.Marshal(m)
+		require.NoError(t, err)
+		return GrpcAnswer{Response: b}
+	}
+	limit := &rlsv3.RateLimitResponse_RateLimit{RequestsPerUnit: 2, Unit: rlsv3.RateLimitResponse_RateLimit_MINUTE}
+	ok := msg(&rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK,
+		Statuses: []*rlsv3.RateLimitResponse_DescriptorStatus{{Code: rlsv3.RateLimitResponse_OK, CurrentLimit: limit, LimitRemaining: 1,
+			DurationUntilReset: durationpb.New(20 * time.Second)}}})
+	over := msg(&rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OVER_LIMIT,
+		Statuses: []*rlsv3.RateLimitResponse_DescriptorStatus{{Code: rlsv3.RateLimitResponse_OVER_LIMIT, CurrentLimit: limit,
+			DurationUntilReset: durationpb.New(5 * time.Second)}}})
+	user := func(w int, id string, a *GrpcAnswer) Step {
+		s := get("/checkout", [2]string{"x-user-id", id})
+		s.Worker = w
+		if a != nil {
+			s.GrpcCallouts = map[string]GrpcAnswer{cluster: *a}
+		}
+		return s
+	}
+	steps := []Step{
+		user(0, "alice", &ok), user(1, "alice", &ok),
+		user(0, "alice", nil), // the local bucket is empty: 429, no call
+		user(1, "alice", nil),
+		{AdvanceMS: 30_000},   // one token back locally
+		user(1, "alice", &ok), // asked again
+		user(0, "bob", &over), // the service says over: 429 with its reset
+	}
+	type want struct {
+		status int
+		retry  string
+	}
+	wants := []want{{200, ""}, {200, ""}, {429, "30"}, {429, "30"}, {200, ""}, {429, "5"}}
+	for _, p := range modules(t, "ratelimit") {
+		t.Run(moduleName(p), func(t *testing.T) {
+			p.Config = cfg
+			sc := Scenario{Workers: 2, Plugins: []Plugin{p}, Steps: steps,
+				SeededSharedData: []string{"meshplug.ratelimit/ratelimit/"},
+				SeededMetrics:    []string{"meshplug.ratelimit.keys_tracked"}}
+			check := func(t *testing.T, o Outcome) {
+				require.True(t, o.Loaded(), "loads: %+v", o.Loads)
+				require.Len(t, o.Results, len(wants))
+				for i, w := range wants {
+					r := o.Results[i]
+					assert.Equal(t, w.status, r.Status, "request %d", i)
+					retry := ""
+					for _, h := range r.Headers {
+						if h[0] == "retry-after" {
+							retry = h[1]
+						}
+					}
+					assert.Equal(t, w.retry, retry, "request %d: retry-after", i)
+					if w.status == 429 {
+						assert.Equal(t, "meshplug_ratelimit_limited", r.Details, "request %d", i)
+					}
+				}
+				assert.Equal(t, int64(2), o.Metrics["meshplug.ratelimit.service.precheck_limited"], "answered without a call")
+				assert.Equal(t, int64(3), o.Metrics["meshplug.ratelimit.service.ok"], "calls answered OK")
+				assert.Equal(t, int64(1), o.Metrics["meshplug.ratelimit.service.over_limit"])
+				assert.Zero(t, o.Metrics["meshplug.ratelimit.service.error"], "no call was made without an answer")
+			}
+			want := RunTestenv(t, sc)
+			check(t, want)
+			tableDifferential(t, sc, want, check)
+		})
+	}
 }
