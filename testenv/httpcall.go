@@ -5,9 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meshplug/meshplug/filters/abi"
@@ -22,8 +27,92 @@ type httpResult struct {
 
 // calloutClient makes HTTP callouts. Like Envoy's async client it does not follow
 // redirects: a 3xx goes back to the guest.
-var calloutClient = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16},
+// Its connections record each response's head, so the guest gets the response
+// headers in the order they came (headConn).
+var calloutClient = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16,
+	DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &headConn{Conn: c}, nil
+	}},
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// headConn records the head of the response to the request it carries now (start is
+// called when the request gets the connection; Go's client does not pipeline, so what
+// is read next begins with that response). Envoy's async client hands the callout's
+// response headers to the guest in the order they came (Context::getHeaderMapPairs
+// over http_call_response_'s HeaderMapImpl, which keeps the codec's order); Go's
+// http.Header is a map, so the order is taken from the recorded head (orderedHeaders).
+type headConn struct {
+	net.Conn
+	mu        sync.Mutex
+	head      []byte
+	capturing bool
+}
+
+// maxHead bounds the recorded head (a longer one keeps the map's names sorted).
+const maxHead = 64 << 10
+
+func (c *headConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	if c.capturing && n > 0 {
+		c.head = append(c.head, p[:n]...)
+		if i := bytes.Index(c.head, []byte("\r\n\r\n")); i >= 0 || len(c.head) > maxHead {
+			if i >= 0 {
+				c.head = c.head[:i]
+			}
+			c.capturing = false
+		}
+	}
+	c.mu.Unlock()
+	return n, err
+}
+
+func (c *headConn) start() {
+	c.mu.Lock()
+	c.head, c.capturing = c.head[:0], true
+	c.mu.Unlock()
+}
+
+// response returns the recorded head (status line and header lines).
+func (c *headConn) response() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return string(c.head)
+}
+
+// orderedHeaders returns h's headers (lower-cased names) in the order of their lines
+// in head; any the head does not account for follow, sorted by name.
+func orderedHeaders(head string, h http.Header) []abi.Pair {
+	var out []abi.Pair
+	used := map[string]int{}
+	lines := strings.Split(head, "\r\n")
+	for _, line := range lines[min(1, len(lines)):] { // after the status line
+		name, _, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		key := textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(name))
+		if vs := h[key]; used[key] < len(vs) {
+			out = append(out, abi.Pair{Key: strings.ToLower(key), Value: vs[used[key]]})
+			used[key]++
+		}
+	}
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range h[k][used[k]:] {
+			out = append(out, abi.Pair{Key: strings.ToLower(k), Value: v})
+		}
+	}
+	return out
+}
 
 // httpCall implements proxy_http_call. Like Envoy it needs a known cluster, a
 // non-negative timeout, and :method, :path and :authority among the headers
@@ -124,6 +213,14 @@ func doHTTP(ctx context.Context, addr, method, path, authority string, hdrs []ab
 	if len(body) == 0 {
 		req.Body = nil
 	}
+	var conn *headConn
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			if c, ok := info.Conn.(*headConn); ok {
+				conn = c
+				c.start()
+			}
+		}}))
 	resp, err := calloutClient.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -141,11 +238,11 @@ func doHTTP(ctx context.Context, addr, method, path, authority string, hdrs []ab
 	}
 	res := &httpResult{body: rb}
 	res.headers = append(res.headers, abi.Pair{Key: ":status", Value: strconv.Itoa(resp.StatusCode)})
-	for k, vs := range resp.Header {
-		for _, val := range vs {
-			res.headers = append(res.headers, abi.Pair{Key: strings.ToLower(k), Value: val})
-		}
+	head := ""
+	if conn != nil {
+		head = conn.response()
 	}
+	res.headers = append(res.headers, orderedHeaders(head, resp.Header)...)
 	for k, vs := range resp.Trailer {
 		for _, val := range vs {
 			res.trailers = append(res.trailers, abi.Pair{Key: strings.ToLower(k), Value: val})

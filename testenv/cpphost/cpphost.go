@@ -72,6 +72,11 @@ type Scenario struct {
 	// holds a 16-byte seed under the prefix, and no entry of the prefix byte by byte: two hosts
 	// draw two seeds. The decisions, headers and metrics are compared as always.
 	SeededSharedData []string `json:"-"`
+	// SeededMetrics lists metrics whose value depends on that seeded layout
+	// (ratelimit's keys_tracked: a bucket that is full again is dropped when another
+	// key's write lands in its entry, and which keys share an entry depends on the
+	// seed). Compare checks that both hosts have each, not its value.
+	SeededMetrics []string `json:"-"`
 	// PollOneoffENOSYS runs testenv as the 3930b7b era's host answers poll_oneoff
 	// (testenv.Options.PollOneoffENOSYS); the driver ignores it (each build is its era).
 	PollOneoffENOSYS bool `json:"-"`
@@ -295,6 +300,8 @@ type Outcome struct {
 	histGet func(name string) []uint64
 	// seeded is the scenario's SeededSharedData (testenv runs).
 	seeded []string
+	// seededMetrics is the scenario's SeededMetrics (testenv runs).
+	seededMetrics []string
 }
 
 // Loaded reports whether every plugin loaded and started.
@@ -519,16 +526,27 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 				_ = conn.Close()
 				return
 			}
-			// Exactly the answer's headers plus content-length, as the driver answers:
-			// no Date, no sniffed Content-Type.
-			w.Header()["Date"] = nil
-			w.Header()["Content-Type"] = nil
-			for _, h := range a.Headers {
-				w.Header().Add(h[0], h[1])
+			// Exactly the answer's headers, in its order, then content-length, as the
+			// driver answers (net/http would sort them and add Date and a sniffed
+			// Content-Type): written on the hijacked connection, which then closes.
+			_, _ = io.Copy(io.Discard, r.Body)
+			hj, ok := w.(http.Hijacker)
+			if !ok {
+				panic("cpphost: no hijacker")
 			}
-			w.Header().Set("Content-Length", strconv.Itoa(len(a.Body)))
-			w.WriteHeader(a.Status)
-			_, _ = w.Write([]byte(a.Body))
+			conn, buf, err := hj.Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			fmt.Fprintf(buf, "HTTP/1.1 %d %s\r\n", a.Status, http.StatusText(a.Status))
+			for _, h := range a.Headers {
+				if !strings.EqualFold(h[0], "content-length") {
+					fmt.Fprintf(buf, "%s: %s\r\n", h[0], h[1])
+				}
+			}
+			fmt.Fprintf(buf, "Content-Length: %d\r\nConnection: close\r\n\r\n%s", len(a.Body), a.Body)
+			_ = buf.Flush()
 		}))
 		t.Cleanup(srv.Close)
 		t.Cleanup(func() { stopOnce.Do(func() { close(stop) }) }) // runs before srv.Close
@@ -681,6 +699,7 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		return string(v), ok
 	}
 	out.seeded = sc.SeededSharedData
+	out.seededMetrics = sc.SeededMetrics
 	return out
 }
 

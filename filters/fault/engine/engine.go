@@ -286,10 +286,15 @@ func AbortFor(r *config.Rule, req Request, draw uint64) (*Reply, bool) {
 	return reply(a, req, status, grpc), true
 }
 
+// reply builds an abort's reply. A gRPC request's reply is trailers-only, its
+// content-type application/grpc set by the host: the body (default: GRPCMessage)
+// becomes the grpc-message, and no content-type of the body is added beside it.
 func reply(a *config.Abort, req Request, status, grpc uint32) *Reply {
 	rep := &Reply{Status: status, GRPCStatus: grpc, Body: a.Body}
-	if isGRPC(req) && string(a.Body) == config.DefaultAbortBody {
-		rep.Body = []byte(GRPCMessage)
+	if isGRPC(req) {
+		if string(a.Body) == config.DefaultAbortBody {
+			rep.Body = []byte(GRPCMessage)
+		}
 	} else {
 		ct := "application/json"
 		if string(a.Body) != config.DefaultAbortBody {

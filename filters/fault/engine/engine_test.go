@@ -193,7 +193,10 @@ func TestAbortReplies(t *testing.T) {
 		{"json default", `"http_status": 503`, hdrs(), config.DefaultAbortBody, "application/json"},
 		{"grpc request", `"http_status": 503`, hdrs("content-type", "application/grpc+proto"), engine.GRPCMessage, ""},
 		{"custom body", `"http_status": 503, "body": "x"`, hdrs(), "x", "text/plain; charset=utf-8"},
-		{"custom body for grpc is the message", `"http_status": 503, "body": "x"`, hdrs("content-type", "application/grpc"), "x", "text/plain; charset=utf-8"},
+		// The reply is trailers-only with content-type application/grpc (the host's):
+		// no second content-type beside it.
+		{"custom body for grpc is the message", `"http_status": 503, "body": "x"`, hdrs("content-type", "application/grpc"), "x", ""},
+		{"custom body for grpc+proto", `"grpc_status": 14, "body": "x"`, hdrs("content-type", "application/grpc+proto"), "x", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := mustParse(t, `{"faults": [{"abort": {`+tc.abort+`, "percentage": {"numerator": 100}}}]}`)

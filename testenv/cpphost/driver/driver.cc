@@ -1151,15 +1151,16 @@ std::string contentType(const Headers &h) {
   return "";
 }
 
-// application/grpc, application/grpc+proto, application/grpc;charset=… — not grpc-web
-// (Envoy's Grpc::Common::isGrpcRequestHeaders).
+// application/grpc and application/grpc+proto — not grpc-web, nor
+// application/grpc;charset=… (Envoy's Grpc::Common::isGrpcRequestHeaders →
+// hasGrpcContentType: exactly application/grpc, or followed by '+').
 bool isGrpc(const Headers &h) {
   auto ct = contentType(h);
   if (ct.rfind("application/grpc", 0) != 0) {
     return false;
   }
   auto rest = ct.substr(16);
-  return rest.empty() || rest[0] == '+' || rest[0] == ';';
+  return rest.empty() || rest[0] == '+';
 }
 
 // Envoy's Grpc::Utility::httpToGrpcStatus.

@@ -306,6 +306,71 @@ var Cases = []Case{
 			after(60*time.Second, ok(get("/", "x-user", "a"))),
 			with(limited(get("/", "x-user", "b")), "retry-after", "1740"),
 		}},
+	// Paths (README "Paths"): every spelling of a path is one bucket, an ambiguous
+	// path takes its most decoded reading, and a rule matches if any reading does.
+	{Name: "path descriptor in canonical form", Config: `{"rules":[{"name":"r","descriptors":[{"key":"path","path":true}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			ok(get("/login")),
+			limited(get("//login")), limited(get("/x/../login")), limited(get("/x/%2e%2e/login")),
+			limited(get("/%6Cogin")), limited(get("/login?next=/x")),
+			ok(get("/Login")), // case kept without ignore_case
+			ok(get("/a/b")),
+			limited(get("/a%2Fb")), limited(get("/a%2fb")), limited(get("/a;v=1/b")),
+		}},
+	{Name: "path parameters literal, case ignored", Config: `{"path_normalization":{"path_params":"literal","ignore_case":true},"rules":[{"name":"r","descriptors":[{"key":"path","path":true}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			ok(get("/a/b")), ok(get("/a;v=1/b")), limited(get("/A;V=1/B")),
+			limited(get("/LOGIN/../a/B")),
+		}},
+	{Name: "rule matched under every reading of the path", Config: `{"rules":[{"name":"admin","match":{"prefix":"/admin"},"descriptors":[{"key":"k","value":"admin"}],"limit":{"requests":1,"unit":"minute"},"missing_key":"deny"}]}`,
+		Steps: []Step{
+			ok(get("/admin/x")),
+			limited(get("//admin/y")), limited(get("/x/../admin")), limited(get("/%61dmin/z")),
+			limited(get("/admin;jsessionid=1/x")), limited(get("/public%2F..%2Fadmin")),
+			// Not the rule's path: no rule applies, the request passes.
+			ok(get("/public")), ok(get("/ADMIN")), ok(get("/public")),
+			// A prefix is a string prefix, as Envoy's route prefix.
+			limited(get("/administrator")),
+		}},
+	{Name: "exact path and regex rules with methods", Config: `{"rules":[
+		{"name":"login","match":{"path":"/login","methods":["POST"]},"descriptors":[{"key":"k","value":"login"}],"limit":{"requests":1,"unit":"minute"}},
+		{"name":"api","match":{"regex":"^/api/v[0-9]+/"},"descriptors":[{"key":"m","method":true}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			ok(Request{Method: "POST", Path: "/login"}),
+			limited(Request{Method: "POST", Path: "/login?x=1"}),
+			ok(get("/login")), ok(Request{Method: "POST", Path: "/login/x"}),
+			ok(get("/api/v1/a")), limited(get("/api/v2/b")), ok(Request{Method: "PUT", Path: "/api/v2/b"}),
+			ok(get("/api/vx/")), ok(get("/x/api/v1/")),
+		}},
+	{Name: "header conditions on repeated and underscore-spelled headers", Config: `{"rules":[{"name":"r","match":{"headers":[{"name":"x-tier","exact":"free"},{"name":"x-internal","present":true,"invert":true}]},
+		"descriptors":[{"key":"k","value":"free"}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			refused(get("/", "x-tier", "free", "x-tier", "free")),
+			refused(get("/", "x-tier", "free", "x_tier", "paid")),
+			ok(get("/", "x-tier", "free")),
+			limited(get("/", "x-tier", "free")),
+			// present sees a repeated header as present (the rule does not apply), and
+			// refuses an underscore spelling.
+			ok(get("/", "x-tier", "free", "x-internal", "1", "x-internal", "2")),
+			refused(get("/", "x-tier", "free", "x_internal", "1")),
+			ok(get("/", "x-tier", "paid")),
+			ok(get("/")),
+		}},
+	{Name: "every rule in shadow mode", Config: `{"shadow":true,"headers_on_allowed":true,"rules":[{"name":"r","descriptors":[{"key":"u","header":"x-user"}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			with(ok(get("/", "x-user", "a")), "ratelimit-remaining", "0"),
+			with(ok(get("/", "x-user", "a")), "retry-after", ""),
+			ok(get("/", "x-user", "a")),
+			// Shadow mode never rejects, an ambiguous key included.
+			ok(get("/", "x-user", "a", "x-user", "b")),
+		}},
+	{Name: "rules on different paths keep separate buckets", Config: `{"rules":[
+		{"name":"a","match":{"prefix":"/a"},"descriptors":[{"key":"k","value":"x"}],"limit":{"requests":1,"unit":"minute"}},
+		{"name":"b","match":{"prefix":"/b"},"descriptors":[{"key":"k","value":"x"}],"limit":{"requests":1,"unit":"minute"}}]}`,
+		Steps: []Step{
+			ok(get("/a")), ok(get("/b")), limited(get("/a/1")), limited(get("/b/1")), ok(get("/c")),
+			after(time.Minute, ok(get("/a"))), ok(get("/b")),
+		}},
 	{Name: "headers off", Config: `{"headers":"none","headers_on_allowed":true,"rules":[{"name":"r","descriptors":[{"key":"k","value":"all"}],"limit":{"requests":1,"unit":"minute"}}]}`,
 		Steps: []Step{
 			with(ok(get("/")), "ratelimit-limit", ""),
