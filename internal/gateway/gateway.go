@@ -409,7 +409,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// while the answer is written is no timeout), and the timer is done with w.
 	timedOut := x.idle.stop()
 	if timedOut && !out.wrote {
-		resp = &testenv.Response{Status: x.idleStatus(), LocalReply: true, Details: "stream_idle_timeout", Route: resp.Route, Cluster: resp.Cluster}
+		resp = &testenv.Response{Status: x.idleStatus(r.Body), LocalReply: true, Details: "stream_idle_timeout", Route: resp.Route, Cluster: resp.Cluster}
 	}
 	g.record(start, r, req.Path, resp)
 	g.finish(w, resp, out, timedOut, x)
@@ -439,6 +439,7 @@ type exchange struct {
 	respWin  *window // upstream → client
 	idle     *streamIdle
 	reqEnded atomic.Bool // the whole request went into the chain
+	pumped   chan struct{} // closed when pumpBody returned; nil: no body to pump
 	tooBig   atomic.Bool // the request body went over Config.MaxBodyBytes
 }
 
@@ -459,8 +460,18 @@ func (x *exchange) end() {
 }
 
 // idleStatus is Envoy's answer to a stream idle timeout before the response started:
-// 408 while the request was still coming, 504 after.
-func (x *exchange) idleStatus() int {
+// 408 while the request was still coming, 504 after. Whether it was is sure only
+// once the body pump returned (it may not even have run yet: an HTTP/2 request has
+// a body to read even when its headers ended the stream); the timeout's read
+// deadline makes that quick. What arrived and the pump did not read is read now,
+// to see whether the end of the request came with it.
+func (x *exchange) idleStatus(body io.Reader) int {
+	if x.pumped != nil {
+		<-x.pumped
+		if _, err := io.Copy(io.Discard, body); err == nil {
+			x.reqEnded.Store(true)
+		}
+	}
 	if x.reqEnded.Load() {
 		return http.StatusGatewayTimeout
 	}
@@ -528,7 +539,11 @@ func (g *Gateway) run(w http.ResponseWriter, r *http.Request, req testenv.Reques
 	if req.OpenBody {
 		// The response may start (a local reply) while the client still sends.
 		_ = http.NewResponseController(w).EnableFullDuplex()
-		go g.pumpBody(r, s, x)
+		x.pumped = make(chan struct{})
+		go func() {
+			defer close(x.pumped)
+			g.pumpBody(r, s, x)
+		}()
 	} else {
 		x.reqEnded.Store(true)
 	}
