@@ -305,6 +305,7 @@ func TestStreamIdleRace(t *testing.T) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		_, _ = io.Copy(io.Discard, r.Body) // then a client that leaves cancels r's context
 		if q.Get("stall") != "" {
 			w.WriteHeader(200)
 			_, _ = io.WriteString(w, "partial")
@@ -380,5 +381,42 @@ func TestStreamIdleRace(t *testing.T) {
 			assert.Equal(t, clients*perClient, counts["200"]+counts["504"]+counts["reset"])
 			assert.Positive(t, counts["504"]+counts["reset"], "the idle timeout fired")
 		})
+	}
+}
+
+// A request without a body goes upstream without one on both protocols (Go's
+// HTTP/2 server gives it an empty body to read; Envoy's codec ends the stream with
+// its headers), one with a body with it.
+func TestBodylessRequestUpstream(t *testing.T) {
+	type got struct {
+		te   []string
+		cl   int64
+		body string
+	}
+	seenCh := make(chan got, 1)
+	e := startEdge(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		seenCh <- got{te: r.TransferEncoding, cl: r.ContentLength, body: string(b)}
+	}))
+	for _, p := range protocols {
+		for _, tc := range []struct {
+			method string
+			body   []byte
+			want   got
+		}{
+			{"GET", nil, got{cl: 0}},
+			{"DELETE", nil, got{cl: 0}},
+			{"POST", []byte("hello"), got{te: []string{"chunked"}, cl: -1, body: "hello"}},
+		} {
+			var r rawResult
+			if p.h2 {
+				c := dialH2(t, e.addr)
+				r = c.response(c.request(tc.method, "/b", nil, tc.body))
+			} else {
+				r = rawH1(t, e.addr, h1Request(tc.method, "/b", fmt.Sprintf("Content-Length: %d", len(tc.body)))+string(tc.body))
+			}
+			require.Equal(t, 200, r.status, "%s %s", p.name, tc.method)
+			assert.Equal(t, tc.want, <-seenCh, "%s %s", p.name, tc.method)
+		}
 	}
 }

@@ -65,6 +65,8 @@
 //     decoded), see package envoypath.
 //   - Flow control counts body bytes read and written; a filter that changes the size
 //     of a streamed body skews the count (none of meshplug's filters does).
+//   - An HTTP/2 request with `content-length: 0` is taken as ended with its headers:
+//     trailers that would follow are not seen.
 //   - An upstream answer that comes before the request body ended waits for its end;
 //     upstreams are plain HTTP/1.1 (request bodies go chunked); there are no retries
 //     and no access-log format of Envoy's.
@@ -426,7 +428,11 @@ func (g *Gateway) decode(r *http.Request) (testenv.Request, *localReply) {
 	if req.Headers, lr = g.edge.requestHeaders(r); lr != nil {
 		return req, lr
 	}
-	req.OpenBody = r.Body != nil && r.Body != http.NoBody
+	// Go's HTTP/2 server gives every request a body, empty (ContentLength 0) when
+	// its headers ended the stream: that request has none, as on HTTP/1.1 (NoBody)
+	// and as Envoy's codec says (end_stream on the headers), and goes upstream
+	// without one.
+	req.OpenBody = r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 	return req, nil
 }
 
@@ -438,9 +444,9 @@ type exchange struct {
 	reqWin   *window // client → upstream
 	respWin  *window // upstream → client
 	idle     *streamIdle
-	reqEnded atomic.Bool // the whole request went into the chain
+	reqEnded atomic.Bool   // the whole request went into the chain
 	pumped   chan struct{} // closed when pumpBody returned; nil: no body to pump
-	tooBig   atomic.Bool // the request body went over Config.MaxBodyBytes
+	tooBig   atomic.Bool   // the request body went over Config.MaxBodyBytes
 }
 
 func (g *Gateway) newExchange(w http.ResponseWriter, r *http.Request) *exchange {
