@@ -69,43 +69,82 @@ func (w *window) close() {
 // (a request or response frame read or written, either side) for d. Envoy then
 // answers 408 if the request had not ended, 504 if it had and no response started,
 // and resets the stream otherwise (ActiveStream::onIdleTimeout).
+//
+// It is armed until it fires or stop ends it, whichever comes first; mu orders the
+// two. Its callback (onFire) runs on the timer's goroutine without mu held, and stop
+// waits for a callback in flight: once stop returns, onFire is not running and never
+// runs again, so the handler that calls stop before it returns knows that nothing
+// touches its ResponseWriter afterwards. onFire must therefore never wait for the
+// handler (see streamIdle).
 type idleTimer struct {
-	d     time.Duration
-	last  atomic.Int64 // unix nanoseconds of the last activity
-	t     *time.Timer
-	fired chan struct{}
-	once  sync.Once
+	d      time.Duration
+	onFire func()
+	start  time.Time    // the monotonic clock's origin of last
+	last   atomic.Int64 // nanoseconds from start to the last activity
+	fired  chan struct{}
+
+	mu      sync.Mutex
+	done    sync.Cond // signalled when a callback in flight returns
+	t       *time.Timer
+	hasShot bool // fired closed: the stream timed out
+	ended   bool // stop was called: never fire
+	running bool // onFire is in flight
 }
 
 func newIdleTimer(d time.Duration, onFire func()) *idleTimer {
-	it := &idleTimer{d: d, fired: make(chan struct{})}
-	it.touch()
+	it := &idleTimer{d: d, onFire: onFire, start: time.Now(), fired: make(chan struct{})}
+	it.done.L = &it.mu
 	if d <= 0 {
 		return it
 	}
-	it.t = time.AfterFunc(d, func() { it.check(onFire) })
+	it.mu.Lock() // the callback cannot see it.t unset
+	it.t = time.AfterFunc(d, it.expire)
+	it.mu.Unlock()
 	return it
 }
 
-func (it *idleTimer) check(onFire func()) {
-	since := time.Duration(time.Now().UnixNano() - it.last.Load())
-	if since < it.d {
-		it.t.Reset(it.d - since)
+// expire runs when the timer goes off: it re-arms it for the rest of d if there
+// was activity since, else fires.
+func (it *idleTimer) expire() {
+	it.mu.Lock()
+	if it.ended || it.hasShot {
+		it.mu.Unlock()
 		return
 	}
-	it.once.Do(func() {
-		close(it.fired)
-		onFire()
-	})
+	if since := time.Duration(time.Since(it.start).Nanoseconds() - it.last.Load()); since < it.d {
+		it.t.Reset(it.d - since)
+		it.mu.Unlock()
+		return
+	}
+	it.hasShot, it.running = true, true
+	close(it.fired)
+	it.mu.Unlock()
+
+	defer func() {
+		it.mu.Lock()
+		it.running = false
+		it.done.Broadcast()
+		it.mu.Unlock()
+	}()
+	it.onFire()
 }
 
 // touch records activity.
-func (it *idleTimer) touch() { it.last.Store(time.Now().UnixNano()) }
+func (it *idleTimer) touch() { it.last.Store(time.Since(it.start).Nanoseconds()) }
 
-func (it *idleTimer) stop() {
+// stop ends the timer for good, waits for a callback in flight and says whether
+// the timer fired.
+func (it *idleTimer) stop() (fired bool) {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	it.ended = true
 	if it.t != nil {
 		it.t.Stop()
 	}
+	for it.running {
+		it.done.Wait()
+	}
+	return it.hasShot
 }
 
 // routeTimeout is the route's timeout (Envoy's default 15 s): it starts when the

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -284,4 +285,138 @@ func TestStreamTimeouts(t *testing.T) {
 		}
 		assert.Less(t, sentBytes, len(block)-1, "the gateway kept the connection for the whole trickle")
 	})
+}
+
+// Many short streams over HTTP/1.1 and h2c keep-alive connections whose stream
+// idle timer fires about when their handler ends: the upstream answers around the
+// timeout, never answers (504) or stalls after the headers (reset). The timer's
+// callback must never touch a stream whose handler returned (HTTP/2's writer
+// panics, which crashes the process; under -race the access is a data race), and
+// each client gets one of Envoy's answers.
+func TestStreamIdleRace(t *testing.T) {
+	const idle = 20 * time.Millisecond
+	e := startEdge(t, func(c *gateway.Config) {
+		c.StreamIdleTimeout = idle
+		c.UpstreamTimeout = time.Hour
+	}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		delay, err := time.ParseDuration(q.Get("delay"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		_, _ = io.Copy(io.Discard, r.Body) // then a client that leaves cancels r's context
+		if q.Get("stall") != "" {
+			w.WriteHeader(200)
+			_, _ = io.WriteString(w, "partial")
+			w.(http.Flusher).Flush()
+		}
+		select {
+		case <-time.After(delay):
+			_, _ = io.WriteString(w, "ok")
+		case <-r.Context().Done():
+		}
+	}))
+	const clients, perClient = 4, 30
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			var tr *http.Transport
+			if p.h2 {
+				tr = h2c().Transport.(*http.Transport)
+			} else {
+				tr = &http.Transport{}
+			}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			type outcome struct {
+				status int
+				body   string
+				err    error
+			}
+			outcomes := make([][]outcome, clients)
+			var wg sync.WaitGroup
+			for c := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range perClient {
+						n := c*perClient + i
+						target := fmt.Sprintf("http://%s/p?delay=%s", e.addr, idle*time.Duration(80+n*40/(clients*perClient))/100)
+						switch n % 5 {
+						case 0:
+							target = fmt.Sprintf("http://%s/p?delay=1h", e.addr)
+						case 1:
+							target = fmt.Sprintf("http://%s/p?delay=1h&stall=1", e.addr)
+						}
+						var o outcome
+						resp, err := client.Get(target)
+						if err == nil {
+							var b []byte
+							b, err = io.ReadAll(resp.Body)
+							resp.Body.Close()
+							o.status, o.body = resp.StatusCode, string(b)
+						}
+						o.err = err
+						outcomes[c] = append(outcomes[c], o)
+					}
+				}()
+			}
+			wg.Wait()
+			counts := map[string]int{}
+			for _, list := range outcomes {
+				for _, o := range list {
+					switch {
+					case o.err != nil: // a reset (after the response started)
+						counts["reset"]++
+					case o.status == http.StatusOK:
+						counts["200"]++
+						assert.Equal(t, "ok", o.body, "a 200 is whole")
+					default:
+						counts[strconv.Itoa(o.status)]++
+						assert.Equal(t, http.StatusGatewayTimeout, o.status, "body %q", o.body) // the request had ended: never 408
+					}
+				}
+			}
+			t.Logf("outcomes %v", counts)
+			assert.Equal(t, clients*perClient, counts["200"]+counts["504"]+counts["reset"])
+			assert.Positive(t, counts["504"]+counts["reset"], "the idle timeout fired")
+		})
+	}
+}
+
+// A request without a body goes upstream without one on both protocols (Go's
+// HTTP/2 server gives it an empty body to read; Envoy's codec ends the stream with
+// its headers), one with a body with it.
+func TestBodylessRequestUpstream(t *testing.T) {
+	type got struct {
+		te   []string
+		cl   int64
+		body string
+	}
+	seenCh := make(chan got, 1)
+	e := startEdge(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		seenCh <- got{te: r.TransferEncoding, cl: r.ContentLength, body: string(b)}
+	}))
+	for _, p := range protocols {
+		for _, tc := range []struct {
+			method string
+			body   []byte
+			want   got
+		}{
+			{"GET", nil, got{cl: 0}},
+			{"DELETE", nil, got{cl: 0}},
+			{"POST", []byte("hello"), got{te: []string{"chunked"}, cl: -1, body: "hello"}},
+		} {
+			var r rawResult
+			if p.h2 {
+				c := dialH2(t, e.addr)
+				r = c.response(c.request(tc.method, "/b", nil, tc.body))
+			} else {
+				r = rawH1(t, e.addr, h1Request(tc.method, "/b", fmt.Sprintf("Content-Length: %d", len(tc.body)))+string(tc.body))
+			}
+			require.Equal(t, 200, r.status, "%s %s", p.name, tc.method)
+			assert.Equal(t, tc.want, <-seenCh, "%s %s", p.name, tc.method)
+		}
+	}
 }

@@ -65,6 +65,8 @@
 //     decoded), see package envoypath.
 //   - Flow control counts body bytes read and written; a filter that changes the size
 //     of a streamed body skews the count (none of meshplug's filters does).
+//   - An HTTP/2 request with `content-length: 0` is taken as ended with its headers:
+//     trailers that would follow are not seen.
 //   - An upstream answer that comes before the request body ended waits for its end;
 //     upstreams are plain HTTP/1.1 (request bodies go chunked); there are no retries
 //     and no access-log format of Envoy's.
@@ -405,11 +407,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer x.end()
 	req.Tag = x
 	resp, out := g.run(w, r, req, x)
-	if x.idle.timedOut() && !out.wrote {
-		resp = &testenv.Response{Status: x.idleStatus(), LocalReply: true, Details: "stream_idle_timeout", Route: resp.Route, Cluster: resp.Cluster}
+	// The stream ended: whether it timed out is decided now, once (a timer going off
+	// while the answer is written is no timeout), and the timer is done with w.
+	timedOut := x.idle.stop()
+	if timedOut && !out.wrote {
+		resp = &testenv.Response{Status: x.idleStatus(r.Body), LocalReply: true, Details: "stream_idle_timeout", Route: resp.Route, Cluster: resp.Cluster}
 	}
 	g.record(start, r, req.Path, resp)
-	g.finish(w, resp, out, x)
+	g.finish(w, resp, out, timedOut, x)
 }
 
 // decode is the connection manager's work before the filters: the request's path
@@ -423,7 +428,11 @@ func (g *Gateway) decode(r *http.Request) (testenv.Request, *localReply) {
 	if req.Headers, lr = g.edge.requestHeaders(r); lr != nil {
 		return req, lr
 	}
-	req.OpenBody = r.Body != nil && r.Body != http.NoBody
+	// Go's HTTP/2 server gives every request a body, empty (ContentLength 0) when
+	// its headers ended the stream: that request has none, as on HTTP/1.1 (NoBody)
+	// and as Envoy's codec says (end_stream on the headers), and goes upstream
+	// without one.
+	req.OpenBody = r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 	return req, nil
 }
 
@@ -435,8 +444,9 @@ type exchange struct {
 	reqWin   *window // client → upstream
 	respWin  *window // upstream → client
 	idle     *streamIdle
-	reqEnded atomic.Bool // the whole request went into the chain
-	tooBig   atomic.Bool // the request body went over Config.MaxBodyBytes
+	reqEnded atomic.Bool   // the whole request went into the chain
+	pumped   chan struct{} // closed when pumpBody returned; nil: no body to pump
+	tooBig   atomic.Bool   // the request body went over Config.MaxBodyBytes
 }
 
 func (g *Gateway) newExchange(w http.ResponseWriter, r *http.Request) *exchange {
@@ -446,6 +456,8 @@ func (g *Gateway) newExchange(w http.ResponseWriter, r *http.Request) *exchange 
 	return x
 }
 
+// end ends the stream before the handler returns; after it nothing touches the
+// handler's ResponseWriter.
 func (x *exchange) end() {
 	x.idle.stop()
 	x.reqWin.close()
@@ -454,8 +466,18 @@ func (x *exchange) end() {
 }
 
 // idleStatus is Envoy's answer to a stream idle timeout before the response started:
-// 408 while the request was still coming, 504 after.
-func (x *exchange) idleStatus() int {
+// 408 while the request was still coming, 504 after. Whether it was is sure only
+// once the body pump returned (it may not even have run yet: an HTTP/2 request has
+// a body to read even when its headers ended the stream); the timeout's read
+// deadline makes that quick. What arrived and the pump did not read is read now,
+// to see whether the end of the request came with it.
+func (x *exchange) idleStatus(body io.Reader) int {
+	if x.pumped != nil {
+		<-x.pumped
+		if _, err := io.Copy(io.Discard, body); err == nil {
+			x.reqEnded.Store(true)
+		}
+	}
 	if x.reqEnded.Load() {
 		return http.StatusGatewayTimeout
 	}
@@ -465,17 +487,32 @@ func (x *exchange) idleStatus() int {
 // streamIdle is the stream idle timeout of one stream: when it fires the handler
 // resets the stream; a handler blocked writing to a client that does not read, or a
 // pump blocked reading a client that does not send, is woken by a deadline.
+//
+// The deadlines are set from the timer's goroutine, which is safe only while the
+// handler runs (HTTP/2's writer is gone once it returned, and HTTP/1.1's deadline
+// would cut the next request on the connection): the handler stops the timer before
+// it returns, and stop waits for the callback. That wait is short because the
+// deadline is in the past and setting it never waits for the handler: HTTP/1.1 sets
+// the socket's deadline, HTTP/2 closes the stream's request body pipe (read) or
+// queues a RST_STREAM to the connection's serve loop (write), which takes it at once
+// or has ended. (The read deadline is the one tool for both protocols: closing the
+// request body instead would, on HTTP/1.1, wait for the blocked read itself.)
 type streamIdle struct {
 	*idleTimer
 	wrote atomic.Bool // response headers went out
 }
 
+// pastDeadline is a deadline HTTP/2's writer surely finds before its own time.Now,
+// so that it acts at once instead of arming a timer through the serve loop (which
+// time.Now, read a moment earlier, could still equal).
+var pastDeadline = time.Unix(1, 0)
+
 func newStreamIdle(d time.Duration, rc *http.ResponseController, x *exchange) *streamIdle {
 	si := &streamIdle{}
 	si.idleTimer = newIdleTimer(d, func() {
-		_ = rc.SetReadDeadline(time.Now())
+		_ = rc.SetReadDeadline(pastDeadline)
 		if si.wrote.Load() {
-			_ = rc.SetWriteDeadline(time.Now())
+			_ = rc.SetWriteDeadline(pastDeadline)
 		}
 		x.reqWin.close()
 		x.respWin.close()
@@ -508,7 +545,11 @@ func (g *Gateway) run(w http.ResponseWriter, r *http.Request, req testenv.Reques
 	if req.OpenBody {
 		// The response may start (a local reply) while the client still sends.
 		_ = http.NewResponseController(w).EnableFullDuplex()
-		go g.pumpBody(r, s, x)
+		x.pumped = make(chan struct{})
+		go func() {
+			defer close(x.pumped)
+			g.pumpBody(r, s, x)
+		}()
 	} else {
 		x.reqEnded.Store(true)
 	}
@@ -566,17 +607,17 @@ func (g *Gateway) run(w http.ResponseWriter, r *http.Request, req testenv.Reques
 // finish ends the response: nothing for a client that left, the answer to a stream
 // idle timeout or an oversized upload, a reset, the local reply that never went
 // through the response callbacks, or the trailers.
-func (g *Gateway) finish(w http.ResponseWriter, resp *testenv.Response, out output, x *exchange) {
+func (g *Gateway) finish(w http.ResponseWriter, resp *testenv.Response, out output, timedOut bool, x *exchange) {
 	switch {
 	case out.gone:
 		panic(http.ErrAbortHandler) // not Go's default answer to a client that left
-	case x.idle.timedOut() && !out.wrote:
+	case timedOut && !out.wrote:
 		writeLocalReply(w, &localReply{status: resp.Status})
 		return
 	case resp.Reset && x.tooBig.Load() && !out.wrote:
 		writeLocalReply(w, &localReply{status: http.StatusRequestEntityTooLarge})
 		return
-	case resp.Reset || x.idle.timedOut():
+	case resp.Reset || timedOut:
 		panic(http.ErrAbortHandler) // reset the client's stream, as Envoy does
 	}
 	trailers := out.trailers
