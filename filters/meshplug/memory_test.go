@@ -191,17 +191,38 @@ func TestBundleMemoryBreakdown(t *testing.T) {
 	assert.LessOrEqual(t, live, uint64(512<<10), "the four filters' live heap after configuration")
 }
 
-// BenchmarkGCPercentPaired is the CPU cost of the bundle's GC setting: each mixed
-// request goes through the bundle and then through the same bundle with Go's default
-// GC (testdata/defaultgc), alternating request by request on two hosts so that both
-// see the same machine load; it reports each one's time per request and their ratio.
-// Run it with -benchtime 200000x (a dozen GC cycles or more of each) and -count.
+// BenchmarkBundlePaired measures what a change costs per request through the bundled
+// chain: each mixed request goes through meshplug.wasm and then through another build
+// of it, alternating request by request on two hosts so that both see the same
+// machine load; it reports each one's time per request and their ratio (new/old).
+// The other build is, in "vs-defaultgc", the same bundle without its GC setting
+// (testdata/defaultgc: the CPU cost of GOGC=25), and in "vs-baseline", the module
+// MESHPLUG_BUNDLE_BASELINE_WASM names (a meshplug.wasm built from another commit;
+// skipped when unset). Run it with -benchtime 200000x (a dozen GC cycles or more of
+// each) and -count.
 //
-//	go test -run '^$' -bench BenchmarkGCPercentPaired -benchtime 200000x -count 3 ./filters/meshplug
-func BenchmarkGCPercentPaired(b *testing.B) {
+//	go test -run '^$' -bench BenchmarkBundlePaired -benchtime 200000x -count 3 ./filters/meshplug
+func BenchmarkBundlePaired(b *testing.B) {
+	b.Run("vs-defaultgc", func(b *testing.B) { benchPaired(b, benchChain(b, "bundled-defaultgc")) })
+	b.Run("vs-baseline", func(b *testing.B) {
+		path := os.Getenv("MESHPLUG_BUNDLE_BASELINE_WASM")
+		if path == "" {
+			b.Skip("MESHPLUG_BUNDLE_BASELINE_WASM not set")
+		}
+		wasm, err := os.ReadFile(path)
+		require.NoError(b, err)
+		old := benchChain(b, "bundled")
+		for i := range old {
+			old[i].Wasm = wasm
+		}
+		benchPaired(b, old)
+	})
+}
+
+func benchPaired(b *testing.B, old []testenv.Plugin) {
 	hosts := []*testenv.Host{
 		testenv.NewForTest(b, testenv.Options{Workers: 1}, benchChain(b, "bundled")...),
-		testenv.NewForTest(b, testenv.Options{Workers: 1}, benchChain(b, "bundled-defaultgc")...),
+		testenv.NewForTest(b, testenv.Options{Workers: 1}, old...),
 	}
 	reqs := mixedRequests()
 	ctx := context.Background()
@@ -217,9 +238,9 @@ func BenchmarkGCPercentPaired(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(spent[0].Nanoseconds())/float64(b.N), "gogc25-ns/req")
-	b.ReportMetric(float64(spent[1].Nanoseconds())/float64(b.N), "default-ns/req")
-	b.ReportMetric(float64(spent[0])/float64(spent[1]), "gogc25/default")
-	b.ReportMetric(float64(hosts[0].GuestMemory(0, 0))/(1<<20), "gogc25-MiB")
-	b.ReportMetric(float64(hosts[1].GuestMemory(0, 0))/(1<<20), "default-MiB")
+	b.ReportMetric(float64(spent[0].Nanoseconds())/float64(b.N), "new-ns/req")
+	b.ReportMetric(float64(spent[1].Nanoseconds())/float64(b.N), "old-ns/req")
+	b.ReportMetric(float64(spent[0])/float64(spent[1]), "new/old")
+	b.ReportMetric(float64(hosts[0].GuestMemory(0, 0))/(1<<20), "new-MiB")
+	b.ReportMetric(float64(hosts[1].GuestMemory(0, 0))/(1<<20), "old-MiB")
 }

@@ -1,6 +1,6 @@
 // Command defaultgc is meshplug.wasm without its GC setting (Go's default GOGC=100):
 // what the setting saves in linear memory and costs per request is measured against
-// it (BenchmarkChain's "bundled-defaultgc" and BenchmarkGCPercentPaired in
+// it (BenchmarkChain's "bundled-defaultgc" and BenchmarkBundlePaired in
 // docs/benchmarks.md).
 package main
 
