@@ -18,14 +18,14 @@
 // Memory: the bundle runs the Go garbage collector at GOGC=25 (GCPercent) instead of
 // Go's default 100, which keeps each worker's linear memory under 8 MiB (see README.md
 // and docs/benchmarks.md: the default lets the heap reach 4 MiB of mostly garbage
-// before the first collection, and linear memory never shrinks).
+// before the first collection, and linear memory never shrinks). A GOGC in the VM's
+// environment (Envoy's vm_config.environment_variables) takes precedence.
 package main
 
 import (
-	"runtime/debug"
-
 	auth "github.com/meshplug/meshplug/filters/auth/glue"
 	fault "github.com/meshplug/meshplug/filters/fault/glue"
+	pw "github.com/meshplug/meshplug/filters/proxywasm"
 	ratelimit "github.com/meshplug/meshplug/filters/ratelimit/glue"
 	routehint "github.com/meshplug/meshplug/filters/routehint/glue"
 )
@@ -35,7 +35,7 @@ import (
 const GCPercent = 25
 
 func init() {
-	debug.SetGCPercent(GCPercent)
+	pw.SetDefaultGCPercent(GCPercent)
 	auth.Register(auth.RootID)
 	ratelimit.Register(ratelimit.RootID)
 	routehint.Register(routehint.RootID)

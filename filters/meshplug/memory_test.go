@@ -15,11 +15,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/meshplug/meshplug/internal/benchpair"
 	"github.com/meshplug/meshplug/testenv"
 )
 
@@ -111,10 +111,10 @@ func initialMemory(t testing.TB, wasm []byte) uint64 {
 	return 0
 }
 
-// statsChain is testdata/membundle's memstats filter (at the bundle's GOGC) followed
+// statsChain is testdata/membundle's memstats filter (the module at the bundle's GOGC) followed
 // by the named filters with BenchmarkChain's configurations, in one VM.
 func statsChain(wasm []byte, filters ...string) []testenv.Plugin {
-	ps := []testenv.Plugin{{Name: "memstats", RootID: "memstats", VMID: "meshplug", Wasm: wasm, Config: fmt.Appendf(nil, "gogc=%d", GCPercent)}}
+	ps := []testenv.Plugin{{Name: "memstats", RootID: "memstats", VMID: "meshplug", Wasm: wasm}}
 	cfg := benchConfigs()
 	for _, f := range filters {
 		ps = append(ps, testenv.Plugin{Name: f, RootID: f, VMID: "meshplug", Wasm: wasm, Config: []byte(cfg[f])})
@@ -210,12 +210,42 @@ func TestBundleMemoryBreakdown(t *testing.T) {
 	assert.LessOrEqual(t, live, uint64(512<<10), "the four filters' live heap after configuration")
 }
 
+// TestBundleGCPercentEnvironment: the bundle's GC setting (proxywasm.SetDefaultGCPercent
+// in its init, as in testdata/membundle) applies unless the VM's environment (Envoy's
+// vm_config.environment_variables) sets GOGC, which Go's runtime reads at start. Seen
+// in the heap goal after configuration: with ~0.25 MiB live, GOGC=25 gives 1–1.5 MiB
+// (its minimum is 1 MiB), GOGC=100 Go's 4 MiB minimum, GOGC=50 2 MiB; GOMEMLIMIT, which
+// the bundle does not set, is the runtime's own.
+func TestBundleGCPercentEnvironment(t *testing.T) {
+	wasm := testenv.MustBuildGuest(t, "testdata/membundle")
+	cases := []struct {
+		name     string
+		env      map[string]string
+		min, max uint64 // NextGC after configuration and a GC
+	}{
+		{"no environment: the bundle's 25", nil, 1 << 20, 3 << 19},
+		{"other variables: the bundle's 25", map[string]string{"GOMEMLIMIT": "64MiB", "TZ": "UTC"}, 1 << 20, 3 << 19},
+		{"GOGC=100 from the VM's environment", map[string]string{"GOGC": "100"}, 4 << 20, 5 << 20},
+		{"GOGC=50 from the VM's environment", map[string]string{"GOGC": "50"}, 2 << 20, 5 << 19},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ps := statsChain(wasm, "auth", "ratelimit", "routehint", "fault")
+			ps[0].Env = c.env
+			h := testenv.NewForTest(t, testenv.Options{Workers: 1}, ps...)
+			goal := readMemStats(t, h, true)["NextGC"]
+			assert.GreaterOrEqual(t, goal, c.min, "heap goal %d", goal)
+			assert.LessOrEqual(t, goal, c.max, "heap goal %d", goal)
+		})
+	}
+}
+
 // BenchmarkBundlePaired measures what a change costs per request through the bundled
-// chain: each mixed request goes through meshplug.wasm and then through another build
-// of it, alternating request by request on two hosts so that both see the same
-// machine load; it reports each one's time per request and their ratio (new/old).
-// The other build is, in "vs-defaultgc", the same bundle without its GC setting
-// (testdata/defaultgc: the CPU cost of GOGC=25), and in "vs-baseline", the module
+// chain: each mixed request goes through meshplug.wasm and through another build of
+// it, on two hosts, in alternation (internal/benchpair), so that both see the same
+// machine load; it reports each one's time per request and new÷old. The other build
+// is, in "vs-defaultgc", the same bundle without its GC setting (testdata/defaultgc:
+// the CPU cost of GOGC=25), and in "vs-baseline", the module
 // MESHPLUG_BUNDLE_BASELINE_WASM names (a meshplug.wasm built from another commit;
 // skipped when unset). Run it with -benchtime 200000x (a dozen GC cycles or more of
 // each) and -count.
@@ -224,12 +254,7 @@ func TestBundleMemoryBreakdown(t *testing.T) {
 func BenchmarkBundlePaired(b *testing.B) {
 	b.Run("vs-defaultgc", func(b *testing.B) { benchPaired(b, benchChain(b, "bundled-defaultgc")) })
 	b.Run("vs-baseline", func(b *testing.B) {
-		path := os.Getenv("MESHPLUG_BUNDLE_BASELINE_WASM")
-		if path == "" {
-			b.Skip("MESHPLUG_BUNDLE_BASELINE_WASM not set")
-		}
-		wasm, err := os.ReadFile(path)
-		require.NoError(b, err)
+		wasm := benchpair.Baseline(b, "MESHPLUG_BUNDLE_BASELINE_WASM")
 		old := benchChain(b, "bundled")
 		for i := range old {
 			old[i].Wasm = wasm
@@ -245,21 +270,16 @@ func benchPaired(b *testing.B, old []testenv.Plugin) {
 	}
 	reqs := mixedRequests()
 	ctx := context.Background()
-	var spent [2]time.Duration
-	b.ResetTimer()
-	for i := range b.N {
-		for j, h := range hosts {
-			t0 := time.Now()
+	variant := func(name string, h *testenv.Host) benchpair.Variant {
+		i := 0
+		return benchpair.Variant{Name: name, Do: func(b *testing.B) {
 			if _, err := h.Do(ctx, reqs[i%len(reqs)]); err != nil {
 				b.Fatal(err)
 			}
-			spent[j] += time.Since(t0)
-		}
+			i++
+		}}
 	}
-	b.StopTimer()
-	b.ReportMetric(float64(spent[0].Nanoseconds())/float64(b.N), "new-ns/req")
-	b.ReportMetric(float64(spent[1].Nanoseconds())/float64(b.N), "old-ns/req")
-	b.ReportMetric(float64(spent[0])/float64(spent[1]), "new/old")
+	benchpair.Run(b, variant("new", hosts[0]), variant("old", hosts[1]))
 	b.ReportMetric(float64(hosts[0].GuestMemory(0, 0))/(1<<20), "new-MiB")
 	b.ReportMetric(float64(hosts[1].GuestMemory(0, 0))/(1<<20), "old-MiB")
 }

@@ -1,8 +1,8 @@
-// Command membundle is meshplug.wasm plus a filter "memstats" that reports the Go
-// runtime's memory accounting: a request carrying x-memstats gets it logged at info
-// level as one line of name=bytes pairs (x-memstats: gc runs a full GC first, so the
-// heap figures are the live heap). Put it first in the chain so that it sees every
-// request. It is how docs/benchmarks.md breaks the bundle's linear memory down
+// Command membundle is meshplug.wasm (with its GC setting) plus a filter "memstats"
+// that reports the Go runtime's memory accounting: a request carrying x-memstats gets
+// it logged at info level as one line of name=bytes pairs (x-memstats: gc runs a full
+// GC first, so the heap figures are the live heap). Put it first in the chain so that
+// it sees every request. It is how docs/benchmarks.md breaks the bundle's linear memory down
 // (TestBundleMemoryBreakdown).
 package main
 
@@ -22,6 +22,7 @@ import (
 )
 
 func init() {
+	pw.SetDefaultGCPercent(25) // as meshplug.wasm (filters/meshplug's GCPercent)
 	auth.Register(auth.RootID)
 	ratelimit.Register(ratelimit.RootID)
 	routehint.Register(routehint.RootID)
@@ -35,9 +36,9 @@ func (statsVM) NewPluginContext(uint32) pw.PluginContext { return statsPlugin{} 
 
 type statsPlugin struct{ pw.DefaultPluginContext }
 
-// OnPluginStart applies the configuration "gogc=N" (debug.SetGCPercent) and
-// "limit=BYTES" (debug.SetMemoryLimit), space-separated; empty leaves the runtime's
-// settings alone.
+// OnPluginStart applies the configuration "gogc=N" (debug.SetGCPercent; "gogc=off")
+// and "limit=BYTES" (debug.SetMemoryLimit), space-separated, for trials; empty leaves
+// the runtime's settings as the module's init and the VM's environment made them.
 func (statsPlugin) OnPluginStart(int) bool {
 	cfg, err := pw.PluginConfiguration.Bytes()
 	if err != nil {
