@@ -113,6 +113,11 @@ type Plugin struct {
 	Wasm     []byte // the compiled module
 	Config   []byte // plugin configuration (BufferPluginConfig)
 	VMConfig []byte // vm configuration (BufferVMConfiguration)
+	// Env is the VM's environment (Envoy's vm_config.environment_variables, Istio's
+	// WasmPlugin vmConfig.env), which the guest reads through WASI environ_get (Go's
+	// runtime reads GOGC and GOMEMLIMIT there). As in cpp-host it is not part of the VM
+	// key: a shared VM has the environment of the plugin that created it.
+	Env map[string]string
 	// FailurePolicy: what a runtime failure of the VM does (default FailClosed, as
 	// Envoy).
 	FailurePolicy FailurePolicy

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/meshplug/meshplug/filters/abi"
@@ -44,7 +45,8 @@ type inst struct {
 	h   *Host
 	w   *worker
 	key string
-	vms []*vm // by chain index; nil for plugins in other VMs
+	vms []*vm    // by chain index; nil for plugins in other VMs
+	env []string // "NAME=value", sorted: the creating plugin's Env
 	mod api.Module
 	mem api.Memory
 	ctx context.Context
@@ -237,6 +239,16 @@ func vmKeyOf(p Plugin) string {
 	return p.VMID + "\x00" + string(p.VMConfig) + "\x00" + string(sum[:])
 }
 
+// environ is env as WASI's environ_get gives it: "NAME=value" strings, sorted.
+func environ(env map[string]string) []string {
+	var out []string
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // newVM starts plugin idx on worker w: in the worker's VM with the plugin's VM key if
 // there is one (shared), else in a new instance of cm (_initialize first); then its
 // root context: proxy_on_context_create(root, 0), proxy_on_vm_start, proxy_on_configure
@@ -265,7 +277,7 @@ func newVMWith(ctx context.Context, h *Host, w *worker, idx int, cm wazero.Compi
 	if err != nil {
 		return nil, err
 	}
-	in := &inst{h: h, w: w, key: key, vms: make([]*vm, len(h.plugins)),
+	in := &inst{h: h, w: w, key: key, vms: make([]*vm, len(h.plugins)), env: environ(p.Env),
 		httpCalls: map[uint32]context.CancelFunc{}, grpcCalls: map[uint32]*grpcCall{}, metricIDs: map[uint32]*stat{}}
 	v := &vm{inst: in, plugin: idx, name: p.Name, vmID: p.VMID, config: p.Config, loaded: h.clock.Now()}
 	in.vms[idx] = v

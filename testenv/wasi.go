@@ -163,6 +163,34 @@ func wasiFuncs533() []hostFunc {
 	}
 }
 
+// environSizesGet writes the number of environment strings and the bytes they take
+// with their NUL terminators (cpp-host's wasi_unstable_environ_sizes_get).
+func environSizesGet(v *vm, _ api.Module, st []uint64) uint32 {
+	size := 0
+	for _, e := range v.env {
+		size += len(e) + 1
+	}
+	if !v.putU32(u32(st[0]), uint32(len(v.env))) || !v.putU32(u32(st[1]), uint32(size)) {
+		return errnoFault
+	}
+	return errnoSuccess
+}
+
+// environGet writes a pointer to each environment string into the array at st[0] and
+// the strings, each NUL-terminated, one after the other from st[1]
+// (cpp-host's wasi_unstable_environ_get; pointers are 32-bit words).
+func environGet(v *vm, _ api.Module, st []uint64) uint32 {
+	array, buf := u32(st[0]), u32(st[1])
+	for _, e := range v.env {
+		if !v.putU32(array, buf) || !v.mem.Write(buf, append([]byte(e), 0)) {
+			return errnoFault
+		}
+		array += 4
+		buf += uint32(len(e)) + 1
+	}
+	return errnoSuccess
+}
+
 func zeroSizes(v *vm, _ api.Module, st []uint64) uint32 {
 	if !v.putU32(u32(st[0]), 0) || !v.putU32(u32(st[1]), 0) {
 		return errnoFault
@@ -171,8 +199,9 @@ func zeroSizes(v *vm, _ api.Module, st []uint64) uint32 {
 }
 
 // wasiFuncs is the WASI subset proxy-wasm-cpp-host implements (src/exports.cc,
-// wasi_unstable_*), with its results: no arguments, environment or preopened
-// directories; stdout and stderr become log lines (info and error); fd_fdstat_get
+// wasi_unstable_*), with its results: no arguments or preopened directories; the
+// environment of Plugin.Env (cpp-host's WasmBase::envs, from Envoy's
+// vm_config.environment_variables); stdout and stderr become log lines (info and error); fd_fdstat_get
 // knows stdout and stderr only; fd_read is ENOSYS; fd_seek and fd_close succeed without
 // doing anything (cpp-host logs them through Context::error, a trace line in Envoy);
 // clock_time_get knows the realtime and monotonic clocks (ENOTSUP for the CPU-time
@@ -182,8 +211,8 @@ func wasiFuncs() []hostFunc {
 	return append(wasiFuncs533(), []hostFunc{
 		wasiFn("args_sizes_get", 2, zeroSizes),
 		wasiFn("args_get", 2, func(*vm, api.Module, []uint64) uint32 { return errnoSuccess }),
-		wasiFn("environ_sizes_get", 2, zeroSizes),
-		wasiFn("environ_get", 2, func(*vm, api.Module, []uint64) uint32 { return errnoSuccess }),
+		wasiFn("environ_sizes_get", 2, environSizesGet),
+		wasiFn("environ_get", 2, environGet),
 		{module: wasiModule, name: "clock_time_get", params: []api.ValueType{i32, i64, i32}, results: i32s(1),
 			fn: func(ctx context.Context, _ api.Module, st []uint64) {
 				v := vmOf(ctx)

@@ -55,9 +55,9 @@ func mixedRequests() []testenv.Request {
 }
 
 // benchChain is the four filters from the layout's modules: "bundled" (meshplug.wasm),
-// "bundled-limit4" (the same with a 4 MiB soft memory limit, testdata/limitbundle) or
+// "bundled-defaultgc" (the same without its GC setting, testdata/defaultgc) or
 // "separate" (the four <filter>.wasm).
-func benchChain(b *testing.B, layout string) []testenv.Plugin {
+func benchChain(b testing.TB, layout string) []testenv.Plugin {
 	cfg := benchConfigs()
 	var ps []testenv.Plugin
 	for _, f := range []string{"auth", "ratelimit", "routehint", "fault"} {
@@ -65,8 +65,8 @@ func benchChain(b *testing.B, layout string) []testenv.Plugin {
 		switch layout {
 		case "bundled":
 			p.Wasm, p.VMID = bundle(b), "meshplug"
-		case "bundled-limit4":
-			p.Wasm, p.VMID = testenv.MustBuildGuest(b, "testdata/limitbundle"), "meshplug"
+		case "bundled-defaultgc":
+			p.Wasm, p.VMID = testenv.MustBuildGuest(b, "testdata/defaultgc"), "meshplug"
 		default:
 			p.Wasm, p.VMID = testenv.MustBuildGuest(b, "../"+f), f
 		}
@@ -76,7 +76,7 @@ func benchChain(b *testing.B, layout string) []testenv.Plugin {
 }
 
 // BenchmarkChain drives the four filters through b.N mixed requests on one worker,
-// bundled (meshplug.wasm, one VM; and the same with a soft memory limit) or separate
+// bundled (meshplug.wasm, one VM; and the same with Go's default GC) or separate
 // (four modules, four VMs), and reports
 // the worker's linear memory at the end (the sum of its VMs' for separate): run it
 // with -benchtime 20000x (or 1000000x) for "memory after N requests", and compare
@@ -84,7 +84,7 @@ func benchChain(b *testing.B, layout string) []testenv.Plugin {
 //
 //	go test -run '^$' -bench BenchmarkChain -benchtime 20000x ./filters/meshplug
 func BenchmarkChain(b *testing.B) {
-	for _, layout := range []string{"bundled", "bundled-limit4", "separate"} {
+	for _, layout := range []string{"bundled", "bundled-defaultgc", "separate"} {
 		b.Run(layout, func(b *testing.B) {
 			bundled := layout != "separate"
 			h := testenv.NewForTest(b, testenv.Options{Workers: 1}, benchChain(b, layout)...)

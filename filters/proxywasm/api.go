@@ -341,16 +341,26 @@ func SetProperty(path []string, value []byte) error {
 // a plain HTTP reply; otherwise Envoy answers a gRPC request with that grpc-status (and
 // the body as grpc-message). Return Pause from the callback after calling it.
 func SendHttpResponse(statusCode uint32, details string, headers []Pair, body []byte, grpcStatus uint32) error {
-	streamEnded(currentContextID)
-	var enc []byte
-	if len(headers) > 0 {
-		enc = abi.EncodePairs(headers)
-	} else {
-		enc = []byte{0, 0, 0, 0} // an encoded empty map; some hosts refuse size 0
-	}
 	bp, bn := bytesPtr(body)
+	return sendHttpResponse(statusCode, details, headers, bp, bn, grpcStatus)
+}
+
+// replyHeaders is the buffer local replies encode their headers into, reused so that a
+// reply allocates nothing for them (the guest is single-threaded). A reply takes it
+// for the duration of its host call: one sent from inside that call (a host that runs
+// other callbacks of this VM before returning) encodes into a buffer of its own.
+var replyHeaders []byte
+
+func sendHttpResponse(statusCode uint32, details string, headers []Pair, body unsafe.Pointer, bodySize uint32, grpcStatus uint32) error {
+	streamEnded(currentContextID)
+	enc := replyHeaders
+	replyHeaders = nil
+	// An encoded empty map is 4 zero bytes; some hosts refuse size 0.
+	enc = abi.AppendPairs(enc[:0], headers)
 	hp, hn := bytesPtr(enc)
-	return status(proxy_send_local_response(statusCode, details, bp, bn, hp, hn, grpcStatus))
+	st := proxy_send_local_response(statusCode, details, body, bodySize, hp, hn, grpcStatus)
+	replyHeaders = enc
+	return status(st)
 }
 
 // SendLocalReply ends the current stream with a local reply of status, body and
@@ -370,7 +380,11 @@ func SendLocalReply(statusCode int, body string, headers ...Pair) error {
 	if proxy_get_header_map_value(uint32(RequestHeaders), "content-type", &retData, &retSize) == 0 && isGRPC(string(claimed())) {
 		grpcStatus = abi.GrpcStatusForHTTP(statusCode)
 	}
-	return SendHttpResponse(uint32(statusCode), "meshplug_local_reply", headers, []byte(body), grpcStatus)
+	var bp unsafe.Pointer // the body is read in place: no copy of the string
+	if len(body) > 0 {
+		bp = unsafe.Pointer(unsafe.StringData(body))
+	}
+	return sendHttpResponse(uint32(statusCode), "meshplug_local_reply", headers, bp, uint32(len(body)), grpcStatus)
 }
 
 // isGRPC reports whether a content-type is gRPC's: application/grpc, optionally

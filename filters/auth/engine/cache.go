@@ -40,11 +40,16 @@ type cacheEntry struct {
 // provider's key-set generation is unchanged. Get does no allocation, JSON or crypto.
 // Eviction inspects at most 16 slots.
 //
+// Storage grows with the tokens stored, up to MaxEntries, and is not allocated up
+// front: 4,096 entries (the default) are ~0.4 MB per worker VM once full, nothing for a
+// configuration without JWTs (linear memory never shrinks, see docs/benchmarks.md).
+//
 // Caveat: not safe for concurrent use (a proxy-wasm VM is single-threaded).
 type TokenCache struct {
 	seed    uint64
 	index   map[uint64]int32
 	entries []cacheEntry
+	max     int
 	hand    int
 	maxTTL  time.Duration
 }
@@ -56,10 +61,10 @@ func NewTokenCache(cfg config.TokenCache) *TokenCache {
 		return nil
 	}
 	return &TokenCache{
-		seed:    maphash.Comparable(maphash.MakeSeed(), 0), // a random 64-bit seed
-		index:   make(map[uint64]int32, cfg.MaxEntries),
-		entries: make([]cacheEntry, 0, cfg.MaxEntries),
-		maxTTL:  cfg.MaxTTL,
+		seed:   maphash.Comparable(maphash.MakeSeed(), 0), // a random 64-bit seed
+		index:  map[uint64]int32{},
+		max:    cfg.MaxEntries,
+		maxTTL: cfg.MaxTTL,
 	}
 }
 
@@ -159,7 +164,12 @@ func (c *TokenCache) Put(provider int, token string, gen uint64, until, now time
 		c.entries[i] = e
 		return
 	}
-	if len(c.entries) < cap(c.entries) {
+	if len(c.entries) < c.max {
+		if len(c.entries) == cap(c.entries) { // grow by doubling, never past max
+			grown := make([]cacheEntry, len(c.entries), min(c.max, max(16, 2*len(c.entries))))
+			copy(grown, c.entries)
+			c.entries = grown
+		}
 		c.index[h] = int32(len(c.entries))
 		c.entries = append(c.entries, e)
 		return
@@ -193,7 +203,8 @@ func (c *TokenCache) remove(i int) {
 	*e = cacheEntry{}
 }
 
-// badSigEntries bounds the negative cache (per worker VM; 24 bytes an entry).
+// badSigEntries bounds the negative cache (per worker VM; 24 bytes an entry, allocated
+// at the first bad signature).
 const badSigEntries = 1024
 
 // badSigCache remembers tokens whose signature did not verify, so a flood of one forged
@@ -209,7 +220,8 @@ const badSigEntries = 1024
 // Caveat: not safe for concurrent use (a proxy-wasm VM is single-threaded).
 type badSigCache struct {
 	seed1, seed2 uint64
-	slots        []badSig
+	slots        []badSig // nil until the first Add
+	n            int
 }
 
 type badSig struct {
@@ -221,7 +233,7 @@ func newBadSigCache(n int) *badSigCache {
 	return &badSigCache{
 		seed1: maphash.Comparable(maphash.MakeSeed(), 0),
 		seed2: maphash.Comparable(maphash.MakeSeed(), 1),
-		slots: make([]badSig, n),
+		n:     n,
 	}
 }
 
@@ -233,12 +245,18 @@ func (c *badSigCache) entry(provider int, token string, gen uint64) (slot *badSi
 
 // Has reports whether token failed signature verification for provider under gen.
 func (c *badSigCache) Has(provider int, token string, gen uint64) bool {
+	if c.slots == nil {
+		return false
+	}
 	slot, want := c.entry(provider, token, gen)
 	return *slot == want
 }
 
 // Add records a token whose signature failed.
 func (c *badSigCache) Add(provider int, token string, gen uint64) {
+	if c.slots == nil {
+		c.slots = make([]badSig, c.n)
+	}
 	slot, want := c.entry(provider, token, gen)
 	*slot = want
 }

@@ -1,8 +1,15 @@
 package engine
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meshplug/meshplug/filters/auth/config"
 )
 
 func TestHashAndEqualString(t *testing.T) {
@@ -30,4 +37,32 @@ func TestHashAndEqualString(t *testing.T) {
 	if hashString(1, base) == hashString(2, base) {
 		t.Error("seed ignored")
 	}
+}
+
+// The caches allocate as they fill, never past their bound: an engine whose tokens are
+// few (or that has no JWT provider) holds little memory in each worker VM.
+func TestCacheStorageGrowsToItsBound(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	for _, max := range []int{1, 5, 16, 100, 4096} {
+		c := NewTokenCache(config.TokenCache{MaxEntries: max, MaxTTL: time.Minute})
+		require.Zero(t, cap(c.entries), "nothing allocated before the first token")
+		for i := range 2*max + 3 {
+			c.Put(0, fmt.Sprintf("token-%d", i), 1, time.Time{}, now, &Identity{})
+			require.LessOrEqual(t, len(c.entries), max)
+			require.LessOrEqual(t, cap(c.entries), max, "capacity never past max_entries (%d tokens in)", i+1)
+			require.LessOrEqual(t, c.Len(), max)
+			if i < max {
+				require.Equal(t, i+1, c.Len(), "below the bound every token is kept")
+			}
+		}
+		_, ok := c.Get(0, fmt.Sprintf("token-%d", 2*max+2), 1, now)
+		assert.True(t, ok, "max %d: the newest token is cached", max)
+	}
+	bad := newBadSigCache(badSigEntries)
+	assert.Nil(t, bad.slots, "negative cache: nothing before the first bad signature")
+	assert.False(t, bad.Has(0, "t", 1))
+	bad.Add(0, "t", 1)
+	assert.Len(t, bad.slots, badSigEntries)
+	assert.True(t, bad.Has(0, "t", 1))
+	assert.False(t, bad.Has(0, "t", 2), "another key-set generation")
 }

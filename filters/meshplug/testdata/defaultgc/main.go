@@ -1,13 +1,10 @@
-// Command limitbundle is meshplug.wasm with a soft memory limit of 4 MiB on the Go
-// runtime (runtime/debug.SetMemoryLimit): the measurement of what a limit saves in
-// linear memory and costs per request (BenchmarkChain's "bundled-limit4" in
-// docs/benchmarks.md). Linear memory never shrinks, so the peak heap is what a worker
-// keeps.
+// Command defaultgc is meshplug.wasm without its GC setting (Go's default GOGC=100):
+// what the setting saves in linear memory and costs per request is measured against
+// it (BenchmarkChain's "bundled-defaultgc" and BenchmarkBundlePaired in
+// docs/benchmarks.md).
 package main
 
 import (
-	"runtime/debug"
-
 	auth "github.com/meshplug/meshplug/filters/auth/glue"
 	fault "github.com/meshplug/meshplug/filters/fault/glue"
 	ratelimit "github.com/meshplug/meshplug/filters/ratelimit/glue"
@@ -15,11 +12,11 @@ import (
 )
 
 func init() {
-	debug.SetMemoryLimit(4 << 20)
 	auth.Register(auth.RootID)
 	ratelimit.Register(ratelimit.RootID)
 	routehint.Register(routehint.RootID)
 	fault.Register(fault.RootID)
 }
 
+// main never runs: a c-shared wasip1 module starts from _initialize.
 func main() {}
