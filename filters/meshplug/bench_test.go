@@ -10,6 +10,9 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
+	"github.com/meshplug/meshplug/filters/auth/jwt"
+	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
+	"github.com/meshplug/meshplug/internal/benchpair"
 	"github.com/meshplug/meshplug/testenv"
 )
 
@@ -200,4 +203,84 @@ func BenchmarkChainPaired(b *testing.B) {
 	b.ReportMetric(float64(spent[0].Nanoseconds())/float64(b.N), "bundled-ns/req")
 	b.ReportMetric(float64(spent[1].Nanoseconds())/float64(b.N), "separate-ns/req")
 	b.ReportMetric(float64(spent[0])/float64(spent[1]), "bundled/separate")
+}
+
+// bundleCase is one per-request path through the bundle: the plugins it runs (root
+// id and configuration, in chain order), the request, and the status it must get.
+type bundleCase struct {
+	name    string
+	plugins [][2]string // {root id, configuration}
+	req     testenv.Request
+	status  int
+}
+
+// bundleCases are the paths issue 23 measures against the no-op floor: auth's JWT
+// cache hit (RS256) and API key, ratelimit's allowed path, routehint with one rule,
+// and the four filters in a chain (an allowed request through all of them).
+func bundleCases() []bundleCase {
+	now := time.Now()
+	rs := jwttest.New(jwt.RS256, "rs1")
+	jwtAuth := fmt.Sprintf(`{"providers": {"corp": {"issuer": "https://idp", "audiences": ["api"], "algorithms": ["RS256"],
+	  "local_jwks": {"inline_string": %q}, "claim_to_headers": [{"claim": "sub", "header": "x-user-id"}]}},
+	  "rules": [{"match": {"prefix": "/"}, "requires": ["corp"]}]}`, jwttest.JWKS(rs))
+	tok := rs.Sign(map[string]any{"iss": "https://idp", "aud": "api", "sub": "alice", "iat": now.Unix() - 5, "exp": now.Unix() + 3600})
+	cfg := benchConfigs()
+	neverLimited := `{"rules": [{"name": "per-consumer", "descriptors": [{"key": "c", "header": "x-consumer"}], "limit": {"requests": 1000000000, "unit": "second"}}]}`
+	keyReq := testenv.Request{Path: "/api/v1/items/1?page=1", Headers: [][2]string{{"x-api-key", "k1"}, {"user-agent", "bench"}, {"accept", "application/json"}}}
+	return []bundleCase{
+		{name: "auth-cache-hit", plugins: [][2]string{{"auth", jwtAuth}}, status: 200,
+			req: testenv.Request{Path: "/api", Headers: [][2]string{{"authorization", "Bearer " + tok}, {"user-agent", "bench"}}}},
+		{name: "auth-api-key", plugins: [][2]string{{"auth", cfg["auth"]}}, req: keyReq, status: 200},
+		{name: "ratelimit-allowed", plugins: [][2]string{{"ratelimit", neverLimited}}, status: 200,
+			req: testenv.Request{Path: "/api/orders", Headers: [][2]string{{"x-consumer", "c1"}, {"user-agent", "bench"}}}},
+		{name: "routehint-1-rule", plugins: [][2]string{{"routehint", cfg["routehint"]}}, status: 200,
+			req: testenv.Request{Path: "/api/reviews/42?v=7", Headers: [][2]string{{"x-consumer", "c0"}, {"user-agent", "bench"}, {"x-route-hint", "spoofed"}}}},
+		{name: "chain-allowed", plugins: [][2]string{{"auth", cfg["auth"]}, {"ratelimit", neverLimited}, {"routehint", cfg["routehint"]}, {"fault", cfg["fault"]}},
+			req: keyReq, status: 200},
+	}
+}
+
+// BenchmarkBundleBeforeAfter compares this build of meshplug.wasm with a baseline
+// bundle built from another commit (MESHPLUG_BUNDLE_BASELINE_WASM; skipped without
+// it) and with the no-op floor (the benchmark guest, one no-op plugin per plugin of the
+// case, in one VM), request by request in a rotating order so that all three see the
+// same machine load. Reported: ns per request of each, each build's multiple of the
+// floor and new÷old.
+//
+//	base=$(mktemp -d) && git archive <commit> | tar -x -C "$base" &&
+//	  (cd "$base" && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -o meshplug.wasm ./filters/meshplug)
+//	MESHPLUG_BUNDLE_BASELINE_WASM="$base/meshplug.wasm" go test -run '^$' -bench BundleBeforeAfter -benchtime 20000x -count 3 ./filters/meshplug
+func BenchmarkBundleBeforeAfter(b *testing.B) {
+	old := benchpair.Baseline(b, "MESHPLUG_BUNDLE_BASELINE_WASM")
+	cur := bundle(b)
+	floorWasm := testenv.MustBuildGuest(b, "../../testenv/benchmarks/guest")
+	upstream := &testenv.UpstreamResponse{Status: 200}
+	ctx := context.Background()
+	for _, c := range bundleCases() {
+		b.Run(c.name, func(b *testing.B) {
+			host := func(wasm []byte, floor bool) *testenv.Host {
+				var ps []testenv.Plugin
+				for i, p := range c.plugins {
+					if floor {
+						ps = append(ps, testenv.Plugin{Name: fmt.Sprintf("noop%d", i), Wasm: wasm, VMID: "floor", Config: []byte("noop")})
+					} else {
+						ps = append(ps, testenv.Plugin{Name: p[0], RootID: p[0], Wasm: wasm, VMID: "meshplug", Config: []byte(p[1])})
+					}
+				}
+				return testenv.NewForTest(b, testenv.Options{Workers: 1, Upstream: func(*testenv.UpstreamRequest) *testenv.UpstreamResponse { return upstream }}, ps...)
+			}
+			variant := func(name string, h *testenv.Host, want int) benchpair.Variant {
+				return benchpair.Variant{Name: name, Do: func(b *testing.B) {
+					resp, err := h.Do(ctx, c.req)
+					if err != nil || resp.Status != want {
+						b.Fatalf("%s: status %d, want %d (%v)", name, resp.Status, want, err)
+					}
+				}}
+			}
+			vs := []benchpair.Variant{variant("new", host(cur, false), c.status), variant("old", host(old, false), c.status), variant("floor", host(floorWasm, true), 200)}
+			ns := benchpair.Run(b, vs...)
+			b.ReportMetric(ns[0]/ns[2], "new×floor")
+			b.ReportMetric(ns[1]/ns[2], "old×floor")
+		})
+	}
 }

@@ -18,9 +18,10 @@ type Variant struct {
 	Do   func(b *testing.B)
 }
 
-// Run times the variants in alternation for b.N iterations and reports
-// "<name>-ns" per variant and "<first>÷<second>".
-func Run(b *testing.B, vs ...Variant) {
+// Run times the variants in alternation for b.N iterations, reports "<name>-ns" per
+// variant and "<first>÷<second>", and returns the mean ns per call of each variant
+// (for further ratios).
+func Run(b *testing.B, vs ...Variant) []float64 {
 	for _, v := range vs {
 		v.Do(b) // warm-up
 	}
@@ -38,12 +39,15 @@ func Run(b *testing.B, vs ...Variant) {
 	}
 	n := float64(b.N)
 	b.ReportMetric(0, "ns/op")
+	mean := make([]float64, len(vs))
 	for k, v := range vs {
-		b.ReportMetric(float64(acc[k].Nanoseconds())/n, v.Name+"-ns")
+		mean[k] = float64(acc[k].Nanoseconds()) / n
+		b.ReportMetric(mean[k], v.Name+"-ns")
 	}
 	if len(vs) >= 2 {
 		b.ReportMetric(float64(acc[0])/float64(acc[1]), vs[0].Name+"÷"+vs[1].Name)
 	}
+	return mean
 }
 
 // Baseline reads the baseline .wasm named by the environment variable env, or skips

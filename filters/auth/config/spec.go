@@ -1,7 +1,8 @@
 package config
 
 import (
-	"encoding/json"
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/meshplug/meshplug/filters/configjson"
 )
@@ -211,7 +212,10 @@ type ClaimToHeaderSpec struct {
 // +kubebuilder:object:generate=true
 type ClaimValues []string
 
-// UnmarshalJSON accepts a string or an array of strings.
+// UnmarshalJSON accepts a string or an array of strings. It decodes with
+// go-json-experiment, the configuration's one JSON library (filters/configjson), so
+// invalid UTF-8 (raw or as an unpaired surrogate escape) and duplicate member names
+// anywhere in b are errors, as everywhere else in the configuration.
 func (v *ClaimValues) UnmarshalJSON(b []byte) error {
 	if len(b) > 0 && b[0] == '"' {
 		var s string
@@ -222,7 +226,7 @@ func (v *ClaimValues) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	if len(b) > 0 && b[0] == '[' {
-		var raw []json.RawMessage
+		var raw []jsontext.Value
 		if err := json.Unmarshal(b, &raw); err != nil {
 			return configjson.Errorf("", "invalid array")
 		}

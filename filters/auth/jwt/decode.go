@@ -1,7 +1,6 @@
 package jwt
 
 import (
-	"encoding/json"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -87,8 +86,8 @@ const (
 const maxJSONDepth = 10000
 
 // jsonDecoder is a strict RFC 8259 decoder over a string that types values as
-// encoding/json does when decoding into any with UseNumber: string, json.Number,
-// bool, nil, []any, map[string]any. Strings are unescaped as encoding/json does it
+// encoding/json does when decoding into any with UseNumber: string, Number (for its
+// json.Number), bool, nil, []any, map[string]any. Strings are unescaped as encoding/json does it
 // (invalid UTF-8 and unpaired surrogate escapes become U+FFFD) and, when nothing
 // needed unescaping, are substrings of the input.
 //
@@ -212,7 +211,7 @@ func (d *jsonDecoder) value(depth int) (any, bool) {
 		if !ok {
 			return nil, false
 		}
-		return json.Number(n), true
+		return Number(n), true
 	default:
 		return d.literal()
 	}

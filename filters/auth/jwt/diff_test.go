@@ -44,6 +44,9 @@ func diffParse(raw string, maxBytes int) string {
 func diffDecodeObject(b []byte) string {
 	got, gerr := decodeObject(b)
 	want, werr := refDecodeObject(b)
+	if want != nil {
+		want = refNumbers(want).(map[string]any)
+	}
 	if (gerr == nil) != (werr == nil) || gerr != nil && gerr.Error() != werr.Error() {
 		return fmt.Sprintf("error differs: new %v, reference %v", gerr, werr)
 	}

@@ -112,7 +112,7 @@ func refParseClaims(b []byte, c *Claims) error {
 	if err != nil {
 		return errorf(ReasonMalformed, "payload: "+err.Error())
 	}
-	c.Raw = m
+	c.Raw = refNumbers(m).(map[string]any)
 	str := func(name string, dst *string) error {
 		if v, ok := m[name]; ok {
 			s, ok := v.(string)
@@ -207,4 +207,28 @@ func refDecodeObject(b []byte) (map[string]any, error) {
 		return nil, refJSONError("trailing data after JSON object")
 	}
 	return m, nil
+}
+
+// refNumbers returns a copy of v with every json.Number the reference decoder produced
+// typed as this package's Number (the one change to the reference's output: Parse types numbers
+// as Number so that the package does not link encoding/json). Everything else, the
+// strings' bytes included, is compared as the reference decoded it.
+func refNumbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		return Number(x)
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = refNumbers(e)
+		}
+		return m
+	case []any:
+		a := make([]any, len(x))
+		for i, e := range x {
+			a[i] = refNumbers(e)
+		}
+		return a
+	}
+	return v
 }

@@ -1,7 +1,6 @@
 package jwt
 
 import (
-	"encoding/json"
 	"math"
 	"strconv"
 	"strings"
@@ -19,7 +18,7 @@ type Header struct {
 }
 
 // Claims holds the registered claims in typed form plus every claim as decoded JSON
-// (numbers as json.Number, so values are kept exactly).
+// (numbers as Number, so values are kept exactly).
 type Claims struct {
 	Issuer   string   // "iss"
 	Subject  string   // "sub"
@@ -28,10 +27,19 @@ type Claims struct {
 	// NumericDate claims, in seconds since the epoch (fractions allowed by RFC 7519).
 	Expiry, NotBefore, IssuedAt          float64
 	HasExpiry, HasNotBefore, HasIssuedAt bool
-	// Raw is every top-level claim; values are string, json.Number, bool, nil,
+	// Raw is every top-level claim; values are string, Number, bool, nil,
 	// []any or map[string]any.
 	Raw map[string]any
 }
+
+// Number is a JSON number exactly as the token sent it (its literal text), what
+// encoding/json's json.Number is when decoding with UseNumber. The package has its own
+// type so that a module using it does not link encoding/json (about 225 KB of code in
+// a Go Wasm module) beside the configuration's JSON library.
+type Number string
+
+// String returns the number's literal text.
+func (n Number) String() string { return string(n) }
 
 // Token is a parsed, not yet verified, compact JWS.
 type Token struct {
@@ -287,7 +295,7 @@ func parseClaims(s string, c *Claims) error {
 		if !has[r] {
 			return nil
 		}
-		n, ok := reg[r].(json.Number)
+		n, ok := reg[r].(Number)
 		if !ok {
 			return errorf(ReasonMalformed, "claim "+name+": must be a number")
 		}

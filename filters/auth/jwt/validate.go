@@ -1,7 +1,6 @@
 package jwt
 
 import (
-	"encoding/json"
 	"math"
 	"strconv"
 	"strings"
@@ -172,7 +171,7 @@ func ScalarString(v any) (string, bool) {
 	switch x := v.(type) {
 	case string:
 		return x, true
-	case json.Number:
+	case Number:
 		return string(x), true
 	case bool:
 		if x {

@@ -5,6 +5,7 @@ package enginetest
 
 import (
 	"encoding/base64"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -184,7 +185,57 @@ func DecideCases() []Case {
 		}},
 		{Name: "remote wrong issuer: no fetch", Path: "/remote", Headers: map[string]string{"x-remote-token": ES.Sign(map[string]any{"iss": "x", "exp": NowS + 60})}, Kind: engine.Deny, Status: 401, Reason: engine.ReasonBadIssuer},
 	}
+	cases = append(cases, JSONCases()...)
 	return append(cases, SmugglingCases()...)
+}
+
+// JSONCases are the JSON spellings in a JWT's header and claims that two parsers can
+// read differently (issue 23 moved auth off encoding/json; its hand-written decoder
+// reads these exactly as before, and jwt's differential tests compare it with
+// encoding/json on any input): duplicate names, in any spelling, are refused; names
+// are case-sensitive ("ALG" is not "alg", "Sub" not "sub"); numbers are JSON numbers
+// only; invalid UTF-8 and unpaired surrogates become U+FFFD, as encoding/json reads them.
+func JSONCases() []Case {
+	hdr := `{"alg":"RS256","kid":"rs1"`
+	claims := func(extra string) string {
+		return fmt.Sprintf(`{"iss":"https://idp","aud":"api","exp":%d,"iat":%d%s}`, NowS+600, NowS-10, extra)
+	}
+	raw := func(h, c string) map[string]string { return Bearer(RS.SignRaw([]byte(h), []byte(c))) }
+	bad := func(name, h, c string, r engine.Reason) Case {
+		return Case{Name: "json: " + name, Path: "/v1/x", Headers: raw(h, c), Kind: engine.Deny, Status: 401, Reason: r}
+	}
+	ok := func(name, h, c, sub string) Case {
+		tok := RS.SignRaw([]byte(h), []byte(c))
+		set := WithPayload(map[string]string{"x-consumer": sub, "x-auth-provider": "corp", "x-user-id": sub}, tok)
+		return Case{Name: "json: " + name, Path: "/v1/x", Headers: Bearer(tok), Kind: engine.Allow, Set: set, Remove: []string{"authorization"}}
+	}
+	return []Case{
+		ok("plain", hdr+`}`, claims(`,"sub":"alice"`), "alice"),
+		bad("header duplicate alg", hdr+`,"alg":"none"}`, claims(`,"sub":"alice"`), engine.ReasonMalformed),
+		bad("header duplicate alg escaped", hdr+`,"\u0061lg":"RS256"}`, claims(`,"sub":"alice"`), engine.ReasonMalformed),
+		bad("header duplicate kid", hdr+`,"kid":"rs1"}`, claims(`,"sub":"alice"`), engine.ReasonMalformed),
+		bad("header ALG is not alg", `{"ALG":"RS256","kid":"rs1"}`, claims(`,"sub":"alice"`), engine.ReasonMalformed),
+		ok("header Alg beside alg is another member", hdr+`,"Alg":"none","KID":"x"}`, claims(`,"sub":"alice"`), "alice"),
+		bad("header alg number", `{"alg":256,"kid":"rs1"}`, claims(`,"sub":"alice"`), engine.ReasonMalformed),
+		bad("header trailing data", hdr+`}{}`, claims(`,"sub":"alice"`), engine.ReasonMalformed),
+		bad("claims duplicate sub", hdr+`}`, claims(`,"sub":"alice","sub":"ops"`), engine.ReasonMalformed),
+		bad("claims duplicate sub escaped", hdr+`}`, claims(`,"sub":"alice","\u0073ub":"ops"`), engine.ReasonMalformed),
+		bad("claims duplicate exp", hdr+`}`, claims(`,"sub":"alice","exp":`+fmt.Sprint(NowS+600)), engine.ReasonMalformed),
+		bad("claims duplicate unregistered", hdr+`}`, claims(`,"sub":"alice","x":1,"x":1`), engine.ReasonMalformed),
+		ok("claims Sub beside sub is another claim", hdr+`}`, claims(`,"sub":"alice","Sub":"ops","SUB":"root"`), "alice"),
+		bad("claims ISS is not iss", hdr+`}`, `{"ISS":"https://idp","aud":"api","exp":`+fmt.Sprint(NowS+600)+`,"sub":"alice"}`, engine.ReasonBadIssuer),
+		bad("claims EXP is not exp", hdr+`}`, `{"iss":"https://idp","aud":"api","EXP":`+fmt.Sprint(NowS+600)+`,"sub":"alice"}`, engine.ReasonExpired),
+		bad("claims exp as string", hdr+`}`, `{"iss":"https://idp","aud":"api","exp":"`+fmt.Sprint(NowS+600)+`","sub":"alice"}`, engine.ReasonMalformed),
+		bad("claims exp overflows float64", hdr+`}`, `{"iss":"https://idp","aud":"api","exp":1e400,"sub":"alice"}`, engine.ReasonMalformed),
+		bad("claims exp leading zero", hdr+`}`, `{"iss":"https://idp","aud":"api","exp":0`+fmt.Sprint(NowS+600)+`,"sub":"alice"}`, engine.ReasonMalformed),
+		bad("claims exp plus sign", hdr+`}`, `{"iss":"https://idp","aud":"api","exp":+`+fmt.Sprint(NowS+600)+`,"sub":"alice"}`, engine.ReasonMalformed),
+		bad("claims exp hex", hdr+`}`, `{"iss":"https://idp","aud":"api","exp":0x7fffffff,"sub":"alice"}`, engine.ReasonMalformed),
+		ok("claims exp in exponent form", hdr+`}`, `{"iss":"https://idp","aud":"api","exp":1.7000006E9,"sub":"alice"}`, "alice"),
+		ok("claims sub escaped", hdr+`}`, claims(`,"sub":"\u0061lice"`), "alice"),
+		ok("claims sub invalid UTF-8 reads as U+FFFD", hdr+`}`, claims(",\"sub\":\"al\xffice\""), "al\uFFFDice"),
+		ok("claims sub unpaired surrogate reads as U+FFFD", hdr+`}`, claims(`,"sub":"al\ud800ice"`), "al\uFFFDice"),
+		bad("claims not an object", hdr+`}`, `["sub","alice"]`, engine.ReasonMalformed),
+	}
 }
 
 // SmugglingCases are the credential-smuggling classes (issue 7), several spellings
