@@ -19,16 +19,34 @@ import (
 
 // differential runs sc on testenv and on the hosts that can load a Go module (52a0291,
 // 3930b7b) and compares them field by field; on 63cb9c1 (Envoy ≤ 1.32) it checks that
-// the module is refused at its first missing import, as Envoy logs it.
+// the module is refused at its first missing import, as Envoy logs it (tableDifferential),
+// and that the rewritten module also passes under V8's restricted callbacks.
 func differential(t *testing.T, sc Scenario) {
 	t.Helper()
 	want := RunTestenv(t, sc)
 	require.True(t, want.Loaded(), "testenv loads: %+v", want.Loads)
+	compat := tableDifferential(t, sc, want, nil)
+	// On 63cb9c1 with V8's restricted callbacks emulated (EmulateRestrictedCallbacks).
+	t.Run("compat/"+Host63cb9c1+"/v8-restrictions", func(t *testing.T) {
+		Compare(t, want, RunCppHost(t, Host63cb9c1, RestrictedScenario(t, compat)))
+	})
+}
+
+// tableDifferential runs sc on the hosts that load Go modules, checks each outcome
+// with check (if not nil) and compares it with want (sc's testenv outcome); on 63cb9c1
+// the module is refused at its first missing import; the module rewritten by `meshplug
+// compat` gives the same answers on every era. It returns that rewritten scenario.
+func tableDifferential(t *testing.T, sc Scenario, want Outcome, check func(*testing.T, Outcome)) Scenario {
+	t.Helper()
+	run := func(t *testing.T, host string, sc Scenario) {
+		got := RunCppHost(t, host, sc)
+		if check != nil {
+			check(t, got)
+		}
+		Compare(t, want, got)
+	}
 	for _, host := range []string{Host52a0291, Host3930b7b} {
-		t.Run(host, func(t *testing.T) {
-			got := RunCppHost(t, host, sc)
-			Compare(t, want, got)
-		})
+		t.Run(host, func(t *testing.T) { run(t, host, sc) })
 	}
 	t.Run(Host63cb9c1, func(t *testing.T) {
 		got := RunCppHost(t, Host63cb9c1, sc)
@@ -40,14 +58,9 @@ func differential(t *testing.T, sc Scenario) {
 	// (internal/wasmcompat) gives the untouched module's testenv answers on every era.
 	compat := CompatScenario(t, sc)
 	for _, host := range Hosts {
-		t.Run("compat/"+host, func(t *testing.T) {
-			Compare(t, want, RunCppHost(t, host, compat))
-		})
+		t.Run("compat/"+host, func(t *testing.T) { run(t, host, compat) })
 	}
-	// On 63cb9c1 with V8's restricted callbacks emulated (EmulateRestrictedCallbacks).
-	t.Run("compat/"+Host63cb9c1+"/v8-restrictions", func(t *testing.T) {
-		Compare(t, want, RunCppHost(t, Host63cb9c1, RestrictedScenario(t, compat)))
-	})
+	return compat
 }
 
 // The auth README's api_keys example ("test" hashes to 9f86d0…), with the README's

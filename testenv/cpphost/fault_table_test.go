@@ -299,32 +299,3 @@ func checkFaultRow(t *testing.T, name string, row faultRow, r Result) {
 		assert.Equal(t, v, headers[k], "%s: header %s", name, k)
 	}
 }
-
-// tableDifferential runs sc on the hosts that load Go modules, checks each outcome
-// with check and compares it with want (sc's testenv outcome); on 63cb9c1 the module
-// is refused at its first missing import; the module rewritten by `meshplug compat`
-// gives the same answers on every era (as differential does).
-func tableDifferential(t *testing.T, sc Scenario, want Outcome, check func(*testing.T, Outcome)) {
-	t.Helper()
-	for _, host := range []string{Host52a0291, Host3930b7b} {
-		t.Run(host, func(t *testing.T) {
-			got := RunCppHost(t, host, sc)
-			check(t, got)
-			Compare(t, want, got)
-		})
-	}
-	t.Run(Host63cb9c1, func(t *testing.T) {
-		got := RunCppHost(t, Host63cb9c1, sc)
-		assert.False(t, got.Loaded())
-		require.NotEmpty(t, got.Loads)
-		assert.Contains(t, got.Loads[0].Errors, "wasi_snapshot_preview1.sched_yield")
-	})
-	compat := CompatScenario(t, sc)
-	for _, host := range Hosts {
-		t.Run("compat/"+host, func(t *testing.T) {
-			got := RunCppHost(t, host, compat)
-			check(t, got)
-			Compare(t, want, got)
-		})
-	}
-}
