@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -785,6 +787,34 @@ func TestTokenCacheMaxBytes(t *testing.T) {
 			}
 			assert.Equal(t, c.wantHits, hits)
 		})
+	}
+}
+
+// TestReadmeTokenCacheExample: the README's token-cache example is a configuration
+// auth.wasm starts with, its bounds are the ones the text states, and its cache works.
+func TestReadmeTokenCacheExample(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	m := regexp.MustCompile("(?s)<!-- example: token-cache -->\n```json\n(.*?)```").FindSubmatch(readme)
+	require.NotNil(t, m, "README has no token-cache example")
+	cfg, err := config.Parse(m[1])
+	require.NoError(t, err)
+	assert.Equal(t, config.TokenCache{MaxEntries: 16384, MaxBytes: 16 << 20, MaxTTL: 5 * time.Minute}, cfg.TokenCache)
+
+	// The same, with the key set inline: a token's second request is a cache hit.
+	var spec map[string]any
+	require.NoError(t, json.Unmarshal(m[1], &spec))
+	corp := spec["providers"].(map[string]any)["corp"].(map[string]any)
+	delete(corp, "remote_jwks")
+	corp["local_jwks"] = map[string]any{"inline_string": jwttest.JWKS(rsSigner)}
+	h := start(t, testenv.Options{}, spec)
+	now := time.Now().Unix()
+	tok := rsSigner.Sign(map[string]any{"iss": "https://idp.example.com", "aud": "orders", "sub": "u1", "iat": now - 5, "exp": now + 300})
+	req := testenv.Request{Path: "/orders", Headers: [][2]string{{"authorization", "Bearer " + tok}}}
+	for _, want := range []string{engine.MetricCacheMiss, engine.MetricCacheHit} {
+		before := metric(h, want)
+		require.Equal(t, 200, do(t, h, req).Status)
+		assert.Equal(t, before+1, metric(h, want), want)
 	}
 }
 

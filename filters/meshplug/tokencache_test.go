@@ -107,7 +107,8 @@ func TestBundleTokenCacheMemory(t *testing.T) {
 			assert.EqualValues(t, len(c.tokens), miss, "every token a cache miss")
 			if c.status == 200 { // the cache still works: the newest token is a hit
 				hit0, _ := h.Metric("meshplug.auth.cache.hit")
-				h.MustDo(t, testenv.Request{Path: "/api/v1/items", Headers: [][2]string{{"authorization", "Bearer " + c.tokens[len(c.tokens)-1]}}})
+				resp := h.MustDo(t, testenv.Request{Path: "/api/v1/items", Headers: [][2]string{{"authorization", "Bearer " + c.tokens[len(c.tokens)-1]}}})
+				assert.Equal(t, 200, resp.Status, "cache hit")
 				hit1, _ := h.Metric("meshplug.auth.cache.hit")
 				assert.Equal(t, hit0+1, hit1, "the newest token is cached")
 			}
