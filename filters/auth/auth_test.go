@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +31,7 @@ import (
 	"github.com/meshplug/meshplug/filters/auth/jwt/jwttest"
 	"github.com/meshplug/meshplug/testenv"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func authWasm(t testing.TB) []byte {
@@ -734,6 +737,84 @@ func TestHandOffFields(t *testing.T) {
 	do(t, h, req)
 	if metric(h, engine.MetricCacheMiss) != misses+1 {
 		t.Error("max_entries 1: the first token survived a second one")
+	}
+}
+
+// TestTokenCacheMaxBytes drives token_cache.max_bytes through auth.wasm: tokens are
+// cached while their counted bytes fit, a token that does not fit evicts the oldest
+// unreferenced ones (CLOCK, as max_entries does), and a token counted at more than
+// max_bytes is never cached. Each case sends tokens of about tokenBytes bytes in order,
+// then sends them again in reverse order and checks which ones hit the cache.
+func TestTokenCacheMaxBytes(t *testing.T) {
+	cases := []struct {
+		name       string
+		maxBytes   int
+		tokenBytes int
+		tokens     int
+		wantHits   []bool // on the second pass, newest token first
+	}{
+		{"three 2 KiB tokens fit in 16 KiB", 16384, 2048, 3, []bool{true, true, true}},
+		{"6 KiB tokens: two fit in 16 KiB, the third evicts the first", 16384, 6144, 3, []bool{true, true, false}},
+		{"6 KiB tokens in 64 KiB: all fit", 65536, 6144, 3, []bool{true, true, true}},
+		{"a 15 KiB token counted at more than 16 KiB is not cached", 16384, 15360, 1, []bool{false}},
+		{"7 KiB tokens: one fits in 16 KiB at a time", 16384, 7168, 2, []bool{true, false}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := corpConfig(map[string]any{"token_cache": map[string]any{"max_bytes": c.maxBytes}})
+			cfg["providers"].(map[string]any)["corp"].(map[string]any)["max_token_bytes"] = 65536
+			h := start(t, testenv.Options{}, cfg)
+			now := time.Now()
+			var reqs []testenv.Request
+			for i := range c.tokens {
+				claims := map[string]any{"iss": "https://idp", "aud": "api", "sub": fmt.Sprintf("u%d", i), "iat": now.Unix() - 5, "exp": now.Unix() + 300}
+				tok := rsSigner.Sign(claims)
+				claims["pad"] = strings.Repeat("p", (c.tokenBytes-len(tok))*3/4) // base64url: 4 characters per 3 bytes
+				tok = rsSigner.Sign(claims)
+				require.InDelta(t, c.tokenBytes, len(tok), 16, "token size")
+				reqs = append(reqs, testenv.Request{Path: "/api", Headers: [][2]string{{"authorization", "Bearer " + tok}}})
+				require.Equal(t, 200, do(t, h, reqs[i]).Status)
+			}
+			require.EqualValues(t, c.tokens, metric(h, engine.MetricCacheMiss), "first pass: all misses")
+			var hits []bool
+			for i := len(reqs) - 1; i >= 0; i-- {
+				before := metric(h, engine.MetricCacheHit)
+				resp := do(t, h, reqs[i])
+				require.Equal(t, 200, resp.Status)
+				v, _ := resp.Upstream.Headers.Get("x-user-id")
+				assert.Equal(t, fmt.Sprintf("u%d", i), v, "the identity of token %d, hit or miss", i)
+				hits = append(hits, metric(h, engine.MetricCacheHit) == before+1)
+			}
+			assert.Equal(t, c.wantHits, hits)
+		})
+	}
+}
+
+// TestReadmeTokenCacheExample: the README's token-cache example is a configuration
+// auth.wasm starts with, its bounds are the ones the text states, and its cache works.
+func TestReadmeTokenCacheExample(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	m := regexp.MustCompile("(?s)<!-- example: token-cache -->\n```json\n(.*?)```").FindSubmatch(readme)
+	require.NotNil(t, m, "README has no token-cache example")
+	cfg, err := config.Parse(m[1])
+	require.NoError(t, err)
+	assert.Equal(t, config.TokenCache{MaxEntries: 16384, MaxBytes: 16 << 20, MaxTTL: 5 * time.Minute}, cfg.TokenCache)
+
+	// The same, with the key set inline: a token's second request is a cache hit.
+	var spec map[string]any
+	require.NoError(t, json.Unmarshal(m[1], &spec))
+	corp := spec["providers"].(map[string]any)["corp"].(map[string]any)
+	delete(corp, "remote_jwks")
+	corp["local_jwks"] = map[string]any{"inline_string": jwttest.JWKS(rsSigner)}
+	h := start(t, testenv.Options{}, spec)
+	now := time.Now().Unix()
+	tok := rsSigner.Sign(map[string]any{"iss": "https://idp.example.com", "aud": "orders", "sub": "u1", "iat": now - 5, "exp": now + 300})
+	req := testenv.Request{Path: "/orders", Headers: [][2]string{{"authorization", "Bearer " + tok}}}
+	for _, want := range []string{engine.MetricCacheMiss, engine.MetricCacheHit} {
+		before := metric(h, want)
+		require.Equal(t, 200, do(t, h, req).Status)
+		assert.Equal(t, before+1, metric(h, want), want)
 	}
 }
 

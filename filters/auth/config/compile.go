@@ -131,7 +131,7 @@ func (p *compiler) top(s *Spec) error {
 			}
 		}
 	}
-	c.TokenCache = TokenCache{MaxEntries: DefaultTokenCacheEntries, MaxTTL: DefaultTokenCacheMaxTTL}
+	c.TokenCache = TokenCache{MaxEntries: DefaultTokenCacheEntries, MaxBytes: DefaultTokenCacheBytes, MaxTTL: DefaultTokenCacheMaxTTL}
 	if tc := s.TokenCache; tc != nil {
 		if tc.MaxEntries != nil {
 			n, err := intIn("token_cache.max_entries", *tc.MaxEntries, 0, 1<<20)
@@ -139,6 +139,13 @@ func (p *compiler) top(s *Spec) error {
 				return err
 			}
 			c.TokenCache.MaxEntries = int(n)
+		}
+		if tc.MaxBytes != nil {
+			n, err := intIn("token_cache.max_bytes", *tc.MaxBytes, 16<<10, 1<<30)
+			if err != nil {
+				return err
+			}
+			c.TokenCache.MaxBytes = int(n)
 		}
 		if err := duration("token_cache.max_ttl", tc.MaxTTL, &c.TokenCache.MaxTTL, time.Second, 24*time.Hour); err != nil {
 			return err

@@ -34,6 +34,7 @@ const (
 	DefaultProviderHeader     = "x-auth-provider"
 	DefaultAPIKeyHeader       = "x-api-key"
 	DefaultTokenCacheEntries  = 4096
+	DefaultTokenCacheBytes    = 1 << 20
 	DefaultTokenCacheMaxTTL   = 10 * time.Minute
 	DefaultJWKSTimeout        = 5 * time.Second
 	DefaultCacheDuration      = 10 * time.Minute
@@ -250,6 +251,7 @@ type Identity struct {
 // TokenCache sizes the verified-token cache.
 type TokenCache struct {
 	MaxEntries int           // 0 disables the cache
+	MaxBytes   int           // bound on the bytes the entries hold (token + identity + overhead)
 	MaxTTL     time.Duration // upper bound on how long a verified token is reused
 }
 

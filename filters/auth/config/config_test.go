@@ -47,7 +47,7 @@ func full() map[string]any {
 		},
 		"default_rule": map[string]any{"requires": []any{"local"}},
 		"identity":     map[string]any{"consumer_header": "X-Consumer", "provider_header": ""},
-		"token_cache":  map[string]any{"max_entries": 100, "max_ttl": "60s"},
+		"token_cache":  map[string]any{"max_entries": 100, "max_bytes": 65536, "max_ttl": "60s"},
 		"grpc":         false,
 		"realm":        "corp",
 	}
@@ -112,7 +112,7 @@ func TestParseFull(t *testing.T) {
 	if !c.Rules[2].ChallengeBasic || !c.Rules[2].ChallengeBearer || len(c.Rules[2].Requires) != 3 || c.Rules[2].Requires[1].Kind != config.MethodAPIKeys {
 		t.Fatalf("rule 2 %+v", c.Rules[2])
 	}
-	if c.Identity.ConsumerHeader != "x-consumer" || c.Identity.ProviderHeader != "" || c.TokenCache.MaxEntries != 100 || c.TokenCache.MaxTTL != time.Minute || c.GRPC || c.Realm != "corp" {
+	if c.Identity.ConsumerHeader != "x-consumer" || c.Identity.ProviderHeader != "" || c.TokenCache.MaxEntries != 100 || c.TokenCache.MaxBytes != 65536 || c.TokenCache.MaxTTL != time.Minute || c.GRPC || c.Realm != "corp" {
 		t.Fatalf("misc %+v %+v", c.Identity, c.TokenCache)
 	}
 	want := []string{"x-consumer", "x-ext-user", "x-jwt-payload", "x-user-id"}
@@ -136,7 +136,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Identity.ConsumerHeader != "x-consumer" || c.Identity.ProviderHeader != "x-auth-provider" || c.TokenCache.MaxEntries != 4096 || !c.GRPC || c.Realm != "meshplug" {
+	if c.Identity.ConsumerHeader != "x-consumer" || c.Identity.ProviderHeader != "x-auth-provider" || c.TokenCache.MaxEntries != 4096 || c.TokenCache.MaxBytes != 1<<20 || !c.GRPC || c.Realm != "meshplug" {
 		t.Fatalf("defaults %+v", c)
 	}
 	r := c.Providers["p"].RemoteJWKS
@@ -251,6 +251,10 @@ func TestErrors(t *testing.T) {
 		{"identity header host", set("providers/corp/forward_payload_header", "Host"), `providers.corp.forward_payload_header: "host" cannot be an identity header`},
 		{"consumer header clash", set("identity/consumer_header", "x-user-id"), `"x-user-id" is also written by`},
 		{"token cache", set("token_cache/max_entries", -1), "token_cache.max_entries: must be in [0, 1048576], got -1"},
+		{"token cache bytes too few", set("token_cache/max_bytes", 16383), "token_cache.max_bytes: must be in [16384, 1073741824], got 16383"},
+		{"token cache bytes too many", set("token_cache/max_bytes", 1<<30+1), "token_cache.max_bytes: must be in [16384, 1073741824], got 1073741825"},
+		{"token cache bytes zero", set("token_cache/max_bytes", 0), "token_cache.max_bytes: must be in [16384, 1073741824], got 0"},
+		{"token cache bytes not a number", set("token_cache/max_bytes", "1MiB"), "token_cache.max_bytes"},
 		{"realm quote", set("realm", `a"b`), "realm: must be non-empty printable ASCII"},
 	}
 	for _, c := range cases {

@@ -502,6 +502,18 @@ type TokenCacheSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=1048576
 	MaxEntries *int64 `json:"max_entries,omitzero"`
+	// MaxBytes bounds the memory the cache holds per worker VM, 16384..1073741824
+	// bytes; whichever of MaxEntries and MaxBytes is reached first evicts (entries not
+	// used recently first). An entry counts as its token (+1/8), the identity kept with
+	// it (header values, and the claims that rules' required_claims name) and 320
+	// bytes: about 1.5 KiB for an 850-byte token, which holds about 1.2 KiB of live
+	// heap; a token counted at more than MaxBytes is not cached. Default 1048576
+	// (1 MiB, about 700 such tokens): with the cache full, the bundle meshplug.wasm
+	// stays within 10 MiB of linear memory per worker.
+	// +optional
+	// +kubebuilder:validation:Minimum=16384
+	// +kubebuilder:validation:Maximum=1073741824
+	MaxBytes *int64 `json:"max_bytes,omitzero"`
 	// MaxTTL is the longest time a verified token is reused, 1s..24h (tokens are also
 	// dropped at `exp` + skew and when the provider's keys change). Default "10m".
 	// +optional

@@ -596,6 +596,11 @@ func (in *TokenCacheSpec) DeepCopyInto(out *TokenCacheSpec) {
 		*out = new(int64)
 		**out = **in
 	}
+	if in.MaxBytes != nil {
+		in, out := &in.MaxBytes, &out.MaxBytes
+		*out = new(int64)
+		**out = **in
+	}
 	if in.MaxTTL != nil {
 		in, out := &in.MaxTTL, &out.MaxTTL
 		*out = new(configjson.Duration)

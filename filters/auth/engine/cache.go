@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"cmp"
 	"hash/maphash"
+	"math"
 	"time"
 	"unsafe"
 
@@ -13,9 +15,14 @@ import (
 type Identity struct {
 	Method   string // provider name, "api_keys", "basic_auth", "ext_authz"
 	Consumer string // consumer name ("" if the consumer claim is absent or not a scalar)
-	Claims   map[string]any
+	// Claims are a JWT's claims that rules' required_claims name (nil if none does):
+	// the cache keeps an identity as long as its token, so it keeps no more.
+	Claims map[string]any
 	// Headers are the identity headers to set (consumer, provider, claims, payload).
 	Headers []Header
+	// bytes is what the identity holds apart from its token, as the token cache
+	// counts it (set by jwtIdentity).
+	bytes int
 }
 
 // Header is one header name (lower-case) and value.
@@ -24,7 +31,8 @@ type Header struct{ Name, Value string }
 type cacheEntry struct {
 	hash     uint64
 	token    string
-	provider int
+	provider int32
+	cost     int32 // bytes counted against max_bytes (entryCost)
 	gen      uint64
 	until    int64 // unix nanoseconds after which the entry is dead
 	id       *Identity
@@ -40,18 +48,24 @@ type cacheEntry struct {
 // provider's key-set generation is unchanged. Get does no allocation, JSON or crypto.
 // Eviction inspects at most 16 slots.
 //
-// Storage grows with the tokens stored, up to MaxEntries, and is not allocated up
-// front: 4,096 entries (the default) are ~0.4 MB per worker VM once full, nothing for a
-// configuration without JWTs (linear memory never shrinks, see docs/benchmarks.md).
+// Storage grows with the tokens stored and is not allocated up front (nothing for a
+// configuration without JWTs). It is bounded twice: MaxEntries entries and MaxBytes
+// bytes, each entry counted as entryCost (its token, its identity and a fixed
+// overhead, an upper estimate of the live heap it holds); a Put that would pass
+// either bound evicts entries (CLOCK) until it fits. Linear memory never shrinks, so
+// MaxBytes is what makes a worker's memory predictable (docs/benchmarks.md).
 //
 // Caveat: not safe for concurrent use (a proxy-wasm VM is single-threaded).
 type TokenCache struct {
-	seed    uint64
-	index   map[uint64]int32
-	entries []cacheEntry
-	max     int
-	hand    int
-	maxTTL  time.Duration
+	seed     uint64
+	index    map[uint64]int32
+	entries  []cacheEntry
+	free     []int32 // slots of entries that are not used (removed, evicted)
+	max      int
+	maxBytes int
+	bytes    int // sum of the used entries' cost
+	hand     int
+	maxTTL   time.Duration
 }
 
 // NewTokenCache returns a cache for cfg.MaxEntries tokens (nil if 0: disabled; all
@@ -61,11 +75,35 @@ func NewTokenCache(cfg config.TokenCache) *TokenCache {
 		return nil
 	}
 	return &TokenCache{
-		seed:   maphash.Comparable(maphash.MakeSeed(), 0), // a random 64-bit seed
-		index:  map[uint64]int32{},
-		max:    cfg.MaxEntries,
-		maxTTL: cfg.MaxTTL,
+		seed:     maphash.Comparable(maphash.MakeSeed(), 0), // a random 64-bit seed
+		index:    map[uint64]int32{},
+		max:      cfg.MaxEntries,
+		maxBytes: cmp.Or(cfg.MaxBytes, math.MaxInt),
+		maxTTL:   cfg.MaxTTL,
 	}
+}
+
+// entryOverhead is what an entry holds besides its token's bytes and its identity's:
+// the cacheEntry (64 bytes, twice that while the slice grows by doubling), its index
+// slot (a map[uint64]int32 slot with the map's load factor and growth), the Identity
+// struct and the token's string header. Measured through meshplug.wasm
+// (TestBundleTokenCacheMemory checks the live heap against the count).
+const entryOverhead = 320
+
+// entryCost is the number of bytes an entry with token and id is counted for: the
+// token rounded up as Go's allocator rounds (size classes waste at most 1/8), the
+// identity's own count and the overhead.
+func entryCost(token string, id *Identity) int {
+	n := len(token)
+	return n + n/8 + id.bytes + entryOverhead
+}
+
+// Bytes is the sum of the entries' counted bytes (at most MaxBytes).
+func (c *TokenCache) Bytes() int {
+	if c == nil {
+		return 0
+	}
+	return c.bytes
 }
 
 func (c *TokenCache) key(provider int, token string) uint64 {
@@ -134,7 +172,7 @@ func (c *TokenCache) Get(provider int, token string, gen uint64, now time.Time) 
 		return nil, false
 	}
 	e := &c.entries[i]
-	if e.provider != provider || e.gen != gen || !equalString(e.token, token) {
+	if int(e.provider) != provider || e.gen != gen || !equalString(e.token, token) {
 		return nil, false
 	}
 	if now.UnixNano() >= e.until {
@@ -146,7 +184,8 @@ func (c *TokenCache) Get(provider int, token string, gen uint64, now time.Time) 
 }
 
 // Put stores a verified token. until is when the token stops being acceptable (exp +
-// skew, or zero if it has no exp); the max TTL also applies.
+// skew, or zero if it has no exp); the max TTL also applies. Entries are evicted until
+// the new one fits both bounds; an entry counted at more than MaxBytes is not stored.
 func (c *TokenCache) Put(provider int, token string, gen uint64, until, now time.Time, id *Identity) {
 	if c == nil {
 		return
@@ -158,32 +197,46 @@ func (c *TokenCache) Put(provider int, token string, gen uint64, until, now time
 	if !until.After(now) {
 		return
 	}
-	h := c.key(provider, token)
-	e := cacheEntry{hash: h, token: token, provider: provider, gen: gen, until: until.UnixNano(), id: id, used: true}
-	if i, ok := c.index[h]; ok { // same token, or a colliding one: replace
-		c.entries[i] = e
+	cost := entryCost(token, id)
+	if cost > c.maxBytes {
 		return
 	}
-	if len(c.entries) < c.max {
+	h := c.key(provider, token)
+	e := cacheEntry{hash: h, token: token, provider: int32(provider), cost: int32(cost), gen: gen, until: until.UnixNano(), id: id, used: true}
+	if i, ok := c.index[h]; ok { // same token, or a colliding one: replace
+		c.remove(int(i))
+	}
+	for c.bytes+cost > c.maxBytes { // evict by bytes (c.bytes > 0: a used entry exists)
+		if i := c.victim(now.UnixNano()); c.entries[i].used {
+			c.remove(i)
+		}
+	}
+	var slot int
+	switch {
+	case len(c.free) > 0:
+		slot = int(c.free[len(c.free)-1])
+		c.free = c.free[:len(c.free)-1]
+	case len(c.entries) < c.max:
 		if len(c.entries) == cap(c.entries) { // grow by doubling, never past max
 			grown := make([]cacheEntry, len(c.entries), min(c.max, max(16, 2*len(c.entries))))
 			copy(grown, c.entries)
 			c.entries = grown
 		}
-		c.index[h] = int32(len(c.entries))
-		c.entries = append(c.entries, e)
-		return
-	}
-	slot := c.victim(now.UnixNano())
-	if old := &c.entries[slot]; old.used {
-		delete(c.index, old.hash)
+		slot = len(c.entries)
+		c.entries = c.entries[:slot+1]
+	default: // full by entries, no free slot: every slot is used
+		slot = c.victim(now.UnixNano())
+		c.remove(slot)
+		c.free = c.free[:len(c.free)-1] // remove pushed it; it is taken at once
 	}
 	c.entries[slot] = e
 	c.index[h] = int32(slot)
+	c.bytes += cost
 }
 
 // victim picks a slot to reuse: an empty or dead one, else the first without its
 // reference bit (clearing bits on the way), else, after 16 probes, the current one.
+// An empty slot it returns is already on the free list.
 func (c *TokenCache) victim(now int64) int {
 	n := len(c.entries)
 	for probes := 0; ; probes++ {
@@ -197,10 +250,13 @@ func (c *TokenCache) victim(now int64) int {
 	}
 }
 
+// remove empties slot i (which must be used) and puts it on the free list.
 func (c *TokenCache) remove(i int) {
 	e := &c.entries[i]
 	delete(c.index, e.hash)
+	c.bytes -= int(e.cost)
 	*e = cacheEntry{}
+	c.free = append(c.free, int32(i))
 }
 
 // badSigEntries bounds the negative cache (per worker VM; 24 bytes an entry, allocated

@@ -66,3 +66,49 @@ func TestCacheStorageGrowsToItsBound(t *testing.T) {
 	assert.True(t, bad.Has(0, "t", 1))
 	assert.False(t, bad.Has(0, "t", 2), "another key-set generation")
 }
+
+// The byte bound: whatever the tokens' sizes, the counted bytes never pass max_bytes,
+// they are the sum of the used entries' costs, every slot is used or free (never
+// both), and the newest token that fits is cached.
+func TestCacheByteBound(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	cases := []struct {
+		name              string
+		maxEntries, maxB  int
+		minTok, maxTok, n int
+		wantAtMostEntries int
+	}{
+		{"bytes bind", 4096, 16 << 10, 200, 3000, 500, 16 << 10 / (200 + entryOverhead)},
+		{"entries bind", 8, 1 << 20, 100, 900, 100, 8},
+		{"both, small tokens", 64, 32 << 10, 50, 150, 1000, 64},
+		{"tokens near the bound", 16, 8 << 10, 4000, 9000, 200, 2},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tc := NewTokenCache(config.TokenCache{MaxEntries: c.maxEntries, MaxBytes: c.maxB, MaxTTL: time.Minute})
+			for i := range c.n {
+				size := c.minTok + (i*7919)%(c.maxTok-c.minTok)
+				tok := fmt.Sprintf("%08d", i) + strings.Repeat("t", size-8)
+				id := &Identity{bytes: 100}
+				tc.Put(0, tok, 1, time.Time{}, now, id)
+				if i%3 == 0 { // reference some entries so that CLOCK has bits to clear
+					tc.Get(0, tok, 1, now)
+				}
+				sum, used := 0, 0
+				for _, e := range tc.entries {
+					if e.used {
+						sum += int(e.cost)
+						used++
+					}
+				}
+				require.Equal(t, sum, tc.Bytes(), "counted bytes after token %d", i)
+				require.LessOrEqual(t, tc.Bytes(), c.maxB)
+				require.Equal(t, len(tc.entries), used+len(tc.free), "slots used or free")
+				require.Equal(t, used, tc.Len())
+				require.LessOrEqual(t, tc.Len(), c.wantAtMostEntries)
+				_, ok := tc.Get(0, tok, 1, now)
+				require.Equal(t, entryCost(tok, id) <= c.maxB, ok, "token %d (%d bytes) cached iff it fits", i, len(tok))
+			}
+		})
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,6 +100,9 @@ type Engine struct {
 	ex        *extractor
 	allCh     challenge // every challenge the rules use (for 401s decided without a rule)
 	bad       *badSigCache
+	// ruleClaims are the top-level claims the rules' required_claims look at: all a
+	// cached identity keeps of its claims.
+	ruleClaims []string
 
 	// SignatureFailures counts failed signature checks (for tests of the negative
 	// cache: a repeated forged token must not be checked again).
@@ -127,6 +131,12 @@ func New(cfg *config.Config) *Engine {
 	}
 	for _, r := range rules {
 		e.allCh |= challengeOf(r)
+		for _, rc := range r.RequiredClaims {
+			top, _, _ := strings.Cut(rc.Name, ".")
+			if !slices.Contains(e.ruleClaims, top) {
+				e.ruleClaims = append(e.ruleClaims, top)
+			}
+		}
 	}
 	if e.allCh == 0 {
 		e.allCh = chBearer
@@ -458,15 +468,33 @@ func (e *Engine) verifyJWT(p *config.Provider, raw string, now time.Time, cache 
 	return id, nil, "", "", cache
 }
 
+// jwtIdentity builds the identity of a verified token. It may live in the token cache
+// as long as the token, so it holds only what requests need: header values are
+// copied out of the decoded payload (which is then garbage) and the claims are those
+// the rules' required_claims name (none: nil). Its bytes count them for max_bytes.
 func (e *Engine) jwtIdentity(p *config.Provider, tok *jwt.Token) *Identity {
-	id := &Identity{Method: p.Name, Claims: tok.Claims.Raw}
+	id := &Identity{Method: p.Name}
+	if len(e.ruleClaims) > 0 {
+		kept := make(map[string]any, len(e.ruleClaims))
+		for _, name := range e.ruleClaims {
+			if v, ok := tok.Claims.Raw[name]; ok {
+				kept[name] = v
+			}
+		}
+		id.Claims = kept
+		// The kept values are substrings of the decoded header and payload (at most
+		// the token's length) or hold them.
+		id.bytes += len(tok.Raw) + mapBytes(kept)
+	}
 	if v, ok := jwt.LookupClaim(tok.Claims.Raw, p.ConsumerClaim); ok {
 		if s, ok := jwt.ScalarString(v); ok && headerValueOK(s) {
-			id.Consumer = s
+			id.Consumer = strings.Clone(s)
+			id.bytes += stringBytes(s)
 		}
 	}
 	n := len(p.ClaimToHeaders) + 3
 	id.Headers = make([]Header, 0, n)
+	id.bytes += 80 + 32*n // the Identity struct and the headers' array
 	if h := e.Cfg.Identity.ConsumerHeader; h != "" && id.Consumer != "" {
 		id.Headers = append(id.Headers, Header{h, id.Consumer})
 	}
@@ -475,13 +503,50 @@ func (e *Engine) jwtIdentity(p *config.Provider, tok *jwt.Token) *Identity {
 	}
 	for _, ch := range p.ClaimToHeaders {
 		if s, ok := claimHeaderValue(tok.Claims.Raw, ch.Claim); ok {
-			id.Headers = append(id.Headers, Header{ch.Header, s})
+			id.Headers = append(id.Headers, Header{ch.Header, strings.Clone(s)})
+			id.bytes += stringBytes(s)
 		}
 	}
-	if p.ForwardPayloadHeader != "" {
+	if p.ForwardPayloadHeader != "" { // a substring of the token the cache keeps
 		id.Headers = append(id.Headers, Header{p.ForwardPayloadHeader, tok.PayloadSegment})
 	}
 	return id
+}
+
+// stringBytes is a heap string's size rounded up to an allocator size class (within
+// 1/8 above 128 bytes, to 16 below).
+func stringBytes(s string) int {
+	n := len(s)
+	if n <= 128 {
+		return (n + 15) &^ 15
+	}
+	return n + n/8
+}
+
+// mapBytes and valueBytes estimate the heap a decoded claim value holds besides the
+// decoded text its strings point into: boxed string headers and numbers, slices and
+// maps (a map slot is a 16-byte key and a 16-byte value, at a load of 7/8 and a
+// group of 8 slots at least, plus its header).
+func mapBytes(m map[string]any) int {
+	n := 64 + max(8, len(m)*8/7+1)*34
+	for _, v := range m {
+		n += valueBytes(v)
+	}
+	return n
+}
+
+func valueBytes(v any) int {
+	switch v := v.(type) {
+	case []any:
+		n := 24 + 16*len(v)
+		for _, x := range v {
+			n += valueBytes(x)
+		}
+		return n
+	case map[string]any:
+		return mapBytes(v)
+	}
+	return 16 // a boxed string, Number or bool
 }
 
 // claimHeaderValue renders a claim for a header: scalars as text (numbers and bools

@@ -426,3 +426,60 @@ func TestExtAuthzCookieLines(t *testing.T) {
 	v = decide(e, request(Case{Path: "/ext/a", Lines: [][2]string{{"cookie", "a=1"}, {"cookie", "jwt=x"}}}))
 	assert.Equal(t, engine.ReasonUnexpectedCredential, v.Reason)
 }
+
+// A cached identity keeps of its claims only the top-level ones rules' required_claims
+// name (nil when none does), and a cache hit still decides those rules as the miss
+// did: the first request of each token is a miss, the second a hit.
+func TestCachedIdentityKeepsRuleClaims(t *testing.T) {
+	withRoles := func(m map[string]any) {
+		rules := m["rules"].([]any)
+		m["rules"] = append([]any{map[string]any{"match": map[string]any{"prefix": "/roles"}, "requires": []any{"corp"},
+			"required_claims": map[string]any{"realm.roles": "ops"}}}, rules...)
+	}
+	noClaimRules := func(m map[string]any) {
+		m["rules"] = []any{map[string]any{"match": map[string]any{"prefix": "/"}, "requires": []any{"corp"}}}
+	}
+	cases := []struct {
+		name     string
+		mod      func(map[string]any)
+		claims   []any
+		path     string
+		want     engine.Kind
+		wantKept []string // the identity's claims (nil: no map)
+	}{
+		{"no rule needs claims: none kept", noClaimRules, nil, "/api", engine.Allow, nil},
+		{"scope kept, rule satisfied", nil, nil, "/scoped", engine.Allow, []string{"scope"}},
+		{"scope kept, rule not satisfied", nil, []any{"scope", "read"}, "/scoped", engine.Deny, []string{"scope"}},
+		{"token without the claim", nil, []any{"scope", nil}, "/scoped", engine.Deny, []string{}},
+		{"nested claim: its top-level object kept", withRoles, []any{"realm", map[string]any{"roles": []any{"ops"}}}, "/roles", engine.Allow, []string{"realm", "scope"}},
+		{"nested claim not satisfied", withRoles, []any{"realm", map[string]any{"roles": []any{"dev"}}}, "/roles", engine.Deny, []string{"realm", "scope"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEngine(t, c.mod)
+			tok := rs.Sign(claims(c.claims...))
+			req := &engine.Request{Method: "GET", Path: c.path, Now: now, Headers: enginetest.Lines([][2]string{{"authorization", "Bearer " + tok}})}
+			for pass, cache := range []engine.CacheUse{engine.CacheMiss, engine.CacheHit} {
+				v := decide(e, req)
+				require.Equal(t, c.want, v.Kind, "pass %d: %s %s", pass, v.Reason, v.Detail)
+				assert.Equal(t, cache, v.Cache, "pass %d", pass)
+				if c.want == engine.Deny {
+					assert.Equal(t, engine.ReasonInsufficientScope, v.Reason)
+				}
+			}
+			v := decide(e, &engine.Request{Method: "GET", Path: "/api", Now: now, Headers: req.Headers}) // the cached identity
+			require.Equal(t, engine.CacheHit, v.Cache)
+			id := v.Identity
+			require.NotNil(t, id)
+			if c.wantKept == nil {
+				assert.Nil(t, id.Claims)
+				return
+			}
+			var kept []string
+			for k := range id.Claims {
+				kept = append(kept, k)
+			}
+			assert.ElementsMatch(t, c.wantKept, kept)
+		})
+	}
+}
