@@ -66,6 +66,7 @@ func Compare(t testing.TB, want, got Outcome) {
 		delete(gotMetrics, name)
 	}
 	assert.Equal(t, wantMetrics, gotMetrics, "metrics")
+	assert.Equal(t, calloutLines(want.Callouts), calloutLines(got.Callouts), "callout requests")
 	for name, n := range got.Histograms {
 		assert.Len(t, want.histGet(name), n, "histogram %s: samples", name)
 	}
@@ -112,6 +113,31 @@ func messages(logs []Log) []string {
 			continue
 		}
 		out = append(out, fmt.Sprintf("w%d %s %s", l.Worker, l.Level, l.Message))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// calloutLines are the callout requests the workers' VMs made (those of the base VM
+// and its configuration canary, worker -1, left out as for log lines), one line each:
+// the step, then the request as the guest passed it. Requests of one step are sorted:
+// work of several workers settled at the end of a step may interleave in another order.
+func calloutLines(cs []Callout) []string {
+	out := []string{}
+	for _, c := range cs {
+		if c.Worker < 0 {
+			continue
+		}
+		line := fmt.Sprintf("step %04d w%d %s %q", c.Step, c.Worker, c.Kind, c.Cluster)
+		if c.Service != "" || c.Method != "" {
+			line += fmt.Sprintf(" %s/%s", c.Service, c.Method)
+		}
+		line += fmt.Sprintf(" timeout=%dms headers=%q", c.TimeoutMS, c.Headers)
+		if len(c.Trailers) > 0 {
+			line += fmt.Sprintf(" trailers=%q", c.Trailers)
+		}
+		line += fmt.Sprintf(" body=%q end_stream=%v", digest(c.Body()), c.EndStream)
+		out = append(out, line)
 	}
 	slices.Sort(out)
 	return out
