@@ -5,6 +5,7 @@ package cpphost
 // auth's ext_authz check request and ratelimit's global-mode RateLimitRequest.
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -186,6 +187,69 @@ func TestRatelimitGlobalRequest(t *testing.T) {
 			want := RunTestenv(t, sc)
 			check(t, want)
 			assert.Equal(t, []int{200, 200, 200, 429}, want.Statuses(), "testenv statuses")
+			tableDifferential(t, sc, want, check)
+		})
+	}
+}
+
+// TestVMEnvironment: the VM's environment (Plugin.Env: Envoy's
+// vm_config.environment_variables, Istio's WasmPlugin vmConfig.env) reaches the guest
+// through WASI environ_get on both hosts (the driver hands it to cpp-host's WasmBase):
+// the conformance guest's "environ" op reports os.Environ, os.LookupEnv and the GC
+// percent Go's runtime took from GOGC at start. A VM shared by vm_id keeps the
+// environment of the plugin that created it (Envoy's VM key has no environment).
+func TestVMEnvironment(t *testing.T) {
+	wasm := BuildGuest(t, "../conformance/guest")
+	environ := func(name string) Step {
+		return get("/op/environ", [2]string{"x-op", "environ"}, [2]string{"x-env", name})
+	}
+	type report struct {
+		Environ   []string `json:"environ"`
+		Getenv    string   `json:"getenv"`
+		GetenvSet bool     `json:"getenv_set"`
+		GCPercent int      `json:"gc_percent"`
+	}
+	for _, tc := range []struct {
+		name    string
+		plugins []Plugin
+		step    Step
+		// per plugin of the chain: what its report must say
+		want report
+	}{
+		{name: "no environment", plugins: []Plugin{{Name: "conf", RootID: "conformance_root", VMID: "conf"}},
+			step: environ("GOGC"), want: report{Environ: []string{}, GCPercent: 100}},
+		{name: "GOGC=50 and other variables", plugins: []Plugin{{Name: "conf", RootID: "conformance_root", VMID: "conf",
+			Env: map[string]string{"GOGC": "50", "TZ": "UTC", "MESHPLUG_X": "a=b c"}}},
+			step: environ("MESHPLUG_X"), want: report{Environ: []string{"GOGC=50", "MESHPLUG_X=a=b c", "TZ=UTC"},
+				Getenv: "a=b c", GetenvSet: true, GCPercent: 50}},
+		{name: "GOGC=100, an empty value", plugins: []Plugin{{Name: "conf", RootID: "conformance_root", VMID: "conf",
+			Env: map[string]string{"GOGC": "100", "EMPTY": ""}}},
+			step: environ("EMPTY"), want: report{Environ: []string{"EMPTY=", "GOGC=100"}, GetenvSet: true, GCPercent: 100}},
+		{name: "GOGC=off", plugins: []Plugin{{Name: "conf", RootID: "conformance_root", VMID: "conf",
+			Env: map[string]string{"GOGC": "off"}}},
+			step: environ("GOGC"), want: report{Environ: []string{"GOGC=off"}, Getenv: "off", GetenvSet: true, GCPercent: -1}},
+		{name: "a shared VM keeps its creator's environment", plugins: []Plugin{
+			{Name: "first", RootID: "first_root", VMID: "shared", Env: map[string]string{"GOGC": "200"}},
+			{Name: "second", RootID: "second_root", VMID: "shared", Env: map[string]string{"GOGC": "25"}}},
+			step: environ("GOGC"), want: report{Environ: []string{"GOGC=200"}, Getenv: "200", GetenvSet: true, GCPercent: 200}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := range tc.plugins {
+				tc.plugins[i].Wasm = wasm
+				tc.plugins[i].Config = `{}`
+			}
+			sc := Scenario{Plugins: tc.plugins, Steps: []Step{tc.step, get("/plain")}}
+			check := func(t *testing.T, o Outcome) {
+				require.True(t, o.Loaded(), "loads: %+v", o.Loads)
+				require.Len(t, o.Results, 2)
+				r := o.Results[0]
+				require.Equal(t, 200, r.Status, "environ op: %s", r.Body)
+				var got report
+				require.NoError(t, json.Unmarshal([]byte(r.Body), &got), r.Body)
+				assert.Equal(t, tc.want, got)
+			}
+			want := RunTestenv(t, sc)
+			check(t, want)
 			tableDifferential(t, sc, want, check)
 		})
 	}

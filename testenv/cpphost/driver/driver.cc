@@ -2009,7 +2009,8 @@ int main(int argc, char **argv) {
     // Plugin.Env: the environment of the VM this plugin creates (a VM shared by vm key
     // keeps the environment of the plugin that created it, as Envoy's does).
     std::unordered_map<std::string, std::string> envs;
-    for (auto &[k, v] : p.value("env", json::object()).items()) {
+    const json env_vars = p.value("env", json::object()); // outlives the loop
+    for (auto &[k, v] : env_vars.items()) {
       envs[k] = v.get<std::string>();
     }
     slot.factory = [vm_id, vm_config, envs](std::string_view key) -> std::shared_ptr<WasmHandleBase> {
