@@ -12,7 +12,8 @@
 // Envoy's HeaderMapImpl semantics (lower-case names, inline headers append, setCopy
 // replaces all), deferred local replies, properties, cpp-host's own shared data and
 // queues, ticks from a scripted clock, HTTP callouts, gRPC calls and streams answered
-// from the scenario, logs (including the guest's stderr), metrics, the buffer limit on
+// from the scenario (what the guest sent recorded: "sent"), the VM's environment
+// (Plugin.Env through WasmBase's envs), logs (including the guest's stderr), metrics, the buffer limit on
 // both directions, and VM failure (failStream: 503 unless fail_open; FAIL_RELOAD's
 // reload after the backoff). What it does not model is Envoy's filter manager beyond one chain in
 // order: see testenv/cpphost/README.md.
