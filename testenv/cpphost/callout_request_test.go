@@ -254,3 +254,41 @@ func TestVMEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// calloutLines is what Compare compares: a field that differs shows, the order of one
+// step's requests does not, the configuration canary's (worker -1) are left out.
+func TestCalloutLines(t *testing.T) {
+	base := Callout{Step: 2, Kind: "http", Cluster: "authz", TimeoutMS: 200,
+		Headers: [][2]string{{":method", "GET"}, {":path", "/x"}, {":authority", "authz"}}, BodyHex: "6869"}
+	other := Callout{Step: 2, Kind: "grpc", Cluster: "rls", Service: "s", Method: "M", BodyHex: "00"}
+	with := func(f func(*Callout)) []Callout {
+		c := base
+		c.Headers = append([][2]string(nil), base.Headers...)
+		f(&c)
+		return []Callout{c, other}
+	}
+	same := []Callout{base, other}
+	for _, tc := range []struct {
+		name  string
+		got   []Callout
+		equal bool
+	}{
+		{"identical", []Callout{base, other}, true},
+		{"one step's requests in another order", []Callout{other, base}, true},
+		{"a canary's request left out", append([]Callout{{Step: -1, Worker: -1, Kind: "http", Cluster: "idp"}}, same...), true},
+		{"authority", with(func(c *Callout) { c.Headers[2][1] = "other" }), false},
+		{"header order", with(func(c *Callout) { c.Headers[0], c.Headers[1] = c.Headers[1], c.Headers[0] }), false},
+		{"body", with(func(c *Callout) { c.BodyHex = "6868" }), false},
+		{"timeout", with(func(c *Callout) { c.TimeoutMS = 100 }), false},
+		{"cluster", with(func(c *Callout) { c.Cluster = "authz2" }), false},
+		{"step", with(func(c *Callout) { c.Step = 3 }), false},
+		{"worker", with(func(c *Callout) { c.Worker = 1 }), false},
+		{"trailers", with(func(c *Callout) { c.Trailers = [][2]string{{"t", "1"}} }), false},
+		{"end_stream", with(func(c *Callout) { c.EndStream = true }), false},
+		{"a request missing", []Callout{base}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.equal, assert.ObjectsAreEqual(calloutLines(same), calloutLines(tc.got)))
+		})
+	}
+}
