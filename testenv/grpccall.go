@@ -62,6 +62,7 @@ func (h *Host) grpcConn(addr string) (*grpc.ClientConn, error) {
 // grpcCall is an in-flight gRPC call (odd token) or stream (even token).
 type grpcCall struct {
 	stream       bool
+	cluster      string // the service argument (Options.OnCallout)
 	cancel       context.CancelFunc
 	mu           sync.Mutex
 	queue        []grpcOut
@@ -167,23 +168,25 @@ func mdPairs(md metadata.MD) []abi.Pair {
 }
 
 // readGrpcArgs reads service, service name, method and initial metadata.
-func (v *vm) readGrpcArgs(st []uint64) (addr, method string, md metadata.MD, status abi.Status) {
+// sent is the call as the guest passed it (Options.OnCallout).
+func (v *vm) readGrpcArgs(st []uint64) (addr, method string, md metadata.MD, sent CalloutRequest, status abi.Status) {
 	svc, ok1 := v.read(u32(st[0]), u32(st[1]))
 	svcName, ok2 := v.readString(u32(st[2]), u32(st[3]))
 	meth, ok3 := v.readString(u32(st[4]), u32(st[5]))
 	mb, ok4 := v.read(u32(st[6]), u32(st[7]))
 	if !ok1 || !ok2 || !ok3 || !ok4 {
-		return "", "", nil, abi.StatusInvalidMemoryAccess
+		return "", "", nil, sent, abi.StatusInvalidMemoryAccess
 	}
 	pairs, err := abi.DecodePairs(mb)
 	if err != nil {
-		return "", "", nil, abi.StatusBadArgument
+		return "", "", nil, sent, abi.StatusBadArgument
 	}
 	addr, status = v.grpcTarget(append([]byte(nil), svc...))
 	if status != abi.StatusOK {
-		return "", "", nil, status
+		return "", "", nil, sent, status
 	}
-	return addr, "/" + svcName + "/" + meth, pairsMD(pairs), abi.StatusOK
+	sent = CalloutRequest{Worker: v.w.id, Cluster: string(svc), Headers: pairs, Service: svcName, Method: meth}
+	return addr, "/" + svcName + "/" + meth, pairsMD(pairs), sent, abi.StatusOK
 }
 
 func (v *vm) nextGrpcToken(stream bool) uint32 {
@@ -215,7 +218,7 @@ func grpcStatusOf(err error) (uint32, string) {
 // proxy_on_grpc_close(root, token, status) with the message in proxy_get_status.
 // Caveat: the timeout is real time, even with a FakeClock.
 func (v *vm) grpcCallStart(st []uint64) abi.Status {
-	addr, method, md, status := v.readGrpcArgs(st)
+	addr, method, md, sent, status := v.readGrpcArgs(st)
 	if status != abi.StatusOK {
 		return status
 	}
@@ -233,6 +236,10 @@ func (v *vm) grpcCallStart(st []uint64) abi.Status {
 	rid := v.cur.root
 	if !v.putU32(u32(st[11]), token) {
 		return abi.StatusInvalidMemoryAccess
+	}
+	if f := v.h.opts.OnCallout; f != nil {
+		sent.Kind, sent.Body, sent.TimeoutMS = "grpc", req, int64(u32(st[10]))
+		f(sent)
 	}
 	ctx, cancel := context.WithCancel(v.h.calloutCtx)
 	v.grpcCalls[token] = &grpcCall{cancel: cancel}
@@ -281,7 +288,7 @@ func (v *vm) grpcCallStart(st []uint64) abi.Status {
 // grpcStreamStart implements proxy_grpc_stream: callbacks to the root context in
 // Envoy's order: initial metadata, each message, trailing metadata, then close(status).
 func (v *vm) grpcStreamStart(st []uint64) abi.Status {
-	addr, method, md, status := v.readGrpcArgs(st)
+	addr, method, md, sent, status := v.readGrpcArgs(st)
 	if status != abi.StatusOK {
 		return status
 	}
@@ -295,8 +302,12 @@ func (v *vm) grpcStreamStart(st []uint64) abi.Status {
 		return abi.StatusInvalidMemoryAccess
 	}
 	ctx, cancel := context.WithCancel(v.h.calloutCtx)
-	call := &grpcCall{stream: true, cancel: cancel, wake: make(chan struct{}, 1)}
+	call := &grpcCall{stream: true, cancel: cancel, wake: make(chan struct{}, 1), cluster: sent.Cluster}
 	v.grpcCalls[token] = call
+	if f := v.h.opts.OnCallout; f != nil {
+		sent.Kind = "grpc_stream"
+		f(sent)
+	}
 	deliver := func(f func()) {
 		v.w.run(func() {
 			if v.grpcCalls[token] != call {
@@ -407,6 +418,9 @@ func (v *vm) grpcSend(token uint32, msg []byte, endStream bool) abi.Status {
 	c, ok := v.grpcCalls[token]
 	if !ok || c.localClosed {
 		return abi.StatusNotFound
+	}
+	if f := v.h.opts.OnCallout; f != nil {
+		f(CalloutRequest{Worker: v.w.id, Kind: "grpc_send", Cluster: c.cluster, Body: msg, EndStream: endStream})
 	}
 	c.push(grpcOut{msg: msg, closeSend: endStream})
 	if endStream {

@@ -77,6 +77,35 @@ type Options struct {
 	// then die (not at once, not at their first collection). For compatibility tests;
 	// see docs/compatibility.md.
 	PollOneoffENOSYS bool
+	// OnCallout, when set, sees each callout request the host accepted, as the guest
+	// passed it (proxy_http_call, proxy_grpc_call, proxy_grpc_stream, proxy_grpc_send),
+	// before it goes out; it runs on the calling worker with the worker's lock held, so it
+	// must not call into the Host.
+	OnCallout func(CalloutRequest)
+}
+
+// CalloutRequest is a callout request as the guest passed it to the host (Options.OnCallout).
+type CalloutRequest struct {
+	Worker int
+	// Kind is "http" (proxy_http_call), "grpc" (proxy_grpc_call), "grpc_stream"
+	// (proxy_grpc_stream) or "grpc_send" (proxy_grpc_send on a stream).
+	Kind string
+	// Cluster is the HTTP call's cluster, or the gRPC call's or stream's service argument
+	// (a cluster name or a serialized GrpcService).
+	Cluster string
+	// Headers are an HTTP call's headers (pseudo-headers included) or a gRPC call's or
+	// stream's initial metadata, in the guest's order.
+	Headers []abi.Pair
+	// Trailers are an HTTP call's trailers.
+	Trailers []abi.Pair
+	// Body is an HTTP call's body or a gRPC message.
+	Body []byte
+	// Service and Method name a gRPC call or stream.
+	Service, Method string
+	// TimeoutMS is an HTTP or gRPC call's timeout argument.
+	TimeoutMS int64
+	// EndStream is proxy_grpc_send's end_stream.
+	EndStream bool
 }
 
 // FailurePolicy is what happens to requests when a plugin's VM fails at runtime (a

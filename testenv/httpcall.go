@@ -141,7 +141,8 @@ func (v *vm) httpCall(st []uint64) abi.Status {
 		return abi.StatusInvalidMemoryAccess
 	}
 	body = append([]byte(nil), body...)
-	if _, ok := v.read(u32(st[6]), u32(st[7])); !ok {
+	tb, ok := v.read(u32(st[6]), u32(st[7]))
+	if !ok {
 		return abi.StatusInvalidMemoryAccess
 	}
 	timeout := int32(u32(st[8]))
@@ -176,6 +177,11 @@ func (v *vm) httpCall(st []uint64) abi.Status {
 	token := v.nextHTTP
 	if !v.putU32(tokenPtr, token) {
 		return abi.StatusInvalidMemoryAccess
+	}
+	if f := v.h.opts.OnCallout; f != nil {
+		trailers, _ := abi.DecodePairs(tb)
+		f(CalloutRequest{Worker: v.w.id, Kind: "http", Cluster: cluster, Headers: hdrs, Trailers: trailers,
+			Body: body, TimeoutMS: int64(timeout)})
 	}
 	ctx, cancel := context.WithCancel(v.h.calloutCtx)
 	v.httpCalls[token] = cancel

@@ -104,6 +104,11 @@ type Plugin struct {
 	// since the worker's plugin was last loaded.
 	FailReload      bool  `json:"fail_reload,omitempty"`
 	ReloadBackoffMS int64 `json:"reload_backoff_ms,omitempty"`
+	// Env is the VM's environment (Envoy's vm_config.environment_variables, Istio's
+	// WasmPlugin vmConfig.env; testenv.Plugin.Env), which the guest reads through WASI
+	// environ_get (the driver hands it to cpp-host's WasmBase, whose environ_get serves
+	// it). A VM shared by vm_id keeps the environment of the plugin that created it.
+	Env map[string]string `json:"env,omitempty"`
 }
 
 // CalloutAnswer is the response to an HTTP callout.
@@ -244,6 +249,56 @@ type Sent struct {
 	Trailers [][2]string `json:"trailers,omitempty"`
 }
 
+// Callout is one callout request a guest made: an HTTP call, a gRPC call, a gRPC stream
+// opened or a message sent on it (testenv.CalloutRequest's fields).
+type Callout struct {
+	// Step is the index of the step it was made in (-1: while the plugins started).
+	Step int `json:"step"`
+	// Worker is the worker whose VM made it (-1: the base VM or configuration canary).
+	Worker int `json:"worker"`
+	// Kind is "http", "grpc", "grpc_stream" or "grpc_send".
+	Kind    string `json:"kind"`
+	Cluster string `json:"cluster"`
+	// Headers are an HTTP call's headers or a gRPC call's or stream's initial metadata,
+	// in the guest's order.
+	Headers  [][2]string `json:"headers,omitempty"`
+	Trailers [][2]string `json:"trailers,omitempty"`
+	// BodyHex is the HTTP body or the gRPC message, in hex.
+	BodyHex   string `json:"body_hex,omitempty"`
+	Service   string `json:"service,omitempty"`
+	Method    string `json:"method,omitempty"`
+	TimeoutMS int64  `json:"timeout_ms,omitempty"`
+	EndStream bool   `json:"end_stream,omitempty"`
+}
+
+// Body returns the HTTP body or gRPC message.
+func (c Callout) Body() string {
+	b, _ := hex.DecodeString(c.BodyHex)
+	return string(b)
+}
+
+// Header returns the values of the header (or metadata) name, in order.
+func (c Callout) Header(name string) []string {
+	var out []string
+	for _, h := range c.Headers {
+		if h[0] == name {
+			out = append(out, h[1])
+		}
+	}
+	return out
+}
+
+// CalloutsIn returns the callouts made in step i (by a worker, not at the canary).
+func (o *Outcome) CalloutsIn(i int) []Callout {
+	var out []Callout
+	for _, c := range o.Callouts {
+		if c.Step == i && c.Worker >= 0 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // Stats counts a repeated step's outcomes.
 type Stats struct {
 	Count    int            `json:"count"`
@@ -293,6 +348,10 @@ type Outcome struct {
 	Histograms map[string]int               `json:"histograms"`
 	SharedData map[string]map[string]string `json:"shared_data"` // vm_id → key → hex of the value (cpp-host runs)
 	VMFailed   bool                         `json:"vm_failed"`
+	// Callouts are the callout requests the guests made and the host accepted, as
+	// each guest passed them to the host (the driver's httpCall / grpcCall / grpcStream
+	// / grpcSend; testenv's Options.OnCallout at the same ABI calls), in order.
+	Callouts []Callout `json:"sent"`
 	// sharedGet reads testenv's shared data (testenv lists no keys: Compare looks up
 	// the keys the cpp-host run reported).
 	sharedGet func(vmID, key string) (string, bool)
@@ -592,7 +651,7 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 			t.Fatal(err)
 		}
 		tp := testenv.Plugin{Name: p.Name, RootID: p.RootID, VMID: p.VMID, Wasm: wasm,
-			Config: []byte(p.Config), VMConfig: []byte(p.VMConfig)}
+			Config: []byte(p.Config), VMConfig: []byte(p.VMConfig), Env: p.Env}
 		if p.FailOpen {
 			tp.FailurePolicy = testenv.FailOpen
 		}
@@ -621,9 +680,21 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		}
 		return &testenv.UpstreamResponse{Status: status, Headers: up.Headers, Body: []byte(up.Body), Trailers: up.Trailers}
 	}
+	// The callout requests as the guest passed them to the host, each with the step
+	// running when it was made (-1 while the plugins start).
+	var sentMu sync.Mutex
+	step := -1
+	var sent []Callout
+	onCallout := func(c testenv.CalloutRequest) {
+		sentMu.Lock()
+		defer sentMu.Unlock()
+		sent = append(sent, Callout{Step: step, Worker: c.Worker, Kind: c.Kind, Cluster: c.Cluster,
+			Headers: pairs(c.Headers), Trailers: pairs(c.Trailers), BodyHex: hex.EncodeToString(c.Body),
+			Service: c.Service, Method: c.Method, TimeoutMS: c.TimeoutMS, EndStream: c.EndStream})
+	}
 	h, err := testenv.New(context.Background(), testenv.Options{Workers: max(sc.Workers, 1), Clock: clock, Clusters: clusters,
 		LogLevel: level, Upstream: upstream, PollOneoffENOSYS: sc.PollOneoffENOSYS,
-		AllowOnHeadersStopIteration: sc.AllowOnHeadersStopIteration}, plugins...)
+		AllowOnHeadersStopIteration: sc.AllowOnHeadersStopIteration, OnCallout: onCallout}, plugins...)
 	for _, p := range sc.Plugins {
 		l := Load{Name: p.Name, Loaded: err == nil, Started: err == nil}
 		if err != nil {
@@ -639,7 +710,10 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 	// Work one worker posted to another (a shared queue's proxy_on_queue_ready) is
 	// done by the end of each step, as the driver's settle does.
 	h.Settle()
-	for _, st := range sc.Steps {
+	for i, st := range sc.Steps {
+		sentMu.Lock()
+		step = i
+		sentMu.Unlock()
 		if st.AdvanceMS > 0 {
 			clock.Advance(time.Duration(st.AdvanceMS) * time.Millisecond)
 			h.Settle()
@@ -693,6 +767,9 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 		}
 	}
 	out.Metrics = h.Metrics()
+	sentMu.Lock()
+	out.Callouts = sent
+	sentMu.Unlock()
 	out.histGet = h.Histogram
 	out.sharedGet = func(vmID, key string) (string, bool) {
 		v, _, ok := h.SharedData(vmID, key)

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -236,6 +238,8 @@ func (s *stream) OnHttpRequestHeaders(numHeaders int, endOfStream bool) pw.Actio
 		s.report["last_tick_ns"] = string(last)
 		s.report["last_tick_status"] = st(err)
 		return s.reply()
+	case "environ":
+		return s.opEnviron()
 	case "config":
 		s.report["plugin_config"] = s.plugin.rawCfg
 		s.report["vm_config"] = s.plugin.vm.vmConfig
@@ -827,4 +831,23 @@ func (s *stream) opGrpcStream() pw.Action {
 	s.grpcStream = st0
 	s.report["send"] = st(st0.Send(healthRequest(svc), true))
 	return pw.Pause
+}
+
+// opEnviron reports the VM's environment (WASI environ_get: Envoy's
+// vm_config.environment_variables) as Go's runtime read it at start: os.Environ
+// sorted, os.LookupEnv of the x-env header's name, and the GC percent in force (Go
+// reads GOGC from the environment at start; 100 without it).
+func (s *stream) opEnviron() pw.Action {
+	env := os.Environ()
+	slices.Sort(env)
+	s.report["environ"] = env
+	if name, err := getHeader(pw.RequestHeaders, "x-env"); err == nil {
+		v, ok := os.LookupEnv(name)
+		s.report["getenv"] = v
+		s.report["getenv_set"] = ok
+	}
+	gc := debug.SetGCPercent(100)
+	debug.SetGCPercent(gc)
+	s.report["gc_percent"] = gc
+	return s.reply()
 }

@@ -12,7 +12,8 @@
 // Envoy's HeaderMapImpl semantics (lower-case names, inline headers append, setCopy
 // replaces all), deferred local replies, properties, cpp-host's own shared data and
 // queues, ticks from a scripted clock, HTTP callouts, gRPC calls and streams answered
-// from the scenario, logs (including the guest's stderr), metrics, the buffer limit on
+// from the scenario (what the guest sent recorded: "sent"), the VM's environment
+// (Plugin.Env through WasmBase's envs), logs (including the guest's stderr), metrics, the buffer limit on
 // both directions, and VM failure (failStream: 503 unless fail_open; FAIL_RELOAD's
 // reload after the backoff). What it does not model is Envoy's filter manager beyond one chain in
 // order: see testenv/cpphost/README.md.
@@ -259,8 +260,37 @@ struct Env {
   // Envoy's allow_on_headers_stop_iteration (cpp-host's ContextBase field of that
   // name): a headers Pause stays StopIteration instead of StopAllIterationAndWatermark.
   bool allow_on_headers_stop_iteration = false;
+  // What the guests sent out (proxy_http_call, proxy_grpc_call, proxy_grpc_stream,
+  // proxy_grpc_send), in order, each with the step it happened in (-1: at start).
+  json sent = json::array();
+  int step = -1;
 };
 Env env;
+
+std::string toHex(std::string_view s) {
+  static const char *hexd = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    out += hexd[c >> 4];
+    out += hexd[c & 15];
+  }
+  return out;
+}
+
+json pairsJSON(const Pairs &pairs) {
+  json out = json::array();
+  for (const auto &p : pairs) {
+    out.push_back(json::array({std::string(p.first), std::string(p.second)}));
+  }
+  return out;
+}
+
+// recordSent records a callout request the host accepted, as the guest passed it.
+void recordSent(json c) {
+  c["step"] = env.step;
+  c["worker"] = current_worker;
+  env.sent.push_back(std::move(c));
+}
 
 void logLine(uint32_t level, std::string_view plugin, std::string_view msg, bool host = false) {
   if (level < env.log_level) {
@@ -392,9 +422,11 @@ class DriverContext;
 
 class DriverWasm : public WasmBase {
 public:
+  // envs: the VM's environment (Envoy's vm_config.environment_variables), which
+  // cpp-host's wasi environ_get serves; clones copy it from the base VM.
   DriverWasm(std::unique_ptr<WasmVm> vm, std::string_view vm_id, std::string_view vm_config,
-             std::string_view vm_key)
-      : WasmBase(std::move(vm), vm_id, vm_config, vm_key, {}, {}) {}
+             std::string_view vm_key, std::unordered_map<std::string, std::string> envs)
+      : WasmBase(std::move(vm), vm_id, vm_config, vm_key, std::move(envs), {}) {}
   DriverWasm(const std::shared_ptr<WasmHandleBase> &base, const WasmVmFactory &factory)
       : WasmBase(base, factory) {}
 
@@ -765,8 +797,8 @@ public:
 
   // HTTP callouts: answered from the scenario after the current callback.
   WasmResult httpCall(std::string_view target, const Pairs &request_headers,
-                      std::string_view request_body, const Pairs & /*trailers*/,
-                      int /*timeout_ms*/, uint32_t *token_ptr) override {
+                      std::string_view request_body, const Pairs &request_trailers,
+                      int timeout_ms, uint32_t *token_ptr) override {
     std::string cluster(target);
     if (std::find(env.known_clusters.begin(), env.known_clusters.end(), cluster) ==
         env.known_clusters.end()) {
@@ -791,6 +823,9 @@ public:
     c.body = std::string(request_body);
     *token_ptr = c.token;
     env.calls.push_back(std::move(c));
+    recordSent({{"kind", "http"}, {"cluster", cluster}, {"headers", pairsJSON(request_headers)},
+                {"body_hex", toHex(request_body)}, {"trailers", pairsJSON(request_trailers)},
+                {"timeout_ms", timeout_ms}});
     return WasmResult::Ok;
   }
 
@@ -799,8 +834,8 @@ public:
   // Context::grpcCall treats bytes that are not a GrpcService as one); cpp-host's
   // grpc_call export dispatches from the caller's root context.
   WasmResult grpcCall(std::string_view grpc_service, std::string_view service_name,
-                      std::string_view method_name, const Pairs & /*initial_metadata*/,
-                      std::string_view request, std::chrono::milliseconds /*timeout*/,
+                      std::string_view method_name, const Pairs &initial_metadata,
+                      std::string_view request, std::chrono::milliseconds timeout,
                       GrpcToken *token_ptr) override {
     std::string cluster(grpc_service);
     if (!env.grpc_callouts.contains(cluster)) {
@@ -818,12 +853,15 @@ public:
     c.body = std::string(request);
     *token_ptr = c.token;
     env.calls.push_back(std::move(c));
+    recordSent({{"kind", "grpc"}, {"cluster", cluster}, {"service", std::string(service_name)},
+                {"method", std::string(method_name)}, {"headers", pairsJSON(initial_metadata)},
+                {"body_hex", toHex(request)}, {"timeout_ms", timeout.count()}});
     return WasmResult::Ok;
   }
   // gRPC streams (Envoy's Context::grpcStream / grpcSend / grpcClose / grpcCancel),
   // answered from the scenario after the current callback, one callback at a time.
   WasmResult grpcStream(std::string_view grpc_service, std::string_view service_name,
-                        std::string_view method_name, const Pairs & /*initial_metadata*/,
+                        std::string_view method_name, const Pairs &initial_metadata,
                         GrpcToken *token_ptr) override {
     std::string cluster(grpc_service);
     if (!env.grpc_callouts.contains(cluster)) {
@@ -840,6 +878,8 @@ public:
     c.headers.emplace_back(":path", "/" + std::string(service_name) + "/" + std::string(method_name));
     *token_ptr = c.token;
     env.calls.push_back(std::move(c));
+    recordSent({{"kind", "grpc_stream"}, {"cluster", cluster}, {"service", std::string(service_name)},
+                {"method", std::string(method_name)}, {"headers", pairsJSON(initial_metadata)}});
     return WasmResult::Ok;
   }
   PendingCall *findCall(uint32_t token) {
@@ -849,7 +889,7 @@ public:
     });
     return it == env.calls.end() ? nullptr : &*it;
   }
-  WasmResult grpcSend(uint32_t token, std::string_view /*message*/, bool end_stream) override {
+  WasmResult grpcSend(uint32_t token, std::string_view message, bool end_stream) override {
     if (token % 2 == 1) {
       return WasmResult::BadArgument; // a call's token
     }
@@ -858,6 +898,8 @@ public:
       return WasmResult::NotFound;
     }
     c->local_closed = c->local_closed || end_stream;
+    recordSent({{"kind", "grpc_send"}, {"cluster", c->cluster}, {"body_hex", toHex(message)},
+                {"end_stream", end_stream}});
     return WasmResult::Ok;
   }
   // Cancel on a call, reset on a stream: no more callbacks.
@@ -1965,11 +2007,18 @@ int main(int argc, char **argv) {
     env.phase = "base";
     slot.vm_key = vm_key;
     slot.code = code;
-    slot.factory = [vm_id, vm_config](std::string_view key) -> std::shared_ptr<WasmHandleBase> {
+    // Plugin.Env: the environment of the VM this plugin creates (a VM shared by vm key
+    // keeps the environment of the plugin that created it, as Envoy's does).
+    std::unordered_map<std::string, std::string> envs;
+    const json env_vars = p.value("env", json::object()); // outlives the loop
+    for (auto &[k, v] : env_vars.items()) {
+      envs[k] = v.get<std::string>();
+    }
+    slot.factory = [vm_id, vm_config, envs](std::string_view key) -> std::shared_ptr<WasmHandleBase> {
       auto vm = createWamrVm();
       vm->integration() = std::make_unique<DriverIntegration>();
       return std::make_shared<WasmHandleBase>(
-          std::make_shared<DriverWasm>(std::move(vm), vm_id, vm_config, key));
+          std::make_shared<DriverWasm>(std::move(vm), vm_id, vm_config, key, envs));
     };
     slot.base = createWasm(vm_key, code, slot.plugin, slot.factory, cloneWasm, false);
     env.phase.clear();
@@ -1999,6 +2048,7 @@ int main(int argc, char **argv) {
   json results = json::array();
   json reconfigures = json::array();
   for (const auto &step : sc.value("steps", json::array())) {
+    env.step++;
     if (step.contains("reconfigure")) {
       // An xDS update of the plugin's configuration: Envoy's createWasm for the new
       // plugin (same VM key: the base VM is reused; the canary configures it in a
@@ -2084,6 +2134,7 @@ int main(int argc, char **argv) {
   }
   out["results"] = results;
   out["reconfigures"] = reconfigures;
+  out["sent"] = env.sent;
   out["logs"] = env.logs;
   json metrics = json::object();
   json histograms = json::object();
