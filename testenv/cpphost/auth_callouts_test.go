@@ -112,7 +112,7 @@ func TestAuthRemoteJWKS(t *testing.T) {
 	}
 	cfg := func(cache, refresh string) string {
 		return `{"providers": {"corp": {"issuer": "https://idp.example.com", "audiences": ["orders"], "algorithms": ["ES256"],
-  "remote_jwks": {"http_uri": {"uri": "https://idp.example.com/jwks", "cluster": "idp", "timeout": "100ms"},
+  "remote_jwks": {"http_uri": {"uri": "https://idp.example.com/jwks", "cluster": "idp", "timeout": "1s"},
     "cache_duration": "` + cache + `", "refresh_before": "` + refresh + `", "min_refetch_interval": "30s",
     "backoff": {"base_interval": "1s", "max_interval": "4s"}},
   "claim_to_headers": [{"claim": "sub", "header": "x-user-id"}]}},
@@ -253,7 +253,7 @@ func TestAuthRemoteJWKS(t *testing.T) {
 // auth.wasm and meshplug.wasm.
 func TestAuthExtAuthzRows(t *testing.T) {
 	cfg := func(cluster string) string {
-		return `{"ext_authz": {"http_service": {"cluster": "` + cluster + `", "timeout": "100ms"},
+		return `{"ext_authz": {"http_service": {"cluster": "` + cluster + `", "timeout": "1s"},
   "allowed_request_headers": ["x-tenant", "cookie"], "allowed_upstream_headers": ["x-user", "x-tier"],
   "allowed_client_headers": ["www-authenticate", "x-reason"]},
   "rules": [{"match": {"prefix": "/"}, "requires": ["ext_authz"]}]}`

@@ -23,7 +23,7 @@ import (
 // timeout (default 200 ms); a request refused before the check sends none.
 func TestAuthExtAuthzRequest(t *testing.T) {
 	const full = `{"ext_authz": {"http_service": {"cluster": "authz", "authority": "authz.internal",
-    "path_prefix": "/check", "timeout": "250ms"},
+    "path_prefix": "/check", "timeout": "1500ms"},
   "allowed_request_headers": ["x-tenant", "cookie"], "allowed_upstream_headers": ["x-user"]},
   "rules": [{"match": {"prefix": "/"}, "requires": ["ext_authz"]}]}`
 	const defaults = `{"ext_authz": {"http_service": {"cluster": "authz"}, "allowed_request_headers": ["x-tenant"]},
@@ -48,12 +48,12 @@ func TestAuthExtAuthzRequest(t *testing.T) {
 	}
 	rows := []row{
 		{name: "path_prefix, authority, timeout, an allowed header", step: req("GET", "/orders?id=1", [2]string{"x-tenant", "acme"}),
-			head: pre("GET", "/check/orders?id=1", "authz.internal"), allowed: [][2]string{{"x-tenant", "acme"}}, timeoutMS: 250},
+			head: pre("GET", "/check/orders?id=1", "authz.internal"), allowed: [][2]string{{"x-tenant", "acme"}}, timeoutMS: 1500},
 		{name: "the path in canonical form, case kept, query as sent", step: req("GET", "/Orders/%61b//c?x=%2e&Y=1"),
-			head: pre("GET", "/check/Orders/ab/c?x=%2e&Y=1", "authz.internal"), timeoutMS: 250},
+			head: pre("GET", "/check/Orders/ab/c?x=%2e&Y=1", "authz.internal"), timeoutMS: 1500},
 		{name: "Cookie lines joined, other and identity headers not sent", step: req("POST", "/orders",
 			[2]string{"cookie", "a=1"}, [2]string{"x-other", "no"}, [2]string{"cookie", "b=2; c=3"}, [2]string{"x-user", "mallory"}),
-			head: pre("POST", "/check/orders", "authz.internal"), allowed: [][2]string{{"cookie", "a=1; b=2; c=3"}}, timeoutMS: 250},
+			head: pre("POST", "/check/orders", "authz.internal"), allowed: [][2]string{{"cookie", "a=1; b=2; c=3"}}, timeoutMS: 1500},
 		{name: "a repeated allowed header: refused, no check", step: req("GET", "/orders", [2]string{"x-tenant", "a"}, [2]string{"x-tenant", "b"})},
 		{name: "reconfigure: defaults", step: Step{Reconfigure: &Reconfigure{Config: defaults}}},
 		{name: "defaults: the cluster as authority, the path alone, 200 ms", step: req("DELETE", "/orders/7", [2]string{"x-tenant", "acme"}),
@@ -107,7 +107,7 @@ func TestAuthExtAuthzRequest(t *testing.T) {
 func TestRatelimitGlobalRequest(t *testing.T) {
 	const cluster = "outbound|8081||ratelimit.shop.svc.cluster.local"
 	cfg := `{"mode": "global", "domain": "checkout",
-  "global": {"cluster": "` + cluster + `", "timeout": "50ms"},
+  "global": {"cluster": "` + cluster + `", "timeout": "1s"},
   "rules": [
     {"name": "per-user", "match": {"prefix": "/checkout"}, "descriptors": [{"key": "user", "header": "x-user-id"}],
      "limit": {"requests": 100, "unit": "minute"}, "missing_key": "deny"},
@@ -162,7 +162,7 @@ func TestRatelimitGlobalRequest(t *testing.T) {
 			assert.Equal(t, cluster, c.Cluster, "%s: cluster", r.name)
 			assert.Equal(t, "envoy.service.ratelimit.v3.RateLimitService", c.Service, "%s: service", r.name)
 			assert.Equal(t, "ShouldRateLimit", c.Method, "%s: method", r.name)
-			assert.Equal(t, (50 * time.Millisecond).Milliseconds(), c.TimeoutMS, "%s: timeout", r.name)
+			assert.Equal(t, (time.Second).Milliseconds(), c.TimeoutMS, "%s: timeout", r.name)
 			var m rlsv3.RateLimitRequest
 			if !assert.NoError(t, proto.Unmarshal([]byte(c.Body()), &m), "%s: a RateLimitRequest", r.name) {
 				continue

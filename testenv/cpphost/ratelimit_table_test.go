@@ -202,7 +202,7 @@ func checkRatelimitRow(t *testing.T, row rlTableRow, r Result) {
 func TestRatelimitGlobalPrecheck(t *testing.T) {
 	const cluster = "outbound|8081||ratelimit.shop.svc.cluster.local"
 	cfg := `{"mode": "global", "domain": "checkout", "headers_on_allowed": true,
-  "global": {"cluster": "` + cluster + `", "timeout": "50ms", "local_precheck": true},
+  "global": {"cluster": "` + cluster + `", "timeout": "1s", "local_precheck": true},
   "rules": [{"name": "per-user", "descriptors": [{"key": "user", "header": "x-user-id"}],
      "limit": {"requests": 2, "unit": "minute"}, "missing_key": "deny"}]}`
 	msg := func(m *rlsv3.RateLimitResponse) GrpcAnswer {
