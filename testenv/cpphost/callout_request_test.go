@@ -66,15 +66,10 @@ func TestAuthExtAuthzRequest(t *testing.T) {
 	check := func(t *testing.T, o Outcome) {
 		require.True(t, o.Loaded(), "loads: %+v", o.Loads)
 		for i, r := range rows {
-			cs := o.CalloutsIn(i)
-			if r.head == nil {
-				assert.Empty(t, cs, "%s: no check request", r.name)
+			c, ok := oneCallout(t, &o, i, r.head != nil, r.name)
+			if !ok {
 				continue
 			}
-			if !assert.Len(t, cs, 1, "%s: one check request", r.name) {
-				continue
-			}
-			c := cs[0]
 			assert.Equal(t, "http", c.Kind, r.name)
 			assert.Equal(t, "authz", c.Cluster, "%s: cluster", r.name)
 			assert.Equal(t, r.timeoutMS, c.TimeoutMS, "%s: timeout", r.name)
@@ -149,15 +144,10 @@ func TestRatelimitGlobalRequest(t *testing.T) {
 	check := func(t *testing.T, o Outcome) {
 		require.True(t, o.Loaded(), "loads: %+v", o.Loads)
 		for i, r := range rows {
-			cs := o.CalloutsIn(i)
-			if r.descriptors == nil {
-				assert.Empty(t, cs, "%s: no call", r.name)
+			c, ok := oneCallout(t, &o, i, r.descriptors != nil, r.name)
+			if !ok {
 				continue
 			}
-			if !assert.Len(t, cs, 1, "%s: one call", r.name) {
-				continue
-			}
-			c := cs[0]
 			assert.Equal(t, "grpc", c.Kind, r.name)
 			assert.Equal(t, cluster, c.Cluster, "%s: cluster", r.name)
 			assert.Equal(t, "envoy.service.ratelimit.v3.RateLimitService", c.Service, "%s: service", r.name)
@@ -291,4 +281,20 @@ func TestCalloutLines(t *testing.T) {
 			assert.Equal(t, tc.equal, assert.ObjectsAreEqual(calloutLines(same), calloutLines(tc.got)))
 		})
 	}
+}
+
+// oneCallout returns the one callout step i made when want is true; when want is
+// false it asserts that the step made none. ok is false when there is nothing more to
+// check.
+func oneCallout(t *testing.T, o *Outcome, i int, want bool, name string) (c Callout, ok bool) {
+	t.Helper()
+	cs := o.CalloutsIn(i)
+	if !want {
+		assert.Empty(t, cs, "%s: no callout", name)
+		return Callout{}, false
+	}
+	if !assert.Len(t, cs, 1, "%s: one callout", name) {
+		return Callout{}, false
+	}
+	return cs[0], true
 }
