@@ -9,6 +9,7 @@
 package cpphost
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -16,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -570,11 +572,7 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 				}
 				return
 			case "connect", "reset":
-				hj, ok := w.(http.Hijacker)
-				if !ok {
-					panic("cpphost: no hijacker")
-				}
-				conn, buf, err := hj.Hijack()
+				conn, buf, err := hijack(w)
 				if err != nil {
 					return
 				}
@@ -589,11 +587,7 @@ func RunTestenv(t testing.TB, sc Scenario) Outcome {
 			// driver answers (net/http would sort them and add Date and a sniffed
 			// Content-Type): written on the hijacked connection, which then closes.
 			_, _ = io.Copy(io.Discard, r.Body)
-			hj, ok := w.(http.Hijacker)
-			if !ok {
-				panic("cpphost: no hijacker")
-			}
-			conn, buf, err := hj.Hijack()
+			conn, buf, err := hijack(w)
 			if err != nil {
 				return
 			}
@@ -866,4 +860,14 @@ func waitMetric(t testing.TB, h *testenv.Host, w *MetricAtLeast) {
 	}
 	v, _ := h.Metric(w.Name)
 	t.Fatalf("testenv: metric %s stayed at %d, want at least %d", w.Name, v, w.AtLeast)
+}
+
+// hijack takes over the loopback HTTP/1.1 server's connection, so that an answer is
+// written byte for byte (or the connection dropped) as the scenario says.
+func hijack(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic("cpphost: no hijacker")
+	}
+	return hj.Hijack()
 }
