@@ -829,6 +829,24 @@ public:
     return WasmResult::Ok;
   }
 
+  // newGrpcCall is a pending gRPC call (stream false: odd tokens) or stream (even
+  // tokens) of this context to cluster, its :path the service and method.
+  PendingCall newGrpcCall(const std::string &cluster, std::string_view service_name,
+                          std::string_view method_name, bool stream) {
+    PendingCall c;
+    c.grpc = true;
+    c.stream = stream;
+    auto &next = stream ? env.next_stream_token : env.next_grpc_token;
+    c.token = next;
+    next += 2;
+    c.context_id = id();
+    c.wasm = wasm();
+    c.worker = current_worker;
+    c.cluster = cluster;
+    c.headers.emplace_back(":path", "/" + std::string(service_name) + "/" + std::string(method_name));
+    return c;
+  }
+
   // gRPC calls (unary), answered from the scenario after the current callback. The
   // service is a cluster the scenario answers for (as a raw cluster name: Envoy's
   // Context::grpcCall treats bytes that are not a GrpcService as one); cpp-host's
@@ -841,15 +859,7 @@ public:
     if (!env.grpc_callouts.contains(cluster)) {
       return WasmResult::ParseFailure;
     }
-    PendingCall c;
-    c.grpc = true;
-    c.token = env.next_grpc_token;
-    env.next_grpc_token += 2;
-    c.context_id = id();
-    c.wasm = wasm();
-    c.worker = current_worker;
-    c.cluster = cluster;
-    c.headers.emplace_back(":path", "/" + std::string(service_name) + "/" + std::string(method_name));
+    PendingCall c = newGrpcCall(cluster, service_name, method_name, false);
     c.body = std::string(request);
     *token_ptr = c.token;
     env.calls.push_back(std::move(c));
@@ -867,15 +877,7 @@ public:
     if (!env.grpc_callouts.contains(cluster)) {
       return WasmResult::ParseFailure;
     }
-    PendingCall c;
-    c.grpc = c.stream = true;
-    c.token = env.next_stream_token;
-    env.next_stream_token += 2;
-    c.context_id = id();
-    c.wasm = wasm();
-    c.worker = current_worker;
-    c.cluster = cluster;
-    c.headers.emplace_back(":path", "/" + std::string(service_name) + "/" + std::string(method_name));
+    PendingCall c = newGrpcCall(cluster, service_name, method_name, true);
     *token_ptr = c.token;
     env.calls.push_back(std::move(c));
     recordSent({{"kind", "grpc_stream"}, {"cluster", cluster}, {"service", std::string(service_name)},
